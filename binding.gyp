@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "noatun_mmap",
+      "sources": ["native/mmap.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra"]
+    }
+  ]
+}

@@ -1,0 +1,117 @@
+/**
+ * Errors raised by Noatun. Every error is a {@link NoatunError} with a stable `code` string that
+ * callers and tests match on; subclasses carry the data of their condition.
+ *
+ * This module sits below every layer (view, core, net) so that all of them throw the same family.
+ */
+
+/** The stable codes of every error Noatun raises. Retired codes are never reused. */
+export const ErrorCode = {
+  /** A file's header is damaged, foreign, or of an unknown format version. */
+  CORRUPT_FILE: 'CORRUPT_FILE',
+  /** A stored view or log was made for a different schema. */
+  SCHEMA_MISMATCH: 'SCHEMA_MISMATCH',
+  /** A schema definition is malformed (reserved field names, bad key types, ...). */
+  SCHEMA_INVALID: 'SCHEMA_INVALID',
+  /** An opaque datum was read inside `apply`, where it would be an untracked dependency. */
+  OPAQUE_READ_IN_APPLY: 'OPAQUE_READ_IN_APPLY',
+  /** An accessor was used after the callback that produced it returned. */
+  VIEW_ACCESS_OUTSIDE_SESSION: 'VIEW_ACCESS_OUTSIDE_SESSION',
+  /** A write was attempted in a read-only session (`db.read`, `preview`'s query). */
+  VIEW_READ_ONLY: 'VIEW_READ_ONLY',
+  /** A value does not fit the schema type it is assigned to. */
+  VALUE_INVALID: 'VALUE_INVALID',
+  /** A list index outside `[0, length)`. */
+  INDEX_OUT_OF_RANGE: 'INDEX_OUT_OF_RANGE',
+  /** The view would grow past its reserved address space (`maxViewBytes`). */
+  VIEW_FULL: 'VIEW_FULL',
+  /** A system call failed (open, ftruncate, mmap, msync, ...). */
+  SYSTEM_CALL_FAILED: 'SYSTEM_CALL_FAILED',
+  /** A session was opened while another one is running (sessions do not nest). */
+  SESSION_NESTED: 'SESSION_NESTED',
+  /** The object was used after `close()`. */
+  CLOSED: 'CLOSED',
+  /** Bytes from disk or the wire do not decode (bad length, version, checksum, ...). */
+  BAD_FRAME: 'BAD_FRAME',
+  /** An envelope's id does not match its content hash. */
+  FORGED_ID: 'FORGED_ID',
+  /** An argument is malformed (bad id string, bad option, ...). */
+  INVALID_ARGUMENT: 'INVALID_ARGUMENT',
+  /** The database directory is locked by another process or another open Database. */
+  DATABASE_LOCKED: 'DATABASE_LOCKED',
+  /** An internal invariant does not hold: a bug in Noatun. */
+  INTERNAL: 'INTERNAL',
+} as const;
+
+/** One of the values of {@link ErrorCode}. */
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** The base class of every error Noatun throws. Match on {@link NoatunError.code}. */
+export class NoatunError extends Error {
+  /** The stable machine-readable code of this condition. */
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A file is damaged, foreign or of an unknown format. */
+export class CorruptFileError extends NoatunError {
+  /** The file that was refused. */
+  readonly path: string;
+  /** The byte offset where the damage was seen, when known. */
+  readonly offset: number | undefined;
+
+  constructor(path: string, reason: string, offset?: number) {
+    super(ErrorCode.CORRUPT_FILE, `${path}: ${reason}${offset === undefined ? '' : ` (at byte ${offset})`}`);
+    this.path = path;
+    this.offset = offset;
+  }
+}
+
+/** A stored file was made for another schema than the one given now. */
+export class SchemaMismatchError extends NoatunError {
+  readonly path: string;
+  readonly expected: string;
+  readonly found: string;
+
+  constructor(path: string, expected: string, found: string) {
+    super(ErrorCode.SCHEMA_MISMATCH, `${path}: made for schema ${found}, opened with schema ${expected}`);
+    this.path = path;
+    this.expected = expected;
+    this.found = found;
+  }
+}
+
+/** A system call failed; carries the call's name and the errno. */
+export class SystemCallError extends NoatunError {
+  readonly syscall: string;
+  readonly errno: number;
+  readonly path: string | undefined;
+
+  constructor(syscall: string, errno: number, detail: string, path?: string, options?: ErrorOptions) {
+    super(
+      ErrorCode.SYSTEM_CALL_FAILED,
+      `${syscall} failed${path === undefined ? '' : ` on ${path}`}: ${detail} (errno ${errno})`,
+      options,
+    );
+    this.syscall = syscall;
+    this.errno = errno;
+    this.path = path;
+  }
+}
+
+/** A value that does not fit its schema type. */
+export class ValueError extends NoatunError {
+  constructor(message: string) {
+    super(ErrorCode.VALUE_INVALID, message);
+  }
+}
+
+/** Throws an {@link ErrorCode.INTERNAL} error when an invariant does not hold. */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new NoatunError(ErrorCode.INTERNAL, `invariant violated: ${message}`);
+}

@@ -1,0 +1,541 @@
+/**
+ * The arena: the view file as typed arrays, a bump allocator, journaled writes, tracked reads and
+ * writes, and sessions.
+ *
+ * Layout. The file starts with a {@link VIEW_HEADER_BYTES}-byte header, then bump-allocated
+ * blocks. Everything is addressed by 32-bit *word* indices (4-byte units), so one word pointer
+ * reaches 16 GiB; blocks are 8-byte aligned so that float64 and 64-bit integer values index their
+ * typed arrays at `word >> 1`. Words are little-endian (typed arrays read them directly).
+ *
+ * Undo. Every write below the allocation top as it was at the last event mark is journaled
+ * first; memory allocated after the mark needs no journaling, because rewinding the allocation
+ * top zero-fills it. Rewinding the journal to a mark therefore restores the arena byte for byte.
+ *
+ * Sessions. Accessors remember the session they were made in and check it on every access, so an
+ * accessor kept past its callback throws instead of reading memory that may since have been
+ * rewound, grown or unmapped.
+ */
+import { CorruptFileError, ErrorCode, NoatunError, SchemaMismatchError } from '../errors.js';
+import { INITIAL_FILE_BYTES, VIEW_HEADER_BYTES, WORD_BYTES } from './constants.js';
+import { type JournalMark, JournalTag, type UndoJournal } from './journal.js';
+import { MappedFile } from './mapped-file.js';
+import type { Ordinal, TrackingContext } from './tracking.js';
+
+/** A word index into the arena. */
+export type WordOffset = number;
+
+const MAGIC0 = 0x4e54414e; // bytes "NATNVEW1"
+const MAGIC1 = 0x31574556;
+/** Version of the view file format; bump when the layout of any type changes. */
+export const VIEW_FORMAT_VERSION = 1;
+
+/** Word indices of the header fields. */
+export const Header = {
+  MAGIC0: 0,
+  MAGIC1: 1,
+  VERSION: 2,
+  FLAGS: 3,
+  /** 4 words: the first 16 bytes of the schema hash. */
+  SCHEMA_HASH: 4,
+  LAST_APPLIED: 8,
+  ROOT: 9,
+  TOP: 10,
+  /** 16 words (64 bytes) the engine may use for its own roots; not journaled. */
+  ENGINE: 16,
+  ENGINE_WORDS: 16,
+} as const;
+
+/** Header flag bits. */
+export const HeaderFlag = {
+  /** Set while the view may not match its last applied ordinal (writes in progress). */
+  DIRTY: 1,
+} as const;
+
+export const HEADER_WORDS = VIEW_HEADER_BYTES / WORD_BYTES;
+
+/** Options of {@link Arena.open}. */
+export interface ArenaOptions {
+  readonly path: string;
+  readonly reserveBytes: number;
+  /** 16 bytes identifying the schema; a file made for another schema is refused. */
+  readonly schemaHash: Uint8Array;
+  /** Words of the root object, allocated (zeroed) when the file is new. */
+  readonly rootWords: number;
+  readonly journal: UndoJournal;
+}
+
+/** The memory of a view. Used by the generated accessors and by the engine's bookkeeping. */
+export class Arena {
+  readonly file: MappedFile;
+  readonly journal: UndoJournal;
+  /** True when the file was created by this open (the root is freshly zeroed). */
+  readonly created: boolean;
+  u8: Uint8Array;
+  u32: Uint32Array;
+  i32: Int32Array;
+  f64: Float64Array;
+  u64: BigUint64Array;
+  i64: BigInt64Array;
+  /** A Buffer over the same memory, for UTF-8 encoding and decoding in place. */
+  buf: Buffer;
+  /** Words currently in the file. */
+  capacity: number;
+  /** Allocation top (word index): everything at or above it is zero. */
+  top: number;
+  /** Writes below this word are journaled: the top at the last mark. */
+  floor: number;
+  #topRecorded: boolean;
+  /** Current session number; accessors compare theirs against it. */
+  session: number;
+  /** True while a session runs. */
+  active: boolean;
+  /** The running event's tracking context, or null outside apply (read-only). */
+  ctx: TrackingContext | null;
+  /** While true (inside an opaque list's push), every write is reported as opaque. */
+  opaqueWrites: boolean;
+
+  private constructor(file: MappedFile, journal: UndoJournal) {
+    this.file = file;
+    this.journal = journal;
+    this.created = file.created;
+    this.u8 = new Uint8Array(0);
+    this.u32 = new Uint32Array(0);
+    this.i32 = new Int32Array(0);
+    this.f64 = new Float64Array(0);
+    this.u64 = new BigUint64Array(0);
+    this.i64 = new BigInt64Array(0);
+    this.buf = Buffer.alloc(0);
+    this.capacity = 0;
+    this.top = 0;
+    this.floor = 0;
+    this.#topRecorded = false;
+    this.session = 1;
+    this.active = false;
+    this.ctx = null;
+    this.opaqueWrites = false;
+    this.#remap();
+  }
+
+  /**
+   * Opens or creates a view file. A new file gets a header and a zeroed root object; an existing
+   * one is checked: foreign or damaged headers throw `CORRUPT_FILE`, another schema's file
+   * throws `SCHEMA_MISMATCH`.
+   */
+  static open(options: ArenaOptions): Arena {
+    const file = MappedFile.open(options.path, { reserveBytes: options.reserveBytes, initialBytes: INITIAL_FILE_BYTES });
+    const arena = new Arena(file, options.journal);
+    try {
+      if (file.created) arena.#initialize(options);
+      else arena.#validate(options);
+    } catch (error) {
+      file.close();
+      throw error;
+    }
+    arena.floor = arena.top;
+    return arena;
+  }
+
+  #initialize(options: ArenaOptions): void {
+    const u32 = this.u32;
+    u32[Header.MAGIC0] = MAGIC0;
+    u32[Header.MAGIC1] = MAGIC1;
+    u32[Header.VERSION] = VIEW_FORMAT_VERSION;
+    u32[Header.FLAGS] = 0;
+    this.u8.set(options.schemaHash.subarray(0, 16), Header.SCHEMA_HASH * WORD_BYTES);
+    this.top = HEADER_WORDS;
+    const root = this.top;
+    this.top += (options.rootWords + 1) & ~1;
+    if (this.top > this.capacity) this.#growTo(this.top);
+    this.u32[Header.ROOT] = root;
+    this.u32[Header.TOP] = this.top;
+  }
+
+  #validate(options: ArenaOptions): void {
+    const path = this.file.path;
+    const u32 = this.u32;
+    if (this.file.byteLength < VIEW_HEADER_BYTES || u32[Header.MAGIC0] !== MAGIC0 || u32[Header.MAGIC1] !== MAGIC1) {
+      throw new CorruptFileError(path, 'not a Noatun view file (bad magic)', 0);
+    }
+    if (u32[Header.VERSION] !== VIEW_FORMAT_VERSION) {
+      throw new CorruptFileError(path, `unknown view format version ${u32[Header.VERSION]}`, Header.VERSION * WORD_BYTES);
+    }
+    const stored = this.u8.subarray(Header.SCHEMA_HASH * WORD_BYTES, Header.SCHEMA_HASH * WORD_BYTES + 16);
+    if (!equalBytes(stored, options.schemaHash.subarray(0, 16))) {
+      throw new SchemaMismatchError(path, hex(options.schemaHash.subarray(0, 16)), hex(stored));
+    }
+    const top = u32[Header.TOP]!;
+    const root = u32[Header.ROOT]!;
+    if (top < HEADER_WORDS || top > this.capacity || (top & 1) !== 0) {
+      throw new CorruptFileError(path, `allocation top ${top} outside the file`, Header.TOP * WORD_BYTES);
+    }
+    if (root !== HEADER_WORDS || root + options.rootWords > top) {
+      throw new CorruptFileError(path, `root object at word ${root} is invalid`, Header.ROOT * WORD_BYTES);
+    }
+    this.top = top;
+  }
+
+  /** Word index of the root object. */
+  get root(): WordOffset {
+    return this.u32[Header.ROOT]!;
+  }
+
+  /** The ordinal of the last event the view reflects (engine-maintained, not journaled). */
+  get lastApplied(): number {
+    return this.u32[Header.LAST_APPLIED]!;
+  }
+
+  set lastApplied(ordinal: number) {
+    this.u32[Header.LAST_APPLIED] = ordinal;
+  }
+
+  /** Header flags ({@link HeaderFlag}); not journaled. */
+  get flags(): number {
+    return this.u32[Header.FLAGS]!;
+  }
+
+  set flags(value: number) {
+    this.u32[Header.FLAGS] = value;
+  }
+
+  /** Bytes in use (header plus allocated blocks). */
+  get usedBytes(): number {
+    return this.top * WORD_BYTES;
+  }
+
+  // ---------------------------------------------------------------- sessions
+
+  /**
+   * Starts a session. With a tracking context the session may write (an event's apply); without
+   * one it is read-only. Sessions do not nest.
+   */
+  begin(ctx: TrackingContext | null): number {
+    if (this.file.closed) throw new NoatunError(ErrorCode.CLOSED, 'the view is closed');
+    if (this.active) {
+      throw new NoatunError(ErrorCode.SESSION_NESTED, 'a view session is already running (read/apply callbacks do not nest)');
+    }
+    this.active = true;
+    this.ctx = ctx;
+    return ++this.session;
+  }
+
+  /** Ends the session: every accessor made in it becomes unusable. */
+  end(): void {
+    this.active = false;
+    this.ctx = null;
+    this.session++;
+  }
+
+  /** Throws the error for an accessor used outside its session. */
+  stale(): never {
+    throw new NoatunError(
+      ErrorCode.VIEW_ACCESS_OUTSIDE_SESSION,
+      'a view accessor was used after the callback that produced it returned; copy values out (export()) instead',
+    );
+  }
+
+  // ---------------------------------------------------------------- tracking
+
+  /** Reports a read of the datum whose tracker is at word `tw` (inside apply only). */
+  read(tw: WordOffset): void {
+    const ctx = this.ctx;
+    if (ctx !== null) {
+      const owner = this.u32[tw]!;
+      if (owner !== ctx.ordinal) ctx.onRead(owner as Ordinal);
+    }
+  }
+
+  /** Throws unless the session may write; returns the tracking context. */
+  writer(): TrackingContext {
+    const ctx = this.ctx;
+    if (ctx === null) {
+      if (!this.active) this.stale();
+      throw new NoatunError(ErrorCode.VIEW_READ_ONLY, 'the view can only be changed inside apply');
+    }
+    return ctx;
+  }
+
+  /** Makes the running event the owner of the tracker at `tw`, reporting the previous owner. */
+  own(tw: WordOffset, opaque: boolean): void {
+    const ctx = this.writer();
+    const previous = this.u32[tw]!;
+    if (previous !== ctx.ordinal) {
+      ctx.onWrite(previous as Ordinal, opaque || this.opaqueWrites);
+      this.j1(tw);
+      this.u32[tw] = ctx.ordinal;
+    }
+  }
+
+  /** Releases the tracker at `tw` (the datum is destroyed) and clears it. */
+  release(tw: WordOffset): void {
+    const ctx = this.writer();
+    const previous = this.u32[tw]!;
+    ctx.onDestroy(previous as Ordinal);
+    if (previous !== 0) {
+      this.j1(tw);
+      this.u32[tw] = 0;
+    }
+  }
+
+  /** Throws `OPAQUE_READ_IN_APPLY` inside apply. */
+  opaqueRead(): void {
+    if (this.ctx !== null) {
+      throw new NoatunError(
+        ErrorCode.OPAQUE_READ_IN_APPLY,
+        'opaque data cannot be read inside apply (it is never a read dependency); read it in db.read()',
+      );
+    }
+  }
+
+  // ---------------------------------------------------------------- journaled writes
+
+  /** Journals word `w` before it is overwritten. */
+  j1(w: WordOffset): void {
+    if (w < this.floor) {
+      const journal = this.journal;
+      if (journal.end + 3 > journal.capacity) journal.reserve(3);
+      const j = journal.words;
+      const e = journal.end;
+      j[e] = this.u32[w]!;
+      j[e + 1] = w;
+      j[e + 2] = JournalTag.SET1;
+      journal.end = e + 3;
+    }
+  }
+
+  /** Journals words `w` and `w + 1` before they are overwritten. */
+  j2(w: WordOffset): void {
+    if (w < this.floor) {
+      const journal = this.journal;
+      if (journal.end + 4 > journal.capacity) journal.reserve(4);
+      const j = journal.words;
+      const e = journal.end;
+      const u32 = this.u32;
+      j[e] = u32[w]!;
+      j[e + 1] = u32[w + 1]!;
+      j[e + 2] = w;
+      j[e + 3] = JournalTag.SET2;
+      journal.end = e + 4;
+    }
+  }
+
+  /** Journals `n` words from `w` before they are overwritten. */
+  jn(w: WordOffset, n: number): void {
+    if (n === 0 || w >= this.floor) return;
+    const journal = this.journal;
+    journal.reserve(n + 3);
+    const j = journal.words;
+    const e = journal.end;
+    j.set(this.u32.subarray(w, w + n), e);
+    j[e + n] = w;
+    j[e + n + 1] = n;
+    j[e + n + 2] = JournalTag.SETN;
+    journal.end = e + n + 3;
+  }
+
+  /** Writes word `w` with journaling. */
+  set32(w: WordOffset, value: number): void {
+    this.j1(w);
+    this.u32[w] = value;
+  }
+
+  /** Zeroes `n` words from `w` with journaling. */
+  zero(w: WordOffset, n: number): void {
+    this.jn(w, n);
+    this.u32.fill(0, w, w + n);
+  }
+
+  /** Copies `n` words from `from` to `to` with journaling of the destination. */
+  copyWords(to: WordOffset, from: WordOffset, n: number): void {
+    this.jn(to, n);
+    this.u32.copyWithin(to, from, from + n);
+  }
+
+  /**
+   * Allocates `words` zeroed words, 8-byte aligned. Typed arrays may be re-created: reload
+   * `this.u32` etc. after calling.
+   */
+  alloc(words: number): WordOffset {
+    const at = this.top;
+    const next = at + ((words + 1) & ~1);
+    if (next > this.capacity) this.#growTo(next);
+    if (!this.#topRecorded) {
+      const journal = this.journal;
+      journal.reserve(2);
+      journal.words[journal.end] = at;
+      journal.words[journal.end + 1] = JournalTag.TOP;
+      journal.end += 2;
+      this.#topRecorded = true;
+    }
+    this.top = next;
+    this.u32[Header.TOP] = next;
+    return at;
+  }
+
+  // ---------------------------------------------------------------- undo
+
+  /**
+   * Marks the start of an event: the returned position is what {@link rewindTo} takes to undo
+   * the event and everything after it. The ordinal is recorded so the journal can be searched.
+   */
+  mark(ordinal: number): JournalMark {
+    const journal = this.journal;
+    const position = journal.position;
+    journal.reserve(2);
+    journal.words[journal.end] = ordinal;
+    journal.words[journal.end + 1] = JournalTag.MARK;
+    journal.end += 2;
+    journal.persist();
+    this.floor = this.top;
+    this.#topRecorded = false;
+    return position;
+  }
+
+  /** The journal's current end: a mark with no event behind it. */
+  get position(): JournalMark {
+    return this.journal.position;
+  }
+
+  /**
+   * Restores the arena to exactly what it was at `mark`, undoing every journaled write,
+   * allocation and tracker change made since.
+   */
+  rewindTo(mark: JournalMark): void {
+    const journal = this.journal;
+    const target = journal.physical(mark);
+    if (target < journal.start || target > journal.end) {
+      throw new NoatunError(
+        ErrorCode.INTERNAL,
+        `cannot rewind to journal position ${mark}: history is kept from ${journal.oldest} to ${journal.position}`,
+      );
+    }
+    const j = journal.words;
+    const u32 = this.u32;
+    let e = journal.end;
+    while (e > target) {
+      switch (j[e - 1]) {
+        case JournalTag.SET1:
+          u32[j[e - 2]!] = j[e - 3]!;
+          e -= 3;
+          break;
+        case JournalTag.SET2: {
+          const w = j[e - 2]!;
+          u32[w] = j[e - 4]!;
+          u32[w + 1] = j[e - 3]!;
+          e -= 4;
+          break;
+        }
+        case JournalTag.SETN: {
+          const n = j[e - 2]!;
+          const w = j[e - 3]!;
+          const from = e - 3 - n;
+          u32.set(j.subarray(from, from + n), w);
+          e = from;
+          break;
+        }
+        case JournalTag.TOP: {
+          const old = j[e - 2]!;
+          u32.fill(0, old, this.top);
+          this.top = old;
+          u32[Header.TOP] = old;
+          e -= 2;
+          break;
+        }
+        case JournalTag.MARK:
+          e -= 2;
+          break;
+        default:
+          throw new CorruptFileError(journal.file.path, `unknown journal entry tag ${j[e - 1]}`, (e - 1) * WORD_BYTES);
+      }
+    }
+    if (e !== target) {
+      throw new NoatunError(ErrorCode.INTERNAL, `journal position ${mark} is not an entry boundary`);
+    }
+    journal.end = e;
+    journal.persist();
+    this.floor = this.top;
+    this.#topRecorded = false;
+  }
+
+  /**
+   * The position of the mark recorded for `ordinal` (searching back from the end), or -1 when
+   * that mark is no longer (or was never) in the journal.
+   */
+  findMark(ordinal: number): JournalMark | -1 {
+    const journal = this.journal;
+    const j = journal.words;
+    let e = journal.end;
+    while (e > journal.start) {
+      const tag = j[e - 1];
+      if (tag === JournalTag.MARK) {
+        if (j[e - 2] === ordinal) return (e - 2 - journal.start + journal.oldest) as JournalMark;
+        e -= 2;
+      } else if (tag === JournalTag.SET1) e -= 3;
+      else if (tag === JournalTag.SET2) e -= 4;
+      else if (tag === JournalTag.SETN) e -= j[e - 2]! + 3;
+      else if (tag === JournalTag.TOP) e -= 2;
+      else return -1;
+    }
+    return -1;
+  }
+
+  /** Drops undo history before `mark` (see {@link UndoJournal.truncateBefore}). */
+  truncateBefore(mark: JournalMark): void {
+    this.journal.truncateBefore(mark);
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /** Flushes the view file to disk (msync). */
+  sync(): void {
+    this.file.sync(0, this.top * WORD_BYTES);
+  }
+
+  /** Unmaps the file; every accessor and typed array becomes unusable. Idempotent. */
+  close(): void {
+    if (this.file.closed) return;
+    this.active = false;
+    this.ctx = null;
+    this.session++;
+    this.file.close();
+    this.#remapEmpty();
+  }
+
+  #growTo(words: number): void {
+    this.file.grow(words * WORD_BYTES);
+    this.#remap();
+  }
+
+  #remap(): void {
+    const buffer = this.file.buffer;
+    const bytes = this.file.byteLength;
+    this.capacity = bytes / WORD_BYTES;
+    this.u8 = new Uint8Array(buffer, 0, bytes);
+    this.u32 = new Uint32Array(buffer, 0, this.capacity);
+    this.i32 = new Int32Array(buffer, 0, this.capacity);
+    this.f64 = new Float64Array(buffer, 0, bytes / 8);
+    this.u64 = new BigUint64Array(buffer, 0, bytes / 8);
+    this.i64 = new BigInt64Array(buffer, 0, bytes / 8);
+    this.buf = Buffer.from(buffer, 0, bytes);
+  }
+
+  #remapEmpty(): void {
+    this.capacity = 0;
+    this.u8 = new Uint8Array(0);
+    this.u32 = new Uint32Array(0);
+    this.i32 = new Int32Array(0);
+    this.f64 = new Float64Array(0);
+    this.u64 = new BigUint64Array(0);
+    this.i64 = new BigInt64Array(0);
+    this.buf = Buffer.alloc(0);
+  }
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString('hex');
+}

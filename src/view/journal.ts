@@ -1,0 +1,190 @@
+/**
+ * The undo journal: an append-only stack of what each write in the view overwrote, in its own
+ * memory-mapped file (`journal.bin`), so that the view can be rewound to the state before any
+ * recent event, also after a restart.
+ *
+ * Entries are runs of 32-bit words, read backwards: the last word of an entry is its tag.
+ *
+ * | entry            | words (in file order)              | tag |
+ * |------------------|------------------------------------|-----|
+ * | one word         | old, word                          | 1   |
+ * | two words        | old0, old1, word                   | 2   |
+ * | n words          | old0 … old(n-1), word, n           | 3   |
+ * | allocation top   | oldTop                             | 4   |
+ * | event mark       | ordinal                            | 5   |
+ *
+ * Positions ({@link JournalMark}) are logical word counts since the journal was created, so they
+ * stay valid when old history is dropped by {@link UndoJournal.truncateBefore}.
+ */
+import { CorruptFileError, ErrorCode, NoatunError } from '../errors.js';
+import { INITIAL_FILE_BYTES, JOURNAL_HEADER_BYTES, WORD_BYTES } from './constants.js';
+import { MappedFile } from './mapped-file.js';
+
+/** A position in the journal, as returned by `mark()`; rewinding to it undoes everything after. */
+export type JournalMark = number & { readonly __brand: 'JournalMark' };
+
+/** Entry tags; numbers are part of the file format and never reused. */
+export const JournalTag = {
+  SET1: 1,
+  SET2: 2,
+  SETN: 3,
+  TOP: 4,
+  MARK: 5,
+} as const;
+
+const MAGIC0 = 0x4e54414e; // "NATN" little-endian words spell "NATNJRN1"
+const MAGIC1 = 0x314e524a;
+const FORMAT_VERSION = 1;
+const HEADER_WORDS = JOURNAL_HEADER_BYTES / WORD_BYTES;
+// Header word indices. Positions are stored as float64 (exact up to 2^53 words).
+const H_MAGIC0 = 0;
+const H_MAGIC1 = 1;
+const H_VERSION = 2;
+const H_DROPPED_F64 = 2; // float64 index: bytes 16..24
+const H_START_F64 = 3; // bytes 24..32
+const H_END_F64 = 4; // bytes 32..40
+
+/** The undo journal's storage. The arena appends and pops entries through {@link words}. */
+export class UndoJournal {
+  readonly file: MappedFile;
+  /** The file as words; re-created on growth. Entries start at word {@link HEADER_WORDS}. */
+  words: Uint32Array;
+  #f64: Float64Array;
+  /** Physical word index one past the last entry. */
+  end: number;
+  /** Physical word index of the first entry still kept. */
+  start: number;
+  /** Words dropped from the front by compaction (logical = physical - HEADER_WORDS + dropped). */
+  dropped: number;
+  /** Physical capacity in words. */
+  capacity: number;
+
+  constructor(path: string, reserveBytes: number) {
+    this.file = MappedFile.open(path, { reserveBytes, initialBytes: INITIAL_FILE_BYTES });
+    this.words = new Uint32Array(0);
+    this.#f64 = new Float64Array(0);
+    this.capacity = 0;
+    this.#remap();
+    if (this.file.created) {
+      this.words[H_MAGIC0] = MAGIC0;
+      this.words[H_MAGIC1] = MAGIC1;
+      this.words[H_VERSION] = FORMAT_VERSION;
+      this.dropped = 0;
+      this.start = HEADER_WORDS;
+      this.end = HEADER_WORDS;
+      this.persist();
+    } else {
+      if (this.file.byteLength < JOURNAL_HEADER_BYTES || this.words[H_MAGIC0] !== MAGIC0 || this.words[H_MAGIC1] !== MAGIC1) {
+        this.file.close();
+        throw new CorruptFileError(path, 'not a Noatun undo journal (bad magic)', 0);
+      }
+      if (this.words[H_VERSION] !== FORMAT_VERSION) {
+        this.file.close();
+        throw new CorruptFileError(path, `unknown journal format version ${this.words[H_VERSION]}`, 8);
+      }
+      this.dropped = this.#f64[H_DROPPED_F64]!;
+      this.start = this.#f64[H_START_F64]!;
+      this.end = this.#f64[H_END_F64]!;
+      if (
+        !Number.isSafeInteger(this.dropped) ||
+        this.dropped < 0 ||
+        !(this.start >= HEADER_WORDS && this.start <= this.end && this.end <= this.capacity)
+      ) {
+        this.file.close();
+        throw new CorruptFileError(path, 'journal positions out of range', 16);
+      }
+    }
+  }
+
+  /** Logical position of the end of the journal. */
+  get position(): JournalMark {
+    return (this.end - HEADER_WORDS + this.dropped) as JournalMark;
+  }
+
+  /** Logical position of the oldest entry still kept; rewinding before it is impossible. */
+  get oldest(): JournalMark {
+    return (this.start - HEADER_WORDS + this.dropped) as JournalMark;
+  }
+
+  /** Physical index of a logical position. */
+  physical(mark: JournalMark): number {
+    return mark - this.dropped + HEADER_WORDS;
+  }
+
+  /** Bytes of history kept. */
+  get byteLength(): number {
+    return (this.end - this.start) * WORD_BYTES;
+  }
+
+  /** Makes room for `words` more words at the end. */
+  reserve(words: number): void {
+    if (this.end + words <= this.capacity) return;
+    if (this.start - HEADER_WORDS > (this.end - this.start)) {
+      this.#compact();
+      if (this.end + words <= this.capacity) return;
+    }
+    this.file.grow((this.end + words) * WORD_BYTES);
+    this.#remap();
+  }
+
+  /** Writes the positions to the header (done at event marks and on close). */
+  persist(): void {
+    this.#f64[H_DROPPED_F64] = this.dropped;
+    this.#f64[H_START_F64] = this.start;
+    this.#f64[H_END_F64] = this.end;
+  }
+
+  /**
+   * Forgets the history before `mark`: the view can no longer be rewound past it. Space is
+   * reclaimed by moving the kept entries to the front when that halves the file's use.
+   */
+  truncateBefore(mark: JournalMark): void {
+    const physical = this.physical(mark);
+    if (physical <= this.start) return;
+    if (physical > this.end) {
+      throw new NoatunError(ErrorCode.INTERNAL, `journal truncation past its end (${mark} > ${this.position})`);
+    }
+    this.start = physical;
+    if (this.start - HEADER_WORDS >= this.end - this.start) this.#compact();
+    this.persist();
+  }
+
+  /** Forgets all history (after a rebuild). */
+  clear(): void {
+    this.dropped += this.end - HEADER_WORDS;
+    this.start = HEADER_WORDS;
+    this.end = HEADER_WORDS;
+    this.persist();
+  }
+
+  /** Flushes the journal to disk. */
+  sync(): void {
+    this.persist();
+    this.file.sync(0, this.end * WORD_BYTES);
+  }
+
+  close(): void {
+    if (this.file.closed) return;
+    this.persist();
+    this.file.close();
+    this.words = new Uint32Array(0);
+  }
+
+  #compact(): void {
+    const shift = this.start - HEADER_WORDS;
+    if (shift === 0) return;
+    this.words.copyWithin(HEADER_WORDS, this.start, this.end);
+    this.words.fill(0, this.end - shift, this.end);
+    this.dropped += shift;
+    this.start -= shift;
+    this.end -= shift;
+    this.persist();
+  }
+
+  #remap(): void {
+    const buffer = this.file.buffer;
+    this.capacity = this.file.byteLength / WORD_BYTES;
+    this.words = new Uint32Array(buffer, 0, this.capacity);
+    this.#f64 = new Float64Array(buffer, 0, HEADER_WORDS / 2);
+  }
+}

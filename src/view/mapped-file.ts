@@ -1,0 +1,205 @@
+/**
+ * A file mapped shared and read-write into this process, with address space reserved beyond its
+ * end so that it can grow in place (ftruncate) without remapping. Used for the view arena and the
+ * undo journal.
+ *
+ * Safety rule: touching a mapped page past the end of the file kills the process (SIGBUS). So the
+ * mapping's ArrayBuffer is never handed out whole: callers get typed arrays sized to the current
+ * file length ({@link MappedFile.byteLength}), and must re-create them after {@link MappedFile.grow}.
+ */
+import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
+import { ErrorCode, NoatunError, SystemCallError } from '../errors.js';
+import { PAGE_BYTES } from './constants.js';
+
+interface NativeMmap {
+  map(fd: number, length: number, writable: boolean): ArrayBuffer;
+  unmap(buffer: ArrayBuffer): void;
+  sync(buffer: ArrayBuffer, offset: number, length: number): void;
+  advise(buffer: ArrayBuffer, advice: number): void;
+}
+
+let native: NativeMmap | undefined;
+
+function loadNative(): NativeMmap {
+  if (native === undefined) {
+    const require = createRequire(import.meta.url);
+    try {
+      native = require('../../build/Release/noatun_mmap.node') as NativeMmap;
+    } catch (cause) {
+      throw new NoatunError(
+        ErrorCode.SYSTEM_CALL_FAILED,
+        'the native memory-map addon is not built: run `npm install` (or `npm run build:native`)',
+        { cause },
+      );
+    }
+  }
+  return native;
+}
+
+/** `madvise` advice values (Linux). */
+export const Advice = {
+  NORMAL: 0,
+  RANDOM: 1,
+  SEQUENTIAL: 2,
+  WILLNEED: 3,
+} as const;
+
+function fromSystemError(error: unknown, syscall: string, path: string): NoatunError {
+  const e = error as { errno?: number; code?: string; syscall?: string; message?: string };
+  const errno = typeof e.errno === 'number' ? Math.abs(e.errno) : 0;
+  return new SystemCallError(e.syscall ?? syscall, errno, e.code ?? e.message ?? 'unknown error', path, {
+    cause: error,
+  });
+}
+
+/** Options of {@link MappedFile.open}. */
+export interface MappedFileOptions {
+  /** Bytes of address space to reserve; the file can never grow past this. */
+  readonly reserveBytes: number;
+  /** Length of a newly created file (rounded up to a page). */
+  readonly initialBytes: number;
+}
+
+/** A shared read-write memory map of one file. */
+export class MappedFile {
+  /** The path the file was opened at. */
+  readonly path: string;
+  /** Bytes of address space reserved for the file. */
+  readonly reserveBytes: number;
+  /** True when the file did not exist (or was empty) and was created by this open. */
+  readonly created: boolean;
+  #fd: number;
+  #buffer: ArrayBuffer;
+  #byteLength: number;
+
+  private constructor(path: string, fd: number, buffer: ArrayBuffer, byteLength: number, reserveBytes: number, created: boolean) {
+    this.path = path;
+    this.#fd = fd;
+    this.#buffer = buffer;
+    this.#byteLength = byteLength;
+    this.reserveBytes = reserveBytes;
+    this.created = created;
+  }
+
+  /**
+   * Opens (creating if missing) and maps `path`. A new or empty file is extended to
+   * `initialBytes` of zeros.
+   */
+  static open(path: string, options: MappedFileOptions): MappedFile {
+    const reserveBytes = roundUpToPage(options.reserveBytes);
+    let fd: number;
+    try {
+      fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+    } catch (error) {
+      throw fromSystemError(error, 'open', path);
+    }
+    try {
+      let size = fs.fstatSync(fd).size;
+      const created = size === 0;
+      if (created) {
+        size = roundUpToPage(Math.max(options.initialBytes, PAGE_BYTES));
+        fs.ftruncateSync(fd, size);
+      }
+      if (size > reserveBytes) {
+        throw new NoatunError(
+          ErrorCode.VIEW_FULL,
+          `${path} is ${size} bytes, larger than the ${reserveBytes} bytes reserved for it (raise maxViewBytes)`,
+        );
+      }
+      let buffer: ArrayBuffer;
+      try {
+        buffer = loadNative().map(fd, reserveBytes, true);
+      } catch (error) {
+        if (error instanceof NoatunError) throw error;
+        throw fromSystemError(error, 'mmap', path);
+      }
+      return new MappedFile(path, fd, buffer, size, reserveBytes, created);
+    } catch (error) {
+      fs.closeSync(fd);
+      if (error instanceof NoatunError) throw error;
+      throw fromSystemError(error, 'ftruncate', path);
+    }
+  }
+
+  /** Current length of the file in bytes: the only part of the mapping that may be touched. */
+  get byteLength(): number {
+    return this.#byteLength;
+  }
+
+  /**
+   * The mapping's ArrayBuffer. Only its first {@link byteLength} bytes may be accessed: build
+   * typed arrays with an explicit length, and rebuild them after {@link grow}.
+   */
+  get buffer(): ArrayBuffer {
+    this.#assertOpen();
+    return this.#buffer;
+  }
+
+  /** True once {@link close} has run. */
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+
+  /**
+   * Grows the file to at least `minBytes` (doubling, rounded to pages, capped at the
+   * reservation). The mapping already covers the new bytes, which read as zero.
+   * Throws `VIEW_FULL` when the reservation is too small.
+   */
+  grow(minBytes: number): void {
+    this.#assertOpen();
+    if (minBytes <= this.#byteLength) return;
+    if (minBytes > this.reserveBytes) {
+      throw new NoatunError(
+        ErrorCode.VIEW_FULL,
+        `${this.path} needs ${minBytes} bytes but only ${this.reserveBytes} are reserved (raise maxViewBytes)`,
+      );
+    }
+    const target = Math.min(this.reserveBytes, roundUpToPage(Math.max(minBytes, this.#byteLength * 2)));
+    try {
+      fs.ftruncateSync(this.#fd, target);
+    } catch (error) {
+      throw fromSystemError(error, 'ftruncate', this.path);
+    }
+    this.#byteLength = target;
+  }
+
+  /** Flushes `[offset, offset + length)` (default: the whole file) to disk with msync(MS_SYNC). */
+  sync(offset = 0, length = this.#byteLength - offset): void {
+    this.#assertOpen();
+    try {
+      loadNative().sync(this.#buffer, offset, length);
+    } catch (error) {
+      throw fromSystemError(error, 'msync', this.path);
+    }
+  }
+
+  /** Passes an access-pattern hint to the kernel (see {@link Advice}). */
+  advise(advice: number): void {
+    this.#assertOpen();
+    try {
+      loadNative().advise(this.#buffer, advice);
+    } catch (error) {
+      throw fromSystemError(error, 'madvise', this.path);
+    }
+  }
+
+  /**
+   * Unmaps and closes. Typed arrays over the mapping become empty (their buffer is detached), so
+   * a stale reader sees `undefined`, never freed memory. Idempotent.
+   */
+  close(): void {
+    if (this.#fd < 0) return;
+    loadNative().unmap(this.#buffer);
+    fs.closeSync(this.#fd);
+    this.#fd = -1;
+  }
+
+  #assertOpen(): void {
+    if (this.#fd < 0) throw new NoatunError(ErrorCode.CLOSED, `${this.path} is closed`);
+  }
+}
+
+function roundUpToPage(bytes: number): number {
+  return Math.ceil(bytes / PAGE_BYTES) * PAGE_BYTES;
+}

@@ -1,0 +1,186 @@
+/**
+ * The materialized view: a root object of a schema in a memory-mapped arena (`view.bin`) with an
+ * undo journal (`journal.bin`), both in one directory.
+ *
+ * Queries run in read sessions (`read`), apply runs in write sessions with a tracking context
+ * (`write`). The caller (the engine) marks event boundaries in the journal and rewinds to them.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ErrorCode, NoatunError } from '../errors.js';
+import { Arena, HeaderFlag } from './arena.js';
+import type { ObjectType } from './composite.js';
+import { DEFAULT_MAX_JOURNAL_BYTES, DEFAULT_MAX_VIEW_BYTES, MAX_ADDRESSABLE_VIEW_BYTES } from './constants.js';
+import { type JournalMark, UndoJournal } from './journal.js';
+import { type Infer, type ObjectSchema, schemaHash, type View as ViewOf } from './schema.js';
+import type { TrackingContext } from './tracking.js';
+
+/** Options of {@link MaterializedView.open}. */
+export interface ViewOptions<R> {
+  /** Directory holding `view.bin` and `journal.bin`; created if missing. */
+  readonly directory: string;
+  /** The root object's schema. */
+  readonly root: R;
+  /**
+   * Address space reserved for the view file; it can never grow past this.
+   * @default 8 GiB (at most 16 GiB)
+   */
+  readonly maxViewBytes?: number;
+  /**
+   * Address space reserved for the undo journal.
+   * @default 8 GiB
+   */
+  readonly maxJournalBytes?: number;
+}
+
+/** Sizes reported by {@link MaterializedView.stats}. */
+export interface ViewStats {
+  /** Bytes of the view in use (header and allocated blocks). */
+  readonly viewBytes: number;
+  /** Bytes of the view file. */
+  readonly viewFileBytes: number;
+  /** Bytes of undo history kept. */
+  readonly journalBytes: number;
+}
+
+/** A typed view over a memory-mapped arena. */
+export class MaterializedView<R extends ObjectSchema<unknown>> {
+  /** The arena: exposed for the engine's bookkeeping (use counts live in the same memory). */
+  readonly arena: Arena;
+  readonly root: R;
+  /** Hex of the schema hash stored in the file header. */
+  readonly schemaHash: string;
+  readonly directory: string;
+  #rootType: ObjectType;
+
+  private constructor(arena: Arena, root: R, hash: Uint8Array, directory: string) {
+    this.arena = arena;
+    this.root = root;
+    this.#rootType = root as unknown as ObjectType;
+    this.schemaHash = Buffer.from(hash).toString('hex');
+    this.directory = directory;
+  }
+
+  /**
+   * Opens (or creates) the view in `options.directory`. Throws `CORRUPT_FILE` for a damaged or
+   * foreign file and `SCHEMA_MISMATCH` for a view made with another schema.
+   */
+  static open<R extends ObjectSchema<unknown>>(options: ViewOptions<R>): MaterializedView<R> {
+    const rootType = options.root as unknown as ObjectType;
+    if (rootType === null || typeof rootType !== 'object' || rootType.kind !== 'object') {
+      throw new NoatunError(ErrorCode.SCHEMA_INVALID, 'the root of a view must be an s.object({...}) schema');
+    }
+    const maxViewBytes = options.maxViewBytes ?? DEFAULT_MAX_VIEW_BYTES;
+    if (!(maxViewBytes > 0 && maxViewBytes <= MAX_ADDRESSABLE_VIEW_BYTES)) {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `maxViewBytes must be in (0, ${MAX_ADDRESSABLE_VIEW_BYTES}]`);
+    }
+    fs.mkdirSync(options.directory, { recursive: true });
+    const hash = schemaHash(options.root);
+    const journal = new UndoJournal(
+      path.join(options.directory, 'journal.bin'),
+      options.maxJournalBytes ?? DEFAULT_MAX_JOURNAL_BYTES,
+    );
+    let arena: Arena;
+    try {
+      arena = Arena.open({
+        path: path.join(options.directory, 'view.bin'),
+        reserveBytes: maxViewBytes,
+        schemaHash: hash,
+        rootWords: rootType.words,
+        journal,
+      });
+    } catch (error) {
+      journal.close();
+      throw error;
+    }
+    if (arena.created) journal.clear();
+    return new MaterializedView(arena, options.root, hash, options.directory);
+  }
+
+  /**
+   * Runs a read-only query. The root accessor (and everything reached from it) is valid only
+   * until `fn` returns; keep plain values (`export()`), not accessors.
+   */
+  read<T>(fn: (root: ViewOf<R>) => T): T {
+    const a = this.arena;
+    const session = a.begin(null);
+    try {
+      return fn(this.#rootType.get(a, session, a.root) as ViewOf<R>);
+    } finally {
+      a.end();
+    }
+  }
+
+  /**
+   * Runs `fn` with write access; every read and write is reported to `ctx`. Journal marks are
+   * the caller's: call {@link mark} before an event to be able to undo it.
+   */
+  write<T>(ctx: TrackingContext, fn: (root: ViewOf<R>) => T): T {
+    const a = this.arena;
+    const session = a.begin(ctx);
+    try {
+      return fn(this.#rootType.get(a, session, a.root) as ViewOf<R>);
+    } finally {
+      a.end();
+    }
+  }
+
+  /** The whole view as a plain value. */
+  export(): Infer<R> {
+    return this.read((root) => (root as { export(): Infer<R> }).export());
+  }
+
+  /** Marks the start of event `ordinal` in the undo journal (see {@link Arena.mark}). */
+  mark(ordinal: number): JournalMark {
+    return this.arena.mark(ordinal);
+  }
+
+  /** Undoes everything after `mark`. */
+  rewindTo(mark: JournalMark): void {
+    this.arena.rewindTo(mark);
+  }
+
+  /** Drops undo history before `mark`. */
+  truncateBefore(mark: JournalMark): void {
+    this.arena.truncateBefore(mark);
+  }
+
+  /** The ordinal of the last event the view reflects (maintained by the engine). */
+  get lastApplied(): number {
+    return this.arena.lastApplied;
+  }
+
+  set lastApplied(ordinal: number) {
+    this.arena.lastApplied = ordinal;
+  }
+
+  /** True while the engine has marked the view as possibly not matching {@link lastApplied}. */
+  get dirty(): boolean {
+    return (this.arena.flags & HeaderFlag.DIRTY) !== 0;
+  }
+
+  set dirty(value: boolean) {
+    this.arena.flags = value ? this.arena.flags | HeaderFlag.DIRTY : this.arena.flags & ~HeaderFlag.DIRTY;
+  }
+
+  /** Sizes of the view and its undo history. */
+  stats(): ViewStats {
+    return {
+      viewBytes: this.arena.usedBytes,
+      viewFileBytes: this.arena.file.byteLength,
+      journalBytes: this.arena.journal.byteLength,
+    };
+  }
+
+  /** Flushes view and journal to disk. */
+  sync(): void {
+    this.arena.journal.sync();
+    this.arena.sync();
+  }
+
+  /** Unmaps both files; accessors made earlier throw afterwards. Idempotent. */
+  close(): void {
+    this.arena.close();
+    this.arena.journal.close();
+  }
+}
