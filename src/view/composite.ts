@@ -435,6 +435,11 @@ export class ListAccessor<E, P> {
     this.#type.clearAt(this.#arena(), this.#w);
   }
 
+  /** Replaces the contents with the given plain values. */
+  assign(values: readonly P[]): void {
+    this.#type.assign(this.#arena(), this.#w, values);
+  }
+
   /** The elements as a plain array. */
   export(): P[] {
     return this.#type.exportAt(this.#arena(), this.#w) as P[];
@@ -870,6 +875,11 @@ export class MapAccessor<K, E, P> {
   /** Removes every entry. */
   clear(): void {
     this.#type.clearAt(this.#arena(), this.#w);
+  }
+
+  /** Replaces the contents with the entries of a `Map` (or a plain object for string keys). */
+  assign(entries: Map<K, P> | Record<string, P>): void {
+    this.#type.assign(this.#arena(), this.#w, entries);
   }
 
   /** Number of entries (a tracked read of the membership). */

@@ -1,0 +1,619 @@
+/**
+ * The Database: the public face of the engine. It stores events durably in the log, projects
+ * them into the view in id order, and answers queries against the view.
+ *
+ * @example
+ * const db = await Database.open({ path: 'company-db', root: Company, apply(event, root) {
+ *   root.totalSalary += event.salary;
+ * } });
+ * await db.append({ name: 'Andersen', salary: 25 });
+ * db.read((root) => root.totalSalary); // 25
+ */
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ErrorCode, NoatunError } from '../errors.js';
+import { DEFAULT_MAX_VIEW_BYTES } from '../view/constants.js';
+import type { ObjectSchema, View } from '../view/schema.js';
+import { untracked } from '../view/tracking.js';
+import { MaterializedView } from '../view/view.js';
+import { type Codec, messagePackCodec } from './codec.js';
+import { DEFAULT_CUTOFF_INTERVAL_MS, MAX_PARKED_EVENTS } from './constants.js';
+import { nominalCutoff } from './cutoff.js';
+import { lockDirectory } from './directory-lock.js';
+import { createEnvelope, decodeEnvelope, type Envelope, encodeEnvelope } from './envelope.js';
+import { EventLog, type StoredEvent } from './log.js';
+import { IdMinter, MessageId } from './message-id.js';
+import { type ApplyFailure, type ApplyFunction, EngineWord, type ProgressCallback, Projector } from './projector.js';
+
+/** Options of {@link Database.open}. */
+export interface DatabaseOptions<E, R> {
+  /** Directory of the database; created if missing. */
+  readonly path: string;
+  /** Schema of the view's root object. */
+  readonly root: R;
+  /** The deterministic fold of one event into the view. */
+  readonly apply: ApplyFunction<E, R>;
+  /**
+   * How events become payload bytes.
+   * @default MessagePack (msgpackr)
+   */
+  readonly codec?: Codec<E>;
+  /**
+   * The clock, in ms since the epoch; tests inject a fake one.
+   * @default Date.now
+   */
+  readonly now?: () => number;
+  /**
+   * How late an event may arrive (network delay plus offline time) before the past is final.
+   * @default 900000 (15 minutes)
+   */
+  readonly cutoffIntervalMs?: number;
+  /**
+   * Delete events whose effects were all overwritten (pruning lands with the cutoff).
+   * @default true
+   */
+  readonly autoPrune?: boolean;
+  /**
+   * Address space reserved for the view file.
+   * @default 8 GiB
+   */
+  readonly maxViewBytes?: number;
+  /** Progress of long work (rebuilding the view from the log). */
+  readonly onProgress?: ProgressCallback;
+}
+
+/** One stored event as {@link Database.messages} yields it. */
+export interface StoredMessage {
+  readonly id: MessageId;
+  /** Current parent list (pruning may shorten it). */
+  readonly parents: readonly MessageId[];
+  /** The encoded payload (decode with the database's codec). */
+  readonly payload: Uint8Array;
+  /** The envelope's wire form, as {@link Database.ingest} accepts it. */
+  readonly bytes: Uint8Array;
+}
+
+/** What {@link Database.ingest} did with a batch. */
+export interface IngestResult {
+  /** Newly stored events. */
+  readonly stored: number;
+  /** Events already stored (or already parked). */
+  readonly duplicates: number;
+  /** Events waiting for their parents. */
+  readonly parked: number;
+  /** Parked events (from earlier batches) stored because this batch brought their parents. */
+  readonly unparked: number;
+}
+
+/** Counts and sizes from {@link Database.stats}. */
+export interface DatabaseStats {
+  /** Events in the log. */
+  readonly stored: number;
+  /** Events pruned since the database was created. */
+  readonly pruned: number;
+  /** Events whose apply threw (their writes were rolled back). */
+  readonly failedApplies: number;
+  /** Update heads. */
+  readonly heads: number;
+  /** Events waiting for their parents. */
+  readonly parked: number;
+  /** Events re-applied after late arrivals since open. */
+  readonly reapplied: number;
+  /** Full rebuilds of the view since open. */
+  readonly rebuilds: number;
+  /** Bytes of the log file. */
+  readonly logBytes: number;
+  /** Bytes of the view in use. */
+  readonly viewBytes: number;
+  /** Bytes of undo history. */
+  readonly undoBytes: number;
+  /** How the view was obtained at open: trusted from disk, created, or rebuilt from the log. */
+  readonly openedBy: 'clean-load' | 'new' | 'rebuild';
+  /** The cutoff time (ms): the past before it is final. */
+  readonly cutoffTime: number;
+}
+
+/** The transaction handle of {@link Database.transaction}. */
+export interface Transaction<E> {
+  /** Adds an event to the transaction; returns its id at once. */
+  append(event: E): MessageId;
+}
+
+const META_NEXT_ORDINAL = 'nextOrdinal';
+const META_HEADS = 'heads';
+const META_LOG_ID = 'logId';
+const META_PRUNED = 'pruned';
+const META_CUTOFF = 'cutoff';
+/** How long the view may stay dirty after the last write before it is flushed and marked clean. */
+const CHECKPOINT_DELAY_MS = 1000;
+
+function keyOf(id: MessageId): string {
+  return Buffer.from(id.bytes).toString('latin1');
+}
+
+/** An embedded, event-sourced database with a memory-mapped view. */
+export class Database<E, R extends ObjectSchema<unknown>> {
+  readonly path: string;
+  readonly #options: DatabaseOptions<E, R>;
+  readonly #log: EventLog;
+  readonly #projector: Projector<E, R>;
+  readonly #codec: Codec<E>;
+  readonly #now: () => number;
+  readonly #minter = new IdMinter();
+  readonly #heads = new Map<string, MessageId>();
+  /** Events waiting for parents: by the key of one missing parent. */
+  readonly #parked = new Map<string, Envelope[]>();
+  #parkedCount = 0;
+  readonly #releaseLock: () => void;
+  #nextOrdinal: number;
+  #cutoff: number;
+  readonly #cutoffIntervalMs: number;
+  readonly #autoPrune: boolean;
+  #openedBy: DatabaseStats['openedBy'];
+  #closed = false;
+  #checkpointTimer: NodeJS.Timeout | undefined;
+  #pendingWrites = 0;
+
+  private constructor(
+    options: DatabaseOptions<E, R>,
+    log: EventLog,
+    projector: Projector<E, R>,
+    releaseLock: () => void,
+    openedBy: DatabaseStats['openedBy'],
+  ) {
+    this.path = options.path;
+    this.#options = options;
+    this.#log = log;
+    this.#projector = projector;
+    this.#codec = options.codec ?? messagePackCodec<E>();
+    this.#now = options.now ?? Date.now;
+    this.#releaseLock = releaseLock;
+    this.#openedBy = openedBy;
+    this.#nextOrdinal = log.getMeta<number>(META_NEXT_ORDINAL) ?? 1;
+    this.#cutoffIntervalMs = options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS;
+    this.#autoPrune = options.autoPrune ?? true;
+    this.#cutoff = log.getMeta<number>(META_CUTOFF) ?? 0;
+    for (const bytes of log.getMeta<Uint8Array[]>(META_HEADS) ?? []) {
+      const id = MessageId.fromBytes(bytes);
+      this.#heads.set(keyOf(id), id);
+    }
+  }
+
+  /**
+   * Opens (or creates) a database. A view that does not match the log (crash mid-write, damaged
+   * file, changed schema) is rebuilt from the log, reporting progress through `onProgress`.
+   */
+  static async open<E, R extends ObjectSchema<unknown>>(options: DatabaseOptions<E, R>): Promise<Database<E, R>> {
+    if (typeof options.apply !== 'function') throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'apply must be a function');
+    if (typeof options.path !== 'string' || options.path === '') {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'path must be a directory name');
+    }
+    const interval = options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS;
+    if (!(Number.isFinite(interval) && interval >= 120_000)) {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'cutoffIntervalMs must be at least 120000 (2 minutes)');
+    }
+    fs.mkdirSync(options.path, { recursive: true });
+    const releaseLock = lockDirectory(options.path);
+    let log: EventLog | undefined;
+    try {
+      log = EventLog.open(options.path);
+      let logId = log.getMeta<Uint8Array>(META_LOG_ID);
+      if (logId === undefined) {
+        logId = randomBytes(16);
+        log.setMeta(META_LOG_ID, logId);
+        await log.written();
+      }
+      const viewDir = path.join(options.path, 'view');
+      const openView = () =>
+        MaterializedView.open({
+          directory: viewDir,
+          root: options.root,
+          maxViewBytes: options.maxViewBytes ?? DEFAULT_MAX_VIEW_BYTES,
+        });
+      const freshView = () => {
+        fs.rmSync(viewDir, { recursive: true, force: true });
+        const view = openView();
+        view.arena.u8.set(logId, EngineWord.LOG_ID * 4);
+        return view;
+      };
+      let view: MaterializedView<R> | undefined;
+      let openedBy: DatabaseStats['openedBy'] = 'clean-load';
+      try {
+        view = openView();
+      } catch (error) {
+        const code = (error as NoatunError).code;
+        if (code !== ErrorCode.CORRUPT_FILE && code !== ErrorCode.SCHEMA_MISMATCH) throw error;
+      }
+      const storedNext = log.getMeta<number>(META_NEXT_ORDINAL) ?? 1;
+      if (view !== undefined && !view.arena.created && !viewMatches(view, logId, storedNext)) {
+        view.close();
+        view = undefined;
+      }
+      if (view === undefined || view.arena.created) {
+        openedBy = log.count() === 0 ? 'new' : 'rebuild';
+        view?.close();
+        view = freshView();
+      }
+      const projector = new Projector<E, R>(view, log, options.apply, options.codec ?? messagePackCodec<E>());
+      projector.resetView = () => {
+        projector.view.close();
+        return freshView();
+      };
+      if (openedBy === 'rebuild') {
+        projector.replayAll(options.onProgress);
+        view = projector.view;
+        view.lastApplied = storedNext - 1;
+      }
+      const db = new Database<E, R>(options, log, projector, releaseLock, openedBy);
+      db.#advanceCutoff();
+      return db;
+    } catch (error) {
+      await log?.close();
+      releaseLock();
+      throw error;
+    }
+  }
+
+  get #view(): MaterializedView<R> {
+    return this.#projector.view;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new NoatunError(ErrorCode.CLOSED, `database ${this.path} is closed`);
+  }
+
+  // ------------------------------------------------------------------ writing
+
+  /** Appends one event; resolves with its id once it is durably stored (and applied). */
+  async append(event: E): Promise<MessageId> {
+    this.#assertOpen();
+    this.#advanceCutoff();
+    const envelope = this.#mint(event, this.#parentsFor(this.#now()));
+    this.#commit([envelope]);
+    await this.#durable();
+    return envelope.id;
+  }
+
+  /**
+   * Appends every event `fn` adds, as one durable commit. If `fn` throws, nothing is stored.
+   * Events in one transaction form a chain (each one's parent is the previous one).
+   */
+  async transaction(fn: (tx: Transaction<E>) => void): Promise<MessageId[]> {
+    this.#assertOpen();
+    this.#advanceCutoff();
+    const envelopes: Envelope[] = [];
+    const tx: Transaction<E> = {
+      append: (event: E) => {
+        const previous = envelopes[envelopes.length - 1];
+        const parents = previous === undefined ? this.#parentsFor(this.#now()) : [previous.id];
+        const envelope = this.#mint(event, parents);
+        envelopes.push(envelope);
+        return envelope.id;
+      },
+    };
+    const result = fn(tx) as unknown;
+    if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'the transaction callback must be synchronous');
+    }
+    if (envelopes.length !== 0) {
+      this.#commit(envelopes);
+      await this.#durable();
+    }
+    return envelopes.map((e) => e.id);
+  }
+
+  /** Moves the cutoff forward to the nominal cutoff of now (never backwards; not without autoPrune). */
+  #advanceCutoff(): void {
+    if (!this.#autoPrune) return;
+    const nominal = nominalCutoff(this.#now(), this.#cutoffIntervalMs);
+    if (nominal <= this.#cutoff) return;
+    this.#cutoff = nominal;
+    this.#log.setMeta(META_CUTOFF, nominal);
+    let changed = false;
+    for (const [key, head] of this.#heads) {
+      if (head.timestamp < nominal) {
+        this.#heads.delete(key);
+        changed = true;
+      }
+    }
+    if (changed) this.#saveHeads();
+  }
+
+  #saveHeads(): void {
+    this.#log.setMeta(
+      META_HEADS,
+      [...this.#heads.values()].map((id) => id.bytes),
+    );
+  }
+
+  /** The current cutoff time in ms (0 before any cutoff). */
+  get cutoffTime(): number {
+    return this.#cutoff;
+  }
+
+  #parentsFor(time: number): MessageId[] {
+    // An event before the cutoff has no parents: the finalized past gains no links.
+    if (time < this.#cutoff) return [];
+    // Heads newer than a backdated event cannot be its parents (a parent precedes its child).
+    const probe = this.#minter.peek(time);
+    const parents: MessageId[] = [];
+    for (const head of this.#heads.values()) if (MessageId.compare(head, probe) < 0) parents.push(head);
+    parents.sort(MessageId.compare);
+    return parents;
+  }
+
+  #mint(event: E, parents: MessageId[]): Envelope {
+    const payload = this.#codec.encode(event);
+    return createEnvelope({ timestamp: this.#now(), payload, parents, minter: this.#minter });
+  }
+
+  /** Stores envelopes (validated, new, parents present), updates heads, projects them. */
+  #commit(envelopes: readonly Envelope[]): void {
+    const stored: StoredEvent[] = [];
+    for (const envelope of envelopes) {
+      const event: StoredEvent = { key: envelope.id.bytes, ordinal: this.#nextOrdinal++, envelope: encodeEnvelope(envelope) };
+      this.#log.put(event);
+      stored.push(event);
+      if (envelope.id.timestamp >= this.#cutoff) {
+        for (const parent of envelope.parents) this.#heads.delete(keyOf(parent));
+        this.#heads.set(keyOf(envelope.id), envelope.id);
+      }
+    }
+    this.#log.setMeta(META_NEXT_ORDINAL, this.#nextOrdinal);
+    this.#saveHeads();
+    this.#markDirty();
+    this.#projector.project(stored, this.#options.onProgress);
+    this.#view.lastApplied = this.#nextOrdinal - 1;
+  }
+
+  async #durable(): Promise<void> {
+    this.#pendingWrites++;
+    try {
+      await this.#log.written();
+    } finally {
+      this.#pendingWrites--;
+      this.#scheduleCheckpoint();
+    }
+  }
+
+  /** Marks the view dirty on its first change after a checkpoint, durably (one page msync). */
+  #markDirty(): void {
+    const view = this.#view;
+    if (!view.dirty) {
+      view.dirty = true;
+      view.arena.file.sync(0, 4096);
+    }
+  }
+
+  /**
+   * Once writes are durable and quiet, flushes the view and marks it clean, so a crash after
+   * this point reopens without a rebuild.
+   */
+  #scheduleCheckpoint(): void {
+    if (this.#checkpointTimer !== undefined || this.#closed) return;
+    this.#checkpointTimer = setTimeout(() => {
+      this.#checkpointTimer = undefined;
+      if (this.#closed) return;
+      if (this.#pendingWrites !== 0) {
+        this.#scheduleCheckpoint();
+        return;
+      }
+      void this.#log.written().then(() => {
+        if (!this.#closed && this.#pendingWrites === 0) this.#checkpoint();
+      }, () => {});
+    }, CHECKPOINT_DELAY_MS);
+    this.#checkpointTimer.unref();
+  }
+
+  #checkpoint(): void {
+    const view = this.#view;
+    if (!view.dirty) return;
+    view.sync();
+    view.dirty = false;
+    view.arena.file.sync(0, 4096);
+  }
+
+  /**
+   * Stores events from another peer: each envelope is validated (format, limits, id hash); an
+   * invalid one rejects the whole batch and nothing is stored. Known events are skipped; events
+   * whose parents are missing wait (in memory) until the parents arrive.
+   */
+  async ingest(batch: Iterable<Uint8Array>): Promise<IngestResult> {
+    this.#assertOpen();
+    this.#advanceCutoff();
+    const decoded: Envelope[] = [];
+    for (const bytes of batch) {
+      const envelope = decodeEnvelope(bytes);
+      if (envelope.id.timestamp < this.#cutoff && envelope.parents.length !== 0) {
+        throw new NoatunError(
+          ErrorCode.PARENTS_BEFORE_CUTOFF,
+          `event ${envelope.id} is older than the cutoff but has parents; nothing in the batch was stored`,
+        );
+      }
+      decoded.push(envelope);
+    }
+    decoded.sort((a, b) => MessageId.compare(a.id, b.id));
+    const accepted: Envelope[] = [];
+    const acceptedKeys = new Set<string>();
+    let duplicates = 0;
+    let parked = 0;
+    for (const envelope of decoded) {
+      const key = keyOf(envelope.id);
+      if (acceptedKeys.has(key) || this.#log.has(envelope.id.bytes) || this.#isParked(envelope)) {
+        duplicates++;
+        continue;
+      }
+      const missing = this.#missingParent(envelope, acceptedKeys);
+      if (missing !== undefined) {
+        this.#park(envelope, missing);
+        parked++;
+        continue;
+      }
+      accepted.push(envelope);
+      acceptedKeys.add(key);
+    }
+    // Parked events whose parents this batch brings can now be stored too (cascading).
+    let unparked = 0;
+    for (let i = 0; i < accepted.length; i++) {
+      const waiting = this.#parked.get(keyOf(accepted[i]!.id));
+      if (waiting === undefined) continue;
+      this.#parked.delete(keyOf(accepted[i]!.id));
+      this.#parkedCount -= waiting.length;
+      for (const envelope of waiting) {
+        const key = keyOf(envelope.id);
+        if (acceptedKeys.has(key) || this.#log.has(envelope.id.bytes)) continue;
+        const missing = this.#missingParent(envelope, acceptedKeys);
+        if (missing !== undefined) {
+          this.#park(envelope, missing);
+          continue;
+        }
+        accepted.push(envelope);
+        acceptedKeys.add(key);
+        unparked++;
+      }
+    }
+    if (accepted.length !== 0) {
+      accepted.sort((a, b) => MessageId.compare(a.id, b.id));
+      this.#commit(accepted);
+      await this.#durable();
+    }
+    return { stored: accepted.length, duplicates, parked, unparked };
+  }
+
+  /** A parent that is neither stored, nor accepted in this batch, nor older than the cutoff. */
+  #missingParent(envelope: Envelope, accepted: ReadonlySet<string>): MessageId | undefined {
+    for (const parent of envelope.parents) {
+      if (parent.timestamp < this.#cutoff || accepted.has(keyOf(parent)) || this.#log.has(parent.bytes)) continue;
+      return parent;
+    }
+    return undefined;
+  }
+
+  #isParked(envelope: Envelope): boolean {
+    for (const parent of envelope.parents) {
+      const waiting = this.#parked.get(keyOf(parent));
+      if (waiting?.some((e) => e.id.equals(envelope.id))) return true;
+    }
+    return false;
+  }
+
+  #park(envelope: Envelope, missing: MessageId): void {
+    if (this.#parkedCount >= MAX_PARKED_EVENTS) return; // The sender will offer it again.
+    const key = keyOf(missing);
+    const waiting = this.#parked.get(key);
+    if (waiting === undefined) this.#parked.set(key, [envelope]);
+    else waiting.push(envelope);
+    this.#parkedCount++;
+  }
+
+  /**
+   * Deletes one event (low level: meant for events never sent to anyone) and re-projects the
+   * view without it. Returns false when no such event is stored.
+   */
+  async remove(id: MessageId): Promise<boolean> {
+    this.#assertOpen();
+    const stored = this.#log.get(id.bytes);
+    if (stored === undefined) return false;
+    this.#markDirty();
+    this.#log.remove(id.bytes);
+    if (this.#heads.delete(keyOf(id))) this.#saveHeads();
+    this.#projector.unapply(stored, this.#options.onProgress);
+    await this.#durable();
+    return true;
+  }
+
+  // ------------------------------------------------------------------ reading
+
+  /**
+   * Runs a query against the view. Accessors are valid only inside `fn`; return plain values
+   * (numbers, strings, `export()`).
+   */
+  read<T>(fn: (root: View<R>) => T): T {
+    this.#assertOpen();
+    return this.#view.read(fn);
+  }
+
+  /**
+   * Shows what the view would be with `event` applied now, without storing anything: applies it
+   * on top of the view, runs `fn` read-only, then rewinds.
+   */
+  preview<T>(event: E, fn: (root: View<R>) => T): T {
+    this.#assertOpen();
+    const view = this.#view;
+    const mark = view.mark(0);
+    try {
+      const time = this.#now();
+      const id = this.#minter.peek(time);
+      const apply = this.#options.apply;
+      view.write(untracked, (root) => apply(event, root, { id, time: id.timestamp }));
+      return view.read(fn);
+    } finally {
+      view.rewindTo(mark);
+    }
+  }
+
+  /** Stored events in id order, in the form {@link ingest} accepts. */
+  *messages(): Generator<StoredMessage> {
+    this.#assertOpen();
+    for (const stored of this.#log.range()) {
+      const envelope = decodeEnvelope(stored.envelope);
+      yield { id: envelope.id, parents: envelope.parents, payload: envelope.payload, bytes: stored.envelope };
+    }
+  }
+
+  /** The update heads: stored events that are no stored event's parent, in id order. */
+  heads(): MessageId[] {
+    return [...this.#heads.values()].sort(MessageId.compare);
+  }
+
+  /** Failed applies seen since open (the count in {@link stats} covers all). */
+  failures(): ApplyFailure[] {
+    return [...this.#projector.failures.values()];
+  }
+
+  /** Counts and sizes. */
+  stats(): DatabaseStats {
+    this.#assertOpen();
+    const view = this.#view.stats();
+    return {
+      stored: this.#log.count(),
+      pruned: this.#log.getMeta<number>(META_PRUNED) ?? 0,
+      failedApplies: this.#projector.failedApplies,
+      heads: this.#heads.size,
+      parked: this.#parkedCount,
+      reapplied: this.#projector.reapplied,
+      rebuilds: this.#projector.rebuilds,
+      logBytes: this.#log.byteLength,
+      viewBytes: view.viewBytes,
+      undoBytes: view.journalBytes,
+      openedBy: this.#openedBy,
+      cutoffTime: this.#cutoff,
+    };
+  }
+
+  /** Waits for pending writes, flushes the view, marks it clean and closes. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#checkpointTimer !== undefined) clearTimeout(this.#checkpointTimer);
+    try {
+      await this.#log.written();
+      const view = this.#view;
+      view.sync();
+      view.dirty = false;
+      view.arena.file.sync(0, 4096);
+    } finally {
+      this.#view.close();
+      await this.#log.close();
+      this.#releaseLock();
+    }
+  }
+}
+
+function viewMatches(view: MaterializedView<ObjectSchema<unknown>>, logId: Uint8Array, nextOrdinal: number): boolean {
+  if (view.dirty) return false;
+  if (view.lastApplied !== nextOrdinal - 1) return false;
+  const stored = view.arena.u8.subarray(EngineWord.LOG_ID * 4, EngineWord.LOG_ID * 4 + 16);
+  return Buffer.compare(stored, Buffer.from(logId)) === 0;
+}

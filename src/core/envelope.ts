@@ -1,0 +1,184 @@
+/**
+ * The envelope: an event as stored and sent. One canonical binary form, used on disk and on the
+ * wire (all integers big-endian):
+ *
+ * | field         | bytes                         |
+ * |---------------|-------------------------------|
+ * | version       | 1 (= 1)                       |
+ * | id            | 16                            |
+ * | salt          | 8                             |
+ * | parent count  | 2                             |
+ * | parents       | 16 each, strictly increasing, each < id |
+ * | payload size  | 4                             |
+ * | payload       | payload size                  |
+ *
+ * Decoding checks every bound and recomputes the id's content hash, so a forged or damaged
+ * envelope never reaches the engine.
+ */
+import { randomBytes } from 'node:crypto';
+import { ErrorCode, NoatunError } from '../errors.js';
+import { type IdMinter, MessageId, verifyId } from './message-id.js';
+
+/** The format version this code writes and reads. */
+export const ENVELOPE_VERSION = 1;
+/** Bytes of the salt. */
+export const SALT_BYTES = 8;
+const FIXED_BYTES = 1 + 16 + SALT_BYTES + 2 + 4;
+
+/** Limits applied when decoding untrusted envelopes. */
+export interface EnvelopeLimits {
+  /**
+   * Most parents an envelope may list.
+   * @default 256
+   */
+  readonly maxParents: number;
+  /**
+   * Largest payload in bytes.
+   * @default 16 MiB
+   */
+  readonly maxPayloadBytes: number;
+}
+
+/** The default {@link EnvelopeLimits}. */
+export const DEFAULT_ENVELOPE_LIMITS: EnvelopeLimits = { maxParents: 256, maxPayloadBytes: 16 * 2 ** 20 };
+
+/** An event with its id, salt and parents. */
+export interface Envelope {
+  readonly id: MessageId;
+  readonly salt: Uint8Array;
+  /** The update heads when the event was made (strictly increasing, all before `id`). */
+  readonly parents: readonly MessageId[];
+  /** The event encoded by the database's codec. */
+  readonly payload: Uint8Array;
+}
+
+/** A malformed envelope or frame; `offset` is where decoding stopped. */
+export class BadFrameError extends NoatunError {
+  readonly offset: number;
+
+  constructor(reason: string, offset: number) {
+    super(ErrorCode.BAD_FRAME, `malformed envelope: ${reason} (at byte ${offset})`);
+    this.offset = offset;
+  }
+}
+
+/** Bytes the encoded form of `envelope` takes. */
+export function envelopeSize(envelope: Envelope): number {
+  return FIXED_BYTES + envelope.parents.length * 16 + envelope.payload.length;
+}
+
+/** Encodes an envelope into its canonical binary form (one allocation). */
+export function encodeEnvelope(envelope: Envelope): Uint8Array {
+  const out = new Uint8Array(envelopeSize(envelope));
+  const view = new DataView(out.buffer);
+  let at = 0;
+  out[at++] = ENVELOPE_VERSION;
+  out.set(envelope.id.bytes, at);
+  at += 16;
+  out.set(envelope.salt, at);
+  at += SALT_BYTES;
+  view.setUint16(at, envelope.parents.length, false);
+  at += 2;
+  for (const parent of envelope.parents) {
+    out.set(parent.bytes, at);
+    at += 16;
+  }
+  view.setUint32(at, envelope.payload.length, false);
+  at += 4;
+  out.set(envelope.payload, at);
+  return out;
+}
+
+/** The same envelope with another parent list (pruning edits parents; the id stays valid). */
+export function withParents(envelope: Envelope, parents: readonly MessageId[]): Envelope {
+  return { id: envelope.id, salt: envelope.salt, parents, payload: envelope.payload };
+}
+
+function parse(bytes: Uint8Array, limits: EnvelopeLimits, checked: boolean): Envelope {
+  if (!(bytes instanceof Uint8Array)) throw new BadFrameError('not a byte array', 0);
+  if (bytes.length < FIXED_BYTES) throw new BadFrameError(`${bytes.length} bytes is too short`, 0);
+  if (bytes[0] !== ENVELOPE_VERSION) throw new BadFrameError(`unknown version ${bytes[0]}`, 0);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = 1;
+  const id = MessageId.adopt(bytes.slice(at, at + 16));
+  at += 16;
+  const salt = bytes.slice(at, at + SALT_BYTES);
+  at += SALT_BYTES;
+  const count = view.getUint16(at, false);
+  if (count > limits.maxParents) throw new BadFrameError(`${count} parents (limit ${limits.maxParents})`, at);
+  at += 2;
+  if (bytes.length < at + count * 16 + 4) throw new BadFrameError('parents run past the end', at);
+  const parents = new Array<MessageId>(count);
+  for (let i = 0; i < count; i++) {
+    const parent = MessageId.adopt(bytes.slice(at, at + 16));
+    if (checked) {
+      if (i > 0 && MessageId.compare(parents[i - 1]!, parent) >= 0) {
+        throw new BadFrameError('parents are not strictly increasing', at);
+      }
+      if (MessageId.compare(parent, id) >= 0) throw new BadFrameError('a parent is not older than its child', at);
+    }
+    parents[i] = parent;
+    at += 16;
+  }
+  const size = view.getUint32(at, false);
+  if (size > limits.maxPayloadBytes) throw new BadFrameError(`payload of ${size} bytes (limit ${limits.maxPayloadBytes})`, at);
+  at += 4;
+  if (bytes.length !== at + size) {
+    throw new BadFrameError(bytes.length < at + size ? 'payload runs past the end' : 'trailing bytes', at);
+  }
+  const payload = bytes.slice(at, at + size);
+  return { id, salt, parents, payload };
+}
+
+/**
+ * Decodes and validates an untrusted envelope: bounds, limits, parent order, and the id's content
+ * hash. Throws `BAD_FRAME` for malformed bytes and `FORGED_ID` when the id does not match.
+ */
+export function decodeEnvelope(bytes: Uint8Array, limits: EnvelopeLimits = DEFAULT_ENVELOPE_LIMITS): Envelope {
+  const envelope = parse(bytes, limits, true);
+  if (!verifyId(envelope.id, envelope.salt, envelope.payload)) {
+    throw new NoatunError(ErrorCode.FORGED_ID, `envelope ${envelope.id} does not match its content hash`);
+  }
+  return envelope;
+}
+
+/**
+ * Decodes an envelope the engine stored itself (validated when it was stored): bounds are still
+ * checked, the hash is not recomputed.
+ */
+export function readEnvelopeUnchecked(bytes: Uint8Array): Envelope {
+  return parse(bytes, DEFAULT_ENVELOPE_LIMITS, false);
+}
+
+/** The id of an encoded envelope, read without decoding the rest. */
+export function envelopeIdOf(bytes: Uint8Array): MessageId {
+  if (bytes.length < FIXED_BYTES || bytes[0] !== ENVELOPE_VERSION) throw new BadFrameError('not an envelope', 0);
+  return MessageId.fromBytes(bytes.subarray(1, 17));
+}
+
+/** Options of {@link createEnvelope}. */
+export interface CreateEnvelopeOptions {
+  readonly timestamp: number;
+  readonly payload: Uint8Array;
+  /** Parents; sorted and deduplicated here. Each must be older than the new id. */
+  readonly parents: readonly MessageId[];
+  readonly minter: IdMinter;
+  /** Exact (timestamp, sequence) to mint at, e.g. `other.predecessor()`. */
+  readonly at?: { readonly timestamp: number; readonly sequence: number };
+}
+
+/** Makes a new envelope: random salt, minted id, sorted parents. */
+export function createEnvelope(options: CreateEnvelopeOptions): Envelope {
+  const salt = randomBytes(SALT_BYTES);
+  const id =
+    options.at === undefined
+      ? options.minter.mint(options.timestamp, salt, options.payload)
+      : options.minter.mintAt(options.at.timestamp, options.at.sequence, salt, options.payload);
+  const parents = [...options.parents].sort(MessageId.compare).filter((p, i, all) => i === 0 || !p.equals(all[i - 1]!));
+  for (const parent of parents) {
+    if (MessageId.compare(parent, id) >= 0) {
+      throw new NoatunError(ErrorCode.INTERNAL, `parent ${parent} is not older than the new event ${id}`);
+    }
+  }
+  return { id, salt: Uint8Array.from(salt), parents, payload: options.payload };
+}

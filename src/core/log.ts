@@ -1,0 +1,250 @@
+/**
+ * The durable event log, in LMDB (lmdb-js): every stored envelope keyed by its 16-byte id (so
+ * iteration is apply order), with the event's ordinal, plus the engine's metadata.
+ *
+ * Writes are queued with lmdb-js's asynchronous `put`, which batches everything queued in one
+ * event-loop turn into one transaction on a writer thread; {@link EventLog.written} resolves once
+ * that transaction is committed and flushed to disk. Until then the entries are kept in an
+ * in-memory overlay that every read consults, so the engine can re-apply events it has just
+ * queued (a late event's rewind) before they are committed.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { type Database as LmdbDatabase, open, type RootDatabase } from 'lmdb';
+import { ErrorCode, NoatunError } from '../errors.js';
+
+/** One stored event as the log holds it. */
+export interface StoredEvent {
+  /** The id's 16 bytes (the LMDB key). */
+  readonly key: Uint8Array;
+  /** The event's ordinal: its stable identity in view trackers. */
+  readonly ordinal: number;
+  /** The envelope in its canonical binary form. */
+  readonly envelope: Uint8Array;
+}
+
+interface OverlayEntry {
+  readonly key: Buffer;
+  /** The stored event, or null for a queued removal. */
+  readonly event: StoredEvent | null;
+}
+
+const ORDINAL_BYTES = 4;
+
+function keyString(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
+}
+
+function compareKeys(a: Uint8Array, b: Uint8Array): number {
+  return Buffer.compare(a, b);
+}
+
+/** The LMDB-backed log of one database directory. */
+export class EventLog {
+  readonly path: string;
+  readonly #env: RootDatabase;
+  readonly #events: LmdbDatabase<Buffer, Buffer>;
+  readonly #meta: LmdbDatabase<unknown, string>;
+  readonly #overlay = new Map<string, OverlayEntry>();
+  #unsettled: OverlayEntry[] = [];
+  #settleScheduled = false;
+  #lastWrite: Promise<unknown> = Promise.resolve();
+  #failure: unknown;
+  #closed = false;
+
+  private constructor(file: string, env: RootDatabase) {
+    this.path = file;
+    this.#env = env;
+    this.#events = env.openDB<Buffer, Buffer>({ name: 'events', encoding: 'binary', keyEncoding: 'binary' });
+    this.#meta = env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' });
+  }
+
+  /** Opens (creating if missing) the log in `directory`. */
+  static open(directory: string): EventLog {
+    const file = path.join(directory, 'log.mdb');
+    fs.mkdirSync(directory, { recursive: true });
+    let env: RootDatabase;
+    try {
+      env = open({ path: file, compression: false, maxDbs: 8, mapSize: 2 ** 40 });
+    } catch (cause) {
+      throw new NoatunError(ErrorCode.CORRUPT_FILE, `cannot open the event log ${file}: ${(cause as Error).message}`, {
+        cause,
+      });
+    }
+    return new EventLog(file, env);
+  }
+
+  /** The stored event with this id, or undefined. */
+  get(key: Uint8Array): StoredEvent | undefined {
+    const pending = this.#overlay.get(keyString(key));
+    if (pending !== undefined) return pending.event ?? undefined;
+    const value = this.#events.getBinary(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
+    return value === undefined ? undefined : decodeStored(key, value);
+  }
+
+  /** Whether an event with this id is stored. */
+  has(key: Uint8Array): boolean {
+    const pending = this.#overlay.get(keyString(key));
+    if (pending !== undefined) return pending.event !== null;
+    return this.#events.doesExist(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
+  }
+
+  /** Queues an event for storage (visible to reads at once, durable after {@link written}). */
+  put(event: StoredEvent): void {
+    this.#assertWritable();
+    const key = Buffer.from(event.key);
+    const value = Buffer.allocUnsafe(ORDINAL_BYTES + event.envelope.length);
+    value.writeUInt32LE(event.ordinal, 0);
+    value.set(event.envelope, ORDINAL_BYTES);
+    this.#track({ key, event: { key, ordinal: event.ordinal, envelope: value.subarray(ORDINAL_BYTES) } }, this.#events.put(key, value));
+  }
+
+  /** Queues the removal of an event. */
+  remove(key: Uint8Array): void {
+    this.#assertWritable();
+    const k = Buffer.from(key);
+    this.#track({ key: k, event: null }, this.#events.remove(k));
+  }
+
+  /** Queues a metadata value. */
+  setMeta(name: string, value: unknown): void {
+    this.#assertWritable();
+    this.#lastWrite = this.#meta.put(name, value);
+  }
+
+  /** A metadata value (the latest committed one). */
+  getMeta<T>(name: string): T | undefined {
+    return this.#meta.get(name) as T | undefined;
+  }
+
+  #track(entry: OverlayEntry, write: Promise<unknown>): void {
+    this.#overlay.set(keyString(entry.key), entry);
+    this.#unsettled.push(entry);
+    this.#lastWrite = write;
+    write.catch((error: unknown) => {
+      this.#failure ??= error;
+    });
+    if (!this.#settleScheduled) {
+      this.#settleScheduled = true;
+      queueMicrotask(() => this.#settle());
+    }
+  }
+
+  /** Drops overlay entries once the transaction holding them has committed. */
+  #settle(): void {
+    this.#settleScheduled = false;
+    const batch = this.#unsettled;
+    this.#unsettled = [];
+    this.#lastWrite.then(
+      () => {
+        for (const entry of batch) {
+          const key = keyString(entry.key);
+          if (this.#overlay.get(key) === entry) this.#overlay.delete(key);
+        }
+      },
+      () => {},
+    );
+  }
+
+  /**
+   * Resolves once everything queued so far is committed and flushed to disk. Rejects (and the log
+   * refuses further writes) if a commit failed.
+   */
+  async written(): Promise<void> {
+    await this.#lastWrite;
+    await this.#env.flushed;
+    if (this.#failure !== undefined) throw this.#writeFailure();
+  }
+
+  #writeFailure(): NoatunError {
+    return new NoatunError(ErrorCode.SYSTEM_CALL_FAILED, `writing the event log failed: ${String(this.#failure)}`, {
+      cause: this.#failure,
+    });
+  }
+
+  #assertWritable(): void {
+    if (this.#closed) throw new NoatunError(ErrorCode.CLOSED, 'the database is closed');
+    if (this.#failure !== undefined) throw this.#writeFailure();
+  }
+
+  /**
+   * Stored events in id order from `start` (inclusive; the beginning when omitted), including
+   * queued ones. Entries are decoded lazily; do not write to the log while iterating.
+   */
+  *range(start?: Uint8Array): Generator<StoredEvent> {
+    const pending: OverlayEntry[] = [];
+    for (const entry of this.#overlay.values()) {
+      if (start === undefined || compareKeys(entry.key, start) >= 0) pending.push(entry);
+    }
+    pending.sort((a, b) => compareKeys(a.key, b.key));
+    let p = 0;
+    const options = start === undefined ? {} : { start: Buffer.from(start) };
+    for (const { key, value } of this.#events.getRange(options)) {
+      while (p < pending.length && compareKeys(pending[p]!.key, key) < 0) {
+        const event = pending[p++]!.event;
+        if (event !== null) yield event;
+      }
+      if (p < pending.length && compareKeys(pending[p]!.key, key) === 0) {
+        const event = pending[p++]!.event;
+        if (event !== null) yield event;
+        continue;
+      }
+      yield decodeStored(key, value);
+    }
+    while (p < pending.length) {
+      const event = pending[p++]!.event;
+      if (event !== null) yield event;
+    }
+  }
+
+  /** The id bytes of the last stored event (highest id), or undefined when empty. */
+  lastKey(): Uint8Array | undefined {
+    let last: Uint8Array | undefined;
+    for (const key of this.#events.getKeys({ reverse: true, limit: 1 })) last = key;
+    for (const entry of this.#overlay.values()) {
+      if (entry.event !== null && (last === undefined || compareKeys(entry.key, last) > 0)) last = entry.key;
+    }
+    return last;
+  }
+
+  /** Number of stored events (committed plus queued). */
+  count(): number {
+    let count = this.#events.getCount();
+    for (const entry of this.#overlay.values()) {
+      const committed = this.#events.doesExist(entry.key);
+      if (entry.event !== null && !committed) count++;
+      else if (entry.event === null && committed) count--;
+    }
+    return count;
+  }
+
+  /** Bytes of the LMDB file on disk. */
+  get byteLength(): number {
+    try {
+      return fs.statSync(this.path).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** Waits for queued writes, then closes. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      await this.#lastWrite;
+      await this.#env.flushed;
+    } finally {
+      await this.#env.close();
+    }
+  }
+}
+
+function decodeStored(key: Uint8Array, value: Uint8Array): StoredEvent {
+  if (value.length < ORDINAL_BYTES) {
+    throw new NoatunError(ErrorCode.CORRUPT_FILE, `event log entry ${Buffer.from(key).toString('hex')} is truncated`);
+  }
+  const ordinal = value[0]! | (value[1]! << 8) | (value[2]! << 16) | (value[3]! * 2 ** 24);
+  // Copy: lmdb-js may reuse the buffer a range yields, and callers keep envelopes.
+  return { key: Uint8Array.from(key), ordinal, envelope: value.slice(ORDINAL_BYTES) };
+}

@@ -1,0 +1,212 @@
+/**
+ * MessageId: the 16-byte identity and sort key of an event.
+ *
+ * Layout (big-endian, compared as unsigned bytes, so byte order = apply order):
+ *
+ * | bytes  | content                                                        |
+ * |--------|----------------------------------------------------------------|
+ * | 0..6   | timestamp, ms since the Unix epoch (48 bits)                   |
+ * | 6..8   | sequence field (16 bits)                                       |
+ * | 8..16  | content hash: first 8 bytes of SHA-256 over (timestamp,        |
+ * |        | sequence, salt, payload); parents are left out (pruning edits  |
+ * |        | parent lists)                                                  |
+ *
+ * Fresh ids take a sequence field whose top two bits are `01` or `10` (values 0x4000–0xBFFF), so
+ * an id can always be made just before or just after any other id with the same timestamp
+ * ({@link MessageId.predecessor}, {@link MessageId.successor}), e.g. for events that undo or
+ * pre-empt another.
+ */
+import { createHash } from 'node:crypto';
+import { ErrorCode, NoatunError } from '../errors.js';
+
+/** Largest timestamp an id can carry (2^48 - 1 ms, in the year 10889). */
+export const MAX_TIMESTAMP = 2 ** 48 - 1;
+/** Lowest and highest sequence values of freshly minted ids. */
+export const FRESH_SEQUENCE_MIN = 0x4000;
+export const FRESH_SEQUENCE_MAX = 0xbfff;
+
+const HEX = /^[0-9a-f]{32}$/;
+
+/** An event id. Immutable; compare with {@link MessageId.compare}. */
+export class MessageId {
+  /** The 16 bytes (do not modify). */
+  readonly bytes: Uint8Array;
+
+  private constructor(bytes: Uint8Array) {
+    this.bytes = bytes;
+  }
+
+  /** An id from its 16 bytes (copied). Throws `INVALID_ARGUMENT` for another length. */
+  static fromBytes(bytes: Uint8Array): MessageId {
+    if (!(bytes instanceof Uint8Array) || bytes.length !== 16) {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'a MessageId is exactly 16 bytes');
+    }
+    return new MessageId(Uint8Array.from(bytes));
+  }
+
+  /** Wraps 16 bytes the caller will never modify (no copy). */
+  static adopt(bytes: Uint8Array): MessageId {
+    return new MessageId(bytes);
+  }
+
+  /** Parses the 32 lowercase hex characters {@link toString} gives. */
+  static parse(hex: string): MessageId {
+    if (typeof hex !== 'string' || !HEX.test(hex)) {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `not a MessageId (32 lowercase hex characters): ${String(hex).slice(0, 40)}`);
+    }
+    return new MessageId(Uint8Array.from(Buffer.from(hex, 'hex')));
+  }
+
+  /** Builds an id from its parts (the hash part as 8 bytes). */
+  static fromParts(timestamp: number, sequence: number, hash: Uint8Array): MessageId {
+    if (!Number.isSafeInteger(timestamp) || timestamp < 0 || timestamp > MAX_TIMESTAMP) {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `timestamp ${timestamp} is outside [0, 2^48)`);
+    }
+    if (sequence >>> 0 !== sequence || sequence > 0xffff) {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `sequence ${sequence} is outside [0, 0xffff]`);
+    }
+    const bytes = new Uint8Array(16);
+    writeTimestamp(bytes, timestamp);
+    bytes[6] = sequence >>> 8;
+    bytes[7] = sequence & 0xff;
+    bytes.set(hash.subarray(0, 8), 8);
+    return new MessageId(bytes);
+  }
+
+  /** Orders ids by their bytes: -1, 0 or 1. */
+  static compare(a: MessageId, b: MessageId): number {
+    const x = a.bytes;
+    const y = b.bytes;
+    for (let i = 0; i < 16; i++) {
+      const d = x[i]! - y[i]!;
+      if (d !== 0) return d < 0 ? -1 : 1;
+    }
+    return 0;
+  }
+
+  /** Milliseconds since the Unix epoch. */
+  get timestamp(): number {
+    const b = this.bytes;
+    return (b[0]! * 2 ** 40) + (b[1]! * 2 ** 32) + ((b[2]! << 24) >>> 0) + (b[3]! << 16) + (b[4]! << 8) + b[5]!;
+  }
+
+  /** The 16-bit sequence field. */
+  get sequence(): number {
+    return (this.bytes[6]! << 8) | this.bytes[7]!;
+  }
+
+  /** True when both ids have the same bytes. */
+  equals(other: MessageId): boolean {
+    return MessageId.compare(this, other) === 0;
+  }
+
+  /**
+   * The (timestamp, sequence) of an id sorting just before every id of this one's
+   * (timestamp, sequence): mint with {@link IdMinter.mintAt} to make an event that precedes this
+   * one. Throws `INVALID_ARGUMENT` when the sequence field is exhausted (0).
+   */
+  predecessor(): { readonly timestamp: number; readonly sequence: number } {
+    const sequence = this.sequence;
+    if (sequence === 0) throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `no predecessor of ${this}: sequence exhausted`);
+    return { timestamp: this.timestamp, sequence: sequence - 1 };
+  }
+
+  /** Like {@link predecessor}, just after this id. Throws at sequence 0xffff. */
+  successor(): { readonly timestamp: number; readonly sequence: number } {
+    const sequence = this.sequence;
+    if (sequence === 0xffff) throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `no successor of ${this}: sequence exhausted`);
+    return { timestamp: this.timestamp, sequence: sequence + 1 };
+  }
+
+  /** 32 lowercase hex characters. */
+  toString(): string {
+    return Buffer.from(this.bytes.buffer, this.bytes.byteOffset, 16).toString('hex');
+  }
+
+  toJSON(): string {
+    return this.toString();
+  }
+
+  /** A readable form: ISO time, sequence and hash. */
+  describe(): string {
+    return `${new Date(this.timestamp).toISOString()}#${this.sequence.toString(16)}:${this.toString().slice(16)}`;
+  }
+}
+
+function writeTimestamp(bytes: Uint8Array, timestamp: number): void {
+  const high = Math.floor(timestamp / 2 ** 32);
+  const low = timestamp >>> 0;
+  bytes[0] = high >>> 8;
+  bytes[1] = high & 0xff;
+  bytes[2] = low >>> 24;
+  bytes[3] = (low >>> 16) & 0xff;
+  bytes[4] = (low >>> 8) & 0xff;
+  bytes[5] = low & 0xff;
+}
+
+/** The 8-byte content hash of an event: SHA-256 over timestamp, sequence, salt and payload. */
+export function computeIdHash(timestamp: number, sequence: number, salt: Uint8Array, payload: Uint8Array): Uint8Array {
+  const head = new Uint8Array(8);
+  writeTimestamp(head, timestamp);
+  head[6] = sequence >>> 8;
+  head[7] = sequence & 0xff;
+  const digest = createHash('sha256').update(head).update(salt).update(payload).digest();
+  return digest.subarray(0, 8);
+}
+
+/** True when `id`'s hash part matches the content. */
+export function verifyId(id: MessageId, salt: Uint8Array, payload: Uint8Array): boolean {
+  const hash = computeIdHash(id.timestamp, id.sequence, salt, payload);
+  const bytes = id.bytes;
+  for (let i = 0; i < 8; i++) if (bytes[8 + i] !== hash[i]) return false;
+  return true;
+}
+
+/**
+ * Mints the ids of one writer's local events: a random sequence start per millisecond in
+ * [0x4000, 0x7fff], increasing within a millisecond so consecutive local events keep their order.
+ * An earlier time than the last one minted (a backdated event, or a clock set back) gets an id at
+ * that earlier time: ids carry the time the application gave.
+ */
+export class IdMinter {
+  #lastTimestamp = -1;
+  #lastSequence = 0;
+
+  /** The (timestamp, sequence) the next event at `time` would get, without taking it. */
+  next(time: number): { readonly timestamp: number; readonly sequence: number } {
+    const timestamp = Math.min(Math.max(0, Math.floor(time)), MAX_TIMESTAMP);
+    if (timestamp > this.#lastTimestamp) {
+      return { timestamp, sequence: FRESH_SEQUENCE_MIN + Math.floor(Math.random() * 0x4000) };
+    }
+    if (timestamp === this.#lastTimestamp && this.#lastSequence < FRESH_SEQUENCE_MAX) {
+      return { timestamp, sequence: this.#lastSequence + 1 };
+    }
+    if (timestamp < this.#lastTimestamp) {
+      // A backdated event: it is not a successor of the local chain; give it a fresh sequence.
+      return { timestamp, sequence: FRESH_SEQUENCE_MIN + Math.floor(Math.random() * 0x4000) };
+    }
+    return { timestamp: Math.min(timestamp + 1, MAX_TIMESTAMP), sequence: FRESH_SEQUENCE_MIN };
+  }
+
+  /** An id with the timestamp and sequence of {@link next}, minimal hash: for previews. */
+  peek(time: number): MessageId {
+    const { timestamp, sequence } = this.next(time);
+    return MessageId.fromParts(timestamp, sequence, new Uint8Array(8));
+  }
+
+  /** Mints the id of an event at `time` with this salt and payload. */
+  mint(time: number, salt: Uint8Array, payload: Uint8Array): MessageId {
+    const { timestamp, sequence } = this.next(time);
+    return this.mintAt(timestamp, sequence, salt, payload);
+  }
+
+  /** Mints an id at an exact (timestamp, sequence), e.g. from `predecessor()`/`successor()`. */
+  mintAt(timestamp: number, sequence: number, salt: Uint8Array, payload: Uint8Array): MessageId {
+    const id = MessageId.fromParts(timestamp, sequence, computeIdHash(timestamp, sequence, salt, payload));
+    if (timestamp > this.#lastTimestamp || (timestamp === this.#lastTimestamp && sequence > this.#lastSequence)) {
+      this.#lastTimestamp = timestamp;
+      this.#lastSequence = sequence;
+    }
+    return id;
+  }
+}

@@ -1,0 +1,248 @@
+/**
+ * The projector: applies stored events to the view in id order, and keeps that true when events
+ * arrive late by rewinding the view with its undo journal and re-applying.
+ *
+ * Every event is applied between two journal marks. A throwing `apply` is rolled back to its mark
+ * (its writes vanish), the failure is counted in the view (so a rewind undoes the count too) and
+ * projection carries on: every peer that applies the same events ends in the same state.
+ */
+import { ErrorCode, NoatunError } from '../errors.js';
+import type { Arena } from '../view/arena.js';
+import { Header } from '../view/arena.js';
+import type { ObjectSchema, View } from '../view/schema.js';
+import type { Ordinal, TrackingContext } from '../view/tracking.js';
+import type { MaterializedView } from '../view/view.js';
+import type { Codec } from './codec.js';
+import { readEnvelopeUnchecked } from './envelope.js';
+import type { EventLog, StoredEvent } from './log.js';
+import type { MessageId } from './message-id.js';
+
+/** What `apply` receives besides the event and the root. */
+export interface ApplyContext {
+  /** The event's id. */
+  readonly id: MessageId;
+  /** The event's timestamp in ms since the epoch (`id.timestamp`). */
+  readonly time: number;
+}
+
+/** The application's deterministic fold of one event into the view. */
+export type ApplyFunction<E, R> = (event: E, root: View<R>, ctx: ApplyContext) => void;
+
+/** A recorded failure of `apply` (or of decoding the payload). */
+export interface ApplyFailure {
+  readonly id: MessageId;
+  readonly ordinal: number;
+  readonly error: string;
+}
+
+/** Engine words in the view header (see {@link Header.ENGINE}). */
+export const EngineWord = {
+  /** Number of events whose apply failed (journaled). */
+  FAILED_APPLIES: Header.ENGINE,
+  /** 4 words: the log's identity, so a view is never matched with another directory's log. */
+  LOG_ID: Header.ENGINE + 1,
+} as const;
+
+/** Reports progress of long replays. */
+export type ProgressCallback = (progress: { readonly phase: 'rebuild'; readonly done: number; readonly total: number }) => void;
+
+/** Tracking for the engine issue: trackers record owners; pruning bookkeeping comes later. */
+class OwnerTracking implements TrackingContext {
+  ordinal = 0 as Ordinal;
+  onRead(): void {}
+  onWrite(): void {}
+  onDestroy(): void {}
+}
+
+function compareKeys(a: Uint8Array, b: Uint8Array): number {
+  return Buffer.compare(a, b);
+}
+
+/** Applies events from the log to the view. */
+export class Projector<E, R extends ObjectSchema<unknown>> {
+  view: MaterializedView<R>;
+  readonly #log: EventLog;
+  readonly #apply: ApplyFunction<E, R>;
+  readonly #codec: Codec<E>;
+  readonly #tracking = new OwnerTracking();
+  /** Failures seen by this process, by ordinal (the count in the view is authoritative). */
+  readonly failures = new Map<number, ApplyFailure>();
+  /** Id bytes of the highest applied event. */
+  appliedMax: Uint8Array | undefined;
+  /** Events re-applied because of late arrivals (for stats and benchmarks). */
+  reapplied = 0;
+  /** Full rebuilds forced by events older than the undo history. */
+  rebuilds = 0;
+
+  constructor(view: MaterializedView<R>, log: EventLog, apply: ApplyFunction<E, R>, codec: Codec<E>) {
+    this.view = view;
+    this.#log = log;
+    this.#apply = apply;
+    this.#codec = codec;
+    this.appliedMax = log.lastKey();
+  }
+
+  get #arena(): Arena {
+    return this.view.arena;
+  }
+
+  /** Number of failed applies reflected in the view. */
+  get failedApplies(): number {
+    return this.#arena.u32[EngineWord.FAILED_APPLIES]!;
+  }
+
+  /**
+   * Applies one stored event at the end of the view. Never throws for a failing apply: the
+   * failure is rolled back and recorded.
+   */
+  applyOne(stored: StoredEvent): void {
+    const view = this.view;
+    const mark = view.mark(stored.ordinal);
+    const envelope = readEnvelopeUnchecked(stored.envelope);
+    const id = envelope.id;
+    let failure: unknown;
+    try {
+      const event = this.#codec.decode(envelope.payload);
+      this.#tracking.ordinal = stored.ordinal as Ordinal;
+      const apply = this.#apply;
+      const result = view.write(this.#tracking, (root) => apply(event, root, { id, time: id.timestamp }) as unknown);
+      if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
+        failure = new NoatunError(ErrorCode.INVALID_ARGUMENT, 'apply must be synchronous (it returned a promise)');
+      }
+    } catch (error) {
+      failure = error;
+    }
+    if (failure === undefined) {
+      if (this.failures.size !== 0) this.failures.delete(stored.ordinal);
+    } else {
+      view.rewindTo(mark);
+      view.mark(stored.ordinal);
+      const arena = this.#arena;
+      arena.set32(EngineWord.FAILED_APPLIES, arena.u32[EngineWord.FAILED_APPLIES]! + 1);
+      this.failures.set(stored.ordinal, {
+        id,
+        ordinal: stored.ordinal,
+        error: failure instanceof Error ? `${failure.name}: ${failure.message}` : String(failure),
+      });
+    }
+    view.lastApplied = stored.ordinal;
+  }
+
+  /**
+   * Projects events just stored in the log (`added`, in any order). Events after everything
+   * applied go at the end; an earlier one rewinds the view to just before the first applied
+   * event it precedes and re-applies from there. Returns the number of events (re-)applied.
+   */
+  project(added: readonly StoredEvent[], onProgress?: ProgressCallback): number {
+    if (added.length === 0) return 0;
+    let first = added[0]!;
+    let inOrder = true;
+    for (let i = 1; i < added.length; i++) {
+      const c = compareKeys(added[i]!.key, added[i - 1]!.key);
+      if (c < 0) inOrder = false;
+      if (compareKeys(added[i]!.key, first.key) < 0) first = added[i]!;
+    }
+    const max = this.appliedMax;
+    if (inOrder && (max === undefined || compareKeys(first.key, max) > 0)) {
+      for (const stored of added) this.applyOne(stored);
+      this.appliedMax = added[added.length - 1]!.key;
+      return added.length;
+    }
+    if (max === undefined || compareKeys(first.key, max) > 0) {
+      // All after the applied ones, just not given in order.
+      return this.#applyFrom(first.key);
+    }
+    // Late: find the first already-applied event after `first`, rewind to just before it.
+    const fresh = new Set<string>();
+    for (const stored of added) fresh.add(Buffer.from(stored.key).toString('latin1'));
+    let successor: StoredEvent | undefined;
+    for (const stored of this.#log.range(first.key)) {
+      if (!fresh.has(Buffer.from(stored.key).toString('latin1'))) {
+        successor = stored;
+        break;
+      }
+    }
+    if (successor === undefined) return this.#applyFrom(first.key);
+    const mark = this.#arena.findMark(successor.ordinal);
+    if (mark === -1) {
+      this.rebuild(onProgress);
+      return this.#log.count();
+    }
+    this.view.rewindTo(mark);
+    const applied = this.#applyFrom(first.key);
+    this.reapplied += applied - added.length;
+    return applied;
+  }
+
+  /** Undoes the event `stored` (already removed from the log) and re-applies what followed it. */
+  unapply(stored: StoredEvent, onProgress?: ProgressCallback): void {
+    const mark = this.#arena.findMark(stored.ordinal);
+    if (mark === -1) {
+      this.rebuild(onProgress);
+      return;
+    }
+    this.view.rewindTo(mark);
+    this.failures.delete(stored.ordinal);
+    this.appliedMax = undefined;
+    // Re-apply everything after the removed event (its successors in id order).
+    let last: Uint8Array | undefined;
+    for (const next of this.#log.range(stored.key)) {
+      this.applyOne(next);
+      last = next.key;
+    }
+    this.appliedMax = last ?? this.#previousKey(stored.key);
+  }
+
+  #previousKey(key: Uint8Array): Uint8Array | undefined {
+    let previous: Uint8Array | undefined;
+    for (const stored of this.#log.range()) {
+      if (compareKeys(stored.key, key) >= 0) break;
+      previous = stored.key;
+    }
+    return previous;
+  }
+
+  #applyFrom(start: Uint8Array): number {
+    let count = 0;
+    let last: Uint8Array | undefined;
+    for (const stored of this.#log.range(start)) {
+      this.applyOne(stored);
+      last = stored.key;
+      count++;
+    }
+    if (last !== undefined) this.appliedMax = last;
+    return count;
+  }
+
+  /**
+   * Re-applies every stored event from an empty view. The caller has reset the view (a fresh
+   * file); `onProgress` hears about every 1% (and the end).
+   */
+  replayAll(onProgress?: ProgressCallback): void {
+    const total = this.#log.count();
+    const step = Math.max(1, Math.floor(total / 100));
+    let done = 0;
+    this.appliedMax = undefined;
+    onProgress?.({ phase: 'rebuild', done, total });
+    for (const stored of this.#log.range()) {
+      this.applyOne(stored);
+      this.appliedMax = stored.key;
+      done++;
+      if (done % step === 0) onProgress?.({ phase: 'rebuild', done, total });
+    }
+    if (done % step !== 0 || total === 0) onProgress?.({ phase: 'rebuild', done, total });
+  }
+
+  /** Set by the Database: resets the view to empty (new files) for a rebuild. */
+  resetView: (() => MaterializedView<R>) | undefined;
+
+  /** Rebuilds the view from the whole log. */
+  rebuild(onProgress?: ProgressCallback): void {
+    if (this.resetView === undefined) throw new NoatunError(ErrorCode.INTERNAL, 'projector has no view factory');
+    this.view = this.resetView();
+    this.failures.clear();
+    this.rebuilds++;
+    this.replayAll(onProgress);
+  }
+}
+

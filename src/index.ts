@@ -1,0 +1,35 @@
+/**
+ * Noatun: an embedded, multi-master, event-sourced database with a memory-mapped typed view.
+ *
+ * @example
+ * import { Database, s } from 'noatun';
+ * const Counter = s.object({ total: s.u32() });
+ * const db = await Database.open<{ add: number }, typeof Counter>({
+ *   path: 'counter-db',
+ *   root: Counter,
+ *   apply(event, root) { root.total += event.add; },
+ * });
+ * await db.append({ add: 2 });
+ * db.read((root) => root.total); // 2
+ */
+export type { Codec } from './core/codec.js';
+export { messagePackCodec } from './core/codec.js';
+export type {
+  DatabaseOptions,
+  DatabaseStats,
+  IngestResult,
+  StoredMessage,
+  Transaction,
+} from './core/database.js';
+export { Database } from './core/database.js';
+export { MessageId } from './core/message-id.js';
+export type { ApplyContext, ApplyFailure, ApplyFunction, ProgressCallback } from './core/projector.js';
+export * as s from './core/schema.js';
+export {
+  CorruptFileError,
+  ErrorCode,
+  NoatunError,
+  SchemaMismatchError,
+  SystemCallError,
+  ValueError,
+} from './errors.js';

@@ -1,0 +1,413 @@
+/**
+ * The Database against the spec's scenarios 3–12 and 37–42, adapted to this API
+ * (noatun-spec.md §11; DESIGN.md decides where they differ: a throwing apply is rolled back).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import test from 'ava';
+import { Database, type MessageId, NoatunError, s } from '../../src/index.js';
+import { FakeClock, prng, removeTempDirs, T0, tempDir } from '../helpers/temp.js';
+
+test.after.always(removeTempDirs);
+
+// ADD: root { counter }, Add(d) reads and writes, Set(v) only writes.
+const Add = s.object({ counter: s.u32(), items: s.list(s.u32()) });
+type AddEvent = { add: number } | { set: number } | { push: number } | { boom: true };
+
+function openAdd(dir: string, clock = new FakeClock(), extra: { autoPrune?: boolean } = {}) {
+  return Database.open<AddEvent, typeof Add>({
+    path: dir,
+    root: Add,
+    now: clock.now,
+    ...extra,
+    apply(event, root) {
+      if ('add' in event) root.counter += event.add;
+      else if ('set' in event) root.counter = event.set;
+      else if ('push' in event) root.items.push(event.push);
+      else {
+        root.counter = 5;
+        throw new Error('boom');
+      }
+    },
+  });
+}
+
+test('local events in the same millisecond chain: increasing ids, parent is the previous, one head', async (t) => {
+  const clock = new FakeClock();
+  const db = await openAdd(tempDir(), clock);
+  const first = await db.append({ set: 1 });
+  const second = await db.append({ set: 2 });
+  t.is(first.timestamp, T0);
+  t.is(second.timestamp, T0);
+  t.true(first.sequence < second.sequence);
+  const messages = [...db.messages()];
+  t.deepEqual(
+    messages[1]!.parents.map((p) => p.toString()),
+    [first.toString()],
+  );
+  t.deepEqual(
+    db.heads().map(String),
+    [second.toString()],
+  );
+  await db.close();
+});
+
+test('a backdated append has no later parents and becomes a second head', async (t) => {
+  const clock = new FakeClock(T0 + 10_000);
+  const db = await openAdd(tempDir(), clock);
+  const later = await db.append({ set: 1 });
+  clock.time = T0 + 5_000;
+  const earlier = await db.append({ set: 2 });
+  t.deepEqual([...db.messages()][0]!.parents, []);
+  t.deepEqual(db.heads().map(String).sort(), [later.toString(), earlier.toString()].sort());
+  // Applied in id order: the backdated Set(2) comes first, Set(1) last.
+  t.is(db.read((root) => root.counter), 1);
+  await db.close();
+});
+
+test('an event older than the cutoff with parents is refused and nothing is stored; without parents it is accepted', async (t) => {
+  const source = await openAdd(tempDir(), new FakeClock(T0), { autoPrune: false });
+  await source.append({ add: 1 });
+  await source.append({ add: 2 });
+  const [withoutParents, withParents] = [...source.messages()];
+  t.is(withParents!.parents.length, 1);
+  const clock = new FakeClock(T0 + 60 * 60_000);
+  const target = await openAdd(tempDir(), clock);
+  t.true(target.cutoffTime > T0);
+  const error = await t.throwsAsync(target.ingest([withoutParents!.bytes, withParents!.bytes]));
+  t.is((error as NoatunError).code, 'PARENTS_BEFORE_CUTOFF');
+  t.is(target.stats().stored, 0);
+  const result = await target.ingest([withoutParents!.bytes]);
+  t.is(result.stored, 1);
+  t.is(target.read((root) => root.counter), 1);
+  await Promise.all([source.close(), target.close()]);
+});
+
+test('ingesting an event twice stores it once and applies it once', async (t) => {
+  const source = await openAdd(tempDir());
+  await source.append({ add: 5 });
+  const bytes = [...source.messages()][0]!.bytes;
+  const target = await openAdd(tempDir());
+  t.is((await target.ingest([bytes])).stored, 1);
+  const again = await target.ingest([bytes, bytes]);
+  t.is(again.stored, 0);
+  t.is(again.duplicates, 2);
+  t.is(target.stats().stored, 1);
+  t.is(target.read((root) => root.counter), 5);
+  await Promise.all([source.close(), target.close()]);
+});
+
+test('an event arriving before an earlier one gives the same view as in-order arrival', async (t) => {
+  const clock = new FakeClock();
+  const source = await openAdd(tempDir(), clock);
+  await source.append({ push: 43 });
+  clock.advance(1);
+  await source.append({ push: 42 });
+  await source.append({ add: 85 });
+  const [first, second, third] = [...source.messages()].map((m) => m.bytes);
+  const target = await openAdd(tempDir());
+  // Parents travel with the events, so the second and third wait for the first.
+  const parked = await target.ingest([third!, second!]);
+  t.is(parked.parked, 2);
+  const rest = await target.ingest([first!]);
+  t.is(rest.stored, 3);
+  t.is(rest.unparked, 2);
+  t.deepEqual(target.read((root) => root.export()), source.read((root) => root.export()));
+  t.deepEqual(target.read((root) => root.items.export()), [43, 42]);
+  await Promise.all([source.close(), target.close()]);
+});
+
+test('a late independent event rewinds the view and re-applies what followed it', async (t) => {
+  const clockA = new FakeClock(T0 + 1);
+  const clockB = new FakeClock(T0 + 2);
+  const a = await openAdd(tempDir(), clockA);
+  const b = await openAdd(tempDir(), clockB);
+  await a.append({ push: 43 });
+  await b.append({ push: 42 });
+  clockB.advance(10);
+  await b.append({ add: 2 });
+  const target = await openAdd(tempDir());
+  await target.ingest([...b.messages()].map((m) => m.bytes));
+  t.deepEqual(target.read((root) => root.items.export()), [42]);
+  const late = await target.ingest([...a.messages()].map((m) => m.bytes));
+  t.is(late.stored, 1);
+  t.deepEqual(target.read((root) => root.items.export()), [43, 42]);
+  t.is(target.read((root) => root.counter), 2);
+  t.is(target.stats().reapplied, 2);
+  t.is(target.heads().length, 2);
+  await Promise.all([a.close(), b.close(), target.close()]);
+});
+
+test('twenty events inserted in random order are applied in time order', async (t) => {
+  const seed = 20;
+  const random = prng(seed);
+  const clock = new FakeClock();
+  const envelopes: Uint8Array[] = [];
+  const writer = await openAdd(tempDir(), clock);
+  for (let i = 0; i < 20; i++) {
+    clock.time = Date.UTC(2024, 0, 1) + i * 1000;
+    await writer.append({ push: i });
+  }
+  for (const m of writer.messages()) envelopes.push(m.bytes);
+  const target = await openAdd(tempDir(), clock);
+  const shuffled = [...envelopes].sort(() => random() - 0.5);
+  for (const bytes of shuffled) await target.ingest([bytes]);
+  t.deepEqual(
+    target.read((root) => root.items.export()),
+    Array.from({ length: 20 }, (_, i) => i),
+    `seed ${seed}`,
+  );
+  await Promise.all([writer.close(), target.close()]);
+});
+
+test('preview shows the view with an event applied and keeps nothing', async (t) => {
+  const db = await openAdd(tempDir());
+  await db.append({ add: 1 });
+  await db.append({ add: 1 });
+  t.is(
+    db.preview({ add: 2 }, (root) => root.counter),
+    4,
+  );
+  t.is(db.read((root) => root.counter), 2);
+  t.is(db.stats().stored, 2);
+  await db.close();
+});
+
+test('removing events restores exactly the view observed before them', async (t) => {
+  const clock = new FakeClock();
+  const Rich = s.object({
+    cell: s.u32(),
+    text: s.string(),
+    list: s.list(s.string()),
+    map: s.map(s.string(), s.object({ n: s.u32() })),
+  });
+  const db = await Database.open<{ n: number }, typeof Rich>({
+    path: tempDir(),
+    root: Rich,
+    now: clock.now,
+    autoPrune: false,
+    apply(event, root) {
+      root.cell = event.n;
+      root.text = `text ${event.n}`.repeat(event.n);
+      root.list.push(`item ${event.n}`);
+      root.map.set(`k${event.n % 2}`, { n: event.n });
+    },
+  });
+  const empty = db.read((root) => root.export());
+  clock.time = Date.UTC(2020, 0, 2);
+  const first = await db.append({ n: 1 });
+  const afterFirst = db.read((root) => root.export());
+  clock.time = Date.UTC(2020, 0, 4);
+  const second = await db.append({ n: 2 });
+  t.notDeepEqual(db.read((root) => root.export()), afterFirst);
+  t.true(await db.remove(second));
+  t.deepEqual(db.read((root) => root.export()), afterFirst);
+  t.true(await db.remove(first));
+  t.deepEqual(db.read((root) => root.export()), empty);
+  t.false(await db.remove(first));
+  await db.close();
+});
+
+test('a throwing apply is rolled back and recorded; the append still resolves and the event is stored', async (t) => {
+  const db = await openAdd(tempDir());
+  await db.append({ add: 1 });
+  const id = await db.append({ boom: true });
+  t.is(db.read((root) => root.counter), 1);
+  t.is(db.stats().stored, 2);
+  t.is(db.stats().failedApplies, 1);
+  t.is(db.failures()[0]!.id.toString(), id.toString());
+  t.regex(db.failures()[0]!.error, /boom/);
+  await db.append({ add: 1 });
+  t.is(db.read((root) => root.counter), 2);
+  await db.close();
+});
+
+test('context rules: opaque reads fail inside apply, writes fail in read, sessions do not nest', async (t) => {
+  const Root = s.object({ secret: s.opaque(s.u32()), log: s.opaqueList(s.u32()), n: s.u32() });
+  let readInsideApply: unknown;
+  const db = await Database.open<{ op: string }, typeof Root>({
+    path: tempDir(),
+    root: Root,
+    apply(event, root) {
+      if (event.op === 'write') {
+        root.secret = 7;
+        root.log.push(1);
+      } else if (event.op === 'read') {
+        root.n = root.secret;
+      } else if (event.op === 'length') {
+        root.n = root.log.length;
+      } else if (event.op === 'nested') {
+        try {
+          db.read((r) => r.n);
+        } catch (error) {
+          readInsideApply = error;
+        }
+      }
+    },
+  });
+  await db.append({ op: 'write' });
+  await db.append({ op: 'read' });
+  await db.append({ op: 'length' });
+  await db.append({ op: 'nested' });
+  t.is(db.stats().failedApplies, 2);
+  t.true(db.failures().every((f) => f.error.includes('opaque')));
+  t.is((readInsideApply as NoatunError).code, 'SESSION_NESTED');
+  t.is(db.read((root) => root.secret), 7);
+  t.deepEqual(db.read((root) => root.log.export()), [1]);
+  const error = t.throws(() =>
+    db.read((root) => {
+      root.n = 1;
+    }),
+  );
+  t.is((error as NoatunError).code, 'VIEW_READ_ONLY');
+  await db.close();
+});
+
+// KV: root { keyval: list of {key, value}, editCount }; Put(k, v) replaces k's entry and counts.
+const Kv = s.object({ keyval: s.list(s.object({ key: s.string(), value: s.string() })), editCount: s.u32() });
+type Put = { key: string; value: string };
+function applyKv(event: Put, root: s.View<typeof Kv>) {
+  const kept = root.keyval.export().filter((item) => item.key !== event.key);
+  root.keyval.assign(kept);
+  root.keyval.push({ key: event.key, value: event.value });
+  root.editCount += 1;
+}
+const KvWide = s.object({ keyval: s.list(s.object({ key: s.string(), value: s.string() })), editCount: s.u64() });
+
+async function fruits(dir: string) {
+  const db = await Database.open<Put, typeof Kv>({ path: dir, root: Kv, apply: applyKv });
+  await db.append({ key: 'Fruit1', value: 'Banana' });
+  await db.append({ key: 'Fruit2', value: 'Orange' });
+  await db.append({ key: 'Fruit1', value: 'Apple' });
+  await db.close();
+}
+
+const expectedFruits = [
+  { key: 'Fruit2', value: 'Orange' },
+  { key: 'Fruit1', value: 'Apple' },
+];
+
+test('a cleanly closed database reopens without replaying', async (t) => {
+  const dir = tempDir();
+  await fruits(dir);
+  const db = await Database.open<Put, typeof Kv>({ path: dir, root: Kv, apply: applyKv });
+  t.is(db.stats().openedBy, 'clean-load');
+  t.is(db.read((root) => root.editCount), 3);
+  t.deepEqual(db.read((root) => root.keyval.export()), expectedFruits);
+  await db.close();
+});
+
+test('a lost view is rebuilt from the log, reporting progress', async (t) => {
+  const dir = tempDir();
+  await fruits(dir);
+  fs.rmSync(path.join(dir, 'view'), { recursive: true });
+  const progress: number[] = [];
+  const db = await Database.open<Put, typeof Kv>({
+    path: dir,
+    root: Kv,
+    apply: applyKv,
+    onProgress: (p) => progress.push(p.done),
+  });
+  t.is(db.stats().openedBy, 'rebuild');
+  t.is(db.stats().stored, 3);
+  t.deepEqual(db.read((root) => root.keyval.export()), expectedFruits);
+  t.is(progress.at(-1), 3);
+  await db.close();
+});
+
+test('a damaged view file is rebuilt from the log', async (t) => {
+  const dir = tempDir();
+  await fruits(dir);
+  const file = path.join(dir, 'view', 'view.bin');
+  const bytes = fs.readFileSync(file);
+  bytes.fill(0xab, 0, 64);
+  fs.writeFileSync(file, bytes);
+  const db = await Database.open<Put, typeof Kv>({ path: dir, root: Kv, apply: applyKv });
+  t.is(db.stats().openedBy, 'rebuild');
+  t.deepEqual(db.read((root) => root.keyval.export()), expectedFruits);
+  await db.close();
+});
+
+test('a changed schema rebuilds the view from the log', async (t) => {
+  const dir = tempDir();
+  const db1 = await Database.open<Put, typeof Kv>({ path: dir, root: Kv, apply: applyKv });
+  await db1.append({ key: 'Fruit1', value: 'Banana' });
+  await db1.close();
+  const db = await Database.open<Put, typeof KvWide>({
+    path: dir,
+    root: KvWide,
+    apply(event, root) {
+      root.keyval.push({ key: event.key, value: event.value });
+      root.editCount += 1n;
+    },
+  });
+  t.is(db.stats().openedBy, 'rebuild');
+  t.is(db.read((root) => root.editCount), 1n);
+  t.deepEqual(db.read((root) => root.keyval.export()), [{ key: 'Fruit1', value: 'Banana' }]);
+  await db.close();
+});
+
+test('a view left dirty by a crash is rebuilt at open', async (t) => {
+  const dir = tempDir();
+  await fruits(dir);
+  const file = path.join(dir, 'view', 'view.bin');
+  const bytes = fs.readFileSync(file);
+  bytes.writeUInt32LE(1, 12); // the dirty flag, as a crash mid-write leaves it
+  fs.writeFileSync(file, bytes);
+  const db = await Database.open<Put, typeof Kv>({ path: dir, root: Kv, apply: applyKv });
+  t.is(db.stats().openedBy, 'rebuild');
+  t.is(db.read((root) => root.editCount), 3);
+  await db.close();
+});
+
+test('removing 857 of 1000 events leaves the 143 others readable with their payloads', async (t) => {
+  const Sum = s.object({ sum: s.f64(), count: s.u32() });
+  const db = await Database.open<{ v: number }, typeof Sum>({
+    path: tempDir(),
+    root: Sum,
+    autoPrune: false,
+    apply(event, root) {
+      root.sum += event.v;
+      root.count += 1;
+    },
+  });
+  const ids: MessageId[] = [];
+  await db.transaction((tx) => {
+    for (let v = 0; v < 1000; v++) ids.push(tx.append({ v }));
+  });
+  for (let v = 0; v < 1000; v++) if (v % 7 !== 0) await db.remove(ids[v]!);
+  t.is(db.stats().stored, 143);
+  const survivors = [...db.messages()];
+  t.is(survivors.length, 143);
+  t.true(survivors.every((m, i) => m.id.equals(ids[i * 7]!)));
+  let expected = 0;
+  for (let v = 0; v < 1000; v += 7) expected += v;
+  t.deepEqual(db.read((root) => root.export()), { sum: expected, count: 143 });
+  await db.close();
+});
+
+test('a second open of the same directory is refused with DATABASE_LOCKED', async (t) => {
+  const dir = tempDir();
+  const db = await openAdd(dir);
+  const error = await t.throwsAsync(openAdd(dir));
+  t.is((error as NoatunError).code, 'DATABASE_LOCKED');
+  await db.close();
+  const again = await openAdd(dir);
+  await again.close();
+});
+
+test('a malformed envelope rejects the whole batch and stores nothing', async (t) => {
+  const source = await openAdd(tempDir());
+  await source.append({ add: 1 });
+  const good = [...source.messages()][0]!.bytes;
+  const target = await openAdd(tempDir());
+  const forged = Uint8Array.from(good);
+  forged[forged.length - 1]! ^= 1;
+  const error = await t.throwsAsync(target.ingest([good, forged]));
+  t.true(error instanceof NoatunError);
+  t.is((error as NoatunError).code, 'FORGED_ID');
+  t.is(target.stats().stored, 0);
+  const garbage = await t.throwsAsync(target.ingest([new Uint8Array([1, 2, 3])]));
+  t.is((garbage as NoatunError).code, 'BAD_FRAME');
+  await Promise.all([source.close(), target.close()]);
+});
