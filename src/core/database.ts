@@ -23,7 +23,7 @@ import { nominalCutoff } from './cutoff.js';
 import { lockDirectory } from './directory-lock.js';
 import { createEnvelope, decodeEnvelope, type Envelope, encodeEnvelope } from './envelope.js';
 import { EventLog, type StoredEvent } from './log.js';
-import { IdMinter, MessageId } from './message-id.js';
+import { FRESH_SEQUENCE_MIN, IdMinter, MessageId } from './message-id.js';
 import { type ApplyFailure, type ApplyFunction, EngineWord, type ProgressCallback, Projector } from './projector.js';
 
 /** Options of {@link Database.open}. */
@@ -269,7 +269,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   async append(event: E): Promise<MessageId> {
     this.#assertOpen();
     this.#advanceCutoff();
-    const envelope = this.#mint(event, this.#parentsFor(this.#now()));
+    const envelope = this.#mint(event, undefined);
     this.#commit([envelope]);
     await this.#durable();
     return envelope.id;
@@ -285,9 +285,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const envelopes: Envelope[] = [];
     const tx: Transaction<E> = {
       append: (event: E) => {
-        const previous = envelopes[envelopes.length - 1];
-        const parents = previous === undefined ? this.#parentsFor(this.#now()) : [previous.id];
-        const envelope = this.#mint(event, parents);
+        const envelope = this.#mint(event, envelopes[envelopes.length - 1]?.id);
         envelopes.push(envelope);
         return envelope.id;
       },
@@ -332,20 +330,31 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     return this.#cutoff;
   }
 
-  #parentsFor(time: number): MessageId[] {
-    // An event before the cutoff has no parents: the finalized past gains no links.
-    if (time < this.#cutoff) return [];
-    // Heads newer than a backdated event cannot be its parents (a parent precedes its child).
-    const probe = this.#minter.peek(time);
-    const parents: MessageId[] = [];
-    for (const head of this.#heads.values()) if (MessageId.compare(head, probe) < 0) parents.push(head);
-    parents.sort(MessageId.compare);
-    return parents;
-  }
-
-  #mint(event: E, parents: MessageId[]): Envelope {
+  /**
+   * Makes the envelope of a local event. Its parents are the heads older than it, or just
+   * `previous` (the transaction's previous event, which the new one must follow).
+   */
+  #mint(event: E, previous: MessageId | undefined): Envelope {
     const payload = this.#codec.encode(event);
-    return createEnvelope({ timestamp: this.#now(), payload, parents, minter: this.#minter });
+    let at = this.#minter.next(this.#now());
+    let parents: MessageId[];
+    if (previous !== undefined) {
+      if (at.timestamp < previous.timestamp || (at.timestamp === previous.timestamp && at.sequence <= previous.sequence)) {
+        at = previous.sequence < 0xffff
+          ? { timestamp: previous.timestamp, sequence: previous.sequence + 1 }
+          : { timestamp: previous.timestamp + 1, sequence: FRESH_SEQUENCE_MIN };
+      }
+      parents = [previous];
+    } else if (at.timestamp < this.#cutoff) {
+      // An event before the cutoff has no parents: the finalized past gains no links.
+      parents = [];
+    } else {
+      // Heads newer than a backdated event cannot be its parents (a parent precedes its child).
+      const probe = MessageId.fromParts(at.timestamp, at.sequence, new Uint8Array(8));
+      parents = [];
+      for (const head of this.#heads.values()) if (MessageId.compare(head, probe) < 0) parents.push(head);
+    }
+    return createEnvelope({ timestamp: at.timestamp, payload, parents, minter: this.#minter, at });
   }
 
   /** Stores envelopes (validated, new, parents present), updates heads, projects them. */

@@ -65,7 +65,7 @@ export class EventLog {
     fs.mkdirSync(directory, { recursive: true });
     let env: RootDatabase;
     try {
-      env = open({ path: file, compression: false, maxDbs: 8, mapSize: 2 ** 40 });
+      env = open({ path: file, compression: false, maxDbs: 8 });
     } catch (cause) {
       throw new NoatunError(ErrorCode.CORRUPT_FILE, `cannot open the event log ${file}: ${(cause as Error).message}`, {
         cause,
