@@ -316,6 +316,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       }
     }
     if (changed) this.#saveHeads();
+    this.#projector.forgetHistoryBefore(nominal);
   }
 
   #saveHeads(): void {

@@ -15,7 +15,7 @@ import type { MaterializedView } from '../view/view.js';
 import type { Codec } from './codec.js';
 import { readEnvelopeUnchecked } from './envelope.js';
 import type { EventLog, StoredEvent } from './log.js';
-import type { MessageId } from './message-id.js';
+import { MessageId } from './message-id.js';
 
 /** What `apply` receives besides the event and the root. */
 export interface ApplyContext {
@@ -172,6 +172,26 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     const applied = this.#applyFrom(first.key);
     this.reapplied += applied - added.length;
     return applied;
+  }
+
+  /**
+   * Drops undo history older than the first applied event at or after `time` (the cutoff): events
+   * before the cutoff are final, so the view never needs to be rewound past them. A late event
+   * older than what is kept forces a rebuild instead.
+   */
+  forgetHistoryBefore(time: number): void {
+    const arena = this.#arena;
+    let first: StoredEvent | undefined;
+    for (const stored of this.#log.range(MessageId.fromParts(time, 0, new Uint8Array(8)).bytes)) {
+      first = stored;
+      break;
+    }
+    if (first === undefined) {
+      arena.truncateBefore(arena.position);
+      return;
+    }
+    const mark = arena.findMark(first.ordinal);
+    if (mark !== -1) arena.truncateBefore(mark);
   }
 
   /** Undoes the event `stored` (already removed from the log) and re-applies what followed it. */

@@ -411,3 +411,25 @@ test('a malformed envelope rejects the whole batch and stores nothing', async (t
   t.is((garbage as NoatunError).code, 'BAD_FRAME');
   await Promise.all([source.close(), target.close()]);
 });
+
+test('undo history is dropped at the cutoff, and a later event older than it rebuilds the view correctly', async (t) => {
+  const clock = new FakeClock(T0);
+  const db = await openAdd(tempDir(), clock);
+  for (let i = 0; i < 50; i++) {
+    clock.advance(1000);
+    await db.append({ push: i });
+  }
+  const before = db.stats().undoBytes;
+  clock.advance(60 * 60_000);
+  await db.append({ push: 50 });
+  t.true(db.stats().undoBytes < before / 10, `${db.stats().undoBytes} < ${before}/10`);
+  t.true(db.stats().cutoffTime > T0 + 50_000);
+  // An independent event from before the cutoff (no parents) still arrives and is applied in order.
+  const other = await openAdd(tempDir(), new FakeClock(T0 + 500));
+  await other.append({ push: -1 >>> 0 });
+  await db.ingest([...other.messages()].map((m) => m.bytes));
+  t.is(db.stats().rebuilds, 1);
+  const items = db.read((root) => root.items.export());
+  t.deepEqual(items, [-1 >>> 0, ...Array.from({ length: 51 }, (_, i) => i)]);
+  await Promise.all([db.close(), other.close()]);
+});
