@@ -80,6 +80,27 @@ function slotDestroy(t: AnyType, a: Arena, w: WordOffset): void {
   }
 }
 
+/**
+ * A plain value made JSON-friendly: maps become objects, bigints decimal strings, byte arrays
+ * arrays of numbers (what `toJSON` of the accessors returns).
+ */
+export function jsonify(value: unknown): unknown {
+  if (value instanceof Map) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of value) out[String(k)] = jsonify(v);
+    return out;
+  }
+  if (typeof value === 'bigint') return value.toString();
+  if (value instanceof Uint8Array) return Array.from(value);
+  if (Array.isArray(value)) return value.map(jsonify);
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = jsonify(v);
+    return out;
+  }
+  return value;
+}
+
 function alignUp(words: number, align: 1 | 2): number {
   return align === 2 ? (words + 1) & ~1 : words;
 }
@@ -208,11 +229,11 @@ function generateObjectAccessor(type: ObjectType): ObjectAccessorClass {
   });
   lines.push('  export() { const a = this.$a; if (this.$s !== a.session) a.stale(); return SELF.exportAt(a, this.$w); }');
   lines.push('  assign(v) { const a = this.$a; if (this.$s !== a.session) a.stale(); SELF.assign(a, this.$w, v); }');
-  lines.push('  toJSON() { return this.export(); }');
+  lines.push('  toJSON() { return JSONIFY(this.export()); }');
   lines.push('};');
-  const params = ['SELF', ...types.map((_, i) => `T${i}`)];
+  const params = ['SELF', 'JSONIFY', ...types.map((_, i) => `T${i}`)];
   const factory = new Function(...params, lines.join('\n')) as (...args: unknown[]) => ObjectAccessorClass;
-  return factory(type, ...types);
+  return factory(type, jsonify, ...types);
 }
 
 // ------------------------------------------------------------------ optional
@@ -445,8 +466,8 @@ export class ListAccessor<E, P> {
     return this.#type.exportAt(this.#arena(), this.#w) as P[];
   }
 
-  toJSON(): P[] {
-    return this.export();
+  toJSON(): unknown {
+    return jsonify(this.export());
   }
 
   *[Symbol.iterator](): IterableIterator<E> {
@@ -575,8 +596,8 @@ export class OpaqueListAccessor<E, P> {
     return this.#type.exportAt(this.#arena(), this.#w) as P[];
   }
 
-  toJSON(): P[] {
-    return this.export();
+  toJSON(): unknown {
+    return jsonify(this.export());
   }
 
   *[Symbol.iterator](): IterableIterator<E> {
@@ -924,7 +945,7 @@ export class MapAccessor<K, E, P> {
     return this.#type.exportAt(this.#arena(), this.#w) as Map<K, P>;
   }
 
-  toJSON(): Record<string, P> {
-    return Object.fromEntries(this.export()) as Record<string, P>;
+  toJSON(): unknown {
+    return jsonify(this.export());
   }
 }

@@ -76,7 +76,7 @@ export type ObjectView<F> = { -readonly [K in keyof F]: View<F[K]> } & {
   export(): InferShape<F>;
   /** Replaces every field with those of a plain value. */
   assign(value: InferShape<F>): void;
-  toJSON(): InferShape<F>;
+  toJSON(): unknown;
 };
 
 /** The accessor of `list(T)`. */
