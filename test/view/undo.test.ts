@@ -1,0 +1,139 @@
+/**
+ * The undo journal restores the arena byte for byte: random writes grouped into events, then
+ * rewinds to random earlier marks compared against snapshots taken at those marks.
+ *
+ * Replay with NOATUN_SEED=<seed>; more seeds with NOATUN_SEEDS=<count>.
+ */
+import test from 'ava';
+import { NoatunError } from '../../src/errors.js';
+import type { JournalMark } from '../../src/view/journal.js';
+import * as s from '../../src/view/schema.js';
+import { prng, removeTempDirs } from '../helpers/temp.js';
+import { openView, Recorder } from './view-helpers.js';
+
+test.after.always(removeTempDirs);
+
+const Root = s.object({
+  counter: s.u32(),
+  total: s.f64(),
+  big: s.i64(),
+  title: s.string(),
+  note: s.optional(s.string()),
+  people: s.map(s.string(), s.object({ age: s.u8(), tags: s.list(s.string()) })),
+  scores: s.map(s.u32(), s.u32()),
+  history: s.list(s.u32()),
+  audit: s.opaqueList(s.string()),
+});
+
+type View = s.View<typeof Root>;
+
+function randomWrite(random: () => number, root: View): void {
+  const r = random();
+  const name = `p${Math.floor(random() * 12)}`;
+  if (r < 0.1) root.counter += 1;
+  else if (r < 0.15) root.total = random() * 1000;
+  else if (r < 0.2) root.big = BigInt(Math.floor(random() * 1e9)) - 500_000_000n;
+  else if (r < 0.3) root.title = 'title '.repeat(Math.floor(random() * 5)) + String(Math.floor(random() * 1000));
+  else if (r < 0.35) root.note = random() < 0.5 ? null : `note ${random()}`;
+  else if (r < 0.5) root.people.set(name, { age: Math.floor(random() * 100), tags: ['a'] });
+  else if (r < 0.55) root.people.delete(name);
+  else if (r < 0.6) root.people.get(name)?.tags.push(`t${Math.floor(random() * 9)}`);
+  else if (r < 0.75) root.scores.set(Math.floor(random() * 300), Math.floor(random() * 1e6));
+  else if (r < 0.8) root.scores.delete(Math.floor(random() * 300));
+  else if (r < 0.88) root.history.push(Math.floor(random() * 1e6));
+  else if (r < 0.9) root.history.pop();
+  else if (r < 0.92) root.scores.clear();
+  else root.audit.push(`event ${Math.floor(random() * 1e6)}`);
+}
+
+interface Snapshot {
+  mark: JournalMark;
+  bytes: Buffer;
+}
+
+function runSeed(seed: number) {
+  const random = prng(seed);
+  const view = openView(Root);
+  const snapshots: Snapshot[] = [];
+  const snapshot = (mark: JournalMark): Snapshot => ({
+    mark,
+    bytes: Buffer.from(view.arena.u8.subarray(0, view.arena.top * 4)),
+  });
+  for (let ordinal = 1; ordinal <= 120; ordinal++) {
+    const mark = view.mark(ordinal);
+    snapshots.push(snapshot(mark));
+    const writes = 1 + Math.floor(random() * 12);
+    view.write(new Recorder(ordinal), (root) => {
+      for (let i = 0; i < writes; i++) randomWrite(random, root);
+    });
+  }
+  return { view, snapshots, random };
+}
+
+function assertRestored(t: import('ava').ExecutionContext, view: ReturnType<typeof runSeed>['view'], snap: Snapshot, hint: string) {
+  const arena = view.arena;
+  const now = Buffer.from(arena.u8.subarray(0, Math.max(arena.top * 4, snap.bytes.length)));
+  t.is(arena.top * 4, snap.bytes.length, `${hint}: allocation top`);
+  t.true(now.subarray(0, snap.bytes.length).equals(snap.bytes), `${hint}: arena bytes differ`);
+  // Everything above the top is zero again.
+  const tail = arena.u8.subarray(arena.top * 4);
+  t.true(tail.every((b) => b === 0), `${hint}: memory above the top is not zero`);
+}
+
+const seedCount = Number.parseInt(process.env.NOATUN_SEEDS ?? '3', 10);
+const seeds =
+  process.env.NOATUN_SEED === undefined
+    ? Array.from({ length: seedCount }, () => (Math.random() * 2 ** 32) >>> 0)
+    : [Number.parseInt(process.env.NOATUN_SEED, 10) >>> 0];
+
+for (const seed of seeds) {
+  test(`rewinding to any earlier mark restores the arena byte for byte (seed ${seed})`, (t) => {
+    const { view, snapshots, random } = runSeed(seed);
+    const hint = `replay with NOATUN_SEED=${seed} npx ava test/view/undo.test.ts`;
+    // One random jump back, then every remaining mark in reverse order.
+    const jump = Math.floor(random() * snapshots.length);
+    view.rewindTo(snapshots[jump]!.mark);
+    assertRestored(t, view, snapshots[jump]!, `${hint} (mark ${jump})`);
+    for (let i = jump - 1; i >= 0; i -= 1 + Math.floor(random() * 5)) {
+      view.rewindTo(snapshots[i]!.mark);
+      assertRestored(t, view, snapshots[i]!, `${hint} (mark ${i})`);
+    }
+    view.rewindTo(snapshots[0]!.mark);
+    t.deepEqual(view.export(), {
+      counter: 0,
+      total: 0,
+      big: 0n,
+      title: '',
+      note: null,
+      people: new Map(),
+      scores: new Map(),
+      history: [],
+      audit: [],
+    });
+    view.close();
+  });
+}
+
+test('the journal survives a reopen: rewinding after reopening restores the earlier state', (t) => {
+  const { view, snapshots } = runSeed(7);
+  const dir = view.directory;
+  const target = snapshots[60]!;
+  view.close();
+  const again = openView(Root, dir);
+  t.is(again.arena.findMark(61), target.mark);
+  again.rewindTo(target.mark);
+  t.true(Buffer.from(again.arena.u8.subarray(0, again.arena.top * 4)).equals(target.bytes));
+  t.is(again.arena.findMark(61), -1);
+  again.close();
+});
+
+test('truncated history cannot be rewound to, later history still can', (t) => {
+  const { view, snapshots } = runSeed(11);
+  view.truncateBefore(snapshots[50]!.mark);
+  const error = t.throws(() => view.rewindTo(snapshots[10]!.mark));
+  t.is((error as NoatunError).code, 'INTERNAL');
+  t.is(view.arena.findMark(11), -1);
+  view.rewindTo(snapshots[80]!.mark);
+  t.true(Buffer.from(view.arena.u8.subarray(0, view.arena.top * 4)).equals(snapshots[80]!.bytes));
+  view.close();
+});
