@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import test from 'ava';
-import { NoatunError, SystemCallError } from '../../src/errors.js';
+import { type NoatunError, SystemCallError } from '../../src/errors.js';
 import { Advice, MappedFile } from '../../src/view/mapped-file.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
-import { NoatunError } from '../../src/errors.js';
+import type { NoatunError } from '../../src/errors.js';
 import * as s from '../../src/view/schema.js';
 import { untracked } from '../../src/view/tracking.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';

@@ -2,7 +2,7 @@
  * Every schema type: round trips through set/get/export, validation, and the errors of misuse.
  */
 import test from 'ava';
-import { NoatunError } from '../../src/errors.js';
+import type { NoatunError } from '../../src/errors.js';
 import * as s from '../../src/view/schema.js';
 import { untracked } from '../../src/view/tracking.js';
 import { prng, removeTempDirs } from '../helpers/temp.js';

@@ -5,7 +5,7 @@
  * Replay with NOATUN_SEED=<seed>; more seeds with NOATUN_SEEDS=<count>.
  */
 import test from 'ava';
-import { NoatunError } from '../../src/errors.js';
+import type { NoatunError } from '../../src/errors.js';
 import type { JournalMark } from '../../src/view/journal.js';
 import * as s from '../../src/view/schema.js';
 import { prng, removeTempDirs } from '../helpers/temp.js';
