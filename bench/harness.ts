@@ -1,0 +1,104 @@
+/**
+ * Small helpers shared by the benchmarks: timing, temp directories, sizes on disk, peak RSS and
+ * the result table.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+/** Seconds elapsed while running `fn`. */
+export async function time<T>(fn: () => Promise<T> | T): Promise<{ seconds: number; result: T }> {
+  const start = process.hrtime.bigint();
+  const result = await fn();
+  return { seconds: Number(process.hrtime.bigint() - start) / 1e9, result };
+}
+
+const made: string[] = [];
+
+/** A fresh temp directory, removed by {@link cleanup}. */
+export function benchDir(name: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `noatun-bench-${name}-`));
+  made.push(dir);
+  return dir;
+}
+
+/** Removes the temp directories. */
+export function cleanup(): void {
+  for (const dir of made.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** Bytes of all files under `target` (a file or a directory). */
+export function bytesOnDisk(target: string): number {
+  const stat = fs.statSync(target, { throwIfNoEntry: false });
+  if (stat === undefined) return 0;
+  if (!stat.isDirectory()) return stat.blocks * 512;
+  let total = 0;
+  for (const entry of fs.readdirSync(target)) total += bytesOnDisk(path.join(target, entry));
+  return total;
+}
+
+/** Peak resident set size of this process so far, in bytes. */
+export function peakRss(): number {
+  return process.resourceUsage().maxRSS * 1024;
+}
+
+/** One row of the result table. */
+export interface Row {
+  readonly workload: string;
+  readonly implementation: string;
+  readonly eventsPerSecond?: number;
+  readonly queriesPerSecond?: number;
+  /** Ratio to the better-sqlite3 row of the same workload (filled in by {@link printTable}). */
+  readonly note?: string;
+  readonly peakRssBytes?: number;
+  readonly diskBytes?: number;
+}
+
+function fmt(n: number | undefined): string {
+  if (n === undefined) return '';
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
+  return n.toFixed(n < 10 ? 2 : 0);
+}
+
+function mib(n: number | undefined): string {
+  return n === undefined ? '' : `${(n / 2 ** 20).toFixed(1)} MiB`;
+}
+
+/** Prints rows as one table, with ratios against the better-sqlite3 row of each workload. */
+export function printTable(rows: readonly Row[]): void {
+  const header = ['workload', 'implementation', 'events/s', 'vs sqlite', 'queries/s', 'vs sqlite', 'peak RSS', 'disk', 'note'];
+  const lines = rows.map((row) => {
+    const base = rows.find((r) => r.workload === row.workload && r.implementation.startsWith('better-sqlite3'));
+    const ratio = (a: number | undefined, b: number | undefined) =>
+      a !== undefined && b !== undefined && b > 0 && row !== base ? `${(a / b).toFixed(2)}×` : '';
+    return [
+      row.workload,
+      row.implementation,
+      fmt(row.eventsPerSecond),
+      ratio(row.eventsPerSecond, base?.eventsPerSecond),
+      fmt(row.queriesPerSecond),
+      ratio(row.queriesPerSecond, base?.queriesPerSecond),
+      mib(row.peakRssBytes),
+      mib(row.diskBytes),
+      row.note ?? '',
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const show = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  console.log(show(header));
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  for (const line of lines) console.log(show(line));
+}
+
+/** A seeded PRNG (mulberry32): the same seed gives the same workload. */
+export function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
