@@ -22,7 +22,7 @@ import { DEFAULT_CUTOFF_INTERVAL_MS, MAX_PARKED_EVENTS } from './constants.js';
 import { nominalCutoff } from './cutoff.js';
 import { lockDirectory } from './directory-lock.js';
 import { createEnvelope, decodeEnvelope, type Envelope, encodeEnvelope } from './envelope.js';
-import { EventLog, type StoredEvent } from './log.js';
+import { EventLog, ORDINAL_BYTES, type StoredEvent } from './log.js';
 import { FRESH_SEQUENCE_MIN, IdMinter, MessageId } from './message-id.js';
 import { type ApplyFailure, type ApplyFunction, EngineWord, type ProgressCallback, Projector } from './projector.js';
 
@@ -362,7 +362,12 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   #commit(envelopes: readonly Envelope[]): void {
     const stored: StoredEvent[] = [];
     for (const envelope of envelopes) {
-      const event: StoredEvent = { key: envelope.id.bytes, ordinal: this.#nextOrdinal++, envelope: encodeEnvelope(envelope) };
+      const event: StoredEvent = {
+        key: envelope.id.bytes,
+        ordinal: this.#nextOrdinal++,
+        envelope: encodeEnvelope(envelope, ORDINAL_BYTES),
+        decoded: envelope,
+      };
       this.#log.put(event);
       stored.push(event);
       if (envelope.id.timestamp >= this.#cutoff) {

@@ -12,6 +12,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Database as LmdbDatabase, open, type RootDatabase } from 'lmdb';
 import { ErrorCode, NoatunError } from '../errors.js';
+import type { Envelope } from './envelope.js';
+
+/** Bytes before the envelope in a stored value (the ordinal, little-endian). */
+export const ORDINAL_BYTES = 4;
 
 /** One stored event as the log holds it. */
 export interface StoredEvent {
@@ -21,15 +25,16 @@ export interface StoredEvent {
   readonly ordinal: number;
   /** The envelope in its canonical binary form. */
   readonly envelope: Uint8Array;
+  /** The decoded envelope, when the writer already has it (saves a parse on apply). */
+  readonly decoded?: Envelope;
 }
 
-interface OverlayEntry {
+/** Bytes before the envelope in a stored value (the ordinal, little-endian). */
+export interface OverlayEntry {
   readonly key: Buffer;
   /** The stored event, or null for a queued removal. */
   readonly event: StoredEvent | null;
 }
-
-const ORDINAL_BYTES = 4;
 
 function keyString(key: Uint8Array): string {
   return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
@@ -89,14 +94,19 @@ export class EventLog {
     return this.#events.doesExist(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
   }
 
-  /** Queues an event for storage (visible to reads at once, durable after {@link written}). */
+  /**
+   * Queues an event for storage (visible to reads at once, durable after {@link written}).
+   * `event.envelope` must be preceded, in its buffer, by {@link ORDINAL_BYTES} bytes holding the
+   * ordinal (see `encodeEnvelope`'s `prefix`), so the stored value is written without a copy.
+   */
   put(event: StoredEvent): void {
     this.#assertWritable();
-    const key = Buffer.from(event.key);
-    const value = Buffer.allocUnsafe(ORDINAL_BYTES + event.envelope.length);
+    const envelope = event.envelope;
+    if (envelope.byteOffset < ORDINAL_BYTES) throw new NoatunError(ErrorCode.INTERNAL, 'envelope stored without room for the ordinal');
+    const value = Buffer.from(envelope.buffer, envelope.byteOffset - ORDINAL_BYTES, envelope.byteLength + ORDINAL_BYTES);
     value.writeUInt32LE(event.ordinal, 0);
-    value.set(event.envelope, ORDINAL_BYTES);
-    this.#track({ key, event: { key, ordinal: event.ordinal, envelope: value.subarray(ORDINAL_BYTES) } }, this.#events.put(key, value));
+    const key = Buffer.from(event.key.buffer, event.key.byteOffset, event.key.byteLength);
+    this.#track({ key, event }, this.#events.put(key, value));
   }
 
   /** Queues the removal of an event. */

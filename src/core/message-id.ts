@@ -16,7 +16,7 @@
  * ({@link MessageId.predecessor}, {@link MessageId.successor}), e.g. for events that undo or
  * pre-empt another.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { ErrorCode, NoatunError } from '../errors.js';
 
 /** Largest timestamp an id can carry (2^48 - 1 ms, in the year 10889). */
@@ -144,14 +144,21 @@ function writeTimestamp(bytes: Uint8Array, timestamp: number): void {
   bytes[5] = low & 0xff;
 }
 
+// The hash input is assembled in one reusable buffer and hashed with the one-shot `crypto.hash`:
+// creating a Hash object per event cost more than the hashing itself.
+let hashInput = new Uint8Array(4096);
+
 /** The 8-byte content hash of an event: SHA-256 over timestamp, sequence, salt and payload. */
 export function computeIdHash(timestamp: number, sequence: number, salt: Uint8Array, payload: Uint8Array): Uint8Array {
-  const head = new Uint8Array(8);
-  writeTimestamp(head, timestamp);
-  head[6] = sequence >>> 8;
-  head[7] = sequence & 0xff;
-  const digest = createHash('sha256').update(head).update(salt).update(payload).digest();
-  return digest.subarray(0, 8);
+  const size = 8 + salt.length + payload.length;
+  if (size > hashInput.length) hashInput = new Uint8Array(Math.max(size, hashInput.length * 2));
+  const input = hashInput;
+  writeTimestamp(input, timestamp);
+  input[6] = sequence >>> 8;
+  input[7] = sequence & 0xff;
+  input.set(salt, 8);
+  input.set(payload, 8 + salt.length);
+  return hash('sha256', input.subarray(0, size), 'buffer').subarray(0, 8);
 }
 
 /** True when `id`'s hash part matches the content. */

@@ -98,7 +98,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
   applyOne(stored: StoredEvent): void {
     const view = this.view;
     const mark = view.mark(stored.ordinal);
-    const envelope = readEnvelopeUnchecked(stored.envelope);
+    const envelope = stored.decoded ?? readEnvelopeUnchecked(stored.envelope);
     const id = envelope.id;
     let failure: unknown;
     try {
