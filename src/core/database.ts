@@ -21,7 +21,7 @@ import { type Codec, messagePackCodec } from './codec.js';
 import { DEFAULT_CUTOFF_INTERVAL_MS, MAX_PARKED_EVENTS } from './constants.js';
 import { nominalCutoff } from './cutoff.js';
 import { lockDirectory } from './directory-lock.js';
-import { createEnvelope, decodeEnvelope, type Envelope, encodeEnvelope } from './envelope.js';
+import { createEnvelope, decodeEnvelope, type Envelope, encodeEnvelope, readEnvelopeUnchecked } from './envelope.js';
 import { EventLog, ORDINAL_BYTES, type StoredEvent } from './log.js';
 import { FRESH_SEQUENCE_MIN, IdMinter, MessageId } from './message-id.js';
 import { type ApplyFailure, type ApplyFunction, EngineWord, type ProgressCallback, Projector } from './projector.js';
@@ -145,6 +145,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   /** Events waiting for parents: by the key of one missing parent. */
   readonly #parked = new Map<string, Envelope[]>();
   #parkedCount = 0;
+  readonly #discarded: MessageId[] = [];
   readonly #releaseLock: () => void;
   #nextOrdinal: number;
   #cutoff: number;
@@ -240,12 +241,14 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         projector.view.close();
         return freshView();
       };
+      let discarded: MessageId[] = [];
       if (openedBy === 'rebuild') {
-        projector.replayAll(options.onProgress);
+        discarded = projector.replayAll(options.onProgress);
         view = projector.view;
         view.lastApplied = storedNext - 1;
       }
       const db = new Database<E, R>(options, log, projector, releaseLock, openedBy);
+      if (discarded.length > 0) await db.#afterDiscard(discarded);
       db.#advanceCutoff();
       return db;
     } catch (error) {
@@ -253,6 +256,30 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       releaseLock();
       throw error;
     }
+  }
+
+  /**
+   * After damaged records were dropped: heads are recomputed from what is stored (a dropped event
+   * may have been a head or a parent), and the drop is made durable.
+   */
+  async #afterDiscard(discarded: MessageId[]): Promise<void> {
+    this.#discarded.push(...discarded);
+    const parents = new Set<string>();
+    const candidates: MessageId[] = [];
+    for (const stored of this.#log.range()) {
+      const envelope = readEnvelopeUnchecked(stored.envelope);
+      for (const parent of envelope.parents) parents.add(keyOf(parent));
+      if (envelope.id.timestamp >= this.#cutoff) candidates.push(envelope.id);
+    }
+    this.#heads.clear();
+    for (const id of candidates) if (!parents.has(keyOf(id))) this.#heads.set(keyOf(id), id);
+    this.#saveHeads();
+    await this.#log.written();
+  }
+
+  /** Ids of damaged records dropped from the log when it was last rebuilt (since open). */
+  discarded(): MessageId[] {
+    return [...this.#discarded];
   }
 
   get #view(): MaterializedView<R> {

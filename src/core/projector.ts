@@ -13,7 +13,7 @@ import type { ObjectSchema, View } from '../view/schema.js';
 import type { Ordinal, TrackingContext } from '../view/tracking.js';
 import type { MaterializedView } from '../view/view.js';
 import type { Codec } from './codec.js';
-import { readEnvelopeUnchecked } from './envelope.js';
+import { decodeEnvelope, type Envelope, readEnvelopeUnchecked } from './envelope.js';
 import type { EventLog, StoredEvent } from './log.js';
 import { MessageId } from './message-id.js';
 
@@ -52,6 +52,16 @@ class OwnerTracking implements TrackingContext {
   onRead(): void {}
   onWrite(): void {}
   onDestroy(): void {}
+}
+
+/** The decoded envelope of a stored record, or undefined when it is damaged or forged. */
+function verifyStored(stored: StoredEvent): Envelope | undefined {
+  try {
+    const envelope = decodeEnvelope(stored.envelope);
+    return Buffer.compare(envelope.id.bytes, stored.key) === 0 ? envelope : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function compareKeys(a: Uint8Array, b: Uint8Array): number {
@@ -238,31 +248,41 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
    * Re-applies every stored event from an empty view. The caller has reset the view (a fresh
    * file); `onProgress` hears about every 1% (and the end).
    */
-  replayAll(onProgress?: ProgressCallback): void {
+  replayAll(onProgress?: ProgressCallback): MessageId[] {
     const total = this.#log.count();
     const step = Math.max(1, Math.floor(total / 100));
     let done = 0;
+    const discarded: MessageId[] = [];
     this.appliedMax = undefined;
     onProgress?.({ phase: 'rebuild', done, total });
     for (const stored of this.#log.range()) {
-      this.applyOne(stored);
-      this.appliedMax = stored.key;
       done++;
       if (done % step === 0) onProgress?.({ phase: 'rebuild', done, total });
+      // A rebuild re-validates every stored envelope: a record damaged on disk is dropped (and
+      // reported) rather than applied, so the view is a replay of what is provably intact.
+      const intact = verifyStored(stored);
+      if (intact === undefined) {
+        discarded.push(MessageId.fromBytes(stored.key));
+        this.#log.remove(stored.key);
+        continue;
+      }
+      this.applyOne({ key: stored.key, ordinal: stored.ordinal, envelope: stored.envelope, decoded: intact });
+      this.appliedMax = stored.key;
     }
     if (done % step !== 0 || total === 0) onProgress?.({ phase: 'rebuild', done, total });
+    return discarded;
   }
 
   /** Set by the Database: resets the view to empty (new files) for a rebuild. */
   resetView: (() => MaterializedView<R>) | undefined;
 
-  /** Rebuilds the view from the whole log. */
-  rebuild(onProgress?: ProgressCallback): void {
+  /** Rebuilds the view from the whole log; returns the ids of damaged records it dropped. */
+  rebuild(onProgress?: ProgressCallback): MessageId[] {
     if (this.resetView === undefined) throw new NoatunError(ErrorCode.INTERNAL, 'projector has no view factory');
     this.view = this.resetView();
     this.failures.clear();
     this.rebuilds++;
-    this.replayAll(onProgress);
+    return this.replayAll(onProgress);
   }
 }
 
