@@ -200,6 +200,8 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
       arena.truncateBefore(arena.position);
       return;
     }
+    // Usually nothing changed since the last cutoff step: skip the backward scan.
+    if (arena.historyStartsAt(first.ordinal)) return;
     const mark = arena.findMark(first.ordinal);
     if (mark !== -1) arena.truncateBefore(mark);
   }

@@ -478,6 +478,16 @@ export class Arena {
     return -1;
   }
 
+  /** True when the oldest entry kept in the journal is the mark of `ordinal`. */
+  historyStartsAt(ordinal: number): boolean {
+    const journal = this.journal;
+    return (
+      journal.end - journal.start >= 2 &&
+      journal.words[journal.start + 1] === JournalTag.MARK &&
+      journal.words[journal.start] === ordinal
+    );
+  }
+
   /** Drops undo history before `mark` (see {@link UndoJournal.truncateBefore}). */
   truncateBefore(mark: JournalMark): void {
     this.journal.truncateBefore(mark);
