@@ -1,0 +1,78 @@
+/**
+ * The envelope codec: round trips, and every malformation refused with a stable code.
+ */
+import { fc, testProp } from '@fast-check/ava';
+import test from 'ava';
+import { createEnvelope, decodeEnvelope, encodeEnvelope, envelopeIdOf, withParents } from '../../src/core/envelope.js';
+import { IdMinter, type MessageId } from '../../src/core/message-id.js';
+import type { NoatunError } from '../../src/errors.js';
+import { T0 } from '../helpers/temp.js';
+
+function sample(payload: Uint8Array, parentCount = 2) {
+  const minter = new IdMinter();
+  const parents: MessageId[] = [];
+  for (let i = 0; i < parentCount; i++) parents.push(createEnvelope({ timestamp: T0 + i, payload: new Uint8Array([i]), parents: [], minter }).id);
+  return createEnvelope({ timestamp: T0 + 1000, payload, parents, minter });
+}
+
+testProp('an envelope decodes to what was encoded', [fc.uint8Array({ maxLength: 300 }), fc.nat({ max: 5 })], (t, payload, parents) => {
+  const envelope = sample(payload, parents);
+  const decoded = decodeEnvelope(encodeEnvelope(envelope));
+  t.true(decoded.id.equals(envelope.id));
+  t.deepEqual(Array.from(decoded.payload), Array.from(payload));
+  t.deepEqual(
+    decoded.parents.map(String),
+    envelope.parents.map(String),
+  );
+  t.true(envelopeIdOf(encodeEnvelope(envelope)).equals(envelope.id));
+});
+
+test('every truncation of a valid envelope is refused with BAD_FRAME', (t) => {
+  const bytes = encodeEnvelope(sample(new Uint8Array([1, 2, 3, 4, 5])));
+  for (let length = 0; length < bytes.length; length++) {
+    const error = t.throws(() => decodeEnvelope(bytes.subarray(0, length)));
+    t.is((error as NoatunError).code, 'BAD_FRAME', `length ${length}`);
+  }
+});
+
+test('trailing bytes and an unknown version are refused with BAD_FRAME', (t) => {
+  const bytes = encodeEnvelope(sample(new Uint8Array([1])));
+  const longer = new Uint8Array(bytes.length + 1);
+  longer.set(bytes);
+  t.is((t.throws(() => decodeEnvelope(longer)) as NoatunError).code, 'BAD_FRAME');
+  const versioned = Uint8Array.from(bytes);
+  versioned[0] = 2;
+  t.is((t.throws(() => decodeEnvelope(versioned)) as NoatunError).code, 'BAD_FRAME');
+});
+
+test('changing any payload or salt byte is refused with FORGED_ID', (t) => {
+  const bytes = encodeEnvelope(sample(new Uint8Array([10, 20, 30]), 0));
+  for (const at of [17, 20, 24, bytes.length - 1, bytes.length - 3]) {
+    const forged = Uint8Array.from(bytes);
+    forged[at]! ^= 0x40;
+    t.is((t.throws(() => decodeEnvelope(forged)) as NoatunError).code, 'FORGED_ID', `byte ${at}`);
+  }
+});
+
+test('parents out of order, duplicated or not older than the event are refused', (t) => {
+  const envelope = sample(new Uint8Array([1]), 2);
+  const [a, b] = envelope.parents;
+  for (const parents of [[b!, a!], [a!, a!], [a!, envelope.id]]) {
+    const bytes = encodeEnvelope(withParents(envelope, parents));
+    t.is((t.throws(() => decodeEnvelope(bytes)) as NoatunError).code, 'BAD_FRAME');
+  }
+});
+
+test('limits on parents and payload size are enforced', (t) => {
+  const envelope = sample(new Uint8Array(100), 3);
+  const bytes = encodeEnvelope(envelope);
+  t.is((t.throws(() => decodeEnvelope(bytes, { maxParents: 2, maxPayloadBytes: 1000 })) as NoatunError).code, 'BAD_FRAME');
+  t.is((t.throws(() => decodeEnvelope(bytes, { maxParents: 10, maxPayloadBytes: 99 })) as NoatunError).code, 'BAD_FRAME');
+  t.notThrows(() => decodeEnvelope(bytes, { maxParents: 3, maxPayloadBytes: 100 }));
+});
+
+test('changing the parent list keeps the id valid (parents are not hashed)', (t) => {
+  const envelope = sample(new Uint8Array([7]), 2);
+  const pruned = encodeEnvelope(withParents(envelope, envelope.parents.slice(1)));
+  t.true(decodeEnvelope(pruned).id.equals(envelope.id));
+});
