@@ -237,6 +237,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         view = freshView();
       }
       const projector = new Projector<E, R>(view, log, options.apply, options.codec ?? messagePackCodec<E>());
+      projector.historyTrusted = openedBy !== 'clean-load';
       projector.resetView = () => {
         projector.view.close();
         return freshView();
@@ -449,11 +450,15 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   }
 
   #checkpoint(): void {
+    if (this.#view.dirty) this.#seal();
+  }
+
+  /** Marks the view clean with checksums, and flushes it. */
+  #seal(): void {
     const view = this.#view;
-    if (!view.dirty) return;
-    view.sync();
     view.dirty = false;
-    view.arena.file.sync(0, 4096);
+    view.seal();
+    view.sync();
   }
 
   /**
@@ -641,10 +646,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     if (this.#checkpointTimer !== undefined) clearTimeout(this.#checkpointTimer);
     try {
       await this.#log.written();
-      const view = this.#view;
-      view.sync();
-      view.dirty = false;
-      view.arena.file.sync(0, 4096);
+      this.#seal();
     } finally {
       this.#view.close();
       await this.#log.close();
@@ -653,9 +655,14 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   }
 }
 
+/**
+ * Whether a view loaded from disk can be trusted: closed cleanly, made from this log, at its last
+ * ordinal, and undamaged (its checksum matches).
+ */
 function viewMatches(view: MaterializedView<ObjectSchema<unknown>>, logId: Uint8Array, nextOrdinal: number): boolean {
   if (view.dirty) return false;
   if (view.lastApplied !== nextOrdinal - 1) return false;
   const stored = view.arena.u8.subarray(EngineWord.LOG_ID * 4, EngineWord.LOG_ID * 4 + 16);
-  return Buffer.compare(stored, Buffer.from(logId)) === 0;
+  if (Buffer.compare(stored, Buffer.from(logId)) !== 0) return false;
+  return view.verify();
 }

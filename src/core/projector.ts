@@ -83,6 +83,11 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
   reapplied = 0;
   /** Full rebuilds forced by events older than the undo history. */
   rebuilds = 0;
+  /**
+   * Whether the undo history has been checked against its checksum. A view loaded from disk is
+   * checked lazily, the first time a rewind needs history from before the open.
+   */
+  historyTrusted = true;
 
   constructor(view: MaterializedView<R>, log: EventLog, apply: ApplyFunction<E, R>, codec: Codec<E>) {
     this.view = view;
@@ -173,6 +178,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
       }
     }
     if (successor === undefined) return this.#applyFrom(first.key);
+    this.#ensureHistory();
     const mark = this.#arena.findMark(successor.ordinal);
     if (mark === -1) {
       this.rebuild(onProgress);
@@ -202,12 +208,14 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     }
     // Usually nothing changed since the last cutoff step: skip the backward scan.
     if (arena.historyStartsAt(first.ordinal)) return;
+    this.#ensureHistory();
     const mark = arena.findMark(first.ordinal);
     if (mark !== -1) arena.truncateBefore(mark);
   }
 
   /** Undoes the event `stored` (already removed from the log) and re-applies what followed it. */
   unapply(stored: StoredEvent, onProgress?: ProgressCallback): void {
+    this.#ensureHistory();
     const mark = this.#arena.findMark(stored.ordinal);
     if (mark === -1) {
       this.rebuild(onProgress);
@@ -223,6 +231,13 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
       last = next.key;
     }
     this.appliedMax = last ?? this.#previousKey(stored.key);
+  }
+
+  /** Checks a loaded undo history once; damaged history is dropped (late events then rebuild). */
+  #ensureHistory(): void {
+    if (this.historyTrusted) return;
+    this.historyTrusted = true;
+    if (!this.view.verifyHistory()) this.view.forgetHistory();
   }
 
   #previousKey(key: Uint8Array): Uint8Array | undefined {
@@ -282,6 +297,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
   rebuild(onProgress?: ProgressCallback): MessageId[] {
     if (this.resetView === undefined) throw new NoatunError(ErrorCode.INTERNAL, 'projector has no view factory');
     this.view = this.resetView();
+    this.historyTrusted = true;
     this.failures.clear();
     this.rebuilds++;
     return this.replayAll(onProgress);

@@ -15,6 +15,7 @@
  * accessor kept past its callback throws instead of reading memory that may since have been
  * rewound, grown or unmapped.
  */
+import { hash } from 'node:crypto';
 import { CorruptFileError, ErrorCode, NoatunError, SchemaMismatchError } from '../errors.js';
 import { INITIAL_FILE_BYTES, VIEW_HEADER_BYTES, WORD_BYTES } from './constants.js';
 import { type JournalMark, JournalTag, type UndoJournal } from './journal.js';
@@ -40,6 +41,8 @@ export const Header = {
   LAST_APPLIED: 8,
   ROOT: 9,
   TOP: 10,
+  /** 4 words: the first 16 bytes of the SHA-256 of the view, written when it is sealed. */
+  CHECKSUM: 12,
   /** 16 words (64 bytes) the engine may use for its own roots; not journaled. */
   ENGINE: 16,
   ENGINE_WORDS: 16,
@@ -195,6 +198,28 @@ export class Arena {
 
   set flags(value: number) {
     this.u32[Header.FLAGS] = value;
+  }
+
+  /**
+   * SHA-256 (first 16 bytes) of the view in use: the header before the checksum words, then
+   * everything from the engine words up to the allocation top. Memory above the top is not
+   * covered: allocation zeroes it.
+   */
+  computeChecksum(): Buffer {
+    const head = hash('sha256', this.u8.subarray(0, Header.CHECKSUM * WORD_BYTES), 'buffer');
+    const body = hash('sha256', this.u8.subarray(Header.ENGINE * WORD_BYTES, this.top * WORD_BYTES), 'buffer');
+    return hash('sha256', Buffer.concat([head, body]), 'buffer').subarray(0, 16);
+  }
+
+  /** Stores the checksum of the current contents in the header. */
+  seal(): void {
+    this.u8.set(this.computeChecksum(), Header.CHECKSUM * WORD_BYTES);
+  }
+
+  /** True when the stored checksum matches the contents (the file was not damaged since sealed). */
+  verify(): boolean {
+    const stored = this.u8.subarray(Header.CHECKSUM * WORD_BYTES, (Header.CHECKSUM + 4) * WORD_BYTES);
+    return Buffer.compare(stored, this.computeChecksum()) === 0;
   }
 
   /** Bytes in use (header plus allocated blocks). */
@@ -368,6 +393,9 @@ export class Arena {
     }
     this.top = next;
     this.u32[Header.TOP] = next;
+    // Memory above the top is zero by construction; zeroing again costs little and keeps a
+    // damaged tail of the file from ever leaking into new blocks.
+    this.u32.fill(0, at, next);
     return at;
   }
 

@@ -16,6 +16,7 @@
  * Positions ({@link JournalMark}) are logical word counts since the journal was created, so they
  * stay valid when old history is dropped by {@link UndoJournal.truncateBefore}.
  */
+import { hash } from 'node:crypto';
 import { CorruptFileError, ErrorCode, NoatunError } from '../errors.js';
 import { INITIAL_FILE_BYTES, JOURNAL_HEADER_BYTES, WORD_BYTES } from './constants.js';
 import { MappedFile } from './mapped-file.js';
@@ -43,6 +44,7 @@ const H_VERSION = 2;
 const H_DROPPED_F64 = 2; // float64 index: bytes 16..24
 const H_START_F64 = 3; // bytes 24..32
 const H_END_F64 = 4; // bytes 32..40
+const H_CHECKSUM = 10; // 4 words: bytes 40..56
 
 /** The undo journal's storage. The arena appends and pops entries through {@link words}. */
 export class UndoJournal {
@@ -147,6 +149,25 @@ export class UndoJournal {
     this.start = physical;
     if (this.start - HEADER_WORDS >= this.end - this.start) this.#compact();
     this.persist();
+  }
+
+  /** SHA-256 (first 16 bytes) of the kept entries and their positions. */
+  computeChecksum(): Buffer {
+    const positions = Buffer.from(this.#f64.buffer, this.#f64.byteOffset + H_DROPPED_F64 * 8, 24);
+    const entries = hash('sha256', this.words.subarray(this.start, this.end), 'buffer');
+    return hash('sha256', Buffer.concat([positions, entries]), 'buffer').subarray(0, 16);
+  }
+
+  /** Stores the checksum of the kept entries in the header. */
+  seal(): void {
+    this.persist();
+    new Uint8Array(this.words.buffer, H_CHECKSUM * WORD_BYTES, 16).set(this.computeChecksum());
+  }
+
+  /** True when the kept entries match the checksum stored by the last {@link seal}. */
+  verify(): boolean {
+    const stored = new Uint8Array(this.words.buffer, H_CHECKSUM * WORD_BYTES, 16);
+    return Buffer.compare(stored, this.computeChecksum()) === 0;
   }
 
   /** Forgets all history (after a rebuild). */

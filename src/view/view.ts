@@ -172,6 +172,30 @@ export class MaterializedView<R extends ObjectSchema<unknown>> {
     };
   }
 
+  /**
+   * Records checksums of the view and of the undo history, so damage done to the files while the
+   * view is closed is detected ({@link verify}, {@link verifyHistory}). Call when clean.
+   */
+  seal(): void {
+    this.arena.seal();
+    this.arena.journal.seal();
+  }
+
+  /** True when the view's contents match the checksum of the last {@link seal}. */
+  verify(): boolean {
+    return this.arena.verify();
+  }
+
+  /** True when the undo history matches the checksum of the last {@link seal}. */
+  verifyHistory(): boolean {
+    return this.arena.journal.verify();
+  }
+
+  /** Forgets all undo history: the view can no longer be rewound (a late event rebuilds it). */
+  forgetHistory(): void {
+    this.arena.truncateBefore(this.arena.position);
+  }
+
   /** Flushes view and journal to disk. */
   sync(): void {
     this.arena.journal.sync();
