@@ -73,25 +73,28 @@ export function envelopeSize(envelope: Envelope): number {
  * without copying (the log stores the ordinal there).
  */
 export function encodeEnvelope(envelope: Envelope, prefix = 0): Uint8Array {
-  const buffer = new Uint8Array(prefix + envelopeSize(envelope));
-  const out = buffer.subarray(prefix);
-  const view = new DataView(buffer.buffer, prefix);
-  let at = 0;
-  out[at++] = ENVELOPE_VERSION;
-  out.set(envelope.id.bytes, at);
+  const parents = envelope.parents;
+  const payload = envelope.payload;
+  const buffer = new Uint8Array(prefix + FIXED_BYTES + parents.length * 16 + payload.length);
+  let at = prefix;
+  buffer[at++] = ENVELOPE_VERSION;
+  buffer.set(envelope.id.bytes, at);
   at += 16;
-  out.set(envelope.salt, at);
+  buffer.set(envelope.salt, at);
   at += SALT_BYTES;
-  view.setUint16(at, envelope.parents.length, false);
-  at += 2;
-  for (const parent of envelope.parents) {
-    out.set(parent.bytes, at);
+  buffer[at++] = parents.length >>> 8;
+  buffer[at++] = parents.length & 0xff;
+  for (let i = 0; i < parents.length; i++) {
+    buffer.set(parents[i]!.bytes, at);
     at += 16;
   }
-  view.setUint32(at, envelope.payload.length, false);
-  at += 4;
-  out.set(envelope.payload, at);
-  return out;
+  const size = payload.length;
+  buffer[at++] = size >>> 24;
+  buffer[at++] = (size >>> 16) & 0xff;
+  buffer[at++] = (size >>> 8) & 0xff;
+  buffer[at++] = size & 0xff;
+  buffer.set(payload, at);
+  return prefix === 0 ? buffer : buffer.subarray(prefix);
 }
 
 /** The same envelope with another parent list (pruning edits parents; the id stays valid). */
@@ -195,7 +198,10 @@ export function createEnvelope(options: CreateEnvelopeOptions): Envelope {
     options.at === undefined
       ? options.minter.mint(options.timestamp, salt, options.payload)
       : options.minter.mintAt(options.at.timestamp, options.at.sequence, salt, options.payload);
-  const parents = [...options.parents].sort(MessageId.compare).filter((p, i, all) => i === 0 || !p.equals(all[i - 1]!));
+  const parents =
+    options.parents.length <= 1
+      ? options.parents
+      : [...options.parents].sort(MessageId.compare).filter((p, i, all) => i === 0 || !p.equals(all[i - 1]!));
   for (const parent of parents) {
     if (MessageId.compare(parent, id) >= 0) {
       throw new NoatunError(ErrorCode.INTERNAL, `parent ${parent} is not older than the new event ${id}`);
