@@ -373,7 +373,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
           ? { timestamp: previous.timestamp, sequence: previous.sequence + 1 }
           : { timestamp: previous.timestamp + 1, sequence: FRESH_SEQUENCE_MIN };
       }
-      parents = [previous];
+      // Before the cutoff even a transaction's chain has no links (peers refuse such parents).
+      parents = at.timestamp < this.#cutoff ? [] : [previous];
     } else if (at.timestamp < this.#cutoff) {
       // An event before the cutoff has no parents: the finalized past gains no links.
       parents = [];

@@ -462,3 +462,20 @@ test('a record damaged on disk is dropped when the view is rebuilt, the rest is 
   t.is(again.stats().stored, 2);
   await again.close();
 });
+
+test('a backdated transaction before the cutoff stores events without parents that peers accept', async (t) => {
+  const clock = new FakeClock(T0 + 60 * 60_000);
+  const db = await openAdd(tempDir(), clock);
+  clock.time = T0; // far behind the cutoff
+  await db.transaction((tx) => {
+    tx.append({ push: 1 });
+    tx.append({ push: 2 });
+  });
+  const messages = [...db.messages()];
+  t.true(messages.every((m) => m.parents.length === 0));
+  t.deepEqual(db.heads(), []);
+  const peer = await openAdd(tempDir(), new FakeClock(T0 + 60 * 60_000));
+  t.is((await peer.ingest(messages.map((m) => m.bytes))).stored, 2);
+  t.deepEqual(peer.read((root) => root.items.export()), [1, 2]);
+  await Promise.all([db.close(), peer.close()]);
+});
