@@ -481,6 +481,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       }
       decoded.push(envelope);
     }
+    this.#releaseParkedBeforeCutoff(decoded);
     decoded.sort((a, b) => MessageId.compare(a.id, b.id));
     const accepted: Envelope[] = [];
     const acceptedKeys = new Set<string>();
@@ -536,6 +537,22 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       return parent;
     }
     return undefined;
+  }
+
+  /**
+   * Events parked on a parent that has since fallen behind the cutoff will never see it arrive
+   * (it counts as present now): they join this batch, or are dropped if they themselves are
+   * before the cutoff with parents (which peers refuse).
+   */
+  #releaseParkedBeforeCutoff(batch: Envelope[]): void {
+    for (const [key, waiting] of this.#parked) {
+      if (MessageId.adopt(Buffer.from(key, 'latin1')).timestamp >= this.#cutoff) continue;
+      this.#parked.delete(key);
+      this.#parkedCount -= waiting.length;
+      for (const envelope of waiting) {
+        if (envelope.id.timestamp >= this.#cutoff || envelope.parents.length === 0) batch.push(envelope);
+      }
+    }
   }
 
   #isParked(envelope: Envelope): boolean {

@@ -479,3 +479,23 @@ test('a backdated transaction before the cutoff stores events without parents th
   t.deepEqual(peer.read((root) => root.items.export()), [1, 2]);
   await Promise.all([db.close(), peer.close()]);
 });
+
+test('an event parked on a parent that falls behind the cutoff is stored at the next ingest', async (t) => {
+  const clock = new FakeClock(T0);
+  const source = await openAdd(tempDir(), clock);
+  await source.append({ push: 1 });
+  clock.advance(10 * 60_000);
+  await source.append({ push: 2 });
+  const [, second] = [...source.messages()];
+  t.is(second!.parents.length, 1);
+  const target = await openAdd(tempDir(), clock);
+  t.is((await target.ingest([second!.bytes])).parked, 1);
+  clock.advance(10 * 60_000); // the cutoff passes the missing parent, not the parked child
+  const other = await openAdd(tempDir(), clock);
+  await other.append({ push: 3 });
+  const result = await target.ingest([...other.messages()].map((m) => m.bytes));
+  t.is(result.stored, 2);
+  t.is(target.stats().parked, 0);
+  t.deepEqual(target.read((root) => root.items.export()), [2, 3]);
+  await Promise.all([source.close(), target.close(), other.close()]);
+});
