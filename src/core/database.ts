@@ -408,6 +408,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#saveHeads();
     this.#markDirty();
     this.#projector.project(stored, this.#options.onProgress);
+    this.#markDirty(); // the projector may have rebuilt into a fresh view
     this.#view.lastApplied = this.#nextOrdinal - 1;
   }
 
@@ -584,6 +585,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#log.remove(id.bytes);
     if (this.#heads.delete(keyOf(id))) this.#saveHeads();
     this.#projector.unapply(stored, this.#options.onProgress);
+    this.#markDirty();
     await this.#durable();
     return true;
   }
