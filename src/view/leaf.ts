@@ -334,6 +334,28 @@ function stageString(key: string): void {
   stagedLength = scratch.write(key, 0, 'utf8');
 }
 
+/**
+ * Stages a string key and returns its hash — the same as `hashBytes` over its UTF-8 bytes. ASCII
+ * keys (the common case) are copied and hashed in one loop without Buffer's encoder.
+ */
+function stageAndHashString(key: string): number {
+  const length = key.length;
+  if (length * 3 > scratch.length) scratch = Buffer.allocUnsafe(length * 3);
+  const out = scratch;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < length; i++) {
+    const c = key.charCodeAt(i);
+    if (c >= 0x80) {
+      stageString(key);
+      return hashBytes(scratch, 0, stagedLength);
+    }
+    out[i] = c;
+    h = Math.imul(h ^ c, 0x01000193);
+  }
+  stagedLength = length;
+  return hashU32(h ^ length);
+}
+
 function stageBytes(key: Uint8Array): void {
   if (key.length > scratch.length) scratch = Buffer.allocUnsafe(key.length);
   scratch.set(key, 0);
@@ -432,7 +454,7 @@ export class BytesLeaf<T extends string | Uint8Array> implements KeyType<T> {
   prepare(key: T): number {
     if (this.isString) {
       if (typeof key !== 'string') invalid('string key', key);
-      stageString(key);
+      return stageAndHashString(key);
     } else {
       if (!(key instanceof Uint8Array)) invalid('bytes key', key);
       stageBytes(key);
