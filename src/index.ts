@@ -15,6 +15,7 @@
 export type { Codec } from './core/codec.js';
 export { messagePackCodec } from './core/codec.js';
 export type {
+  AppendOptions,
   DatabaseOptions,
   DatabaseStats,
   IngestResult,

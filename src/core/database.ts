@@ -114,10 +114,24 @@ export interface DatabaseStats {
   readonly cutoffTime: number;
 }
 
+/**
+ * Where a local event goes in time. By default it takes the current time (`now()`); `time` gives
+ * another (a backdated event); `before`/`after` place it immediately before or after an existing
+ * event with the same timestamp — e.g. an event that pre-empts or undoes another.
+ */
+export interface AppendOptions {
+  /** The event's timestamp in ms since the epoch. */
+  readonly time?: number;
+  /** Place the event just before this id (same timestamp, next lower sequence value). */
+  readonly before?: MessageId;
+  /** Place the event just after this id (same timestamp, next higher sequence value). */
+  readonly after?: MessageId;
+}
+
 /** The transaction handle of {@link Database.transaction}. */
 export interface Transaction<E> {
   /** Adds an event to the transaction; returns its id at once. */
-  append(event: E): MessageId;
+  append(event: E, options?: AppendOptions): MessageId;
 }
 
 const META_NEXT_ORDINAL = 'nextOrdinal';
@@ -293,11 +307,14 @@ export class Database<E, R extends ObjectSchema<unknown>> {
 
   // ------------------------------------------------------------------ writing
 
-  /** Appends one event; resolves with its id once it is durably stored (and applied). */
-  async append(event: E): Promise<MessageId> {
+  /**
+   * Appends one event; resolves with its id once it is durably stored (and applied).
+   * `options` can place it at another time, or just before or after another event.
+   */
+  async append(event: E, options?: AppendOptions): Promise<MessageId> {
     this.#assertOpen();
     this.#advanceCutoff();
-    const envelope = this.#mint(event, undefined);
+    const envelope = this.#mint(event, undefined, options);
     this.#commit([envelope]);
     await this.#durable();
     return envelope.id;
@@ -312,8 +329,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#advanceCutoff();
     const envelopes: Envelope[] = [];
     const tx: Transaction<E> = {
-      append: (event: E) => {
-        const envelope = this.#mint(event, envelopes[envelopes.length - 1]?.id);
+      append: (event: E, options?: AppendOptions) => {
+        const envelope = this.#mint(event, envelopes[envelopes.length - 1]?.id, options);
         envelopes.push(envelope);
         return envelope.id;
       },
@@ -363,9 +380,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    * Makes the envelope of a local event. Its parents are the heads older than it, or just
    * `previous` (the transaction's previous event, which the new one must follow).
    */
-  #mint(event: E, previous: MessageId | undefined): Envelope {
+  #mint(event: E, previous: MessageId | undefined, options?: AppendOptions): Envelope {
     const payload = this.#codec.encode(event);
-    let at = this.#minter.next(this.#now());
+    let at = placement(this.#minter, this.#now(), options);
     let parents: MessageId[];
     if (previous !== undefined) {
       if (at.timestamp < previous.timestamp || (at.timestamp === previous.timestamp && at.sequence <= previous.sequence)) {
@@ -673,6 +690,22 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       this.#releaseLock();
     }
   }
+}
+
+/** The (timestamp, sequence) of a new local event, from the append options. */
+function placement(minter: IdMinter, now: number, options: AppendOptions | undefined): { timestamp: number; sequence: number } {
+  if (options === undefined) return minter.next(now);
+  const { time, before, after } = options;
+  if ([time, before, after].filter((o) => o !== undefined).length > 1) {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'give at most one of time, before and after');
+  }
+  if (before !== undefined) return MessageId.fromBytes(before.bytes).predecessor();
+  if (after !== undefined) return MessageId.fromBytes(after.bytes).successor();
+  if (time !== undefined) {
+    if (!Number.isSafeInteger(time) || time < 0) throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `time ${time} is not a ms timestamp`);
+    return minter.next(time);
+  }
+  return minter.next(now);
 }
 
 /**

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import test from 'ava';
-import { Database, type MessageId, NoatunError, s } from '../../src/index.js';
+import { Database, MessageId, NoatunError, s } from '../../src/index.js';
 import { FakeClock, prng, removeTempDirs, T0, tempDir } from '../helpers/temp.js';
 
 test.after.always(removeTempDirs);
@@ -498,4 +498,24 @@ test('an event parked on a parent that falls behind the cutoff is stored at the 
   t.is(target.stats().parked, 0);
   t.deepEqual(target.read((root) => root.items.export()), [2, 3]);
   await Promise.all([source.close(), target.close(), other.close()]);
+});
+
+test('an event can be placed just before or just after another, or at a given time', async (t) => {
+  const clock = new FakeClock(T0 + 1000);
+  const db = await openAdd(tempDir(), clock);
+  const middle = await db.append({ push: 2 });
+  clock.advance(5);
+  await db.append({ push: 4 });
+  const before = await db.append({ push: 1 }, { before: middle });
+  const after = await db.append({ push: 3 }, { after: middle });
+  const earliest = await db.append({ push: 0 }, { time: T0 });
+  t.is(before.timestamp, middle.timestamp);
+  t.is(after.timestamp, middle.timestamp);
+  t.is(MessageId.compare(before, middle), -1);
+  t.is(MessageId.compare(middle, after), -1);
+  t.is(earliest.timestamp, T0);
+  t.deepEqual(db.read((root) => root.items.export()), [0, 1, 2, 3, 4]);
+  const error = await t.throwsAsync(db.append({ push: 9 }, { before: middle, after: middle }));
+  t.is((error as NoatunError).code, 'INVALID_ARGUMENT');
+  await db.close();
 });
