@@ -2,9 +2,8 @@
  * The durable event log, in LMDB (lmdb-js): every stored envelope keyed by its 16-byte id (so
  * iteration is apply order), with the event's ordinal, plus the engine's metadata.
  *
- * Writes are queued with lmdb-js's asynchronous `put`, which batches everything queued in one
- * event-loop turn into one transaction on a writer thread; {@link EventLog.written} resolves once
- * that transaction is committed and flushed to disk. Until then the entries are kept in an
+ * Writes queued in one event-loop turn (events, removals, metadata) are committed together as one
+ * LMDB transaction; {@link EventLog.written} resolves once it is committed and flushed to disk. Until then the entries are kept in an
  * in-memory overlay that every read consults, so the engine can re-apply events it has just
  * queued (a late event's rewind) before they are committed.
  */
@@ -34,6 +33,8 @@ export interface OverlayEntry {
   readonly key: Buffer;
   /** The stored event, or null for a queued removal. */
   readonly event: StoredEvent | null;
+  /** The LMDB value to write (undefined for a removal). */
+  readonly value: Buffer | undefined;
 }
 
 function keyString(key: Uint8Array): string {
@@ -51,8 +52,12 @@ export class EventLog {
   readonly #events: LmdbDatabase<Buffer, Buffer>;
   readonly #meta: LmdbDatabase<unknown, string>;
   readonly #overlay = new Map<string, OverlayEntry>();
-  #unsettled: OverlayEntry[] = [];
-  #settleScheduled = false;
+  /** Entries and metadata queued in this turn, committed together by {@link #commit}. */
+  #pending: OverlayEntry[] = [];
+  #pendingMeta = new Map<string, unknown>();
+  /** Metadata of the transaction being committed, readable until it is. */
+  #committingMeta = new Map<string, unknown>();
+  #scheduled = false;
   #lastWrite: Promise<unknown> = Promise.resolve();
   #failure: unknown;
   #closed = false;
@@ -106,53 +111,76 @@ export class EventLog {
     const value = Buffer.from(envelope.buffer, envelope.byteOffset - ORDINAL_BYTES, envelope.byteLength + ORDINAL_BYTES);
     value.writeUInt32LE(event.ordinal, 0);
     const key = Buffer.from(event.key.buffer, event.key.byteOffset, event.key.byteLength);
-    this.#track({ key, event }, this.#events.put(key, value));
+    this.#queue({ key, event, value });
   }
 
   /** Queues the removal of an event. */
   remove(key: Uint8Array): void {
     this.#assertWritable();
-    const k = Buffer.from(key);
-    this.#track({ key: k, event: null }, this.#events.remove(k));
+    this.#queue({ key: Buffer.from(key), event: null, value: undefined });
   }
 
-  /** Queues a metadata value. */
+  /** Queues a metadata value; it commits in the same transaction as the events queued with it. */
   setMeta(name: string, value: unknown): void {
     this.#assertWritable();
-    this.#lastWrite = this.#meta.put(name, value);
+    this.#pendingMeta.set(name, value);
+    this.#schedule();
   }
 
-  /** A metadata value (the latest committed one). */
+  /** A metadata value (the latest queued or committed one). */
   getMeta<T>(name: string): T | undefined {
+    if (this.#pendingMeta.has(name)) return this.#pendingMeta.get(name) as T;
+    if (this.#committingMeta.has(name)) return this.#committingMeta.get(name) as T;
     return this.#meta.get(name) as T | undefined;
   }
 
-  #track(entry: OverlayEntry, write: Promise<unknown>): void {
+  #queue(entry: OverlayEntry): void {
     this.#overlay.set(keyString(entry.key), entry);
-    this.#unsettled.push(entry);
-    this.#lastWrite = write;
-    write.catch((error: unknown) => {
-      this.#failure ??= error;
-    });
-    if (!this.#settleScheduled) {
-      this.#settleScheduled = true;
-      queueMicrotask(() => this.#settle());
+    this.#pending.push(entry);
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(() => this.#commit());
     }
   }
 
-  /** Drops overlay entries once the transaction holding them has committed. */
-  #settle(): void {
-    this.#settleScheduled = false;
-    const batch = this.#unsettled;
-    this.#unsettled = [];
-    this.#lastWrite.then(
+  /**
+   * Commits everything queued so far as one LMDB transaction: events, removals and metadata
+   * together, so the metadata (next ordinal, heads) never disagrees with the events after a crash.
+   */
+  #commit(): void {
+    if (!this.#scheduled) return;
+    this.#scheduled = false;
+    const entries = this.#pending;
+    const meta = this.#pendingMeta;
+    this.#pending = [];
+    this.#pendingMeta = new Map();
+    this.#committingMeta = meta;
+    const events = this.#events;
+    const metaDb = this.#meta;
+    const done = this.#env.transaction(() => {
+      for (const entry of entries) {
+        if (entry.value === undefined) events.remove(entry.key);
+        else events.put(entry.key, entry.value);
+      }
+      for (const [name, value] of meta) metaDb.put(name, value);
+    });
+    this.#lastWrite = done;
+    done.then(
       () => {
-        for (const entry of batch) {
+        // Committed: reads see the entries in LMDB now, the overlay can let go of them.
+        for (const entry of entries) {
           const key = keyString(entry.key);
           if (this.#overlay.get(key) === entry) this.#overlay.delete(key);
         }
+        if (this.#committingMeta === meta) this.#committingMeta = new Map();
       },
-      () => {},
+      (error: unknown) => {
+        this.#failure ??= error;
+      },
     );
   }
 
@@ -161,6 +189,7 @@ export class EventLog {
    * refuses further writes) if a commit failed.
    */
   async written(): Promise<void> {
+    this.#commit();
     await this.#lastWrite;
     await this.#env.flushed;
     if (this.#failure !== undefined) throw this.#writeFailure();
@@ -240,6 +269,7 @@ export class EventLog {
   /** Waits for queued writes, then closes. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    this.#commit();
     this.#closed = true;
     try {
       await this.#lastWrite;
