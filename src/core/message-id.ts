@@ -21,8 +21,9 @@ import { ErrorCode, NoatunError } from '../errors.js';
 
 /** Largest timestamp an id can carry (2^48 - 1 ms, in the year 10889). */
 export const MAX_TIMESTAMP = 2 ** 48 - 1;
-/** Lowest and highest sequence values of freshly minted ids. */
+/** Lowest sequence value of freshly minted ids (top bits 01). */
 export const FRESH_SEQUENCE_MIN = 0x4000;
+/** Highest sequence value of freshly minted ids (top bits 10). */
 export const FRESH_SEQUENCE_MAX = 0xbfff;
 
 const HEX = /^[0-9a-f]{32}$/;

@@ -54,6 +54,7 @@ export const HeaderFlag = {
   DIRTY: 1,
 } as const;
 
+/** Words of the view file header; the root object follows it. */
 export const HEADER_WORDS = VIEW_HEADER_BYTES / WORD_BYTES;
 
 /** Options of {@link Arena.open}. */
