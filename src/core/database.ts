@@ -160,6 +160,12 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   readonly #parked = new Map<string, Envelope[]>();
   #parkedCount = 0;
   readonly #discarded: MessageId[] = [];
+  /**
+   * Set when projecting failed for a reason of this machine (view full, I/O): the events are in
+   * the log, the view is behind it, so every later call throws this until the database is
+   * reopened (which rebuilds the view, with a larger `maxViewBytes` if that was the cause).
+   */
+  #broken: NoatunError | undefined;
   readonly #releaseLock: () => void;
   #nextOrdinal: number;
   #cutoff: number;
@@ -303,6 +309,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
 
   #assertOpen(): void {
     if (this.#closed) throw new NoatunError(ErrorCode.CLOSED, `database ${this.path} is closed`);
+    if (this.#broken !== undefined) throw this.#broken;
   }
 
   // ------------------------------------------------------------------ writing
@@ -424,7 +431,15 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#log.setMeta(META_NEXT_ORDINAL, this.#nextOrdinal);
     this.#saveHeads();
     this.#markDirty();
-    this.#projector.project(stored, this.#options.onProgress);
+    try {
+      this.#projector.project(stored, this.#options.onProgress);
+    } catch (error) {
+      this.#broken =
+        error instanceof NoatunError
+          ? error
+          : new NoatunError(ErrorCode.INTERNAL, `projecting failed: ${String(error)}`, { cause: error });
+      throw this.#broken;
+    }
     this.#markDirty(); // the projector may have rebuilt into a fresh view
     this.#view.lastApplied = this.#nextOrdinal - 1;
   }
@@ -683,7 +698,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     if (this.#checkpointTimer !== undefined) clearTimeout(this.#checkpointTimer);
     try {
       await this.#log.written();
-      this.#seal();
+      // A view that fell behind the log stays dirty: the next open rebuilds it.
+      if (this.#broken === undefined) this.#seal();
     } finally {
       this.#view.close();
       await this.#log.close();

@@ -54,6 +54,17 @@ class OwnerTracking implements TrackingContext {
   onDestroy(): void {}
 }
 
+/** Errors that come from this machine, not from the event: they must never be recorded as apply failures. */
+function isEnvironmentFailure(error: unknown): boolean {
+  if (!(error instanceof NoatunError)) return false;
+  return (
+    error.code === ErrorCode.VIEW_FULL ||
+    error.code === ErrorCode.SYSTEM_CALL_FAILED ||
+    error.code === ErrorCode.CLOSED ||
+    error.code === ErrorCode.INTERNAL
+  );
+}
+
 /** The decoded envelope of a stored record, or undefined when it is damaged or forged. */
 function verifyStored(stored: StoredEvent): Envelope | undefined {
   try {
@@ -125,6 +136,12 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
         failure = new NoatunError(ErrorCode.INVALID_ARGUMENT, 'apply must be synchronous (it returned a promise)');
       }
     } catch (error) {
+      if (isEnvironmentFailure(error)) {
+        // Not the event's fault (the view is full, a system call failed): recording it as the
+        // event's failure would differ between peers. Undo the partial apply and stop.
+        view.rewindTo(mark);
+        throw error;
+      }
       failure = error;
     }
     if (failure === undefined) {

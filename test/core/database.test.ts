@@ -519,3 +519,22 @@ test('an event can be placed just before or just after another, or at a given ti
   t.is((error as NoatunError).code, 'INVALID_ARGUMENT');
   await db.close();
 });
+
+test('a full view is not recorded as the event failing: the database refuses writes until reopened larger', async (t) => {
+  const dir = tempDir();
+  const Big = s.object({ texts: s.list(s.string()) });
+  const apply = (event: { n: number }, root: s.View<typeof Big>) => {
+    for (let i = 0; i < event.n; i++) root.texts.push('x'.repeat(100));
+  };
+  const small = await Database.open<{ n: number }, typeof Big>({ path: dir, root: Big, apply, maxViewBytes: 256 * 1024 });
+  await small.append({ n: 10 });
+  const error = await t.throwsAsync(small.append({ n: 5000 }));
+  t.is((error as NoatunError).code, 'VIEW_FULL');
+  t.is((t.throws(() => small.read((root) => root.texts.length)) as NoatunError).code, 'VIEW_FULL');
+  await small.close();
+  const large = await Database.open<{ n: number }, typeof Big>({ path: dir, root: Big, apply, maxViewBytes: 64 * 2 ** 20 });
+  t.is(large.stats().openedBy, 'rebuild');
+  t.is(large.stats().failedApplies, 0);
+  t.is(large.read((root) => root.texts.length), 5010);
+  await large.close();
+});
