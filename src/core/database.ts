@@ -484,7 +484,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   }
 
   #checkpoint(): void {
-    if (this.#view.dirty) this.#seal();
+    if (this.#broken === undefined && this.#view.dirty) this.#seal();
   }
 
   /** Marks the view clean with checksums, and flushes it. */
