@@ -91,14 +91,5 @@ export function printTable(rows: readonly Row[]): void {
   for (const line of lines) console.log(show(line));
 }
 
-/** A seeded PRNG (mulberry32): the same seed gives the same workload. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded PRNG (mulberry32): the same seed gives the same workload. Shared with the tests. */
+export { prng as seeded } from '../test/helpers/temp.js';
