@@ -13,8 +13,9 @@
  */
 import { ErrorCode, NoatunError, ValueError } from '../errors.js';
 import type { Arena, WordOffset } from './arena.js';
-import { LIST_INITIAL_CAPACITY, MAP_INITIAL_CAPACITY } from './constants.js';
+import { LIST_INITIAL_CAPACITY, MAP_INITIAL_CAPACITY, NO_OWNER } from './constants.js';
 import type { KeyType, LeafType } from './leaf.js';
+import type { Ordinal } from './tracking.js';
 
 /** A composite type: its value is handed out as an accessor, not as a plain value. */
 export interface CompositeType {
@@ -717,7 +718,7 @@ export class MapType implements CompositeType {
     const bucket = this.find(a, w, this.key.prepare(key));
     if (bucket < 0) {
       a.read(w + M_MEMBERSHIP);
-      a.writer().onDestroy(0 as never);
+      a.writer().onDestroy(NO_OWNER as Ordinal);
       return false;
     }
     this.key.destroy(a, bucket + this.keyOffset);
