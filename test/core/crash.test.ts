@@ -76,3 +76,23 @@ test('every acknowledged event survives SIGKILL and the reopened view equals a r
   }
   t.true(everAcked.length > 0);
 });
+
+test('a process killed after writes went quiet reopens its view without a rebuild', async (t) => {
+  const dir = tempDir();
+  const idleWriter = path.join(path.dirname(writer), 'idle-writer.ts');
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import=tsx', idleWriter, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      // The checkpoint runs one quiet second after the last write; give it a margin.
+      if (chunk.includes('idle')) setTimeout(() => child.kill('SIGKILL'), 2500);
+    });
+    child.on('error', reject);
+    child.on('exit', () => resolve());
+  });
+  const db = await openCrashDb(dir);
+  t.is(db.stats().openedBy, 'clean-load');
+  t.is(db.stats().stored, 50);
+  t.is(db.read((root) => root.count), 50);
+  await db.close();
+});
