@@ -8,6 +8,7 @@ import { printTable, type Row } from './harness.js';
 const registry: Record<string, (options: { quick: boolean }) => Promise<Row[]>> = {
   view: async (options) => (await import('./view.js')).runViewBench(options),
   warehouse: async (options) => (await import('./warehouse/index.js')).runWarehouse(options),
+  late: async (options) => (await import('./late.js')).runLateBench(options),
 };
 
 const args = process.argv.slice(2);
