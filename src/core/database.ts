@@ -143,7 +143,7 @@ const META_CUTOFF = 'cutoff';
 const CHECKPOINT_DELAY_MS = 1000;
 
 function keyOf(id: MessageId): string {
-  return Buffer.from(id.bytes).toString('latin1');
+  return id.key;
 }
 
 /** An embedded, event-sourced database with a memory-mapped view. */

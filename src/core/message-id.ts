@@ -32,9 +32,20 @@ const HEX = /^[0-9a-f]{32}$/;
 export class MessageId {
   /** The 16 bytes (do not modify). */
   readonly bytes: Uint8Array;
+  #key: string | undefined;
 
   private constructor(bytes: Uint8Array) {
     this.bytes = bytes;
+    this.#key = undefined;
+  }
+
+  /**
+   * The 16 bytes as a 16-character latin1 string, for use as a JS `Map` key (computed once per
+   * id object; cheaper to hash and compare than the hex form).
+   */
+  get key(): string {
+    this.#key ??= Buffer.from(this.bytes.buffer, this.bytes.byteOffset, 16).toString('latin1');
+    return this.#key;
   }
 
   /** An id from its 16 bytes (copied). Throws `INVALID_ARGUMENT` for another length. */
