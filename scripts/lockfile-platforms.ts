@@ -35,9 +35,12 @@ for (const [path, entry] of Object.entries(packages)) {
     const platform = Object.keys(PLATFORMS).find((p) => name.endsWith(`-${p}`));
     if (platform === undefined) continue;
     const [os, cpu, libc] = PLATFORMS[platform]!;
-    const added_: Entry = { version: version.replace(/^[\^~]/, ''), cpu: [cpu], optional: true, os: [os] };
-    if (libc !== undefined) added_.libc = [libc];
+    // Keys in the order npm writes them, so a later `npm install` leaves the file unchanged.
+    const added_: Entry = { version: version.replace(/^[\^~]/, ''), cpu: [cpu] };
     if (entry.dev === true) added_.dev = true;
+    if (libc !== undefined) added_.libc = [libc];
+    added_.optional = true;
+    added_.os = [os];
     packages[key] = added_;
     added++;
   }
