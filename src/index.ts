@@ -18,10 +18,13 @@ export type {
   AppendOptions,
   DatabaseOptions,
   DatabaseStats,
+  Explanation,
   IngestResult,
   StoredMessage,
   Transaction,
 } from './core/database.js';
+export type { CutoffComparison, CutoffState } from './core/cutoff.js';
+export { compareCutoffs, cutoffStrideMs, nominalCutoff } from './core/cutoff.js';
 export { Database } from './core/database.js';
 export { MessageId } from './core/message-id.js';
 export type { ApplyContext, ApplyFailure, ApplyFunction, ProgressCallback } from './core/projector.js';

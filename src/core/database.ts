@@ -19,9 +19,17 @@ import { untracked } from '../view/tracking.js';
 import { MaterializedView } from '../view/view.js';
 import { type Codec, messagePackCodec } from './codec.js';
 import { DEFAULT_CUTOFF_INTERVAL_MS, MAX_PARKED_EVENTS } from './constants.js';
-import { nominalCutoff } from './cutoff.js';
+import { CUTOFF_HASH_BYTES, type CutoffState, cutoffStrideMs, nominalCutoff, xorInto } from './cutoff.js';
+import { Rec, RecFlag } from './bookkeeping.js';
 import { lockDirectory } from './directory-lock.js';
-import { createEnvelope, decodeEnvelope, type Envelope, encodeEnvelope, readEnvelopeUnchecked } from './envelope.js';
+import {
+  createEnvelope,
+  decodeEnvelope,
+  type Envelope,
+  encodeEnvelope,
+  readEnvelopeUnchecked,
+  withParents,
+} from './envelope.js';
 import { EventLog, ORDINAL_BYTES, type StoredEvent } from './log.js';
 import { FRESH_SEQUENCE_MIN, IdMinter, MessageId } from './message-id.js';
 import { type ApplyFailure, type ApplyFunction, EngineWord, type ProgressCallback, Projector } from './projector.js';
@@ -112,6 +120,38 @@ export interface DatabaseStats {
   readonly openedBy: 'clean-load' | 'new' | 'rebuild';
   /** The cutoff time (ms): the past before it is final. */
   readonly cutoffTime: number;
+  /** Stored events that deleted something (kept until the cutoff passes them and their victims). */
+  readonly tombstones: number;
+  /** Pruning records in the view (one per stored event). */
+  readonly records: number;
+}
+
+/** Why an event is (or is not) still stored: see {@link Database.explain}. */
+export interface Explanation {
+  readonly id: MessageId;
+  /** Whether the event is stored. */
+  readonly stored: boolean;
+  /** Data items (fields, map entries, list elements) whose current value it wrote. */
+  readonly owns: number;
+  /** Stored events that read data it wrote: it stays while they do. */
+  readonly readBy: MessageId[];
+  /** Stored events whose data it read. */
+  readonly read: MessageId[];
+  /** It deleted something: it stays until the cutoff passes it and the deleted data's writers are gone. */
+  readonly tombstone: boolean;
+  /** Stored events whose data it deleted. */
+  readonly deletedDataOf: MessageId[];
+  /** Its apply threw: kept as evidence, never pruned automatically. */
+  readonly failed: boolean;
+  /**
+   * When its last datum was overwritten or deleted (ms), or null while it owns data. It can be
+   * pruned once the cutoff is past this time.
+   */
+  readonly overwrittenAt: number | null;
+  /** The current cutoff time (ms). */
+  readonly cutoffTime: number;
+  /** One line per reason it is kept (empty when stored and about to be pruned, or not stored). */
+  readonly keptBecause: string[];
 }
 
 /**
@@ -139,6 +179,10 @@ const META_HEADS = 'heads';
 const META_LOG_ID = 'logId';
 const META_PRUNED = 'pruned';
 const META_CUTOFF = 'cutoff';
+const META_CUTOFF_HASHES = 'cutoffHashes';
+const META_COMPACTED_BYTES = 'compactedBytes';
+/** The view is compacted (rebuilt) when it grows past twice its size after the last compaction, and past this. */
+const MIN_COMPACT_BYTES = 8 * 2 ** 20;
 /** How long the view may stay dirty after the last write before it is flushed and marked clean. */
 const CHECKPOINT_DELAY_MS = 1000;
 
@@ -169,6 +213,12 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   readonly #releaseLock: () => void;
   #nextOrdinal: number;
   #cutoff: number;
+  /** XOR of the ids of stored events before the cutoff, and before the cutoff minus a stride. */
+  readonly #cutoffHash = new Uint8Array(CUTOFF_HASH_BYTES);
+  readonly #previousHash = new Uint8Array(CUTOFF_HASH_BYTES);
+  readonly #strideMs: number;
+  /** View bytes in use after the last rebuild: auto-compaction compares against it. */
+  #compactedBytes: number;
   readonly #cutoffIntervalMs: number;
   readonly #autoPrune: boolean;
   #openedBy: DatabaseStats['openedBy'];
@@ -195,6 +245,13 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#cutoffIntervalMs = options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS;
     this.#autoPrune = options.autoPrune ?? true;
     this.#cutoff = log.getMeta<number>(META_CUTOFF) ?? 0;
+    this.#strideMs = cutoffStrideMs(this.#cutoffIntervalMs);
+    const hashes = log.getMeta<Uint8Array[]>(META_CUTOFF_HASHES);
+    if (hashes !== undefined) {
+      this.#cutoffHash.set(hashes[0]!);
+      this.#previousHash.set(hashes[1]!);
+    }
+    this.#compactedBytes = log.getMeta<number>(META_COMPACTED_BYTES) ?? projector.view.stats().viewBytes;
     for (const bytes of log.getMeta<Uint8Array[]>(META_HEADS) ?? []) {
       const id = MessageId.fromBytes(bytes);
       this.#heads.set(keyOf(id), id);
@@ -270,6 +327,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       }
       const db = new Database<E, R>(options, log, projector, releaseLock, openedBy);
       if (discarded.length > 0) await db.#afterDiscard(discarded);
+      // A rebuilt view has fresh records: events that were kept only by the old bookkeeping go now.
+      if (openedBy === 'rebuild') db.#prune();
       db.#advanceCutoff();
       return db;
     } catch (error) {
@@ -285,6 +344,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    */
   async #afterDiscard(discarded: MessageId[]): Promise<void> {
     this.#discarded.push(...discarded);
+    for (const id of discarded) this.#finalizedGone(id.bytes);
     const parents = new Set<string>();
     const candidates: MessageId[] = [];
     for (const stored of this.#log.range()) {
@@ -353,22 +413,115 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     return envelopes.map((e) => e.id);
   }
 
+  /**
+   * Moves the cutoff to where the clock says it should be, pruning what became final. Appends and
+   * ingests do this themselves; call it when a database sits idle (e.g. from a timer).
+   */
+  advanceCutoff(): void {
+    this.#assertOpen();
+    this.#advanceCutoff();
+  }
+
   /** Moves the cutoff forward to the nominal cutoff of now (never backwards; not without autoPrune). */
   #advanceCutoff(): void {
     if (!this.#autoPrune) return;
     const nominal = nominalCutoff(this.#now(), this.#cutoffIntervalMs);
     if (nominal <= this.#cutoff) return;
-    this.#cutoff = nominal;
-    this.#log.setMeta(META_CUTOFF, nominal);
+    this.#moveCutoff(nominal);
+  }
+
+  /**
+   * Moves the cutoff to `to`: events in [old cutoff, `to`) become final (their ids join the cutoff
+   * hash, they stop being heads), final events that changed nothing are pruned, and undo history
+   * before the cutoff is dropped. The previous-era hash is computed for `to - stride` directly, so
+   * it is right however many strides the cutoff jumps.
+   */
+  #moveCutoff(to: number): void {
+    const from = this.#cutoff;
+    for (const stored of this.#log.range(idFloor(from))) {
+      if (timestampOf(stored.key) >= to) break;
+      xorInto(this.#cutoffHash, stored.key);
+    }
+    this.#previousHash.set(this.#cutoffHash);
+    for (const stored of this.#log.range(idFloor(to - this.#strideMs))) {
+      if (timestampOf(stored.key) >= to) break;
+      xorInto(this.#previousHash, stored.key);
+    }
+    this.#cutoff = to;
+    this.#log.setMeta(META_CUTOFF, to);
     let changed = false;
     for (const [key, head] of this.#heads) {
-      if (head.timestamp < nominal) {
+      if (head.timestamp < to) {
         this.#heads.delete(key);
         changed = true;
       }
     }
     if (changed) this.#saveHeads();
-    this.#projector.forgetHistoryBefore(nominal);
+    this.#prune();
+    this.#projector.forgetHistoryBefore(to);
+    this.#saveCutoffHashes();
+    if (this.#view.stats().viewBytes > 2 * Math.max(this.#compactedBytes, MIN_COMPACT_BYTES)) this.#compact();
+  }
+
+  /** Prunes what the cutoff made final (see {@link Projector.prune}) and accounts for it. */
+  #prune(): void {
+    if (!this.#autoPrune) return;
+    this.#markDirty();
+    const ids = this.#projector.prune(this.#cutoff);
+    if (ids.length === 0) return;
+    for (const id of ids) this.#finalizedGone(id);
+    this.#log.setMeta(META_PRUNED, (this.#log.getMeta<number>(META_PRUNED) ?? 0) + ids.length);
+    this.#saveCutoffHashes();
+  }
+
+  /** An event left the log: if it was before the cutoff, its id leaves the cutoff hashes. */
+  #finalizedGone(id: Uint8Array): void {
+    const time = timestampOf(id);
+    if (time < this.#cutoff) xorInto(this.#cutoffHash, id);
+    if (time < this.#cutoff - this.#strideMs) xorInto(this.#previousHash, id);
+  }
+
+  #saveCutoffHashes(): void {
+    this.#log.setMeta(META_CUTOFF_HASHES, [this.#cutoffHash.slice(), this.#previousHash.slice()]);
+  }
+
+  /** Rebuilds the view from the log into a fresh file: the space of overwritten data is reclaimed. */
+  #compact(): void {
+    this.#markDirty();
+    const discarded = this.#projector.rebuild(this.#options.onProgress);
+    this.#view.lastApplied = this.#nextOrdinal - 1;
+    this.#markDirty();
+    if (discarded.length !== 0) void this.#afterDiscard(discarded);
+    this.#prune();
+    this.#projector.forgetHistoryBefore(this.#cutoff);
+    this.#compactedBytes = this.#view.stats().viewBytes;
+    this.#log.setMeta(META_COMPACTED_BYTES, this.#compactedBytes);
+  }
+
+  /**
+   * Rebuilds the view from the log into a fresh file, reclaiming the space of overwritten and
+   * pruned data (this also happens automatically when the view doubles in size). Resolves once
+   * the result is durable.
+   */
+  async compact(): Promise<void> {
+    this.#assertOpen();
+    this.#compact();
+    await this.#durable();
+  }
+
+  /** The cutoff and the hashes of the finalized past, for comparing with another peer. */
+  cutoffState(): CutoffState {
+    return {
+      time: this.#cutoff,
+      hash: this.#cutoffHash.slice(),
+      previousTime: Math.max(0, this.#cutoff - this.#strideMs),
+      previousHash: this.#previousHash.slice(),
+    };
+  }
+
+  /** The cutoff stride in ms (a tenth of the interval, whole minutes). */
+  get cutoffStrideMs(): number {
+    return this.#strideMs;
   }
 
   #saveHeads(): void {
@@ -414,6 +567,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   /** Stores envelopes (validated, new, parents present), updates heads, projects them. */
   #commit(envelopes: readonly Envelope[]): void {
     const stored: StoredEvent[] = [];
+    let finalized = false;
     for (const envelope of envelopes) {
       const event: StoredEvent = {
         key: envelope.id.bytes,
@@ -423,6 +577,11 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       };
       this.#log.put(event);
       stored.push(event);
+      if (envelope.id.timestamp < this.#cutoff) {
+        xorInto(this.#cutoffHash, envelope.id.bytes);
+        if (envelope.id.timestamp < this.#cutoff - this.#strideMs) xorInto(this.#previousHash, envelope.id.bytes);
+        finalized = true;
+      }
       if (envelope.id.timestamp >= this.#cutoff) {
         for (const parent of envelope.parents) this.#heads.delete(keyOf(parent));
         this.#heads.set(keyOf(envelope.id), envelope.id);
@@ -442,6 +601,11 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     }
     this.#markDirty(); // the projector may have rebuilt into a fresh view
     this.#view.lastApplied = this.#nextOrdinal - 1;
+    if (finalized) {
+      // Events stored behind the cutoff are final at once: prune what they made redundant.
+      this.#saveCutoffHashes();
+      this.#prune();
+    }
   }
 
   async #durable(): Promise<void> {
@@ -615,6 +779,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     if (stored === undefined) return false;
     this.#markDirty();
     this.#log.remove(id.bytes);
+    if (id.timestamp < this.#cutoff) {
+      this.#finalizedGone(id.bytes);
+      this.#saveCutoffHashes();
+    }
     if (this.#heads.delete(keyOf(id))) this.#saveHeads();
     this.#projector.unapply(stored, this.#options.onProgress);
     this.#markDirty();
@@ -657,6 +825,12 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#assertOpen();
     for (const stored of this.#log.range()) {
       const envelope = decodeEnvelope(stored.envelope);
+      if (envelope.parents.length !== 0 && envelope.id.timestamp < this.#cutoff) {
+        // Final events have no parents (peers refuse a pre-cutoff event with parents).
+        const bare = withParents(envelope, []);
+        yield { id: bare.id, parents: [], payload: bare.payload, bytes: encodeEnvelope(bare) };
+        continue;
+      }
       yield { id: envelope.id, parents: envelope.parents, payload: envelope.payload, bytes: stored.envelope };
     }
   }
@@ -688,6 +862,69 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       undoBytes: view.journalBytes,
       openedBy: this.#openedBy,
       cutoffTime: this.#cutoff,
+      tombstones: this.#countRecords(RecFlag.TOMBSTONE),
+      records: this.#projector.book.count,
+    };
+  }
+
+  #countRecords(flag: number): number {
+    const u32 = this.#view.arena.u32;
+    let n = 0;
+    this.#projector.book.forEach((r) => {
+      if ((u32[r + Rec.FLAGS]! & flag) !== 0) n++;
+    });
+    return n;
+  }
+
+  /**
+   * Why an event is still stored (or that it is not): the data it owns, the events that read it,
+   * whether it is a tombstone, and when the cutoff will let it go. For people, the inspector and
+   * tests; it scans every record, so it is not meant for hot paths.
+   */
+  explain(id: MessageId): Explanation {
+    this.#assertOpen();
+    const book = this.#projector.book;
+    const stored = this.#log.get(id.bytes);
+    const base = { id, cutoffTime: this.#cutoff };
+    const r = stored === undefined ? -1 : book.find(stored.ordinal);
+    if (stored === undefined || r === -1) {
+      return { ...base, stored: stored !== undefined, owns: 0, readBy: [], read: [], tombstone: false, deletedDataOf: [], failed: false, overwrittenAt: null, keptBecause: [] };
+    }
+    const u32 = this.#view.arena.u32;
+    const ordinal = stored.ordinal;
+    const idOfOrdinal = (o: number): MessageId | undefined => {
+      const w = book.find(o);
+      return w === -1 ? undefined : MessageId.fromBytes(book.idOf(w));
+    };
+    const readBy: MessageId[] = [];
+    book.forEach((w) => {
+      if (book.list(u32[w + Rec.READS]!).includes(ordinal)) readBy.push(MessageId.fromBytes(book.idOf(w)));
+    });
+    const read = book.list(u32[r + Rec.READS]!).map(idOfOrdinal).filter((x): x is MessageId => x !== undefined);
+    const deletedDataOf = book.list(u32[r + Rec.VICTIMS]!).map(idOfOrdinal).filter((x): x is MessageId => x !== undefined);
+    const flags = u32[r + Rec.FLAGS]!;
+    const owns = u32[r + Rec.USES]!;
+    const overwrittenAt = owns === 0 ? book.effectTime(r) : null;
+    const keptBecause: string[] = [];
+    if ((flags & RecFlag.FAILED) !== 0) keptBecause.push('its apply failed: failed events are kept as evidence');
+    if (owns !== 0) keptBecause.push(`it wrote ${owns} current value${owns === 1 ? '' : 's'} of the view`);
+    if (readBy.length !== 0) keptBecause.push(`${readBy.length} stored event${readBy.length === 1 ? '' : 's'} read data it wrote`);
+    if (deletedDataOf.length !== 0) keptBecause.push(`it deleted data of ${deletedDataOf.length} stored event${deletedDataOf.length === 1 ? '' : 's'} (a tombstone)`);
+    if (!this.#autoPrune) keptBecause.push('autoPrune is off');
+    else if (overwrittenAt !== null && overwrittenAt >= this.#cutoff) {
+      keptBecause.push(`waiting for the cutoff (now ${new Date(this.#cutoff).toISOString()}) to pass ${new Date(overwrittenAt).toISOString()}`);
+    }
+    return {
+      ...base,
+      stored: true,
+      owns,
+      readBy,
+      read,
+      tombstone: (flags & RecFlag.TOMBSTONE) !== 0,
+      deletedDataOf,
+      failed: (flags & RecFlag.FAILED) !== 0,
+      overwrittenAt,
+      keptBecause,
     };
   }
 
@@ -706,6 +943,16 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       this.#releaseLock();
     }
   }
+}
+
+/** The smallest id with timestamp `time` (a range start). */
+function idFloor(time: number): Uint8Array {
+  return MessageId.fromParts(Math.max(0, time), 0, new Uint8Array(8)).bytes;
+}
+
+/** The ms timestamp of id bytes (48-bit big-endian prefix). */
+function timestampOf(id: Uint8Array): number {
+  return id[0]! * 2 ** 40 + id[1]! * 2 ** 32 + ((id[2]! << 24) >>> 0) + (id[3]! << 16) + (id[4]! << 8) + id[5]!;
 }
 
 /** The (timestamp, sequence) of a new local event, from the append options. */

@@ -10,8 +10,9 @@ import { ErrorCode, NoatunError } from '../errors.js';
 import type { Arena } from '../view/arena.js';
 import { Header } from '../view/arena.js';
 import type { ObjectSchema, View } from '../view/schema.js';
-import type { Ordinal, TrackingContext } from '../view/tracking.js';
+import type { JournalMark } from '../view/journal.js';
 import type { MaterializedView } from '../view/view.js';
+import { EventBook, Rec, RecFlag } from './bookkeeping.js';
 import type { Codec } from './codec.js';
 import { decodeEnvelope, type Envelope, readEnvelopeUnchecked } from './envelope.js';
 import type { EventLog, StoredEvent } from './log.js';
@@ -43,16 +44,16 @@ export const EngineWord = {
   LOG_ID: Header.ENGINE + 1,
 } as const;
 
+/** Prunes made at journal `position` (see {@link Projector.prune}). */
+interface PruneStep {
+  readonly position: number;
+  readonly ordinals: number[];
+}
+
+const META_PRUNE_HISTORY = 'pruneHistory';
+
 /** Reports progress of long replays. */
 export type ProgressCallback = (progress: { readonly phase: 'rebuild'; readonly done: number; readonly total: number }) => void;
-
-/** Tracking for the engine issue: trackers record owners; pruning bookkeeping comes later. */
-class OwnerTracking implements TrackingContext {
-  ordinal = 0 as Ordinal;
-  onRead(): void {}
-  onWrite(): void {}
-  onDestroy(): void {}
-}
 
 /** Errors that come from this machine, not from the event: they must never be recorded as apply failures. */
 function isEnvironmentFailure(error: unknown): boolean {
@@ -85,7 +86,13 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
   readonly #log: EventLog;
   readonly #apply: ApplyFunction<E, R>;
   readonly #codec: Codec<E>;
-  readonly #tracking = new OwnerTracking();
+  /** Pruning records and the tracking context of applies (lives in the view arena). */
+  readonly book: EventBook;
+  /**
+   * Prunes whose record changes sit in the journal after an event mark: a rewind to before them
+   * undoes them, so they are redone after the re-apply. Oldest first; trimmed with the journal.
+   */
+  #pruneHistory: PruneStep[];
   /** Failures seen by this process, by ordinal (the count in the view is authoritative). */
   readonly failures = new Map<number, ApplyFailure>();
   /** Id bytes of the highest applied event. */
@@ -106,6 +113,8 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     this.#apply = apply;
     this.#codec = codec;
     this.appliedMax = log.lastKey();
+    this.book = new EventBook(view.arena);
+    this.#pruneHistory = log.getMeta<PruneStep[]>(META_PRUNE_HISTORY) ?? [];
   }
 
   get #arena(): Arena {
@@ -129,9 +138,9 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     let failure: unknown;
     try {
       const event = this.#codec.decode(envelope.payload);
-      this.#tracking.ordinal = stored.ordinal as Ordinal;
+      this.book.begin(stored.ordinal, id.timestamp);
       const apply = this.#apply;
-      const result = view.write(this.#tracking, (root) => apply(event, root, { id, time: id.timestamp }) as unknown);
+      const result = view.write(this.book, (root) => apply(event, root, { id, time: id.timestamp }) as unknown);
       if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
         failure = new NoatunError(ErrorCode.INVALID_ARGUMENT, 'apply must be synchronous (it returned a promise)');
       }
@@ -146,9 +155,12 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     }
     if (failure === undefined) {
       if (this.failures.size !== 0) this.failures.delete(stored.ordinal);
+      this.book.finish(id.bytes, false);
     } else {
       view.rewindTo(mark);
       view.mark(stored.ordinal);
+      this.book.begin(stored.ordinal, id.timestamp);
+      this.book.finish(id.bytes, true);
       const arena = this.#arena;
       arena.set32(EngineWord.FAILED_APPLIES, arena.u32[EngineWord.FAILED_APPLIES]! + 1);
       this.failures.set(stored.ordinal, {
@@ -201,8 +213,9 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
       this.rebuild(onProgress);
       return this.#log.count();
     }
-    this.view.rewindTo(mark);
+    const undone = this.#rewind(mark);
     const applied = this.#applyFrom(first.key);
+    this.#redoPrunes(undone);
     this.reapplied += applied - added.length;
     return applied;
   }
@@ -228,6 +241,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     this.#ensureHistory();
     const mark = arena.findMark(first.ordinal);
     if (mark !== -1) arena.truncateBefore(mark);
+    this.#trimPruneHistory();
   }
 
   /** Undoes the event `stored` (already removed from the log) and re-applies what followed it. */
@@ -238,7 +252,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
       this.rebuild(onProgress);
       return;
     }
-    this.view.rewindTo(mark);
+    const undone = this.#rewind(mark);
     this.failures.delete(stored.ordinal);
     this.appliedMax = undefined;
     // Re-apply everything after the removed event (its successors in id order).
@@ -248,6 +262,132 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
       last = next.key;
     }
     this.appliedMax = last ?? this.#previousKey(stored.key);
+    this.#redoPrunes(undone);
+  }
+
+  // ------------------------------------------------------------------ pruning
+
+  /**
+   * Prunes every event that is final history and whose removal from the log changes nothing, and
+   * removes them from the log; returns their ids. An event qualifies when it owns no data (`uses`
+   * 0), its apply did not fail, and the event that took its last datum is before `cutoff` — and
+   * when every stored event that read its data, and (for a tombstone) every stored event whose
+   * data it destroyed, goes with it. The last two are decided together for the whole set: the
+   * largest set closed under "my readers and my victims are pruned too" is pruned at once, so a
+   * reader that also deleted what it read (a cycle) goes with its source, and a pruned reader
+   * releases its sources in the same step (the cascade checks each source on its own record).
+   */
+  prune(cutoff: number): Uint8Array[] {
+    const book = this.book;
+    const u32 = this.#arena.u32;
+    const set = new Set<number>();
+    book.forEach((r) => {
+      if (
+        u32[r + Rec.USES] === 0 &&
+        (u32[r + Rec.FLAGS]! & RecFlag.FAILED) === 0 &&
+        book.effectTime(r) < cutoff
+      ) {
+        set.add(u32[r]!);
+      }
+    });
+    if (set.size === 0) return [];
+    // Readers inside the set, per source; tombstones inside the set, per victim.
+    const readersInSet = new Map<number, number>();
+    const destroyersInSet = new Map<number, number[]>();
+    for (const ordinal of set) {
+      const r = book.find(ordinal);
+      for (const source of book.list(u32[r + Rec.READS]!)) readersInSet.set(source, (readersInSet.get(source) ?? 0) + 1);
+      for (const victim of book.list(u32[r + Rec.VICTIMS]!)) {
+        const list = destroyersInSet.get(victim);
+        if (list === undefined) destroyersInSet.set(victim, [ordinal]);
+        else list.push(ordinal);
+      }
+    }
+    // Drop members with a reader or a victim outside the set, until none is left to drop.
+    const work = [...set];
+    while (work.length !== 0) {
+      const ordinal = work.pop()!;
+      if (!set.has(ordinal)) continue;
+      const r = book.find(ordinal);
+      const blocked =
+        u32[r + Rec.READERS]! > (readersInSet.get(ordinal) ?? 0) ||
+        book.list(u32[r + Rec.VICTIMS]!).some((victim) => !set.has(victim) && book.find(victim) !== -1);
+      if (!blocked) continue;
+      set.delete(ordinal);
+      for (const source of book.list(u32[r + Rec.READS]!)) {
+        readersInSet.set(source, readersInSet.get(source)! - 1);
+        if (set.has(source)) work.push(source);
+      }
+      for (const destroyer of destroyersInSet.get(ordinal) ?? []) if (set.has(destroyer)) work.push(destroyer);
+    }
+    if (set.size === 0) return [];
+    const position = this.#arena.position;
+    const ids: Uint8Array[] = [];
+    const pruned = [...set];
+    for (const ordinal of pruned) {
+      const r = book.find(ordinal);
+      ids.push(book.idOf(r));
+      this.#forget(r);
+    }
+    for (const id of ids) this.#log.remove(id);
+    this.#pruneHistory.push({ position, ordinals: pruned });
+    this.#savePruneHistory();
+    return ids;
+  }
+
+  /** Deletes a record and its read edges; returns the ordinals it had read from. */
+  #forget(r: number): number[] {
+    const book = this.book;
+    const ordinal = this.#arena.u32[r]!;
+    const reads = book.list(this.#arena.u32[r + Rec.READS]!);
+    book.remove(ordinal);
+    for (const owner of reads) book.dropReader(owner);
+    return reads;
+  }
+
+  /** Rewinds the view to `mark`; returns the prune steps that the rewind undid. */
+  #rewind(mark: JournalMark): PruneStep[] {
+    this.view.rewindTo(mark);
+    const history = this.#pruneHistory;
+    let keep = history.length;
+    while (keep > 0 && history[keep - 1]!.position >= mark) keep--;
+    return history.splice(keep);
+  }
+
+  /**
+   * Redoes prunes a rewind undid. Their events are final (before the cutoff, owning nothing), so
+   * the re-applied events cannot have touched their records: the same changes apply again.
+   */
+  #redoPrunes(undone: readonly PruneStep[]): void {
+    if (undone.length === 0) return;
+    const position = this.#arena.position;
+    const ordinals: number[] = [];
+    for (const step of undone) {
+      for (const ordinal of step.ordinals) {
+        const r = this.book.find(ordinal);
+        if (r === -1) continue;
+        this.#forget(r);
+        ordinals.push(ordinal);
+      }
+    }
+    if (ordinals.length !== 0) this.#pruneHistory.push({ position, ordinals });
+    this.#savePruneHistory();
+  }
+
+  /** Drops prune steps older than the kept undo history (no rewind can reach them). */
+  #trimPruneHistory(): void {
+    const oldest = this.#arena.journal.oldest;
+    const history = this.#pruneHistory;
+    let drop = 0;
+    while (drop < history.length && history[drop]!.position < oldest) drop++;
+    if (drop !== 0) {
+      history.splice(0, drop);
+      this.#savePruneHistory();
+    }
+  }
+
+  #savePruneHistory(): void {
+    this.#log.setMeta(META_PRUNE_HISTORY, this.#pruneHistory);
   }
 
   /** Checks a loaded undo history once; damaged history is dropped (late events then rebuild). */
@@ -314,6 +454,9 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
   rebuild(onProgress?: ProgressCallback): MessageId[] {
     if (this.resetView === undefined) throw new NoatunError(ErrorCode.INTERNAL, 'projector has no view factory');
     this.view = this.resetView();
+    this.book.arena = this.view.arena;
+    this.#pruneHistory = [];
+    this.#savePruneHistory();
     this.historyTrusted = true;
     this.failures.clear();
     this.rebuilds++;

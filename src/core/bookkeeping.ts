@@ -1,0 +1,342 @@
+/**
+ * Pruning bookkeeping: one record per stored event, kept in the view arena so the undo journal
+ * covers it (a rewind restores use counts and read edges together with the data they describe).
+ *
+ * While an event is applied, the book is the view's {@link TrackingContext}: every tracked write
+ * moves ownership of a datum to the running event (the previous owner's use count drops), every
+ * destroy makes it a tombstone, every read of another event's datum becomes a read edge. When the
+ * apply finishes, the event's record is written:
+ *
+ * - `uses`: data the event still owns. At 0 nothing it wrote is visible any more.
+ * - `readers`: live events that read its data. While one exists, the event must stay: removing
+ *   it would change what that reader saw on a fresh replay.
+ * - `lastEffect`: when its use count reached 0 (the time of the event that overwrote or destroyed
+ *   its last datum; its own time if it never owned anything). Once the cutoff is past it, no event
+ *   that could still arrive can be ordered before the overwrite, so the event is final history.
+ * - `reads` / `victims`: the events it read from, and the events whose data it destroyed. A
+ *   tombstone stays while a victim is stored, or a replay without it would bring the data back.
+ *
+ * The table is an open-addressing hash keyed by ordinal (linear probing, backward-shift delete),
+ * so the view holds records for stored events only and stays bounded when old events are pruned.
+ */
+import { ErrorCode, NoatunError } from '../errors.js';
+import type { Arena, WordOffset } from '../view/arena.js';
+import { Header } from '../view/arena.js';
+import type { Ordinal, TrackingContext } from '../view/tracking.js';
+
+/** Engine header words of the record table (after the projector's own, see `EngineWord`). */
+export const BookWord = {
+  /** Word offset of the record table, 0 before the first record. */
+  TABLE: Header.ENGINE + 5,
+  /** Slots in the table (a power of two). */
+  CAPACITY: Header.ENGINE + 6,
+  /** Records in the table. */
+  COUNT: Header.ENGINE + 7,
+} as const;
+
+/** Word offsets inside one record. */
+export const Rec = {
+  ORDINAL: 0,
+  FLAGS: 1,
+  USES: 2,
+  READERS: 3,
+  /** 4 words: the event's id bytes. */
+  ID: 4,
+  /** ms timestamp as two words (low 32 bits, high bits). */
+  EFFECT_LO: 8,
+  EFFECT_HI: 9,
+  /** Block `[n, ordinal × n]` of events this one read, or 0. */
+  READS: 10,
+  /** Block `[n, ordinal × n]` of events whose data this one destroyed, or 0. */
+  VICTIMS: 11,
+} as const;
+
+/** Words of one record. */
+export const RECORD_WORDS = 12;
+
+/** Flags of a record. */
+export const RecFlag = {
+  /** Wrote data that can be read inside apply. */
+  NON_OPAQUE: 1,
+  /** Wrote opaque data. */
+  OPAQUE: 2,
+  /** Destroyed data (a delete, pop or clear), even if it found nothing to destroy. */
+  TOMBSTONE: 4,
+  /** Read anything, including "absent" (an empty map's membership): its effect depends on state. */
+  READ: 8,
+  /** Its apply threw; it is kept as evidence and never pruned automatically. */
+  FAILED: 16,
+} as const;
+
+const MIN_CAPACITY = 1024;
+const TWO_32 = 2 ** 32;
+
+/** A small set of ordinals in insertion order: linear search while small, a Set beyond. */
+class OrdinalList {
+  readonly items: number[] = [];
+  #set: Set<number> | undefined;
+
+  add(ordinal: number): void {
+    const items = this.items;
+    if (this.#set !== undefined) {
+      if (this.#set.has(ordinal)) return;
+      this.#set.add(ordinal);
+    } else {
+      for (let i = 0; i < items.length; i++) if (items[i] === ordinal) return;
+      if (items.length === 16) this.#set = new Set(items).add(ordinal);
+    }
+    items.push(ordinal);
+  }
+
+  clear(): void {
+    this.items.length = 0;
+    this.#set = undefined;
+  }
+}
+
+/** The record table, and the tracking context of the event being applied. */
+export class EventBook implements TrackingContext {
+  arena: Arena;
+  // State of the running event (reset by begin).
+  ordinal = 0 as Ordinal;
+  #time = 0;
+  #uses = 0;
+  #flags = 0;
+  readonly #reads = new OrdinalList();
+  readonly #victims = new OrdinalList();
+
+  constructor(arena: Arena) {
+    this.arena = arena;
+  }
+
+  // ------------------------------------------------------------ tracking of the running event
+
+  /** Starts tracking the event `ordinal` with timestamp `time`. */
+  begin(ordinal: number, time: number): void {
+    this.ordinal = ordinal as Ordinal;
+    this.#time = time;
+    this.#uses = 0;
+    this.#flags = 0;
+    this.#reads.clear();
+    this.#victims.clear();
+  }
+
+  onRead(owner: Ordinal): void {
+    this.#flags |= RecFlag.READ;
+    if (owner !== 0) this.#reads.add(owner);
+  }
+
+  onWrite(previousOwner: Ordinal, opaque: boolean): void {
+    this.#uses++;
+    this.#flags |= opaque ? RecFlag.OPAQUE : RecFlag.NON_OPAQUE;
+    if (previousOwner !== 0) this.#release(previousOwner);
+  }
+
+  onDestroy(previousOwner: Ordinal): void {
+    this.#flags |= RecFlag.TOMBSTONE;
+    if (previousOwner === 0) return;
+    if (previousOwner === this.ordinal) {
+      this.#uses--;
+      return;
+    }
+    this.#release(previousOwner);
+    this.#victims.add(previousOwner);
+  }
+
+  /** The running event took a datum from `owner`: one use less; at 0, remember when. */
+  #release(owner: number): void {
+    const r = this.find(owner);
+    if (r === -1) return; // Pruned owners own nothing; a missing record is not an error here.
+    const arena = this.arena;
+    const uses = arena.u32[r + Rec.USES]! - 1;
+    arena.set32(r + Rec.USES, uses);
+    if (uses === 0) this.#setEffect(r, this.#time);
+  }
+
+  #setEffect(r: WordOffset, time: number): void {
+    this.arena.set32(r + Rec.EFFECT_LO, time % TWO_32);
+    this.arena.set32(r + Rec.EFFECT_HI, Math.floor(time / TWO_32));
+  }
+
+  /**
+   * Writes the record of the running event. `failed`: its apply threw and was rolled back (the
+   * caller rewound the arena, which undid the use counts it had taken from others).
+   */
+  finish(id: Uint8Array, failed: boolean): void {
+    const flags = failed ? RecFlag.FAILED | (this.#flags & RecFlag.READ) : this.#flags;
+    const uses = failed ? 0 : this.#uses;
+    const reads = failed ? [] : this.#reads.items;
+    const victims = failed ? [] : this.#victims.items;
+    const arena = this.arena;
+    const readsBlock = reads.length === 0 ? 0 : this.#block(reads);
+    const victimsBlock = victims.length === 0 ? 0 : this.#block(victims);
+    const r = this.#insert(this.ordinal);
+    const u32 = arena.u32;
+    u32[r + Rec.FLAGS] = flags;
+    u32[r + Rec.USES] = uses;
+    u32[r + Rec.READERS] = 0;
+    arena.u8.set(id, (r + Rec.ID) * 4);
+    u32[r + Rec.READS] = readsBlock;
+    u32[r + Rec.VICTIMS] = victimsBlock;
+    if (uses === 0) {
+      u32[r + Rec.EFFECT_LO] = this.#time % TWO_32;
+      u32[r + Rec.EFFECT_HI] = Math.floor(this.#time / TWO_32);
+    }
+    for (const owner of reads) {
+      const w = this.find(owner);
+      if (w !== -1) arena.set32(w + Rec.READERS, arena.u32[w + Rec.READERS]! + 1);
+    }
+  }
+
+  /** Allocates `[n, ...ordinals]`. */
+  #block(ordinals: readonly number[]): WordOffset {
+    const at = this.arena.alloc(ordinals.length + 1);
+    const u32 = this.arena.u32;
+    u32[at] = ordinals.length;
+    for (let i = 0; i < ordinals.length; i++) u32[at + 1 + i] = ordinals[i]!;
+    return at;
+  }
+
+  // ------------------------------------------------------------ the table
+
+  /** Number of records. */
+  get count(): number {
+    return this.arena.u32[BookWord.COUNT]!;
+  }
+
+  /** The record word of `ordinal`, or -1. */
+  find(ordinal: number): WordOffset {
+    const u32 = this.arena.u32;
+    const capacity = u32[BookWord.CAPACITY]!;
+    if (capacity === 0) return -1;
+    const table = u32[BookWord.TABLE]!;
+    const mask = capacity - 1;
+    for (let i = slotOf(ordinal, mask); ; i = (i + 1) & mask) {
+      const r = table + i * RECORD_WORDS;
+      const o = u32[r]!;
+      if (o === ordinal) return r;
+      if (o === 0) return -1;
+    }
+  }
+
+  /** Adds an empty record for `ordinal` (new memory or journaled), returning its word. */
+  #insert(ordinal: number): WordOffset {
+    const arena = this.arena;
+    let capacity = arena.u32[BookWord.CAPACITY]!;
+    const count = arena.u32[BookWord.COUNT]!;
+    if ((count + 1) * 4 > capacity * 3) {
+      this.#grow(Math.max(MIN_CAPACITY, capacity * 2));
+      capacity = arena.u32[BookWord.CAPACITY]!;
+    }
+    const u32 = arena.u32;
+    const table = u32[BookWord.TABLE]!;
+    const mask = capacity - 1;
+    let i = slotOf(ordinal, mask);
+    while (u32[table + i * RECORD_WORDS] !== 0) {
+      if (u32[table + i * RECORD_WORDS] === ordinal) {
+        throw new NoatunError(ErrorCode.INTERNAL, `event ${ordinal} already has a pruning record`);
+      }
+      i = (i + 1) & mask;
+    }
+    const r = table + i * RECORD_WORDS;
+    arena.jn(r, RECORD_WORDS);
+    u32.fill(0, r, r + RECORD_WORDS);
+    u32[r] = ordinal;
+    arena.set32(BookWord.COUNT, count + 1);
+    return r;
+  }
+
+  /** Moves every record into a new table of `capacity` slots (the old one is left as garbage). */
+  #grow(capacity: number): void {
+    const arena = this.arena;
+    const table = arena.alloc(capacity * RECORD_WORDS);
+    const u32 = arena.u32;
+    const oldTable = u32[BookWord.TABLE]!;
+    const oldCapacity = u32[BookWord.CAPACITY]!;
+    const mask = capacity - 1;
+    for (let s = 0; s < oldCapacity; s++) {
+      const from = oldTable + s * RECORD_WORDS;
+      const ordinal = u32[from]!;
+      if (ordinal === 0) continue;
+      let i = slotOf(ordinal, mask);
+      while (u32[table + i * RECORD_WORDS] !== 0) i = (i + 1) & mask;
+      u32.copyWithin(table + i * RECORD_WORDS, from, from + RECORD_WORDS);
+    }
+    arena.set32(BookWord.TABLE, table);
+    arena.set32(BookWord.CAPACITY, capacity);
+  }
+
+  /** Deletes the record of `ordinal` (journaled; backward-shift so lookups stay correct). */
+  remove(ordinal: number): void {
+    const arena = this.arena;
+    let hole = this.find(ordinal);
+    if (hole === -1) return;
+    const u32 = arena.u32;
+    const table = u32[BookWord.TABLE]!;
+    const capacity = u32[BookWord.CAPACITY]!;
+    const mask = capacity - 1;
+    let holeSlot = (hole - table) / RECORD_WORDS;
+    for (let i = (holeSlot + 1) & mask; ; i = (i + 1) & mask) {
+      const r = table + i * RECORD_WORDS;
+      const o = u32[r]!;
+      if (o === 0) break;
+      const home = slotOf(o, mask);
+      // Move r into the hole unless its home lies cyclically in (hole, i].
+      const between = holeSlot <= i ? home > holeSlot && home <= i : home > holeSlot || home <= i;
+      if (between) continue;
+      arena.copyWords(hole, r, RECORD_WORDS);
+      hole = r;
+      holeSlot = i;
+    }
+    arena.zero(hole, RECORD_WORDS);
+    arena.set32(BookWord.COUNT, u32[BookWord.COUNT]! - 1);
+  }
+
+  /** Calls `fn` with the word of every record (do not change the table while iterating). */
+  forEach(fn: (r: WordOffset) => void): void {
+    const u32 = this.arena.u32;
+    const table = u32[BookWord.TABLE]!;
+    const capacity = u32[BookWord.CAPACITY]!;
+    for (let s = 0; s < capacity; s++) {
+      const r = table + s * RECORD_WORDS;
+      if (u32[r] !== 0) fn(r);
+    }
+  }
+
+  /** The time a record's uses reached 0, in ms. */
+  effectTime(r: WordOffset): number {
+    const u32 = this.arena.u32;
+    return u32[r + Rec.EFFECT_HI]! * TWO_32 + u32[r + Rec.EFFECT_LO]!;
+  }
+
+  /** The id bytes of a record (a copy). */
+  idOf(r: WordOffset): Uint8Array {
+    const at = (r + Rec.ID) * 4;
+    return this.arena.u8.slice(at, at + 16);
+  }
+
+  /** The ordinals in a `[n, ...]` block at word `at` (0 = none). */
+  list(at: WordOffset): number[] {
+    if (at === 0) return [];
+    const u32 = this.arena.u32;
+    return Array.from(u32.subarray(at + 1, at + 1 + u32[at]!));
+  }
+
+  /** Decrements the reader count of `ordinal` (its reader was pruned); returns the record or -1. */
+  dropReader(ordinal: number): WordOffset {
+    const r = this.find(ordinal);
+    if (r !== -1) {
+      const readers = this.arena.u32[r + Rec.READERS]!;
+      if (readers > 0) this.arena.set32(r + Rec.READERS, readers - 1);
+    }
+    return r;
+  }
+}
+
+/**
+ * Home slot of an ordinal. Multiplying by an odd constant is a bijection modulo the table size,
+ * so consecutive ordinals land in distinct slots.
+ */
+function slotOf(ordinal: number, mask: number): number {
+  return Math.imul(ordinal, 0x9e3779b1) & mask;
+}
