@@ -820,19 +820,34 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     }
   }
 
-  /** Stored events in id order, in the form {@link ingest} accepts. */
-  *messages(): Generator<StoredMessage> {
+  /**
+   * Stored events in id order, in the form {@link ingest} accepts; from `after` (exclusive) when
+   * given.
+   */
+  *messages(options: { readonly after?: MessageId } = {}): Generator<StoredMessage> {
     this.#assertOpen();
-    for (const stored of this.#log.range()) {
-      const envelope = decodeEnvelope(stored.envelope);
-      if (envelope.parents.length !== 0 && envelope.id.timestamp < this.#cutoff) {
-        // Final events have no parents (peers refuse a pre-cutoff event with parents).
-        const bare = withParents(envelope, []);
-        yield { id: bare.id, parents: [], payload: bare.payload, bytes: encodeEnvelope(bare) };
-        continue;
-      }
-      yield { id: envelope.id, parents: envelope.parents, payload: envelope.payload, bytes: stored.envelope };
+    const after = options.after;
+    for (const stored of this.#log.range(after?.bytes)) {
+      if (after !== undefined && Buffer.compare(stored.key, after.bytes) === 0) continue;
+      yield this.#toMessage(stored.envelope);
     }
+  }
+
+  /** One stored event by id, in the form {@link ingest} accepts, or undefined. */
+  message(id: MessageId): StoredMessage | undefined {
+    this.#assertOpen();
+    const stored = this.#log.get(id.bytes);
+    return stored === undefined ? undefined : this.#toMessage(stored.envelope);
+  }
+
+  #toMessage(bytes: Uint8Array): StoredMessage {
+    const envelope = decodeEnvelope(bytes);
+    if (envelope.parents.length !== 0 && envelope.id.timestamp < this.#cutoff) {
+      // Final events have no parents (peers refuse a pre-cutoff event with parents).
+      const bare = withParents(envelope, []);
+      return { id: bare.id, parents: [], payload: bare.payload, bytes: encodeEnvelope(bare) };
+    }
+    return { id: envelope.id, parents: envelope.parents, payload: envelope.payload, bytes };
   }
 
   /** The update heads: stored events that are no stored event's parent, in id order. */

@@ -694,6 +694,10 @@ export class MapType implements CompositeType {
     let hash = this.key.prepare(key);
     let bucket = this.find(a, w, hash);
     if (bucket >= 0) {
+      // Replacing the value of an existing key observes that the key exists: a read of the
+      // key's tracker (its inserter). Without it, a replay without the inserter and the event
+      // that later deleted the key would see this event create the key, and keep it.
+      a.read(bucket + this.keyOffset + this.key.tracker);
       slotAssign(this.value, a, bucket + this.valueOffset, value);
       return;
     }
@@ -807,6 +811,7 @@ export class MapType implements CompositeType {
     for (let i = 0; i < capacity; i++) {
       const bucket = a.u32[w + M_TABLE]! + i * this.bucketWords;
       if (a.u32[bucket] === 0) continue;
+      a.read(bucket + this.keyOffset + this.key.tracker);
       out.set(this.key.get(a, bucket + this.keyOffset), slotExport(this.value, a, bucket + this.valueOffset));
     }
     return out;
@@ -819,14 +824,21 @@ export class MapType implements CompositeType {
     a.zero(w, this.words);
   }
 
-  /** Bucket words of occupied buckets, in table order (deterministic). */
-  *buckets(a: Arena, w: WordOffset, session: number): IterableIterator<number> {
+  /**
+   * Bucket words of occupied buckets, in table order (deterministic). With `observe`, each key
+   * yielded is a tracked read of its tracker: iterating observes which keys exist.
+   */
+  *buckets(a: Arena, w: WordOffset, session: number, observe = false): IterableIterator<number> {
     const capacity = a.u32[w + M_CAPACITY]!;
     const table = a.u32[w + M_TABLE]!;
+    const keyTracker = this.keyOffset + this.key.tracker;
     for (let i = 0; i < capacity; i++) {
       if (session !== a.session) a.stale();
       const bucket = table + i * this.bucketWords;
-      if (a.u32[bucket] !== 0) yield bucket;
+      if (a.u32[bucket] !== 0) {
+        if (observe) a.read(bucket + keyTracker);
+        yield bucket;
+      }
     }
   }
 }
@@ -867,6 +879,8 @@ export class MapAccessor<K, E, P> {
       a.read(this.#w + M_MEMBERSHIP);
       return undefined;
     }
+    // Finding the key observes that it exists: a read of its tracker (its inserter).
+    a.read(bucket + type.keyOffset + type.key.tracker);
     return slotGet(type.value, a, this.#s, bucket + type.valueOffset) as E;
   }
 
@@ -904,10 +918,14 @@ export class MapAccessor<K, E, P> {
     this.#type.assign(this.#arena(), this.#w, entries);
   }
 
-  /** Number of entries (a tracked read of the membership). */
+  /**
+   * Number of entries. Inside apply it is a tracked read of the membership and of every key (the
+   * count depends on each present key's insertion), so it costs O(size) there.
+   */
   get size(): number {
     const a = this.#arena();
     a.read(this.#w + M_MEMBERSHIP);
+    if (a.ctx !== null) for (const _ of this.#type.buckets(a, this.#w, this.#s, true)) { /* reads the key */ }
     return a.u32[this.#w + M_COUNT]!;
   }
 
@@ -916,7 +934,7 @@ export class MapAccessor<K, E, P> {
     const a = this.#arena();
     const type = this.#type;
     a.read(this.#w + M_MEMBERSHIP);
-    for (const bucket of type.buckets(a, this.#w, this.#s)) yield type.key.get(a, bucket + type.keyOffset) as K;
+    for (const bucket of type.buckets(a, this.#w, this.#s, true)) yield type.key.get(a, bucket + type.keyOffset) as K;
   }
 
   /** Values in table order. */
@@ -924,7 +942,7 @@ export class MapAccessor<K, E, P> {
     const a = this.#arena();
     const type = this.#type;
     a.read(this.#w + M_MEMBERSHIP);
-    for (const bucket of type.buckets(a, this.#w, this.#s)) yield slotGet(type.value, a, this.#s, bucket + type.valueOffset) as E;
+    for (const bucket of type.buckets(a, this.#w, this.#s, true)) yield slotGet(type.value, a, this.#s, bucket + type.valueOffset) as E;
   }
 
   /** `[key, value]` pairs in table order. */
@@ -932,7 +950,7 @@ export class MapAccessor<K, E, P> {
     const a = this.#arena();
     const type = this.#type;
     a.read(this.#w + M_MEMBERSHIP);
-    for (const bucket of type.buckets(a, this.#w, this.#s)) {
+    for (const bucket of type.buckets(a, this.#w, this.#s, true)) {
       yield [type.key.get(a, bucket + type.keyOffset) as K, slotGet(type.value, a, this.#s, bucket + type.valueOffset) as E];
     }
   }
