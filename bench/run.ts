@@ -9,6 +9,7 @@ const registry: Record<string, (options: { quick: boolean }) => Promise<Row[]>> 
   view: async (options) => (await import('./view.js')).runViewBench(options),
   warehouse: async (options) => (await import('./warehouse/index.js')).runWarehouse(options),
   late: async (options) => (await import('./late.js')).runLateBench(options),
+  growth: async (options) => (await import('./growth.js')).runGrowthBench(options),
 };
 
 const args = process.argv.slice(2);

@@ -33,6 +33,7 @@ async function measure(impl: WarehouseImplementation, workload: Workload, quick:
     return sink;
   });
   const disk = impl.diskBytes();
+  const description = impl.describe?.();
   await impl.close();
   return {
     eventsPerSecond: workload.events / writes.seconds,
@@ -40,6 +41,7 @@ async function measure(impl: WarehouseImplementation, workload: Workload, quick:
     check,
     results,
     disk,
+    description,
   };
 }
 
@@ -62,7 +64,7 @@ export async function runWarehouse(options: { quick: boolean }): Promise<Row[]> 
       queriesPerSecond: result.queriesPerSecond,
       peakRssBytes: peakRss(),
       diskBytes: result.disk,
-      note: `check ${result.check}`,
+      note: `check ${result.check}${result.description === undefined ? '' : `; ${result.description}`}`,
     });
   }
   cleanup();

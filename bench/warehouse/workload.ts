@@ -77,5 +77,7 @@ export interface WarehouseImplementation {
   query(box: number, article: number): number;
   /** Bytes on disk (0 for in-memory implementations). */
   diskBytes(): number;
+  /** Extra facts for the result table (e.g. events stored and pruned). */
+  describe?(): string;
   close(): Promise<void>;
 }

@@ -69,6 +69,7 @@ export const RecFlag = {
 } as const;
 
 const MIN_CAPACITY = 1024;
+const EMPTY = new Uint32Array(0);
 const TWO_32 = 2 ** 32;
 
 /** A small set of ordinals in insertion order: linear search while small, a Set beyond. */
@@ -104,6 +105,8 @@ export class EventBook implements TrackingContext {
   #flags = 0;
   readonly #reads = new OrdinalList();
   readonly #victims = new OrdinalList();
+  /** Hears when an event's use count reaches 0 (the pruner's queue of candidates). */
+  onZero: (ordinal: number, time: number) => void = () => {};
 
   constructor(arena: Arena) {
     this.arena = arena;
@@ -150,7 +153,10 @@ export class EventBook implements TrackingContext {
     const arena = this.arena;
     const uses = arena.u32[r + Rec.USES]! - 1;
     arena.set32(r + Rec.USES, uses);
-    if (uses === 0) this.#setEffect(r, this.#time);
+    if (uses === 0) {
+      this.#setEffect(r, this.#time);
+      this.onZero(owner, this.#time);
+    }
   }
 
   #setEffect(r: WordOffset, time: number): void {
@@ -181,6 +187,7 @@ export class EventBook implements TrackingContext {
     if (uses === 0) {
       u32[r + Rec.EFFECT_LO] = this.#time % TWO_32;
       u32[r + Rec.EFFECT_HI] = Math.floor(this.#time / TWO_32);
+      if (!failed) this.onZero(this.ordinal, this.#time);
     }
     for (const owner of reads) {
       const w = this.find(owner);
@@ -244,6 +251,15 @@ export class EventBook implements TrackingContext {
     u32[r] = ordinal;
     arena.set32(BookWord.COUNT, count + 1);
     return r;
+  }
+
+  /**
+   * Makes room for `records` records without growing (a rebuild knows how many it will make, so
+   * it does not leave a trail of outgrown tables behind).
+   */
+  reserve(records: number): void {
+    const needed = Math.max(MIN_CAPACITY, 2 ** Math.ceil(Math.log2((records * 4) / 3 + 1)));
+    if (needed > this.arena.u32[BookWord.CAPACITY]!) this.#grow(needed);
   }
 
   /** Moves every record into a new table of `capacity` slots (the old one is left as garbage). */
@@ -315,11 +331,14 @@ export class EventBook implements TrackingContext {
     return this.arena.u8.slice(at, at + 16);
   }
 
-  /** The ordinals in a `[n, ...]` block at word `at` (0 = none). */
-  list(at: WordOffset): number[] {
-    if (at === 0) return [];
+  /**
+   * The ordinals in a `[n, ...]` block at word `at` (0 = none): a view into the arena, valid until
+   * the next allocation or write.
+   */
+  list(at: WordOffset): Uint32Array {
     const u32 = this.arena.u32;
-    return Array.from(u32.subarray(at + 1, at + 1 + u32[at]!));
+    if (at === 0) return EMPTY;
+    return u32.subarray(at + 1, at + 1 + u32[at]!);
   }
 
   /** Decrements the reader count of `ordinal` (its reader was pruned); returns the record or -1. */

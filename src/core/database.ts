@@ -181,7 +181,8 @@ const META_PRUNED = 'pruned';
 const META_CUTOFF = 'cutoff';
 const META_CUTOFF_HASHES = 'cutoffHashes';
 const META_COMPACTED_BYTES = 'compactedBytes';
-/** The view is compacted (rebuilt) when it grows past twice its size after the last compaction, and past this. */
+const META_PRUNED_AT_COMPACTION = 'prunedAtCompaction';
+/** The view is compacted (rebuilt) only past this size (see `#compactionDue`). */
 const MIN_COMPACT_BYTES = 8 * 2 ** 20;
 /** How long the view may stay dirty after the last write before it is flushed and marked clean. */
 const CHECKPOINT_DELAY_MS = 1000;
@@ -460,7 +461,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#prune();
     this.#projector.forgetHistoryBefore(to);
     this.#saveCutoffHashes();
-    if (this.#view.stats().viewBytes > 2 * Math.max(this.#compactedBytes, MIN_COMPACT_BYTES)) this.#compact();
+    if (this.#compactionDue()) this.#compact();
   }
 
   /** Prunes what the cutoff made final (see {@link Projector.prune}) and accounts for it. */
@@ -485,6 +486,17 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#log.setMeta(META_CUTOFF_HASHES, [this.#cutoffHash.slice(), this.#previousHash.slice()]);
   }
 
+  /**
+   * Whether a compaction would pay: the view has doubled since the last one, and more events were
+   * pruned since then than are stored now (so much of the growth is data of events gone).
+   */
+  #compactionDue(): boolean {
+    if (this.#view.stats().viewBytes <= 2 * Math.max(this.#compactedBytes, MIN_COMPACT_BYTES)) return false;
+    const pruned = this.#log.getMeta<number>(META_PRUNED) ?? 0;
+    const since = pruned - (this.#log.getMeta<number>(META_PRUNED_AT_COMPACTION) ?? 0);
+    return since > this.#log.count();
+  }
+
   /** Rebuilds the view from the log into a fresh file: the space of overwritten data is reclaimed. */
   #compact(): void {
     this.#markDirty();
@@ -496,6 +508,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#projector.forgetHistoryBefore(this.#cutoff);
     this.#compactedBytes = this.#view.stats().viewBytes;
     this.#log.setMeta(META_COMPACTED_BYTES, this.#compactedBytes);
+    this.#log.setMeta(META_PRUNED_AT_COMPACTION, this.#log.getMeta<number>(META_PRUNED) ?? 0);
   }
 
   /**
@@ -915,8 +928,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     book.forEach((w) => {
       if (book.list(u32[w + Rec.READS]!).includes(ordinal)) readBy.push(MessageId.fromBytes(book.idOf(w)));
     });
-    const read = book.list(u32[r + Rec.READS]!).map(idOfOrdinal).filter((x): x is MessageId => x !== undefined);
-    const deletedDataOf = book.list(u32[r + Rec.VICTIMS]!).map(idOfOrdinal).filter((x): x is MessageId => x !== undefined);
+    const read = Array.from(book.list(u32[r + Rec.READS]!), idOfOrdinal).filter((x): x is MessageId => x !== undefined);
+    const deletedDataOf = Array.from(book.list(u32[r + Rec.VICTIMS]!), idOfOrdinal).filter((x): x is MessageId => x !== undefined);
     const flags = u32[r + Rec.FLAGS]!;
     const owns = u32[r + Rec.USES]!;
     const overwrittenAt = owns === 0 ? book.effectTime(r) : null;

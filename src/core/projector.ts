@@ -12,7 +12,8 @@ import { Header } from '../view/arena.js';
 import type { ObjectSchema, View } from '../view/schema.js';
 import type { JournalMark } from '../view/journal.js';
 import type { MaterializedView } from '../view/view.js';
-import { EventBook, Rec, RecFlag } from './bookkeeping.js';
+import { EventBook, Rec } from './bookkeeping.js';
+import { Pruner } from './pruner.js';
 import type { Codec } from './codec.js';
 import { decodeEnvelope, type Envelope, readEnvelopeUnchecked } from './envelope.js';
 import type { EventLog, StoredEvent } from './log.js';
@@ -88,6 +89,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
   readonly #codec: Codec<E>;
   /** Pruning records and the tracking context of applies (lives in the view arena). */
   readonly book: EventBook;
+  readonly #pruner: Pruner;
   /**
    * Prunes whose record changes sit in the journal after an event mark: a rewind to before them
    * undoes them, so they are redone after the re-apply. Oldest first; trimmed with the journal.
@@ -114,6 +116,9 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     this.#codec = codec;
     this.appliedMax = log.lastKey();
     this.book = new EventBook(view.arena);
+    this.#pruner = new Pruner(this.book);
+    this.book.onZero = (ordinal, time) => this.#pruner.noteZero(ordinal, time);
+    this.#pruner.reset();
     this.#pruneHistory = log.getMeta<PruneStep[]>(META_PRUNE_HISTORY) ?? [];
   }
 
@@ -268,81 +273,33 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
   // ------------------------------------------------------------------ pruning
 
   /**
-   * Prunes every event that is final history and whose removal from the log changes nothing, and
-   * removes them from the log; returns their ids. An event qualifies when it owns no data (`uses`
-   * 0), its apply did not fail, and the event that took its last datum is before `cutoff` — and
-   * when every stored event that read its data, and (for a tombstone) every stored event whose
-   * data it destroyed, goes with it. The last two are decided together for the whole set: the
-   * largest set closed under "my readers and my victims are pruned too" is pruned at once, so a
-   * reader that also deleted what it read (a cycle) goes with its source, and a pruned reader
-   * releases its sources in the same step (the cascade checks each source on its own record).
+   * Prunes every event that is final history and whose removal from the log changes nothing (see
+   * {@link Pruner}), and removes them from the log; returns their ids.
    */
   prune(cutoff: number): Uint8Array[] {
+    const ordinals = this.#pruner.collect(cutoff);
+    if (ordinals.length === 0) return [];
     const book = this.book;
-    const u32 = this.#arena.u32;
-    const set = new Set<number>();
-    book.forEach((r) => {
-      if (
-        u32[r + Rec.USES] === 0 &&
-        (u32[r + Rec.FLAGS]! & RecFlag.FAILED) === 0 &&
-        book.effectTime(r) < cutoff
-      ) {
-        set.add(u32[r]!);
-      }
-    });
-    if (set.size === 0) return [];
-    // Readers inside the set, per source; tombstones inside the set, per victim.
-    const readersInSet = new Map<number, number>();
-    const destroyersInSet = new Map<number, number[]>();
-    for (const ordinal of set) {
-      const r = book.find(ordinal);
-      for (const source of book.list(u32[r + Rec.READS]!)) readersInSet.set(source, (readersInSet.get(source) ?? 0) + 1);
-      for (const victim of book.list(u32[r + Rec.VICTIMS]!)) {
-        const list = destroyersInSet.get(victim);
-        if (list === undefined) destroyersInSet.set(victim, [ordinal]);
-        else list.push(ordinal);
-      }
-    }
-    // Drop members with a reader or a victim outside the set, until none is left to drop.
-    const work = [...set];
-    while (work.length !== 0) {
-      const ordinal = work.pop()!;
-      if (!set.has(ordinal)) continue;
-      const r = book.find(ordinal);
-      const blocked =
-        u32[r + Rec.READERS]! > (readersInSet.get(ordinal) ?? 0) ||
-        book.list(u32[r + Rec.VICTIMS]!).some((victim) => !set.has(victim) && book.find(victim) !== -1);
-      if (!blocked) continue;
-      set.delete(ordinal);
-      for (const source of book.list(u32[r + Rec.READS]!)) {
-        readersInSet.set(source, readersInSet.get(source)! - 1);
-        if (set.has(source)) work.push(source);
-      }
-      for (const destroyer of destroyersInSet.get(ordinal) ?? []) if (set.has(destroyer)) work.push(destroyer);
-    }
-    if (set.size === 0) return [];
     const position = this.#arena.position;
     const ids: Uint8Array[] = [];
-    const pruned = [...set];
-    for (const ordinal of pruned) {
+    for (const ordinal of ordinals) {
       const r = book.find(ordinal);
       ids.push(book.idOf(r));
       this.#forget(r);
     }
     for (const id of ids) this.#log.remove(id);
-    this.#pruneHistory.push({ position, ordinals: pruned });
+    this.#pruneHistory.push({ position, ordinals });
     this.#savePruneHistory();
     return ids;
   }
 
-  /** Deletes a record and its read edges; returns the ordinals it had read from. */
-  #forget(r: number): number[] {
+  /** Deletes a record and the read edges it held. */
+  #forget(r: number): void {
     const book = this.book;
     const ordinal = this.#arena.u32[r]!;
-    const reads = book.list(this.#arena.u32[r + Rec.READS]!);
+    const reads = Array.from(book.list(this.#arena.u32[r + Rec.READS]!));
     book.remove(ordinal);
     for (const owner of reads) book.dropReader(owner);
-    return reads;
   }
 
   /** Rewinds the view to `mark`; returns the prune steps that the rewind undid. */
@@ -428,6 +385,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     let done = 0;
     const discarded: MessageId[] = [];
     this.appliedMax = undefined;
+    this.book.reserve(total);
     onProgress?.({ phase: 'rebuild', done, total });
     for (const stored of this.#log.range()) {
       done++;
@@ -455,6 +413,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     if (this.resetView === undefined) throw new NoatunError(ErrorCode.INTERNAL, 'projector has no view factory');
     this.view = this.resetView();
     this.book.arena = this.view.arena;
+    this.#pruner.reset();
     this.#pruneHistory = [];
     this.#savePruneHistory();
     this.historyTrusted = true;

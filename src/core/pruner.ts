@@ -1,0 +1,221 @@
+/**
+ * Decides which final events can be pruned, incrementally.
+ *
+ * An event becomes a *candidate* when it owns nothing (`uses` 0) and the cutoff has passed the
+ * time its last datum was taken (see {@link EventBook}). A candidate can be pruned only together
+ * with every stored event that read its data and, for a tombstone, every stored event whose data
+ * it destroyed; the prunable set is the largest set of candidates closed under that rule.
+ *
+ * Everything about a candidate is final: its readers applied before its data was overwritten and
+ * its victims before it, all before the cutoff, so no rewind changes them. A candidate that is
+ * blocked (by a reader or victim that is not a candidate) therefore stays blocked until one of
+ * its blockers becomes a candidate. Each cutoff step only looks at the new candidates and at the
+ * blocked ones they may release, never at the whole table.
+ */
+import { Rec, RecFlag, type EventBook } from './bookkeeping.js';
+
+/** A binary min-heap of (time, ordinal) pairs. */
+class TimeHeap {
+  readonly #times: number[] = [];
+  readonly #ordinals: number[] = [];
+
+  get size(): number {
+    return this.#times.length;
+  }
+
+  get topTime(): number {
+    return this.#times[0]!;
+  }
+
+  push(time: number, ordinal: number): void {
+    const times = this.#times;
+    const ordinals = this.#ordinals;
+    let i = times.length;
+    times.push(time);
+    ordinals.push(ordinal);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (times[parent]! <= time) break;
+      times[i] = times[parent]!;
+      ordinals[i] = ordinals[parent]!;
+      i = parent;
+    }
+    times[i] = time;
+    ordinals[i] = ordinal;
+  }
+
+  /** Removes the smallest entry and returns its ordinal. */
+  pop(): number {
+    const times = this.#times;
+    const ordinals = this.#ordinals;
+    const top = ordinals[0]!;
+    const lastTime = times.pop()!;
+    const lastOrdinal = ordinals.pop()!;
+    const n = times.length;
+    if (n === 0) return top;
+    let i = 0;
+    for (;;) {
+      const left = 2 * i + 1;
+      if (left >= n) break;
+      const right = left + 1;
+      const child = right < n && times[right]! < times[left]! ? right : left;
+      if (times[child]! >= lastTime) break;
+      times[i] = times[child]!;
+      ordinals[i] = ordinals[child]!;
+      i = child;
+    }
+    times[i] = lastTime;
+    ordinals[i] = lastOrdinal;
+    return top;
+  }
+
+  clear(): void {
+    this.#times.length = 0;
+    this.#ordinals.length = 0;
+  }
+}
+
+/** The incremental pruning decision (see the module comment). */
+export class Pruner {
+  readonly #book: EventBook;
+  /** Events whose uses reached 0, by the time they did (may hold stale entries: re-checked). */
+  readonly #zeroed = new TimeHeap();
+  /** Blocked candidates. */
+  readonly #pool = new Set<number>();
+  /** For a victim: the pooled tombstones that destroyed its data. */
+  readonly #destroyers = new Map<number, number[]>();
+  /** For a source: how many of its readers are pooled. */
+  readonly #readersInPool = new Map<number, number>();
+
+  constructor(book: EventBook) {
+    this.#book = book;
+  }
+
+  /** Called when an event's use count reaches 0 at `time`. */
+  noteZero(ordinal: number, time: number): void {
+    this.#zeroed.push(time, ordinal);
+  }
+
+  /** Forgets everything and re-reads the records (after open or a rebuild). */
+  reset(): void {
+    this.#zeroed.clear();
+    this.#pool.clear();
+    this.#destroyers.clear();
+    this.#readersInPool.clear();
+    const book = this.#book;
+    const u32 = book.arena.u32;
+    book.forEach((r) => {
+      if (u32[r + Rec.USES] === 0 && (u32[r + Rec.FLAGS]! & RecFlag.FAILED) === 0) this.#zeroed.push(book.effectTime(r), u32[r]!);
+    });
+  }
+
+  /**
+   * Whether a pooled event cannot be freed by anything in the pool: a reader of its data, or an
+   * event whose data it destroyed, is stored and not a candidate.
+   */
+  #hardBlocked(ordinal: number): boolean {
+    const book = this.#book;
+    const u32 = book.arena.u32;
+    const r = book.find(ordinal);
+    if (u32[r + Rec.READERS]! > (this.#readersInPool.get(ordinal) ?? 0)) return true;
+    for (const victim of book.list(u32[r + Rec.VICTIMS]!)) {
+      if (!this.#pool.has(victim) && book.find(victim) !== -1) return true;
+    }
+    return false;
+  }
+
+  /** The ordinals that can be pruned now that the cutoff is `cutoff`; they leave the pool. */
+  collect(cutoff: number): number[] {
+    const book = this.#book;
+    const u32 = book.arena.u32;
+    const pool = this.#pool;
+    const arrivals: number[] = [];
+    while (this.#zeroed.size !== 0 && this.#zeroed.topTime < cutoff) {
+      const ordinal = this.#zeroed.pop();
+      if (pool.has(ordinal)) continue;
+      const r = book.find(ordinal);
+      if (r === -1 || u32[r + Rec.USES] !== 0 || (u32[r + Rec.FLAGS]! & RecFlag.FAILED) !== 0) continue;
+      if (book.effectTime(r) >= cutoff) {
+        // Stale entry from before a rewind: the event lost its data again later.
+        this.#zeroed.push(book.effectTime(r), ordinal);
+        continue;
+      }
+      pool.add(ordinal);
+      for (const source of book.list(u32[r + Rec.READS]!)) this.#readersInPool.set(source, (this.#readersInPool.get(source) ?? 0) + 1);
+      for (const victim of book.list(u32[r + Rec.VICTIMS]!)) {
+        const list = this.#destroyers.get(victim);
+        if (list === undefined) this.#destroyers.set(victim, [ordinal]);
+        else list.push(ordinal);
+      }
+      arrivals.push(ordinal);
+    }
+    if (arrivals.length === 0) return [];
+    // The region: new candidates that may be free, and the pooled events they may free in turn
+    // (sources they read, tombstones that destroyed their data), never entering an event that is
+    // blocked from outside the pool — so a long blocked chain is not walked again on every step.
+    const region = new Set<number>();
+    const stack: number[] = [];
+    for (const ordinal of arrivals) {
+      if (!this.#hardBlocked(ordinal)) {
+        region.add(ordinal);
+        stack.push(ordinal);
+      }
+    }
+    while (stack.length !== 0) {
+      const ordinal = stack.pop()!;
+      const r = book.find(ordinal);
+      for (const source of book.list(u32[r + Rec.READS]!)) {
+        if (pool.has(source) && !region.has(source) && !this.#hardBlocked(source)) {
+          region.add(source);
+          stack.push(source);
+        }
+      }
+      for (const destroyer of this.#destroyers.get(ordinal) ?? []) {
+        if (pool.has(destroyer) && !region.has(destroyer) && !this.#hardBlocked(destroyer)) {
+          region.add(destroyer);
+          stack.push(destroyer);
+        }
+      }
+    }
+    // The largest subset of the region whose readers and victims are all inside it (or gone).
+    const readersInside = new Map<number, number>();
+    for (const ordinal of region) {
+      for (const source of book.list(u32[book.find(ordinal) + Rec.READS]!)) {
+        readersInside.set(source, (readersInside.get(source) ?? 0) + 1);
+      }
+    }
+    const work = [...region];
+    while (work.length !== 0) {
+      const ordinal = work.pop()!;
+      if (!region.has(ordinal)) continue;
+      const r = book.find(ordinal);
+      let blocked = u32[r + Rec.READERS]! > (readersInside.get(ordinal) ?? 0);
+      if (!blocked) {
+        for (const victim of book.list(u32[r + Rec.VICTIMS]!)) {
+          if (!region.has(victim) && book.find(victim) !== -1) {
+            blocked = true;
+            break;
+          }
+        }
+      }
+      if (!blocked) continue;
+      region.delete(ordinal);
+      for (const source of book.list(u32[r + Rec.READS]!)) {
+        readersInside.set(source, readersInside.get(source)! - 1);
+        if (region.has(source)) work.push(source);
+      }
+      for (const destroyer of this.#destroyers.get(ordinal) ?? []) if (region.has(destroyer)) work.push(destroyer);
+    }
+    for (const ordinal of region) {
+      pool.delete(ordinal);
+      this.#destroyers.delete(ordinal);
+      this.#readersInPool.delete(ordinal);
+      for (const source of book.list(u32[book.find(ordinal) + Rec.READS]!)) {
+        const n = (this.#readersInPool.get(source) ?? 1) - 1;
+        if (n === 0) this.#readersInPool.delete(source);
+        else this.#readersInPool.set(source, n);
+      }
+    }
+    return [...region];
+  }
+}
