@@ -16,11 +16,13 @@ export type { Codec } from './core/codec.js';
 export { messagePackCodec } from './core/codec.js';
 export type {
   AppendOptions,
+  DatabaseListener,
   DatabaseOptions,
   DatabaseStats,
   Explanation,
   IngestResult,
   StoredMessage,
+  StoredNotice,
   Transaction,
 } from './core/database.js';
 export type { CutoffComparison, CutoffState } from './core/cutoff.js';

@@ -126,6 +126,23 @@ export interface DatabaseStats {
   readonly records: number;
 }
 
+/** A stored event as {@link DatabaseListener.stored} hears of it. */
+export interface StoredNotice {
+  readonly id: MessageId;
+  /** The envelope's wire form (do not modify). */
+  readonly bytes: Uint8Array;
+  /** Appended here (not ingested from another peer). */
+  readonly local: boolean;
+}
+
+/** Hears about changes to the set of stored events (see {@link Database.subscribe}). */
+export interface DatabaseListener {
+  /** Events were stored (and applied). */
+  stored?(events: readonly StoredNotice[]): void;
+  /** Events left the log: pruned, removed, or dropped as damaged. */
+  removed?(ids: readonly Uint8Array[]): void;
+}
+
 /** Why an event is (or is not) still stored: see {@link Database.explain}. */
 export interface Explanation {
   readonly id: MessageId;
@@ -220,6 +237,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   readonly #strideMs: number;
   /** View bytes in use after the last rebuild: auto-compaction compares against it. */
   #compactedBytes: number;
+  readonly #listeners = new Set<DatabaseListener>();
   readonly #cutoffIntervalMs: number;
   readonly #autoPrune: boolean;
   #openedBy: DatabaseStats['openedBy'];
@@ -346,6 +364,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   async #afterDiscard(discarded: MessageId[]): Promise<void> {
     this.#discarded.push(...discarded);
     for (const id of discarded) this.#finalizedGone(id.bytes);
+    this.#notifyRemoved(discarded.map((id) => id.bytes));
     const parents = new Set<string>();
     const candidates: MessageId[] = [];
     for (const stored of this.#log.range()) {
@@ -383,7 +402,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#assertOpen();
     this.#advanceCutoff();
     const envelope = this.#mint(event, undefined, options);
-    this.#commit([envelope]);
+    this.#commit([envelope], true);
     await this.#durable();
     return envelope.id;
   }
@@ -408,7 +427,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'the transaction callback must be synchronous');
     }
     if (envelopes.length !== 0) {
-      this.#commit(envelopes);
+      this.#commit(envelopes, true);
       await this.#durable();
     }
     return envelopes.map((e) => e.id);
@@ -473,6 +492,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     for (const id of ids) this.#finalizedGone(id);
     this.#log.setMeta(META_PRUNED, (this.#log.getMeta<number>(META_PRUNED) ?? 0) + ids.length);
     this.#saveCutoffHashes();
+    this.#notifyRemoved(ids);
   }
 
   /** An event left the log: if it was before the cutoff, its id leaves the cutoff hashes. */
@@ -578,7 +598,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   }
 
   /** Stores envelopes (validated, new, parents present), updates heads, projects them. */
-  #commit(envelopes: readonly Envelope[]): void {
+  #commit(envelopes: readonly Envelope[], local: boolean): void {
     const stored: StoredEvent[] = [];
     let finalized = false;
     for (const envelope of envelopes) {
@@ -614,11 +634,38 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     }
     this.#markDirty(); // the projector may have rebuilt into a fresh view
     this.#view.lastApplied = this.#nextOrdinal - 1;
+    if (this.#listeners.size !== 0) {
+      const notices = stored.map((event, i) => ({ id: envelopes[i]!.id, bytes: event.envelope, local }));
+      for (const listener of this.#listeners) listener.stored?.(notices);
+    }
     if (finalized) {
       // Events stored behind the cutoff are final at once: prune what they made redundant.
       this.#saveCutoffHashes();
       this.#prune();
     }
+  }
+
+  /**
+   * Registers a listener for stored and removed events (the replicator keeps its id index and
+   * gossip with it). Listeners run synchronously inside the call that changed the log; they must
+   * not call back into the database. Returns the function that unregisters it.
+   */
+  subscribe(listener: DatabaseListener): () => void {
+    this.#listeners.add(listener);
+    return () => {
+      this.#listeners.delete(listener);
+    };
+  }
+
+  #notifyRemoved(ids: readonly Uint8Array[]): void {
+    if (ids.length === 0) return;
+    for (const listener of this.#listeners) listener.removed?.(ids);
+  }
+
+  /** Ids of the stored events in id order (16 bytes each), without reading the envelopes. */
+  *ids(): Generator<Uint8Array> {
+    this.#assertOpen();
+    yield* this.#log.keys();
   }
 
   async #durable(): Promise<void> {
@@ -734,7 +781,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     }
     if (accepted.length !== 0) {
       accepted.sort((a, b) => MessageId.compare(a.id, b.id));
-      this.#commit(accepted);
+      this.#commit(accepted, false);
       await this.#durable();
     }
     return { stored: accepted.length, duplicates, parked, unparked };
@@ -799,6 +846,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     if (this.#heads.delete(keyOf(id))) this.#saveHeads();
     this.#projector.unapply(stored, this.#options.onProgress);
     this.#markDirty();
+    this.#notifyRemoved([id.bytes]);
     await this.#durable();
     return true;
   }

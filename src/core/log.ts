@@ -236,6 +236,25 @@ export class EventLog {
     }
   }
 
+  /** Ids of stored events in order (committed plus queued), without reading their envelopes. */
+  *keys(): Generator<Uint8Array> {
+    const pending = [...this.#overlay.values()].sort((a, b) => compareKeys(a.key, b.key));
+    let p = 0;
+    for (const key of this.#events.getKeys({}) as Iterable<Buffer>) {
+      while (p < pending.length && compareKeys(pending[p]!.key, key) < 0) {
+        if (pending[p]!.event !== null) yield pending[p]!.key;
+        p++;
+      }
+      if (p < pending.length && compareKeys(pending[p]!.key, key) === 0) {
+        if (pending[p]!.event !== null) yield pending[p]!.key;
+        p++;
+        continue;
+      }
+      yield key;
+    }
+    for (; p < pending.length; p++) if (pending[p]!.event !== null) yield pending[p]!.key;
+  }
+
   /** The id bytes of the last stored event (highest id), or undefined when empty. */
   lastKey(): Uint8Array | undefined {
     let last: Uint8Array | undefined;
