@@ -35,8 +35,6 @@ export const ErrorCode = {
   BAD_FRAME: 'BAD_FRAME',
   /** An envelope's id does not match its content hash. */
   FORGED_ID: 'FORGED_ID',
-  /** An event older than the cutoff arrived with parents (the finalized past cannot gain links). */
-  PARENTS_BEFORE_CUTOFF: 'PARENTS_BEFORE_CUTOFF',
   /** An argument is malformed (bad id string, bad option, ...). */
   INVALID_ARGUMENT: 'INVALID_ARGUMENT',
   /** The database directory is locked by another process or another open Database. */

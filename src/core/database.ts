@@ -721,7 +721,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
 
   /**
    * Stores events from another peer: each envelope is validated (format, limits, id hash); an
-   * invalid one rejects the whole batch and nothing is stored. Known events are skipped; events
+   * invalid one rejects the whole batch and nothing is stored. Events older than the cutoff are
+   * stored without their parents. Known events are skipped; events
    * whose parents are missing wait (in memory) until the parents arrive.
    */
   async ingest(batch: Iterable<Uint8Array>): Promise<IngestResult> {
@@ -730,13 +731,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const decoded: Envelope[] = [];
     for (const bytes of batch) {
       const envelope = decodeEnvelope(bytes);
-      if (envelope.id.timestamp < this.#cutoff && envelope.parents.length !== 0) {
-        throw new NoatunError(
-          ErrorCode.PARENTS_BEFORE_CUTOFF,
-          `event ${envelope.id} is older than the cutoff but has parents; nothing in the batch was stored`,
-        );
-      }
-      decoded.push(envelope);
+      // A final event has no parents: a peer whose cutoff lags ours (its clock is behind, within
+      // a stride or two) still sends them; they carry no meaning here, so they are dropped.
+      decoded.push(envelope.id.timestamp < this.#cutoff && envelope.parents.length !== 0 ? withParents(envelope, []) : envelope);
     }
     this.#releaseParkedBeforeCutoff(decoded);
     decoded.sort((a, b) => MessageId.compare(a.id, b.id));

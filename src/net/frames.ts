@@ -1,0 +1,183 @@
+/**
+ * The replication protocol's frames, in one canonical binary form, and their validation. Every
+ * frame from the wire goes through {@link decodeFrame} before anything acts on it; a malformed
+ * one throws `BAD_FRAME` (and the peer that sent it is disconnected).
+ *
+ * Gossip frames: `STATUS` (a peer's finalized past and a fingerprint of the rest) and `EVENT` (a
+ * new local event's envelope). Session frames: `HELLO` (status), `RECONCILE` (a reconciliation
+ * message; empty when the sender has nothing left to resolve), `WANT` (ids to send), `EVENTS` (a
+ * batch of envelopes, in id order), `ACK` (a batch was stored), `END` (nothing more to send; carries
+ * the sender's status at that moment).
+ */
+import { ErrorCode, NoatunError } from '../errors.js';
+import { FINGERPRINT_BYTES, ID_BYTES } from './id-index.js';
+import { MAX_FRAME_BYTES } from './link.js';
+
+/** Frame type bytes. */
+export const FrameType = {
+  STATUS: 1,
+  EVENT: 2,
+  HELLO: 3,
+  RECONCILE: 4,
+  WANT: 5,
+  EVENTS: 6,
+  ACK: 7,
+  END: 8,
+} as const;
+
+/** Most ids in one WANT frame, and most events in one EVENTS frame. */
+export const MAX_IDS_PER_FRAME = 16_384;
+
+/** A peer's sync status. */
+export interface Status {
+  /** Cutoff time (ms) and the XOR hash of stored ids before it. */
+  readonly cutoffTime: number;
+  readonly cutoffHash: Uint8Array;
+  /** The same one stride earlier. */
+  readonly previousTime: number;
+  readonly previousHash: Uint8Array;
+  /** Stored events at or after the cutoff, and their fingerprint (see `IdIndex.fingerprint`). */
+  readonly count: number;
+  readonly fingerprint: Uint8Array;
+}
+
+/** A decoded frame. */
+export type Frame =
+  | { readonly type: typeof FrameType.STATUS | typeof FrameType.HELLO | typeof FrameType.END; readonly status: Status }
+  | { readonly type: typeof FrameType.EVENT; readonly envelope: Uint8Array }
+  | { readonly type: typeof FrameType.RECONCILE; readonly message: Uint8Array }
+  | { readonly type: typeof FrameType.WANT; readonly ids: Uint8Array[] }
+  | { readonly type: typeof FrameType.EVENTS; readonly envelopes: Uint8Array[] }
+  | { readonly type: typeof FrameType.ACK; readonly count: number };
+
+const STATUS_BYTES = 8 + 16 + 8 + 16 + 4 + FINGERPRINT_BYTES;
+
+/** A protocol violation by the peer. */
+export class ProtocolError extends NoatunError {
+  constructor(message: string) {
+    super(ErrorCode.BAD_FRAME, message);
+    this.name = 'ProtocolError';
+  }
+}
+
+function writeStatus(type: number, status: Status): Uint8Array {
+  const out = new Uint8Array(1 + STATUS_BYTES);
+  const view = new DataView(out.buffer);
+  out[0] = type;
+  view.setFloat64(1, status.cutoffTime);
+  out.set(status.cutoffHash, 9);
+  view.setFloat64(25, status.previousTime);
+  out.set(status.previousHash, 33);
+  view.setUint32(49, status.count);
+  out.set(status.fingerprint, 53);
+  return out;
+}
+
+/** Encodes a status-carrying frame (`STATUS`, `HELLO` or `END`). */
+export function statusFrame(type: typeof FrameType.STATUS | typeof FrameType.HELLO | typeof FrameType.END, status: Status): Uint8Array {
+  return writeStatus(type, status);
+}
+
+/** A frame of `type` followed by `payload`. */
+export function bytesFrame(type: typeof FrameType.EVENT | typeof FrameType.RECONCILE, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(1 + payload.length);
+  out[0] = type;
+  out.set(payload, 1);
+  return out;
+}
+
+/** A `WANT` frame. */
+export function wantFrame(ids: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(1 + ids.length * ID_BYTES);
+  out[0] = FrameType.WANT;
+  for (let i = 0; i < ids.length; i++) out.set(ids[i]!, 1 + i * ID_BYTES);
+  return out;
+}
+
+/** An `EVENTS` frame: u32 count, then u32 length and bytes per envelope. */
+export function eventsFrame(envelopes: readonly Uint8Array[]): Uint8Array {
+  let size = 5;
+  for (const e of envelopes) size += 4 + e.length;
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  out[0] = FrameType.EVENTS;
+  view.setUint32(1, envelopes.length);
+  let at = 5;
+  for (const e of envelopes) {
+    view.setUint32(at, e.length);
+    out.set(e, at + 4);
+    at += 4 + e.length;
+  }
+  return out;
+}
+
+/** An `ACK` frame for `count` events. */
+export function ackFrame(count: number): Uint8Array {
+  const out = new Uint8Array(5);
+  out[0] = FrameType.ACK;
+  new DataView(out.buffer).setUint32(1, count);
+  return out;
+}
+
+/** Decodes and validates a frame; throws {@link ProtocolError} if it is malformed. */
+export function decodeFrame(frame: Uint8Array): Frame {
+  if (!(frame instanceof Uint8Array) || frame.length === 0) throw new ProtocolError('empty frame');
+  if (frame.length > MAX_FRAME_BYTES) throw new ProtocolError(`frame of ${frame.length} bytes`);
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  const type = frame[0]!;
+  switch (type) {
+    case FrameType.STATUS:
+    case FrameType.HELLO:
+    case FrameType.END: {
+      if (frame.length !== 1 + STATUS_BYTES) throw new ProtocolError(`status frame of ${frame.length} bytes`);
+      const cutoffTime = view.getFloat64(1);
+      const previousTime = view.getFloat64(25);
+      for (const t of [cutoffTime, previousTime]) {
+        if (!Number.isSafeInteger(t) || t < 0) throw new ProtocolError(`cutoff time ${t} is not a ms timestamp`);
+      }
+      return {
+        type,
+        status: {
+          cutoffTime,
+          cutoffHash: frame.slice(9, 25),
+          previousTime,
+          previousHash: frame.slice(33, 49),
+          count: view.getUint32(49),
+          fingerprint: frame.slice(53, 53 + FINGERPRINT_BYTES),
+        },
+      };
+    }
+    case FrameType.EVENT:
+      return { type, envelope: frame.subarray(1) };
+    case FrameType.RECONCILE:
+      return { type, message: frame.subarray(1) };
+    case FrameType.WANT: {
+      const n = (frame.length - 1) / ID_BYTES;
+      if (!Number.isInteger(n) || n > MAX_IDS_PER_FRAME) throw new ProtocolError(`WANT frame of ${frame.length} bytes`);
+      const ids: Uint8Array[] = [];
+      for (let i = 0; i < n; i++) ids.push(frame.slice(1 + i * ID_BYTES, 1 + (i + 1) * ID_BYTES));
+      return { type, ids };
+    }
+    case FrameType.EVENTS: {
+      if (frame.length < 5) throw new ProtocolError('truncated EVENTS frame');
+      const n = view.getUint32(1);
+      if (n > MAX_IDS_PER_FRAME) throw new ProtocolError(`EVENTS frame with ${n} events`);
+      const envelopes: Uint8Array[] = [];
+      let at = 5;
+      for (let i = 0; i < n; i++) {
+        if (at + 4 > frame.length) throw new ProtocolError('truncated EVENTS frame');
+        const length = view.getUint32(at);
+        if (at + 4 + length > frame.length) throw new ProtocolError('truncated EVENTS frame');
+        envelopes.push(frame.subarray(at + 4, at + 4 + length));
+        at += 4 + length;
+      }
+      if (at !== frame.length) throw new ProtocolError('bytes after the last event');
+      return { type, envelopes };
+    }
+    case FrameType.ACK:
+      if (frame.length !== 5) throw new ProtocolError('ACK frame of the wrong size');
+      return { type, count: view.getUint32(1) };
+    default:
+      throw new ProtocolError(`unknown frame type ${type}`);
+  }
+}

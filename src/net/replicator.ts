@@ -1,0 +1,591 @@
+/**
+ * The replicator: keeps a database's events in step with the peers of its swarm.
+ *
+ * - **Push.** Every event committed locally is published on the swarm's gossip at once; peers
+ *   ingest what arrives. A peer that receives an event whose parents it lacks syncs with the
+ *   sender.
+ * - **Status.** Every `statusIntervalMs` each peer publishes its status: its cutoff with the hash
+ *   of its finalized past, and the count and fingerprint of its events after the cutoff. A peer
+ *   whose own status (over the same range) is equal knows it is in sync and sends nothing more.
+ * - **Sessions.** When statuses differ (or on connect), a session runs on a reliable stream:
+ *   `HELLO` statuses, range-based set reconciliation over the ids after the later of the two
+ *   cutoffs (over all ids if the finalized pasts differ), then each side sends what the other
+ *   lacks, in id order, in batches acknowledged after they are stored (so a slow reader is never
+ *   flooded), and `END` with its status. Equal final statuses mean synced.
+ * - **Hostile input.** Every frame is decoded and validated before use; envelopes are verified by
+ *   `ingest` (format, limits, id hash) before anything is stored. A peer that sends anything
+ *   malformed or forged is disconnected, and the batch it was in is not stored.
+ */
+import { ErrorCode, NoatunError } from '../errors.js';
+import type { Database } from '../core/database.js';
+import { type CutoffState, compareCutoffs } from '../core/cutoff.js';
+import { MessageId } from '../core/message-id.js';
+import type { ObjectSchema } from '../view/schema.js';
+import {
+  ackFrame,
+  bytesFrame,
+  decodeFrame,
+  eventsFrame,
+  type Frame,
+  FrameType,
+  MAX_IDS_PER_FRAME,
+  ProtocolError,
+  type Status,
+  statusFrame,
+  wantFrame,
+} from './frames.js';
+import { ID_BYTES, IdIndex } from './id-index.js';
+import type { Link, Session } from './link.js';
+import { type ReconcileOptions, Reconciler } from './reconcile.js';
+
+/** Tuning of a {@link Replicator}. */
+export interface ReplicatorOptions {
+  /**
+   * How often the status is published (and the cutoff moved).
+   * @default 5000
+   */
+  readonly statusIntervalMs?: number;
+  /**
+   * Bytes of envelopes per `EVENTS` batch.
+   * @default 262144
+   */
+  readonly batchBytes?: number;
+  /**
+   * Batches sent and not yet acknowledged, per session.
+   * @default 4
+   */
+  readonly window?: number;
+  /** Tuning of the reconciliation. */
+  readonly reconcile?: ReconcileOptions;
+}
+
+/** How we stand with a peer. */
+export type PeerState = 'connected' | 'syncing' | 'synced' | 'differs' | 'clock-mismatch' | 'disconnected' | 'refused';
+
+/** One peer as {@link Replicator.peers} reports it. */
+export interface PeerInfo {
+  readonly peerId: string;
+  readonly state: PeerState;
+  /** When we last heard from it (ms), or 0. */
+  readonly lastSeen: number;
+  /** Events it sent us that we stored, and events we sent it in sessions. */
+  readonly received: number;
+  readonly sent: number;
+  /** Sessions completed with it, and reconciliation bytes exchanged in them. */
+  readonly sessions: number;
+  readonly reconcileBytes: number;
+  /** Why it was refused (state `refused`). */
+  readonly reason?: string;
+}
+
+interface Peer {
+  peerId: string;
+  state: PeerState;
+  lastSeen: number;
+  received: number;
+  sent: number;
+  sessions: number;
+  reconcileBytes: number;
+  reason?: string;
+  /** Sessions running with it. */
+  active: number;
+  /** A sync is scheduled. */
+  scheduled: boolean;
+  /** Resolvers of `syncedWith` calls. */
+  waiters: (() => void)[];
+}
+
+/** Six bytes: the id-space bound of the first id at `time` (ids start with the ms timestamp). */
+function timePrefix(time: number): Uint8Array {
+  const out = new Uint8Array(6);
+  let t = time;
+  for (let i = 5; i >= 0; i--) {
+    out[i] = t % 256;
+    t = Math.floor(t / 256);
+  }
+  return out;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Events of a replicator: `peer:synced`, `peer:connect`, `peer:disconnect`, `peer:refused` (detail: `{ peerId }`). */
+export type ReplicatorEvent = CustomEvent<{ peerId: string; reason?: string }>;
+
+/** Keeps a database in sync with its swarm over a {@link Link}. */
+export class Replicator extends EventTarget {
+  readonly #db: Database<unknown, ObjectSchema<unknown>>;
+  readonly #link: Link;
+  readonly #index: IdIndex;
+  readonly #peers = new Map<string, Peer>();
+  readonly #statusIntervalMs: number;
+  readonly #batchBytes: number;
+  readonly #window: number;
+  readonly #reconcileOptions: ReconcileOptions;
+  readonly #unsubscribe: () => void;
+  readonly #timer: NodeJS.Timeout;
+  /** Gossiped envelopes waiting to be ingested, per sender. */
+  readonly #gossipQueue = new Map<string, Uint8Array[]>();
+  #gossipFlush: Promise<void> | undefined;
+  readonly #sessions = new Set<Session>();
+  #stopped = false;
+
+  /**
+   * Starts replicating `db` over `link` (a libp2p node, or an in-memory network in tests). Prefer
+   * `Replicator.start` from `noatun/net` for a real node.
+   */
+  constructor(db: Database<unknown, ObjectSchema<unknown>>, link: Link, options: ReplicatorOptions = {}) {
+    super();
+    this.#db = db;
+    this.#link = link;
+    this.#statusIntervalMs = options.statusIntervalMs ?? 5000;
+    this.#batchBytes = options.batchBytes ?? 256 * 1024;
+    this.#window = options.window ?? 4;
+    this.#reconcileOptions = options.reconcile ?? {};
+    this.#index = IdIndex.fromSorted(db.ids());
+    this.#unsubscribe = db.subscribe({
+      stored: (events) => {
+        for (const event of events) {
+          this.#index.insert(event.id.bytes);
+          if (event.local) this.#link.publish(bytesFrame(FrameType.EVENT, event.bytes));
+        }
+      },
+      removed: (ids) => {
+        for (const id of ids) this.#index.delete(id);
+      },
+    });
+    link.onGossip((from, frame) => this.#onGossip(from, frame));
+    link.onPeer((event, peerId) => this.#onPeer(event, peerId));
+    link.onSession((session) => void this.#run(session, false));
+    this.#timer = setInterval(() => this.#tick(), this.#statusIntervalMs);
+    this.#timer.unref();
+    for (const peerId of link.connectedPeers()) this.#onPeer('connect', peerId);
+  }
+
+  /** Our peer id. */
+  get peerId(): string {
+    return this.#link.peerId;
+  }
+
+  /** Peers we know of, with their sync state. */
+  peers(): PeerInfo[] {
+    return [...this.#peers.values()].map(({ active: _a, scheduled: _s, waiters: _w, ...info }) => ({ ...info }));
+  }
+
+  /**
+   * Resolves once we and `peerId` hold the same events (as of a status exchange after the call).
+   * Starts a sync with it at once. Rejects with the signal's reason when `signal` aborts.
+   */
+  syncedWith(peerId: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    const peer = this.#peer(peerId);
+    return new Promise<void>((resolve, reject) => {
+      const signal = options.signal;
+      if (signal?.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      const done = () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        peer.waiters = peer.waiters.filter((w) => w !== done);
+        reject(signal!.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      peer.waiters.push(done);
+      this.#schedule(peerId, 0);
+    });
+  }
+
+  /** Stops replicating (the database stays open); ends sessions and leaves the swarm. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    this.#unsubscribe();
+    for (const session of this.#sessions) session.abort(new NoatunError(ErrorCode.CLOSED, 'replicator stopped'));
+    await this.#gossipFlush;
+    await this.#link.stop();
+  }
+
+  // ---------------------------------------------------------------- status
+
+  /** Our status over the events at or after `lowerTime` (default: our cutoff). */
+  #status(lowerTime?: number): Status {
+    const cutoff = this.#db.cutoffState();
+    const index = this.#index;
+    const from = index.rank(timePrefix(lowerTime ?? cutoff.time));
+    return {
+      cutoffTime: cutoff.time,
+      cutoffHash: cutoff.hash,
+      previousTime: cutoff.previousTime,
+      previousHash: cutoff.previousHash,
+      count: index.size - from,
+      fingerprint: index.fingerprint(from, index.size),
+    };
+  }
+
+  /** Whether the peer's status matches ours over the same range; also how their pasts compare. */
+  #compare(theirs: Status): { same: boolean; cutoffs: ReturnType<typeof compareCutoffs> } {
+    const ours = this.#db.cutoffState();
+    const cutoffs = compareCutoffs(ours, toCutoffState(theirs), this.#db.cutoffStrideMs);
+    const mine = this.#status(theirs.cutoffTime);
+    return { same: cutoffs === 'same' && mine.count === theirs.count && equalBytes(mine.fingerprint, theirs.fingerprint), cutoffs };
+  }
+
+  #tick(): void {
+    if (this.#stopped) return;
+    try {
+      this.#db.advanceCutoff();
+      this.#link.publish(statusFrame(FrameType.STATUS, this.#status()));
+    } catch (error) {
+      // A closed database ends replication.
+      if ((error as NoatunError).code === ErrorCode.CLOSED) void this.stop();
+    }
+  }
+
+  // ---------------------------------------------------------------- peers
+
+  #peer(peerId: string): Peer {
+    let peer = this.#peers.get(peerId);
+    if (peer === undefined) {
+      peer = {
+        peerId,
+        state: 'connected',
+        lastSeen: 0,
+        received: 0,
+        sent: 0,
+        sessions: 0,
+        reconcileBytes: 0,
+        active: 0,
+        scheduled: false,
+        waiters: [],
+      };
+      this.#peers.set(peerId, peer);
+    }
+    return peer;
+  }
+
+  #emit(type: string, peerId: string, reason?: string): void {
+    this.dispatchEvent(new CustomEvent(type, { detail: reason === undefined ? { peerId } : { peerId, reason } }));
+  }
+
+  #onPeer(event: 'connect' | 'disconnect', peerId: string): void {
+    if (this.#stopped) return;
+    const peer = this.#peer(peerId);
+    if (event === 'disconnect') {
+      if (peer.state !== 'refused') peer.state = 'disconnected';
+      this.#emit('peer:disconnect', peerId);
+      return;
+    }
+    if (peer.state !== 'refused') peer.state = 'connected';
+    this.#emit('peer:connect', peerId);
+    // One side starts: the one with the smaller id (the other answers).
+    if (this.peerId < peerId) this.#schedule(peerId, 0);
+  }
+
+  #markSynced(peer: Peer): void {
+    const wasSynced = peer.state === 'synced';
+    peer.state = 'synced';
+    for (const waiter of peer.waiters.splice(0)) waiter();
+    if (!wasSynced) this.#emit('peer:synced', peer.peerId);
+  }
+
+  /** Disconnects a peer that broke the protocol; nothing of the offending batch was stored. */
+  #refuse(peerId: string, error: unknown): void {
+    const peer = this.#peer(peerId);
+    peer.state = 'refused';
+    peer.reason = error instanceof Error ? error.message : String(error);
+    this.#emit('peer:refused', peerId, peer.reason);
+    void this.#link.disconnect(peerId, peer.reason).catch(() => {});
+  }
+
+  /** Syncs with `peerId` after `delayMs`, unless a sync with it is running or scheduled. */
+  #schedule(peerId: string, delayMs: number): void {
+    const peer = this.#peer(peerId);
+    if (this.#stopped || peer.scheduled || peer.state === 'refused') return;
+    peer.scheduled = true;
+    setTimeout(() => {
+      peer.scheduled = false;
+      if (this.#stopped || peer.active > 0) return;
+      if (!this.#link.connectedPeers().includes(peerId)) return;
+      void this.#link.openSession(peerId).then(
+        (session) => this.#run(session, true),
+        () => {},
+      );
+    }, delayMs).unref();
+  }
+
+  // ---------------------------------------------------------------- gossip
+
+  #onGossip(from: string, bytes: Uint8Array): void {
+    if (this.#stopped) return;
+    const peer = this.#peer(from);
+    if (peer.state === 'refused') return;
+    peer.lastSeen = Date.now();
+    let frame: Frame;
+    try {
+      frame = decodeFrame(bytes);
+    } catch (error) {
+      this.#refuse(from, error);
+      return;
+    }
+    if (frame.type === FrameType.STATUS) {
+      const { same, cutoffs } = this.#compare(frame.status);
+      if (same) this.#markSynced(peer);
+      else if (peer.active === 0) {
+        peer.state = cutoffs === 'peer-ahead' || cutoffs === 'peer-behind' ? 'clock-mismatch' : 'differs';
+        this.#schedule(from, 0);
+      }
+    } else if (frame.type === FrameType.EVENT) {
+      const queue = this.#gossipQueue.get(from);
+      if (queue === undefined) this.#gossipQueue.set(from, [frame.envelope.slice()]);
+      else queue.push(frame.envelope.slice());
+      this.#gossipFlush ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#ingestGossip());
+    } else {
+      this.#refuse(from, new ProtocolError(`frame type ${frame.type} is not a gossip frame`));
+    }
+  }
+
+  /** Ingests queued gossip, one batch per sender; a sender whose batch is invalid is refused. */
+  async #ingestGossip(): Promise<void> {
+    const batches = [...this.#gossipQueue];
+    this.#gossipQueue.clear();
+    this.#gossipFlush = undefined;
+    for (const [from, envelopes] of batches) {
+      if (this.#stopped) return;
+      try {
+        const result = await this.#db.ingest(envelopes);
+        this.#peer(from).received += result.stored + result.unparked;
+        // Missing parents: reconcile with the sender, which has them.
+        if (result.parked > 0) this.#schedule(from, 0);
+      } catch (error) {
+        if (isPeerFault(error)) this.#refuse(from, error);
+        else if ((error as NoatunError).code === ErrorCode.CLOSED) return;
+        else throw error;
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- sessions
+
+  /** Runs one session (as initiator or responder) to the end. Never throws. */
+  async #run(session: Session, initiator: boolean): Promise<void> {
+    const peer = this.#peer(session.peerId);
+    if (this.#stopped || peer.state === 'refused') {
+      session.abort(new NoatunError(ErrorCode.CLOSED, 'not accepting sessions from this peer'));
+      return;
+    }
+    peer.active++;
+    this.#sessions.add(session);
+    if (peer.state !== 'synced') peer.state = 'syncing';
+    try {
+      const final = await new SessionRun(this, session, initiator).run();
+      peer.sessions++;
+      peer.lastSeen = Date.now();
+      if (this.#compare(final).same) this.#markSynced(peer);
+      else {
+        peer.state = 'differs';
+        // Something changed while we talked: go again shortly.
+        this.#schedule(session.peerId, 20);
+      }
+    } catch (error) {
+      if (isPeerFault(error)) this.#refuse(session.peerId, error);
+      else if (peer.state === 'syncing') peer.state = this.#link.connectedPeers().includes(session.peerId) ? 'differs' : 'disconnected';
+      session.abort(error instanceof Error ? error : new Error(String(error)));
+    } finally {
+      peer.active--;
+      this.#sessions.delete(session);
+    }
+  }
+
+  // The parts SessionRun needs (kept here so the class holds all state).
+
+  /** @internal */ get db(): Database<unknown, ObjectSchema<unknown>> {
+    return this.#db;
+  }
+  /** @internal */ get index(): IdIndex {
+    return this.#index;
+  }
+  /** @internal */ get batchBytes(): number {
+    return this.#batchBytes;
+  }
+  /** @internal */ get window(): number {
+    return this.#window;
+  }
+  /** @internal */ get reconcileOptions(): ReconcileOptions {
+    return this.#reconcileOptions;
+  }
+  /** @internal */ status(lowerTime?: number): Status {
+    return this.#status(lowerTime);
+  }
+  /** @internal */ peerRecord(peerId: string): Peer {
+    return this.#peer(peerId);
+  }
+}
+
+/** Errors that are the peer's fault: malformed frames, forged ids, broken rules. */
+function isPeerFault(error: unknown): boolean {
+  if (!(error instanceof NoatunError)) return false;
+  return error.code === ErrorCode.BAD_FRAME || error.code === ErrorCode.FORGED_ID;
+}
+
+function toCutoffState(status: Status): CutoffState {
+  return { time: status.cutoffTime, hash: status.cutoffHash, previousTime: status.previousTime, previousHash: status.previousHash };
+}
+
+/** The state of one session. */
+class SessionRun {
+  readonly #r: Replicator;
+  readonly #session: Session;
+  readonly #initiator: boolean;
+  readonly #frames: AsyncIterator<Uint8Array>;
+  #sending: Promise<void> = Promise.resolve();
+  #sendError: unknown;
+  /** Ids to send, in id order. */
+  #toSend: Uint8Array[] = [];
+  #inFlight = 0;
+  #reconciled = false;
+  #peerWantDone = false;
+  #endSent = false;
+
+  constructor(replicator: Replicator, session: Session, initiator: boolean) {
+    this.#r = replicator;
+    this.#session = session;
+    this.#initiator = initiator;
+    this.#frames = session[Symbol.asyncIterator]();
+  }
+
+  #send(frame: Uint8Array): void {
+    this.#sending = this.#sending.then(
+      () => this.#session.send(frame),
+      () => {},
+    );
+    this.#sending.catch((error: unknown) => {
+      this.#sendError ??= error;
+    });
+  }
+
+  async #next(): Promise<Frame | undefined> {
+    const result = await this.#frames.next();
+    if (result.done) return undefined;
+    return decodeFrame(result.value);
+  }
+
+  /** Runs the session; returns the peer's final status. */
+  async run(): Promise<Status> {
+    const r = this.#r;
+    const peer = r.peerRecord(this.#session.peerId);
+    this.#send(statusFrame(FrameType.HELLO, r.status()));
+    const hello = await this.#next();
+    if (hello === undefined) throw new NoatunError(ErrorCode.CLOSED, 'the peer closed the session');
+    if (hello.type !== FrameType.HELLO) throw new ProtocolError(`expected HELLO, got frame type ${hello.type}`);
+    const ours = r.db.cutoffState();
+    const theirs = hello.status;
+    const cutoffs = compareCutoffs(ours, toCutoffState(theirs), r.db.cutoffStrideMs);
+    // Both sides compute the same lower bound: all ids when the finalized pasts differ.
+    const lower = cutoffs === 'differ' ? new Uint8Array(0) : timePrefix(Math.max(ours.time, theirs.cutoffTime));
+    const reconciler = new Reconciler(r.index, lower, r.reconcileOptions);
+    if (this.#initiator) this.#send(bytesFrame(FrameType.RECONCILE, reconciler.initiate()));
+    let final: Status | undefined;
+    for (;;) {
+      if (this.#sendError !== undefined) throw this.#sendError;
+      const frame = await this.#next();
+      if (frame === undefined) {
+        if (final !== undefined && this.#endSent) break;
+        throw new NoatunError(ErrorCode.CLOSED, 'the peer closed the session early');
+      }
+      switch (frame.type) {
+        case FrameType.RECONCILE: {
+          if (this.#reconciled) throw new ProtocolError('RECONCILE after the reconciliation ended');
+          if (frame.message.length === 0) {
+            this.#afterReconcile(reconciler);
+            break;
+          }
+          const reply = reconciler.reconcile(frame.message);
+          if (reply === null) {
+            this.#send(bytesFrame(FrameType.RECONCILE, new Uint8Array(0)));
+            this.#afterReconcile(reconciler);
+          } else this.#send(bytesFrame(FrameType.RECONCILE, reply));
+          break;
+        }
+        case FrameType.WANT:
+          if (this.#peerWantDone) throw new ProtocolError('WANT after the last WANT');
+          this.#enqueue(frame.ids);
+          if (frame.ids.length < MAX_IDS_PER_FRAME) this.#peerWantDone = true;
+          break;
+        case FrameType.EVENTS: {
+          const result = await r.db.ingest(frame.envelopes);
+          peer.received += result.stored + result.unparked;
+          this.#send(ackFrame(frame.envelopes.length));
+          break;
+        }
+        case FrameType.ACK:
+          if (this.#inFlight === 0) throw new ProtocolError('ACK with nothing in flight');
+          this.#inFlight--;
+          break;
+        case FrameType.END:
+          if (final !== undefined) throw new ProtocolError('a second END');
+          final = frame.status;
+          break;
+        default:
+          throw new ProtocolError(`frame type ${frame.type} is not a session frame`);
+      }
+      this.#pump();
+      if (final !== undefined && this.#endSent) break;
+    }
+    peer.reconcileBytes += reconciler.bytesSent + reconciler.bytesReceived;
+    await this.#sending;
+    if (this.#sendError !== undefined) throw this.#sendError;
+    await this.#session.close();
+    return final!;
+  }
+
+  #afterReconcile(reconciler: Reconciler): void {
+    this.#reconciled = true;
+    const need = reconciler.need;
+    for (let i = 0; i <= need.length; i += MAX_IDS_PER_FRAME) {
+      // The last WANT holds fewer than the maximum (possibly none): it tells the peer we are done.
+      this.#send(wantFrame(need.slice(i, i + MAX_IDS_PER_FRAME)));
+    }
+    this.#enqueue(reconciler.have);
+  }
+
+  #enqueue(ids: readonly Uint8Array[]): void {
+    if (ids.length === 0) return;
+    this.#toSend.push(...ids);
+    this.#toSend.sort(Buffer.compare);
+  }
+
+  /** Sends batches while the window allows; sends END once everything is sent and acknowledged. */
+  #pump(): void {
+    const r = this.#r;
+    const peer = r.peerRecord(this.#session.peerId);
+    while (this.#inFlight < r.window && this.#toSend.length !== 0) {
+      const batch: Uint8Array[] = [];
+      let bytes = 0;
+      let taken = 0;
+      while (taken < this.#toSend.length && batch.length < MAX_IDS_PER_FRAME && bytes < r.batchBytes) {
+        const id = this.#toSend[taken++]!;
+        if (id.length !== ID_BYTES) continue;
+        const message = r.db.message(MessageId.fromBytes(id));
+        if (message === undefined) continue; // pruned or removed meanwhile
+        batch.push(message.bytes);
+        bytes += message.bytes.length;
+      }
+      this.#toSend.splice(0, taken);
+      if (batch.length === 0) continue;
+      this.#send(eventsFrame(batch));
+      this.#inFlight++;
+      peer.sent += batch.length;
+    }
+    if (!this.#endSent && this.#reconciled && this.#peerWantDone && this.#toSend.length === 0 && this.#inFlight === 0) {
+      this.#endSent = true;
+      this.#send(statusFrame(FrameType.END, r.status()));
+    }
+  }
+}
