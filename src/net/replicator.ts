@@ -35,6 +35,7 @@ import {
   wantFrame,
 } from './frames.js';
 import { ID_BYTES, IdIndex } from './id-index.js';
+import type { Libp2pLinkOptions } from './libp2p-link.js';
 import type { Link, Session } from './link.js';
 import { type ReconcileOptions, Reconciler } from './reconcile.js';
 
@@ -137,16 +138,16 @@ export class Replicator extends EventTarget {
    * Starts replicating `db` over `link` (a libp2p node, or an in-memory network in tests). Prefer
    * `Replicator.start` from `noatun/net` for a real node.
    */
-  constructor(db: Database<unknown, ObjectSchema<unknown>>, link: Link, options: ReplicatorOptions = {}) {
+  constructor(db: Database<never, never> | Database<unknown, ObjectSchema<unknown>>, link: Link, options: ReplicatorOptions = {}) {
     super();
-    this.#db = db;
+    this.#db = db as Database<unknown, ObjectSchema<unknown>>;
     this.#link = link;
     this.#statusIntervalMs = options.statusIntervalMs ?? 5000;
     this.#batchBytes = options.batchBytes ?? 256 * 1024;
     this.#window = options.window ?? 4;
     this.#reconcileOptions = options.reconcile ?? {};
-    this.#index = IdIndex.fromSorted(db.ids());
-    this.#unsubscribe = db.subscribe({
+    this.#index = IdIndex.fromSorted(this.#db.ids());
+    this.#unsubscribe = this.#db.subscribe({
       stored: (events) => {
         for (const event of events) {
           this.#index.insert(event.id.bytes);
@@ -165,9 +166,31 @@ export class Replicator extends EventTarget {
     for (const peerId of link.connectedPeers()) this.#onPeer('connect', peerId);
   }
 
+  /**
+   * Starts a libp2p node (TCP, Noise, Yamux, Identify, Ping, gossipsub; bootstrap, opt-in mDNS,
+   * optional private network and allow-list) and replicates `db` over it.
+   *
+   * @example
+   * const node = await Replicator.start(db, { listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], topic: 'company' });
+   * console.log(node.multiaddrs); // give one to the next peer's `bootstrap`
+   */
+  static async start<E, R extends ObjectSchema<unknown>>(
+    db: Database<E, R>,
+    options: Libp2pLinkOptions & ReplicatorOptions,
+  ): Promise<Replicator> {
+    const { Libp2pLink } = await import('./libp2p-link.js');
+    const link = await Libp2pLink.start(options);
+    return new Replicator(db as unknown as Database<unknown, ObjectSchema<unknown>>, link, options);
+  }
+
   /** Our peer id. */
   get peerId(): string {
     return this.#link.peerId;
+  }
+
+  /** The addresses we listen on, with `/p2p/<peerId>` (empty for in-memory links). */
+  get multiaddrs(): string[] {
+    return (this.#link as { multiaddrs?: string[] }).multiaddrs ?? [];
   }
 
   /** Peers we know of, with their sync state. */

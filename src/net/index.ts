@@ -1,0 +1,20 @@
+/**
+ * `noatun/net`: replication over libp2p.
+ *
+ * @example
+ * import { Replicator } from 'noatun/net';
+ * const node = await Replicator.start(db, { listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], topic: 'company' });
+ * await node.syncedWith(otherPeerId);
+ * await node.stop();
+ */
+export { IdIndex } from './id-index.js';
+export type { Libp2pLinkOptions } from './libp2p-link.js';
+export { createSwarmKey, Libp2pLink, loadOrCreatePrivateKey, SYNC_PROTOCOL } from './libp2p-link.js';
+export type { Link, Session } from './link.js';
+export { MAX_FRAME_BYTES } from './link.js';
+export type { MemoryNetworkOptions } from './memory-link.js';
+export { MemoryNetwork } from './memory-link.js';
+export type { ReconcileOptions } from './reconcile.js';
+export { Reconciler, ReconcileError } from './reconcile.js';
+export type { PeerInfo, PeerState, ReplicatorEvent, ReplicatorOptions } from './replicator.js';
+export { Replicator } from './replicator.js';
