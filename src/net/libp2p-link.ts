@@ -21,6 +21,7 @@ import { generateKey, preSharedKey } from '@libp2p/pnet';
 import { tcp } from '@libp2p/tcp';
 import { lpStream } from '@libp2p/utils';
 import { yamux } from '@libp2p/yamux';
+import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import { ErrorCode, NoatunError } from '../errors.js';
 import { type Link, MAX_FRAME_BYTES, type Session } from './link.js';
@@ -225,6 +226,11 @@ export class Libp2pLink implements Link {
   async openSession(peerId: string): Promise<Session> {
     const stream = await this.#node.dialProtocol(peerIdFromString(peerId), SYNC_PROTOCOL);
     return new StreamSession(stream, peerId);
+  }
+
+  /** Connects to a peer at `address` (a multiaddr with `/p2p/<id>`); rejects if it is refused. */
+  async dial(address: string): Promise<void> {
+    await this.#node.dial(multiaddr(address));
   }
 
   async disconnect(peerId: string, _reason: string): Promise<void> {

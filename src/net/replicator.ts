@@ -17,10 +17,9 @@
  *   malformed or forged is disconnected, and the batch it was in is not stored.
  */
 import { ErrorCode, NoatunError } from '../errors.js';
-import type { Database } from '../core/database.js';
+import type { DatabaseListener, StoredMessage } from '../core/database.js';
 import { type CutoffState, compareCutoffs } from '../core/cutoff.js';
 import { MessageId } from '../core/message-id.js';
-import type { ObjectSchema } from '../view/schema.js';
 import {
   ackFrame,
   bytesFrame,
@@ -38,6 +37,17 @@ import { ID_BYTES, IdIndex } from './id-index.js';
 import type { Libp2pLinkOptions } from './libp2p-link.js';
 import type { Link, Session } from './link.js';
 import { type ReconcileOptions, Reconciler } from './reconcile.js';
+
+/** What the replicator needs of a database (every `Database` has it). */
+export interface ReplicatedDatabase {
+  ids(): Iterable<Uint8Array>;
+  subscribe(listener: DatabaseListener): () => void;
+  cutoffState(): CutoffState;
+  readonly cutoffStrideMs: number;
+  advanceCutoff(): void;
+  ingest(batch: Iterable<Uint8Array>): Promise<{ stored: number; unparked: number; parked: number }>;
+  message(id: MessageId): StoredMessage | undefined;
+}
 
 /** Tuning of a {@link Replicator}. */
 export interface ReplicatorOptions {
@@ -118,7 +128,7 @@ export type ReplicatorEvent = CustomEvent<{ peerId: string; reason?: string }>;
 
 /** Keeps a database in sync with its swarm over a {@link Link}. */
 export class Replicator extends EventTarget {
-  readonly #db: Database<unknown, ObjectSchema<unknown>>;
+  readonly #db: ReplicatedDatabase;
   readonly #link: Link;
   readonly #index: IdIndex;
   readonly #peers = new Map<string, Peer>();
@@ -138,9 +148,9 @@ export class Replicator extends EventTarget {
    * Starts replicating `db` over `link` (a libp2p node, or an in-memory network in tests). Prefer
    * `Replicator.start` from `noatun/net` for a real node.
    */
-  constructor(db: Database<never, never> | Database<unknown, ObjectSchema<unknown>>, link: Link, options: ReplicatorOptions = {}) {
+  constructor(db: ReplicatedDatabase, link: Link, options: ReplicatorOptions = {}) {
     super();
-    this.#db = db as Database<unknown, ObjectSchema<unknown>>;
+    this.#db = db;
     this.#link = link;
     this.#statusIntervalMs = options.statusIntervalMs ?? 5000;
     this.#batchBytes = options.batchBytes ?? 256 * 1024;
@@ -174,13 +184,10 @@ export class Replicator extends EventTarget {
    * const node = await Replicator.start(db, { listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], topic: 'company' });
    * console.log(node.multiaddrs); // give one to the next peer's `bootstrap`
    */
-  static async start<E, R extends ObjectSchema<unknown>>(
-    db: Database<E, R>,
-    options: Libp2pLinkOptions & ReplicatorOptions,
-  ): Promise<Replicator> {
+  static async start(db: ReplicatedDatabase, options: Libp2pLinkOptions & ReplicatorOptions): Promise<Replicator> {
     const { Libp2pLink } = await import('./libp2p-link.js');
     const link = await Libp2pLink.start(options);
-    return new Replicator(db as unknown as Database<unknown, ObjectSchema<unknown>>, link, options);
+    return new Replicator(db, link, options);
   }
 
   /** Our peer id. */
@@ -428,7 +435,7 @@ export class Replicator extends EventTarget {
 
   // The parts SessionRun needs (kept here so the class holds all state).
 
-  /** @internal */ get db(): Database<unknown, ObjectSchema<unknown>> {
+  /** @internal */ get db(): ReplicatedDatabase {
     return this.#db;
   }
   /** @internal */ get index(): IdIndex {

@@ -1,0 +1,166 @@
+/**
+ * Refusing peers: a private swarm refuses a peer with the wrong key; an allow-list refuses an
+ * unknown peer; a hostile peer that sends malformed or forged frames (gossip or session) is
+ * disconnected, and nothing it sent is stored.
+ */
+import test from 'ava';
+import { Database, s } from '../../src/index.js';
+import { FrameType, bytesFrame, eventsFrame, statusFrame } from '../../src/net/frames.js';
+import { createSwarmKey, Libp2pLink } from '../../src/net/libp2p-link.js';
+import type { Link } from '../../src/net/link.js';
+import { MemoryNetwork } from '../../src/net/memory-link.js';
+import { Replicator } from '../../src/net/replicator.js';
+import { removeTempDirs, tempDir } from '../helpers/temp.js';
+
+test.after.always(removeTempDirs);
+
+const Root = s.object({ total: s.u32() });
+type Event = { add: number };
+const open = () =>
+  Database.open<Event, typeof Root>({
+    path: tempDir(),
+    root: Root,
+    apply(event, root) {
+      root.total += event.add;
+    },
+  });
+
+const LOOPBACK = ['/ip4/127.0.0.1/tcp/0'];
+
+/** Polls `condition` until it holds (a state, not a fixed sleep); fails after `timeoutMs`. */
+async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error('condition not reached');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Dials and expects the connection to be refused: the dial fails, or the connection is dropped. */
+async function refusedDial(from: Libp2pLink, to: Libp2pLink): Promise<boolean> {
+  try {
+    await from.dial(to.multiaddrs[0]!);
+  } catch {
+    return true;
+  }
+  await until(() => !from.connectedPeers().includes(to.peerId) && !to.connectedPeers().includes(from.peerId));
+  return true;
+}
+
+test('a private swarm refuses a peer with the wrong key and accepts one with the right key', async (t) => {
+  const key = createSwarmKey();
+  const a = await Libp2pLink.start({ listen: LOOPBACK, topic: 'psk', psk: key });
+  const wrong = await Libp2pLink.start({ listen: LOOPBACK, topic: 'psk', psk: createSwarmKey() });
+  const none = await Libp2pLink.start({ listen: LOOPBACK, topic: 'psk' });
+  const right = await Libp2pLink.start({ listen: LOOPBACK, topic: 'psk', psk: key });
+  try {
+    await t.throwsAsync(wrong.dial(a.multiaddrs[0]!));
+    await t.throwsAsync(none.dial(a.multiaddrs[0]!));
+    await right.dial(a.multiaddrs[0]!);
+    await until(() => a.connectedPeers().includes(right.peerId));
+    t.deepEqual(right.connectedPeers(), [a.peerId]);
+    t.false(a.connectedPeers().includes(wrong.peerId));
+    t.false(a.connectedPeers().includes(none.peerId));
+  } finally {
+    await Promise.all([a, wrong, none, right].map((link) => link.stop()));
+  }
+});
+
+test('an allow-list refuses an unknown peer', async (t) => {
+  const friend = await Libp2pLink.start({ listen: LOOPBACK, topic: 'allow' });
+  const stranger = await Libp2pLink.start({ listen: LOOPBACK, topic: 'allow' });
+  const a = await Libp2pLink.start({ listen: LOOPBACK, topic: 'allow', allowPeers: [friend.peerId] });
+  try {
+    t.true(await refusedDial(stranger, a));
+    await t.throwsAsync(a.dial(stranger.multiaddrs[0]!), undefined, 'nor does it dial one');
+    await friend.dial(a.multiaddrs[0]!);
+    await until(() => a.connectedPeers().includes(friend.peerId));
+    t.deepEqual(a.connectedPeers(), [friend.peerId]);
+  } finally {
+    await Promise.all([a, friend, stranger].map((link) => link.stop()));
+  }
+});
+
+/** A valid envelope (from a scratch database) and a forged copy (payload changed, id kept). */
+async function envelopes(): Promise<{ valid: Uint8Array; forged: Uint8Array }> {
+  const source = await open();
+  await source.append({ add: 7 });
+  const valid = [...source.messages()][0]!.bytes.slice();
+  await source.close();
+  const forged = valid.slice();
+  forged[forged.length - 1]! ^= 0x01;
+  return { valid, forged };
+}
+
+/** Waits until `replicator` has refused `peerId`. */
+function refused(replicator: Replicator, peerId: string): Promise<void> {
+  return new Promise((resolve) => {
+    const check = () => replicator.peers().some((p) => p.peerId === peerId && p.state === 'refused');
+    if (check()) resolve();
+    else replicator.addEventListener('peer:refused', () => check() && resolve());
+  });
+}
+
+async function hostileCase(t: import('ava').ExecutionContext, attack: (hostile: Link, victim: string) => Promise<void>): Promise<void> {
+  const network = new MemoryNetwork({ latencyMs: 1 });
+  const db = await open();
+  const victim = new Replicator(db, network.join('victim'), { statusIntervalMs: 50 });
+  const hostile = network.join('hostile');
+  await attack(hostile, 'victim');
+  await refused(victim, 'hostile');
+  t.is(db.stats().stored, 0, 'nothing the hostile peer sent is stored');
+  t.false(hostile.connectedPeers().includes('victim'), 'the hostile peer is disconnected');
+  await victim.stop();
+  await hostile.stop();
+  await db.close();
+}
+
+test('gossip garbage gets the sender disconnected', async (t) => {
+  await hostileCase(t, async (hostile) => hostile.publish(Uint8Array.of(0xee, 1, 2, 3)));
+});
+
+test('a gossiped forged event gets the sender disconnected and is not stored', async (t) => {
+  const { forged } = await envelopes();
+  await hostileCase(t, async (hostile) => hostile.publish(bytesFrame(FrameType.EVENT, forged)));
+});
+
+test('a forged event in a session batch is refused with the whole batch', async (t) => {
+  const { valid, forged } = await envelopes();
+  await hostileCase(t, async (hostile, victim) => {
+    const session = await hostile.openSession(victim);
+    const status = { cutoffTime: 0, cutoffHash: new Uint8Array(16), previousTime: 0, previousHash: new Uint8Array(16), count: 0, fingerprint: new Uint8Array(16) };
+    await session.send(statusFrame(FrameType.HELLO, status));
+    await session.send(bytesFrame(FrameType.RECONCILE, new Uint8Array(0)));
+    await session.send(eventsFrame([valid, forged]));
+  });
+});
+
+test('a malformed session frame gets the peer disconnected', async (t) => {
+  await hostileCase(t, async (hostile, victim) => {
+    const session = await hostile.openSession(victim);
+    await session.send(Uint8Array.of(FrameType.HELLO, 1, 2, 3));
+  });
+});
+
+test('over libp2p: a peer gossiping a forged event is disconnected and nothing is stored', async (t) => {
+  const { forged } = await envelopes();
+  const db = await open();
+  const victim = await Replicator.start(db, { listen: LOOPBACK, topic: 'hostile', statusIntervalMs: 100 });
+  const hostile = await Libp2pLink.start({ listen: LOOPBACK, topic: 'hostile' });
+  try {
+    await hostile.dial(victim.multiaddrs[0]!);
+    const done = refused(victim, hostile.peerId);
+    // Gossip reaches the victim once it has seen the hostile peer's subscription; publish until then.
+    const timer = setInterval(() => hostile.publish(bytesFrame(FrameType.EVENT, forged)), 50);
+    await done;
+    clearInterval(timer);
+    t.is(db.stats().stored, 0);
+    t.false(victim.peers().some((p) => p.peerId === hostile.peerId && p.state !== 'refused'));
+    await until(() => hostile.connectedPeers().length === 0);
+    t.true(await refusedDial(hostile, { multiaddrs: victim.multiaddrs, peerId: victim.peerId, connectedPeers: () => [] } as unknown as Libp2pLink), 'the victim refuses it for a while');
+  } finally {
+    await victim.stop();
+    await hostile.stop();
+    await db.close();
+  }
+});
