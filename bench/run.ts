@@ -10,6 +10,7 @@ const registry: Record<string, (options: { quick: boolean }) => Promise<Row[]>> 
   warehouse: async (options) => (await import('./warehouse/index.js')).runWarehouse(options),
   late: async (options) => (await import('./late.js')).runLateBench(options),
   growth: async (options) => (await import('./growth.js')).runGrowthBench(options),
+  sync: async (options) => (await import('./sync.js')).runSyncBench(options),
 };
 
 const args = process.argv.slice(2);

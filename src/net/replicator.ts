@@ -82,8 +82,9 @@ export interface PeerInfo {
   /** Events it sent us that we stored, and events we sent it in sessions. */
   readonly received: number;
   readonly sent: number;
-  /** Sessions completed with it, and reconciliation bytes exchanged in them. */
+  /** Sessions completed with it, and reconciliation messages and bytes exchanged in them. */
   readonly sessions: number;
+  readonly reconcileMessages: number;
   readonly reconcileBytes: number;
   /** Why it was refused (state `refused`). */
   readonly reason?: string;
@@ -96,6 +97,7 @@ interface Peer {
   received: number;
   sent: number;
   sessions: number;
+  reconcileMessages: number;
   reconcileBytes: number;
   reason?: string;
   /** Sessions running with it. */
@@ -290,6 +292,7 @@ export class Replicator extends EventTarget {
         received: 0,
         sent: 0,
         sessions: 0,
+        reconcileMessages: 0,
         reconcileBytes: 0,
         active: 0,
         scheduled: false,
@@ -569,6 +572,7 @@ class SessionRun {
       if (final !== undefined && this.#endSent) break;
     }
     peer.reconcileBytes += reconciler.bytesSent + reconciler.bytesReceived;
+    peer.reconcileMessages += reconciler.messagesSent + reconciler.messagesReceived;
     await this.#sending;
     if (this.#sendError !== undefined) throw this.#sendError;
     await this.#session.close();
