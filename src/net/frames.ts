@@ -10,7 +10,7 @@
  * the sender's status at that moment).
  */
 import { ErrorCode, NoatunError } from '../errors.js';
-import { FINGERPRINT_BYTES, ID_BYTES } from './id-index.js';
+import { FINGERPRINT_BYTES, ID_BYTES } from './fingerprint-index.js';
 import { MAX_FRAME_BYTES } from './link.js';
 
 /** Frame type bytes. */
@@ -36,7 +36,7 @@ export interface Status {
   /** The same one stride earlier. */
   readonly previousTime: number;
   readonly previousHash: Uint8Array;
-  /** Stored events at or after the cutoff, and their fingerprint (see `IdIndex.fingerprint`). */
+  /** Stored events at or after the cutoff, and their fingerprint (see `FingerprintIndex.fingerprint`). */
   readonly count: number;
   readonly fingerprint: Uint8Array;
 }

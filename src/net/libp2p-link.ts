@@ -3,23 +3,31 @@
  * with bootstrap and (opt-in) mDNS discovery, an optional private network (pre-shared key) and an
  * optional allow-list of peer ids enforced by the connection gater.
  *
- * Sessions are streams of the protocol {@link SYNC_PROTOCOL} carrying length-prefixed frames.
- * libp2p 3 aborts a stream whose reader falls 4 MiB behind; the replicator keeps at most a few
- * acknowledged batches in flight, far below that.
+ * Sessions are streams of the protocol {@link SYNC_PROTOCOL} carrying varint-length-prefixed
+ * frames. Back-pressure runs end to end: when the reader has {@link READ_HIGH_WATER} bytes of
+ * frames it has not taken, the stream is paused, Yamux stops granting window, and the sender's
+ * `send` waits for drain. libp2p 3 resets a stream whose paused buffer passes
+ * `maxReadBufferLength`, so the Yamux window is capped at {@link STREAM_WINDOW} and the buffer
+ * limit set above it: a paused stream can never overflow.
+ *
+ * Gossip: gossipsub flood-publishes to every peer known to be subscribed to the topic, mesh or
+ * not; a peer that connected a moment ago is not known to be subscribed until its subscription
+ * arrives (tens of ms on loopback), and gossip published before then does not reach it. The
+ * replicator does not depend on it (status is exchanged over a session on connect);
+ * {@link Libp2pLink.gossipPeers} tells which peers gossip reaches now.
  */
 import * as fs from 'node:fs';
 import { bootstrap } from '@libp2p/bootstrap';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import { gossipsub } from '@libp2p/gossipsub';
 import { identify } from '@libp2p/identify';
-import type { PeerId, PrivateKey, Stream } from '@libp2p/interface';
+import type { PeerId, PrivateKey, Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface';
 import { mdns } from '@libp2p/mdns';
 import { noise } from '@libp2p/noise';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { ping } from '@libp2p/ping';
 import { generateKey, preSharedKey } from '@libp2p/pnet';
 import { tcp } from '@libp2p/tcp';
-import { lpStream } from '@libp2p/utils';
 import { yamux } from '@libp2p/yamux';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
@@ -31,6 +39,19 @@ export const SYNC_PROTOCOL = '/noatun/sync/1.0.0';
 
 /** How long a peer refused for misbehaving stays refused. */
 const BAN_MS = 10 * 60_000;
+
+/** Bytes of received frames the reader has not taken yet above which the stream is paused. */
+const READ_HIGH_WATER = 1024 * 1024;
+/** The stream resumes once the untaken frames fall to this many bytes. */
+const READ_LOW_WATER = 256 * 1024;
+/** Largest Yamux receive window per stream (libp2p's default, 16 MiB, could overflow a paused stream's 4 MiB buffer). */
+const STREAM_WINDOW = 4 * 1024 * 1024;
+/** A paused stream buffers at most one window; twice that never resets it. */
+const STREAM_READ_BUFFER = 2 * STREAM_WINDOW;
+/** Addresses exempt from libp2p's inbound connection rate limit (see {@link createNode}). */
+const LOOPBACK_NETS = ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128'];
+/** Inbound sessions kept while no `onSession` handler is registered yet; more are refused. */
+const MAX_PENDING_SESSIONS = 16;
 
 /** Options of {@link Libp2pLink.start}. */
 export interface Libp2pLinkOptions {
@@ -73,51 +94,269 @@ export async function loadOrCreatePrivateKey(file: string): Promise<PrivateKey> 
 class StreamSession implements Session {
   readonly peerId: string;
   readonly #stream: Stream;
-  readonly #lp: ReturnType<typeof lpStream<Stream>>;
-  #closed = false;
+  readonly #decoder = new FrameDecoder();
+  readonly #frames: Uint8Array[] = [];
+  #queuedBytes = 0;
+  #waiting: { resolve: (r: IteratorResult<Uint8Array>) => void; reject: (e: Error) => void } | undefined;
+  /** The peer closed its side and every frame was decoded. */
+  #ended = false;
+  /** Our reader stopped iterating: later frames are dropped. */
+  #discard = false;
+  #writeClosed = false;
+  #failure: Error | undefined;
+  /** Inside `stream.resume()`, which re-dispatches buffered data to {@link #receive}. */
+  #resuming = false;
+  readonly #onFinished: (session: StreamSession) => void;
 
-  constructor(stream: Stream, peerId: string) {
+  constructor(stream: Stream, peerId: string, onFinished: (session: StreamSession) => void) {
     this.#stream = stream;
     this.peerId = peerId;
-    this.#lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES });
+    this.#onFinished = onFinished;
+    stream.addEventListener('message', (event) => this.#receive(event.data));
+    stream.addEventListener('end', () => {
+      // A reset or abort also ends the readable side, just before its 'close' event carries the error.
+      if (stream.status === 'reset' || stream.status === 'aborted') return;
+      if (this.#decoder.inFrame) {
+        this.#fail(new NoatunError(ErrorCode.BAD_FRAME, 'the peer closed the session inside a frame'));
+        return;
+      }
+      this.#ended = true;
+      this.#wake();
+    });
+    stream.addEventListener('close', (event) => {
+      if (event.error !== undefined) this.#fail(new NoatunError(ErrorCode.CLOSED, `session aborted: ${event.error.message}`, { cause: event.error }));
+      this.#onFinished(this);
+    });
+  }
+
+  #receive(data: StreamMessageEvent['data']): void {
+    if (this.#failure !== undefined || this.#discard) return;
+    try {
+      for (const chunk of data instanceof Uint8Array ? [data] : data) {
+        this.#decoder.push(chunk, (frame) => {
+          this.#frames.push(frame);
+          this.#queuedBytes += frame.length;
+        });
+      }
+    } catch (error) {
+      this.abort(error as NoatunError);
+      return;
+    }
+    this.#maybePause();
+    this.#wake();
+  }
+
+  #maybePause(): void {
+    // Not from inside resume(): it re-enables Yamux window updates after dispatching, which
+    // would undo a pause made during that dispatch while the stream still reports 'paused'.
+    if (!this.#resuming && this.#queuedBytes > READ_HIGH_WATER && this.#stream.readStatus === 'readable') this.#stream.pause();
+  }
+
+  #resume(): void {
+    if (this.#stream.readStatus !== 'paused') return;
+    this.#resuming = true;
+    try {
+      this.#stream.resume();
+    } finally {
+      this.#resuming = false;
+    }
+    this.#maybePause();
+  }
+
+  #wake(): void {
+    const waiting = this.#waiting;
+    if (waiting === undefined) return;
+    if (this.#failure !== undefined) {
+      this.#waiting = undefined;
+      waiting.reject(this.#failure);
+      return;
+    }
+    const frame = this.#take();
+    if (frame !== undefined) {
+      this.#waiting = undefined;
+      waiting.resolve({ value: frame, done: false });
+    } else if (this.#ended) {
+      this.#waiting = undefined;
+      waiting.resolve({ value: undefined, done: true });
+    }
+  }
+
+  #take(): Uint8Array | undefined {
+    const frame = this.#frames.shift();
+    if (frame === undefined) return undefined;
+    this.#queuedBytes -= frame.length;
+    if (this.#queuedBytes <= READ_LOW_WATER) this.#resume();
+    return frame;
+  }
+
+  #fail(error: Error): void {
+    if (this.#failure !== undefined) return;
+    this.#failure = error;
+    this.#frames.length = 0;
+    this.#queuedBytes = 0;
+    this.#wake();
   }
 
   async send(frame: Uint8Array): Promise<void> {
-    if (this.#closed) throw new NoatunError(ErrorCode.CLOSED, 'session closed');
+    if (this.#failure !== undefined) throw this.#failure;
+    if (this.#writeClosed) throw new NoatunError(ErrorCode.CLOSED, 'session closed');
     if (frame.length > MAX_FRAME_BYTES) throw new NoatunError(ErrorCode.BAD_FRAME, `frame of ${frame.length} bytes`);
-    await this.#lp.write(frame);
+    // One buffer per frame (prefix + copy): the caller may reuse its frame once send resolves.
+    const prefixLength = varintLength(frame.length);
+    const bytes = new Uint8Array(prefixLength + frame.length);
+    writeVarint(frame.length, bytes);
+    bytes.set(frame, prefixLength);
+    try {
+      if (!this.#stream.send(bytes)) await drained(this.#stream);
+    } catch (cause) {
+      throw this.#failure ?? new NoatunError(ErrorCode.CLOSED, 'session closed', { cause });
+    }
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
     return {
-      next: async () => {
-        try {
-          const list = await this.#lp.read();
-          return { value: list.subarray(), done: false };
-        } catch (error) {
-          // The peer closed its side: the end of the frames.
-          if ((error as Error).name === 'UnexpectedEOFError' && this.#stream.status !== 'aborted') {
-            return { value: undefined, done: true };
-          }
-          if ((error as Error).name === 'InvalidDataLengthError') {
-            throw new NoatunError(ErrorCode.BAD_FRAME, `the peer sent a frame over ${MAX_FRAME_BYTES} bytes`, { cause: error });
-          }
-          throw error;
-        }
+      next: () => {
+        if (this.#failure !== undefined) return Promise.reject(this.#failure);
+        const frame = this.#take();
+        if (frame !== undefined) return Promise.resolve({ value: frame, done: false });
+        if (this.#ended || this.#discard) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve, reject) => {
+          this.#waiting = { resolve, reject };
+        });
+      },
+      return: async () => {
+        // The reader left: drop what is queued and what comes, never pause for it again.
+        this.#discard = true;
+        this.#frames.length = 0;
+        this.#queuedBytes = 0;
+        this.#resume();
+        return { value: undefined, done: true };
       },
     };
   }
 
+  /** Closes our side once everything sent has been handed to the transport; the peer's iteration then ends. */
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+    if (this.#writeClosed || this.#failure !== undefined) return;
+    this.#writeClosed = true;
     await this.#stream.close().catch(() => {});
   }
 
   abort(reason: Error): void {
-    this.#closed = true;
-    this.#stream.abort(reason);
+    this.#writeClosed = true;
+    this.#fail(reason);
+    if (this.#stream.status === 'open' || this.#stream.status === 'closing') this.#stream.abort(reason);
   }
+}
+
+/**
+ * Resolves at the stream's next 'drain' event; rejects if it closes first. (`stream.onDrain()` of
+ * @libp2p/utils 7.4 keeps its first promise once resolved, so after the first drain it resolves
+ * at once: a sender awaiting it is never held back again and, looping on microtasks alone,
+ * starves the event loop while the write buffer grows without bound.)
+ */
+function drained(stream: Stream): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onDrain = (): void => {
+      stream.removeEventListener('close', onClose);
+      resolve();
+    };
+    const onClose = (event: StreamCloseEvent): void => {
+      stream.removeEventListener('drain', onDrain);
+      reject(event.error ?? new NoatunError(ErrorCode.CLOSED, 'session closed'));
+    };
+    stream.addEventListener('drain', onDrain, { once: true });
+    stream.addEventListener('close', onClose, { once: true });
+  });
+}
+
+/**
+ * Splits received bytes into frames: an unsigned LEB128 (varint) length, then that many bytes.
+ * A length over {@link MAX_FRAME_BYTES} throws `BAD_FRAME` as soon as the prefix is read.
+ */
+class FrameDecoder {
+  readonly #chunks: Uint8Array[] = [];
+  #buffered = 0;
+  /** Length of the frame being assembled, once its prefix was read; -1 between frames. */
+  #need = -1;
+
+  /** Bytes of an unfinished frame are buffered (the peer must not end here). */
+  get inFrame(): boolean {
+    return this.#buffered > 0 || this.#need > 0;
+  }
+
+  push(chunk: Uint8Array, emit: (frame: Uint8Array) => void): void {
+    if (chunk.length > 0) {
+      this.#chunks.push(chunk);
+      this.#buffered += chunk.length;
+    }
+    for (;;) {
+      if (this.#need < 0 && !this.#readLength()) return;
+      if (this.#buffered < this.#need) return;
+      emit(this.#take(this.#need));
+      this.#need = -1;
+    }
+  }
+
+  #readLength(): boolean {
+    let value = 0;
+    let scale = 1;
+    let used = 0;
+    for (const chunk of this.#chunks) {
+      for (const byte of chunk) {
+        used++;
+        value += (byte & 0x7f) * scale;
+        if (value > MAX_FRAME_BYTES || used > 5) throw new NoatunError(ErrorCode.BAD_FRAME, `the peer sent a frame over ${MAX_FRAME_BYTES} bytes`);
+        if ((byte & 0x80) === 0) {
+          this.#take(used);
+          this.#need = value;
+          return true;
+        }
+        scale *= 0x80;
+      }
+    }
+    return false;
+  }
+
+  /** Removes and returns the first `n` buffered bytes (a view when they sit in one chunk). */
+  #take(n: number): Uint8Array {
+    this.#buffered -= n;
+    const first = this.#chunks[0];
+    if (first !== undefined && first.length >= n) {
+      if (first.length === n) this.#chunks.shift();
+      else this.#chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    const out = new Uint8Array(n);
+    let filled = 0;
+    while (filled < n) {
+      const chunk = this.#chunks[0]!;
+      const part = Math.min(chunk.length, n - filled);
+      out.set(chunk.subarray(0, part), filled);
+      filled += part;
+      if (part === chunk.length) this.#chunks.shift();
+      else this.#chunks[0] = chunk.subarray(part);
+    }
+    return out;
+  }
+}
+
+function varintLength(value: number): number {
+  let length = 1;
+  while (value >= 0x80) {
+    value = Math.floor(value / 0x80);
+    length++;
+  }
+  return length;
+}
+
+function writeVarint(value: number, into: Uint8Array): void {
+  let i = 0;
+  while (value >= 0x80) {
+    into[i++] = (value & 0x7f) | 0x80;
+    value = Math.floor(value / 0x80);
+  }
+  into[i] = value;
 }
 
 type Node = Awaited<ReturnType<typeof createNode>>;
@@ -133,8 +372,11 @@ function createNode(options: Libp2pLinkOptions, gate: (peer: PeerId) => boolean)
     addresses: { listen: [...options.listen] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: STREAM_WINDOW, maxReadBufferLength: STREAM_READ_BUFFER } })],
     ...(options.psk === undefined ? {} : { connectionProtector: preSharedKey({ psk: options.psk }) }),
+    // libp2p refuses more than 5 inbound connections a second from one IP address; peers on this
+    // machine (tests, several processes) all share loopback, so loopback is exempt.
+    connectionManager: { allow: LOOPBACK_NETS },
     connectionGater: {
       // Loopback and private addresses are what this project's swarms use.
       denyDialMultiaddr: () => false,
@@ -157,6 +399,12 @@ export class Libp2pLink implements Link {
   readonly #topic: string;
   readonly #banned: Map<string, number>;
   readonly #peerHandlers: ((event: 'connect' | 'disconnect', peerId: string) => void)[] = [];
+  readonly #sessionHandlers: ((session: Session) => void)[] = [];
+  /** Inbound sessions that arrived before the first `onSession` handler. */
+  readonly #pending: StreamSession[] = [];
+  /** Open sessions, so a disconnect or stop can abort them (a graceful hang-up would end them cleanly). */
+  readonly #sessions = new Set<StreamSession>();
+  readonly #forget = (session: StreamSession): void => void this.#sessions.delete(session);
 
   private constructor(node: Node, topic: string, banned: Map<string, number>) {
     this.#node = node;
@@ -166,7 +414,9 @@ export class Libp2pLink implements Link {
       for (const handler of this.#peerHandlers) handler('connect', event.detail.toString());
     });
     node.addEventListener('peer:disconnect', (event) => {
-      for (const handler of this.#peerHandlers) handler('disconnect', event.detail.toString());
+      const peerId = event.detail.toString();
+      this.#abortSessions(peerId, 'connection lost');
+      for (const handler of this.#peerHandlers) handler('disconnect', peerId);
     });
     node.addEventListener('peer:discovery', (event) => {
       // mDNS finds peers but does not dial them.
@@ -189,7 +439,31 @@ export class Libp2pLink implements Link {
       return allowed === undefined || allowed.has(id);
     };
     const node = await createNode(options, gate);
-    return new Libp2pLink(node, `noatun/${options.topic}`, banned);
+    const link = new Libp2pLink(node, `noatun/${options.topic}`, banned);
+    // Registered at once, so a peer's session is never refused for arriving before `onSession`.
+    await node.handle(SYNC_PROTOCOL, (stream, connection) => link.#accept(stream, connection.remotePeer.toString()));
+    return link;
+  }
+
+  #accept(stream: Stream, peerId: string): void {
+    const session = this.#track(new StreamSession(stream, peerId, this.#forget));
+    if (this.#sessionHandlers.length > 0) for (const handler of this.#sessionHandlers) handler(session);
+    else if (this.#pending.length < MAX_PENDING_SESSIONS) this.#pending.push(session);
+    else session.abort(new NoatunError(ErrorCode.CLOSED, 'not accepting sessions yet'));
+  }
+
+  #track(session: StreamSession): StreamSession {
+    this.#sessions.add(session);
+    return session;
+  }
+
+  #abortSessions(peerId: string | undefined, why: string): void {
+    for (const session of [...this.#sessions]) {
+      if (peerId === undefined || session.peerId === peerId) {
+        this.#sessions.delete(session);
+        session.abort(new NoatunError(ErrorCode.CLOSED, why));
+      }
+    }
   }
 
   get peerId(): string {
@@ -217,15 +491,20 @@ export class Libp2pLink implements Link {
     this.#peerHandlers.push(handler);
   }
 
+  /** Every handler sees every inbound session; sessions that arrived before the first handler are handed to it. */
   onSession(handler: (session: Session) => void): void {
-    void this.#node.handle(SYNC_PROTOCOL, (stream, connection) => {
-      handler(new StreamSession(stream, connection.remotePeer.toString()));
-    });
+    this.#sessionHandlers.push(handler);
+    for (const session of this.#pending.splice(0)) handler(session);
   }
 
   async openSession(peerId: string): Promise<Session> {
     const stream = await this.#node.dialProtocol(peerIdFromString(peerId), SYNC_PROTOCOL);
-    return new StreamSession(stream, peerId);
+    return this.#track(new StreamSession(stream, peerId, this.#forget));
+  }
+
+  /** Peers that gossip reaches now: connected and known to be subscribed to the topic. */
+  gossipPeers(): string[] {
+    return this.#node.services.pubsub.getSubscribers(this.#topic).map((peer) => peer.toString());
   }
 
   /** Connects to a peer at `address` (a multiaddr with `/p2p/<id>`); rejects if it is refused. */
@@ -233,8 +512,10 @@ export class Libp2pLink implements Link {
     await this.#node.dial(multiaddr(address));
   }
 
-  async disconnect(peerId: string, _reason: string): Promise<void> {
+  /** Refuses the peer for {@link BAN_MS}, aborts its sessions (the peer's side throws) and hangs up. */
+  async disconnect(peerId: string, reason: string): Promise<void> {
     this.#banned.set(peerId, Date.now() + BAN_MS);
+    this.#abortSessions(peerId, `disconnected: ${reason}`);
     await this.#node.hangUp(peerIdFromString(peerId)).catch(() => {});
   }
 
@@ -247,7 +528,10 @@ export class Libp2pLink implements Link {
     return this.#node.services.ping.ping(peerIdFromString(peerId));
   }
 
+  /** Aborts open sessions (peers' iterations throw rather than end as if complete), then stops the node. */
   async stop(): Promise<void> {
+    this.#abortSessions(undefined, 'stopped');
+    for (const session of this.#pending.splice(0)) session.abort(new NoatunError(ErrorCode.CLOSED, 'stopped'));
     await this.#node.stop();
   }
 }

@@ -1,7 +1,9 @@
 /**
  * An in-memory swarm for fast, deterministic tests of the replication logic: latency with
  * jitter, gossip loss and reordering, partitions that heal. Sessions stay reliable and ordered
- * (they model streams) with a bounded in-flight window for back-pressure; a partition aborts them.
+ * (they model streams) with back-pressure from the reader: a sender waits once {@link WINDOW} of its
+ * frames are in flight or unread, as a libp2p stream pauses when its reader falls behind. A
+ * partition aborts them.
  */
 import { ErrorCode, NoatunError } from '../errors.js';
 import { type Link, MAX_FRAME_BYTES, type Session } from './link.js';
@@ -16,6 +18,8 @@ export interface MemoryNetworkOptions {
   readonly jitterMs?: number;
   /** Probability that a gossip frame to one peer is lost. @default 0 */
   readonly gossipLoss?: number;
+  /** Probability that a gossip frame to one peer is delivered twice. @default 0 */
+  readonly gossipDuplicate?: number;
 }
 
 function mulberry32(seed: number): () => number {
@@ -29,7 +33,7 @@ function mulberry32(seed: number): () => number {
   };
 }
 
-/** Frames in flight on one direction of a session before `send` waits. */
+/** Frames in flight or delivered but not yet read, per direction of a session, before `send` waits. */
 const WINDOW = 64;
 
 class MemorySession implements Session {
@@ -41,7 +45,8 @@ class MemorySession implements Session {
   #ended = false;
   #error: Error | undefined;
   #closed = false;
-  #inFlight = 0;
+  /** Our frames the peer has not read yet (in flight or in its inbox). */
+  #unread = 0;
   #drained: (() => void)[] = [];
 
   constructor(network: MemoryNetwork, peerId: string) {
@@ -57,21 +62,27 @@ class MemorySession implements Session {
       throw error;
     }
     const copy = frame.slice();
-    this.#inFlight++;
+    this.#unread++;
     // Fixed latency keeps a session's frames in order (timers of equal delay fire in order).
-    this.#network.deliverInOrder(() => {
-      this.#inFlight--;
-      for (const wake of this.#drained.splice(0)) wake();
-      this.peer.#push(copy);
-    });
-    if (this.#inFlight >= WINDOW) await new Promise<void>((resolve) => this.#drained.push(resolve));
+    this.#network.deliverInOrder(() => this.peer.#push(copy));
+    if (this.#unread >= WINDOW) await new Promise<void>((resolve) => this.#drained.push(resolve));
+  }
+
+  /** The peer read (or dropped) one of our frames. */
+  #credit(): void {
+    this.#unread--;
+    for (const wake of this.#drained.splice(0)) wake();
   }
 
   #push(frame: Uint8Array): void {
-    if (this.#ended || this.#error !== undefined) return;
+    if (this.#ended || this.#error !== undefined) {
+      this.peer.#credit();
+      return;
+    }
     const waiting = this.#waiting;
     if (waiting !== undefined) {
       this.#waiting = undefined;
+      this.peer.#credit();
       waiting.resolve({ value: frame, done: false });
     } else this.#inbox.push(frame);
   }
@@ -102,14 +113,20 @@ class MemorySession implements Session {
       next: () => {
         if (this.#error !== undefined) return Promise.reject(this.#error);
         const frame = this.#inbox.shift();
-        if (frame !== undefined) return Promise.resolve({ value: frame, done: false });
+        if (frame !== undefined) {
+          this.peer.#credit();
+          return Promise.resolve({ value: frame, done: false });
+        }
         if (this.#ended) return Promise.resolve({ value: undefined, done: true });
         return new Promise((resolve, reject) => {
           this.#waiting = { resolve, reject };
         });
       },
       return: async () => {
+        // The reader left: what is queued and what comes is dropped, and the sender never waits for it.
         this.#ended = true;
+        const dropped = this.#inbox.splice(0).length;
+        for (let i = 0; i < dropped; i++) this.peer.#credit();
         return { value: undefined, done: true };
       },
     };
@@ -181,6 +198,7 @@ export class MemoryNetwork {
   readonly #latency: number;
   readonly #jitter: number;
   readonly #loss: number;
+  readonly #duplicate: number;
   #groups: string[][] | undefined;
   readonly #banned = new Set<string>();
   readonly #sessions = new Set<MemorySession>();
@@ -192,6 +210,7 @@ export class MemoryNetwork {
     this.#latency = options.latencyMs ?? 1;
     this.#jitter = options.jitterMs ?? 0;
     this.#loss = options.gossipLoss ?? 0;
+    this.#duplicate = options.gossipDuplicate ?? 0;
   }
 
   /** Adds a peer; it connects to every reachable peer. */
@@ -236,9 +255,12 @@ export class MemoryNetwork {
         continue;
       }
       const copy = frame.slice();
-      this.deliver(() => {
-        if (!link.stopped && this.#connected(from, link.peerId)) for (const handler of link.gossipHandlers) handler(from, copy);
-      });
+      const copies = this.#random() < this.#duplicate ? 2 : 1;
+      for (let i = 0; i < copies; i++) {
+        this.deliver(() => {
+          if (!link.stopped && this.#connected(from, link.peerId)) for (const handler of link.gossipHandlers) handler(from, copy);
+        });
+      }
     }
   }
 

@@ -33,7 +33,7 @@ import {
   statusFrame,
   wantFrame,
 } from './frames.js';
-import { ID_BYTES, IdIndex } from './id-index.js';
+import { FingerprintIndex, ID_BYTES, timeBound } from './fingerprint-index.js';
 import type { Libp2pLinkOptions } from './libp2p-link.js';
 import type { Link, Session } from './link.js';
 import { type ReconcileOptions, Reconciler } from './reconcile.js';
@@ -104,19 +104,8 @@ interface Peer {
   active: number;
   /** A sync is scheduled. */
   scheduled: boolean;
-  /** Resolvers of `syncedWith` calls. */
-  waiters: (() => void)[];
-}
-
-/** Six bytes: the id-space bound of the first id at `time` (ids start with the ms timestamp). */
-function timePrefix(time: number): Uint8Array {
-  const out = new Uint8Array(6);
-  let t = time;
-  for (let i = 5; i >= 0; i--) {
-    out[i] = t % 256;
-    t = Math.floor(t / 256);
-  }
-  return out;
+  /** Settlers of `syncedWith` calls: called with no argument once synced, with an error on stop. */
+  waiters: ((error?: Error) => void)[];
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -132,7 +121,7 @@ export type ReplicatorEvent = CustomEvent<{ peerId: string; reason?: string }>;
 export class Replicator extends EventTarget {
   readonly #db: ReplicatedDatabase;
   readonly #link: Link;
-  readonly #index: IdIndex;
+  readonly #index: FingerprintIndex;
   readonly #peers = new Map<string, Peer>();
   readonly #statusIntervalMs: number;
   readonly #batchBytes: number;
@@ -140,6 +129,8 @@ export class Replicator extends EventTarget {
   readonly #reconcileOptions: ReconcileOptions;
   readonly #unsubscribe: () => void;
   readonly #timer: NodeJS.Timeout;
+  /** Pending `syncedWith` calls; see {@link Replicator.#holdOpen}. */
+  #pendingWaits = 0;
   /** Gossiped envelopes waiting to be ingested, per sender. */
   readonly #gossipQueue = new Map<string, Uint8Array[]>();
   #gossipFlush: Promise<void> | undefined;
@@ -158,7 +149,7 @@ export class Replicator extends EventTarget {
     this.#batchBytes = options.batchBytes ?? 256 * 1024;
     this.#window = options.window ?? 4;
     this.#reconcileOptions = options.reconcile ?? {};
-    this.#index = IdIndex.fromSorted(this.#db.ids());
+    this.#index = FingerprintIndex.fromSorted(this.#db.ids());
     this.#unsubscribe = this.#db.subscribe({
       stored: (events) => {
         for (const event of events) {
@@ -209,28 +200,48 @@ export class Replicator extends EventTarget {
 
   /**
    * Resolves once we and `peerId` hold the same events (as of a status exchange after the call).
-   * Starts a sync with it at once. Rejects with the signal's reason when `signal` aborts.
+   * Starts a sync with it at once. Rejects with the signal's reason when `signal` aborts, and with
+   * `CLOSED` when the replicator stops first.
    */
   syncedWith(peerId: string, options: { signal?: AbortSignal } = {}): Promise<void> {
     const peer = this.#peer(peerId);
     return new Promise<void>((resolve, reject) => {
+      if (this.#stopped) {
+        reject(new NoatunError(ErrorCode.CLOSED, 'replicator stopped'));
+        return;
+      }
       const signal = options.signal;
       if (signal?.aborted) {
         reject(signal.reason);
         return;
       }
-      const done = () => {
+      const done = (error?: Error) => {
         signal?.removeEventListener('abort', onAbort);
-        resolve();
+        this.#holdOpen(-1);
+        if (error === undefined) resolve();
+        else reject(error);
       };
       const onAbort = () => {
         peer.waiters = peer.waiters.filter((w) => w !== done);
+        this.#holdOpen(-1);
         reject(signal!.reason);
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       peer.waiters.push(done);
+      this.#holdOpen(1);
       this.#schedule(peerId, 0);
     });
+  }
+
+  /**
+   * Counts pending `syncedWith` calls. The status timer is unref'd so an idle replicator never
+   * keeps the process alive, but while somebody awaits a sync it must: otherwise the event loop
+   * may empty between two status rounds and the awaited promise would never settle.
+   */
+  #holdOpen(delta: number): void {
+    this.#pendingWaits += delta;
+    if (this.#pendingWaits > 0) this.#timer.ref();
+    else this.#timer.unref();
   }
 
   /** Stops replicating (the database stays open); ends sessions and leaves the swarm. */
@@ -239,6 +250,8 @@ export class Replicator extends EventTarget {
     this.#stopped = true;
     clearInterval(this.#timer);
     this.#unsubscribe();
+    const stopped = new NoatunError(ErrorCode.CLOSED, 'replicator stopped');
+    for (const peer of this.#peers.values()) for (const waiter of peer.waiters.splice(0)) waiter(stopped);
     for (const session of this.#sessions) session.abort(new NoatunError(ErrorCode.CLOSED, 'replicator stopped'));
     await this.#gossipFlush;
     await this.#link.stop();
@@ -250,14 +263,14 @@ export class Replicator extends EventTarget {
   #status(lowerTime?: number): Status {
     const cutoff = this.#db.cutoffState();
     const index = this.#index;
-    const from = index.rank(timePrefix(lowerTime ?? cutoff.time));
+    const lower = timeBound(lowerTime ?? cutoff.time);
     return {
       cutoffTime: cutoff.time,
       cutoffHash: cutoff.hash,
       previousTime: cutoff.previousTime,
       previousHash: cutoff.previousHash,
-      count: index.size - from,
-      fingerprint: index.fingerprint(from, index.size),
+      count: index.count(lower, null),
+      fingerprint: index.fingerprint(lower, null),
     };
   }
 
@@ -441,7 +454,7 @@ export class Replicator extends EventTarget {
   /** @internal */ get db(): ReplicatedDatabase {
     return this.#db;
   }
-  /** @internal */ get index(): IdIndex {
+  /** @internal */ get index(): FingerprintIndex {
     return this.#index;
   }
   /** @internal */ get batchBytes(): number {
@@ -483,6 +496,9 @@ class SessionRun {
   #toSend: Uint8Array[] = [];
   #inFlight = 0;
   #reconciled = false;
+  /** What the reconciliation found: ids the peer lacks, and ids we lack. */
+  readonly #have: Uint8Array[] = [];
+  readonly #need: Uint8Array[] = [];
   #peerWantDone = false;
   #endSent = false;
 
@@ -521,8 +537,8 @@ class SessionRun {
     const theirs = hello.status;
     const cutoffs = compareCutoffs(ours, toCutoffState(theirs), r.db.cutoffStrideMs);
     // Both sides compute the same lower bound: all ids when the finalized pasts differ.
-    const lower = cutoffs === 'differ' ? new Uint8Array(0) : timePrefix(Math.max(ours.time, theirs.cutoffTime));
-    const reconciler = new Reconciler(r.index, lower, r.reconcileOptions);
+    const lower = cutoffs === 'differ' ? null : timeBound(Math.max(ours.time, theirs.cutoffTime));
+    const reconciler = new Reconciler(r.index, { ...r.reconcileOptions, range: [lower, null] });
     if (this.#initiator) this.#send(bytesFrame(FrameType.RECONCILE, reconciler.initiate()));
     let final: Status | undefined;
     for (;;) {
@@ -536,13 +552,15 @@ class SessionRun {
         case FrameType.RECONCILE: {
           if (this.#reconciled) throw new ProtocolError('RECONCILE after the reconciliation ended');
           if (frame.message.length === 0) {
-            this.#afterReconcile(reconciler);
+            this.#afterReconcile();
             break;
           }
-          const reply = reconciler.reconcile(frame.message);
+          const { reply, have, need } = reconciler.respond(frame.message);
+          this.#have.push(...have);
+          this.#need.push(...need);
           if (reply === null) {
             this.#send(bytesFrame(FrameType.RECONCILE, new Uint8Array(0)));
-            this.#afterReconcile(reconciler);
+            this.#afterReconcile();
           } else this.#send(bytesFrame(FrameType.RECONCILE, reply));
           break;
         }
@@ -571,22 +589,23 @@ class SessionRun {
       this.#pump();
       if (final !== undefined && this.#endSent) break;
     }
-    peer.reconcileBytes += reconciler.bytesSent + reconciler.bytesReceived;
-    peer.reconcileMessages += reconciler.messagesSent + reconciler.messagesReceived;
+    const { bytesSent, bytesReceived, messagesSent, messagesReceived } = reconciler.stats;
+    peer.reconcileBytes += bytesSent + bytesReceived;
+    peer.reconcileMessages += messagesSent + messagesReceived;
     await this.#sending;
     if (this.#sendError !== undefined) throw this.#sendError;
     await this.#session.close();
     return final!;
   }
 
-  #afterReconcile(reconciler: Reconciler): void {
+  #afterReconcile(): void {
     this.#reconciled = true;
-    const need = reconciler.need;
+    const need = this.#need;
     for (let i = 0; i <= need.length; i += MAX_IDS_PER_FRAME) {
       // The last WANT holds fewer than the maximum (possibly none): it tells the peer we are done.
       this.#send(wantFrame(need.slice(i, i + MAX_IDS_PER_FRAME)));
     }
-    this.#enqueue(reconciler.have);
+    this.#enqueue(this.#have);
   }
 
   #enqueue(ids: readonly Uint8Array[]): void {

@@ -6,6 +6,7 @@
 import test from 'ava';
 import { Database, s } from '../../src/index.js';
 import { FrameType, bytesFrame, eventsFrame, statusFrame } from '../../src/net/frames.js';
+import { FINGERPRINT_BYTES } from '../../src/net/fingerprint-index.js';
 import { createSwarmKey, Libp2pLink } from '../../src/net/libp2p-link.js';
 import type { Link } from '../../src/net/link.js';
 import { MemoryNetwork } from '../../src/net/memory-link.js';
@@ -128,7 +129,7 @@ test('a forged event in a session batch is refused with the whole batch', async 
   const { valid, forged } = await envelopes();
   await hostileCase(t, async (hostile, victim) => {
     const session = await hostile.openSession(victim);
-    const status = { cutoffTime: 0, cutoffHash: new Uint8Array(16), previousTime: 0, previousHash: new Uint8Array(16), count: 0, fingerprint: new Uint8Array(16) };
+    const status = { cutoffTime: 0, cutoffHash: new Uint8Array(16), previousTime: 0, previousHash: new Uint8Array(16), count: 0, fingerprint: new Uint8Array(FINGERPRINT_BYTES) };
     await session.send(statusFrame(FrameType.HELLO, status));
     await session.send(bytesFrame(FrameType.RECONCILE, new Uint8Array(0)));
     await session.send(eventsFrame([valid, forged]));
