@@ -31,6 +31,18 @@ export { Database } from './core/database.js';
 export { MessageId } from './core/message-id.js';
 export type { ApplyContext, ApplyFailure, ApplyFunction, ProgressCallback } from './core/projector.js';
 export * as s from './core/schema.js';
+export type {
+  FieldNode,
+  InspectOptions,
+  InspectValue,
+  LeafNode,
+  ListNode,
+  MapEntryNode,
+  MapNode,
+  ObjectNode,
+  OptionalNode,
+  ViewNode,
+} from './view/inspect.js';
 export {
   CorruptFileError,
   ErrorCode,

@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ErrorCode, NoatunError } from '../errors.js';
 import { DEFAULT_MAX_VIEW_BYTES } from '../view/constants.js';
+import { type InspectOptions, inspectView, type ObjectNode } from '../view/inspect.js';
 import type { ObjectSchema, View } from '../view/schema.js';
 import { untracked } from '../view/tracking.js';
 import { MaterializedView } from '../view/view.js';
@@ -947,6 +948,27 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       if ((u32[r + Rec.FLAGS]! & flag) !== 0) n++;
     });
     return n;
+  }
+
+  /**
+   * The whole view as a JSON-able tree, with the event that wrote each value: objects with their
+   * fields, maps with their entries, lists with their items, and leaves with their value and
+   * `writer` (the id of the event that wrote it last, as 32 hex chars; null for a value no event
+   * wrote). Opaque data is shown and marked `opaque`. Read-only and untracked; it walks the whole
+   * view, so it is for people (the inspector) and tests, not for hot paths. Maps and lists show at
+   * most `maxEntries` entries each (default 1000) and count the rest in `truncated`.
+   *
+   * @example
+   * const tree = db.inspectView();
+   * const total = tree.fields.find((f) => f.name === 'totalSalary')?.node; // { kind: 'leaf', value: 25, writer: '0196…' }
+   */
+  inspectView(options?: InspectOptions): ObjectNode {
+    this.#assertOpen();
+    const book = this.#projector.book;
+    return inspectView(this.#view, (ordinal) => {
+      const r = book.find(ordinal);
+      return r === -1 ? null : MessageId.fromBytes(book.idOf(r)).toString();
+    }, options);
   }
 
   /**
