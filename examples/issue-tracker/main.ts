@@ -1,0 +1,68 @@
+/**
+ * The issue tracker as a program: opens (or creates) its database, optionally joins a swarm over
+ * libp2p, and runs the terminal UI until `q`.
+ *
+ * Run (from the repository): npx tsx examples/issue-tracker/main.ts [options]
+ *
+ *   --db <dir>          database directory (default: data/issue-tracker)
+ *   --user <name>       reporter name for new issues and texts (default: $USER)
+ *   --listen <addr>     replicate: listen on a multiaddr, or on 127.0.0.1 at a port number (0: any)
+ *   --bootstrap <addr>  replicate: connect to a peer's multiaddr (repeatable)
+ *   --topic <name>      swarm name (default: issue-tracker)
+ *   --mdns              also discover peers on the LAN (off unless given)
+ *
+ * Without --listen or --bootstrap the tracker works offline on its local database.
+ */
+import { parseArgs } from 'node:util';
+import { render } from 'ink';
+import { Replicator } from 'noatun/net';
+import React from 'react';
+import { openIssueTracker } from './app.js';
+import { IssueTrackerApp } from './ui.js';
+
+const USAGE = `usage: issue-tracker [--db dir] [--user name] [--listen addr|port] [--bootstrap addr]... [--topic name] [--mdns]`;
+
+/** A bare port number means the loopback interface: replication stays on this machine unless asked. */
+function listenAddress(value: string): string {
+  return /^\d+$/.test(value) ? `/ip4/127.0.0.1/tcp/${value}` : value;
+}
+
+const { values } = parseArgs({
+  options: {
+    db: { type: 'string', default: 'data/issue-tracker' },
+    user: { type: 'string' },
+    listen: { type: 'string', multiple: true },
+    bootstrap: { type: 'string', multiple: true },
+    topic: { type: 'string', default: 'issue-tracker' },
+    mdns: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+
+const user = values.user ?? process.env.USER ?? 'anonymous';
+const db = await openIssueTracker(values.db);
+const listen = (values.listen ?? []).map(listenAddress);
+const bootstrap = values.bootstrap ?? [];
+let replicator: Replicator | undefined;
+if (listen.length !== 0 || bootstrap.length !== 0 || values.mdns) {
+  replicator = await Replicator.start(db, {
+    // A node that only dials out still needs an address for its peers to open sessions back.
+    listen: listen.length === 0 ? ['/ip4/127.0.0.1/tcp/0'] : listen,
+    bootstrap,
+    mdns: values.mdns,
+    topic: values.topic,
+  });
+}
+
+const ui = render(React.createElement(IssueTrackerApp, { db, user, ...(replicator === undefined ? {} : { replicator }) }));
+try {
+  await ui.waitUntilExit();
+} finally {
+  await replicator?.stop();
+  await db.close();
+}
