@@ -71,7 +71,8 @@ export function IssueTrackerApp(props: IssueTrackerProps): React.ReactElement {
   const { db, user, replicator } = props;
   const app = useApp();
   // The layout follows the terminal's width (80 columns at least, 140 at most).
-  const width = Math.max(80, Math.min(140, useStdout().stdout.columns || 100));
+  const columns = (useStdout().stdout as { columns?: number }).columns;
+  const width = Math.max(80, Math.min(140, columns === undefined || columns === 0 ? 100 : columns));
   const [, setVersion] = useState(0);
   const [selected, setSelected] = useState<string | undefined>(undefined);
   const [mode, setMode] = useState<Mode>({ kind: 'browse' });
