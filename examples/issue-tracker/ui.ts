@@ -172,7 +172,11 @@ export function IssueTrackerApp(props: IssueTrackerProps): React.ReactElement {
       }));
     } else if (text === 'n') {
       ask(`Rename ${current.id} to`, (name) => {
-        if (rows.some((row) => row.id === name)) return { error: `an issue named "${name}" exists already` };
+        // A name in use by another issue, or an old name of another issue, is refused by apply too;
+        // one of this issue's own old names may be taken back.
+        if (name === current.id) return { error: `${name} has that name already` };
+        const owner = issueDetails(db, name);
+        if (owner !== undefined && owner.id !== current.id) return { error: `the name "${name}" belongs to ${owner.id}` };
         return { event: { type: 'RenameIssue', oldId: current.id, newId: name }, done: `renamed ${current.id} to ${name}`, select: name };
       });
     } else if (text === 'r') {
