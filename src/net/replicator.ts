@@ -529,14 +529,18 @@ class SessionRun {
   async run(): Promise<Status> {
     const r = this.#r;
     const peer = r.peerRecord(this.#session.peerId);
-    this.#send(statusFrame(FrameType.HELLO, r.status()));
+    const mine = r.status();
+    this.#send(statusFrame(FrameType.HELLO, mine));
     const hello = await this.#next();
     if (hello === undefined) throw new NoatunError(ErrorCode.CLOSED, 'the peer closed the session');
     if (hello.type !== FrameType.HELLO) throw new ProtocolError(`expected HELLO, got frame type ${hello.type}`);
-    const ours = r.db.cutoffState();
+    // Both sides must compute the same lower bound from the same pair of HELLOs: ours as sent, not
+    // our cutoff now, which may have moved while the peer's HELLO was on its way (the simulator's
+    // seed 5007: the two sides reconciled different ranges and refused each other).
+    const ours = toCutoffState(mine);
     const theirs = hello.status;
     const cutoffs = compareCutoffs(ours, toCutoffState(theirs), r.db.cutoffStrideMs);
-    // Both sides compute the same lower bound: all ids when the finalized pasts differ.
+    // All ids when the finalized pasts differ.
     const lower = cutoffs === 'differ' ? null : timeBound(Math.max(ours.time, theirs.cutoffTime));
     const reconciler = new Reconciler(r.index, { ...r.reconcileOptions, range: [lower, null] });
     if (this.#initiator) this.#send(bytesFrame(FrameType.RECONCILE, reconciler.initiate()));

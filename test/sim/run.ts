@@ -2,7 +2,6 @@
  * `npm run sim -- --seeds N [--seed S] [--parallel P]`: runs simulator seeds (random ones, or the
  * given one) and prints a line per failure with the command that replays it.
  */
-import { removeTempDirs } from '../helpers/temp.js';
 import { replayCommand, runSeed, type SimResult } from './simulator.js';
 
 const args = process.argv.slice(2);
@@ -32,7 +31,6 @@ async function worker(): Promise<void> {
       console.log(`ok seed ${seed} (${result.app}, ${result.peers} peers, ${result.events} events, ${result.ms} ms): ${result.message}`);
     }
     if (done % 100 === 0) console.log(`${done}/${seeds.length} seeds, ${failures.length} failed, ${((Date.now() - started) / 1000).toFixed(0)} s`);
-    removeTempDirs();
   }
 }
 await Promise.all(Array.from({ length: Math.max(1, parallel) }, worker));

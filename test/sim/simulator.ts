@@ -11,13 +11,15 @@
  * The seed fixes the workload, the faults and the network's randomness; the interleaving of
  * timers and disk I/O is real, so a replay repeats the scenario, not every microsecond of it.
  */
-import { Database } from '../../src/index.js';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Database, messagePackCodec } from '../../src/index.js';
 import { MemoryNetwork } from '../../src/net/memory-link.js';
 import { Replicator } from '../../src/net/replicator.js';
 import { type App, apps } from '../helpers/apps.js';
 import { applyModel, normalize as normalizeBank, type Op, type Plain } from '../helpers/bank-app.js';
-import { prng, T0, tempDir } from '../helpers/temp.js';
-import { messagePackCodec } from '../../src/index.js';
+import { prng, T0 } from '../helpers/temp.js';
 
 const INTERVAL = Number(process.env.SIM_INTERVAL ?? 120_000);
 
@@ -50,6 +52,16 @@ export function replayCommand(seed: number): string {
 /** Runs one seed. Never throws: a failure is in the result. */
 export async function runSeed(seed: number): Promise<SimResult> {
   const started = Date.now();
+  // Each seed owns one directory, removed when it ends: seeds run side by side in one process, so
+  // a shared clean-up would delete the files of a seed still running (it did, once: seeds whose
+  // peers all reopened empty).
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), `noatun-sim-${seed}-`));
+  let dirs = 0;
+  const tempDir = (): string => {
+    const dir = path.join(root, String(dirs++));
+    fs.mkdirSync(dir);
+    return dir;
+  };
   const random = prng(seed);
   const appNames = Object.keys(apps);
   const app = apps[appNames[Math.floor(random() * appNames.length)]!]!;
@@ -94,7 +106,7 @@ export async function runSeed(seed: number): Promise<SimResult> {
   try {
     for (let i = 0; i < peerCount; i++) {
       // Clocks within ±20 s of each other: well inside a stride.
-      const peer: SimPeer = { id: `p${i}`, dir: tempDir('noatun-sim-'), skew: Math.floor((random() - 0.5) * 40_000), db: undefined, replicator: undefined };
+      const peer: SimPeer = { id: `p${i}`, dir: tempDir(), skew: Math.floor((random() - 0.5) * 40_000), db: undefined, replicator: undefined };
       peers.push(peer);
       await open(peer);
     }
@@ -135,7 +147,7 @@ export async function runSeed(seed: number): Promise<SimResult> {
     for (const peer of peers) if (peer.db === undefined) await open(peer);
     const converged = await converge(peers);
     if (converged !== undefined) return result(false, converged);
-    const check = await compare(app, peers, written, 'after healing');
+    const check = await compare(app, peers, written, 'after healing', tempDir());
     if (check !== undefined) return result(false, check);
 
     // Far past the cutoff: everyone prunes; stored sets and views must still agree.
@@ -143,13 +155,14 @@ export async function runSeed(seed: number): Promise<SimResult> {
     for (const peer of peers) peer.db!.advanceCutoff();
     const afterPrune = await converge(peers);
     if (afterPrune !== undefined) return result(false, `after pruning: ${afterPrune}`);
-    const pruned = await compare(app, peers, written, 'after pruning');
+    const pruned = await compare(app, peers, written, 'after pruning', tempDir());
     if (pruned !== undefined) return result(false, pruned);
     return result(true, `${peers[0]!.db!.stats().stored} stored of ${written.length}`);
   } catch (error) {
     return result(false, `threw: ${(error as Error).stack ?? String(error)}`);
   } finally {
     for (const peer of peers) await close(peer).catch(() => {});
+    fs.rmSync(root, { recursive: true, force: true });
   }
 }
 
@@ -162,13 +175,13 @@ async function converge(peers: SimPeer[]): Promise<string | undefined> {
     );
     return undefined;
   } catch {
-    const states = peers.map((p) => `${p.id}: ${p.db!.stats().stored} stored, ${p.replicator!.peers().map((q) => `${q.peerId}=${q.state}`).join(' ')}`);
+    const states = peers.map((p) => `${p.id}: ${p.db!.stats().stored} stored, ${p.replicator!.peers().map((q) => `${q.peerId}=${q.state}${q.reason === undefined ? "" : `(${q.reason})`}`).join(' ')}`);
     return `no convergence within 30 s; ${states.join('; ')}`;
   }
 }
 
 /** Same events and views everywhere, equal to a replay of everything written. */
-async function compare(app: App<unknown>, peers: SimPeer[], written: { bytes: Uint8Array }[], when: string): Promise<string | undefined> {
+async function compare(app: App<unknown>, peers: SimPeer[], written: { bytes: Uint8Array }[], when: string, dir: string): Promise<string | undefined> {
   const ids = (db: Db) => [...db.ids()].map((id) => Buffer.from(id).toString('hex')).join(',');
   const view = (db: Db) => JSON.stringify(app.normalize(db.read((root) => (root as { export(): unknown }).export())));
   const first = peers[0]!.db!;
@@ -177,7 +190,7 @@ async function compare(app: App<unknown>, peers: SimPeer[], written: { bytes: Ui
     if (view(peer.db!) !== view(first)) return `${when}: ${peer.id} has another view than ${peers[0]!.id}`;
   }
   // A fresh replay of every event ever written, without pruning.
-  const fresh = (await Database.open({ path: tempDir('noatun-sim-'), root: app.root, apply: app.apply as never, autoPrune: false })) as Db;
+  const fresh = (await Database.open({ path: dir, root: app.root, apply: app.apply as never, autoPrune: false })) as Db;
   try {
     await fresh.ingest(written.map((w) => w.bytes));
     if (view(fresh) !== view(first)) {
