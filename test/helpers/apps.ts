@@ -1,7 +1,8 @@
 /**
  * Test apps with random workloads, shared by the pruning property test and the simulator: the
- * bank app (with a plain-JS model), an overwrite-heavy "positions" app and a delete-heavy
- * "registry" app. `normalize` makes views comparable (maps sorted by key).
+ * bank app (with a plain-JS model), an overwrite-heavy "positions" app, a delete-heavy "registry"
+ * app and a "warehouse" of nested boxes whose applies sometimes fail. `normalize` makes views
+ * comparable (maps sorted by key).
  */
 import { s } from '../../src/index.js';
 import { applyOp, normalize as normalizeBank, type Op as BankOp, Root as BankRoot, randomOp as randomBankOp } from './bank-app.js';
@@ -97,5 +98,81 @@ export const registry: App<RegistryEvent> = {
   },
 };
 
+// Warehouse: 8 boxes in a tree (optional parent, list of children), stock per article; taking
+// more than is in stock throws, so the apply fails and its writes roll back.
+export const Warehouse = s.object({
+  boxes: s.map(
+    s.u32(),
+    s.object({ parent: s.optional(s.u32()), children: s.list(s.u32()), stock: s.map(s.u32(), s.u32()) }),
+  ),
+});
+export type WarehouseEvent =
+  | { create: number }
+  | { move: number; to: number | null }
+  | { put: number; article: number; count: number }
+  | { take: number; article: number; count: number };
+export const warehouse: App<WarehouseEvent> = {
+  name: 'warehouse',
+  root: Warehouse,
+  apply(event, r) {
+    const boxes = (r as s.View<typeof Warehouse>).boxes;
+    if ('create' in event) {
+      if (!boxes.has(event.create)) boxes.set(event.create, { parent: null, children: [], stock: new Map() });
+    } else if ('move' in event) {
+      const box = boxes.get(event.move);
+      if (box === undefined || event.to === event.move) return;
+      if (event.to !== null) {
+        // Never under one of its own descendants: that would make a cycle.
+        let up: number | null = event.to;
+        while (up !== null) {
+          if (up === event.move) return;
+          const above = boxes.get(up);
+          if (above === undefined) return;
+          up = above.parent;
+        }
+      }
+      const old = box.parent;
+      if (old !== null) {
+        const siblings = boxes.get(old)!.children;
+        for (let i = 0; i < siblings.length; i++) {
+          if (siblings.get(i) === event.move) {
+            siblings.set(i, siblings.get(siblings.length - 1)!);
+            siblings.pop();
+            break;
+          }
+        }
+      }
+      box.parent = event.to;
+      if (event.to !== null) boxes.get(event.to)!.children.push(event.move);
+    } else {
+      const box = boxes.get('put' in event ? event.put : event.take);
+      if (box === undefined) return;
+      const have = box.stock.get(event.article) ?? 0;
+      if ('put' in event) box.stock.set(event.article, have + event.count);
+      else {
+        // Writes first, then the check: a failing apply must leave nothing behind.
+        box.stock.set(event.article, have - Math.min(have, event.count));
+        if (event.count > have) throw new Error(`box ${event.take} holds ${have} of article ${event.article}`);
+        if (have === event.count) box.stock.delete(event.article);
+      }
+    }
+  },
+  random(random) {
+    const box = Math.floor(random() * 8);
+    const r = random();
+    if (r < 0.15) return { create: box };
+    if (r < 0.35) return { move: box, to: random() < 0.2 ? null : Math.floor(random() * 8) };
+    const article = Math.floor(random() * 4);
+    const count = 1 + Math.floor(random() * 5);
+    return r < 0.7 ? { put: box, article, count } : { take: box, article, count };
+  },
+  normalize(view) {
+    const v = view as { boxes: Map<number, { parent: number | null; children: number[]; stock: Map<number, number> }> };
+    return [...v.boxes.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([id, box]) => [id, box.parent, box.children, [...box.stock.entries()].sort(([a], [b]) => a - b)]);
+  },
+};
+
 /** Every app, by name. */
-export const apps = { bank, positions, registry } as Record<string, App<unknown>>;
+export const apps = { bank, positions, registry, warehouse } as Record<string, App<unknown>>;
