@@ -1,7 +1,7 @@
 /**
  * Crash safety: a child process appends in a loop and is killed with SIGKILL at random moments.
  * After each kill the database reopens with every acknowledged event stored, and its view equals
- * a plain replay of the log. Rounds: NOATUN_KILL_ROUNDS (default 6).
+ * a plain replay of the log. Rounds: NOATUN_KILL_ROUNDS (default 20).
  */
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
@@ -14,7 +14,7 @@ import { type CrashEvent, openCrashDb, replay } from './fixtures/crash-app.js';
 test.after.always(removeTempDirs);
 
 const writer = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'crash-writer.ts');
-const rounds = Number.parseInt(process.env.NOATUN_KILL_ROUNDS ?? '6', 10);
+const rounds = Number.parseInt(process.env.NOATUN_KILL_ROUNDS ?? '20', 10);
 
 /** Runs the writer until it has acknowledged some events, kills it at a random moment. */
 function runAndKill(dir: string, seed: number, delayMs: number): Promise<string[]> {
