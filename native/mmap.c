@@ -1,10 +1,16 @@
 // Node-API addon: shared read-write file mappings for the view arena and the undo journal.
 //
 // One call reserves address space larger than the file; the file is then grown with ftruncate
-// from JavaScript and the existing mapping covers the new bytes, so the arena never remaps and
-// typed arrays over the mapping stay valid. Touching a mapped page past the end of the file
-// raises SIGBUS, so JavaScript only ever indexes typed arrays sized to the file, never the
-// whole reservation.
+// from JavaScript and the existing mapping covers the new bytes, so the arena never remaps.
+//
+// The ArrayBuffers handed to JavaScript span the file, not the reservation: V8 counts every
+// external ArrayBuffer's length as external memory and forces a full garbage collection each time
+// that grows past its limit, so one 8 GiB reservation per open meant one full collection per open.
+// After a growth, `extend` wraps the same mapping in a new, longer ArrayBuffer (same address: no
+// remap); older buffers stay valid until they are collected or the mapping is unmapped.
+//
+// Touching a mapped page past the end of the file raises SIGBUS, so JavaScript only ever indexes
+// typed arrays sized to the file.
 //
 // Failing system calls throw an Error with `syscall` and `errno` properties; src/view/mmap.ts
 // turns them into NoatunError subclasses.
@@ -16,18 +22,20 @@
 #include <string.h>
 #include <sys/mman.h>
 
-// The mapping behind one external ArrayBuffer. It is released by whichever comes last: the
-// explicit unmap or the ArrayBuffer's finalizer (garbage collection).
+// One mapping and the ArrayBuffers over it. The address space is unmapped by whichever comes
+// first: the explicit unmap (which detaches every buffer still alive, so stale typed arrays read
+// as empty instead of touching freed memory) or the collection of the last buffer. The struct is
+// freed when every buffer and every wrap has let go of it.
 typedef struct {
   void *addr;
-  size_t length;
+  size_t length;       // the reservation
   int unmapped;
-  int references;
+  int references;      // buffers' finalizers + wraps not yet run
+  int live_buffers;    // buffers not yet collected
+  napi_ref *buffers;   // weak references to every buffer, to detach them at unmap
+  size_t buffer_count;
+  size_t buffer_capacity;
 } mapping_t;
-
-static void release(mapping_t *m) {
-  if (--m->references == 0) free(m);
-}
 
 static void unmap_once(mapping_t *m) {
   if (!m->unmapped) {
@@ -36,18 +44,23 @@ static void unmap_once(mapping_t *m) {
   }
 }
 
+static void release(napi_env env, mapping_t *m) {
+  if (--m->references > 0) return;
+  for (size_t i = 0; i < m->buffer_count; i++) napi_delete_reference(env, m->buffers[i]);
+  free(m->buffers);
+  free(m);
+}
+
 static void finalize_buffer(napi_env env, void *data, void *hint) {
-  (void)env;
   (void)data;
   mapping_t *m = (mapping_t *)hint;
-  unmap_once(m);
-  release(m);
+  if (--m->live_buffers == 0) unmap_once(m);
+  release(env, m);
 }
 
 static void finalize_wrap(napi_env env, void *data, void *hint) {
-  (void)env;
   (void)hint;
-  release((mapping_t *)data);
+  release(env, (mapping_t *)data);
 }
 
 static napi_value throw_syscall(napi_env env, const char *syscall, int err) {
@@ -67,40 +80,70 @@ static napi_value throw_usage(napi_env env, const char *message) {
   return NULL;
 }
 
-// map(fd: number, length: number, writable: boolean): ArrayBuffer
-static napi_value Map(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  int32_t fd;
-  int64_t length;
-  bool writable;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc != 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
-      napi_get_value_int64(env, argv[1], &length) != napi_ok ||
-      napi_get_value_bool(env, argv[2], &writable) != napi_ok || length <= 0) {
-    return throw_usage(env, "map(fd, length, writable) expects a descriptor, a positive length and a boolean");
+// Wraps `length` bytes of the mapping in a new external ArrayBuffer tied to it. On failure the
+// mapping is left as it was (Node runs the finalizer of a buffer it failed to create, which the
+// references taken here balance) and NULL is returned with an exception pending.
+static napi_value new_buffer(napi_env env, mapping_t *m, size_t length) {
+  if (m->buffer_count == m->buffer_capacity) {
+    size_t capacity = m->buffer_capacity == 0 ? 4 : m->buffer_capacity * 2;
+    napi_ref *grown = realloc(m->buffers, capacity * sizeof *grown);
+    if (grown == NULL) return throw_syscall(env, "realloc", ENOMEM);
+    m->buffers = grown;
+    m->buffer_capacity = capacity;
   }
-  int protection = PROT_READ | (writable ? PROT_WRITE : 0);
-  void *addr = mmap(NULL, (size_t)length, protection, MAP_SHARED, fd, 0);
-  if (addr == MAP_FAILED) return throw_syscall(env, "mmap", errno);
-
-  mapping_t *m = malloc(sizeof *m);
-  if (m == NULL) {
-    munmap(addr, (size_t)length);
-    return throw_syscall(env, "malloc", ENOMEM);
-  }
-  m->addr = addr;
-  m->length = (size_t)length;
-  m->unmapped = 0;
-  m->references = 1;
-
+  m->references++;
+  m->live_buffers++;
   napi_value buffer;
-  if (napi_create_external_arraybuffer(env, addr, (size_t)length, finalize_buffer, m, &buffer) != napi_ok) {
-    // Node has already run the finalizer (unmapped and freed) when creation fails.
+  if (napi_create_external_arraybuffer(env, m->addr, length, finalize_buffer, m, &buffer) != napi_ok) {
     return throw_syscall(env, "napi_create_external_arraybuffer", ENOMEM);
   }
-  m->references = 2;
-  if (napi_wrap(env, buffer, m, finalize_wrap, NULL, NULL) != napi_ok) m->references = 1;
+  m->references++;
+  if (napi_wrap(env, buffer, m, finalize_wrap, NULL, NULL) != napi_ok) {
+    m->references--;
+    return throw_syscall(env, "napi_wrap", ENOMEM);
+  }
+  if (napi_create_reference(env, buffer, 0, &m->buffers[m->buffer_count]) != napi_ok) {
+    return throw_syscall(env, "napi_create_reference", ENOMEM);
+  }
+  m->buffer_count++;
+  return buffer;
+}
+
+// map(fd: number, reserve: number, length: number, writable: boolean): ArrayBuffer of `length`
+// bytes over a mapping of `reserve` bytes.
+static napi_value Map(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  int32_t fd;
+  int64_t reserve, length;
+  bool writable;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc != 4 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_int64(env, argv[1], &reserve) != napi_ok ||
+      napi_get_value_int64(env, argv[2], &length) != napi_ok ||
+      napi_get_value_bool(env, argv[3], &writable) != napi_ok || reserve <= 0 || length <= 0 || length > reserve) {
+    return throw_usage(env, "map(fd, reserve, length, writable) expects a descriptor, 0 < length <= reserve and a boolean");
+  }
+  int protection = PROT_READ | (writable ? PROT_WRITE : 0);
+  void *addr = mmap(NULL, (size_t)reserve, protection, MAP_SHARED, fd, 0);
+  if (addr == MAP_FAILED) return throw_syscall(env, "mmap", errno);
+
+  mapping_t *m = calloc(1, sizeof *m);
+  if (m == NULL) {
+    munmap(addr, (size_t)reserve);
+    return throw_syscall(env, "calloc", ENOMEM);
+  }
+  m->addr = addr;
+  m->length = (size_t)reserve;
+  // Held until the first buffer exists, so a failure below cannot free the mapping under us.
+  m->references = 1;
+  napi_value buffer = new_buffer(env, m, (size_t)length);
+  if (buffer == NULL) {
+    if (m->live_buffers == 0) unmap_once(m);
+    release(env, m);
+    return NULL;
+  }
+  release(env, m);
   return buffer;
 }
 
@@ -113,8 +156,26 @@ static mapping_t *mapping_of(napi_env env, napi_value buffer) {
   return (mapping_t *)m;
 }
 
-// unmap(buffer): unmaps now and detaches the ArrayBuffer, so every typed array over it reads as
-// empty instead of touching freed address space. Idempotent.
+// extend(buffer, length): a new ArrayBuffer of `length` bytes over the mapping behind `buffer`
+// (after the file grew); `buffer` itself stays valid.
+static napi_value Extend(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int64_t length;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc != 2 || napi_get_value_int64(env, argv[1], &length) != napi_ok || length <= 0) {
+    return throw_usage(env, "extend(buffer, length) expects a positive length");
+  }
+  mapping_t *m = mapping_of(env, argv[0]);
+  if (m == NULL) return NULL;
+  if (m->unmapped) return throw_syscall(env, "extend", EBADF);
+  if ((uint64_t)length > m->length) return throw_usage(env, "extend length is larger than the reservation");
+  return new_buffer(env, m, (size_t)length);
+}
+
+// unmap(buffer): unmaps now and detaches every ArrayBuffer over the mapping that is still alive,
+// so every typed array over them reads as empty instead of touching freed address space.
+// Idempotent.
 static napi_value Unmap(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -122,7 +183,12 @@ static napi_value Unmap(napi_env env, napi_callback_info info) {
   if (argc != 1) return throw_usage(env, "unmap(buffer) expects one argument");
   mapping_t *m = mapping_of(env, argv[0]);
   if (m == NULL || m->unmapped) return NULL;
-  napi_detach_arraybuffer(env, argv[0]);
+  for (size_t i = 0; i < m->buffer_count; i++) {
+    napi_value alive;
+    if (napi_get_reference_value(env, m->buffers[i], &alive) == napi_ok && alive != NULL) {
+      napi_detach_arraybuffer(env, alive);
+    }
+  }
   unmap_once(m);
   return NULL;
 }
@@ -168,6 +234,7 @@ static napi_value Advise(napi_env env, napi_callback_info info) {
 NAPI_MODULE_INIT() {
   napi_property_descriptor properties[] = {
       {"map", NULL, Map, NULL, NULL, NULL, napi_default, NULL},
+      {"extend", NULL, Extend, NULL, NULL, NULL, napi_default, NULL},
       {"unmap", NULL, Unmap, NULL, NULL, NULL, napi_default, NULL},
       {"sync", NULL, Sync, NULL, NULL, NULL, napi_default, NULL},
       {"advise", NULL, Advise, NULL, NULL, NULL, napi_default, NULL},

@@ -69,9 +69,8 @@ export interface DatabaseOptions<E, R> {
    */
   readonly maxViewBytes?: number;
   /**
-   * Address space reserved for the undo journal (the history a late event rewinds through).
-   * Reservations cost no memory, but V8 counts each as external memory and collects garbage
-   * when that grows: a process that opens many small databases does well to lower both.
+   * Address space reserved for the undo journal (the history a late event rewinds through); it
+   * costs no memory. Lower it (and `maxViewBytes`) where address space is scarce.
    * @default 8 GiB
    */
   readonly maxUndoBytes?: number;

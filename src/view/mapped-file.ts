@@ -4,8 +4,9 @@
  * undo journal.
  *
  * Safety rule: touching a mapped page past the end of the file kills the process (SIGBUS). So the
- * mapping's ArrayBuffer is never handed out whole: callers get typed arrays sized to the current
- * file length ({@link MappedFile.byteLength}), and must re-create them after {@link MappedFile.grow}.
+ * mapping's ArrayBuffer spans the file only ({@link MappedFile.byteLength}); {@link MappedFile.grow}
+ * replaces it with a longer one over the same addresses, and callers re-create their typed arrays
+ * from {@link MappedFile.buffer} after it.
  */
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -13,7 +14,8 @@ import { ErrorCode, NoatunError, SystemCallError } from '../errors.js';
 import { PAGE_BYTES } from './constants.js';
 
 interface NativeMmap {
-  map(fd: number, length: number, writable: boolean): ArrayBuffer;
+  map(fd: number, reserve: number, length: number, writable: boolean): ArrayBuffer;
+  extend(buffer: ArrayBuffer, length: number): ArrayBuffer;
   unmap(buffer: ArrayBuffer): void;
   sync(buffer: ArrayBuffer, offset: number, length: number): void;
   advise(buffer: ArrayBuffer, advice: number): void;
@@ -109,7 +111,7 @@ export class MappedFile {
       }
       let buffer: ArrayBuffer;
       try {
-        buffer = loadNative().map(fd, reserveBytes, true);
+        buffer = loadNative().map(fd, reserveBytes, size, true);
       } catch (error) {
         if (error instanceof NoatunError) throw error;
         throw fromSystemError(error, 'mmap', path);
@@ -128,8 +130,8 @@ export class MappedFile {
   }
 
   /**
-   * The mapping's ArrayBuffer. Only its first {@link byteLength} bytes may be accessed: build
-   * typed arrays with an explicit length, and rebuild them after {@link grow}.
+   * The mapping's ArrayBuffer, exactly {@link byteLength} bytes long. {@link grow} replaces it:
+   * rebuild typed arrays from it after growing (older ones stay valid but short).
    */
   get buffer(): ArrayBuffer {
     this.#assertOpen();
@@ -161,6 +163,9 @@ export class MappedFile {
     } catch (error) {
       throw fromSystemError(error, 'ftruncate', this.path);
     }
+    // A longer ArrayBuffer over the same mapping (see native/mmap.c: buffers span the file, not
+    // the reservation, because V8 counts their length as external memory).
+    this.#buffer = loadNative().extend(this.#buffer, target);
     this.#byteLength = target;
   }
 

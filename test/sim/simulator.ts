@@ -29,8 +29,6 @@ const INTERVAL = Number(process.env.SIM_INTERVAL ?? 120_000);
  * environments and mapped views either way; a RAM disk makes their msyncs and clean-up cheap).
  */
 const SIM_DIR = process.env.SIM_DIR ?? (fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir());
-/** Address space reserved per view and per undo journal: ample for a simulation's few hundred events. */
-const VIEW_RESERVE = 64 * 1024 * 1024;
 
 /** What one seed did and whether it held. */
 export interface SimResult {
@@ -104,11 +102,6 @@ export async function runSeed(seed: number): Promise<SimResult> {
       apply: app.apply as never,
       now: () => virtual + peer.skew,
       cutoffIntervalMs: INTERVAL,
-      // V8 counts a mapping's whole reservation as external memory, and every open past its
-      // limit costs a full garbage collection: with the default 16 GiB, the many opens of a
-      // simulation spent half their time collecting garbage.
-      maxViewBytes: VIEW_RESERVE,
-      maxUndoBytes: VIEW_RESERVE,
     })) as Db;
     peer.replicator = new Replicator(peer.db, network.join(peer.id), { statusIntervalMs: 30 });
   };
@@ -206,7 +199,7 @@ async function compare(app: App<unknown>, peers: SimPeer[], written: { bytes: Ui
     if (view(peer.db!) !== view(first)) return `${when}: ${peer.id} has another view than ${peers[0]!.id}`;
   }
   // A fresh replay of every event ever written, without pruning.
-  const fresh = (await Database.open({ path: dir, root: app.root, apply: app.apply as never, autoPrune: false, maxViewBytes: VIEW_RESERVE, maxUndoBytes: VIEW_RESERVE })) as Db;
+  const fresh = (await Database.open({ path: dir, root: app.root, apply: app.apply as never, autoPrune: false })) as Db;
   try {
     await fresh.ingest(written.map((w) => w.bytes));
     if (view(fresh) !== view(first)) {

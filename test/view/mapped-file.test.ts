@@ -16,22 +16,58 @@ test('a file grows inside its reservation without remapping, and the new bytes r
   const mapped = MappedFile.open(file, { reserveBytes: 64 * 2 ** 20, initialBytes: 4096 });
   t.true(mapped.created);
   const buffer = mapped.buffer;
-  new Uint32Array(buffer, 0, 1024)[0] = 0xdeadbeef;
+  t.is(buffer.byteLength, 4096, 'the buffer spans the file, not the reservation');
+  const before = new Uint32Array(buffer, 0, 1024);
+  before[0] = 0xdeadbeef;
   mapped.grow(5 * 2 ** 20);
-  t.is(mapped.buffer, buffer);
   t.true(mapped.byteLength >= 5 * 2 ** 20);
-  const words = new Uint32Array(buffer, 0, mapped.byteLength / 4);
+  t.is(mapped.buffer.byteLength, mapped.byteLength);
+  const words = new Uint32Array(mapped.buffer, 0, mapped.byteLength / 4);
   t.is(words[0], 0xdeadbeef);
   t.is(words[words.length - 1], 0);
   words[words.length - 1] = 7;
+  // Same addresses, no remap: a write through the old buffer shows through the new one.
+  before[1] = 42;
+  t.is(words[1], 42);
   mapped.sync();
   mapped.advise(Advice.RANDOM);
   t.is(fs.statSync(file).size, mapped.byteLength);
   mapped.close();
   mapped.close();
   t.is(words.length, 0, 'typed arrays over an unmapped file are empty, never dangling');
+  t.is(before.length, 0, 'also those over buffers from before a growth');
   const check = execFileSync(process.execPath, ['-e', `const b = require('fs').readFileSync(${JSON.stringify(file)}); console.log(b.readUInt32LE(0), b.readUInt32LE(b.length - 4))`], { encoding: 'utf8' });
   t.is(check.trim(), `${0xdeadbeef} 7`);
+});
+
+test('V8 is charged for the file, not the reservation', (t) => {
+  const external = process.memoryUsage().external;
+  const files = Array.from({ length: 4 }, () => MappedFile.open(path.join(tempDir(), 'f.bin'), { reserveBytes: 2 ** 30, initialBytes: 4096 }));
+  // Four 1 GiB reservations once added 4 GiB of "external memory" and a full collection per open.
+  t.true(process.memoryUsage().external - external < 2 ** 20);
+  for (const file of files) file.close();
+});
+
+test('buffers left behind by growth are collected without unmapping the live one', (t) => {
+  // In a child with --expose-gc: collect the shorter buffers of earlier sizes (their finalizers
+  // run), then touch the last page of the live one and sync; a wrong unmap would kill the child.
+  const module = JSON.stringify(path.join(import.meta.dirname, '../../src/view/mapped-file.ts'));
+  const script = `
+    const { MappedFile } = await import(${module});
+    const settle = () => new Promise((resolve) => setImmediate(resolve));
+    for (let round = 0; round < 20; round++) {
+      const mapped = MappedFile.open(${JSON.stringify(tempDir())} + '/f' + round, { reserveBytes: 64 * 2 ** 20, initialBytes: 4096 });
+      for (let size = 8192; size <= 2 ** 20; size *= 2) mapped.grow(size);
+      const words = new Uint32Array(mapped.buffer, 0, mapped.byteLength / 4);
+      globalThis.gc(); await settle(); globalThis.gc(); await settle();
+      words[words.length - 1] = round;
+      mapped.sync();
+      if (round % 2 === 1) mapped.close();
+    }
+    globalThis.gc(); await settle(); globalThis.gc(); await settle();
+    console.log('survived');`;
+  const out = execFileSync(process.execPath, ['--expose-gc', '--import=tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+  t.is(out.trim(), 'survived');
 });
 
 test('growing past the reservation throws VIEW_FULL', (t) => {
