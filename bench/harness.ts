@@ -52,6 +52,11 @@ export interface Row {
   readonly note?: string;
   readonly peakRssBytes?: number;
   readonly diskBytes?: number;
+  /**
+   * The workload's check value (e.g. a fold of every query result): every row of one workload
+   * that has one must have the same, or the run fails.
+   */
+  readonly check?: string;
 }
 
 function fmt(n: number | undefined): string {

@@ -52,16 +52,19 @@ function apply(task: WarehouseTask, root: s.View<typeof Warehouse>): void {
 }
 
 /**
- * Noatun on the warehouse. With pruning on, a virtual clock moves 10 s per transaction (the
+ * Noatun on the warehouse. `inFlight` (default 1: each transaction awaited before the next, as
+ * SQLite's run) lets that many commits overlap. With pruning on, a virtual clock moves 10 s per transaction (the
  * workload spans ~80 minutes), so the cutoff advances and pruning really runs during the writes.
  */
-export function noatunWarehouse(options: { autoPrune: boolean }): WarehouseImplementation {
+export function noatunWarehouse(options: { autoPrune: boolean; inFlight?: number }): WarehouseImplementation {
   const dir = benchDir('noatun');
   let db: Database<WarehouseTask, typeof Warehouse>;
   let now = Date.UTC(2025, 0, 1);
   const queue: number[] = [];
+  const inFlight = options.inFlight ?? 1;
+  const pending: Promise<unknown>[] = [];
   return {
-    name: `noatun (autoPrune ${options.autoPrune ? 'on' : 'off'})`,
+    name: `noatun (autoPrune ${options.autoPrune ? 'on' : 'off'}${inFlight > 1 ? `, ≤${inFlight} commits in flight` : ''})`,
     async open() {
       db = await Database.open<WarehouseTask, typeof Warehouse>({
         path: dir,
@@ -72,10 +75,19 @@ export function noatunWarehouse(options: { autoPrune: boolean }): WarehouseImple
       });
     },
     async write(tasks) {
-      await db.transaction((tx) => {
-        for (const task of tasks) tx.append(task);
-      });
+      // With more than one commit in flight, the next transaction is projected while the previous
+      // one is being flushed, and the log commits the queued ones together (group commit). Each
+      // transaction is still durable when its promise resolves; drain() waits for the last ones.
+      pending.push(
+        db.transaction((tx) => {
+          for (const task of tasks) tx.append(task);
+        }),
+      );
       now += 10_000;
+      if (pending.length >= inFlight) await pending.shift();
+    },
+    async drain() {
+      await Promise.all(pending.splice(0));
     },
     query(start, article) {
       return db.read((root) => {

@@ -73,6 +73,8 @@ export interface WarehouseImplementation {
   open(): Promise<void>;
   /** Stores one transaction's tasks durably (resolves when committed). */
   write(tasks: readonly WarehouseTask[]): Promise<void>;
+  /** Waits until every write is durable (for implementations that let writes overlap). */
+  drain?(): Promise<void>;
   /** Total quantity of `article` in `box` and every box nested inside it. */
   query(box: number, article: number): number;
   /** Bytes on disk (0 for in-memory implementations). */
