@@ -267,7 +267,9 @@ export class EventLog {
 
   /** Number of stored events (committed plus queued). */
   count(): number {
-    let count = this.#events.getCount();
+    // LMDB keeps the entry count in the database's stat (O(1)); lmdb-js's getCount() would walk
+    // every entry instead, and the engine asks after every cutoff step.
+    let count = (this.#events.getStats() as { entryCount: number }).entryCount;
     for (const entry of this.#overlay.values()) {
       const committed = this.#events.doesExist(entry.key);
       if (entry.event !== null && !committed) count++;
