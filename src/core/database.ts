@@ -466,14 +466,15 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    */
   #moveCutoff(to: number): void {
     const from = this.#cutoff;
-    for (const stored of this.#log.range(idFloor(from))) {
-      if (timestampOf(stored.key) >= to) break;
-      xorInto(this.#cutoffHash, stored.key);
+    // Only the ids are needed here: keys() reads no envelopes (range() would copy each one).
+    for (const key of this.#log.keys(idFloor(from))) {
+      if (timestampOf(key) >= to) break;
+      xorInto(this.#cutoffHash, key);
     }
     this.#previousHash.set(this.#cutoffHash);
-    for (const stored of this.#log.range(idFloor(to - this.#strideMs))) {
-      if (timestampOf(stored.key) >= to) break;
-      xorInto(this.#previousHash, stored.key);
+    for (const key of this.#log.keys(idFloor(to - this.#strideMs))) {
+      if (timestampOf(key) >= to) break;
+      xorInto(this.#previousHash, key);
     }
     this.#cutoff = to;
     this.#log.setMeta(META_CUTOFF, to);

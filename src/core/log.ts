@@ -236,11 +236,17 @@ export class EventLog {
     }
   }
 
-  /** Ids of stored events in order (committed plus queued), without reading their envelopes. */
-  *keys(): Generator<Uint8Array> {
-    const pending = [...this.#overlay.values()].sort((a, b) => compareKeys(a.key, b.key));
+  /**
+   * Ids of stored events in order (committed plus queued) from `start` (inclusive; the beginning
+   * when omitted), without reading or copying their envelopes.
+   */
+  *keys(start?: Uint8Array): Generator<Uint8Array> {
+    const pending = [...this.#overlay.values()]
+      .filter((entry) => start === undefined || compareKeys(entry.key, start) >= 0)
+      .sort((a, b) => compareKeys(a.key, b.key));
     let p = 0;
-    for (const key of this.#events.getKeys({}) as Iterable<Buffer>) {
+    const options = start === undefined ? {} : { start: Buffer.from(start) };
+    for (const key of this.#events.getKeys(options) as Iterable<Buffer>) {
       while (p < pending.length && compareKeys(pending[p]!.key, key) < 0) {
         if (pending[p]!.event !== null) yield pending[p]!.key;
         p++;
