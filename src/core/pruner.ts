@@ -14,13 +14,18 @@
  */
 import { Rec, RecFlag, type EventBook } from './bookkeeping.js';
 
-/** A binary min-heap of (time, ordinal) pairs. */
+/**
+ * A binary min-heap of (time, ordinal) pairs, in typed arrays: an open rebuilds it from every
+ * record (a million pushes for a million events), and flat Float64/Uint32 storage makes that about
+ * twice as fast as JS arrays of numbers. Ordinals are u32 (they live in u32 words of the view).
+ */
 class TimeHeap {
-  readonly #times: number[] = [];
-  readonly #ordinals: number[] = [];
+  #times = new Float64Array(1024);
+  #ordinals = new Uint32Array(1024);
+  #size = 0;
 
   get size(): number {
-    return this.#times.length;
+    return this.#size;
   }
 
   get topTime(): number {
@@ -28,11 +33,10 @@ class TimeHeap {
   }
 
   push(time: number, ordinal: number): void {
+    if (this.#size === this.#times.length) this.#grow();
     const times = this.#times;
     const ordinals = this.#ordinals;
-    let i = times.length;
-    times.push(time);
-    ordinals.push(ordinal);
+    let i = this.#size++;
     while (i > 0) {
       const parent = (i - 1) >> 1;
       if (times[parent]! <= time) break;
@@ -44,15 +48,15 @@ class TimeHeap {
     ordinals[i] = ordinal;
   }
 
-  /** Removes the smallest entry and returns its ordinal. */
+  /** Removes the smallest entry and returns its ordinal (the heap must not be empty). */
   pop(): number {
     const times = this.#times;
     const ordinals = this.#ordinals;
     const top = ordinals[0]!;
-    const lastTime = times.pop()!;
-    const lastOrdinal = ordinals.pop()!;
-    const n = times.length;
+    const n = --this.#size;
     if (n === 0) return top;
+    const lastTime = times[n]!;
+    const lastOrdinal = ordinals[n]!;
     let i = 0;
     for (;;) {
       const left = 2 * i + 1;
@@ -70,8 +74,16 @@ class TimeHeap {
   }
 
   clear(): void {
-    this.#times.length = 0;
-    this.#ordinals.length = 0;
+    this.#size = 0;
+  }
+
+  #grow(): void {
+    const times = new Float64Array(this.#times.length * 2);
+    times.set(this.#times);
+    this.#times = times;
+    const ordinals = new Uint32Array(this.#ordinals.length * 2);
+    ordinals.set(this.#ordinals);
+    this.#ordinals = ordinals;
   }
 }
 
