@@ -44,7 +44,12 @@ export class MessageId {
    * id object; cheaper to hash and compare than the hex form).
    */
   get key(): string {
-    this.#key ??= Buffer.from(this.bytes.buffer, this.bytes.byteOffset, 16).toString('latin1');
+    if (this.#key === undefined) {
+      // Char codes 0–255 are exactly the latin1 decoding; built in JS it is 3–4× faster than a
+      // Buffer round trip into C++, and ingest takes the key of every id and parent it sees.
+      const b = this.bytes;
+      this.#key = String.fromCharCode(b[0]!, b[1]!, b[2]!, b[3]!, b[4]!, b[5]!, b[6]!, b[7]!, b[8]!, b[9]!, b[10]!, b[11]!, b[12]!, b[13]!, b[14]!, b[15]!);
+    }
     return this.#key;
   }
 
