@@ -23,8 +23,11 @@
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type Database, MessageId, messagePackCodec, NoatunError } from '../../index.js';
-import type { Replicator } from '../../net/index.js';
+import { messagePackCodec } from '../../core/codec.js';
+import type { Database } from '../../core/database.js';
+import { MessageId } from '../../core/message-id.js';
+import { NoatunError } from '../../errors.js';
+import type { Replicator } from '../../net/replicator.js';
 import { INSPECTOR_PAGE } from './page.js';
 
 /** Options of {@link startInspector}. */
