@@ -12,6 +12,8 @@
  * await db.append({ add: 2 });
  * db.read((root) => root.total); // 2
  */
+export type { AnyApp, App, AppDefinition } from './core/app.js';
+export { defineApp, isApp } from './core/app.js';
 export type { Codec } from './core/codec.js';
 export { messagePackCodec } from './core/codec.js';
 export type {

@@ -15,7 +15,7 @@
  *   original re-initialised the existing issue's creation time and reporter.
  * - Renaming an issue back to one of its own old names is allowed (the alias is dropped).
  */
-import { Database, type DatabaseOptions, s } from 'noatun';
+import { Database, type DatabaseOptions, defineApp, s } from 'noatun';
 
 /** One text (comment) of an issue. */
 export const DescriptionText = s.object({
@@ -109,20 +109,23 @@ export function applyIssueEvent(event: IssueEvent, root: Root, ctx: { readonly t
 }
 
 /**
- * Opens (or creates) a tracker database in `path`. The cutoff interval is the original's two
- * minutes: peers that were apart longer than that still sync, but rebuild instead of rewinding.
+ * The tracker as an app: what `noatun peer --app examples/issue-tracker/app.ts` runs. The cutoff
+ * interval is the original's two minutes: peers that were apart longer than that still sync, but
+ * rebuild instead of rewinding.
  */
+export const app = defineApp<IssueEvent, typeof IssueDb>({
+  name: 'issue-tracker',
+  root: IssueDb,
+  apply: applyIssueEvent,
+  cutoffIntervalMs: 120_000,
+});
+
+/** Opens (or creates) a tracker database in `path`. */
 export function openIssueTracker(
   path: string,
   options: Partial<Pick<DatabaseOptions<IssueEvent, typeof IssueDb>, 'now' | 'cutoffIntervalMs' | 'onProgress'>> = {},
 ): Promise<IssueTrackerDb> {
-  return Database.open<IssueEvent, typeof IssueDb>({
-    cutoffIntervalMs: 120_000,
-    ...options,
-    path,
-    root: IssueDb,
-    apply: applyIssueEvent,
-  });
+  return Database.open<IssueEvent, typeof IssueDb>({ ...app, ...options, path });
 }
 
 /** One row of the issue table. */
