@@ -39,6 +39,14 @@ export const ErrorCode = {
   INVALID_ARGUMENT: 'INVALID_ARGUMENT',
   /** The database directory is locked by another process or another open Database. */
   DATABASE_LOCKED: 'DATABASE_LOCKED',
+  /** A key file (private swarm key, node identity) is malformed. */
+  KEY_INVALID: 'KEY_INVALID',
+  /** A listen address is already taken by another process. */
+  ADDRESS_IN_USE: 'ADDRESS_IN_USE',
+  /** A file or directory that must exist does not (a database to inspect, an app module, a key file). */
+  NOT_FOUND: 'NOT_FOUND',
+  /** A module given as an app does not export one made by `defineApp`. */
+  APP_INVALID: 'APP_INVALID',
   /** An internal invariant does not hold: a bug in Noatun. */
   INTERNAL: 'INTERNAL',
 } as const;

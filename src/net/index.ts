@@ -10,7 +10,7 @@
 export type { IdBound } from './fingerprint-index.js';
 export { FINGERPRINT_BYTES, FingerprintIndex, ID_BYTES, timeBound } from './fingerprint-index.js';
 export type { Libp2pLinkOptions } from './libp2p-link.js';
-export { createSwarmKey, Libp2pLink, loadOrCreatePrivateKey, SYNC_PROTOCOL } from './libp2p-link.js';
+export { checkSwarmKey, createSwarmKey, Libp2pLink, loadOrCreatePrivateKey, SYNC_PROTOCOL } from './libp2p-link.js';
 export type { Link, Session } from './link.js';
 export { MAX_FRAME_BYTES } from './link.js';
 export type { MemoryNetworkOptions } from './memory-link.js';

@@ -78,12 +78,41 @@ export function createSwarmKey(): Uint8Array {
   return key;
 }
 
-/** The node identity stored in `file`, created (Ed25519) on first use, so the peer id survives restarts. */
+/** The text of a swarm key: the format's two header lines, then 32 bytes in hex. */
+const SWARM_KEY = /^\/key\/swarm\/psk\/1\.0\.0\/\r?\n\/base16\/\r?\n[0-9a-fA-F]{64}\s*$/;
+
+/**
+ * Checks that `psk` is a private network key in the swarm.key format (what {@link createSwarmKey}
+ * makes and `ipfs`/`libp2p` tools write). Throws `KEY_INVALID` otherwise: a key that libp2p would
+ * silently misread would only show later as peers that never connect.
+ */
+export function checkSwarmKey(psk: Uint8Array): void {
+  const text = new TextDecoder('utf-8', { fatal: false }).decode(psk);
+  if (!SWARM_KEY.test(text)) {
+    throw new NoatunError(
+      ErrorCode.KEY_INVALID,
+      'not a private swarm key: expected "/key/swarm/psk/1.0.0/", "/base16/" and 64 hex digits on three lines',
+    );
+  }
+}
+
+/**
+ * The node identity stored in `file`, created (Ed25519) on first use, so the peer id survives
+ * restarts. A file that holds something else is `KEY_INVALID`, never overwritten.
+ */
 export async function loadOrCreatePrivateKey(file: string): Promise<PrivateKey> {
+  let bytes: Uint8Array | undefined;
   try {
-    return privateKeyFromProtobuf(fs.readFileSync(file));
+    bytes = fs.readFileSync(file);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  if (bytes !== undefined) {
+    try {
+      return privateKeyFromProtobuf(bytes);
+    } catch (error) {
+      throw new NoatunError(ErrorCode.KEY_INVALID, `${file} is not a libp2p private key (${(error as Error).message})`);
+    }
   }
   const key = await generateKeyPair('Ed25519');
   fs.writeFileSync(file, privateKeyToProtobuf(key), { mode: 0o600 });
@@ -361,11 +390,25 @@ function writeVarint(value: number, into: Uint8Array): void {
 
 type Node = Awaited<ReturnType<typeof createNode>>;
 
+/** Whether a multiaddr names its peer (`/p2p/<id>`). */
+function hasPeerId(address: string): boolean {
+  return address.includes('/p2p/');
+}
+
+/** Throws `INVALID_ARGUMENT` for a string that is not a multiaddr, naming it (libp2p's own error does not). */
+function checkAddress(address: string): void {
+  try {
+    multiaddr(address);
+  } catch (error) {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `not a multiaddr: ${JSON.stringify(address)} (${(error as Error).message})`);
+  }
+}
+
 function createNode(options: Libp2pLinkOptions, gate: (peer: PeerId) => boolean) {
   const discovery = [];
-  if (options.bootstrap !== undefined && options.bootstrap.length > 0) {
-    discovery.push(bootstrap({ list: [...options.bootstrap], timeout: 10 }));
-  }
+  // Addresses without a peer id are dialled by `start` instead: the bootstrap module needs the id.
+  const known = (options.bootstrap ?? []).filter(hasPeerId);
+  if (known.length > 0) discovery.push(bootstrap({ list: known, timeout: 10 }));
   if (options.mdns === true) discovery.push(mdns({ serviceTag: `_noatun-${options.topic}._udp.local` }));
   return createLibp2p({
     ...(options.privateKey === undefined ? {} : { privateKey: options.privateKey }),
@@ -438,10 +481,22 @@ export class Libp2pLink implements Link {
       if (until !== undefined && until > Date.now()) return false;
       return allowed === undefined || allowed.has(id);
     };
-    const node = await createNode(options, gate);
+    for (const address of [...options.listen, ...(options.bootstrap ?? [])]) checkAddress(address);
+    if (options.psk !== undefined) checkSwarmKey(options.psk);
+    let node: Node;
+    try {
+      node = await createNode(options, gate);
+    } catch (error) {
+      if (!/EADDRINUSE|address already in use/i.test(String((error as Error)?.message))) throw error;
+      throw new NoatunError(ErrorCode.ADDRESS_IN_USE, `cannot listen on ${options.listen.join(', ')}: the address is in use`);
+    }
     const link = new Libp2pLink(node, `noatun/${options.topic}`, banned);
     // Registered at once, so a peer's session is never refused for arriving before `onSession`.
     await node.handle(SYNC_PROTOCOL, (stream, connection) => link.#accept(stream, connection.remotePeer.toString()));
+    for (const address of options.bootstrap ?? []) {
+      // Like the bootstrap module: a peer that is not up is not an error (it may dial us later).
+      if (!hasPeerId(address)) void link.dial(address).catch(() => {});
+    }
     return link;
   }
 
@@ -507,9 +562,14 @@ export class Libp2pLink implements Link {
     return this.#node.services.pubsub.getSubscribers(this.#topic).map((peer) => peer.toString());
   }
 
-  /** Connects to a peer at `address` (a multiaddr with `/p2p/<id>`); rejects if it is refused. */
-  async dial(address: string): Promise<void> {
-    await this.#node.dial(multiaddr(address));
+  /**
+   * Connects to a peer at `address` and resolves with its peer id; rejects if no peer answers or
+   * it is refused. With `/p2p/<id>` the peer must have that id; without, whoever answers is taken
+   * (the Noise handshake still authenticates the id it claims).
+   */
+  async dial(address: string): Promise<string> {
+    const connection = await this.#node.dial(multiaddr(address));
+    return connection.remotePeer.toString();
   }
 
   /** Refuses the peer for {@link BAN_MS}, aborts its sessions (the peer's side throws) and hangs up. */

@@ -86,6 +86,11 @@ export interface PeerInfo {
   readonly sessions: number;
   readonly reconcileMessages: number;
   readonly reconcileBytes: number;
+  /**
+   * Events asked of it in the sessions running now that have not arrived yet: what a progress
+   * bar of an initial copy counts down. 0 between sessions.
+   */
+  readonly expecting: number;
   /** Why it was refused (state `refused`). */
   readonly reason?: string;
 }
@@ -99,6 +104,7 @@ interface Peer {
   sessions: number;
   reconcileMessages: number;
   reconcileBytes: number;
+  expecting: number;
   reason?: string;
   /** Sessions running with it. */
   active: number;
@@ -191,6 +197,17 @@ export class Replicator extends EventTarget {
   /** The addresses we listen on, with `/p2p/<peerId>` (empty for in-memory links). */
   get multiaddrs(): string[] {
     return (this.#link as { multiaddrs?: string[] }).multiaddrs ?? [];
+  }
+
+  /**
+   * Connects to the peer at `address` (a multiaddr; `/p2p/<id>` optional) and resolves with its
+   * peer id; sync with it starts as with any peer. Rejects if nobody answers or the peer is
+   * refused, and with `INVALID_ARGUMENT` on a link that cannot dial addresses (in-memory links).
+   */
+  async dial(address: string): Promise<string> {
+    const link = this.#link as { dial?: (address: string) => Promise<string | undefined> };
+    if (link.dial === undefined) throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'this link cannot dial addresses');
+    return (await link.dial(address)) ?? '';
   }
 
   /** Peers we know of, with their sync state. */
@@ -307,6 +324,7 @@ export class Replicator extends EventTarget {
         sessions: 0,
         reconcileMessages: 0,
         reconcileBytes: 0,
+        expecting: 0,
         active: 0,
         scheduled: false,
         waiters: [],
@@ -499,6 +517,8 @@ class SessionRun {
   /** What the reconciliation found: ids the peer lacks, and ids we lack. */
   readonly #have: Uint8Array[] = [];
   readonly #need: Uint8Array[] = [];
+  /** Our share of the peer's `expecting`: events we asked for in this session and still wait for. */
+  #expecting = 0;
   #peerWantDone = false;
   #endSent = false;
 
@@ -527,6 +547,14 @@ class SessionRun {
 
   /** Runs the session; returns the peer's final status. */
   async run(): Promise<Status> {
+    try {
+      return await this.#exchange();
+    } finally {
+      this.#expect(-this.#expecting); // whatever did not come will not come in this session
+    }
+  }
+
+  async #exchange(): Promise<Status> {
     const r = this.#r;
     const peer = r.peerRecord(this.#session.peerId);
     const mine = r.status();
@@ -576,6 +604,7 @@ class SessionRun {
         case FrameType.EVENTS: {
           const result = await r.db.ingest(frame.envelopes);
           peer.received += result.stored + result.unparked;
+          this.#expect(-Math.min(frame.envelopes.length, this.#expecting));
           this.#send(ackFrame(frame.envelopes.length));
           break;
         }
@@ -602,9 +631,16 @@ class SessionRun {
     return final!;
   }
 
+  /** Adds `delta` to this session's and the peer's count of events still expected. */
+  #expect(delta: number): void {
+    this.#expecting += delta;
+    this.#r.peerRecord(this.#session.peerId).expecting += delta;
+  }
+
   #afterReconcile(): void {
     this.#reconciled = true;
     const need = this.#need;
+    this.#expect(need.length);
     for (let i = 0; i <= need.length; i += MAX_IDS_PER_FRAME) {
       // The last WANT holds fewer than the maximum (possibly none): it tells the peer we are done.
       this.#send(wantFrame(need.slice(i, i + MAX_IDS_PER_FRAME)));

@@ -23,10 +23,10 @@
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { messagePackCodec } from '../../core/codec.js';
+import { type Codec, messagePackCodec } from '../../core/codec.js';
 import type { Database } from '../../core/database.js';
 import { MessageId } from '../../core/message-id.js';
-import { NoatunError } from '../../errors.js';
+import { ErrorCode, NoatunError } from '../../errors.js';
 import type { Replicator } from '../../net/replicator.js';
 import { INSPECTOR_PAGE } from './page.js';
 
@@ -47,6 +47,8 @@ export interface InspectorOptions {
    * @default '127.0.0.1'
    */
   readonly host?: string;
+  /** The codec of the database's events, to show their payloads (default: MessagePack). */
+  readonly codec?: Codec<unknown>;
 }
 
 /** A running inspector. */
@@ -138,7 +140,8 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
   const { db, replicator } = options;
   const host = options.host ?? '127.0.0.1';
   const checkHost = isLoopbackInterface(host);
-  const decode = messagePackCodec<unknown>().decode;
+  const codec = options.codec ?? messagePackCodec<unknown>();
+  const decode = (bytes: Uint8Array) => codec.decode(bytes);
   const removals = new Map<string, Removal>();
   const streams = new Set<http.ServerResponse>();
   let version = 0;
@@ -333,6 +336,9 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
     });
   }).catch((error: unknown) => {
     unsubscribe();
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new NoatunError(ErrorCode.ADDRESS_IN_USE, `the inspector cannot listen on ${host}:${options.port}: the port is in use`);
+    }
     throw error;
   });
 

@@ -1,0 +1,82 @@
+/**
+ * Finding an application for the `noatun` command: loading the module the user names, and
+ * remembering it in the database directory (`app.json`) so that `noatun inspect <dir>` knows what
+ * schema and codec the directory's events were written with.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { type AnyApp, isApp } from '../core/app.js';
+import { ErrorCode, NoatunError } from '../errors.js';
+
+/** The file in a database directory that names its app module. */
+export const APP_RECORD = 'app.json';
+
+/** What {@link APP_RECORD} holds. */
+export interface AppRecord {
+  /** The app's name (as `defineApp` was given it). */
+  readonly name: string;
+  /** The module, relative to the database directory (so the pair can move together), with `/`. */
+  readonly module: string;
+}
+
+/**
+ * Imports the module at `file` (relative to the working directory; TypeScript works, the command
+ * runs under tsx) and returns the app it exports as `app` or as its default export.
+ *
+ * Throws `NOT_FOUND` when there is no such file and `APP_INVALID` when the module exports no app
+ * (naming what it does export, which is usually enough to see the mistake).
+ */
+export async function loadApp(file: string): Promise<AnyApp> {
+  const absolute = path.resolve(file);
+  if (!fs.existsSync(absolute)) throw new NoatunError(ErrorCode.NOT_FOUND, `no app module at ${file}`);
+  if (!fs.statSync(absolute).isFile()) throw new NoatunError(ErrorCode.NOT_FOUND, `${file} is a directory, not an app module`);
+  let exports: Record<string, unknown>;
+  try {
+    exports = (await import(pathToFileURL(absolute).href)) as Record<string, unknown>;
+  } catch (error) {
+    throw new NoatunError(ErrorCode.APP_INVALID, `${file} failed to load: ${(error as Error)?.message ?? String(error)}`);
+  }
+  for (const candidate of [exports.app, exports.default]) if (isApp(candidate)) return candidate;
+  const names = Object.keys(exports).filter((name) => name !== '__esModule');
+  throw new NoatunError(
+    ErrorCode.APP_INVALID,
+    `${file} exports no app: it should export \`const app = defineApp({ name, root, apply })\`` +
+      ` (it exports ${names.length === 0 ? 'nothing' : names.join(', ')})`,
+  );
+}
+
+/** Writes {@link APP_RECORD} in `directory` for the app loaded from `moduleFile`. */
+export function writeAppRecord(directory: string, moduleFile: string, app: AnyApp): void {
+  const module = path.relative(path.resolve(directory), path.resolve(moduleFile)).split(path.sep).join('/');
+  const record: AppRecord = { name: app.name, module };
+  const file = path.join(directory, APP_RECORD);
+  const temporary = `${file}.tmp`;
+  fs.writeFileSync(temporary, `${JSON.stringify(record, null, 2)}\n`);
+  fs.renameSync(temporary, file); // never a half-written record
+}
+
+/**
+ * The app module recorded in `directory`, as a path usable from the working directory, or
+ * undefined when the directory has no record. A malformed record is `APP_INVALID`.
+ */
+export function recordedAppModule(directory: string): string | undefined {
+  const file = path.join(directory, APP_RECORD);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+  let record: Partial<AppRecord>;
+  try {
+    record = JSON.parse(text) as Partial<AppRecord>;
+  } catch {
+    throw new NoatunError(ErrorCode.APP_INVALID, `${file} is not JSON; pass --app <module>`);
+  }
+  if (typeof record?.module !== 'string' || record.module === '') {
+    throw new NoatunError(ErrorCode.APP_INVALID, `${file} names no module; pass --app <module>`);
+  }
+  return path.resolve(directory, record.module);
+}

@@ -1,0 +1,192 @@
+/**
+ * `noatun peer`: runs one peer of an app until it is stopped (Ctrl-C, SIGTERM). It opens the
+ * database (showing a progress bar when the view is rebuilt), joins the swarm, and prints one line
+ * per thing that happened: addresses, peers connecting, syncing and leaving, and the count of
+ * stored events as it changes. Everything it prints is line-oriented, so scripts and tests can
+ * follow it through a pipe.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { AnyApp } from '../core/app.js';
+import { Database } from '../core/database.js';
+import { ErrorCode, NoatunError } from '../errors.js';
+import { checkSwarmKey, loadOrCreatePrivateKey } from '../net/libp2p-link.js';
+import { type PeerInfo, Replicator, type ReplicatorEvent } from '../net/replicator.js';
+import { loadApp, writeAppRecord } from './app-module.js';
+import { type InspectorHandle, startInspector } from './inspector/server.js';
+import { type Progress, progress } from './progress.js';
+
+/** The options of `noatun peer` (as the command line gives them). */
+export interface PeerCommandOptions {
+  /** The app module. */
+  readonly app: string;
+  /** The database directory (created if missing). */
+  readonly db: string;
+  /** Multiaddrs, or bare port numbers meaning 127.0.0.1 (default: 127.0.0.1, any port). */
+  readonly listen: readonly string[];
+  readonly bootstrap: readonly string[];
+  readonly mdns: boolean;
+  /** A private swarm key file (swarm.key format). */
+  readonly pskFile?: string;
+  /** Peer ids allowed to connect (everyone when empty). */
+  readonly allow: readonly string[];
+  /** The swarm's name (default: the app's name). */
+  readonly topic?: string;
+  /** Serve the inspector on this port of 127.0.0.1. */
+  readonly inspect?: number;
+}
+
+/** The file in the database directory that keeps the peer's identity, so its peer id survives restarts. */
+export const PEER_KEY_FILE = 'peer.key';
+
+/** An initial copy shows a progress bar once a peer owes us at least this many events. */
+const BAR_THRESHOLD = 1000;
+
+/** A bare port number means the loopback interface: a peer stays on this machine unless told otherwise. */
+export function listenAddress(value: string): string {
+  return /^\d+$/.test(value) ? `/ip4/127.0.0.1/tcp/${value}` : value;
+}
+
+/** The first characters of a peer id and its last six, enough to tell peers apart in a line. */
+export function shortPeerId(peerId: string): string {
+  return peerId.length <= 16 ? peerId : `${peerId.slice(0, 6)}…${peerId.slice(-6)}`;
+}
+
+/** Reads and checks the private swarm key in `file`. */
+function readSwarmKey(file: string): Uint8Array {
+  let bytes: Uint8Array;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new NoatunError(ErrorCode.NOT_FOUND, `no swarm key file at ${file}`);
+    throw error;
+  }
+  try {
+    checkSwarmKey(bytes);
+  } catch (error) {
+    throw new NoatunError(ErrorCode.KEY_INVALID, `${file}: ${(error as Error).message}`);
+  }
+  return bytes;
+}
+
+/**
+ * Starts the peer and resolves once it has stopped again (after SIGINT or SIGTERM, or `stop`
+ * on the returned handle's promise). Failures to start reject with a `NoatunError` and leave
+ * nothing open.
+ */
+export async function runPeer(options: PeerCommandOptions, out: NodeJS.WritableStream = process.stdout): Promise<void> {
+  const say = (line: string) => out.write(`${line}\n`);
+  const app: AnyApp = await loadApp(options.app);
+  const psk = options.pskFile === undefined ? undefined : readSwarmKey(options.pskFile);
+  let rebuild: Progress | undefined;
+  const db = await Database.open({
+    ...app,
+    path: options.db,
+    onProgress: ({ done, total }) => {
+      rebuild ??= progress('rebuilding the view');
+      rebuild.update(done, total);
+      if (done >= total) rebuild.stop();
+    },
+  }).catch((error: unknown) => {
+    if (error instanceof NoatunError && error.code === ErrorCode.DATABASE_LOCKED) {
+      throw new NoatunError(error.code, `${error.message}: is a peer already running on it? (one process per database)`);
+    }
+    throw error;
+  });
+  rebuild?.stop();
+
+  let replicator: Replicator | undefined;
+  let inspector: InspectorHandle | undefined;
+  try {
+    writeAppRecord(options.db, options.app, app);
+    const privateKey = await loadOrCreatePrivateKey(path.join(options.db, PEER_KEY_FILE));
+    const listen = options.listen.length === 0 ? ['/ip4/127.0.0.1/tcp/0'] : options.listen.map(listenAddress);
+    replicator = await Replicator.start(db, {
+      listen,
+      bootstrap: options.bootstrap,
+      mdns: options.mdns,
+      topic: options.topic ?? app.name,
+      privateKey,
+      ...(psk === undefined ? {} : { psk }),
+      ...(options.allow.length === 0 ? {} : { allowPeers: options.allow }),
+    });
+    if (options.inspect !== undefined) {
+      inspector = await startInspector({ db, replicator, port: options.inspect, ...(app.codec === undefined ? {} : { codec: app.codec }) });
+    }
+  } catch (error) {
+    await inspector?.close();
+    await replicator?.stop();
+    await db.close();
+    throw error;
+  }
+
+  const stats = db.stats();
+  say(`noatun peer: app ${app.name}, database ${options.db} (${stats.stored} events, opened by ${stats.openedBy})`);
+  say(`peer id ${replicator.peerId}`);
+  for (const address of replicator.multiaddrs) say(`listening on ${address}`);
+  say(`swarm ${options.topic ?? app.name}${psk === undefined ? '' : ' (private)'}${options.mdns ? ', mDNS on' : ''}`);
+  if (inspector !== undefined) say(`inspector on ${inspector.url}`);
+
+  const node = replicator;
+  const peerLine = (event: Event, what: string) => {
+    const { peerId, reason } = (event as ReplicatorEvent).detail;
+    const info = node.peers().find((peer) => peer.peerId === peerId);
+    let line = `peer ${shortPeerId(peerId)} ${what}`;
+    if (what === 'synced') line += ` (${info?.received ?? 0} received, ${info?.sent ?? 0} sent; ${db.stats().stored} events here)`;
+    if (reason !== undefined) line += `: ${reason}`;
+    say(line);
+  };
+  node.addEventListener('peer:connect', (event) => peerLine(event, 'connected'));
+  node.addEventListener('peer:synced', (event) => peerLine(event, 'synced'));
+  node.addEventListener('peer:disconnect', (event) => peerLine(event, 'disconnected'));
+  node.addEventListener('peer:refused', (event) => peerLine(event, 'refused'));
+
+  // The count of stored events, printed at most every 250 ms while it changes, and the progress
+  // of initial copies (a peer that owes us many events).
+  let shown = stats.stored;
+  const copies = new Map<string, { bar: Progress; total: number }>();
+  const tick = setInterval(() => {
+    const stored = db.stats().stored;
+    if (stored !== shown) {
+      shown = stored;
+      say(`events: ${stored} stored`);
+    }
+    trackCopies(node.peers(), copies);
+  }, 250);
+
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  clearInterval(tick);
+  for (const { bar } of copies.values()) bar.stop();
+  say('stopping');
+  await inspector?.close();
+  await node.stop();
+  await db.close();
+  say('stopped');
+}
+
+/** Starts, advances and ends the progress bars of initial copies. */
+function trackCopies(peers: readonly PeerInfo[], copies: Map<string, { bar: Progress; total: number }>): void {
+  for (const peer of peers) {
+    let copy = copies.get(peer.peerId);
+    if (copy === undefined) {
+      if (peer.expecting < BAR_THRESHOLD) continue;
+      copy = { bar: progress(`copying from ${shortPeerId(peer.peerId)}`), total: peer.expecting };
+      copies.set(peer.peerId, copy);
+    }
+    copy.total = Math.max(copy.total, peer.expecting);
+    copy.bar.update(copy.total - peer.expecting, copy.total);
+    if (peer.expecting === 0) {
+      copy.bar.stop();
+      copies.delete(peer.peerId);
+    }
+  }
+}
