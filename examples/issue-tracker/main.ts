@@ -10,6 +10,8 @@
  *   --bootstrap <addr>  replicate: connect to a peer's multiaddr (repeatable)
  *   --topic <name>      swarm name (default: issue-tracker)
  *   --mdns              also discover peers on the LAN (off unless given)
+ *   --script            read commands from stdin instead of showing the UI (see script.ts);
+ *                       the default when stdin is not a terminal
  *
  * Without --listen or --bootstrap the tracker works offline on its local database.
  */
@@ -18,9 +20,10 @@ import { render } from 'ink';
 import { Replicator } from 'noatun/net';
 import React from 'react';
 import { openIssueTracker } from './app.js';
+import { runScript } from './script.js';
 import { IssueTrackerApp } from './ui.js';
 
-const USAGE = `usage: issue-tracker [--db dir] [--user name] [--listen addr|port] [--bootstrap addr]... [--topic name] [--mdns]`;
+const USAGE = `usage: issue-tracker [--db dir] [--user name] [--listen addr|port] [--bootstrap addr]... [--topic name] [--mdns] [--script]`;
 
 /** A bare port number means the loopback interface: replication stays on this machine unless asked. */
 function listenAddress(value: string): string {
@@ -35,6 +38,7 @@ const { values } = parseArgs({
     bootstrap: { type: 'string', multiple: true },
     topic: { type: 'string', default: 'issue-tracker' },
     mdns: { type: 'boolean', default: false },
+    script: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -59,9 +63,15 @@ if (listen.length !== 0 || bootstrap.length !== 0 || values.mdns) {
   });
 }
 
-const ui = render(React.createElement(IssueTrackerApp, { db, user, ...(replicator === undefined ? {} : { replicator }) }));
 try {
-  await ui.waitUntilExit();
+  if (values.script || process.stdin.isTTY !== true) {
+    // Ink needs a terminal for its key input; a pipe gets the line commands instead.
+    if (replicator !== undefined) console.log(`listening on ${replicator.multiaddrs.join(' ')}`);
+    await runScript(db, user, replicator, process.stdin, process.stdout);
+  } else {
+    const ui = render(React.createElement(IssueTrackerApp, { db, user, ...(replicator === undefined ? {} : { replicator }) }));
+    await ui.waitUntilExit();
+  }
 } finally {
   await replicator?.stop();
   await db.close();

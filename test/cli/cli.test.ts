@@ -1,0 +1,177 @@
+/**
+ * The `noatun` command, run as child processes on 127.0.0.1 the way a user runs it: two peers of
+ * the issue tracker exchanging issues (one of them the tracker itself, scripted through its
+ * stdin), `inspect` on what they stored, progress lines for a rebuild and an initial copy, and
+ * the clear errors (exit status 2 and a code) for every wrong input the issue names.
+ */
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import test from 'ava';
+import { openIssueTracker } from '../../examples/issue-tracker/app.js';
+import { type Child, killAll, run } from '../helpers/child.js';
+import { removeTempDirs, tempDir } from '../helpers/temp.js';
+
+test.after.always(() => {
+  killAll();
+  removeTempDirs();
+});
+
+const APP = 'examples/issue-tracker/app.ts';
+
+function noatun(...args: string[]): Child {
+  return run(['bin/noatun.js', ...args]);
+}
+
+/** Runs `noatun <args>` to its end: its exit status and everything it printed. */
+async function noatunOnce(...args: string[]): Promise<{ code: number | null; output: string }> {
+  const child = noatun(...args);
+  const code = await child.exited();
+  await new Promise((resolve) => setTimeout(resolve, 50)); // the last lines through readline
+  return { code, output: child.output };
+}
+
+/** Starts a CLI peer of the issue tracker and resolves with it and its first address. */
+async function startPeer(db: string, ...more: string[]): Promise<{ peer: Child; address: string }> {
+  const peer = noatun('peer', '--app', APP, '--db', db, ...more);
+  const [, address] = await peer.waitFor(/^listening on (\S+)$/);
+  return { peer, address: address! };
+}
+
+/** A tracker database with `texts` comments on one issue, written in this process and closed. */
+async function filledTracker(dir: string, texts: number): Promise<void> {
+  const db = await openIssueTracker(dir);
+  await db.append({ type: 'AddIssue', reporter: 'ann', heading: 'Crash on start' });
+  for (let done = 0; done < texts; done += 1000) {
+    await db.transaction((tx) => {
+      for (let i = done; i < Math.min(texts, done + 1000); i++) tx.append({ type: 'AppendText', id: 'Crash on start', reporter: 'ann', text: `note ${i}` });
+    });
+  }
+  await db.close();
+}
+
+test('two CLI peers exchange issues; inspect shows the events, the view with provenance, and explains an event', async (t) => {
+  const root = tempDir();
+  const a = path.join(root, 'a');
+  const b = path.join(root, 'b');
+  await filledTracker(b, 1);
+
+  const { peer: peerA, address } = await startPeer(a);
+  t.regex(address, /^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\w+$/);
+  const { peer: peerB } = await startPeer(b, '--bootstrap', address);
+  await peerA.waitFor(/^events: 2 stored$/);
+  await peerA.waitFor(/^peer \S+ synced/);
+  await peerB.waitFor(/^peer \S+ synced/);
+  t.is(await peerA.stop(), 0, 'SIGTERM stops a peer cleanly');
+  t.is(await peerB.stop(), 0);
+  t.true(peerA.lines.includes('stopped'));
+
+  // The peer recorded its app, so inspect needs only the directory.
+  const shown = await noatunOnce('inspect', a);
+  t.is(shown.code, 0, shown.output);
+  t.regex(shown.output, /events: 2 stored, 0 pruned/);
+  t.regex(shown.output, /heads: 1/);
+  const added = shown.output.match(/^ {2}([0-9a-f]{32}) .* \{"type":"AddIssue","reporter":"ann","heading":"Crash on start"\}$/m);
+  t.truthy(added, shown.output);
+  const addedId = added![1]!;
+
+  const view = await noatunOnce('inspect', a, '--view');
+  t.is(view.code, 0, view.output);
+  t.regex(view.output, new RegExp(`reporter: "ann" {2}← ${addedId}`), 'each value names the event that wrote it');
+  t.regex(view.output, /text: "note 0"/);
+
+  const explained = await noatunOnce('inspect', a, '--explain', addedId);
+  t.is(explained.code, 0, explained.output);
+  t.regex(explained.output, new RegExp(`^event ${addedId}`, 'm'));
+  t.regex(explained.output, /kept because: it wrote \d+ current values/);
+});
+
+test('the issue tracker as a process creates, comments and renames issues that reach a CLI peer and another tracker', async (t) => {
+  const root = tempDir();
+  const { peer, address } = await startPeer(path.join(root, 'hub'));
+  const writer = run(['--import=tsx', 'examples/issue-tracker/main.ts', '--db', path.join(root, 'w'), '--user', 'ann', '--listen', '0', '--bootstrap', address], {
+    input: 'add Crash on start\ncomment Crash on start | segfault in main\nrename Crash on start | Crash at boot\nsync\nquit\n',
+  });
+  t.is(await writer.exited(), 0, writer.output);
+  await writer.waitFor(/^ok synced with 1 peer/);
+  await peer.waitFor(/^events: 3 stored$/);
+
+  const reader = run(['--import=tsx', 'examples/issue-tracker/main.ts', '--db', path.join(root, 'r'), '--user', 'bob', '--bootstrap', address], {
+    input: 'sync\nshow Crash on start\nlist\nquit\n',
+  });
+  t.is(await reader.exited(), 0, reader.output);
+  await reader.waitFor(/^ok synced/);
+  t.true(reader.lines.includes('issue Crash at boot | ann | 1 texts'), reader.output);
+  t.true(reader.lines.includes('text ann: segfault in main'), reader.output);
+  t.true(reader.lines.includes('aliases Crash on start'), 'the old name still leads to the issue');
+  t.is(await peer.stop(), 0);
+});
+
+test('long work shows progress: a rebuilt view, and an initial copy of 20000 events', async (t) => {
+  const root = tempDir();
+  const full = path.join(root, 'full');
+  await filledTracker(full, 19_999);
+
+  // A deleted view is rebuilt from the log on open.
+  fs.rmSync(path.join(full, 'view'), { recursive: true, force: true });
+  const inspected = await noatunOnce('inspect', full, '--app', APP, '--events', '1');
+  t.is(inspected.code, 0, inspected.output);
+  t.regex(inspected.output, /^! rebuilding the view: \d+\/20000$/m);
+  t.regex(inspected.output, /opened by rebuild/);
+
+  const { peer: source, address } = await startPeer(full);
+  const { peer: copy } = await startPeer(path.join(root, 'copy'), '--bootstrap', address);
+  await copy.waitFor(/^events: 20000 stored$/);
+  await copy.waitFor(/^peer \S+ synced/);
+  t.regex(copy.output, /^! copying from \S+: \d+\/20000$/m, 'the copy reports its progress');
+  t.is(await copy.stop(), 0);
+  t.is(await source.stop(), 0);
+});
+
+test('wrong input gets a clear error, exit status 2, and changes nothing', async (t) => {
+  const root = tempDir();
+  const noApp = path.join(root, 'no-app.mjs');
+  fs.writeFileSync(noApp, 'export const schema = 1;\n');
+  const badKey = path.join(root, 'swarm.key');
+  fs.writeFileSync(badKey, 'not a key\n');
+  const badIdentity = path.join(root, 'bad-identity');
+  fs.mkdirSync(badIdentity);
+  fs.writeFileSync(path.join(badIdentity, 'peer.key'), 'garbage');
+  const busy = net.createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  const busyPort = (busy.address() as net.AddressInfo).port;
+  t.teardown(() => busy.close());
+
+  const cases: [string, string[], RegExp][] = [
+    ['a database directory that does not exist', ['inspect', path.join(root, 'missing')], /no such directory: .*missing \[NOT_FOUND\]/],
+    ['a directory without a database', ['inspect', root], /holds no Noatun database .*\[NOT_FOUND\]/],
+    ['an app module that does not exist', ['peer', '--app', path.join(root, 'nope.ts'), '--db', path.join(root, 'd1')], /no app module at .*\[NOT_FOUND\]/],
+    ['a module without an app', ['peer', '--app', noApp, '--db', path.join(root, 'd2')], /exports no app: .*\(it exports schema\) \[APP_INVALID\]/],
+    ['a busy port', ['peer', '--app', APP, '--db', path.join(root, 'd3'), '--listen', String(busyPort)], /address is in use \[ADDRESS_IN_USE\]/],
+    ['a malformed swarm key', ['peer', '--app', APP, '--db', path.join(root, 'd4'), '--psk-file', badKey], /not a private swarm key.*\[KEY_INVALID\]/],
+    ['a missing swarm key file', ['peer', '--app', APP, '--db', path.join(root, 'd5'), '--psk-file', path.join(root, 'none.key')], /no swarm key file .*\[NOT_FOUND\]/],
+    ['a damaged identity key', ['peer', '--app', APP, '--db', badIdentity], /peer\.key is not a libp2p private key.*\[KEY_INVALID\]/],
+    ['an address that is not a multiaddr', ['peer', '--app', APP, '--db', path.join(root, 'd6'), '--listen', '/ip4/127.0.0.1/tcp/x'], /not a multiaddr.*\[INVALID_ARGUMENT\]/],
+    ['a missing required option', ['peer', '--app', APP], /required option '--db <dir>' not specified/],
+    ['a bad event id', ['inspect', badIdentity, '--explain', 'xyz'], /.+/],
+  ];
+  const results = await Promise.all(cases.map(([, args]) => noatunOnce(...args)));
+  for (const [i, [what, , pattern]] of cases.entries()) {
+    const { code, output } = results[i]!;
+    t.is(code, 2, `${what}: ${output}`);
+    t.regex(output, pattern, what);
+  }
+  t.false(fs.existsSync(path.join(root, 'missing')), 'inspect never creates a database');
+  t.is(fs.readFileSync(path.join(badIdentity, 'peer.key'), 'utf8'), 'garbage', 'a bad key file is never overwritten');
+});
+
+test('a database in use by a running peer is refused with DATABASE_LOCKED, by peer and by inspect', async (t) => {
+  const db = path.join(tempDir(), 'db');
+  const { peer } = await startPeer(db);
+  const [second, inspected] = await Promise.all([noatunOnce('peer', '--app', APP, '--db', db), noatunOnce('inspect', db)]);
+  t.is(second.code, 2, second.output);
+  t.regex(second.output, /is a peer already running on it\? .*\[DATABASE_LOCKED\]/);
+  t.is(inspected.code, 2, inspected.output);
+  t.regex(inspected.output, /start it with --inspect <port> to see it live \[DATABASE_LOCKED\]/);
+  t.is(await peer.stop(), 0, 'the running peer is unharmed');
+});
