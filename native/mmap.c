@@ -231,6 +231,87 @@ static napi_value Advise(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// ---------------------------------------------------------------------------------------------
+// checksum(view): a 128-bit checksum of a typed array's bytes, for the seals of the view and the
+// journal. It guards against accidental damage (a torn write, a stray tool, a bad disk), not
+// against an adversary, so it need not be cryptographic; it must be fast, because an open verifies
+// the whole view (hundreds of MiB for millions of events; SHA-256 managed ~1.5 GB/s here).
+//
+// Four 64-bit lanes each take every fourth word: lane = rotl(lane + word * K2, 31) * K1. Each step
+// is a bijection of the lane for a fixed word and of the word for a fixed lane, so a change
+// confined to one 8-byte word always changes that lane and therefore the result (damage at one
+// offset is always caught, never only probably). The lanes, the length and the tail are then
+// combined twice, differently, into two avalanched 64-bit halves. Little-endian words: the view
+// files are only ever read on the byte order that wrote them.
+
+#define K1 0x9E3779B185EBCA87ULL
+#define K2 0xC2B2AE3D27D4EB4FULL
+#define K3 0x165667B19E3779F9ULL
+
+static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+static inline uint64_t step(uint64_t lane, uint64_t word) { return rotl64(lane + word * K2, 31) * K1; }
+static inline uint64_t avalanche(uint64_t h) {
+  h ^= h >> 33;
+  h *= K2;
+  h ^= h >> 29;
+  h *= K3;
+  h ^= h >> 32;
+  return h;
+}
+static inline uint64_t load64(const unsigned char *p) {
+  uint64_t w;
+  memcpy(&w, p, 8);
+  return w;
+}
+
+static void checksum128(const unsigned char *p, size_t n, uint64_t out[2]) {
+  uint64_t a = K1 + K2, b = K2, c = 0, d = 0 - K1;
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    a = step(a, load64(p + i));
+    b = step(b, load64(p + i + 8));
+    c = step(c, load64(p + i + 16));
+    d = step(d, load64(p + i + 24));
+  }
+  uint64_t tail = 0;
+  for (; i + 8 <= n; i += 8) tail = step(tail, load64(p + i));
+  uint64_t last = 0;
+  for (size_t shift = 0; i < n; i++, shift += 8) last |= (uint64_t)p[i] << shift;
+  tail = step(tail, last);
+  out[0] = avalanche(rotl64(a, 1) + rotl64(b, 7) + rotl64(c, 12) + rotl64(d, 18) + tail * K3 + (uint64_t)n);
+  out[1] = avalanche((a ^ rotl64(b, 29) ^ rotl64(c, 41) ^ rotl64(d, 53)) + rotl64(tail, 17) * K1 + (uint64_t)n * K2);
+}
+
+static napi_value Checksum(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool is_typed_array = false;
+  if (argc != 1 || napi_is_typedarray(env, argv[0], &is_typed_array) != napi_ok || !is_typed_array) {
+    return throw_usage(env, "checksum(view) expects a typed array");
+  }
+  napi_typedarray_type type;
+  size_t length, offset;
+  void *data;
+  napi_value arraybuffer;
+  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, &arraybuffer, &offset) != napi_ok) return NULL;
+  size_t element = 1;
+  switch (type) {
+    case napi_int16_array: case napi_uint16_array: element = 2; break;
+    case napi_int32_array: case napi_uint32_array: case napi_float32_array: element = 4; break;
+    case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: element = 8; break;
+    default: element = 1;
+  }
+  uint64_t sum[2] = {0, 0};
+  if (length != 0) checksum128((const unsigned char *)data, length * element, sum);
+  unsigned char bytes[16];
+  memcpy(bytes, sum, 16);
+  napi_value result;
+  void *copy;
+  if (napi_create_buffer_copy(env, 16, bytes, &copy, &result) != napi_ok) return NULL;
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor properties[] = {
       {"map", NULL, Map, NULL, NULL, NULL, napi_default, NULL},
@@ -238,6 +319,7 @@ NAPI_MODULE_INIT() {
       {"unmap", NULL, Unmap, NULL, NULL, NULL, napi_default, NULL},
       {"sync", NULL, Sync, NULL, NULL, NULL, napi_default, NULL},
       {"advise", NULL, Advise, NULL, NULL, NULL, napi_default, NULL},
+      {"checksum", NULL, Checksum, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
   return exports;

@@ -77,6 +77,38 @@ class TimeHeap {
     this.#size = 0;
   }
 
+  /**
+   * Replaces the contents with `count` pairs from the given arrays (which the heap takes over) and
+   * restores the heap order bottom-up: O(n), where n pushes cost O(n log n).
+   */
+  load(times: Float64Array<ArrayBuffer>, ordinals: Uint32Array<ArrayBuffer>, count: number): void {
+    this.#times = times;
+    this.#ordinals = ordinals;
+    this.#size = count;
+    for (let i = (count >> 1) - 1; i >= 0; i--) this.#siftDown(i);
+  }
+
+  #siftDown(start: number): void {
+    const times = this.#times;
+    const ordinals = this.#ordinals;
+    const n = this.#size;
+    const time = times[start]!;
+    const ordinal = ordinals[start]!;
+    let i = start;
+    for (;;) {
+      const left = 2 * i + 1;
+      if (left >= n) break;
+      const right = left + 1;
+      const child = right < n && times[right]! < times[left]! ? right : left;
+      if (times[child]! >= time) break;
+      times[i] = times[child]!;
+      ordinals[i] = ordinals[child]!;
+      i = child;
+    }
+    times[i] = time;
+    ordinals[i] = ordinal;
+  }
+
   #grow(): void {
     const times = new Float64Array(this.#times.length * 2);
     times.set(this.#times);
@@ -98,6 +130,12 @@ export class Pruner {
   readonly #destroyers = new Map<number, number[]>();
   /** For a source: how many of its readers are pooled. */
   readonly #readersInPool = new Map<number, number>();
+  /**
+   * The records have not been read since the last {@link reset}. Reading them walks every record
+   * (a million for a million stored events), so it waits until a cutoff step needs the candidates:
+   * an open that only serves queries never pays for it.
+   */
+  #stale = true;
 
   constructor(book: EventBook) {
     this.#book = book;
@@ -105,20 +143,41 @@ export class Pruner {
 
   /** Called when an event's use count reaches 0 at `time`. */
   noteZero(ordinal: number, time: number): void {
-    this.#zeroed.push(time, ordinal);
+    // While stale, the records are read later and will show this zero themselves.
+    if (!this.#stale) this.#zeroed.push(time, ordinal);
   }
 
-  /** Forgets everything and re-reads the records (after open or a rebuild). */
+  /** Forgets everything; the records are read again when next needed (after open or a rebuild). */
   reset(): void {
     this.#zeroed.clear();
     this.#pool.clear();
     this.#destroyers.clear();
     this.#readersInPool.clear();
+    this.#stale = true;
+  }
+
+  /** Fills the heap with every record that owns nothing (and did not fail), in one pass. */
+  #load(): void {
+    this.#stale = false;
     const book = this.#book;
     const u32 = book.arena.u32;
+    let times = new Float64Array(1024);
+    let ordinals = new Uint32Array(1024);
+    let count = 0;
     book.forEach((r) => {
-      if (u32[r + Rec.USES] === 0 && (u32[r + Rec.FLAGS]! & RecFlag.FAILED) === 0) this.#zeroed.push(book.effectTime(r), u32[r]!);
+      if (u32[r + Rec.USES] !== 0 || (u32[r + Rec.FLAGS]! & RecFlag.FAILED) !== 0) return;
+      if (count === times.length) {
+        const moreTimes = new Float64Array(count * 2);
+        moreTimes.set(times);
+        times = moreTimes;
+        const moreOrdinals = new Uint32Array(count * 2);
+        moreOrdinals.set(ordinals);
+        ordinals = moreOrdinals;
+      }
+      times[count] = book.effectTime(r);
+      ordinals[count++] = u32[r]!;
     });
+    this.#zeroed.load(times, ordinals, count);
   }
 
   /**
@@ -138,6 +197,7 @@ export class Pruner {
 
   /** The ordinals that can be pruned now that the cutoff is `cutoff`; they leave the pool. */
   collect(cutoff: number): number[] {
+    if (this.#stale) this.#load();
     const book = this.#book;
     const u32 = book.arena.u32;
     const pool = this.#pool;

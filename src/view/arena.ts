@@ -15,11 +15,10 @@
  * accessor kept past its callback throws instead of reading memory that may since have been
  * rewound, grown or unmapped.
  */
-import { hash } from 'node:crypto';
 import { CorruptFileError, ErrorCode, NoatunError, SchemaMismatchError } from '../errors.js';
 import { INITIAL_FILE_BYTES, VIEW_HEADER_BYTES, WORD_BYTES } from './constants.js';
 import { type JournalMark, JournalTag, type UndoJournal } from './journal.js';
-import { MappedFile } from './mapped-file.js';
+import { checksum, MappedFile } from './mapped-file.js';
 import type { Ordinal, TrackingContext } from './tracking.js';
 
 /** A word index into the arena. */
@@ -28,7 +27,7 @@ export type WordOffset = number;
 const MAGIC0 = 0x4e54414e; // bytes "NATNVEW1"
 const MAGIC1 = 0x31574556;
 /** Version of the view file format; bump when the layout of any type changes. */
-export const VIEW_FORMAT_VERSION = 1;
+export const VIEW_FORMAT_VERSION = 2;
 
 /** Word indices of the header fields. */
 export const Header = {
@@ -202,14 +201,14 @@ export class Arena {
   }
 
   /**
-   * SHA-256 (first 16 bytes) of the view in use: the header before the checksum words, then
-   * everything from the engine words up to the allocation top. Memory above the top is not
-   * covered: allocation zeroes it.
+   * The checksum (16 bytes, see {@link checksum}) of the view in use: the header before the
+   * checksum words, then everything from the engine words up to the allocation top. Memory above
+   * the top is not covered: allocation zeroes it.
    */
   computeChecksum(): Buffer {
-    const head = hash('sha256', this.u8.subarray(0, Header.CHECKSUM * WORD_BYTES), 'buffer');
-    const body = hash('sha256', this.u8.subarray(Header.ENGINE * WORD_BYTES, this.top * WORD_BYTES), 'buffer');
-    return hash('sha256', Buffer.concat([head, body]), 'buffer').subarray(0, 16);
+    const head = checksum(this.u8.subarray(0, Header.CHECKSUM * WORD_BYTES));
+    const body = checksum(this.u8.subarray(Header.ENGINE * WORD_BYTES, this.top * WORD_BYTES));
+    return checksum(Buffer.concat([head, body]));
   }
 
   /** Stores the checksum of the current contents in the header. */

@@ -16,10 +16,9 @@
  * Positions ({@link JournalMark}) are logical word counts since the journal was created, so they
  * stay valid when old history is dropped by {@link UndoJournal.truncateBefore}.
  */
-import { hash } from 'node:crypto';
 import { CorruptFileError, ErrorCode, NoatunError } from '../errors.js';
 import { INITIAL_FILE_BYTES, JOURNAL_HEADER_BYTES, WORD_BYTES } from './constants.js';
-import { MappedFile } from './mapped-file.js';
+import { checksum, MappedFile } from './mapped-file.js';
 
 /** A position in the journal, as returned by `mark()`; rewinding to it undoes everything after. */
 export type JournalMark = number & { readonly __brand: 'JournalMark' };
@@ -35,7 +34,7 @@ export const JournalTag = {
 
 const MAGIC0 = 0x4e54414e; // "NATN" little-endian words spell "NATNJRN1"
 const MAGIC1 = 0x314e524a;
-const FORMAT_VERSION = 1;
+const FORMAT_VERSION = 2;
 const HEADER_WORDS = JOURNAL_HEADER_BYTES / WORD_BYTES;
 // Header word indices. Positions are stored as float64 (exact up to 2^53 words).
 const H_MAGIC0 = 0;
@@ -151,11 +150,11 @@ export class UndoJournal {
     this.persist();
   }
 
-  /** SHA-256 (first 16 bytes) of the kept entries and their positions. */
+  /** The checksum (16 bytes, see {@link checksum}) of the kept entries and their positions. */
   computeChecksum(): Buffer {
     const positions = Buffer.from(this.#f64.buffer, this.#f64.byteOffset + H_DROPPED_F64 * 8, 24);
-    const entries = hash('sha256', this.words.subarray(this.start, this.end), 'buffer');
-    return hash('sha256', Buffer.concat([positions, entries]), 'buffer').subarray(0, 16);
+    const entries = checksum(this.words.subarray(this.start, this.end));
+    return checksum(Buffer.concat([positions, entries]));
   }
 
   /** Stores the checksum of the kept entries in the header. */

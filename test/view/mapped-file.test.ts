@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import test from 'ava';
 import { type NoatunError, SystemCallError } from '../../src/errors.js';
-import { Advice, MappedFile } from '../../src/view/mapped-file.js';
+import { Advice, checksum, MappedFile } from '../../src/view/mapped-file.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
 test.after.always(removeTempDirs);
@@ -89,4 +89,25 @@ test('using a closed file throws CLOSED', (t) => {
   mapped.close();
   t.is((t.throws(() => mapped.grow(8192)) as NoatunError).code, 'CLOSED');
   t.is((t.throws(() => mapped.sync()) as NoatunError).code, 'CLOSED');
+});
+
+test('the native checksum is 16 bytes, deterministic, and changes with any one byte, the length and the range', (t) => {
+  const bytes = new Uint8Array(4099);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 37) & 0xff;
+  const base = checksum(bytes);
+  t.is(base.length, 16);
+  t.deepEqual(checksum(bytes.slice()), base, 'the same bytes give the same checksum');
+  const seen = new Set([base.toString('hex')]);
+  for (let i = 0; i < bytes.length; i++) {
+    bytes[i]! ^= 1 << (i % 8); // one flipped bit at every offset (whole stripes and the tail)
+    seen.add(checksum(bytes).toString('hex'));
+    bytes[i]! ^= 1 << (i % 8);
+  }
+  t.is(seen.size, bytes.length + 1, 'every single-bit change gives a different checksum');
+  t.notDeepEqual(checksum(new Uint8Array(1)), checksum(new Uint8Array(2)), 'zero bytes still count');
+  t.notDeepEqual(checksum(new Uint8Array(0)), checksum(new Uint8Array(8)));
+  // Typed arrays are read as their bytes, from their own offset.
+  const words = new Uint32Array(bytes.buffer, 4, 100);
+  t.deepEqual(checksum(words), checksum(bytes.subarray(4, 404)));
+  t.throws(() => checksum('nope' as unknown as Uint8Array), { message: /typed array/ });
 });
