@@ -38,6 +38,13 @@ import type { Libp2pLinkOptions } from './libp2p-link.js';
 import type { Link, Session } from './link.js';
 import { type ReconcileOptions, Reconciler } from './reconcile.js';
 
+/**
+ * Batches of a session whose commits may be in flight at once: while one waits for the disk, the
+ * next is decoded and projected. More buys nothing (the projection is the limit, on one thread)
+ * and would let a slow disk fall further behind.
+ */
+const MAX_INGESTS_IN_FLIGHT = 2;
+
 /** What the replicator needs of a database (every `Database` has it). */
 export interface ReplicatedDatabase {
   ids(): Iterable<Uint8Array>;
@@ -112,6 +119,11 @@ interface Peer {
   scheduled: boolean;
   /** Settlers of `syncedWith` calls: called with no argument once synced, with an error on stop. */
   waiters: ((error?: Error) => void)[];
+}
+
+/** Whether a status says its peer stores no event at all (nothing after its cutoff, none before). */
+function holdsNothing(status: Status): boolean {
+  return status.count === 0 && status.cutoffHash.every((b) => b === 0) && status.previousHash.every((b) => b === 0);
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -517,6 +529,8 @@ class SessionRun {
   /** What the reconciliation found: ids the peer lacks, and ids we lack. */
   readonly #have: Uint8Array[] = [];
   readonly #need: Uint8Array[] = [];
+  /** Ingests whose commits are not durable yet, oldest first (see {@link MAX_INGESTS_IN_FLIGHT}). */
+  readonly #ingesting: Promise<void>[] = [];
   /** Our share of the peer's `expecting`: events we asked for in this session and still wait for. */
   #expecting = 0;
   #peerWantDone = false;
@@ -549,6 +563,9 @@ class SessionRun {
   async run(): Promise<Status> {
     try {
       return await this.#exchange();
+    } catch (error) {
+      await Promise.allSettled(this.#ingesting); // never leave a rejection unobserved
+      throw error;
     } finally {
       this.#expect(-this.#expecting); // whatever did not come will not come in this session
     }
@@ -571,7 +588,14 @@ class SessionRun {
     // All ids when the finalized pasts differ.
     const lower = cutoffs === 'differ' ? null : timeBound(Math.max(ours.time, theirs.cutoffTime));
     const reconciler = new Reconciler(r.index, { ...r.reconcileOptions, range: [lower, null] });
-    if (this.#initiator) this.#send(bytesFrame(FrameType.RECONCILE, reconciler.initiate()));
+    if (holdsNothing(mine) || holdsNothing(theirs)) {
+      // An empty side (a new peer's initial copy): both sides see it in the HELLOs and skip
+      // reconciling, which would only list every id of the full side to it and back again as
+      // WANTs (3.2 MB and five round trips for 100k events). The full side sends its whole range.
+      if (holdsNothing(theirs)) for (const id of r.index.ids(lower, null)) this.#have.push(id);
+      else this.#expect(theirs.count); // an estimate for progress: events before their cutoff are not counted
+      this.#afterReconcile();
+    } else if (this.#initiator) this.#send(bytesFrame(FrameType.RECONCILE, reconciler.initiate()));
     let final: Status | undefined;
     for (;;) {
       if (this.#sendError !== undefined) throw this.#sendError;
@@ -602,10 +626,17 @@ class SessionRun {
           if (frame.ids.length < MAX_IDS_PER_FRAME) this.#peerWantDone = true;
           break;
         case FrameType.EVENTS: {
-          const result = await r.db.ingest(frame.envelopes);
-          peer.received += result.stored + result.unparked;
-          this.#expect(-Math.min(frame.envelopes.length, this.#expecting));
-          this.#send(ackFrame(frame.envelopes.length));
+          // The batch is applied now (ingest's synchronous part); its durable commit overlaps
+          // the next batch's decoding and projection. It is acknowledged once durable, which
+          // also bounds how far the sender runs ahead.
+          const count = frame.envelopes.length;
+          const ingested = r.db.ingest(frame.envelopes).then((result) => {
+            peer.received += result.stored + result.unparked;
+            this.#expect(-Math.min(count, this.#expecting));
+            this.#send(ackFrame(count));
+          });
+          this.#ingesting.push(ingested);
+          if (this.#ingesting.length >= MAX_INGESTS_IN_FLIGHT) await this.#ingesting.shift();
           break;
         }
         case FrameType.ACK:
@@ -614,6 +645,8 @@ class SessionRun {
           break;
         case FrameType.END:
           if (final !== undefined) throw new ProtocolError('a second END');
+          // The status compared against ours must include every batch before END.
+          await this.#settleIngests();
           final = frame.status;
           break;
         default:
@@ -629,6 +662,11 @@ class SessionRun {
     if (this.#sendError !== undefined) throw this.#sendError;
     await this.#session.close();
     return final!;
+  }
+
+  /** Waits for every ingest in flight; the first failure is thrown. */
+  async #settleIngests(): Promise<void> {
+    while (this.#ingesting.length !== 0) await this.#ingesting.shift();
   }
 
   /** Adds `delta` to this session's and the peer's count of events still expected. */
@@ -648,10 +686,16 @@ class SessionRun {
     this.#enqueue(this.#have);
   }
 
+  /** Adds ids to send, keeping them in id order (parents before children, no rewinds at the peer). */
   #enqueue(ids: readonly Uint8Array[]): void {
     if (ids.length === 0) return;
-    this.#toSend.push(...ids);
-    this.#toSend.sort(Buffer.compare);
+    const toSend = this.#toSend;
+    // WANT frames and reconciliation results come in ascending runs: appending a run that starts
+    // after the queue's end needs no sort (sorting 100k ids cost the sender 0.35 s of a copy).
+    let ordered = toSend.length === 0 || Buffer.compare(toSend[toSend.length - 1]!, ids[0]!) < 0;
+    for (let i = 1; ordered && i < ids.length; i++) ordered = Buffer.compare(ids[i - 1]!, ids[i]!) < 0;
+    for (const id of ids) toSend.push(id);
+    if (!ordered) toSend.sort(Buffer.compare);
   }
 
   /** Sends batches while the window allows; sends END once everything is sent and acknowledged. */

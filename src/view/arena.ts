@@ -40,7 +40,7 @@ export const Header = {
   LAST_APPLIED: 8,
   ROOT: 9,
   TOP: 10,
-  /** 4 words: the first 16 bytes of the SHA-256 of the view, written when it is sealed. */
+  /** 4 words: the 128-bit checksum of the view (native, see `checksum` in mapped-file.ts), written when it is sealed. */
   CHECKSUM: 12,
   /** 16 words (64 bytes) the engine may use for its own roots; not journaled. */
   ENGINE: 16,
