@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 // One mapping and the ArrayBuffers over it. The address space is unmapped by whichever comes
 // first: the explicit unmap (which detaches every buffer still alive, so stale typed arrays read
@@ -264,22 +265,100 @@ static inline uint64_t load64(const unsigned char *p) {
   return w;
 }
 
-static void checksum128(const unsigned char *p, size_t n, uint64_t out[2]) {
-  uint64_t a = K1 + K2, b = K2, c = 0, d = 0 - K1;
+// The checksum as a stream: `update` takes whole 32-byte stripes, `finish` the rest, so feeding a
+// file in chunks that are multiples of 32 bytes gives exactly the checksum of the bytes at once.
+typedef struct {
+  uint64_t a, b, c, d;
+  uint64_t length;
+} checksum_t;
+
+static void checksum_init(checksum_t *s) {
+  s->a = K1 + K2;
+  s->b = K2;
+  s->c = 0;
+  s->d = 0 - K1;
+  s->length = 0;
+}
+
+static size_t checksum_update(checksum_t *s, const unsigned char *p, size_t n) {
   size_t i = 0;
+  uint64_t a = s->a, b = s->b, c = s->c, d = s->d;
   for (; i + 32 <= n; i += 32) {
     a = step(a, load64(p + i));
     b = step(b, load64(p + i + 8));
     c = step(c, load64(p + i + 16));
     d = step(d, load64(p + i + 24));
   }
+  s->a = a, s->b = b, s->c = c, s->d = d;
+  s->length += i;
+  return i;
+}
+
+static void checksum_finish(checksum_t *s, const unsigned char *p, size_t n, uint64_t out[2]) {
+  size_t i = checksum_update(s, p, n);
   uint64_t tail = 0;
   for (; i + 8 <= n; i += 8) tail = step(tail, load64(p + i));
   uint64_t last = 0;
   for (size_t shift = 0; i < n; i++, shift += 8) last |= (uint64_t)p[i] << shift;
   tail = step(tail, last);
-  out[0] = avalanche(rotl64(a, 1) + rotl64(b, 7) + rotl64(c, 12) + rotl64(d, 18) + tail * K3 + (uint64_t)n);
-  out[1] = avalanche((a ^ rotl64(b, 29) ^ rotl64(c, 41) ^ rotl64(d, 53)) + rotl64(tail, 17) * K1 + (uint64_t)n * K2);
+  uint64_t total = s->length + (n - (n & ~(size_t)31));
+  out[0] = avalanche(rotl64(s->a, 1) + rotl64(s->b, 7) + rotl64(s->c, 12) + rotl64(s->d, 18) + tail * K3 + total);
+  out[1] = avalanche((s->a ^ rotl64(s->b, 29) ^ rotl64(s->c, 41) ^ rotl64(s->d, 53)) + rotl64(tail, 17) * K1 + total * K2);
+}
+
+static napi_value checksum_result(napi_env env, const uint64_t sum[2]) {
+  unsigned char bytes[16];
+  memcpy(bytes, sum, 16);
+  napi_value result;
+  void *copy;
+  if (napi_create_buffer_copy(env, 16, bytes, &copy, &result) != napi_ok) return NULL;
+  return result;
+}
+
+// checksumFile(fd, offset, length): the checksum of a byte range of a file, read with pread.
+// Verifying a freshly mapped view through the mapping would first fill in a page-table entry for
+// every page (most of the cost: 80 ms of 90 for 200 MB here); reading the page cache with pread
+// does not, and the pages the first queries need are mapped when they touch them.
+#define CHUNK (1 << 20)
+static napi_value ChecksumFile(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t fd;
+  int64_t offset, length;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc != 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_int64(env, argv[1], &offset) != napi_ok || napi_get_value_int64(env, argv[2], &length) != napi_ok ||
+      offset < 0 || length < 0) {
+    return throw_usage(env, "checksumFile(fd, offset, length) expects non-negative numbers");
+  }
+  unsigned char *chunk = malloc(CHUNK);
+  if (chunk == NULL) return throw_syscall(env, "malloc", ENOMEM);
+  checksum_t state;
+  checksum_init(&state);
+  uint64_t sum[2];
+  for (;;) {
+    size_t want = length > CHUNK ? CHUNK : (size_t)length;
+    size_t got = 0;
+    while (got < want) {
+      ssize_t n = pread(fd, chunk + got, want - got, (off_t)(offset + (int64_t)got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        int err = n < 0 ? errno : EIO; // a file shorter than the range it should hold
+        free(chunk);
+        return throw_syscall(env, "pread", err);
+      }
+      got += (size_t)n;
+    }
+    offset += (int64_t)want;
+    length -= (int64_t)want;
+    if (length == 0) {
+      checksum_finish(&state, chunk, want, sum);
+      break;
+    }
+    checksum_update(&state, chunk, want); // CHUNK is a multiple of 32: nothing is left over
+  }
+  free(chunk);
+  return checksum_result(env, sum);
 }
 
 static napi_value Checksum(napi_env env, napi_callback_info info) {
@@ -302,14 +381,11 @@ static napi_value Checksum(napi_env env, napi_callback_info info) {
     case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: element = 8; break;
     default: element = 1;
   }
-  uint64_t sum[2] = {0, 0};
-  if (length != 0) checksum128((const unsigned char *)data, length * element, sum);
-  unsigned char bytes[16];
-  memcpy(bytes, sum, 16);
-  napi_value result;
-  void *copy;
-  if (napi_create_buffer_copy(env, 16, bytes, &copy, &result) != napi_ok) return NULL;
-  return result;
+  checksum_t state;
+  checksum_init(&state);
+  uint64_t sum[2];
+  checksum_finish(&state, (const unsigned char *)data, length * element, sum);
+  return checksum_result(env, sum);
 }
 
 NAPI_MODULE_INIT() {
@@ -320,6 +396,7 @@ NAPI_MODULE_INIT() {
       {"sync", NULL, Sync, NULL, NULL, NULL, napi_default, NULL},
       {"advise", NULL, Advise, NULL, NULL, NULL, napi_default, NULL},
       {"checksum", NULL, Checksum, NULL, NULL, NULL, napi_default, NULL},
+      {"checksumFile", NULL, ChecksumFile, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
   return exports;

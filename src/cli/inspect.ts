@@ -17,6 +17,7 @@ import type { ViewNode } from '../view/inspect.js';
 import { loadApp, recordedAppModule } from './app-module.js';
 import { startInspector } from './inspector/server.js';
 import { type Progress, progress } from './progress.js';
+import { type StopSignal, stopSignal } from './signals.js';
 
 /** The options of `noatun inspect`. */
 export interface InspectCommandOptions {
@@ -79,6 +80,15 @@ function appModuleFor(directory: string, option: string | undefined): string {
 /** Prints what `directory` holds (or serves the page) per `options`. */
 export async function runInspect(directory: string, options: InspectCommandOptions, out: NodeJS.WritableStream = process.stdout): Promise<void> {
   const say = (line = '') => out.write(`${line}\n`);
+  const stop = stopSignal();
+  try {
+    await inspect(directory, options, say, stop);
+  } finally {
+    stop.dispose();
+  }
+}
+
+async function inspect(directory: string, options: InspectCommandOptions, say: (line?: string) => void, stop: StopSignal): Promise<void> {
   // Never create a database where the user mistyped a path: Database.open would.
   if (!fs.existsSync(path.join(directory, 'log.mdb'))) {
     throw new NoatunError(
@@ -117,15 +127,7 @@ export async function runInspect(directory: string, options: InspectCommandOptio
       const inspector = await startInspector({ db, port: options.port, host: options.host, codec });
       say(`inspector for ${directory} (app ${app.name}) on ${inspector.url}`);
       say('stop with Ctrl-C');
-      await new Promise<void>((resolve) => {
-        const stop = () => {
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
-          resolve();
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
-      });
+      await stop.stopped;
       await inspector.close();
       return;
     }

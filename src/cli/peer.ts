@@ -15,6 +15,7 @@ import { type PeerInfo, Replicator, type ReplicatorEvent } from '../net/replicat
 import { loadApp, writeAppRecord } from './app-module.js';
 import { type InspectorHandle, startInspector } from './inspector/server.js';
 import { type Progress, progress } from './progress.js';
+import { type StopSignal, stopSignal } from './signals.js';
 
 /** The options of `noatun peer` (as the command line gives them). */
 export interface PeerCommandOptions {
@@ -71,12 +72,21 @@ function readSwarmKey(file: string): Uint8Array {
 }
 
 /**
- * Starts the peer and resolves once it has stopped again (after SIGINT or SIGTERM, or `stop`
- * on the returned handle's promise). Failures to start reject with a `NoatunError` and leave
+ * Starts the peer and resolves once it has stopped again, cleanly, after SIGINT or SIGTERM (also
+ * one that came while it was starting). Failures to start reject with a `NoatunError` and leave
  * nothing open.
  */
 export async function runPeer(options: PeerCommandOptions, out: NodeJS.WritableStream = process.stdout): Promise<void> {
   const say = (line: string) => out.write(`${line}\n`);
+  const stop = stopSignal();
+  try {
+    return await serve(options, say, stop);
+  } finally {
+    stop.dispose();
+  }
+}
+
+async function serve(options: PeerCommandOptions, say: (line: string) => void, stop: StopSignal): Promise<void> {
   const app: AnyApp = await loadApp(options.app);
   const psk = options.pskFile === undefined ? undefined : readSwarmKey(options.pskFile);
   let rebuild: Progress | undefined;
@@ -155,15 +165,7 @@ export async function runPeer(options: PeerCommandOptions, out: NodeJS.WritableS
     trackCopies(node.peers(), copies);
   }, 250);
 
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await stop.stopped;
   clearInterval(tick);
   for (const { bar } of copies.values()) bar.stop();
   say('stopping');

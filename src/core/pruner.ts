@@ -50,26 +50,13 @@ class TimeHeap {
 
   /** Removes the smallest entry and returns its ordinal (the heap must not be empty). */
   pop(): number {
-    const times = this.#times;
-    const ordinals = this.#ordinals;
-    const top = ordinals[0]!;
+    const top = this.#ordinals[0]!;
     const n = --this.#size;
     if (n === 0) return top;
-    const lastTime = times[n]!;
-    const lastOrdinal = ordinals[n]!;
-    let i = 0;
-    for (;;) {
-      const left = 2 * i + 1;
-      if (left >= n) break;
-      const right = left + 1;
-      const child = right < n && times[right]! < times[left]! ? right : left;
-      if (times[child]! >= lastTime) break;
-      times[i] = times[child]!;
-      ordinals[i] = ordinals[child]!;
-      i = child;
-    }
-    times[i] = lastTime;
-    ordinals[i] = lastOrdinal;
+    // The last entry moves to the root and sinks to its place.
+    this.#times[0] = this.#times[n]!;
+    this.#ordinals[0] = this.#ordinals[n]!;
+    this.#siftDown(0);
     return top;
   }
 

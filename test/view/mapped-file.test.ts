@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import test from 'ava';
 import { type NoatunError, SystemCallError } from '../../src/errors.js';
-import { Advice, checksum, MappedFile } from '../../src/view/mapped-file.js';
+import { Advice, checksum, checksumFile, MappedFile } from '../../src/view/mapped-file.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
 test.after.always(removeTempDirs);
@@ -110,4 +110,23 @@ test('the native checksum is 16 bytes, deterministic, and changes with any one b
   const words = new Uint32Array(bytes.buffer, 4, 100);
   t.deepEqual(checksum(words), checksum(bytes.subarray(4, 404)));
   t.throws(() => checksum('nope' as unknown as Uint8Array), { message: /typed array/ });
+});
+
+test('checksumFile reads a file range in chunks and gives the checksum of the same bytes in memory', (t) => {
+  const bytes = new Uint8Array(3 * 1024 * 1024 + 77); // more than one 1 MiB chunk, a ragged tail
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 2654435761) >>> 24;
+  const file = path.join(tempDir(), 'range.bin');
+  fs.writeFileSync(file, bytes);
+  for (const [offset, length] of [
+    [0, bytes.length],
+    [0, 1024 * 1024],
+    [5, 2 * 1024 * 1024 + 3],
+    [bytes.length - 31, 31],
+    [100, 0],
+  ] as const) {
+    t.deepEqual(checksumFile(file, offset, length), checksum(bytes.subarray(offset, offset + length)), `${offset}+${length}`);
+  }
+  const error = t.throws(() => checksumFile(file, bytes.length - 10, 20)) as NoatunError;
+  t.is(error.code, 'SYSTEM_CALL_FAILED', 'a range past the end of the file');
+  t.is((t.throws(() => checksumFile(path.join(tempDir(), 'none'), 0, 1)) as NoatunError).code, 'SYSTEM_CALL_FAILED');
 });
