@@ -88,6 +88,7 @@ export async function runInspect(directory: string, options: InspectCommandOptio
   }
 }
 
+/** {@link runInspect} once the stop signals are caught. */
 async function inspect(directory: string, options: InspectCommandOptions, say: (line?: string) => void, stop: StopSignal): Promise<void> {
   // Never create a database where the user mistyped a path: Database.open would.
   if (!fs.existsSync(path.join(directory, 'log.mdb'))) {

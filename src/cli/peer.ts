@@ -86,6 +86,7 @@ export async function runPeer(options: PeerCommandOptions, out: NodeJS.WritableS
   }
 }
 
+/** {@link runPeer} once the stop signals are caught: open, join, report until `stop`, close. */
 async function serve(options: PeerCommandOptions, say: (line: string) => void, stop: StopSignal): Promise<void> {
   const app: AnyApp = await loadApp(options.app);
   const psk = options.pskFile === undefined ? undefined : readSwarmKey(options.pskFile);

@@ -165,6 +165,9 @@ test('UI: add, comment, rename, reassign and remove an issue by key input', asyn
     await typeAndSubmit(ui, 'bob');
     f = await waitForFrame(ui, (x) => x.includes('Reporter: bob'), 'the new reporter');
     t.is(issueDetails(db, 'Save crashes')?.reporter, 'bob');
+    // The view shows the event at once; the notice comes when its commit is durable. Waiting for
+    // it keeps that notice from landing on top of the next step's (seen on a loaded machine).
+    await waitForFrame(ui, (x) => x.includes('reassigned Save crashes to bob'), 'the reassign notice');
 
     // Esc cancels a prompt without an event.
     const before = db.stats().stored;
