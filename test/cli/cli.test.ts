@@ -31,11 +31,16 @@ async function noatunOnce(...args: string[]): Promise<{ code: number | null; out
   return { code, output: child.output };
 }
 
-/** Starts a CLI peer of the issue tracker and resolves with it and its first address. */
-async function startPeer(db: string, ...more: string[]): Promise<{ peer: Child; address: string }> {
-  const peer = noatun('peer', '--app', APP, '--db', db, ...more);
+/** Starts a CLI peer of the app module `app` and resolves with it and its first address. */
+async function startPeerOf(app: string, db: string, ...more: string[]): Promise<{ peer: Child; address: string }> {
+  const peer = noatun('peer', '--app', app, '--db', db, ...more);
   const [, address] = await peer.waitFor(/^listening on (\S+)$/);
   return { peer, address: address! };
+}
+
+/** Starts a CLI peer of the issue tracker. */
+function startPeer(db: string, ...more: string[]): Promise<{ peer: Child; address: string }> {
+  return startPeerOf(APP, db, ...more);
 }
 
 /** A tracker database with `texts` comments on one issue, written in this process and closed. */
@@ -105,6 +110,33 @@ test('the issue tracker as a process creates, comments and renames issues that r
   t.true(reader.lines.includes('text ann: segfault in main'), reader.output);
   t.true(reader.lines.includes('aliases Crash on start'), 'the old name still leads to the issue');
   t.is(await peer.stop(), 0);
+});
+
+test('a CLI peer of the chat app relays messages between chat processes that are never online together', async (t) => {
+  const root = tempDir();
+  const { peer, address } = await startPeerOf('examples/chat/app.ts', path.join(root, 'hub'));
+  // stdin stays open: the chat leaves at the end of its input, and here at `/quit`.
+  const chat = (name: string) =>
+    run(['--import=tsx', 'examples/chat/main.ts', '--name', name, '--db', path.join(root, name), '--listen', '/ip4/127.0.0.1/tcp/0', '--bootstrap', address]);
+
+  // Ann says something and leaves once the hub holds it; then Bob arrives and finds it there.
+  const ann = chat('ann');
+  ann.send('hello from ann');
+  await peer.waitFor(/^events: 1 stored$/);
+  ann.send('/quit');
+  t.is(await ann.exited(), 0, ann.output);
+
+  const bob = chat('bob');
+  await bob.waitFor(/^\[\d\d:\d\d:\d\d\] ann: hello from ann$/);
+  bob.send('hi ann, bob here');
+  await peer.waitFor(/^events: 2 stored$/);
+  bob.send('/quit');
+  t.is(await bob.exited(), 0, bob.output);
+  t.is(await peer.stop(), 0);
+
+  const shown = await noatunOnce('inspect', path.join(root, 'hub'));
+  t.regex(shown.output, /\{"type":"say","from":"ann","text":"hello from ann"\}/);
+  t.regex(shown.output, /\{"type":"say","from":"bob","text":"hi ann, bob here"\}/);
 });
 
 test('long work shows progress: a rebuilt view, and an initial copy of 20000 events', async (t) => {
