@@ -86,7 +86,8 @@ export class EventLog {
 
   /** The stored event with this id, or undefined. */
   get(key: Uint8Array): StoredEvent | undefined {
-    const pending = this.#overlay.get(keyString(key));
+    // No writes pending (a peer serving its log): skip building the overlay's string key.
+    const pending = this.#overlay.size === 0 ? undefined : this.#overlay.get(keyString(key));
     if (pending !== undefined) return pending.event ?? undefined;
     const value = this.#events.getBinary(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
     return value === undefined ? undefined : decodeStored(key, value);
@@ -94,7 +95,7 @@ export class EventLog {
 
   /** Whether an event with this id is stored. */
   has(key: Uint8Array): boolean {
-    const pending = this.#overlay.get(keyString(key));
+    const pending = this.#overlay.size === 0 ? undefined : this.#overlay.get(keyString(key));
     if (pending !== undefined) return pending.event !== null;
     return this.#events.doesExist(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
   }
