@@ -529,6 +529,8 @@ class SessionRun {
   /** What the reconciliation found: ids the peer lacks, and ids we lack. */
   readonly #have: Uint8Array[] = [];
   readonly #need: Uint8Array[] = [];
+  /** The first batch ingest refused (thrown by the session loop). */
+  #ingestError: unknown;
   /** Ingests whose commits are not durable yet, oldest first (see {@link MAX_INGESTS_IN_FLIGHT}). */
   readonly #ingesting: Promise<void>[] = [];
   /** Our share of the peer's `expecting`: events we asked for in this session and still wait for. */
@@ -599,7 +601,15 @@ class SessionRun {
     let final: Status | undefined;
     for (;;) {
       if (this.#sendError !== undefined) throw this.#sendError;
-      const frame = await this.#next();
+      if (this.#ingestError !== undefined) throw this.#ingestError;
+      let frame: Frame | undefined;
+      try {
+        frame = await this.#next();
+      } catch (error) {
+        // A refused batch aborts the session (below), which ends this read: report the batch.
+        throw this.#ingestError ?? error;
+      }
+      if (this.#ingestError !== undefined) throw this.#ingestError;
       if (frame === undefined) {
         if (final !== undefined && this.#endSent) break;
         throw new NoatunError(ErrorCode.CLOSED, 'the peer closed the session early');
@@ -634,6 +644,14 @@ class SessionRun {
             peer.received += result.stored + result.unparked;
             this.#expect(-Math.min(count, this.#expecting));
             this.#send(ackFrame(count));
+          });
+          // A refused batch (a forged or malformed envelope: the peer's fault) must end the
+          // session now, not when its promise is next awaited: the loop may be waiting for a
+          // frame the peer never sends (found by the security test once sessions with an empty
+          // side skipped reconciling, 4 Dec).
+          ingested.catch((error: unknown) => {
+            this.#ingestError ??= error;
+            this.#session.abort(error instanceof Error ? error : new Error(String(error)));
           });
           this.#ingesting.push(ingested);
           if (this.#ingesting.length >= MAX_INGESTS_IN_FLIGHT) await this.#ingesting.shift();
