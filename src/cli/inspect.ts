@@ -161,9 +161,8 @@ function printSummary(say: (line?: string) => void, directory: string, appName: 
   say(`heads: ${heads.length}`);
   for (const head of heads) say(`  ${head.toString()}  ${iso(head.timestamp)}`);
   const failures = new Map(db.failures().map((failure) => [failure.id.toString(), failure.error]));
-  // The newest `count` events: walk the ids (cheap) to find where they start, then read those.
-  let total = 0;
-  for (const _ of db.ids()) total++;
+  // The newest `count` events: walk the ids (cheap) to where they start, then read those.
+  const total = stats.stored;
   const skip = Math.max(0, total - count);
   say(`${count >= total ? 'all' : `last ${count} of`} ${total} events (oldest first):`);
   let index = 0;

@@ -97,7 +97,6 @@ async function serve(options: PeerCommandOptions, say: (line: string) => void, s
     onProgress: ({ done, total }) => {
       rebuild ??= progress('rebuilding the view');
       rebuild.update(done, total);
-      if (done >= total) rebuild.stop();
     },
   }).catch((error: unknown) => {
     if (error instanceof NoatunError && error.code === ErrorCode.DATABASE_LOCKED) {

@@ -148,19 +148,13 @@ export class Pruner {
     this.#stale = false;
     const book = this.#book;
     const u32 = book.arena.u32;
-    let times = new Float64Array(1024);
-    let ordinals = new Uint32Array(1024);
+    // At most one entry per record; the heap grows from there as later zeros arrive.
+    const capacity = Math.max(1024, book.count);
+    const times = new Float64Array(capacity);
+    const ordinals = new Uint32Array(capacity);
     let count = 0;
     book.forEach((r) => {
       if (u32[r + Rec.USES] !== 0 || (u32[r + Rec.FLAGS]! & RecFlag.FAILED) !== 0) return;
-      if (count === times.length) {
-        const moreTimes = new Float64Array(count * 2);
-        moreTimes.set(times);
-        times = moreTimes;
-        const moreOrdinals = new Uint32Array(count * 2);
-        moreOrdinals.set(ordinals);
-        ordinals = moreOrdinals;
-      }
       times[count] = book.effectTime(r);
       ordinals[count++] = u32[r]!;
     });

@@ -217,9 +217,9 @@ export class Replicator extends EventTarget {
    * refused, and with `INVALID_ARGUMENT` on a link that cannot dial addresses (in-memory links).
    */
   async dial(address: string): Promise<string> {
-    const link = this.#link as { dial?: (address: string) => Promise<string | undefined> };
+    const link = this.#link as { dial?: (address: string) => Promise<string> };
     if (link.dial === undefined) throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'this link cannot dial addresses');
-    return (await link.dial(address)) ?? '';
+    return link.dial(address);
   }
 
   /** Peers we know of, with their sync state. */
