@@ -47,6 +47,17 @@ export const ErrorCode = {
   NOT_FOUND: 'NOT_FOUND',
   /** A module given as an app does not export one made by `defineApp`. */
   APP_INVALID: 'APP_INVALID',
+  /**
+   * The application's own `apply` threw for an event appended here (`append`, `transaction`), or
+   * ran out of call stack; the event was not stored. The cause is attached.
+   */
+  APPLY_FAILED: 'APPLY_FAILED',
+  /**
+   * Applying events ran out of call stack or memory on this machine: not the event's fault (it is
+   * never recorded as its failure, which would differ between peers); nothing of the batch was
+   * stored.
+   */
+  RESOURCE_EXHAUSTED: 'RESOURCE_EXHAUSTED',
   /** An internal invariant does not hold: a bug in Noatun. */
   INTERNAL: 'INTERNAL',
 } as const;

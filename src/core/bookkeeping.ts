@@ -49,6 +49,12 @@ export const Rec = {
   READS: 10,
   /** Block `[n, ordinal × n]` of events whose data this one destroyed, or 0. */
   VICTIMS: 11,
+  /**
+   * For a failed event (which destroyed nothing: its writes were rolled back), the same word holds
+   * the block `[bytes, UTF-8 text…]` of its failure message instead, so every peer and every
+   * reopen can list the failure.
+   */
+  FAILURE: 11,
 } as const;
 
 /** Words of one record. */
@@ -64,7 +70,10 @@ export const RecFlag = {
   TOMBSTONE: 4,
   /** Read anything, including "absent" (an empty map's membership): its effect depends on state. */
   READ: 8,
-  /** Its apply threw; it is kept as evidence and never pruned automatically. */
+  /**
+   * Its apply threw (what it read is kept, since the failure may depend on it); it is kept as
+   * evidence and never pruned automatically.
+   */
   FAILED: 16,
 } as const;
 
@@ -165,17 +174,18 @@ export class EventBook implements TrackingContext {
   }
 
   /**
-   * Writes the record of the running event. `failed`: its apply threw and was rolled back (the
-   * caller rewound the arena, which undid the use counts it had taken from others).
+   * Writes the record of the running event. `failure`: its apply threw with this message and was
+   * rolled back (the caller rewound the arena, which undid the use counts it had taken from
+   * others); the reads it made before failing stay, because the failure may depend on them.
    */
-  finish(id: Uint8Array, failed: boolean): void {
+  finish(id: Uint8Array, failure?: string): void {
+    const failed = failure !== undefined;
     const flags = failed ? RecFlag.FAILED | (this.#flags & RecFlag.READ) : this.#flags;
     const uses = failed ? 0 : this.#uses;
-    const reads = failed ? [] : this.#reads.items;
-    const victims = failed ? [] : this.#victims.items;
+    const reads = this.#reads.items;
     const arena = this.arena;
     const readsBlock = reads.length === 0 ? 0 : this.#block(reads);
-    const victimsBlock = victims.length === 0 ? 0 : this.#block(victims);
+    const victimsBlock = failed ? this.#text(failure) : this.#victims.items.length === 0 ? 0 : this.#block(this.#victims.items);
     const r = this.#insert(this.ordinal);
     const u32 = arena.u32;
     u32[r + Rec.FLAGS] = flags;
@@ -193,6 +203,22 @@ export class EventBook implements TrackingContext {
       const w = this.find(owner);
       if (w !== -1) arena.set32(w + Rec.READERS, arena.u32[w + Rec.READERS]! + 1);
     }
+  }
+
+  /** Allocates `[bytes, UTF-8 text…]` for a failure message (cut at 1000 characters). */
+  #text(message: string): WordOffset {
+    const bytes = Buffer.from(message.length > 1000 ? `${message.slice(0, 1000)}…` : message, 'utf8');
+    const at = this.arena.alloc(1 + ((bytes.length + 3) >>> 2));
+    this.arena.u32[at] = bytes.length;
+    this.arena.u8.set(bytes, (at + 1) * 4);
+    return at;
+  }
+
+  /** The failure message of a failed record. */
+  failureOf(r: WordOffset): string {
+    const at = this.arena.u32[r + Rec.FAILURE]!;
+    if (at === 0) return '';
+    return this.arena.buf.toString('utf8', (at + 1) * 4, (at + 1) * 4 + this.arena.u32[at]!);
   }
 
   /** Allocates `[n, ...ordinals]`. */

@@ -33,7 +33,15 @@ import {
 } from './envelope.js';
 import { EventLog, ORDINAL_BYTES, type StoredEvent } from './log.js';
 import { FRESH_SEQUENCE_MIN, IdMinter, MessageId } from './message-id.js';
-import { type ApplyFailure, type ApplyFunction, EngineWord, type ProgressCallback, Projector } from './projector.js';
+import {
+  type ApplyFailure,
+  ApplyFailedError,
+  type ApplyFunction,
+  EngineWord,
+  type ProgressCallback,
+  Projector,
+  ViewRestoreError,
+} from './projector.js';
 
 /** Options of {@link Database.open}. */
 export interface DatabaseOptions<E, R> {
@@ -131,6 +139,11 @@ export interface DatabaseStats {
   readonly tombstones: number;
   /** Pruning records in the view (one per stored event). */
   readonly records: number;
+  /**
+   * While events that arrived from other peers behind the cutoff may still be followed by others
+   * they concern, pruning is paused: until the cutoff passes this time (ms). 0 when not paused.
+   */
+  readonly pruningPausedUntil: number;
 }
 
 /** A stored event as {@link DatabaseListener.stored} hears of it. */
@@ -206,6 +219,7 @@ const META_CUTOFF = 'cutoff';
 const META_CUTOFF_HASHES = 'cutoffHashes';
 const META_COMPACTED_BYTES = 'compactedBytes';
 const META_PRUNED_AT_COMPACTION = 'prunedAtCompaction';
+const META_PRUNE_HOLD = 'pruneHold';
 /** The view is compacted (rebuilt) only past this size (see `#compactionDue`). */
 const MIN_COMPACT_BYTES = 8 * 2 ** 20;
 /** How long the view may stay dirty after the last write before it is flushed and marked clean. */
@@ -248,6 +262,17 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   readonly #cutoffIntervalMs: number;
   readonly #autoPrune: boolean;
   #openedBy: DatabaseStats['openedBy'];
+  /**
+   * Pruning waits until the cutoff is past this time (ms): the last time events arrived from
+   * another peer behind the cutoff (see {@link #holdPruning}). 0: no hold.
+   */
+  #pruneHold: number;
+  /**
+   * Ids pruned here recently (latin1 keys) and when (ms by `now()`), oldest first: a peer that
+   * still holds one offers it again, and storing it anew must not hold pruning again (see
+   * {@link ingest}). Kept for two cutoff intervals, in memory.
+   */
+  readonly #recentlyPruned = new Map<string, number>();
   #closed = false;
   #checkpointTimer: NodeJS.Timeout | undefined;
   #pendingWrites = 0;
@@ -278,6 +303,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       this.#previousHash.set(hashes[1]!);
     }
     this.#compactedBytes = log.getMeta<number>(META_COMPACTED_BYTES) ?? projector.view.stats().viewBytes;
+    this.#pruneHold = log.getMeta<number>(META_PRUNE_HOLD) ?? 0;
     for (const bytes of log.getMeta<Uint8Array[]>(META_HEADS) ?? []) {
       const id = MessageId.fromBytes(bytes);
       this.#heads.set(keyOf(id), id);
@@ -486,22 +512,59 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       }
     }
     if (changed) this.#saveHeads();
+    this.#forgetPrunedBefore(this.#now());
     this.#prune();
     this.#projector.forgetHistoryBefore(to);
     this.#saveCutoffHashes();
     if (this.#compactionDue()) this.#compact();
   }
 
-  /** Prunes what the cutoff made final (see {@link Projector.prune}) and accounts for it. */
+  /**
+   * Prunes what the cutoff made final (see {@link Projector.prune}) and accounts for it; nothing
+   * while pruning is held (see {@link #holdPruning}).
+   */
   #prune(): void {
-    if (!this.#autoPrune) return;
+    if (!this.#autoPrune || this.#cutoff <= this.#pruneHold) return;
     this.#markDirty();
     const ids = this.#projector.prune(this.#cutoff);
     if (ids.length === 0) return;
-    for (const id of ids) this.#finalizedGone(id);
+    const now = this.#now();
+    for (const id of ids) {
+      this.#finalizedGone(id);
+      this.#recentlyPruned.set(MessageId.adopt(id).key, now);
+    }
     this.#log.setMeta(META_PRUNED, (this.#log.getMeta<number>(META_PRUNED) ?? 0) + ids.length);
     this.#saveCutoffHashes();
     this.#notifyRemoved(ids);
+  }
+
+  /**
+   * Events from another peer were stored behind the cutoff: pruning waits until the cutoff passes
+   * now. Behind the cutoff the past is final, so a pruning decision there assumes everything before
+   * the cutoff is known; events arriving late break that assumption, and more may follow (a delete
+   * before the insert it deletes, a reader after the value it read was overwritten). Holding off
+   * for one cutoff interval lets late events that travel together all arrive before anything they
+   * concern is pruned, so the result does not depend on their order or batching.
+   */
+  #holdPruning(): void {
+    const now = this.#now();
+    if (now <= this.#pruneHold) return;
+    this.#pruneHold = now;
+    this.#log.setMeta(META_PRUNE_HOLD, now);
+  }
+
+  /** Whether pruning is held now. */
+  get #pruningHeld(): boolean {
+    return this.#cutoff <= this.#pruneHold;
+  }
+
+  /** Forgets ids pruned more than two cutoff intervals (and strides) ago. */
+  #forgetPrunedBefore(now: number): void {
+    const horizon = now - 2 * (this.#cutoffIntervalMs + this.#strideMs);
+    for (const [key, time] of this.#recentlyPruned) {
+      if (time >= horizon) break;
+      this.#recentlyPruned.delete(key);
+    }
   }
 
   /** An event left the log: if it was before the cutoff, its id leaves the cutoff hashes. */
@@ -606,9 +669,15 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     return createEnvelope({ timestamp: at.timestamp, payload, parents, minter: this.#minter, at });
   }
 
-  /** Stores envelopes (validated, new, parents present), updates heads, projects them. */
+  /**
+   * Stores envelopes (validated, new, parents present), updates heads, projects them. All or
+   * nothing: when the batch cannot be applied — a local event's own apply throws (`APPLY_FAILED`),
+   * or this machine fails (a full view, the call stack or memory ran out) — the view, the log, the
+   * heads and the cutoff hashes are put back as they were and the error is thrown.
+   */
   #commit(envelopes: readonly Envelope[], local: boolean): void {
     const stored: StoredEvent[] = [];
+    const headsBefore = [...this.#heads.values()];
     let finalized = false;
     for (const envelope of envelopes) {
       const event: StoredEvent = {
@@ -633,13 +702,20 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#saveHeads();
     this.#markDirty();
     try {
-      this.#projector.project(stored, this.#options.onProgress);
+      this.#projector.project(stored, this.#options.onProgress, {
+        strict: local,
+        undo: () => {
+          for (const event of stored) this.#log.remove(event.key);
+        },
+      });
     } catch (error) {
-      this.#broken =
-        error instanceof NoatunError
-          ? error
-          : new NoatunError(ErrorCode.INTERNAL, `projecting failed: ${String(error)}`, { cause: error });
-      throw this.#broken;
+      if (error instanceof ViewRestoreError) {
+        // The view could not be put back: it is behind the log until a reopen rebuilds it.
+        this.#broken = error;
+        throw error;
+      }
+      this.#uncommit(envelopes, headsBefore);
+      throw local && !(error instanceof NoatunError) ? new ApplyFailedError(envelopes[0]!.id, error) : asEngineError(error);
     }
     this.#markDirty(); // the projector may have rebuilt into a fresh view
     this.#view.lastApplied = this.#nextOrdinal - 1;
@@ -652,6 +728,18 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       this.#saveCutoffHashes();
       this.#prune();
     }
+  }
+
+  /** Puts heads and cutoff hashes back after a batch that was taken out of the log again. */
+  #uncommit(envelopes: readonly Envelope[], headsBefore: readonly MessageId[]): void {
+    for (const envelope of envelopes) {
+      if (envelope.id.timestamp < this.#cutoff) this.#finalizedGone(envelope.id.bytes);
+    }
+    this.#saveCutoffHashes();
+    this.#heads.clear();
+    for (const id of headsBefore) this.#heads.set(keyOf(id), id);
+    this.#saveHeads();
+    this.#view.lastApplied = this.#nextOrdinal - 1;
   }
 
   /**
@@ -748,12 +836,18 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     decoded.sort((a, b) => MessageId.compare(a.id, b.id));
     const accepted: Envelope[] = [];
     const acceptedKeys = new Set<string>();
+    /** Events behind the cutoff that were pruned here recently (see below). */
+    const prunedBefore: Envelope[] = [];
     let duplicates = 0;
     let parked = 0;
     for (const envelope of decoded) {
       const key = keyOf(envelope.id);
       if (acceptedKeys.has(key) || this.#log.has(envelope.id.bytes) || this.#isParked(envelope)) {
         duplicates++;
+        continue;
+      }
+      if (envelope.id.timestamp < this.#cutoff && this.#recentlyPruned.has(key)) {
+        prunedBefore.push(envelope);
         continue;
       }
       const missing = this.#missingParent(envelope, acceptedKeys);
@@ -783,6 +877,22 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         accepted.push(envelope);
         acceptedKeys.add(key);
         unparked++;
+      }
+    }
+    // New events behind the cutoff hold pruning (see #holdPruning). An event pruned here recently
+    // is offered again by a peer that still holds it (its own hold is longer): storing it again
+    // is only worth it while pruning is held — some late event may have made it needed again, and
+    // a peer that has that event offers it again later — and otherwise it would be pruned at once;
+    // either way it must not start a new hold, or two peers would hand it back and forth forever.
+    if (accepted.some((envelope) => envelope.id.timestamp < this.#cutoff)) this.#holdPruning();
+    if (prunedBefore.length !== 0) {
+      if (this.#pruningHeld) {
+        for (const envelope of prunedBefore) {
+          accepted.push(envelope);
+          acceptedKeys.add(keyOf(envelope.id));
+        }
+      } else {
+        duplicates += prunedBefore.length;
       }
     }
     if (accepted.length !== 0) {
@@ -924,9 +1034,13 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     return [...this.#heads.values()].sort(MessageId.compare);
   }
 
-  /** Failed applies seen since open (the count in {@link stats} covers all). */
+  /**
+   * The stored events whose apply failed (their writes were rolled back), in id order, with the
+   * error each threw: the same on every peer that holds them, and after a reopen.
+   */
   failures(): ApplyFailure[] {
-    return [...this.#projector.failures.values()];
+    this.#assertOpen();
+    return this.#projector.failures();
   }
 
   /** Counts and sizes. */
@@ -948,6 +1062,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       cutoffTime: this.#cutoff,
       tombstones: this.#countRecords(RecFlag.TOMBSTONE),
       records: this.#projector.book.count,
+      pruningPausedUntil: this.#pruningHeld ? this.#pruneHold : 0,
     };
   }
 
@@ -1018,6 +1133,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     if (!this.#autoPrune) keptBecause.push('autoPrune is off');
     else if (overwrittenAt !== null && overwrittenAt >= this.#cutoff) {
       keptBecause.push(`waiting for the cutoff (now ${new Date(this.#cutoff).toISOString()}) to pass ${new Date(overwrittenAt).toISOString()}`);
+    } else if (this.#pruningHeld) {
+      keptBecause.push(`pruning is paused until the cutoff passes ${new Date(this.#pruneHold).toISOString()} (events arrived behind the cutoff)`);
     }
     return {
       ...base,
@@ -1048,6 +1165,19 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       this.#releaseLock();
     }
   }
+}
+
+/**
+ * An error out of projection as the engine reports it: a `NoatunError` as is; anything else (the
+ * call stack or memory ran out while applying) as {@link ErrorCode.RESOURCE_EXHAUSTED}.
+ */
+function asEngineError(error: unknown): NoatunError {
+  if (error instanceof NoatunError) return error;
+  return new NoatunError(
+    ErrorCode.RESOURCE_EXHAUSTED,
+    `applying the batch ran out of resources on this machine (${String(error)}); nothing of it was stored`,
+    { cause: error },
+  );
 }
 
 /** The smallest id with timestamp `time` (a range start). */

@@ -12,7 +12,7 @@ import { Header } from '../view/arena.js';
 import type { ObjectSchema, View } from '../view/schema.js';
 import type { JournalMark } from '../view/journal.js';
 import type { MaterializedView } from '../view/view.js';
-import { EventBook, Rec } from './bookkeeping.js';
+import { EventBook, Rec, RecFlag } from './bookkeeping.js';
 import { Pruner } from './pruner.js';
 import type { Codec } from './codec.js';
 import { decodeEnvelope, type Envelope, readEnvelopeUnchecked } from './envelope.js';
@@ -45,6 +45,49 @@ export const EngineWord = {
   LOG_ID: Header.ENGINE + 1,
 } as const;
 
+/**
+ * How {@link Projector.project} treats a batch that must be all or nothing: on a failure the view
+ * is restored to what it was before, `undo` takes the batch out of the log (the projector then
+ * re-applies what follows it, if anything), and the error is rethrown.
+ */
+export interface BatchOptions {
+  /** The batch's own applies must not fail (local events): a failure throws {@link ApplyFailedError}. */
+  readonly strict: boolean;
+  /** Removes the batch's events from the log. */
+  readonly undo: () => void;
+}
+
+/** The author's own apply threw: the event is not stored (see `Database.append`). */
+export class ApplyFailedError extends NoatunError {
+  /** The id the event would have had. */
+  readonly id: MessageId;
+
+  constructor(id: MessageId, cause: unknown) {
+    super(ErrorCode.APPLY_FAILED, `apply failed for event ${id.toString()}: ${describeFailure(cause)} (nothing was stored)`, { cause });
+    this.id = id;
+  }
+}
+
+/** A late batch's rewind: to the mark of `successor` (-1: a rebuild), undoing these prunes. */
+interface LateRewind {
+  readonly mark: JournalMark | -1;
+  readonly successor: Uint8Array;
+  readonly undone: PruneStep[];
+}
+
+/**
+ * A batch failed and the view could not be put back as it was (putting it back failed too): the
+ * view is behind the log, and the database refuses further work until a reopen rebuilds it.
+ */
+export class ViewRestoreError extends NoatunError {
+  constructor(failure: unknown, restoreFailure: unknown) {
+    const code = restoreFailure instanceof NoatunError ? restoreFailure.code : ErrorCode.INTERNAL;
+    super(code, `projecting a batch failed (${String(failure)}) and so did undoing it (${String(restoreFailure)}); reopen the database to rebuild its view`, {
+      cause: restoreFailure,
+    });
+  }
+}
+
 /** Prunes made at journal `position` (see {@link Projector.prune}). */
 interface PruneStep {
   readonly position: number;
@@ -56,8 +99,16 @@ const META_PRUNE_HISTORY = 'pruneHistory';
 /** Reports progress of long replays. */
 export type ProgressCallback = (progress: { readonly phase: 'rebuild'; readonly done: number; readonly total: number }) => void;
 
-/** Errors that come from this machine, not from the event: they must never be recorded as apply failures. */
-function isEnvironmentFailure(error: unknown): boolean {
+/**
+ * Errors that come from this machine, not from the event: they must never be recorded as apply
+ * failures, because another peer (or this one, another time) would not see them. A full view, a
+ * failed system call, and running out of call stack or memory: how deep the stack is when `apply`
+ * runs differs between an append, an ingest, a rewind and a rebuild, and between peers.
+ */
+export function isEnvironmentFailure(error: unknown): boolean {
+  if (error instanceof RangeError) {
+    return /Maximum call stack size exceeded|Array buffer allocation failed/i.test(error.message);
+  }
   if (!(error instanceof NoatunError)) return false;
   return (
     error.code === ErrorCode.VIEW_FULL ||
@@ -65,6 +116,11 @@ function isEnvironmentFailure(error: unknown): boolean {
     error.code === ErrorCode.CLOSED ||
     error.code === ErrorCode.INTERNAL
   );
+}
+
+/** The message recorded for a failed apply. */
+function describeFailure(failure: unknown): string {
+  return failure instanceof Error ? `${failure.name}: ${failure.message}` : String(failure);
 }
 
 /** The decoded envelope of a stored record, or undefined when it is damaged or forged. */
@@ -95,8 +151,11 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
    * undoes them, so they are redone after the re-apply. Oldest first; trimmed with the journal.
    */
   #pruneHistory: PruneStep[];
-  /** Failures seen by this process, by ordinal (the count in the view is authoritative). */
-  readonly failures = new Map<number, ApplyFailure>();
+  /**
+   * Ordinals of the batch being projected whose apply must not fail (local events: the author's
+   * own apply throwing rejects the append instead of storing a failure nobody else has seen).
+   */
+  #strict: ReadonlySet<number> | undefined;
   /** Id bytes of the highest applied event. */
   appliedMax: Uint8Array | undefined;
   /** Events re-applied because of late arrivals (for stats and benchmarks). */
@@ -132,8 +191,10 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
   }
 
   /**
-   * Applies one stored event at the end of the view. Never throws for a failing apply: the
-   * failure is rolled back and recorded.
+   * Applies one stored event at the end of the view. A failing apply is rolled back and recorded
+   * (identically on every peer), unless the event is one of a strict batch: then it is rolled
+   * back and an {@link ApplyFailedError} is thrown. Environment failures are rolled back and
+   * rethrown: they are never the event's failure.
    */
   applyOne(stored: StoredEvent): void {
     const view = this.view;
@@ -141,9 +202,9 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     const envelope = stored.decoded ?? readEnvelopeUnchecked(stored.envelope);
     const id = envelope.id;
     let failure: unknown;
+    this.book.begin(stored.ordinal, id.timestamp);
     try {
       const event = this.#codec.decode(envelope.payload);
-      this.book.begin(stored.ordinal, id.timestamp);
       const apply = this.#apply;
       const result = view.write(this.book, (root) => apply(event, root, { id, time: id.timestamp }) as unknown);
       if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
@@ -151,30 +212,38 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
       }
     } catch (error) {
       if (isEnvironmentFailure(error)) {
-        // Not the event's fault (the view is full, a system call failed): recording it as the
+        // Not the event's fault (the view is full, the stack ran out): recording it as the
         // event's failure would differ between peers. Undo the partial apply and stop.
         view.rewindTo(mark);
+        if (!(error instanceof NoatunError) && this.#strict?.has(stored.ordinal) === true) throw new ApplyFailedError(id, error);
         throw error;
       }
       failure = error;
     }
     if (failure === undefined) {
-      if (this.failures.size !== 0) this.failures.delete(stored.ordinal);
-      this.book.finish(id.bytes, false);
+      this.book.finish(id.bytes);
     } else {
       view.rewindTo(mark);
+      if (this.#strict?.has(stored.ordinal) === true) throw new ApplyFailedError(id, failure);
       view.mark(stored.ordinal);
-      this.book.begin(stored.ordinal, id.timestamp);
-      this.book.finish(id.bytes, true);
+      // The book keeps what the event read before it threw: its failure may depend on it.
+      this.book.finish(id.bytes, describeFailure(failure));
       const arena = this.#arena;
       arena.set32(EngineWord.FAILED_APPLIES, arena.u32[EngineWord.FAILED_APPLIES]! + 1);
-      this.failures.set(stored.ordinal, {
-        id,
-        ordinal: stored.ordinal,
-        error: failure instanceof Error ? `${failure.name}: ${failure.message}` : String(failure),
-      });
     }
     view.lastApplied = stored.ordinal;
+  }
+
+  /** The stored events whose apply failed, in id order (from the records in the view). */
+  failures(): ApplyFailure[] {
+    const book = this.book;
+    const u32 = this.#arena.u32;
+    const out: ApplyFailure[] = [];
+    book.forEach((r) => {
+      if ((u32[r + Rec.FLAGS]! & RecFlag.FAILED) === 0) return;
+      out.push({ id: MessageId.fromBytes(book.idOf(r)), ordinal: u32[r]!, error: book.failureOf(r) });
+    });
+    return out.sort((a, b) => MessageId.compare(a.id, b.id));
   }
 
   /**
@@ -182,8 +251,49 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
    * applied go at the end; an earlier one rewinds the view to just before the first applied
    * event it precedes and re-applies from there. Returns the number of events (re-)applied.
    */
-  project(added: readonly StoredEvent[], onProgress?: ProgressCallback): number {
+  project(added: readonly StoredEvent[], onProgress?: ProgressCallback, batch?: BatchOptions): number {
     if (added.length === 0) return 0;
+    if (batch === undefined) return this.#project(added, onProgress);
+    // All or nothing: on any failure the view is restored to what it was before the batch.
+    const before = this.#arena.position;
+    const beforeMax = this.appliedMax;
+    this.#late = undefined;
+    if (batch.strict) this.#strict = new Set(added.map((stored) => stored.ordinal));
+    try {
+      return this.#project(added, onProgress);
+    } catch (error) {
+      this.#strict = undefined;
+      // (Read through a cast: TypeScript cannot see that #project sets it.)
+      const late = this.#late as LateRewind | undefined;
+      try {
+        if (late === undefined) {
+          this.view.rewindTo(before);
+          this.appliedMax = beforeMax;
+          batch.undo();
+        } else if (late.mark === -1) {
+          batch.undo();
+          this.rebuild(onProgress);
+        } else {
+          // A late batch rewound to an earlier event and was re-applying from there: rewind
+          // again, and re-apply what was there before, without the batch.
+          this.view.rewindTo(late.mark);
+          batch.undo();
+          this.#applyFrom(late.successor);
+          this.#redoPrunes(late.undone);
+        }
+      } catch (restoreError) {
+        throw new ViewRestoreError(error, restoreError);
+      }
+      throw error;
+    } finally {
+      this.#strict = undefined;
+    }
+  }
+
+  /** Where a late batch rewound to (so a failing batch can be undone); see {@link project}. */
+  #late: LateRewind | undefined;
+
+  #project(added: readonly StoredEvent[], onProgress?: ProgressCallback): number {
     let first = added[0]!;
     let inOrder = true;
     for (let i = 1; i < added.length; i++) {
@@ -215,10 +325,12 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     this.#ensureHistory();
     const mark = this.#arena.findMark(successor.ordinal);
     if (mark === -1) {
+      this.#late = { mark, successor: successor.key, undone: [] };
       this.rebuild(onProgress);
       return this.#log.count();
     }
     const undone = this.#rewind(mark);
+    this.#late = { mark, successor: successor.key, undone };
     const applied = this.#applyFrom(first.key);
     this.#redoPrunes(undone);
     this.reapplied += applied - added.length;
@@ -258,7 +370,6 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
       return;
     }
     const undone = this.#rewind(mark);
-    this.failures.delete(stored.ordinal);
     this.appliedMax = undefined;
     // Re-apply everything after the removed event (its successors in id order).
     let last: Uint8Array | undefined;
@@ -417,7 +528,6 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     this.#pruneHistory = [];
     this.#savePruneHistory();
     this.historyTrusted = true;
-    this.failures.clear();
     this.rebuilds++;
     return this.replayAll(onProgress);
   }

@@ -27,7 +27,7 @@ export type WordOffset = number;
 const MAGIC0 = 0x4e54414e; // bytes "NATNVEW1"
 const MAGIC1 = 0x31574556;
 /** Version of the view file format; bump when the layout of any type changes. */
-export const VIEW_FORMAT_VERSION = 2;
+export const VIEW_FORMAT_VERSION = 3;
 
 /** Word indices of the header fields. */
 export const Header = {

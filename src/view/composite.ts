@@ -1,11 +1,11 @@
 /**
- * Composite types: objects, optional values, lists, maps and opaque lists, with their accessor
- * classes.
+ * Composite types: objects, optional values, lists and opaque lists, with their accessor classes
+ * (maps have their own file, `map.ts`), and the helpers every container uses for its slots.
  *
  * Placement rule: an object is laid out inline inside its parent object, so its address never
  * changes. Inside a container (list element, map value) a leaf is stored inline, but a composite
  * value is stored in its own block and the container holds a pointer to it. Containers move their
- * slots when they grow (and maps when they delete), but a composite value never moves, so an
+ * slots when they grow (and maps when they compact), but a composite value never moves, so an
  * accessor to it stays valid for its whole session.
  *
  * Object accessors are classes generated once per object type, with each field at a fixed word
@@ -13,9 +13,8 @@
  */
 import { ErrorCode, NoatunError, ValueError } from '../errors.js';
 import type { Arena, WordOffset } from './arena.js';
-import { LIST_INITIAL_CAPACITY, MAP_INITIAL_CAPACITY, NO_OWNER } from './constants.js';
-import type { KeyType, LeafType } from './leaf.js';
-import type { Ordinal } from './tracking.js';
+import { LIST_INITIAL_CAPACITY } from './constants.js';
+import type { LeafType } from './leaf.js';
 
 /** A composite type: its value is handed out as an accessor, not as a plain value. */
 export interface CompositeType {
@@ -40,20 +39,22 @@ export type AnyType = LeafType<unknown> | CompositeType;
 // ------------------------------------------------------------------ slots in containers
 
 /** Words a value of type `t` takes in a container slot. */
-function slotWords(t: AnyType): number {
+export function slotWords(t: AnyType): number {
   return t.leaf ? t.words : 1;
 }
 
-function slotAlign(t: AnyType): 1 | 2 {
+/** Alignment (in words) of a value of type `t` in a container slot. */
+export function slotAlign(t: AnyType): 1 | 2 {
   return t.leaf ? t.align : 1;
 }
 
-function slotGet(t: AnyType, a: Arena, session: number, w: WordOffset): unknown {
+/** What a container slot reads as: the plain value of a leaf, the accessor of a composite. */
+export function slotGet(t: AnyType, a: Arena, session: number, w: WordOffset): unknown {
   return t.leaf ? t.get(a, w) : t.get(a, session, a.u32[w]!);
 }
 
 /** Fills a zeroed slot. */
-function slotInit(t: AnyType, a: Arena, w: WordOffset, value: unknown): void {
+export function slotInit(t: AnyType, a: Arena, w: WordOffset, value: unknown): void {
   if (t.leaf) {
     t.set(a, w, value);
   } else {
@@ -63,16 +64,19 @@ function slotInit(t: AnyType, a: Arena, w: WordOffset, value: unknown): void {
   }
 }
 
-function slotAssign(t: AnyType, a: Arena, w: WordOffset, value: unknown): void {
+/** Replaces the value in a filled slot. */
+export function slotAssign(t: AnyType, a: Arena, w: WordOffset, value: unknown): void {
   if (t.leaf) t.set(a, w, value);
   else t.assign(a, a.u32[w]!, value);
 }
 
-function slotExport(t: AnyType, a: Arena, w: WordOffset): unknown {
+/** The value in a slot as plain JS. */
+export function slotExport(t: AnyType, a: Arena, w: WordOffset): unknown {
   return t.leaf ? t.get(a, w) : t.exportAt(a, a.u32[w]!);
 }
 
-function slotDestroy(t: AnyType, a: Arena, w: WordOffset): void {
+/** Releases the trackers of the value in a slot and zeroes it (a composite's block is left behind). */
+export function slotDestroy(t: AnyType, a: Arena, w: WordOffset): void {
   if (t.leaf) {
     t.destroy(a, w);
   } else {
@@ -102,11 +106,13 @@ export function jsonify(value: unknown): unknown {
   return value;
 }
 
-function alignUp(words: number, align: 1 | 2): number {
+/** `words` rounded up to the alignment `align` (1 or 2 words). */
+export function alignUp(words: number, align: 1 | 2): number {
   return align === 2 ? (words + 1) & ~1 : words;
 }
 
-function describeValue(value: unknown): string {
+/** A short description of a value for error messages. */
+export function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   return typeof value === 'object' ? 'an object' : typeof value === 'string' ? JSON.stringify(value) : String(value);
@@ -471,9 +477,9 @@ export class ListAccessor<E, P> {
     return jsonify(this.export());
   }
 
+  /** Elements in order; like an array's iterator, it sees elements pushed or popped during the loop. */
   *[Symbol.iterator](): IterableIterator<E> {
-    const length = this.length;
-    for (let i = 0; i < length; i++) yield this.get(i) as E;
+    for (let i = 0; i < this.length; i++) yield this.get(i) as E;
   }
 }
 
@@ -607,364 +613,7 @@ export class OpaqueListAccessor<E, P> {
   }
 }
 
-// ------------------------------------------------------------------ maps
-
-// Map header words.
-const M_TABLE = 0;
-const M_COUNT = 1;
-const M_CAPACITY = 2;
-const M_MEMBERSHIP = 3;
-const M_CLEAR_TRACKER = 4;
-/** Bucket state word: 0 = empty, else the key's hash with the top bit set. */
-const OCCUPIED = 0x80000000;
-
-/**
- * `map(K, V)`: an open-addressing hash table (linear probing, backward-shift deletion) with
- * header `[table, count, capacity, membership tracker, clear tracker, pad]`. Buckets are
- * `[state, key slot, value slot]`.
- *
- * Tracking: a lookup that finds a key reads what it returns (the value's tracker, or the key's
- * tracker for `has`); a lookup that finds nothing reads the membership tracker, which every insert
- * and delete writes, so "k is absent" is a dependency like any other read.
- */
-export class MapType implements CompositeType {
-  readonly kind = 'map';
-  readonly leaf = false as const;
-  readonly words = 6;
-  readonly align = 1 as const;
-  readonly key: KeyType<unknown>;
-  readonly value: AnyType;
-  readonly keyOffset: number;
-  readonly valueOffset: number;
-  readonly bucketWords: number;
-  readonly description: string;
-
-  constructor(key: KeyType<unknown>, value: AnyType) {
-    if (!key.leaf || !key.keyable) {
-      throw new NoatunError(
-        ErrorCode.SCHEMA_INVALID,
-        `${key.description ?? String(key)} cannot be a map key (use string, an integer type, messageId or bytes(n))`,
-      );
-    }
-    this.key = key;
-    this.value = value;
-    this.keyOffset = alignUp(1, key.align);
-    this.valueOffset = alignUp(this.keyOffset + key.words, slotAlign(value));
-    this.bucketWords = alignUp(this.valueOffset + slotWords(value), 2);
-    this.description = `map(${key.description},${value.description})`;
-  }
-
-  get(a: Arena, session: number, w: WordOffset): MapAccessor<unknown, unknown, unknown> {
-    return new MapAccessor(this, a, session, w);
-  }
-
-  /**
-   * Finds the staged key (see {@link KeyType.prepare}); returns its bucket's word, or -1 with
-   * {@link MapType.freeBucket} set to where it would be inserted.
-   */
-  find(a: Arena, w: WordOffset, hash: number): number {
-    const u32 = a.u32;
-    const capacity = u32[w + M_CAPACITY]!;
-    if (capacity === 0) {
-      this.freeBucket = -1;
-      return -1;
-    }
-    const table = u32[w + M_TABLE]!;
-    const mask = capacity - 1;
-    const state = (hash | OCCUPIED) >>> 0;
-    const bucketWords = this.bucketWords;
-    const key = this.key;
-    const keyOffset = this.keyOffset;
-    for (let i = hash & mask; ; i = (i + 1) & mask) {
-      const bucket = table + i * bucketWords;
-      const s = u32[bucket]!;
-      if (s === 0) {
-        this.freeBucket = bucket;
-        return -1;
-      }
-      if (s === state && key.matches(a, bucket + keyOffset)) return bucket;
-    }
-  }
-
-  /** Where {@link find} stopped when it did not find the key. */
-  freeBucket = -1;
-
-  /** Inserts or replaces; the key must not be staged yet. */
-  setAt(a: Arena, w: WordOffset, key: unknown, value: unknown): void {
-    let hash = this.key.prepare(key);
-    let bucket = this.find(a, w, hash);
-    if (bucket >= 0) {
-      // Replacing the value of an existing key observes that the key exists: a read of the
-      // key's tracker (its inserter). Without it, a replay without the inserter and the event
-      // that later deleted the key would see this event create the key, and keep it.
-      a.read(bucket + this.keyOffset + this.key.tracker);
-      slotAssign(this.value, a, bucket + this.valueOffset, value);
-      return;
-    }
-    a.writer();
-    const count = a.u32[w + M_COUNT]!;
-    const capacity = a.u32[w + M_CAPACITY]!;
-    if ((count + 1) * 4 > capacity * 3) {
-      this.#grow(a, w, capacity === 0 ? MAP_INITIAL_CAPACITY : capacity * 2);
-      hash = this.key.prepare(key);
-      this.find(a, w, hash);
-    }
-    bucket = this.freeBucket;
-    a.set32(bucket, (hash | OCCUPIED) >>> 0);
-    this.key.store(a, bucket + this.keyOffset);
-    a.set32(w + M_COUNT, count + 1);
-    a.own(w + M_MEMBERSHIP, false);
-    slotInit(this.value, a, bucket + this.valueOffset, value);
-  }
-
-  /** Removes the key; returns whether it was present. */
-  deleteAt(a: Arena, w: WordOffset, key: unknown): boolean {
-    const bucket = this.find(a, w, this.key.prepare(key));
-    if (bucket < 0) {
-      a.read(w + M_MEMBERSHIP);
-      a.writer().onDestroy(NO_OWNER as Ordinal);
-      return false;
-    }
-    this.key.destroy(a, bucket + this.keyOffset);
-    slotDestroy(this.value, a, bucket + this.valueOffset);
-    this.#removeBucket(a, w, bucket);
-    a.set32(w + M_COUNT, a.u32[w + M_COUNT]! - 1);
-    a.own(w + M_MEMBERSHIP, false);
-    return true;
-  }
-
-  clearAt(a: Arena, w: WordOffset): void {
-    a.own(w + M_CLEAR_TRACKER, true);
-    a.own(w + M_MEMBERSHIP, false);
-    this.#destroyEntries(a, w);
-    a.set32(w + M_TABLE, 0);
-    a.set32(w + M_COUNT, 0);
-    a.set32(w + M_CAPACITY, 0);
-  }
-
-  #destroyEntries(a: Arena, w: WordOffset): void {
-    const capacity = a.u32[w + M_CAPACITY]!;
-    const table = a.u32[w + M_TABLE]!;
-    for (let i = 0; i < capacity; i++) {
-      const bucket = table + i * this.bucketWords;
-      if (a.u32[bucket] !== 0) {
-        this.key.destroy(a, bucket + this.keyOffset);
-        slotDestroy(this.value, a, bucket + this.valueOffset);
-      }
-    }
-  }
-
-  #grow(a: Arena, w: WordOffset, capacity: number): void {
-    const bucketWords = this.bucketWords;
-    const fresh = a.alloc(capacity * bucketWords);
-    const u32 = a.u32;
-    const old = u32[w + M_TABLE]!;
-    const oldCapacity = u32[w + M_CAPACITY]!;
-    const mask = capacity - 1;
-    // The new table is fresh memory: copying into it needs no journal.
-    for (let i = 0; i < oldCapacity; i++) {
-      const from = old + i * bucketWords;
-      const state = u32[from]!;
-      if (state === 0) continue;
-      let j = state & mask;
-      while (u32[fresh + j * bucketWords] !== 0) j = (j + 1) & mask;
-      u32.copyWithin(fresh + j * bucketWords, from, from + bucketWords);
-    }
-    a.set32(w + M_TABLE, fresh);
-    a.set32(w + M_CAPACITY, capacity);
-  }
-
-  #removeBucket(a: Arena, w: WordOffset, bucket: number): void {
-    const u32 = a.u32;
-    const table = u32[w + M_TABLE]!;
-    const mask = u32[w + M_CAPACITY]! - 1;
-    const bucketWords = this.bucketWords;
-    let hole = (bucket - table) / bucketWords;
-    let j = hole;
-    for (;;) {
-      j = (j + 1) & mask;
-      const at = table + j * bucketWords;
-      const state = a.u32[at]!;
-      if (state === 0) break;
-      const home = state & mask;
-      // The entry at j may move into the hole unless its home lies cyclically in (hole, j].
-      const stays = hole <= j ? home > hole && home <= j : home > hole || home <= j;
-      if (!stays) {
-        a.copyWords(table + hole * bucketWords, at, bucketWords);
-        hole = j;
-      }
-    }
-    a.zero(table + hole * bucketWords, bucketWords);
-  }
-
-  assign(a: Arena, w: WordOffset, value: unknown): void {
-    const entries = value instanceof Map ? [...value] : isPlainRecord(value) ? Object.entries(value) : undefined;
-    if (entries === undefined) throw new ValueError(`expected a Map for ${this.description}, got ${describeValue(value)}`);
-    this.clearAt(a, w);
-    for (const [k, v] of entries) this.setAt(a, w, k, v);
-  }
-
-  exportAt(a: Arena, w: WordOffset): Map<unknown, unknown> {
-    a.read(w + M_MEMBERSHIP);
-    const out = new Map<unknown, unknown>();
-    const capacity = a.u32[w + M_CAPACITY]!;
-    for (let i = 0; i < capacity; i++) {
-      const bucket = a.u32[w + M_TABLE]! + i * this.bucketWords;
-      if (a.u32[bucket] === 0) continue;
-      a.read(bucket + this.keyOffset + this.key.tracker);
-      out.set(this.key.get(a, bucket + this.keyOffset), slotExport(this.value, a, bucket + this.valueOffset));
-    }
-    return out;
-  }
-
-  destroy(a: Arena, w: WordOffset): void {
-    this.#destroyEntries(a, w);
-    a.release(w + M_MEMBERSHIP);
-    a.release(w + M_CLEAR_TRACKER);
-    a.zero(w, this.words);
-  }
-
-  /**
-   * Bucket words of occupied buckets, in table order (deterministic). With `observe`, each key
-   * yielded is a tracked read of its tracker: iterating observes which keys exist.
-   */
-  *buckets(a: Arena, w: WordOffset, session: number, observe = false): IterableIterator<number> {
-    const capacity = a.u32[w + M_CAPACITY]!;
-    const table = a.u32[w + M_TABLE]!;
-    const keyTracker = this.keyOffset + this.key.tracker;
-    for (let i = 0; i < capacity; i++) {
-      if (session !== a.session) a.stale();
-      const bucket = table + i * this.bucketWords;
-      if (a.u32[bucket] !== 0) {
-        if (observe) a.read(bucket + keyTracker);
-        yield bucket;
-      }
-    }
-  }
-}
-
-function isPlainRecord(value: unknown): value is Record<string, unknown> {
+/** Whether `value` is a plain object (`{...}`), not a class instance, array or null. */
+export function isPlainRecord(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype;
-}
-
-/**
- * The accessor of a map. `K` is the key type, `E` what values read as (plain for leaves, an
- * accessor for composites), `P` the plain value `set` takes.
- */
-export class MapAccessor<K, E, P> {
-  readonly #type: MapType;
-  readonly #a: Arena;
-  readonly #s: number;
-  readonly #w: WordOffset;
-
-  constructor(type: MapType, a: Arena, session: number, w: WordOffset) {
-    this.#type = type;
-    this.#a = a;
-    this.#s = session;
-    this.#w = w;
-  }
-
-  #arena(): Arena {
-    const a = this.#a;
-    if (this.#s !== a.session) a.stale();
-    return a;
-  }
-
-  /** The value under `key` (an accessor for composite values), or `undefined`. */
-  get(key: K): E | undefined {
-    const a = this.#arena();
-    const type = this.#type;
-    const bucket = type.find(a, this.#w, type.key.prepare(key));
-    if (bucket < 0) {
-      a.read(this.#w + M_MEMBERSHIP);
-      return undefined;
-    }
-    // Finding the key observes that it exists: a read of its tracker (its inserter).
-    a.read(bucket + type.keyOffset + type.key.tracker);
-    return slotGet(type.value, a, this.#s, bucket + type.valueOffset) as E;
-  }
-
-  /** Whether `key` is present (a tracked read either way). */
-  has(key: K): boolean {
-    const a = this.#arena();
-    const type = this.#type;
-    const bucket = type.find(a, this.#w, type.key.prepare(key));
-    if (bucket < 0) {
-      a.read(this.#w + M_MEMBERSHIP);
-      return false;
-    }
-    a.read(bucket + type.keyOffset + type.key.tracker);
-    return true;
-  }
-
-  /** Inserts or replaces the value under `key` (imported from a plain value). */
-  set(key: K, value: P): this {
-    this.#type.setAt(this.#arena(), this.#w, key, value);
-    return this;
-  }
-
-  /** Removes `key`; returns whether it was present. Always makes the event a tombstone. */
-  delete(key: K): boolean {
-    return this.#type.deleteAt(this.#arena(), this.#w, key);
-  }
-
-  /** Removes every entry. */
-  clear(): void {
-    this.#type.clearAt(this.#arena(), this.#w);
-  }
-
-  /** Replaces the contents with the entries of a `Map` (or a plain object for string keys). */
-  assign(entries: Map<K, P> | Record<string, P>): void {
-    this.#type.assign(this.#arena(), this.#w, entries);
-  }
-
-  /**
-   * Number of entries. Inside apply it is a tracked read of the membership and of every key (the
-   * count depends on each present key's insertion), so it costs O(size) there.
-   */
-  get size(): number {
-    const a = this.#arena();
-    a.read(this.#w + M_MEMBERSHIP);
-    if (a.ctx !== null) for (const _ of this.#type.buckets(a, this.#w, this.#s, true)) { /* reads the key */ }
-    return a.u32[this.#w + M_COUNT]!;
-  }
-
-  /** Keys in table order. */
-  *keys(): IterableIterator<K> {
-    const a = this.#arena();
-    const type = this.#type;
-    a.read(this.#w + M_MEMBERSHIP);
-    for (const bucket of type.buckets(a, this.#w, this.#s, true)) yield type.key.get(a, bucket + type.keyOffset) as K;
-  }
-
-  /** Values in table order. */
-  *values(): IterableIterator<E> {
-    const a = this.#arena();
-    const type = this.#type;
-    a.read(this.#w + M_MEMBERSHIP);
-    for (const bucket of type.buckets(a, this.#w, this.#s, true)) yield slotGet(type.value, a, this.#s, bucket + type.valueOffset) as E;
-  }
-
-  /** `[key, value]` pairs in table order. */
-  *entries(): IterableIterator<[K, E]> {
-    const a = this.#arena();
-    const type = this.#type;
-    a.read(this.#w + M_MEMBERSHIP);
-    for (const bucket of type.buckets(a, this.#w, this.#s, true)) {
-      yield [type.key.get(a, bucket + type.keyOffset) as K, slotGet(type.value, a, this.#s, bucket + type.valueOffset) as E];
-    }
-  }
-
-  [Symbol.iterator](): IterableIterator<[K, E]> {
-    return this.entries();
-  }
-
-  /** The entries as a JS `Map` of plain values. */
-  export(): Map<K, P> {
-    return this.#type.exportAt(this.#arena(), this.#w) as Map<K, P>;
-  }
-
-  toJSON(): unknown {
-    return jsonify(this.export());
-  }
 }

@@ -12,12 +12,12 @@ import type { Arena, WordOffset } from './arena.js';
 import {
   type AnyType,
   ListType,
-  MapType,
   ObjectType,
   OpaqueListType,
   OptionalType,
 } from './composite.js';
 import type { LeafType } from './leaf.js';
+import { MapType, MapWord } from './map.js';
 import type { ObjectSchema } from './schema.js';
 import { type Ordinal, asOrdinal } from './tracking.js';
 import type { MaterializedView } from './view.js';
@@ -119,16 +119,13 @@ export type ViewNode = LeafNode | ObjectNode | OptionalNode | MapNode | ListNode
 
 // Header words of lists and maps. They mirror the layout documented in composite.ts (list header
 // `[block, length, capacity, length tracker, clear tracker, pad]`, opaque list clear tracker at
-// word 3, map header `[table, count, capacity, membership, clear tracker, pad]`); the
-// inspect-view tests pin them by checking the writers reported for pushes, inserts and clears.
+// word 3); the inspect-view tests pin them by checking the writers reported for pushes and clears.
+// Maps export their header layout as MapWord.
 const LIST_BLOCK = 0;
 const LIST_LENGTH = 1;
 const LIST_LENGTH_TRACKER = 3;
 const LIST_CLEAR_TRACKER = 4;
 const OPAQUE_LIST_CLEAR_TRACKER = 3;
-const MAP_COUNT = 1;
-const MAP_MEMBERSHIP = 3;
-const MAP_CLEAR_TRACKER = 4;
 
 /** Turns a leaf's JS value into something JSON can carry without loss of meaning. */
 function toInspectValue(value: unknown): InspectValue {
@@ -272,23 +269,24 @@ class Walker {
 
   map(type: MapType, w: WordOffset): MapNode {
     const a = this.#a;
-    const size = a.u32[w + MAP_COUNT]!;
+    const size = a.u32[w + MapWord.COUNT]!;
     const entries: MapEntryNode[] = [];
-    for (const bucket of type.buckets(a, w, this.#session)) {
+    const cursor = type.cursor(a, w, this.#session);
+    for (let entry = cursor.next(); entry !== -1; entry = cursor.next()) {
       if (entries.length === this.#maxEntries) break;
-      const keyAt = bucket + type.keyOffset;
+      const keyAt = entry + type.keyOffset;
       entries.push({
         key: toInspectValue(type.key.peek(a, keyAt)),
         keyWriter: this.#writer(keyAt + type.key.tracker),
-        value: this.slot(type.value, bucket + type.valueOffset),
+        value: this.slot(type.value, entry + type.valueOffset),
       });
     }
     return {
       kind: 'map',
       type: type.description,
       size,
-      writer: this.#writer(w + MAP_MEMBERSHIP),
-      clearedBy: this.#writer(w + MAP_CLEAR_TRACKER),
+      writer: this.#writer(w + MapWord.MEMBERSHIP),
+      clearedBy: this.#writer(w + MapWord.CLEAR_TRACKER),
       entries,
       truncated: size - entries.length,
     };

@@ -16,8 +16,6 @@ import {
   type AnyType,
   type ListAccessor,
   ListType,
-  type MapAccessor,
-  MapType,
   type OpaqueListAccessor,
   OpaqueListType,
   ObjectType,
@@ -37,6 +35,7 @@ import {
   rawCodec,
   UintLeaf,
 } from './leaf.js';
+import { type MapAccessor, MapType } from './map.js';
 
 declare const PLAIN: unique symbol;
 declare const VIEWED: unique symbol;

@@ -13,6 +13,7 @@ import test from 'ava';
 import { Database } from '../../src/index.js';
 import { applyModel, applyOp, normalize, type Op, type Plain, Root, randomOp } from '../helpers/bank-app.js';
 import { FakeClock, prng, removeTempDirs, T0, tempDir } from '../helpers/temp.js';
+import { appendOrRefused, transactionOrRefused } from '../helpers/append.js';
 
 test.after.always(removeTempDirs);
 
@@ -30,12 +31,12 @@ async function runSeed(seed: number, events: number): Promise<{ a: unknown; b: u
     clock.time = random() < 0.2 ? clock.time - Math.floor(random() * 60_000) : clock.time + Math.floor(random() * 5_000);
     if (random() < 0.2) {
       const n = 1 + Math.floor(random() * 4);
-      await a.transaction((tx) => {
+      await transactionOrRefused(a, (tx) => {
         for (let j = 0; j < n; j++) tx.append(randomOp(random));
       });
       i += n;
     } else {
-      await a.append(randomOp(random));
+      await appendOrRefused(a, randomOp(random));
       i++;
     }
   }

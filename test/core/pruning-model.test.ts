@@ -11,9 +11,10 @@
  */
 import test from 'ava';
 import { decodeEnvelope, encodeEnvelope, withParents } from '../../src/core/envelope.js';
-import { Database, type MessageId } from '../../src/index.js';
+import { Database } from '../../src/index.js';
 import { type App, bank, positions, registry, warehouse } from '../helpers/apps.js';
 import { FakeClock, prng, removeTempDirs, T0, tempDir } from '../helpers/temp.js';
+import { appendOrRefused } from '../helpers/append.js';
 
 test.after.always(removeTempDirs);
 
@@ -50,8 +51,8 @@ async function runSeed<E>(app: App<E>, seed: number, events: number) {
     // Mostly fresh, sometimes backdated within the interval, rarely far behind the cutoff.
     const r = random();
     const time = r < 0.1 ? eventTime - Math.floor(random() * 90_000) : eventTime;
-    const id: MessageId = await source.append(app.random(random), { time: Math.max(T0, time) });
-    pending.push(bare(source.message(id)!.bytes));
+    const id = await appendOrRefused(source, app.random(random), { time: Math.max(T0, time) });
+    if (id !== undefined) pending.push(bare(source.message(id)!.bytes));
     clock.time = Math.max(clock.time, eventTime);
     // Deliver a random prefix of what is pending, shuffled a little.
     if (random() < 0.5 || i === events - 1) {

@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { decodeEnvelope, encodeEnvelope, withParents } from '../../src/core/envelope.js';
-import { compareCutoffs, Database, type MessageId, nominalCutoff, s } from '../../src/index.js';
+import { compareCutoffs, Database, MessageId, nominalCutoff, s } from '../../src/index.js';
 import { FakeClock, removeTempDirs, T0, tempDir } from '../helpers/temp.js';
 
 test.after.always(removeTempDirs);
@@ -109,7 +109,7 @@ test('15: the cutoff is relative to the overwriter', async (t) => {
   await db.close();
 });
 
-test('16: a late overwriter older than the cutoff prunes at once; a late overwritten event does not', async (t) => {
+test('16: a late overwriter older than the cutoff prunes once the hold for late arrivals ends; a late overwritten event does not', async (t) => {
   const settings = { cutoffIntervalMs: 60 * MIN };
   {
     const clock = new FakeClock(T0 + 120 * MIN);
@@ -117,7 +117,15 @@ test('16: a late overwriter older than the cutoff prunes at once; a late overwri
     const [a, b] = await remote<AddEvent, typeof Add>(Add, applyAdd, [[T0, { set: 0 }], [T0 + 1000, { set: 0 }]]);
     await db.ingest([a!]);
     await db.ingest([b!]);
+    // Both arrived behind the cutoff: pruning waits until the cutoff passes their arrival, so
+    // whatever else travels with them arrives before anything they concern is pruned.
+    t.is(count(db), 2);
+    t.is(db.stats().pruningPausedUntil, T0 + 120 * MIN);
+    t.true(db.explain(MessageId.fromBytes(decodeEnvelope(a!).id.bytes)).keptBecause.some((line) => line.startsWith('pruning is paused')));
+    clock.advance(80 * MIN);
+    db.advanceCutoff();
     t.is(count(db), 1);
+    t.is(db.stats().pruningPausedUntil, 0);
     await db.close();
   }
   {
@@ -241,20 +249,23 @@ function applyOMap(event: OMapEvent, root: s.View<typeof OMap>): void {
   else root.items.clear();
 }
 
-test('25: a map delete is a tombstone; it goes when the cutoff passes it and the deleted entry is pruned', async (t) => {
+test('25: a map delete is a tombstone; it goes with the entry it deleted once the cutoff passes a later change of the map', async (t) => {
   const clock = new FakeClock();
   const db = await open<OMapEvent, typeof OMap>(OMap, applyOMap, { clock });
   await db.append({ insert: [32, 32] });
   await db.append({ remove: 32 });
-  await db.append({ insert: [33, 33] });
+  const insert = await db.append({ insert: [33, 33] });
   const last = await db.append({ remove: 33 });
   t.is(db.stats().tombstones, 2);
   clock.advance(DAY);
   db.advanceCutoff();
   // The spec derives 0; here the last delete stays: it owns the map's membership ("33 is absent"),
-  // which a later lookup that misses reads.
-  t.deepEqual([...db.messages()].map((m) => m.id.toString()), [last.toString()]);
-  t.deepEqual(db.explain(last).keptBecause, ['it wrote 1 current value of the view']);
+  // which a later lookup that misses reads. And the insert it deleted stays with it: the delete
+  // found the key (a read of its inserter); a replay without the insert would miss, own nothing
+  // and be pruned, so the two stored sets would differ.
+  t.deepEqual([...db.messages()].map((m) => m.id.toString()), [insert.toString(), last.toString()]);
+  t.deepEqual(db.explain(last).keptBecause, ['it wrote 1 current value of the view', 'it deleted data of 1 stored event (a tombstone)']);
+  t.deepEqual(db.explain(insert).keptBecause, ['1 stored event read data it wrote']);
   t.deepEqual(db.read((r) => r.items.export()), new Map());
   await db.close();
 });
@@ -394,7 +405,7 @@ test('31/32: nominal cutoff values, and the cutoff never moves back', async (t) 
   await db.close();
 });
 
-test('33: events older than the cutoff are stored without parents, never heads, and pruned at once when final', async (t) => {
+test('33: events older than the cutoff are stored without parents, never heads, and pruned when final once the hold ends', async (t) => {
   const clock = new FakeClock(T0 + DAY);
   const db = await open<TrackerEvent, typeof Tracker>(Tracker, applyTracker, { clock });
   const frames = await remote<TrackerEvent, typeof Tracker>(Tracker, applyTracker, [
@@ -407,6 +418,9 @@ test('33: events older than the cutoff are stored without parents, never heads, 
   ]);
   for (const frame of frames) await db.ingest([frame]);
   t.deepEqual(db.heads(), []);
+  t.is(count(db), 6);
+  clock.advance(DAY);
+  db.advanceCutoff();
   const times = [...db.messages()].map((m) => (m.id.timestamp - T0) / MIN);
   t.deepEqual(times, [1, 61, 64, 240]);
   t.true([...db.messages()].every((m) => m.parents.length === 0));

@@ -17,10 +17,10 @@ test('s.messageId stores ids as values and map keys, and refuses other values', 
   });
   const a = await db.append({});
   const b = await db.append({});
-  await db.append({ bad: true });
-  const [failure] = db.failures();
-  t.regex(failure!.error, /not a valid MessageId/);
-  t.is(db.stats().failedApplies, 1);
+  const refused = await t.throwsAsync(db.append({ bad: true }));
+  t.is((refused as NoatunError).code, 'APPLY_FAILED');
+  t.regex((refused as Error).message, /not a valid MessageId/);
+  t.is(db.stats().stored, 2);
   db.read((root) => {
     t.true(root.last!.equals(b));
     t.is(root.seen.get(a), 1);

@@ -9,6 +9,7 @@ import { MemoryNetwork } from '../../src/net/memory-link.js';
 import { Replicator } from '../../src/net/replicator.js';
 import { applyOp, normalize, type Op, Root, randomOp } from '../helpers/bank-app.js';
 import { prng, removeTempDirs, tempDir, testSeed } from '../helpers/temp.js';
+import { appendOrRefused } from '../helpers/append.js';
 
 test.after.always(removeTempDirs);
 
@@ -18,10 +19,11 @@ function openDb(): Promise<Db> {
   return Database.open<Op, typeof Root>({ path: tempDir(), root: Root, apply: applyOp });
 }
 
+/** Stores `count` random events (an op its own apply refuses is replaced by another). */
 async function writeSome(db: Db, random: () => number, count: number, backdate = false): Promise<void> {
-  for (let i = 0; i < count; i++) {
+  for (let stored = 0; stored < count; ) {
     const time = backdate && random() < 0.3 ? Date.now() - Math.floor(random() * 120_000) : undefined;
-    await db.append(randomOp(random), time === undefined ? undefined : { time });
+    if ((await appendOrRefused(db, randomOp(random), time === undefined ? undefined : { time })) !== undefined) stored++;
   }
 }
 

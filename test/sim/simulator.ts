@@ -19,6 +19,7 @@ import * as path from 'node:path';
 import { Database, messagePackCodec } from '../../src/index.js';
 import { MemoryNetwork } from '../../src/net/memory-link.js';
 import { Replicator } from '../../src/net/replicator.js';
+import { appendOrRefused } from '../helpers/append.js';
 import { type App, bank, positions, registry, warehouse } from '../helpers/apps.js';
 import { applyModel, normalize as normalizeBank, type Op, type Plain } from '../helpers/bank-app.js';
 import { prng, T0 } from '../helpers/temp.js';
@@ -129,8 +130,8 @@ export async function runSeed(seed: number): Promise<SimResult> {
         const n = 1 + Math.floor(random() * 3);
         for (let k = 0; k < n; k++) {
           const backdate = random() < 0.2 ? Math.floor(random() * 30_000) : 0;
-          const id = await peer.db.append(app.random(random), { time: virtual + peer.skew - backdate });
-          written.push({ bytes: peer.db.message(id)!.bytes.slice() });
+          const id = await appendOrRefused(peer.db, app.random(random), { time: virtual + peer.skew - backdate });
+          if (id !== undefined) written.push({ bytes: peer.db.message(id)!.bytes.slice() });
         }
       } else if (r < 0.75) {
         virtual += Math.floor(random() * 5_000);
