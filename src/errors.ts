@@ -52,6 +52,8 @@ export const ErrorCode = {
    * ran out of call stack; the event was not stored. The cause is attached.
    */
   APPLY_FAILED: 'APPLY_FAILED',
+  /** An event is larger than an envelope may be (`append`): no peer could store or send it. */
+  EVENT_TOO_LARGE: 'EVENT_TOO_LARGE',
   /**
    * Applying events ran out of call stack or memory on this machine: not the event's fault (it is
    * never recorded as its failure, which would differ between peers); nothing of the batch was

@@ -50,15 +50,14 @@ export const Rec = {
   /** Block `[n, ordinal × n]` of events whose data this one destroyed, or 0. */
   VICTIMS: 11,
   /**
-   * For a failed event (which destroyed nothing: its writes were rolled back), the same word holds
-   * the block `[bytes, UTF-8 text…]` of its failure message instead, so every peer and every
-   * reopen can list the failure.
+   * Block `[bytes, UTF-8 text…]` of the failure message of a failed event, or 0: every peer and
+   * every reopen lists the failure from here.
    */
-  FAILURE: 11,
+  FAILURE: 12,
 } as const;
 
 /** Words of one record. */
-export const RECORD_WORDS = 12;
+export const RECORD_WORDS = 13;
 
 /** Flags of a record. */
 export const RecFlag = {
@@ -71,8 +70,9 @@ export const RecFlag = {
   /** Read anything, including "absent" (an empty map's membership): its effect depends on state. */
   READ: 8,
   /**
-   * Its apply threw (what it read is kept, since the failure may depend on it); it is kept as
-   * evidence and never pruned automatically.
+   * Its apply threw. What it read is kept (the failure may depend on it); it owns nothing, so it
+   * is pruned like a no-op once the cutoff passes it — a failure recorded on every peer alike, and
+   * gone from all of them alike, and failing events cannot pile up for ever.
    */
   FAILED: 16,
 } as const;
@@ -185,7 +185,8 @@ export class EventBook implements TrackingContext {
     const reads = this.#reads.items;
     const arena = this.arena;
     const readsBlock = reads.length === 0 ? 0 : this.#block(reads);
-    const victimsBlock = failed ? this.#text(failure) : this.#victims.items.length === 0 ? 0 : this.#block(this.#victims.items);
+    const victimsBlock = failed || this.#victims.items.length === 0 ? 0 : this.#block(this.#victims.items);
+    const failureBlock = failed ? this.#text(failure) : 0;
     const r = this.#insert(this.ordinal);
     const u32 = arena.u32;
     u32[r + Rec.FLAGS] = flags;
@@ -194,10 +195,11 @@ export class EventBook implements TrackingContext {
     arena.u8.set(id, (r + Rec.ID) * 4);
     u32[r + Rec.READS] = readsBlock;
     u32[r + Rec.VICTIMS] = victimsBlock;
+    u32[r + Rec.FAILURE] = failureBlock;
     if (uses === 0) {
       u32[r + Rec.EFFECT_LO] = this.#time % TWO_32;
       u32[r + Rec.EFFECT_HI] = Math.floor(this.#time / TWO_32);
-      if (!failed) this.onZero(this.ordinal, this.#time);
+      this.onZero(this.ordinal, this.#time);
     }
     for (const owner of reads) {
       const w = this.find(owner);

@@ -19,15 +19,18 @@ import type { ObjectSchema, View } from '../view/schema.js';
 import { untracked } from '../view/tracking.js';
 import { MaterializedView } from '../view/view.js';
 import { type Codec, messagePackCodec } from './codec.js';
-import { DEFAULT_CUTOFF_INTERVAL_MS, MAX_PARKED_EVENTS } from './constants.js';
+import { DEFAULT_CUTOFF_INTERVAL_MS, DEFAULT_MAX_LATE_BYTES, DEFAULT_MAX_LATE_EVENTS, REBUILD_DUTY_CYCLE } from './constants.js';
+import { Inbox, type InboxLimits, LOCAL_SOURCE } from './inbox.js';
 import { CUTOFF_HASH_BYTES, type CutoffState, cutoffStrideMs, nominalCutoff, xorInto } from './cutoff.js';
 import { Rec, RecFlag } from './bookkeeping.js';
 import { lockDirectory } from './directory-lock.js';
 import {
   createEnvelope,
+  DEFAULT_ENVELOPE_LIMITS,
   decodeEnvelope,
   type Envelope,
   encodeEnvelope,
+  envelopeSize,
   readEnvelopeUnchecked,
   withParents,
 } from './envelope.js';
@@ -84,6 +87,11 @@ export interface DatabaseOptions<E, R> {
   readonly maxUndoBytes?: number;
   /** Progress of long work (rebuilding the view from the log). */
   readonly onProgress?: ProgressCallback;
+  /**
+   * Limits on events from other peers: how far ahead of this clock they may be dated, and how many
+   * (and how many bytes) may wait for their parents, per sender and in total. See `InboxLimits`.
+   */
+  readonly inbox?: InboxLimits;
 }
 
 /** One stored event as {@link Database.messages} yields it. */
@@ -101,12 +109,30 @@ export interface StoredMessage {
 export interface IngestResult {
   /** Newly stored events. */
   readonly stored: number;
-  /** Events already stored (or already parked). */
+  /** Events already stored (or already waiting here). */
   readonly duplicates: number;
   /** Events waiting for their parents. */
   readonly parked: number;
   /** Parked events (from earlier batches) stored because this batch brought their parents. */
   readonly unparked: number;
+  /** Events dated too far ahead of this peer's clock (`inbox.maxClockSkewMs`); not stored. */
+  readonly tooNew: number;
+  /** Events turned away because parking or the queue of late events was full; not stored. */
+  readonly refused: number;
+  /**
+   * Events behind the cutoff that are costly to store (a rewind or rebuild), queued to be stored
+   * together with others when the budget allows (see {@link Database.ingest}).
+   */
+  readonly deferred: number;
+}
+
+/** Options of {@link Database.ingest}. */
+export interface IngestOptions {
+  /**
+   * Who sent the batch (a peer id): parking limits are per sender, and {@link
+   * Database.dropParked} lets go of what a sender that left had parked.
+   */
+  readonly from?: string;
 }
 
 /** Counts and sizes from {@link Database.stats}. */
@@ -115,12 +141,14 @@ export interface DatabaseStats {
   readonly stored: number;
   /** Events pruned since the database was created. */
   readonly pruned: number;
-  /** Events whose apply threw (their writes were rolled back). */
+  /** Stored events whose apply threw (their writes were rolled back): `failures().length`. */
   readonly failedApplies: number;
   /** Update heads. */
   readonly heads: number;
   /** Events waiting for their parents. */
   readonly parked: number;
+  /** Events behind the cutoff waiting for the budget to store them (see {@link Database.ingest}). */
+  readonly deferred: number;
   /** Events re-applied after late arrivals since open. */
   readonly reapplied: number;
   /** Full rebuilds of the view since open. */
@@ -178,7 +206,7 @@ export interface Explanation {
   readonly tombstone: boolean;
   /** Stored events whose data it deleted. */
   readonly deletedDataOf: MessageId[];
-  /** Its apply threw: kept as evidence, never pruned automatically. */
+  /** Its apply threw (its writes were rolled back); kept until the cutoff passes it. */
   readonly failed: boolean;
   /**
    * When its last datum was overwritten or deleted (ms), or null while it owns data. It can be
@@ -239,9 +267,17 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   readonly #now: () => number;
   readonly #minter = new IdMinter();
   readonly #heads = new Map<string, MessageId>();
-  /** Events waiting for parents: by the key of one missing parent. */
-  readonly #parked = new Map<string, Envelope[]>();
-  #parkedCount = 0;
+  /** Events from other peers waiting for their parents, and the sorting of incoming batches. */
+  readonly #inbox: Inbox;
+  /**
+   * Costly events behind the cutoff (see {@link #isCostlyLate}) waiting for the next re-application
+   * the budget allows: one rewind or rebuild stores them all.
+   */
+  #late: Envelope[] = [];
+  #lateBytes = 0;
+  /** When the next costly late batch may be stored (ms of the real clock, `performance.now()`). */
+  #nextLateTurnAt = 0;
+  #lateTimer: NodeJS.Timeout | undefined;
   readonly #discarded: MessageId[] = [];
   /**
    * Set when projecting failed for a reason of this machine (view full, I/O): the events are in
@@ -284,6 +320,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     releaseLock: () => void,
     openedBy: DatabaseStats['openedBy'],
   ) {
+    const database = this;
     this.path = options.path;
     this.#options = options;
     this.#log = log;
@@ -304,6 +341,16 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     }
     this.#compactedBytes = log.getMeta<number>(META_COMPACTED_BYTES) ?? projector.view.stats().viewBytes;
     this.#pruneHold = log.getMeta<number>(META_PRUNE_HOLD) ?? 0;
+    this.#inbox = new Inbox(
+      {
+        get cutoff() {
+          return database.#cutoff;
+        },
+        now: () => this.#now(),
+        isStored: (id) => this.#log.has(id),
+      },
+      options.inbox,
+    );
     for (const bytes of log.getMeta<Uint8Array[]>(META_HEADS) ?? []) {
       const id = MessageId.fromBytes(bytes);
       this.#heads.set(keyOf(id), id);
@@ -474,6 +521,23 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   advanceCutoff(): void {
     this.#assertOpen();
     this.#advanceCutoff();
+    if (this.#inbox.count !== 0) this.#storeReleased();
+  }
+
+  /**
+   * Stores parked events that no longer wait: their parent fell behind the cutoff (where parents
+   * count as present). Durable with the next commit; a batch the view refuses is dropped (its
+   * senders offer it again).
+   */
+  #storeReleased(): void {
+    const released = this.#inbox.sort([]).accepted;
+    if (released.length === 0) return;
+    try {
+      this.#commitBudgeted(released);
+      void this.#durable().catch(() => {});
+    } catch (error) {
+      if (this.#broken !== undefined) throw error;
+    }
   }
 
   /** Moves the cutoff forward to the nominal cutoff of now (never backwards; not without autoPrune). */
@@ -647,6 +711,15 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    */
   #mint(event: E, previous: MessageId | undefined, options?: AppendOptions): Envelope {
     const payload = this.#codec.encode(event);
+    const limit = DEFAULT_ENVELOPE_LIMITS.maxPayloadBytes;
+    if (payload.length > limit) {
+      // Refused here, or every peer (and this one's next rebuild) would refuse it as malformed.
+      throw new NoatunError(
+        ErrorCode.EVENT_TOO_LARGE,
+        `the event encodes to ${payload.length} bytes; the limit is ${limit} bytes (${limit / 2 ** 20} MiB) per event`,
+      );
+    }
+    // A time ahead of the clock is the app's choice (peers accept the event once it is due).
     let at = placement(this.#minter, this.#now(), options);
     let parents: MessageId[];
     if (previous !== undefined) {
@@ -665,6 +738,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       const probe = MessageId.fromParts(at.timestamp, at.sequence, new Uint8Array(8));
       parents = [];
       for (const head of this.#heads.values()) if (MessageId.compare(head, probe) < 0) parents.push(head);
+      // Peers refuse envelopes with more parents than the limit; the newest heads matter most
+      // (parents only make a receiver wait for what came before).
+      const max = DEFAULT_ENVELOPE_LIMITS.maxParents;
+      if (parents.length > max) parents = parents.sort(MessageId.compare).slice(-max);
     }
     return createEnvelope({ timestamp: at.timestamp, payload, parents, minter: this.#minter, at });
   }
@@ -817,132 +894,129 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   }
 
   /**
-   * Stores events from another peer: each envelope is validated (format, limits, id hash); an
-   * invalid one rejects the whole batch and nothing is stored. Events older than the cutoff are
-   * stored without their parents. Known events are skipped; events
-   * whose parents are missing wait (in memory) until the parents arrive.
+   * Stores events from another peer. Each envelope is validated (format, limits, id hash); an
+   * invalid one rejects the whole batch and nothing is stored. Then the inbox sorts them (see
+   * `src/core/inbox.ts`): known events are skipped, events dated more than
+   * `inbox.maxClockSkewMs` ahead of this clock are refused (their sender offers them again once
+   * due), events whose parents are missing wait in memory (bounded per sender and in total) until
+   * the parents arrive. Events older than the cutoff are stored without their parents.
+   *
+   * An event behind the cutoff that lands before applied events is costly: the view is rewound
+   * through the whole window of undo history and re-applied, or rebuilt from the log when the
+   * history does not reach back that far. Such work is budgeted: it takes at most a tenth of the
+   * time, so these events wait (in memory, bounded) for the next turn the budget allows and are
+   * stored together then (`deferred` counts them); a flood of old events cannot keep the peer
+   * re-applying its history.
    */
-  async ingest(batch: Iterable<Uint8Array>): Promise<IngestResult> {
+  async ingest(batch: Iterable<Uint8Array>, options: IngestOptions = {}): Promise<IngestResult> {
     this.#assertOpen();
     this.#advanceCutoff();
     const decoded: Envelope[] = [];
-    for (const bytes of batch) {
-      const envelope = decodeEnvelope(bytes);
-      // A final event has no parents: a peer whose cutoff lags ours (its clock is behind, within
-      // a stride or two) still sends them; they carry no meaning here, so they are dropped.
-      decoded.push(envelope.id.timestamp < this.#cutoff && envelope.parents.length !== 0 ? withParents(envelope, []) : envelope);
-    }
-    this.#releaseParkedBeforeCutoff(decoded);
-    decoded.sort((a, b) => MessageId.compare(a.id, b.id));
-    const accepted: Envelope[] = [];
-    const acceptedKeys = new Set<string>();
-    /** Events behind the cutoff that were pruned here recently (see below). */
-    const prunedBefore: Envelope[] = [];
-    let duplicates = 0;
-    let parked = 0;
-    for (const envelope of decoded) {
-      const key = keyOf(envelope.id);
-      if (acceptedKeys.has(key) || this.#log.has(envelope.id.bytes) || this.#isParked(envelope)) {
-        duplicates++;
-        continue;
-      }
-      if (envelope.id.timestamp < this.#cutoff && this.#recentlyPruned.has(key)) {
-        prunedBefore.push(envelope);
-        continue;
-      }
-      const missing = this.#missingParent(envelope, acceptedKeys);
-      if (missing !== undefined) {
-        this.#park(envelope, missing);
-        parked++;
-        continue;
-      }
-      accepted.push(envelope);
-      acceptedKeys.add(key);
-    }
-    // Parked events whose parents this batch brings can now be stored too (cascading).
-    let unparked = 0;
-    for (let i = 0; i < accepted.length; i++) {
-      const waiting = this.#parked.get(keyOf(accepted[i]!.id));
-      if (waiting === undefined) continue;
-      this.#parked.delete(keyOf(accepted[i]!.id));
-      this.#parkedCount -= waiting.length;
-      for (const envelope of waiting) {
-        const key = keyOf(envelope.id);
-        if (acceptedKeys.has(key) || this.#log.has(envelope.id.bytes)) continue;
-        const missing = this.#missingParent(envelope, acceptedKeys);
-        if (missing !== undefined) {
-          this.#park(envelope, missing);
-          continue;
-        }
-        accepted.push(envelope);
-        acceptedKeys.add(key);
-        unparked++;
-      }
-    }
+    for (const bytes of batch) decoded.push(decodeEnvelope(bytes));
+    const sorting = this.#inbox.sort(decoded, options.from ?? LOCAL_SOURCE);
+    let duplicates = sorting.duplicates;
+    let refused = sorting.refused;
     // New events behind the cutoff hold pruning (see #holdPruning). An event pruned here recently
     // is offered again by a peer that still holds it (its own hold is longer): storing it again
     // is only worth it while pruning is held — some late event may have made it needed again, and
     // a peer that has that event offers it again later — and otherwise it would be pruned at once;
     // either way it must not start a new hold, or two peers would hand it back and forth forever.
+    const accepted: Envelope[] = [];
+    const prunedBefore: Envelope[] = [];
+    for (const envelope of sorting.accepted) {
+      if (envelope.id.timestamp < this.#cutoff && this.#recentlyPruned.has(envelope.id.key)) prunedBefore.push(envelope);
+      else accepted.push(envelope);
+    }
     if (accepted.some((envelope) => envelope.id.timestamp < this.#cutoff)) this.#holdPruning();
     if (prunedBefore.length !== 0) {
-      if (this.#pruningHeld) {
-        for (const envelope of prunedBefore) {
-          accepted.push(envelope);
-          acceptedKeys.add(keyOf(envelope.id));
-        }
-      } else {
-        duplicates += prunedBefore.length;
-      }
+      if (this.#pruningHeld) accepted.push(...prunedBefore);
+      else duplicates += prunedBefore.length;
     }
-    if (accepted.length !== 0) {
-      accepted.sort((a, b) => MessageId.compare(a.id, b.id));
-      this.#commit(accepted, false);
+    // Costly late events wait for the budget, unless it allows a turn now.
+    const now: Envelope[] = [];
+    let deferred = 0;
+    const turnAllowed = performance.now() >= this.#nextLateTurnAt;
+    for (const envelope of accepted) {
+      if (turnAllowed || !this.#isCostlyLate(envelope)) now.push(envelope);
+      else if (this.#defer(envelope)) deferred++;
+      else refused++;
+    }
+    if (turnAllowed && this.#late.length !== 0) now.push(...this.#takeLate());
+    if (now.length !== 0) {
+      now.sort((a, b) => MessageId.compare(a.id, b.id));
+      this.#commitBudgeted(now);
       await this.#durable();
     }
-    return { stored: accepted.length, duplicates, parked, unparked };
-  }
-
-  /** A parent that is neither stored, nor accepted in this batch, nor older than the cutoff. */
-  #missingParent(envelope: Envelope, accepted: ReadonlySet<string>): MessageId | undefined {
-    for (const parent of envelope.parents) {
-      if (parent.timestamp < this.#cutoff || accepted.has(keyOf(parent)) || this.#log.has(parent.bytes)) continue;
-      return parent;
-    }
-    return undefined;
+    if (this.#late.length !== 0) this.#scheduleLate();
+    return { stored: now.length, duplicates, parked: sorting.parked, unparked: sorting.unparked, tooNew: sorting.tooNew, refused, deferred };
   }
 
   /**
-   * Events parked on a parent that has since fallen behind the cutoff will never see it arrive
-   * (it counts as present now): they join this batch, or are dropped if they themselves are
-   * before the cutoff with parents (which peers refuse).
+   * Lets go of the events `from` had waiting for their parents (it left; if it comes back it
+   * offers them again). The replicator calls it when a peer disconnects.
    */
-  #releaseParkedBeforeCutoff(batch: Envelope[]): void {
-    for (const [key, waiting] of this.#parked) {
-      if (MessageId.adopt(Buffer.from(key, 'latin1')).timestamp >= this.#cutoff) continue;
-      this.#parked.delete(key);
-      this.#parkedCount -= waiting.length;
-      for (const envelope of waiting) {
-        if (envelope.id.timestamp >= this.#cutoff || envelope.parents.length === 0) batch.push(envelope);
+  dropParked(from: string): void {
+    this.#inbox.forgetSource(from);
+  }
+
+  /**
+   * Whether storing `envelope` is costly: it is behind the cutoff and lands before applied events,
+   * so the view is rewound through the whole window of undo history, or rebuilt from the log when
+   * that history does not reach back to it.
+   */
+  #isCostlyLate(envelope: Envelope): boolean {
+    return envelope.id.timestamp < this.#cutoff && this.#projector.landsBeforeApplied(envelope.id.bytes);
+  }
+
+  /** Queues a late event for the next rebuild; false when the queue is full. */
+  #defer(envelope: Envelope): boolean {
+    const bytes = envelopeSize(envelope);
+    if (this.#late.length >= DEFAULT_MAX_LATE_EVENTS || this.#lateBytes + bytes > DEFAULT_MAX_LATE_BYTES) return false;
+    if (this.#late.some((e) => e.id.equals(envelope.id))) return true;
+    this.#late.push(envelope);
+    this.#lateBytes += bytes;
+    return true;
+  }
+
+  #takeLate(): Envelope[] {
+    const late = this.#late.filter((envelope) => !this.#log.has(envelope.id.bytes));
+    this.#late = [];
+    this.#lateBytes = 0;
+    return late;
+  }
+
+  /**
+   * Commits a batch from other peers; when it held costly late events (see {@link #isCostlyLate}),
+   * the time it took moves the budget's next allowed start.
+   */
+  #commitBudgeted(envelopes: readonly Envelope[]): void {
+    const costly = envelopes.some((envelope) => this.#isCostlyLate(envelope));
+    const started = performance.now();
+    this.#commit(envelopes, false);
+    if (costly) {
+      const ended = performance.now();
+      this.#nextLateTurnAt = ended + (ended - started) * (1 / REBUILD_DUTY_CYCLE - 1);
+    }
+  }
+
+  /** Stores the queued late events once the budget allows. */
+  #scheduleLate(): void {
+    if (this.#lateTimer !== undefined || this.#closed) return;
+    const wait = Math.max(0, this.#nextLateTurnAt - performance.now());
+    this.#lateTimer = setTimeout(() => {
+      this.#lateTimer = undefined;
+      if (this.#closed || this.#broken !== undefined || this.#late.length === 0) return;
+      const late = this.#takeLate();
+      if (late.length === 0) return;
+      late.sort((a, b) => MessageId.compare(a.id, b.id));
+      try {
+        this.#commitBudgeted(late);
+        void this.#durable().catch(() => {});
+      } catch {
+        // Refused as a batch (the view is full, say): their senders offer them again.
       }
-    }
-  }
-
-  #isParked(envelope: Envelope): boolean {
-    for (const parent of envelope.parents) {
-      const waiting = this.#parked.get(keyOf(parent));
-      if (waiting?.some((e) => e.id.equals(envelope.id))) return true;
-    }
-    return false;
-  }
-
-  #park(envelope: Envelope, missing: MessageId): void {
-    if (this.#parkedCount >= MAX_PARKED_EVENTS) return; // The sender will offer it again.
-    const key = keyOf(missing);
-    const waiting = this.#parked.get(key);
-    if (waiting === undefined) this.#parked.set(key, [envelope]);
-    else waiting.push(envelope);
-    this.#parkedCount++;
+    }, wait);
+    this.#lateTimer.unref();
   }
 
   /**
@@ -1050,9 +1124,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     return {
       stored: this.#log.count(),
       pruned: this.#log.getMeta<number>(META_PRUNED) ?? 0,
-      failedApplies: this.#projector.failedApplies,
+      failedApplies: this.#countRecords(RecFlag.FAILED),
       heads: this.#heads.size,
-      parked: this.#parkedCount,
+      parked: this.#inbox.count,
+      deferred: this.#late.length,
       reapplied: this.#projector.reapplied,
       rebuilds: this.#projector.rebuilds,
       logBytes: this.#log.byteLength,
@@ -1126,7 +1201,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const owns = u32[r + Rec.USES]!;
     const overwrittenAt = owns === 0 ? book.effectTime(r) : null;
     const keptBecause: string[] = [];
-    if ((flags & RecFlag.FAILED) !== 0) keptBecause.push('its apply failed: failed events are kept as evidence');
+    if ((flags & RecFlag.FAILED) !== 0 && overwrittenAt !== null && overwrittenAt >= this.#cutoff) {
+      keptBecause.push('its apply failed: the failure is kept until the cutoff passes it');
+    }
     if (owns !== 0) keptBecause.push(`it wrote ${owns} current value${owns === 1 ? '' : 's'} of the view`);
     if (readBy.length !== 0) keptBecause.push(`${readBy.length} stored event${readBy.length === 1 ? '' : 's'} read data it wrote`);
     if (deletedDataOf.length !== 0) keptBecause.push(`it deleted data of ${deletedDataOf.length} stored event${deletedDataOf.length === 1 ? '' : 's'} (a tombstone)`);
@@ -1155,6 +1232,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#checkpointTimer !== undefined) clearTimeout(this.#checkpointTimer);
+    if (this.#lateTimer !== undefined) clearTimeout(this.#lateTimer);
     try {
       await this.#log.written();
       // A view that fell behind the log stays dirty: the next open rebuilds it.

@@ -39,8 +39,8 @@ export interface ApplyFailure {
 
 /** Engine words in the view header (see {@link Header.ENGINE}). */
 export const EngineWord = {
-  /** Number of events whose apply failed (journaled). */
-  FAILED_APPLIES: Header.ENGINE,
+  /** Retired (the count of failed applies; failures are read from the pruning records now). */
+  RETIRED_FAILED_APPLIES: Header.ENGINE,
   /** 4 words: the log's identity, so a view is never matched with another directory's log. */
   LOG_ID: Header.ENGINE + 1,
 } as const;
@@ -185,10 +185,6 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     return this.view.arena;
   }
 
-  /** Number of failed applies reflected in the view. */
-  get failedApplies(): number {
-    return this.#arena.u32[EngineWord.FAILED_APPLIES]!;
-  }
 
   /**
    * Applies one stored event at the end of the view. A failing apply is rolled back and recorded
@@ -228,8 +224,6 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
       view.mark(stored.ordinal);
       // The book keeps what the event read before it threw: its failure may depend on it.
       this.book.finish(id.bytes, describeFailure(failure));
-      const arena = this.#arena;
-      arena.set32(EngineWord.FAILED_APPLIES, arena.u32[EngineWord.FAILED_APPLIES]! + 1);
     }
     view.lastApplied = stored.ordinal;
   }
@@ -335,6 +329,12 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     this.#redoPrunes(undone);
     this.reapplied += applied - added.length;
     return applied;
+  }
+
+  /** Whether an event with id `key` would land before events already applied (a rewind or a rebuild). */
+  landsBeforeApplied(key: Uint8Array): boolean {
+    const max = this.appliedMax;
+    return max !== undefined && compareKeys(key, max) < 0;
   }
 
   /**

@@ -12,7 +12,7 @@
  * its blockers becomes a candidate. Each cutoff step only looks at the new candidates and at the
  * blocked ones they may release, never at the whole table.
  */
-import { Rec, RecFlag, type EventBook } from './bookkeeping.js';
+import { Rec, type EventBook } from './bookkeeping.js';
 
 /**
  * A binary min-heap of (time, ordinal) pairs, in typed arrays: an open rebuilds it from every
@@ -143,7 +143,7 @@ export class Pruner {
     this.#stale = true;
   }
 
-  /** Fills the heap with every record that owns nothing (and did not fail), in one pass. */
+  /** Fills the heap with every record that owns nothing, in one pass. */
   #load(): void {
     this.#stale = false;
     const book = this.#book;
@@ -154,7 +154,7 @@ export class Pruner {
     const ordinals = new Uint32Array(capacity);
     let count = 0;
     book.forEach((r) => {
-      if (u32[r + Rec.USES] !== 0 || (u32[r + Rec.FLAGS]! & RecFlag.FAILED) !== 0) return;
+      if (u32[r + Rec.USES] !== 0) return;
       times[count] = book.effectTime(r);
       ordinals[count++] = u32[r]!;
     });
@@ -187,7 +187,7 @@ export class Pruner {
       const ordinal = this.#zeroed.pop();
       if (pool.has(ordinal)) continue;
       const r = book.find(ordinal);
-      if (r === -1 || u32[r + Rec.USES] !== 0 || (u32[r + Rec.FLAGS]! & RecFlag.FAILED) !== 0) continue;
+      if (r === -1 || u32[r + Rec.USES] !== 0) continue;
       if (book.effectTime(r) >= cutoff) {
         // Stale entry from before a rewind: the event lost its data again later.
         this.#zeroed.push(book.effectTime(r), ordinal);

@@ -74,7 +74,12 @@ test('the page lists the events, shows who wrote each field, explains why it is 
   const ids: MessageId[] = [];
   ids.push(await db.append({ name: 'Andersen', salary: 25 }));
   ids.push(await db.append({ name: 'Berg', salary: 30 }));
-  const failed = await db.append({ fail: true });
+  // A failed event is one whose apply throws here but did not for its author (whose own apply
+  // throwing would refuse it): made by a build whose apply accepts it, then received.
+  const author = await Database.open<Hire, typeof Company>({ path: tempDir(), root: Company, apply() {} });
+  const failed = await author.append({ fail: true });
+  await db.ingest([author.message(failed)!.bytes]);
+  await author.close();
   ids.push(await db.append({ memo: 'quarterly review' }));
   const raise = await db.append({ name: 'Andersen', salary: 40 });
   await other.syncedWith('inspected', { signal: AbortSignal.timeout(10_000) });

@@ -45,8 +45,8 @@ async function runSeed(seed: number, events: number): Promise<{ a: unknown; b: u
   const model: Plain = { total: 0, accounts: new Map(), counters: new Map(), audit: [], lastNote: null };
   for (const m of messages) applyModel(codec.decode(m.payload), model);
 
-  // B: shuffled, random batches, duplicates.
-  const b = await open(tempDir(), clock);
+  // B: shuffled, random batches, duplicates; its clock is past every event (later ones it refuses).
+  const b = await open(tempDir(), new FakeClock(Math.max(clock.time, ...messages.map((m) => m.id.timestamp))));
   const pool = messages.map((m) => m.bytes);
   for (let i = pool.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));

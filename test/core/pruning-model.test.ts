@@ -77,7 +77,7 @@ async function runSeed<E>(app: App<E>, seed: number, events: number) {
   const expected = view(keeping);
   const stats = pruning.stats();
   // A fresh replay of only what P kept.
-  const fresh = await openApp(app, tempDir(), new FakeClock(T0), false);
+  const fresh = await openApp(app, tempDir(), new FakeClock(clock.time), false);
   await fresh.ingest([...pruning.messages()].map((m) => bare(m.bytes)));
   const replayed = view(fresh);
   await pruning.compact();

@@ -1,0 +1,321 @@
+/**
+ * The inbox: where events from other peers wait before the database stores them.
+ *
+ * `ingest` hands it a validated batch; the inbox sorts every event into one of:
+ *
+ * - **accepted** — new, not from the future, every parent present (stored, in this batch, or
+ *   behind the cutoff, where parents count as present);
+ * - **duplicate** — stored already, already accepted in this batch, or already waiting here;
+ * - **too new** — dated more than `maxClockSkewMs` after this peer's clock. Such an event would
+ *   never become final, stay a head, and make every honest append rewind and re-apply it (and win
+ *   every last-writer-wins); its sender offers it again once it is due;
+ * - **parked** — a parent is missing: it waits, in memory, until the parent arrives, the parent
+ *   falls behind the cutoff (then it counts as present), its time runs out, or its sender leaves;
+ * - **refused** — parking is full (per sender or in total, by count or bytes); the sender offers it
+ *   again later.
+ *
+ * Parking is O(1) per event: events by id, the ids waiting on each missing parent, and counts and
+ * bytes per sender. Entries expire in arrival order, so expiry walks from the oldest.
+ */
+import { ErrorCode, NoatunError } from '../errors.js';
+import {
+  DEFAULT_MAX_CLOCK_SKEW_MS,
+  DEFAULT_MAX_PARKED_BYTES,
+  DEFAULT_MAX_PARKED_BYTES_PER_SOURCE,
+  DEFAULT_MAX_PARKED_EVENTS,
+  DEFAULT_MAX_PARKED_EVENTS_PER_SOURCE,
+  DEFAULT_PARKED_TTL_MS,
+} from './constants.js';
+import { type Envelope, envelopeSize, withParents } from './envelope.js';
+import { MessageId } from './message-id.js';
+
+/** Limits of the inbox (see the module comment). */
+export interface InboxLimits {
+  /**
+   * How far ahead of this peer's clock an event may be dated.
+   * @default 60000 (one minute)
+   */
+  readonly maxClockSkewMs?: number;
+  /**
+   * Events parked in total.
+   * @default 100000
+   */
+  readonly maxParkedEvents?: number;
+  /**
+   * Bytes of envelopes parked in total.
+   * @default 128 MiB
+   */
+  readonly maxParkedBytes?: number;
+  /**
+   * Events parked per sender.
+   * @default 20000
+   */
+  readonly maxParkedEventsPerSource?: number;
+  /**
+   * Bytes of envelopes parked per sender.
+   * @default 32 MiB
+   */
+  readonly maxParkedBytesPerSource?: number;
+  /**
+   * How long a parked event waits for its parent.
+   * @default 600000 (ten minutes)
+   */
+  readonly parkedTtlMs?: number;
+}
+
+/** What the inbox needs of the database. */
+export interface InboxHost {
+  /** The cutoff now (ms): parents behind it count as present. */
+  readonly cutoff: number;
+  /** The clock (ms). */
+  now(): number;
+  /** Whether an event with these id bytes is stored. */
+  isStored(id: Uint8Array): boolean;
+}
+
+/** How a batch was sorted. */
+export interface Sorting {
+  /** Events to store now, in id order. */
+  readonly accepted: Envelope[];
+  readonly duplicates: number;
+  readonly parked: number;
+  /** Parked events (from earlier batches) this batch let go. */
+  readonly unparked: number;
+  /** Dated too far ahead of this peer's clock. */
+  readonly tooNew: number;
+  /** Parking was full. */
+  readonly refused: number;
+}
+
+/** The sender of events that came through no peer (a direct `ingest` call). */
+export const LOCAL_SOURCE = '';
+
+interface Parked {
+  readonly envelope: Envelope;
+  readonly key: string;
+  readonly bytes: number;
+  readonly source: string;
+  readonly since: number;
+  /** Key of the parent it waits for. */
+  missing: string;
+}
+
+interface Usage {
+  count: number;
+  bytes: number;
+}
+
+/** Events waiting for their parents, and the sorting of incoming batches. */
+export class Inbox {
+  readonly #host: InboxHost;
+  readonly maxClockSkewMs: number;
+  readonly #maxEvents: number;
+  readonly #maxBytes: number;
+  readonly #maxEventsPerSource: number;
+  readonly #maxBytesPerSource: number;
+  readonly #ttlMs: number;
+  /** Parked events by id key, oldest first. */
+  readonly #parked = new Map<string, Parked>();
+  /** Ids waiting on each missing parent. */
+  readonly #waiting = new Map<string, Set<string>>();
+  readonly #sources = new Map<string, Usage>();
+  #bytes = 0;
+  /** The cutoff at the last release of events waiting on parents behind it. */
+  #releasedAt = 0;
+
+  constructor(host: InboxHost, limits: InboxLimits = {}) {
+    this.#host = host;
+    this.maxClockSkewMs = positive(limits.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS, 'maxClockSkewMs');
+    this.#maxEvents = positive(limits.maxParkedEvents ?? DEFAULT_MAX_PARKED_EVENTS, 'maxParkedEvents');
+    this.#maxBytes = positive(limits.maxParkedBytes ?? DEFAULT_MAX_PARKED_BYTES, 'maxParkedBytes');
+    this.#maxEventsPerSource = positive(limits.maxParkedEventsPerSource ?? DEFAULT_MAX_PARKED_EVENTS_PER_SOURCE, 'maxParkedEventsPerSource');
+    this.#maxBytesPerSource = positive(limits.maxParkedBytesPerSource ?? DEFAULT_MAX_PARKED_BYTES_PER_SOURCE, 'maxParkedBytesPerSource');
+    this.#ttlMs = positive(limits.parkedTtlMs ?? DEFAULT_PARKED_TTL_MS, 'parkedTtlMs');
+  }
+
+  /** Events parked now. */
+  get count(): number {
+    return this.#parked.size;
+  }
+
+  /** Bytes of envelopes parked now. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** Whether an event dated `time` is too far ahead of the clock to accept now. */
+  isTooNew(time: number): boolean {
+    return time > this.#host.now() + this.maxClockSkewMs;
+  }
+
+  /**
+   * Sorts a validated batch from `source` (see the module comment), together with parked events
+   * that are now free: their missing parent fell behind the cutoff, or this batch brings it.
+   */
+  sort(batch: readonly Envelope[], source: string = LOCAL_SOURCE): Sorting {
+    this.#expire();
+    const host = this.#host;
+    const cutoff = host.cutoff;
+    const decoded: Envelope[] = [];
+    for (const envelope of [...batch, ...this.#releaseBehindCutoff()]) {
+      // A final event has no parents: a peer whose cutoff lags ours (its clock is behind, within
+      // a stride or two) still sends them; they carry no meaning here, so they are dropped.
+      decoded.push(envelope.id.timestamp < cutoff && envelope.parents.length !== 0 ? withParents(envelope, []) : envelope);
+    }
+    decoded.sort((a, b) => MessageId.compare(a.id, b.id));
+    const accepted: Envelope[] = [];
+    const acceptedKeys = new Set<string>();
+    let duplicates = 0;
+    let parked = 0;
+    let tooNew = 0;
+    let refused = 0;
+    for (const envelope of decoded) {
+      const key = envelope.id.key;
+      if (acceptedKeys.has(key) || this.#parked.has(key) || host.isStored(envelope.id.bytes)) {
+        duplicates++;
+        continue;
+      }
+      if (this.isTooNew(envelope.id.timestamp)) {
+        tooNew++;
+        continue;
+      }
+      const missing = this.#missingParent(envelope, acceptedKeys);
+      if (missing === undefined) {
+        accepted.push(envelope);
+        acceptedKeys.add(key);
+      } else if (this.#park(envelope, key, missing, source)) {
+        parked++;
+      } else {
+        refused++;
+      }
+    }
+    // Parked events whose parents this batch brings can be stored too (cascading: each accepted
+    // event may free others, which the loop reaches as they are appended).
+    let unparked = 0;
+    for (let i = 0; i < accepted.length; i++) {
+      const parentKey = accepted[i]!.id.key;
+      const waiting = this.#waiting.get(parentKey);
+      if (waiting === undefined) continue;
+      this.#waiting.delete(parentKey);
+      for (const key of waiting) {
+        const entry = this.#parked.get(key);
+        if (entry === undefined) continue;
+        const missing = this.#missingParent(entry.envelope, acceptedKeys);
+        if (missing !== undefined) {
+          this.#wait(entry, missing);
+          continue;
+        }
+        this.#unpark(entry);
+        accepted.push(entry.envelope);
+        acceptedKeys.add(key);
+        unparked++;
+      }
+    }
+    accepted.sort((a, b) => MessageId.compare(a.id, b.id));
+    return { accepted, duplicates, parked, unparked, tooNew, refused };
+  }
+
+  /** Drops everything parked from `source` (it left: it would have offered them again anyway). */
+  forgetSource(source: string): void {
+    if (!this.#sources.has(source)) return;
+    for (const entry of this.#parked.values()) if (entry.source === source) this.#drop(entry);
+  }
+
+  /** A parent that is neither stored, nor accepted in this batch, nor behind the cutoff. */
+  #missingParent(envelope: Envelope, accepted: ReadonlySet<string>): string | undefined {
+    const cutoff = this.#host.cutoff;
+    for (const parent of envelope.parents) {
+      if (parent.timestamp < cutoff) continue;
+      const key = parent.key;
+      if (accepted.has(key) || this.#host.isStored(parent.bytes)) continue;
+      return key;
+    }
+    return undefined;
+  }
+
+  /** Parks an event if the limits allow; false when they do not. */
+  #park(envelope: Envelope, key: string, missing: string, source: string): boolean {
+    const bytes = envelopeSize(envelope);
+    const usage = this.#sources.get(source) ?? { count: 0, bytes: 0 };
+    if (
+      this.#parked.size >= this.#maxEvents ||
+      this.#bytes + bytes > this.#maxBytes ||
+      usage.count >= this.#maxEventsPerSource ||
+      usage.bytes + bytes > this.#maxBytesPerSource
+    ) {
+      return false;
+    }
+    const entry: Parked = { envelope, key, bytes, source, since: this.#host.now(), missing };
+    this.#parked.set(key, entry);
+    this.#wait(entry, missing);
+    usage.count++;
+    usage.bytes += bytes;
+    this.#sources.set(source, usage);
+    this.#bytes += bytes;
+    return true;
+  }
+
+  #wait(entry: Parked, missing: string): void {
+    entry.missing = missing;
+    const waiting = this.#waiting.get(missing);
+    if (waiting === undefined) this.#waiting.set(missing, new Set([entry.key]));
+    else waiting.add(entry.key);
+  }
+
+  /** Removes an entry from the parked events and the per-sender usage (not from `#waiting`). */
+  #unpark(entry: Parked): void {
+    this.#parked.delete(entry.key);
+    this.#bytes -= entry.bytes;
+    const usage = this.#sources.get(entry.source)!;
+    usage.count--;
+    usage.bytes -= entry.bytes;
+    if (usage.count === 0) this.#sources.delete(entry.source);
+  }
+
+  /** Removes an entry entirely. */
+  #drop(entry: Parked): void {
+    this.#unpark(entry);
+    const waiting = this.#waiting.get(entry.missing);
+    if (waiting !== undefined) {
+      waiting.delete(entry.key);
+      if (waiting.size === 0) this.#waiting.delete(entry.missing);
+    }
+  }
+
+  /** Drops entries parked longer than the time limit (oldest first). */
+  #expire(): void {
+    const horizon = this.#host.now() - this.#ttlMs;
+    for (const entry of this.#parked.values()) {
+      if (entry.since >= horizon) break;
+      this.#drop(entry);
+    }
+  }
+
+  /**
+   * Takes out the events waiting on a parent that has fallen behind the cutoff (it counts as
+   * present now); they are sorted again with the batch. The cutoff moves once a stride at most,
+   * and only then is the list walked.
+   */
+  #releaseBehindCutoff(): Envelope[] {
+    const cutoff = this.#host.cutoff;
+    const released: Envelope[] = [];
+    if (cutoff <= this.#releasedAt) return released;
+    this.#releasedAt = cutoff;
+    for (const [parentKey, waiting] of this.#waiting) {
+      if (MessageId.adopt(Buffer.from(parentKey, 'latin1')).timestamp >= cutoff) continue;
+      this.#waiting.delete(parentKey);
+      for (const key of waiting) {
+        const entry = this.#parked.get(key);
+        if (entry === undefined) continue;
+        this.#unpark(entry);
+        released.push(entry.envelope);
+      }
+    }
+    return released;
+  }
+}
+
+function positive(value: number, name: string): number {
+  if (!(Number.isFinite(value) && value > 0)) throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${name} must be a positive number`);
+  return value;
+}
