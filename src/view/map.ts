@@ -9,17 +9,18 @@
  * and of the order of the events that inserted them, so it is the same everywhere.
  *
  * Layout. The header (inside the parent) is
- * `[block, count, used, capacity, membership tracker, clear tracker]`. The block holds
- * `[forward, pad]`, then `capacity` entries in insertion order, then an index of `2 × capacity`
- * one-word slots (linear probing, backward-shift deletion). An entry is
- * `[state, key slot, value slot]` where state is the key's hash with the top bit set, or 0 once
- * the entry is deleted. An index slot holds an entry number plus one (0 = empty). Deleting marks
- * the entry dead and unlinks it from the index; an insert appends at `used`. When the entries are
- * used up, the live ones are copied, in order, into a fresh block sized for them (so a table may
- * also shrink), and the old block's `forward` word points at the new one.
+ * `[block, count, capacity, membership tracker, clear tracker, table]`. The block holds
+ * `[forward, used]`, then the *order* — one word per insertion, three quarters as many as
+ * buckets: the bucket number (plus one) of the entry inserted at that position, or 0 once it is
+ * deleted — then the *table*: an open-addressing hash table (linear probing, backward-shift
+ * deletion) of `capacity` buckets `[state, key slot, value slot, order position]`, state being
+ * the key's hash with the top bit set (0: empty). Lookups probe the table directly, as a plain
+ * hash table does; iteration walks the order. A bucket that moves (backward shift) updates its
+ * order word. When the order is used up, the live entries are copied, in order, into a fresh block
+ * sized for them (so a table may also shrink), and the old block's `forward` word points at it.
  *
- * Changing a map while iterating it behaves like a JS `Map`: a cursor walks entry numbers and
- * skips dead entries, reads `used` afresh at every step (so entries added during the loop are
+ * Changing a map while iterating it behaves like a JS `Map`: a cursor walks order positions and
+ * skips dead ones, reads `used` afresh at every step (so entries added during the loop are
  * visited) and, when the block was replaced under it, follows the `forward` chain, translating
  * its position into the number of live entries before it (the old block is never written again,
  * so that count is still what it was when the entries moved). A `clear()` marks the old block
@@ -53,26 +54,44 @@ import type { Ordinal } from './tracking.js';
 
 /** Words of a map's header, relative to the map. */
 export const MapWord = {
-  /** The block of entries and index, 0 while the map has never held an entry since a clear. */
+  /** The block of order and table, 0 while the map has held no entry since it was made or cleared. */
   BLOCK: 0,
   /** Live entries. */
   COUNT: 1,
-  /** Entries used in the block, dead ones included: the next insert goes at this number. */
-  USED: 2,
-  /** Entries the block has room for (a power of two); the index has twice as many slots. */
-  CAPACITY: 3,
+  /** Buckets in the table (a power of two). */
+  CAPACITY: 2,
   /** Owned by the last insert, delete or clear: a lookup that misses reads it. */
-  MEMBERSHIP: 4,
+  MEMBERSHIP: 3,
   /** Owned (opaquely) by the last clear. */
-  CLEAR_TRACKER: 5,
+  CLEAR_TRACKER: 4,
+  /** The table inside the block (kept here so a lookup reads it directly). */
+  TABLE: 5,
 } as const;
 
-/** Words of the block before the first entry: `[forward, pad]` (keeps entries 8-byte aligned). */
+// The same header words as plain constants: the hot paths read these (a constant folds into the
+// load; a property of MapWord is a load of its own).
+const H_BLOCK = MapWord.BLOCK;
+const H_COUNT = MapWord.COUNT;
+const H_CAPACITY = MapWord.CAPACITY;
+const H_MEMBERSHIP = MapWord.MEMBERSHIP;
+const H_CLEAR_TRACKER = MapWord.CLEAR_TRACKER;
+const H_TABLE = MapWord.TABLE;
+
+/** Words of a block before the order: `[forward, used]`. */
 const BLOCK_HEADER = 2;
+/** Word of the block: where the entries went when they moved to another block (see below). */
+const B_FORWARD = 0;
+/** Word of the block: order positions used, dead ones included; the next insert takes this one. */
+const B_USED = 1;
 /** The `forward` value of a block emptied by `clear()` (no block starts at word 1: the header does). */
 const CLEARED = 1;
-/** Entry state bit: the entry is live; the other 31 bits are the key's hash. */
+/** Bucket state bit: the bucket is occupied; the other 31 bits are the key's hash. */
 const OCCUPIED = 0x80000000;
+
+/** Order positions of a table of `capacity` buckets: the table's maximum load (three quarters). */
+function orderCapacity(capacity: number): number {
+  return (capacity * 3) >>> 2;
+}
 
 /**
  * `map(K, V)`: see the module comment for layout, order and tracking.
@@ -84,17 +103,19 @@ export class MapType implements CompositeType {
   readonly align = 1 as const;
   readonly key: KeyType<unknown>;
   readonly value: AnyType;
-  /** Word offset of the key slot inside an entry. */
+  /** Word offset of the key slot inside a bucket. */
   readonly keyOffset: number;
-  /** Word offset of the value slot inside an entry. */
+  /** Word offset of the value slot inside a bucket. */
   readonly valueOffset: number;
-  /** Words of one entry (even, so 8-byte values stay aligned). */
-  readonly entryWords: number;
+  /** Word offset of the bucket's order position (after the value: often the alignment pad). */
+  readonly orderOffset: number;
+  /** Words of one bucket (even, so 8-byte values stay aligned). */
+  readonly bucketWords: number;
   readonly description: string;
-  /** The index slot of the entry the last successful {@link find} returned. */
-  foundSlot = -1;
-  /** The empty index slot where the last unsuccessful {@link find} stopped (-1: no block). */
-  freeSlot = -1;
+  /** Where the last unsuccessful {@link find} stopped: the empty bucket an insert takes (-1: no table). */
+  freeBucket = -1;
+  /** The bucket number of {@link freeBucket}. */
+  freeIndex = -1;
 
   constructor(key: KeyType<unknown>, value: AnyType) {
     if (!key.leaf || !key.keyable) {
@@ -107,7 +128,8 @@ export class MapType implements CompositeType {
     this.value = value;
     this.keyOffset = alignUp(1, key.align);
     this.valueOffset = alignUp(this.keyOffset + key.words, slotAlign(value));
-    this.entryWords = alignUp(this.valueOffset + slotWords(value), 2);
+    this.orderOffset = this.valueOffset + slotWords(value);
+    this.bucketWords = alignUp(this.orderOffset + 1, 2);
     this.description = `map(${key.description},${value.description})`;
   }
 
@@ -115,40 +137,40 @@ export class MapType implements CompositeType {
     return new MapAccessor(this, a, session, w);
   }
 
-  /** Word of entry number `n` of `block`. */
-  entryAt(block: WordOffset, n: number): WordOffset {
-    return block + BLOCK_HEADER + n * this.entryWords;
+  /** The bucket at order position `position` of the map at `w` (current block), or -1 if dead. */
+  bucketAt(a: Arena, w: WordOffset, position: number): WordOffset {
+    const u32 = a.u32;
+    const slot = u32[u32[w + H_BLOCK]! + BLOCK_HEADER + position]!;
+    if (slot === 0) return -1;
+    return u32[w + H_TABLE]! + (slot - 1) * this.bucketWords;
   }
 
   /**
-   * Finds the staged key (see {@link KeyType.prepare}) with hash `hash`; returns its entry's
-   * word (and sets {@link foundSlot}), or -1 (and sets {@link freeSlot}).
+   * Finds the staged key (see {@link KeyType.prepare}) with hash `hash`; returns its bucket's word,
+   * or -1 with {@link freeBucket} set to where it would be inserted.
    */
   find(a: Arena, w: WordOffset, hash: number): WordOffset {
     const u32 = a.u32;
-    const capacity = u32[w + MapWord.CAPACITY]!;
+    const capacity = u32[w + H_CAPACITY]!;
     if (capacity === 0) {
-      this.freeSlot = -1;
+      this.freeBucket = -1;
       return -1;
     }
-    const entryWords = this.entryWords;
-    const entries = u32[w + MapWord.BLOCK]! + BLOCK_HEADER;
-    const index = entries + capacity * entryWords;
-    const mask = capacity * 2 - 1;
+    const table = u32[w + H_TABLE]!;
+    const mask = capacity - 1;
     const state = (hash | OCCUPIED) >>> 0;
+    const bucketWords = this.bucketWords;
     const key = this.key;
     const keyOffset = this.keyOffset;
     for (let i = hash & mask; ; i = (i + 1) & mask) {
-      const n = u32[index + i]!;
-      if (n === 0) {
-        this.freeSlot = index + i;
+      const bucket = table + i * bucketWords;
+      const s = u32[bucket]!;
+      if (s === 0) {
+        this.freeBucket = bucket;
+        this.freeIndex = i;
         return -1;
       }
-      const entry = entries + (n - 1) * entryWords;
-      if (u32[entry] === state && key.matches(a, entry + keyOffset)) {
-        this.foundSlot = index + i;
-        return entry;
-      }
+      if (s === state && key.matches(a, bucket + keyOffset)) return bucket;
     }
   }
 
@@ -165,136 +187,166 @@ export class MapType implements CompositeType {
       return;
     }
     a.writer();
-    const count = a.u32[w + MapWord.COUNT]!;
-    if (a.u32[w + MapWord.USED] === a.u32[w + MapWord.CAPACITY]) {
+    let u32 = a.u32;
+    const count = u32[w + H_COUNT]!;
+    const capacity = u32[w + H_CAPACITY]!;
+    if (capacity === 0 || u32[u32[w + H_BLOCK]! + B_USED] === orderCapacity(capacity)) {
       this.#moveEntries(a, w, count + 1);
       this.find(a, w, hash);
+      u32 = a.u32;
     }
-    const slot = this.freeSlot;
-    const u32 = a.u32;
-    const used = u32[w + MapWord.USED]!;
-    const entry = this.entryAt(u32[w + MapWord.BLOCK]!, used);
-    const state = (hash | OCCUPIED) >>> 0;
-    a.set32(entry, state);
+    const bucket = this.freeBucket;
+    const index = this.freeIndex;
+    const block = u32[w + H_BLOCK]!;
+    const used = u32[block + B_USED]!;
+    a.set32(bucket, (hash | OCCUPIED) >>> 0);
+    a.set32(bucket + this.orderOffset, used);
     // The key goes in before the value: importing the value may stage other keys.
-    this.key.store(a, entry + this.keyOffset);
-    a.set32(slot, used + 1);
-    a.set32(w + MapWord.USED, used + 1);
-    a.set32(w + MapWord.COUNT, count + 1);
-    a.own(w + MapWord.MEMBERSHIP, false);
-    slotInit(this.value, a, entry + this.valueOffset, value);
+    this.key.store(a, bucket + this.keyOffset);
+    a.set32(block + BLOCK_HEADER + used, index + 1);
+    a.set32(block + B_USED, used + 1);
+    a.set32(w + H_COUNT, count + 1);
+    a.own(w + H_MEMBERSHIP, false);
+    slotInit(this.value, a, bucket + this.valueOffset, value);
   }
 
   /** Removes `key`; returns whether it was present. Always makes the running event a tombstone. */
   deleteAt(a: Arena, w: WordOffset, key: unknown): boolean {
-    const entry = this.find(a, w, this.key.prepare(key));
-    if (entry < 0) {
-      a.read(w + MapWord.MEMBERSHIP);
+    const bucket = this.find(a, w, this.key.prepare(key));
+    if (bucket < 0) {
+      a.read(w + H_MEMBERSHIP);
       a.writer().onDestroy(NO_OWNER as Ordinal);
       return false;
     }
-    const slot = this.foundSlot;
     // Finding the key observes that it exists (and `delete` returns it): a read of its tracker.
     // Without it, a replay without the inserter would see this delete miss: it would not take the
     // membership, would own nothing and be pruned, and an apply that branches on the result would
     // do something else.
-    a.read(entry + this.keyOffset + this.key.tracker);
-    this.key.destroy(a, entry + this.keyOffset);
-    slotDestroy(this.value, a, entry + this.valueOffset);
-    a.set32(entry, 0);
-    this.#unlink(a, w, slot);
-    a.set32(w + MapWord.COUNT, a.u32[w + MapWord.COUNT]! - 1);
-    a.own(w + MapWord.MEMBERSHIP, false);
+    a.read(bucket + this.keyOffset + this.key.tracker);
+    this.key.destroy(a, bucket + this.keyOffset);
+    slotDestroy(this.value, a, bucket + this.valueOffset);
+    const block = a.u32[w + H_BLOCK]!;
+    a.set32(block + BLOCK_HEADER + a.u32[bucket + this.orderOffset]!, 0);
+    this.#removeBucket(a, w, bucket);
+    a.set32(w + H_COUNT, a.u32[w + H_COUNT]! - 1);
+    a.own(w + H_MEMBERSHIP, false);
     return true;
   }
 
   /** Removes every entry. */
   clearAt(a: Arena, w: WordOffset): void {
-    a.own(w + MapWord.CLEAR_TRACKER, true);
-    a.own(w + MapWord.MEMBERSHIP, false);
+    a.own(w + H_CLEAR_TRACKER, true);
+    a.own(w + H_MEMBERSHIP, false);
     this.#destroyEntries(a, w);
     this.#detach(a, w);
   }
 
   /** Destroys every live entry's key and value. */
   #destroyEntries(a: Arena, w: WordOffset): void {
-    const used = a.u32[w + MapWord.USED]!;
-    const block = a.u32[w + MapWord.BLOCK]!;
-    for (let n = 0; n < used; n++) {
-      const entry = this.entryAt(block, n);
-      if (a.u32[entry] !== 0) {
-        this.key.destroy(a, entry + this.keyOffset);
-        slotDestroy(this.value, a, entry + this.valueOffset);
-      }
+    const block = a.u32[w + H_BLOCK]!;
+    if (block === 0) return;
+    const used = a.u32[block + B_USED]!;
+    for (let p = 0; p < used; p++) {
+      const bucket = this.bucketAt(a, w, p);
+      if (bucket === -1) continue;
+      this.key.destroy(a, bucket + this.keyOffset);
+      slotDestroy(this.value, a, bucket + this.valueOffset);
     }
   }
 
   /** Leaves the map empty with no block; cursors on the old block go on after the clear. */
   #detach(a: Arena, w: WordOffset): void {
-    const block = a.u32[w + MapWord.BLOCK]!;
+    const block = a.u32[w + H_BLOCK]!;
     if (block === 0) return;
-    a.set32(block, CLEARED);
-    a.set32(w + MapWord.BLOCK, 0);
-    a.set32(w + MapWord.COUNT, 0);
-    a.set32(w + MapWord.USED, 0);
-    a.set32(w + MapWord.CAPACITY, 0);
+    a.set32(block + B_FORWARD, CLEARED);
+    a.set32(w + H_BLOCK, 0);
+    a.set32(w + H_COUNT, 0);
+    a.set32(w + H_CAPACITY, 0);
+    a.set32(w + H_TABLE, 0);
   }
 
   /**
-   * Copies the live entries, in order, into a fresh block with room for at least `needed` entries
-   * and half as many again (so churn of inserts and deletes copies each entry at most twice on
-   * average), and points the old block at it.
+   * Copies the live entries, in order, into a fresh block whose table holds `needed` entries at
+   * half load (so churn of inserts and deletes copies each entry at most twice on average, and a
+   * table may shrink), and points the old block at it.
    */
   #moveEntries(a: Arena, w: WordOffset, needed: number): void {
     let capacity = MAP_INITIAL_CAPACITY;
-    while (capacity < needed + (needed >>> 1)) capacity *= 2;
-    const entryWords = this.entryWords;
-    const fresh = a.alloc(BLOCK_HEADER + capacity * entryWords + capacity * 2);
+    while (capacity < needed * 2) capacity *= 2;
+    const bucketWords = this.bucketWords;
+    const orderWords = alignUp(orderCapacity(capacity), 2);
+    const fresh = a.alloc(BLOCK_HEADER + orderWords + capacity * bucketWords);
     const u32 = a.u32;
-    const old = u32[w + MapWord.BLOCK]!;
-    const oldUsed = u32[w + MapWord.USED]!;
-    const entries = fresh + BLOCK_HEADER;
-    const index = entries + capacity * entryWords;
-    const mask = capacity * 2 - 1;
-    // The new block is fresh memory: filling it needs no journal.
-    let n = 0;
-    for (let p = 0; p < oldUsed; p++) {
-      const from = this.entryAt(old, p);
-      const state = u32[from]!;
-      if (state === 0) continue;
-      u32.copyWithin(entries + n * entryWords, from, from + entryWords);
-      let i = state & mask;
-      while (u32[index + i] !== 0) i = (i + 1) & mask;
-      u32[index + i] = ++n;
+    const old = u32[w + H_BLOCK]!;
+    const oldTable = u32[w + H_TABLE]!;
+    const table = fresh + BLOCK_HEADER + orderWords;
+    const mask = capacity - 1;
+    // The new block is fresh memory: filling it needs no journal. The old table is read in
+    // bucket order (sequential memory, unlike the order's random jumps); each entry's new order
+    // position is the number of live positions before its old one.
+    const count = u32[w + H_COUNT]!;
+    const n = old === 0 ? 0 : count;
+    if (old !== 0) {
+      const oldUsed = u32[old + B_USED]!;
+      let rank: Uint32Array | undefined;
+      if (oldUsed !== count) {
+        rank = new Uint32Array(oldUsed);
+        let live = 0;
+        for (let p = 0; p < oldUsed; p++) {
+          rank[p] = live;
+          if (u32[old + BLOCK_HEADER + p] !== 0) live++;
+        }
+      }
+      const oldCapacity = u32[w + H_CAPACITY]!;
+      for (let b = 0; b < oldCapacity; b++) {
+        const from = oldTable + b * bucketWords;
+        const state = u32[from]!;
+        if (state === 0) continue;
+        const oldPosition = u32[from + this.orderOffset]!;
+        const position = rank === undefined ? oldPosition : rank[oldPosition]!;
+        let i = state & mask;
+        while (u32[table + i * bucketWords] !== 0) i = (i + 1) & mask;
+        const to = table + i * bucketWords;
+        u32.copyWithin(to, from, from + bucketWords);
+        u32[to + this.orderOffset] = position;
+        u32[fresh + BLOCK_HEADER + position] = i + 1;
+      }
+      a.set32(old + B_FORWARD, fresh);
     }
-    if (old !== 0) a.set32(old, fresh);
-    a.set32(w + MapWord.BLOCK, fresh);
-    a.set32(w + MapWord.CAPACITY, capacity);
-    a.set32(w + MapWord.USED, n);
+    u32[fresh + B_USED] = n;
+    a.set32(w + H_BLOCK, fresh);
+    a.set32(w + H_CAPACITY, capacity);
+    a.set32(w + H_TABLE, table);
   }
 
-  /** Removes index slot `slot` (backward-shift deletion, so probes stay correct). */
-  #unlink(a: Arena, w: WordOffset, slot: WordOffset): void {
+  /**
+   * Empties `bucket` with backward-shift deletion (so probes stay correct); a bucket that moves
+   * takes its order position along.
+   */
+  #removeBucket(a: Arena, w: WordOffset, bucket: WordOffset): void {
     const u32 = a.u32;
-    const capacity = u32[w + MapWord.CAPACITY]!;
-    const entries = u32[w + MapWord.BLOCK]! + BLOCK_HEADER;
-    const index = entries + capacity * this.entryWords;
-    const mask = capacity * 2 - 1;
-    let hole = slot - index;
+    const block = u32[w + H_BLOCK]!;
+    const capacity = u32[w + H_CAPACITY]!;
+    const table = u32[w + H_TABLE]!;
+    const mask = capacity - 1;
+    const bucketWords = this.bucketWords;
+    let hole = (bucket - table) / bucketWords;
     let j = hole;
     for (;;) {
       j = (j + 1) & mask;
-      const n = u32[index + j]!;
-      if (n === 0) break;
-      const home = u32[entries + (n - 1) * this.entryWords]! & mask;
-      // The slot at j may move into the hole unless its home lies cyclically in (hole, j].
+      const at = table + j * bucketWords;
+      const state = u32[at]!;
+      if (state === 0) break;
+      const home = state & mask;
+      // The bucket at j may move into the hole unless its home lies cyclically in (hole, j].
       const stays = hole <= j ? home > hole && home <= j : home > hole || home <= j;
       if (!stays) {
-        a.set32(index + hole, n);
+        a.copyWords(table + hole * bucketWords, at, bucketWords);
+        a.set32(block + BLOCK_HEADER + u32[at + this.orderOffset]!, hole + 1);
         hole = j;
       }
     }
-    a.set32(index + hole, 0);
+    a.zero(table + hole * bucketWords, bucketWords);
   }
 
   assign(a: Arena, w: WordOffset, value: unknown): void {
@@ -305,26 +357,27 @@ export class MapType implements CompositeType {
   }
 
   exportAt(a: Arena, w: WordOffset): Map<unknown, unknown> {
-    a.read(w + MapWord.MEMBERSHIP);
+    a.read(w + H_MEMBERSHIP);
     const out = new Map<unknown, unknown>();
-    const used = a.u32[w + MapWord.USED]!;
-    const block = a.u32[w + MapWord.BLOCK]!;
+    const block = a.u32[w + H_BLOCK]!;
+    if (block === 0) return out;
+    const used = a.u32[block + B_USED]!;
     const keyTracker = this.keyOffset + this.key.tracker;
-    for (let n = 0; n < used; n++) {
-      const entry = this.entryAt(block, n);
-      if (a.u32[entry] === 0) continue;
-      a.read(entry + keyTracker);
-      out.set(this.key.get(a, entry + this.keyOffset), slotExport(this.value, a, entry + this.valueOffset));
+    for (let p = 0; p < used; p++) {
+      const bucket = this.bucketAt(a, w, p);
+      if (bucket === -1) continue;
+      a.read(bucket + keyTracker);
+      out.set(this.key.get(a, bucket + this.keyOffset), slotExport(this.value, a, bucket + this.valueOffset));
     }
     return out;
   }
 
   destroy(a: Arena, w: WordOffset): void {
     this.#destroyEntries(a, w);
-    const block = a.u32[w + MapWord.BLOCK]!;
-    if (block !== 0) a.set32(block, CLEARED);
-    a.release(w + MapWord.MEMBERSHIP);
-    a.release(w + MapWord.CLEAR_TRACKER);
+    const block = a.u32[w + H_BLOCK]!;
+    if (block !== 0) a.set32(block + B_FORWARD, CLEARED);
+    a.release(w + H_MEMBERSHIP);
+    a.release(w + H_CLEAR_TRACKER);
     a.zero(w, this.words);
   }
 
@@ -351,24 +404,24 @@ export class MapCursor {
     this.#a = a;
     this.#w = w;
     this.#session = session;
-    this.#block = a.u32[w + MapWord.BLOCK]!;
+    this.#block = a.u32[w + H_BLOCK]!;
   }
 
-  /** The word of the next live entry, or -1 at the end. */
+  /** The word of the next live entry's bucket, or -1 at the end. */
   next(): WordOffset {
     const a = this.#a;
     if (this.#session !== a.session) a.stale();
     const u32 = a.u32;
     const w = this.#w;
-    const current = u32[w + MapWord.BLOCK]!;
+    const current = u32[w + H_BLOCK]!;
     if (current !== this.#block) this.#follow(current);
     const block = this.#block;
     if (block === 0) return -1;
-    const used = u32[w + MapWord.USED]!;
+    const used = u32[block + B_USED]!;
     const type = this.#type;
     while (this.#position < used) {
-      const entry = type.entryAt(block, this.#position++);
-      if (u32[entry] !== 0) return entry;
+      const bucket = type.bucketAt(a, w, this.#position++);
+      if (bucket !== -1) return bucket;
     }
     return -1;
   }
@@ -376,21 +429,20 @@ export class MapCursor {
   /** The block was replaced: follow the forward chain to `current`, translating the position. */
   #follow(current: WordOffset): void {
     const u32 = this.#a.u32;
-    const type = this.#type;
     let block = this.#block;
     let position = this.#position;
     while (block !== current) {
-      const forward = block === 0 ? 0 : u32[block]!;
+      const forward = block === 0 ? 0 : u32[block + B_FORWARD]!;
       if (forward === 0 || forward === CLEARED) {
         // Cleared (or destroyed): everything in the current block came after.
         block = current;
         position = 0;
         break;
       }
-      // The old block is frozen since its entries moved: its live entries before the position
-      // are the ones already visited, and they lead the new block in the same order.
+      // The old block is frozen since its entries moved: its live order positions before ours
+      // are the entries already visited, and they lead the new order in the same sequence.
       let live = 0;
-      for (let n = 0; n < position; n++) if (u32[type.entryAt(block, n)] !== 0) live++;
+      for (let p = 0; p < position; p++) if (u32[block + BLOCK_HEADER + p] !== 0) live++;
       block = forward;
       position = live;
     }
@@ -428,7 +480,7 @@ export class MapAccessor<K, E, P> {
     const type = this.#type;
     const entry = type.find(a, this.#w, type.key.prepare(key));
     if (entry < 0) {
-      a.read(this.#w + MapWord.MEMBERSHIP);
+      a.read(this.#w + H_MEMBERSHIP);
       return undefined;
     }
     // Finding the key observes that it exists: a read of its tracker (its inserter).
@@ -442,7 +494,7 @@ export class MapAccessor<K, E, P> {
     const type = this.#type;
     const entry = type.find(a, this.#w, type.key.prepare(key));
     if (entry < 0) {
-      a.read(this.#w + MapWord.MEMBERSHIP);
+      a.read(this.#w + H_MEMBERSHIP);
       return false;
     }
     a.read(entry + type.keyOffset + type.key.tracker);
@@ -477,14 +529,14 @@ export class MapAccessor<K, E, P> {
   get size(): number {
     const a = this.#arena();
     const w = this.#w;
-    a.read(w + MapWord.MEMBERSHIP);
+    a.read(w + H_MEMBERSHIP);
     if (a.ctx !== null) {
       const type = this.#type;
       const keyTracker = type.keyOffset + type.key.tracker;
       const cursor = type.cursor(a, w, this.#s);
       for (let entry = cursor.next(); entry !== -1; entry = cursor.next()) a.read(entry + keyTracker);
     }
-    return a.u32[w + MapWord.COUNT]!;
+    return a.u32[w + H_COUNT]!;
   }
 
   /**
@@ -494,7 +546,7 @@ export class MapAccessor<K, E, P> {
   *#entryWords(): Generator<WordOffset, void, undefined> {
     const a = this.#arena();
     const type = this.#type;
-    a.read(this.#w + MapWord.MEMBERSHIP);
+    a.read(this.#w + H_MEMBERSHIP);
     const keyTracker = type.keyOffset + type.key.tracker;
     const cursor = type.cursor(a, this.#w, this.#s);
     for (let entry = cursor.next(); entry !== -1; entry = cursor.next()) {
