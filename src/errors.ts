@@ -21,6 +21,8 @@ export const ErrorCode = {
   VIEW_READ_ONLY: 'VIEW_READ_ONLY',
   /** A value does not fit the schema type it is assigned to. */
   VALUE_INVALID: 'VALUE_INVALID',
+  /** An assignment to a property that the object's schema does not have (a misspelt field?). */
+  UNKNOWN_FIELD: 'UNKNOWN_FIELD',
   /** A list index outside `[0, length)`. */
   INDEX_OUT_OF_RANGE: 'INDEX_OUT_OF_RANGE',
   /** The view would grow past its reserved address space (`maxViewBytes`). */
@@ -52,6 +54,16 @@ export const ErrorCode = {
    * ran out of call stack; the event was not stored. The cause is attached.
    */
   APPLY_FAILED: 'APPLY_FAILED',
+  /**
+   * An event holds a value the codec cannot encode or would change (a function, a Map, a class
+   * instance, a cycle, …): the message names where. See the README for what round-trips.
+   */
+  PAYLOAD_INVALID: 'PAYLOAD_INVALID',
+  /**
+   * With `checkDeterminism`, applying the same events twice gave different views: `apply` used
+   * something besides the event, the view and `ctx` (`Date.now()`, `Math.random()`, outer state).
+   */
+  NON_DETERMINISTIC_APPLY: 'NON_DETERMINISTIC_APPLY',
   /** An event is larger than an envelope may be (`append`): no peer could store or send it. */
   EVENT_TOO_LARGE: 'EVENT_TOO_LARGE',
   /**
@@ -125,10 +137,30 @@ export class SystemCallError extends NoatunError {
   }
 }
 
-/** A value that does not fit its schema type. */
+/**
+ * A value that does not fit its schema type. The message starts with where it was going, relative
+ * to the accessor it was assigned through (`employees["Andersen"].salary: -1 is not a valid u32`).
+ */
 export class ValueError extends NoatunError {
-  constructor(message: string) {
-    super(ErrorCode.VALUE_INVALID, message);
+  /** What is wrong with the value. */
+  readonly reason: string;
+  /** Where it was going: field names, `[index]` and `["key"]` steps (empty at the leaf itself). */
+  readonly path: string;
+
+  constructor(reason: string, path = '') {
+    super(ErrorCode.VALUE_INVALID, path === '' ? reason : `${path}: ${reason}`);
+    this.reason = reason;
+    this.path = path;
+  }
+
+  /**
+   * `error` with one more step in front of its path: a field name, or an `[index]` or `["key"]`
+   * step. Other errors are returned as they are.
+   */
+  static within(error: unknown, step: string): unknown {
+    if (!(error instanceof ValueError)) return error;
+    const path = error.path === '' ? step : error.path.startsWith('[') ? `${step}${error.path}` : `${step}.${error.path}`;
+    return new ValueError(error.reason, path);
   }
 }
 

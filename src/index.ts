@@ -15,13 +15,14 @@
 export type { AnyApp, App, AppDefinition } from './core/app.js';
 export { defineApp, isApp } from './core/app.js';
 export type { Codec } from './core/codec.js';
-export { messagePackCodec } from './core/codec.js';
+export { messagePackCodec, PayloadError, validateMessagePack } from './core/codec.js';
 export type {
   AppendOptions,
   DatabaseListener,
   DatabaseOptions,
   DatabaseStats,
   Explanation,
+  IngestOptions,
   IngestResult,
   StoredMessage,
   StoredNotice,
@@ -31,7 +32,9 @@ export type { CutoffComparison, CutoffState } from './core/cutoff.js';
 export { compareCutoffs, cutoffStrideMs, nominalCutoff } from './core/cutoff.js';
 export { Database } from './core/database.js';
 export { MessageId } from './core/message-id.js';
+export type { InboxLimits } from './core/inbox.js';
 export type { ApplyContext, ApplyFailure, ApplyFunction, ProgressCallback } from './core/projector.js';
+export { ApplyFailedError } from './core/projector.js';
 export * as s from './core/schema.js';
 export type {
   FieldNode,

@@ -2,11 +2,91 @@
  * Payload codecs: how an application's events become the bytes inside an envelope.
  */
 import { Packr } from 'msgpackr';
+import { ErrorCode, NoatunError } from '../errors.js';
 
 /** Turns events into bytes and back. `decode(encode(e))` must give an equal event. */
 export interface Codec<E> {
   encode(event: E): Uint8Array;
   decode(bytes: Uint8Array): E;
+  /**
+   * Throws a {@link ErrorCode.PAYLOAD_INVALID} error for an event the codec cannot encode, or
+   * would change (so that `apply` on another peer would see something else than the author
+   * meant). `append` calls it before encoding.
+   */
+  validate?(event: E): void;
+}
+
+/** An event value the codec cannot carry as it is; `path` says where inside the event. */
+export class PayloadError extends NoatunError {
+  /** Where the offending value is, e.g. `event.items[2].tags`. */
+  readonly path: string;
+
+  constructor(path: string, reason: string) {
+    super(ErrorCode.PAYLOAD_INVALID, `${path}: ${reason}`);
+    this.path = path;
+  }
+}
+
+/** How deep an event may nest (deeper ones would exhaust the stack of the encoder). */
+const MAX_PAYLOAD_DEPTH = 512;
+
+/**
+ * Checks that MessagePack carries `value` unchanged: null, booleans, numbers (−0 becomes 0),
+ * strings, bigints in the 64-bit range, `Uint8Array`s (read back as `Uint8Array`s), `Date`s,
+ * arrays, and plain objects with string keys — nested up to 512 levels, without cycles.
+ * `undefined` is kept as a value of a property or an element.
+ */
+export function validateMessagePack(value: unknown): void {
+  const seen = new Set<object>();
+  const walk = (v: unknown, path: string, depth: number): void => {
+    switch (typeof v) {
+      case 'undefined':
+      case 'boolean':
+      case 'number':
+      case 'string':
+        return;
+      case 'bigint':
+        if (v < -(2n ** 63n) || v >= 2n ** 64n) throw new PayloadError(path, `${v}n does not fit in 64 bits; MessagePack cannot carry it (use a string)`);
+        return;
+      case 'function':
+        throw new PayloadError(path, 'a function cannot be sent; MessagePack drops it');
+      case 'symbol':
+        throw new PayloadError(path, 'a Symbol cannot be sent in MessagePack');
+    }
+    if (v === null) return;
+    const object = v as object;
+    if (depth >= MAX_PAYLOAD_DEPTH) throw new PayloadError(path, `nested more than ${MAX_PAYLOAD_DEPTH} levels deep`);
+    if (seen.has(object)) throw new PayloadError(path, 'a circular reference cannot be sent in MessagePack');
+    if (object instanceof Uint8Array) {
+      if (object.constructor !== Uint8Array && !Buffer.isBuffer(object)) {
+        throw new PayloadError(path, `a ${object.constructor.name} is read back as a Uint8Array; send a Uint8Array`);
+      }
+      return;
+    }
+    if (object instanceof Date) {
+      if (Number.isNaN(object.getTime())) throw new PayloadError(path, 'an invalid Date cannot be sent in MessagePack');
+      return;
+    }
+    if (ArrayBuffer.isView(object) || object instanceof ArrayBuffer) {
+      throw new PayloadError(path, `a ${object.constructor.name} is read back as a Uint8Array; send a Uint8Array (or an array of numbers)`);
+    }
+    if (object instanceof Map) throw new PayloadError(path, 'a Map is read back as a plain object; send an object or an array of [key, value] pairs');
+    if (object instanceof Set) throw new PayloadError(path, 'a Set is read back as an array; send an array');
+    seen.add(object);
+    if (Array.isArray(object)) {
+      for (let i = 0; i < object.length; i++) walk(object[i], `${path}[${i}]`, depth + 1);
+    } else {
+      const proto = Object.getPrototypeOf(object);
+      if (proto !== Object.prototype && proto !== null) {
+        const name = (object.constructor as { name?: string } | undefined)?.name ?? 'class';
+        throw new PayloadError(path, `a ${name} instance is read back as a plain object without its class; send a plain object`);
+      }
+      if (Object.getOwnPropertySymbols(object).length !== 0) throw new PayloadError(path, 'Symbol keys are dropped by MessagePack');
+      for (const key of Object.keys(object)) walk((object as Record<string, unknown>)[key], `${path}.${key}`, depth + 1);
+    }
+    seen.delete(object);
+  };
+  walk(value, 'event', 0);
 }
 
 /**
@@ -18,5 +98,6 @@ export function messagePackCodec<E>(): Codec<E> {
   return {
     encode: (event) => packr.pack(event),
     decode: (bytes) => packr.unpack(bytes) as E,
+    validate: validateMessagePack,
   };
 }

@@ -88,6 +88,16 @@ export interface DatabaseOptions<E, R> {
   /** Progress of long work (rebuilding the view from the log). */
   readonly onProgress?: ProgressCallback;
   /**
+   * Applies every local batch a second time in a world with another clock and other random
+   * numbers, and refuses it (`NON_DETERMINISTIC_APPLY`, nothing stored) when the results differ;
+   * a batch from another peer that differs is reported to `onNonDeterministicApply`. It doubles
+   * the cost of applying; meant for development and tests.
+   * @default false
+   */
+  readonly checkDeterminism?: boolean;
+  /** Hears about events from other peers whose apply was found not deterministic here. */
+  readonly onNonDeterministicApply?: (id: MessageId) => void;
+  /**
    * Limits on events from other peers: how far ahead of this clock they may be dated, and how many
    * (and how many bytes) may wait for their parents, per sender and in total. See `InboxLimits`.
    */
@@ -414,6 +424,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         view = freshView();
       }
       const projector = new Projector<E, R>(view, log, options.apply, options.codec ?? messagePackCodec<E>());
+      projector.onNonDeterministic = options.onNonDeterministicApply;
       projector.historyTrusted = openedBy !== 'clean-load';
       projector.resetView = () => {
         projector.view.close();
@@ -710,7 +721,13 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    * `previous` (the transaction's previous event, which the new one must follow).
    */
   #mint(event: E, previous: MessageId | undefined, options?: AppendOptions): Envelope {
-    const payload = this.#codec.encode(event);
+    this.#codec.validate?.(event);
+    let payload: Uint8Array;
+    try {
+      payload = this.#codec.encode(event);
+    } catch (cause) {
+      throw new NoatunError(ErrorCode.PAYLOAD_INVALID, `event: the codec cannot encode it (${String(cause)})`, { cause });
+    }
     const limit = DEFAULT_ENVELOPE_LIMITS.maxPayloadBytes;
     if (payload.length > limit) {
       // Refused here, or every peer (and this one's next rebuild) would refuse it as malformed.
@@ -781,6 +798,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     try {
       this.#projector.project(stored, this.#options.onProgress, {
         strict: local,
+        check: this.#options.checkDeterminism === true,
         undo: () => {
           for (const event of stored) this.#log.remove(event.key);
         },

@@ -13,6 +13,7 @@ import type { ObjectSchema, View } from '../view/schema.js';
 import type { JournalMark } from '../view/journal.js';
 import type { MaterializedView } from '../view/view.js';
 import { EventBook, Rec, RecFlag } from './bookkeeping.js';
+import { type BatchImprint, firstDifference, inAnotherWorld } from './determinism.js';
 import { Pruner } from './pruner.js';
 import type { Codec } from './codec.js';
 import { decodeEnvelope, type Envelope, readEnvelopeUnchecked } from './envelope.js';
@@ -55,6 +56,12 @@ export interface BatchOptions {
   readonly strict: boolean;
   /** Removes the batch's events from the log. */
   readonly undo: () => void;
+  /**
+   * Apply the batch a second time in another world (see `determinism.ts`) and compare. A
+   * difference throws `NON_DETERMINISTIC_APPLY` for a strict batch, and is reported to
+   * {@link Projector.onNonDeterministic} for another.
+   */
+  readonly check?: boolean;
 }
 
 /** The author's own apply threw: the event is not stored (see `Database.append`). */
@@ -250,11 +257,17 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     if (batch === undefined) return this.#project(added, onProgress);
     // All or nothing: on any failure the view is restored to what it was before the batch.
     const before = this.#arena.position;
+    const topBefore = this.#arena.top;
     const beforeMax = this.appliedMax;
     this.#late = undefined;
     if (batch.strict) this.#strict = new Set(added.map((stored) => stored.ordinal));
     try {
-      return this.#project(added, onProgress);
+      const applied = this.#project(added, onProgress);
+      // (Only batches applied after everything else: a late one re-applied others too.)
+      if (batch.check === true && (this.#late as LateRewind | undefined) === undefined) {
+        this.#verify(added, before, topBefore, beforeMax, batch.strict);
+      }
+      return applied;
     } catch (error) {
       this.#strict = undefined;
       // (Read through a cast: TypeScript cannot see that #project sets it.)
@@ -282,6 +295,39 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     } finally {
       this.#strict = undefined;
     }
+  }
+
+  /** Hears about events whose apply gave another result the second time (see {@link BatchOptions.check}). */
+  onNonDeterministic: ((id: MessageId) => void) | undefined;
+
+  /**
+   * Applies a batch that was just applied at the end of the view a second time, from the same
+   * view, in another world, and compares what each event wrote (see `determinism.ts`).
+   */
+  #verify(added: readonly StoredEvent[], before: JournalMark, topBefore: number, beforeMax: Uint8Array | undefined, strict: boolean): void {
+    const first = this.#imprint(before, topBefore);
+    this.view.rewindTo(before);
+    this.appliedMax = beforeMax;
+    inAnotherWorld(() => this.#project(added));
+    const at = firstDifference(first, this.#imprint(before, topBefore));
+    if (at === -1) return;
+    const ordered = [...added].sort((a, b) => compareKeys(a.key, b.key));
+    const id = MessageId.fromBytes(ordered[Math.min(at, ordered.length - 1)]!.key);
+    if (strict) {
+      throw new NoatunError(
+        ErrorCode.NON_DETERMINISTIC_APPLY,
+        `apply gave another result for event ${id.toString()} when applied again with another clock and other random numbers: it must depend only on the event, the view and ctx (use ctx.time and ctx.id, not Date.now() or Math.random()); nothing was stored`,
+      );
+    }
+    this.onNonDeterministic?.(id);
+  }
+
+  /** What the events since journal position `before` wrote (see {@link BatchImprint}). */
+  #imprint(before: JournalMark, topBefore: number): BatchImprint {
+    const arena = this.#arena;
+    // The first segment holds what was written before the first event's mark: nothing.
+    const events = arena.changesSince(before).slice(1);
+    return { events, top: arena.top, fresh: arena.u32.slice(topBefore, arena.top) };
   }
 
   /** Where a late batch rewound to (so a failing batch can be undone); see {@link project}. */

@@ -514,6 +514,55 @@ export class Arena {
     return -1;
   }
 
+  /**
+   * The words changed since journal position `from` (which must still be kept), with their current
+   * values: one map per event, split at the marks, oldest first (a map before the first mark holds
+   * changes made between `from` and it). Memory allocated since is not journaled and not listed:
+   * compare it as the range up to {@link top}.
+   */
+  changesSince(from: JournalMark): Map<number, number>[] {
+    const journal = this.journal;
+    const target = journal.physical(from);
+    const j = journal.words;
+    const u32 = this.u32;
+    const segments: Map<number, number>[] = [new Map()];
+    let current = segments[0]!;
+    let e = journal.end;
+    while (e > target) {
+      switch (j[e - 1]) {
+        case JournalTag.SET1:
+          current.set(j[e - 2]!, u32[j[e - 2]!]!);
+          e -= 3;
+          break;
+        case JournalTag.SET2: {
+          const w = j[e - 2]!;
+          current.set(w, u32[w]!);
+          current.set(w + 1, u32[w + 1]!);
+          e -= 4;
+          break;
+        }
+        case JournalTag.SETN: {
+          const n = j[e - 2]!;
+          const w = j[e - 3]!;
+          for (let i = 0; i < n; i++) current.set(w + i, u32[w + i]!);
+          e -= 3 + n;
+          break;
+        }
+        case JournalTag.TOP:
+          e -= 2;
+          break;
+        case JournalTag.MARK:
+          current = new Map();
+          segments.push(current);
+          e -= 2;
+          break;
+        default:
+          throw new CorruptFileError(journal.file.path, `unknown journal entry tag ${j[e - 1]}`, (e - 1) * WORD_BYTES);
+      }
+    }
+    return segments.reverse();
+  }
+
   /** True when the oldest entry kept in the journal is the mark of `ordinal`. */
   historyStartsAt(ordinal: number): boolean {
     const journal = this.journal;

@@ -184,10 +184,14 @@ export class ObjectType implements CompositeType {
       let v = plain[field.name];
       if (v === undefined) {
         if (field.type instanceof OptionalType) v = null;
-        else throw new ValueError(`missing field "${field.name}"`);
+        else throw new ValueError('missing (every field but an optional one must be given)', field.name);
       }
-      if (field.type.leaf) field.type.set(a, w + field.offset, v);
-      else field.type.assign(a, w + field.offset, v);
+      try {
+        if (field.type.leaf) field.type.set(a, w + field.offset, v);
+        else field.type.assign(a, w + field.offset, v);
+      } catch (error) {
+        throw ValueError.within(error, field.name);
+      }
     }
   }
 
@@ -211,36 +215,62 @@ export class ObjectType implements CompositeType {
 function generateObjectAccessor(type: ObjectType): ObjectAccessorClass {
   const lines: string[] = [];
   const types: AnyType[] = [];
-  lines.push('return class ObjectAccessor {');
-  lines.push('  constructor(a, s, w) { this.$a = a; this.$s = s; this.$w = w;');
+  lines.push('const Accessor = class ObjectAccessor {');
+  // Declared fields are defined on the instance (not assigned), so they never reach the
+  // prototype chain's guard below.
+  lines.push('  $a; $s; $w;');
   type.fields.forEach((field, i) => {
-    if (!field.type.leaf && !(field.type instanceof OptionalType)) lines.push(`    this.$c${i} = undefined;`);
+    if (!field.type.leaf && !(field.type instanceof OptionalType)) lines.push(`  $c${i} = undefined;`);
   });
-  lines.push('  }');
+  lines.push('  constructor(a, s, w) { this.$a = a; this.$s = s; this.$w = w; }');
   type.fields.forEach((field, i) => {
     types.push(field.type);
     const key = JSON.stringify(field.name);
     const check = 'const a = this.$a; if (this.$s !== a.session) a.stale();';
+    // Setters name the field in a value error (the path grows as the error passes each level).
+    const guard = (call: string) => `try { ${call}; } catch (e) { throw WITHIN(e, ${key}); }`;
     if (field.type.leaf) {
       lines.push(`  get [${key}]() { ${check} return T${i}.get(a, this.$w + ${field.offset}); }`);
-      lines.push(`  set [${key}](v) { ${check} T${i}.set(a, this.$w + ${field.offset}, v); }`);
+      lines.push(`  set [${key}](v) { ${check} ${guard(`T${i}.set(a, this.$w + ${field.offset}, v)`)} }`);
     } else if (field.type instanceof OptionalType) {
       lines.push(`  get [${key}]() { ${check} return T${i}.get(a, this.$s, this.$w + ${field.offset}); }`);
-      lines.push(`  set [${key}](v) { ${check} T${i}.assign(a, this.$w + ${field.offset}, v); }`);
+      lines.push(`  set [${key}](v) { ${check} ${guard(`T${i}.assign(a, this.$w + ${field.offset}, v)`)} }`);
     } else {
       lines.push(
         `  get [${key}]() { ${check} return this.$c${i} ??= T${i}.get(a, this.$s, this.$w + ${field.offset}); }`,
       );
-      lines.push(`  set [${key}](v) { ${check} T${i}.assign(a, this.$w + ${field.offset}, v); }`);
+      lines.push(`  set [${key}](v) { ${check} ${guard(`T${i}.assign(a, this.$w + ${field.offset}, v)`)} }`);
     }
   });
   lines.push('  export() { const a = this.$a; if (this.$s !== a.session) a.stale(); return SELF.exportAt(a, this.$w); }');
   lines.push('  assign(v) { const a = this.$a; if (this.$s !== a.session) a.stale(); SELF.assign(a, this.$w, v); }');
   lines.push('  toJSON() { return JSONIFY(this.export()); }');
   lines.push('};');
-  const params = ['SELF', 'JSONIFY', ...types.map((_, i) => `T${i}`)];
+  // Assigning a property the schema does not have (a misspelt field) reaches the end of the
+  // prototype chain, where a guard refuses it: otherwise it would silently set a property of the
+  // accessor object and never reach the view.
+  lines.push('Object.setPrototypeOf(Accessor.prototype, UNKNOWN_GUARD);');
+  lines.push('return Accessor;');
+  const params = ['SELF', 'JSONIFY', 'WITHIN', 'UNKNOWN_GUARD', ...types.map((_, i) => `T${i}`)];
   const factory = new Function(...params, lines.join('\n')) as (...args: unknown[]) => ObjectAccessorClass;
-  return factory(type, jsonify, ...types);
+  return factory(type, jsonify, ValueError.within, unknownFieldGuard(type), ...types);
+}
+
+/**
+ * The last prototype of an object type's accessors: a proxy whose only trap refuses assignments
+ * to properties the type does not have (reads of them still give `undefined`).
+ */
+function unknownFieldGuard(type: ObjectType): object {
+  const names = type.fields.map((field) => field.name);
+  return new Proxy(Object.prototype, {
+    set(_target, property) {
+      const known = names.length === 0 ? 'it has none' : `it has ${names.map((n) => JSON.stringify(n)).join(', ')}`;
+      throw new NoatunError(
+        ErrorCode.UNKNOWN_FIELD,
+        `${typeof property === 'string' ? JSON.stringify(property) : String(property)} is not a field of this object (${known})`,
+      );
+    },
+  });
 }
 
 // ------------------------------------------------------------------ optional
@@ -361,7 +391,11 @@ export class ListType implements CompositeType {
     a.own(w + L_LENGTH_TRACKER, false);
     const length = a.u32[w + L_LENGTH]!;
     growList(a, w, this.elementWords, length + 1);
-    slotInit(this.element, a, a.u32[w + L_BLOCK]! + length * this.elementWords, value);
+    try {
+      slotInit(this.element, a, a.u32[w + L_BLOCK]! + length * this.elementWords, value);
+    } catch (error) {
+      throw ValueError.within(error, `[${length}]`);
+    }
     a.set32(w + L_LENGTH, length + 1);
     return length + 1;
   }
@@ -435,7 +469,11 @@ export class ListAccessor<E, P> {
     if (index >>> 0 !== index || index >= a.u32[w + L_LENGTH]!) {
       throw new NoatunError(ErrorCode.INDEX_OUT_OF_RANGE, `list index ${index} is out of range`);
     }
-    slotAssign(this.#type.element, a, a.u32[w + L_BLOCK]! + index * this.#type.elementWords, value);
+    try {
+      slotAssign(this.#type.element, a, a.u32[w + L_BLOCK]! + index * this.#type.elementWords, value);
+    } catch (error) {
+      throw ValueError.within(error, `[${index}]`);
+    }
   }
 
   /** Appends a value; returns the new length. */
@@ -523,6 +561,8 @@ export class OpaqueListType implements CompositeType {
     a.opaqueWrites = true;
     try {
       slotInit(this.element, a, a.u32[w + L_BLOCK]! + length * this.elementWords, value);
+    } catch (error) {
+      throw ValueError.within(error, `[${length}]`);
     } finally {
       a.opaqueWrites = previous;
     }
@@ -616,4 +656,12 @@ export class OpaqueListAccessor<E, P> {
 /** Whether `value` is a plain object (`{...}`), not a class instance, array or null. */
 export function isPlainRecord(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype;
+}
+
+/** A map key as a path step shows it: `"text"`, `42`, `7n`, or hex for bytes. */
+export function describeKey(key: unknown): string {
+  if (typeof key === 'string') return JSON.stringify(key);
+  if (typeof key === 'bigint') return `${key}n`;
+  if (key instanceof Uint8Array) return Buffer.from(key).toString('hex');
+  return String(key);
 }

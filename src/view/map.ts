@@ -37,6 +37,7 @@ import {
   alignUp,
   type AnyType,
   type CompositeType,
+  describeKey,
   describeValue,
   isPlainRecord,
   jsonify,
@@ -183,7 +184,11 @@ export class MapType implements CompositeType {
       // key's tracker (its inserter). Without it, a replay without the inserter and the event
       // that later deleted the key would see this event create the key, and keep it.
       a.read(found + this.keyOffset + this.key.tracker);
-      slotAssign(this.value, a, found + this.valueOffset, value);
+      try {
+        slotAssign(this.value, a, found + this.valueOffset, value);
+      } catch (error) {
+        throw ValueError.within(error, `[${describeKey(key)}]`);
+      }
       return;
     }
     a.writer();
@@ -207,7 +212,11 @@ export class MapType implements CompositeType {
     a.set32(block + B_USED, used + 1);
     a.set32(w + H_COUNT, count + 1);
     a.own(w + H_MEMBERSHIP, false);
-    slotInit(this.value, a, bucket + this.valueOffset, value);
+    try {
+      slotInit(this.value, a, bucket + this.valueOffset, value);
+    } catch (error) {
+      throw ValueError.within(error, `[${describeKey(key)}]`);
+    }
   }
 
   /** Removes `key`; returns whether it was present. Always makes the running event a tombstone. */

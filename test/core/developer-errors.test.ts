@@ -1,0 +1,103 @@
+/**
+ * Mistakes a developer makes, caught where they are made: an `apply` that is not deterministic
+ * (with `checkDeterminism`), payloads MessagePack would change or cannot carry (`PAYLOAD_INVALID`
+ * with the path), values that do not fit a field (`VALUE_INVALID` naming the field) and
+ * assignments to fields the schema does not have (`UNKNOWN_FIELD`).
+ */
+import test from 'ava';
+import { Database, type MessageId, NoatunError, s } from '../../src/index.js';
+import { FakeClock, removeTempDirs, tempDir } from '../helpers/temp.js';
+
+test.after.always(removeTempDirs);
+
+const Employee = s.object({ name: s.string(), salary: s.u32() });
+const Root = s.object({ stamp: s.f64(), employees: s.map(s.string(), Employee), count: s.u32() });
+type Ev = { kind: 'clock' } | { kind: 'dice' } | { kind: 'date' } | { kind: 'hire'; name: string; salary: number } | { kind: 'typo' } | { kind: 'ok'; payload?: unknown };
+
+function apply(e: Ev, root: s.View<typeof Root>): void {
+  if (e.kind === 'clock') root.stamp = Date.now();
+  else if (e.kind === 'dice') root.count = Math.floor(Math.random() * 1000);
+  else if (e.kind === 'date') root.stamp = new Date().getTime();
+  else if (e.kind === 'hire') root.employees.set(e.name, { name: e.name, salary: e.salary });
+  else if (e.kind === 'typo') (root as unknown as { cuont: number }).cuont = 1;
+  else root.count += 1;
+}
+
+function open(extra: { checkDeterminism?: boolean; onNonDeterministicApply?: (id: MessageId) => void } = {}) {
+  return Database.open<Ev, typeof Root>({ path: tempDir(), root: Root, apply, now: new FakeClock().now, ...extra });
+}
+
+test('checkDeterminism refuses an apply that reads Date.now(), new Date() or Math.random(), and stores nothing', async (t) => {
+  const db = await open({ checkDeterminism: true });
+  await db.append({ kind: 'ok' });
+  for (const kind of ['clock', 'date', 'dice'] as const) {
+    const error = await t.throwsAsync(db.append({ kind }));
+    t.is((error as NoatunError).code, 'NON_DETERMINISTIC_APPLY', kind);
+    t.regex((error as Error).message, /ctx\.time/);
+  }
+  t.is(db.stats().stored, 1);
+  t.is(db.read((r) => r.count), 1);
+  // A deterministic batch passes, and the globals are back to normal afterwards.
+  await db.transaction((tx) => {
+    tx.append({ kind: 'hire', name: 'Berg', salary: 30 });
+    tx.append({ kind: 'ok' });
+  });
+  t.is(db.read((r) => r.count), 2);
+  t.true(Math.abs(Date.now() - new Date().getTime()) < 60_000);
+  await db.close();
+});
+
+test('checkDeterminism reports an event from another peer whose apply differs here, without refusing it', async (t) => {
+  const author = await open();
+  await author.append({ kind: 'dice' });
+  const seen: string[] = [];
+  const db = await open({ checkDeterminism: true, onNonDeterministicApply: (id) => seen.push(id.toString()) });
+  await db.ingest([...author.messages()].map((m) => m.bytes));
+  t.is(db.stats().stored, 1);
+  t.deepEqual(seen, [[...author.messages()][0]!.id.toString()]);
+  await Promise.all([author.close(), db.close()]);
+});
+
+test('payloads MessagePack would change or cannot carry are refused with PAYLOAD_INVALID and the path', async (t) => {
+  const db = await open();
+  const circular: Record<string, unknown> = {};
+  circular.self = circular;
+  class Point {
+    x = 1;
+  }
+  const cases: [unknown, RegExp][] = [
+    [{ f: () => 1 }, /event\.payload\.f: a function/],
+    [new Map([[1, 2]]), /event\.payload: a Map/],
+    [{ tags: new Set(['a']) }, /event\.payload\.tags: a Set/],
+    [[new Point()], /event\.payload\[0\]: a Point instance/],
+    [circular, /event\.payload\.self: a circular reference/],
+    [{ s: Symbol('x') }, /event\.payload\.s: a Symbol/],
+    [{ wide: 2n ** 70n }, /event\.payload\.wide: 1180591620717411303424n does not fit in 64 bits/],
+    [new Float32Array(2), /Float32Array/],
+  ];
+  for (const [payload, message] of cases) {
+    const error = await t.throwsAsync(db.append({ kind: 'ok', payload }));
+    t.is((error as NoatunError).code, 'PAYLOAD_INVALID');
+    t.regex((error as Error).message, message);
+  }
+  t.is(db.stats().stored, 0);
+  // What round-trips is accepted.
+  await db.append({ kind: 'ok', payload: { n: 1.5, big: 2n ** 60n, bytes: new Uint8Array([1]), when: new Date(0), list: [null, 'x', true], nested: { a: [1] } } });
+  t.is(db.stats().stored, 1);
+  await db.close();
+});
+
+test('a value that does not fit names its field; an unknown field is refused', async (t) => {
+  const db = await open();
+  const error = await t.throwsAsync(db.append({ kind: 'hire', name: 'Andersen', salary: -1 }));
+  t.is((error as NoatunError).code, 'APPLY_FAILED');
+  const cause = (error as Error).cause as NoatunError;
+  t.is(cause.code, 'VALUE_INVALID');
+  t.is(cause.message, '["Andersen"].salary: -1 is not a valid u32');
+  const typo = await t.throwsAsync(db.append({ kind: 'typo' }));
+  t.is(((typo as Error).cause as NoatunError).code, 'UNKNOWN_FIELD');
+  t.regex(((typo as Error).cause as Error).message, /"cuont" is not a field of this object \(it has "stamp", "employees", "count"\)/);
+  t.is(db.stats().stored, 0);
+  t.true(error instanceof NoatunError);
+  await db.close();
+});
