@@ -27,6 +27,8 @@ export const ErrorCode = {
   VIEW_FULL: 'VIEW_FULL',
   /** A system call failed (open, ftruncate, mmap, msync, ...). */
   SYSTEM_CALL_FAILED: 'SYSTEM_CALL_FAILED',
+  /** The native addon (memory maps, checksums) has no build for this platform, or its build does not load. */
+  NATIVE_ADDON_UNAVAILABLE: 'NATIVE_ADDON_UNAVAILABLE',
   /** A session was opened while another one is running (sessions do not nest). */
   SESSION_NESTED: 'SESSION_NESTED',
   /** The object was used after `close()`. */
