@@ -15,6 +15,7 @@
  *    prints its listen address and stops cleanly on SIGTERM; `npx noatun inspect` reads the
  *    database it left.
  * 6. Every relative link of the installed README resolves to a file inside the package.
+ * 7. With the prebuilt addon removed, `npm rebuild noatun` builds it from source and it loads.
  *
  * Prints one line per step and the figures (tarball size and file count, install time); exits 1
  * on the first failure, showing the output of the command that failed.
@@ -197,14 +198,15 @@ async function main(): Promise<void> {
 
     const project = path.join(work, 'project');
     fs.mkdirSync(project);
-    fs.writeFileSync(
-      path.join(project, 'package.json'),
-      `${JSON.stringify({ name: 'noatun-consumer', version: '1.0.0', private: true, type: 'module' }, null, 2)}\n`,
-    );
+    // allowScripts: npm 11 skips dependencies' install scripts unless the project allows them, and
+    // noatun's must run here to show that it leaves a matching prebuilt addon alone.
+    const consumer = { name: 'noatun-consumer', version: '1.0.0', private: true, type: 'module', allowScripts: { noatun: true } };
+    fs.writeFileSync(path.join(project, 'package.json'), `${JSON.stringify(consumer, null, 2)}\n`);
     started = performance.now();
     await run('npm', ['install', '--no-audit', '--no-fund', path.join(work, pack!.filename)], project);
     step('installed the tarball into an empty project', started);
     const installed = path.join(project, 'node_modules', 'noatun');
+    if (fs.existsSync(path.join(project, 'node_modules', 'tsx'))) throw new Error('installing noatun brought tsx in: nothing at run time may need it');
     if (fs.existsSync(path.join(installed, 'build'))) {
       throw new Error('the install compiled the addon although a prebuilt one matches (node_modules/noatun/build exists)');
     }
@@ -253,6 +255,15 @@ async function main(): Promise<void> {
     const broken = relativeLinks(readme).filter((target) => !fs.existsSync(path.join(installed, target)));
     if (broken.length > 0) throw new Error(`README links that do not resolve inside the package: ${broken.join(', ')}`);
     step(`the README's ${relativeLinks(readme).length} relative links resolve inside the package`, performance.now());
+
+    // Where no prebuilt addon fits, the package builds it from source: shown here by removing it.
+    started = performance.now();
+    fs.rmSync(path.join(installed, 'prebuilds'), { recursive: true, force: true });
+    await run('npm', ['rebuild', 'noatun'], project);
+    if (!fs.existsSync(path.join(installed, 'build', 'Release', 'noatun_mmap.node'))) throw new Error('npm rebuild noatun built no addon');
+    const rebuilt = await run(NODE, ['readme-example.mjs'], project);
+    if (!rebuilt.stdout.includes('Andersen')) throw new Error(`the README example on the source-built addon printed:\n${rebuilt.stdout}${rebuilt.stderr}`);
+    step('without the prebuilt addon, npm rebuild noatun built it from source and the README example ran on it', started);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
