@@ -1,12 +1,11 @@
 #!/usr/bin/env node
-// The `noatun` command (see src/cli/main.ts). Noatun ships TypeScript sources, and app modules
-// are usually TypeScript too: tsx's loader lets Node import both.
+// The `noatun` command (see src/cli/main.ts). It runs the compiled CLI from dist/ on plain Node;
+// `#cli` is the package's private import, which the repository's npm scripts and tests resolve to
+// the TypeScript sources instead (the `noatun-source` condition, under tsx).
 const [major] = process.versions.node.split('.').map(Number);
 if (major < 22) {
   process.stderr.write(`noatun: error: Node ${process.versions.node} is too old; Noatun needs Node 22 or newer\n`);
   process.exit(2);
 }
-const { register } = await import('tsx/esm/api');
-register();
-const { main } = await import('../src/cli/main.ts');
+const { main } = await import('#cli');
 process.exitCode = await main(process.argv);

@@ -29,6 +29,8 @@ export const ErrorCode = {
   VIEW_FULL: 'VIEW_FULL',
   /** A system call failed (open, ftruncate, mmap, msync, ...). */
   SYSTEM_CALL_FAILED: 'SYSTEM_CALL_FAILED',
+  /** The native addon (memory maps, checksums) has no build for this platform, or its build does not load. */
+  NATIVE_ADDON_UNAVAILABLE: 'NATIVE_ADDON_UNAVAILABLE',
   /** A session was opened while another one is running (sessions do not nest). */
   SESSION_NESTED: 'SESSION_NESTED',
   /** The object was used after `close()`. */
@@ -107,8 +109,11 @@ export class CorruptFileError extends NoatunError {
 
 /** A stored file was made for another schema than the one given now. */
 export class SchemaMismatchError extends NoatunError {
+  /** The file that was made for another schema. */
   readonly path: string;
+  /** The hash of the schema given now. */
   readonly expected: string;
+  /** The hash of the schema the file was made for. */
   readonly found: string;
 
   constructor(path: string, expected: string, found: string) {
@@ -121,8 +126,11 @@ export class SchemaMismatchError extends NoatunError {
 
 /** A system call failed; carries the call's name and the errno. */
 export class SystemCallError extends NoatunError {
+  /** The call that failed: `open`, `ftruncate`, `mmap`, `msync`, `pread`, ... */
   readonly syscall: string;
+  /** The positive errno it failed with (0 when unknown). */
   readonly errno: number;
+  /** The file it was made on, when there is one. */
   readonly path: string | undefined;
 
   constructor(syscall: string, errno: number, detail: string, path?: string, options?: ErrorOptions) {

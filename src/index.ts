@@ -11,6 +11,8 @@
  * });
  * await db.append({ add: 2 });
  * db.read((root) => root.total); // 2
+ *
+ * @module noatun
  */
 export type { AnyApp, App, AppDefinition } from './core/app.js';
 export { defineApp, isApp } from './core/app.js';

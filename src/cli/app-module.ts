@@ -21,11 +21,31 @@ export interface AppRecord {
 }
 
 /**
- * Imports the module at `file` (relative to the working directory; TypeScript works, the command
- * runs under tsx) and returns the app it exports as `app` or as its default export.
+ * What to do about an import error that comes from Node's own handling of TypeScript (the command
+ * runs on plain Node, which loads a `.ts` module only by stripping its types, and only where and
+ * as far as it can), or '' for any other error.
+ */
+export function typeScriptHint(file: string, error: unknown): string {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ERR_UNKNOWN_FILE_EXTENSION' && /\.[mc]?ts$/.test(file)) {
+    return ' (this Node does not strip types: Node 22.6 to 22.17 do with NODE_OPTIONS=--experimental-strip-types, 22.18 and later by default; or write the app module in JavaScript)';
+  }
+  if (code === 'ERR_UNSUPPORTED_NODE_MODULES_TYPE_STRIPPING') {
+    return ' (Node does not strip types from files under node_modules: use a copy outside it, or a .js module)';
+  }
+  if (code === 'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX') {
+    return ' (Node only strips types: enums, namespaces and parameter properties need a compiled .js module)';
+  }
+  return '';
+}
+
+/**
+ * Imports the module at `file` (relative to the working directory) and returns the app it exports
+ * as `app` or as its default export. JavaScript modules always load; a TypeScript module loads
+ * where Node strips types itself (see the README's notes on the `noatun` command).
  *
  * Throws `NOT_FOUND` when there is no such file and `APP_INVALID` when the module exports no app
- * (naming what it does export, which is usually enough to see the mistake).
+ * (naming what it does export, which is usually enough to see the mistake) or fails to load.
  */
 export async function loadApp(file: string): Promise<AnyApp> {
   const absolute = path.resolve(file);
@@ -35,7 +55,8 @@ export async function loadApp(file: string): Promise<AnyApp> {
   try {
     exports = (await import(pathToFileURL(absolute).href)) as Record<string, unknown>;
   } catch (error) {
-    throw new NoatunError(ErrorCode.APP_INVALID, `${file} failed to load: ${(error as Error)?.message ?? String(error)}`);
+    const reason = `${(error as Error)?.message ?? String(error)}${typeScriptHint(file, error)}`;
+    throw new NoatunError(ErrorCode.APP_INVALID, `${file} failed to load: ${reason}`, { cause: error });
   }
   for (const candidate of [exports.app, exports.default]) if (isApp(candidate)) return candidate;
   const names = Object.keys(exports).filter((name) => name !== '__esModule');

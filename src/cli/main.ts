@@ -78,11 +78,30 @@ export function program(): Command {
   return root;
 }
 
+const quietStreams = new WeakSet<NodeJS.WritableStream>();
+
+/**
+ * Makes a closed pipe on `stream` end the output quietly: `noatun inspect … | head` closes the
+ * pipe after ten lines, and Node reports that as an EPIPE error on the stream, which unhandled
+ * would crash the command with a stack trace. The rest of the output is dropped (a reader that left
+ * wants none of it) and the command finishes normally. Any other error on the stream is thrown as
+ * before.
+ */
+function quietOnClosedPipe(stream: NodeJS.WritableStream): void {
+  if (quietStreams.has(stream)) return;
+  quietStreams.add(stream);
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+  });
+}
+
 /**
  * Runs the command line `argv` (as `process.argv`: node, script, arguments) and resolves with the
  * exit status. Prints errors to stderr as `noatun: error: <message> [<CODE>]`.
  */
 export async function main(argv: readonly string[]): Promise<number> {
+  quietOnClosedPipe(process.stdout);
+  quietOnClosedPipe(process.stderr);
   try {
     await program().parseAsync([...argv]);
     return 0;

@@ -6,6 +6,8 @@
  * const node = await Replicator.start(db, { listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], topic: 'company' });
  * await node.syncedWith(otherPeerId);
  * await node.stop();
+ *
+ * @module noatun/net
  */
 export type { IdBound } from './fingerprint-index.js';
 export { FINGERPRINT_BYTES, FingerprintIndex, ID_BYTES, timeBound } from './fingerprint-index.js';
@@ -17,5 +19,5 @@ export type { MemoryNetworkOptions } from './memory-link.js';
 export { MemoryNetwork } from './memory-link.js';
 export type { ReconcileOptions, ReconcileStats, ReconcileStep } from './reconcile.js';
 export { MAX_RECONCILE_MESSAGE_BYTES, MAX_RECONCILE_RANGES, Reconciler, ReconcileError } from './reconcile.js';
-export type { PeerInfo, PeerState, ReplicatorEvent, ReplicatorOptions } from './replicator.js';
+export type { PeerInfo, PeerState, ReplicatedDatabase, ReplicatorEvent, ReplicatorOptions } from './replicator.js';
 export { Replicator } from './replicator.js';

@@ -521,6 +521,7 @@ export class Libp2pLink implements Link {
     }
   }
 
+  /** This node's peer id (`12D3KooW…`), the same every run when the private key is kept. */
   get peerId(): string {
     return this.#node.peerId.toString();
   }
@@ -552,6 +553,7 @@ export class Libp2pLink implements Link {
     for (const session of this.#pending.splice(0)) handler(session);
   }
 
+  /** Opens a sync stream ({@link SYNC_PROTOCOL}) to a peer, dialling it if need be. */
   async openSession(peerId: string): Promise<Session> {
     const stream = await this.#node.dialProtocol(peerIdFromString(peerId), SYNC_PROTOCOL);
     return this.#track(new StreamSession(stream, peerId, this.#forget));
@@ -572,13 +574,14 @@ export class Libp2pLink implements Link {
     return connection.remotePeer.toString();
   }
 
-  /** Refuses the peer for {@link BAN_MS}, aborts its sessions (the peer's side throws) and hangs up. */
+  /** Refuses the peer for `BAN_MS` (ten minutes), aborts its sessions (the peer's side throws) and hangs up. */
   async disconnect(peerId: string, reason: string): Promise<void> {
     this.#banned.set(peerId, Date.now() + BAN_MS);
     this.#abortSessions(peerId, `disconnected: ${reason}`);
     await this.#node.hangUp(peerIdFromString(peerId)).catch(() => {});
   }
 
+  /** Every peer with an open connection, subscribed to the topic or not. */
   connectedPeers(): string[] {
     return this.#node.getPeers().map((peer) => peer.toString());
   }

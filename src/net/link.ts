@@ -12,6 +12,7 @@ export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
 
 /** A reliable, ordered, bidirectional stream of frames with one remote peer. */
 export interface Session {
+  /** The remote peer's id. */
   readonly peerId: string;
   /** Queues a frame; resolves when the transport has room for more. Rejects once the session is closed. */
   send(frame: Uint8Array): Promise<void>;
@@ -25,6 +26,7 @@ export interface Session {
 
 /** A node's view of the swarm. */
 export interface Link {
+  /** This node's own peer id. */
   readonly peerId: string;
   /** Best-effort broadcast to every peer (gossip). */
   publish(frame: Uint8Array): void;
@@ -34,9 +36,12 @@ export interface Link {
   onPeer(handler: (event: 'connect' | 'disconnect', peerId: string) => void): void;
   /** A peer opened a session to us. */
   onSession(handler: (session: Session) => void): void;
+  /** Opens a session to a connected peer; rejects when the peer cannot be reached. */
   openSession(peerId: string): Promise<Session>;
   /** Drops the connection to a misbehaving peer and refuses it for a while. */
   disconnect(peerId: string, reason: string): Promise<void>;
+  /** The peers connected now. */
   connectedPeers(): string[];
+  /** Leaves the swarm: aborts every session and closes every connection. */
   stop(): Promise<void>;
 }

@@ -237,6 +237,7 @@ export class MemoryNetwork {
     this.#update(before);
   }
 
+  /** @internal Runs `fn` after the network's latency (and jitter): how every frame travels. */
   deliver(fn: () => void): void {
     const delay = this.#latency + (this.#jitter === 0 ? 0 : this.#random() * this.#jitter);
     setTimeout(fn, delay);
@@ -247,6 +248,7 @@ export class MemoryNetwork {
     setTimeout(fn, this.#latency);
   }
 
+  /** @internal Broadcasts `frame` from `from` to the peers it reaches, with loss and duplicates. */
   gossip(from: string, frame: Uint8Array): void {
     for (const link of this.#links.values()) {
       if (link.peerId === from || !this.#connected(from, link.peerId)) continue;
@@ -264,6 +266,7 @@ export class MemoryNetwork {
     }
   }
 
+  /** @internal Opens a session from `from` to `to`: {@link Link.openSession} of a memory link. */
   async open(from: string, to: string): Promise<Session> {
     const target = this.#links.get(to);
     if (target === undefined || !this.#connected(from, to)) throw new NoatunError(ErrorCode.CLOSED, `${to} is not reachable from ${from}`);
@@ -280,17 +283,20 @@ export class MemoryNetwork {
     return mine;
   }
 
+  /** @internal Called by a session as it ends, so the network stops counting it. */
   forget(session: MemorySession): void {
     this.#sessions.delete(session);
     this.#sessions.delete(session.peer);
   }
 
+  /** @internal Cuts `by` off from `peer` for good: {@link Link.disconnect} of a memory link. */
   ban(by: string, peer: string): void {
     const before = this.#pairs();
     this.#banned.add(`${by}\0${peer}`);
     this.#update(before);
   }
 
+  /** @internal Removes a peer from the swarm: {@link Link.stop} of a memory link. */
   leave(peerId: string): void {
     const before = this.#pairs();
     const link = this.#links.get(peerId);
@@ -299,6 +305,7 @@ export class MemoryNetwork {
     this.#update(before);
   }
 
+  /** @internal The peers `peerId` is connected to: {@link Link.connectedPeers} of a memory link. */
   neighbours(peerId: string): string[] {
     return [...this.#links.keys()].filter((other) => other !== peerId && this.#connected(peerId, other));
   }

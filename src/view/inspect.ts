@@ -28,7 +28,7 @@ import type { MaterializedView } from './view.js';
  */
 export const DEFAULT_INSPECT_MAX_ENTRIES = 1000;
 
-/** Options of {@link inspectView}. */
+/** Options of {@link Database.inspectView}. */
 export interface InspectOptions {
   /**
    * Entries shown per map and per list; the rest are counted in `truncated`. Keeps the tree of a
@@ -46,9 +46,11 @@ export type InspectValue = string | number | boolean | null;
 
 /** A leaf (a number, string, bytes, id, …) with the event that wrote it. */
 export interface LeafNode {
+  /** Tells the node kinds apart. */
   readonly kind: 'leaf';
   /** The schema type, e.g. `u32`, `string`, `opaque(string)`. */
   readonly type: string;
+  /** The value, made JSON-able (see {@link InspectValue}). */
   readonly value: InspectValue;
   /** The event that wrote the value last, or null when no event did (a zeroed default). */
   readonly writer: string | null;
@@ -58,43 +60,57 @@ export interface LeafNode {
 
 /** A field of an {@link ObjectNode}. */
 export interface FieldNode {
+  /** The field's name in the schema. */
   readonly name: string;
+  /** The field's value. */
   readonly node: ViewNode;
 }
 
 /** An object: its fields in schema order. Objects have no writer of their own. */
 export interface ObjectNode {
+  /** Tells the node kinds apart. */
   readonly kind: 'object';
+  /** Every field, in the order the schema declares them. */
   readonly fields: readonly FieldNode[];
 }
 
 /** An `optional(T)`: whether it is set, who set (or unset) it last, and its value when set. */
 export interface OptionalNode {
+  /** Tells the node kinds apart. */
   readonly kind: 'optional';
+  /** The schema type, e.g. `optional(string)`. */
   readonly type: string;
+  /** True when a value is set. */
   readonly present: boolean;
   /** The event that last set or cleared it, or null. */
   readonly writer: string | null;
+  /** The value when set, else null. */
   readonly value: ViewNode | null;
 }
 
 /** An entry of a {@link MapNode}. */
 export interface MapEntryNode {
+  /** The key, made JSON-able (see {@link InspectValue}). */
   readonly key: InspectValue;
   /** The event that inserted the key. */
   readonly keyWriter: string | null;
+  /** The value stored under the key. */
   readonly value: ViewNode;
 }
 
 /** A map: its entries in table order (deterministic, not sorted). */
 export interface MapNode {
+  /** Tells the node kinds apart. */
   readonly kind: 'map';
+  /** The schema type, e.g. `map(string, u32)`. */
   readonly type: string;
+  /** How many keys the map holds (all of them, shown or not). */
   readonly size: number;
   /** The event that last inserted or deleted a key (the map's membership). */
   readonly writer: string | null;
   /** The event that last cleared the map, or null. */
   readonly clearedBy: string | null;
+  /** The entries shown: at most `maxEntries`. */
   readonly entries: readonly MapEntryNode[];
   /** Entries left out by `maxEntries`. */
   readonly truncated: number;
@@ -102,19 +118,23 @@ export interface MapNode {
 
 /** A list or an opaque list. */
 export interface ListNode {
+  /** Tells the node kinds apart: `opaqueList` for an `s.opaqueList(T)`. */
   readonly kind: 'list' | 'opaqueList';
+  /** The schema type, e.g. `list(string)`. */
   readonly type: string;
+  /** How many items the list holds (all of them, shown or not). */
   readonly length: number;
   /** The event that last changed the length (push, pop); null for opaque lists, which track none. */
   readonly writer: string | null;
   /** The event that last cleared the list, or null. */
   readonly clearedBy: string | null;
+  /** The items shown, from the first: at most `maxEntries`. */
   readonly items: readonly ViewNode[];
   /** Items left out by `maxEntries`. */
   readonly truncated: number;
 }
 
-/** One node of the tree {@link inspectView} returns. */
+/** One node of the tree {@link Database.inspectView} returns. */
 export type ViewNode = LeafNode | ObjectNode | OptionalNode | MapNode | ListNode;
 
 // Header words of lists and maps. They mirror the layout documented in composite.ts (list header

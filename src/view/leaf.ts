@@ -478,6 +478,7 @@ export interface FixedCodec<T> {
   readonly name: string;
   /** Bytes of the stored form. */
   readonly size: number;
+  /** The value stored as `bytes` (exactly {@link FixedCodec.size} of them). */
   decode(bytes: Uint8Array): T;
   /** The stored form of `value`; throws (or returns undefined) when `value` is not a T. */
   encode(value: T): Uint8Array | undefined;

@@ -10,10 +10,12 @@
  */
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { ErrorCode, NoatunError, SystemCallError } from '../errors.js';
 import { PAGE_BYTES } from './constants.js';
 
-interface NativeMmap {
+/** The functions the addon exports (see native/mmap.c). */
+export interface NativeMmap {
   map(fd: number, reserve: number, length: number, writable: boolean): ArrayBuffer;
   extend(buffer: ArrayBuffer, length: number): ArrayBuffer;
   unmap(buffer: ArrayBuffer): void;
@@ -23,21 +25,43 @@ interface NativeMmap {
   checksumFile(fd: number, offset: number, length: number): Buffer;
 }
 
+/** What `node-gyp-build` exports: finds the addon for this platform and loads it. */
+type AddonLoader = (packageRoot: string) => unknown;
+
+/** The package's root: `src/view/` and `dist/view/` both sit two levels below it. */
+const PACKAGE_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
 let native: NativeMmap | undefined;
 
-function loadNative(): NativeMmap {
-  if (native === undefined) {
-    const require = createRequire(import.meta.url);
-    try {
-      native = require('../../build/Release/noatun_mmap.node') as NativeMmap;
-    } catch (cause) {
-      throw new NoatunError(
-        ErrorCode.SYSTEM_CALL_FAILED,
-        'the native memory-map addon is not built: run `npm install` (or `npm run build:native`)',
-        { cause },
-      );
-    }
+/**
+ * Loads the native addon (native/mmap.c) of the package rooted at `packageRoot`: a local build
+ * (`build/Release`, made by `npm run build:native` or by the install script when no prebuilt
+ * binary fits) wins over the prebuilt one shipped in `prebuilds/<platform>-<arch>/`, so a changed
+ * C source takes effect as soon as it is rebuilt.
+ *
+ * Throws `NATIVE_ADDON_UNAVAILABLE` when neither exists or the one found does not load (another
+ * C library, a damaged file), with the loader's error as the cause. Exported for the test of that
+ * error; the package's own code calls it once, for its own root.
+ */
+export function loadAddon(packageRoot: string): NativeMmap {
+  const require = createRequire(import.meta.url);
+  try {
+    const load = require('node-gyp-build') as AddonLoader;
+    return load(packageRoot) as NativeMmap;
+  } catch (cause) {
+    throw new NoatunError(
+      ErrorCode.NATIVE_ADDON_UNAVAILABLE,
+      `Noatun's native addon (memory maps) could not be loaded on ${process.platform}-${process.arch}: ` +
+        `${(cause as Error)?.message?.split('\n')[0] ?? String(cause)}. A prebuilt binary ships for linux-x64 with ` +
+        'glibc; anywhere else the addon is built from source when the package installs, which needs a C compiler, ' +
+        'make and Python: install them, then run `npm rebuild noatun`',
+      { cause },
+    );
   }
+}
+
+function loadNative(): NativeMmap {
+  native ??= loadAddon(PACKAGE_ROOT);
   return native;
 }
 

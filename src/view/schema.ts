@@ -37,6 +37,11 @@ import {
 } from './leaf.js';
 import { type MapAccessor, MapType } from './map.js';
 
+// The accessor classes and the codec interface appear in the signatures of `s.*` (`s.MapView` is a
+// `MapAccessor`, `s.fixed` takes a `FixedCodec`), so their types are part of the public API.
+export type { ListAccessor, MapAccessor, OpaqueListAccessor } from './composite.js';
+export type { FixedCodec } from './leaf.js';
+
 declare const PLAIN: unique symbol;
 declare const VIEWED: unique symbol;
 
@@ -46,17 +51,21 @@ declare const VIEWED: unique symbol;
  * for the type checker.
  */
 export interface Schema<P, V> {
+  /** The plain type, for {@link Infer}; never set at run time. */
   readonly [PLAIN]?: P;
+  /** The accessor type, for {@link View}; never set at run time. */
   readonly [VIEWED]?: V;
 }
 
 /** A schema usable as a map key. */
 export interface KeySchema<P> extends Schema<P, P> {
+  /** Marks the types `map` accepts as keys. */
   readonly keyable: true;
 }
 
 /** A leaf schema (stored inline, read as a plain value). */
 export interface LeafSchema<P> extends Schema<P, P> {
+  /** Marks the types stored inline. */
   readonly leaf: true;
 }
 
@@ -75,6 +84,7 @@ export type ObjectView<F> = { -readonly [K in keyof F]: View<F[K]> } & {
   export(): InferShape<F>;
   /** Replaces every field with those of a plain value. */
   assign(value: InferShape<F>): void;
+  /** The plain value made JSON-friendly (maps as objects, bigints as strings), for `JSON.stringify`. */
   toJSON(): unknown;
 };
 
@@ -88,7 +98,8 @@ export type OpaqueListView<T> = OpaqueListAccessor<View<T>, Infer<T>>;
 /** An object schema, the kind the view's root must be. */
 export type ObjectSchema<F> = Schema<InferShape<F>, ObjectView<F>> & ObjectType;
 
-type AnySchema = Schema<unknown, unknown>;
+/** Any schema type: the bound of the builders that take one (`list(T)`, `optional(T)`, ...). */
+export type AnySchema = Schema<unknown, unknown>;
 
 function runtime(schema: AnySchema, where: string): AnyType {
   if (schema === null || typeof schema !== 'object' || !('leaf' in schema)) {

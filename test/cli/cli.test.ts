@@ -4,12 +4,14 @@
  * stdin), `inspect` on what they stored, progress lines for a rebuild and an initial copy, and
  * the clear errors (exit status 2 and a code) for every wrong input the issue names.
  */
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
 import test from 'ava';
 import { openIssueTracker } from '../../examples/issue-tracker/app.js';
-import { type Child, killAll, run } from '../helpers/child.js';
+import { type Child, killAll, REPO, run } from '../helpers/child.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
 test.after.always(() => {
@@ -20,7 +22,7 @@ test.after.always(() => {
 const APP = 'examples/issue-tracker/app.ts';
 
 function noatun(...args: string[]): Child {
-  return run(['bin/noatun.js', ...args]);
+  return run(['--import=tsx', 'bin/noatun.js', ...args]);
 }
 
 /** Runs `noatun <args>` to its end: its exit status and everything it printed. */
@@ -166,6 +168,8 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
   fs.writeFileSync(noApp, 'export const schema = 1;\n');
   const badKey = path.join(root, 'swarm.key');
   fs.writeFileSync(badKey, 'not a key\n');
+  const tracker = path.join(root, 'tracker');
+  await filledTracker(tracker, 1);
   const badIdentity = path.join(root, 'bad-identity');
   fs.mkdirSync(badIdentity);
   fs.writeFileSync(path.join(badIdentity, 'peer.key'), 'garbage');
@@ -185,7 +189,7 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
     ['a damaged identity key', ['peer', '--app', APP, '--db', badIdentity], /peer\.key is not a libp2p private key.*\[KEY_INVALID\]/],
     ['an address that is not a multiaddr', ['peer', '--app', APP, '--db', path.join(root, 'd6'), '--listen', '/ip4/127.0.0.1/tcp/x'], /not a multiaddr.*\[INVALID_ARGUMENT\]/],
     ['a missing required option', ['peer', '--app', APP], /required option '--db <dir>' not specified/],
-    ['a bad event id', ['inspect', badIdentity, '--explain', 'xyz'], /.+/],
+    ['a malformed event id', ['inspect', tracker, '--app', APP, '--explain', 'xyz'], /--explain wants an event id of 32 hex digits, not "xyz" \[INVALID_ARGUMENT\]/],
   ];
   const results = await Promise.all(cases.map(([, args]) => noatunOnce(...args)));
   for (const [i, [what, , pattern]] of cases.entries()) {
@@ -195,6 +199,18 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
   }
   t.false(fs.existsSync(path.join(root, 'missing')), 'inspect never creates a database');
   t.is(fs.readFileSync(path.join(badIdentity, 'peer.key'), 'utf8'), 'garbage', 'a bad key file is never overwritten');
+});
+
+test('inspect piped into head stops quietly when head has read enough: no EPIPE stack trace, exit status 0', async (t) => {
+  const dir = path.join(tempDir(), 'db');
+  await filledTracker(dir, 3000); // ~400 kB of event lines, far more than a pipe holds
+  const command = [process.execPath, '--import=tsx', 'bin/noatun.js', 'inspect', dir, '--app', APP, '--events', '3001']
+    .map((word) => `'${word}'`)
+    .join(' ');
+  // pipefail: the status is noatun's, not head's.
+  const { stdout, stderr } = await promisify(execFile)('bash', ['-o', 'pipefail', '-c', `${command} | head -n 3`], { cwd: REPO });
+  t.is(stdout.split('\n').length, 4, stdout);
+  t.is(stderr, '', 'nothing on stderr');
 });
 
 test('a database in use by a running peer is refused with DATABASE_LOCKED, by peer and by inspect', async (t) => {

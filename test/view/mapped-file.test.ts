@@ -5,11 +5,30 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import test from 'ava';
-import { type NoatunError, SystemCallError } from '../../src/errors.js';
-import { Advice, checksum, checksumFile, MappedFile } from '../../src/view/mapped-file.js';
+import { ErrorCode, NoatunError, SystemCallError } from '../../src/errors.js';
+import { Advice, checksum, checksumFile, loadAddon, MappedFile } from '../../src/view/mapped-file.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
 test.after.always(removeTempDirs);
+
+test('a package root with neither a local build nor a prebuilt addon fails with NATIVE_ADDON_UNAVAILABLE', (t) => {
+  const root = tempDir();
+  fs.writeFileSync(path.join(root, 'package.json'), '{"name":"not-noatun"}\n');
+  const error = t.throws(() => loadAddon(root), { instanceOf: NoatunError });
+  t.is(error?.code, ErrorCode.NATIVE_ADDON_UNAVAILABLE);
+  t.regex(error?.message ?? '', /No native build was found .*linux-x64 with glibc.*npm rebuild noatun/s);
+  t.truthy(error?.cause, "the loader's own error is attached");
+});
+
+test('a prebuilt addon that does not load fails with NATIVE_ADDON_UNAVAILABLE, not a bare dlopen error', (t) => {
+  const root = tempDir();
+  fs.writeFileSync(path.join(root, 'package.json'), '{"name":"not-noatun"}\n');
+  const folder = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  fs.mkdirSync(folder, { recursive: true });
+  fs.writeFileSync(path.join(folder, 'not-noatun.node'), 'not a shared object');
+  const error = t.throws(() => loadAddon(root), { instanceOf: NoatunError });
+  t.is(error?.code, ErrorCode.NATIVE_ADDON_UNAVAILABLE);
+});
 
 test('a file grows inside its reservation without remapping, and the new bytes read as zero', (t) => {
   const file = path.join(tempDir(), 'f.bin');
