@@ -119,8 +119,8 @@ export class MessageId {
 
   /**
    * The (timestamp, sequence) of an id sorting just before every id of this one's
-   * (timestamp, sequence): mint with {@link IdMinter.mintAt} to make an event that precedes this
-   * one. Throws `INVALID_ARGUMENT` when the sequence field is exhausted (0).
+   * (timestamp, sequence): what `db.append(event, { before: id })` uses to make an event that
+   * precedes this one. Throws `INVALID_ARGUMENT` when the sequence field is exhausted (0).
    */
   predecessor(): { readonly timestamp: number; readonly sequence: number } {
     const sequence = this.sequence;

@@ -39,7 +39,8 @@ import { type MapAccessor, MapType } from './map.js';
 
 // The accessor classes and the codec interface appear in the signatures of `s.*` (`s.MapView` is a
 // `MapAccessor`, `s.fixed` takes a `FixedCodec`), so their types are part of the public API.
-export type { ListAccessor, MapAccessor, OpaqueListAccessor } from './composite.js';
+export type { ListAccessor, OpaqueListAccessor } from './composite.js';
+export type { MapAccessor } from './map.js';
 export type { FixedCodec } from './leaf.js';
 
 declare const PLAIN: unique symbol;
