@@ -98,6 +98,14 @@ export interface DatabaseOptions<E, R> {
   /** Hears about events from other peers whose apply was found not deterministic here. */
   readonly onNonDeterministicApply?: (id: MessageId) => void;
   /**
+   * Open even when the schema changed since the view was made and not one stored event applies
+   * with the new one (every event fails; the view would be empty). Without it such an open
+   * rejects with `SCHEMA_MISMATCH`, since a type change that breaks every event is more likely a
+   * mistake than a migration.
+   * @default false
+   */
+  readonly acceptSchemaChange?: boolean;
+  /**
    * Limits on events from other peers: how far ahead of this clock they may be dated, and how many
    * (and how many bytes) may wait for their parents, per sender and in total. See `InboxLimits`.
    */
@@ -407,11 +415,13 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       };
       let view: MaterializedView<R> | undefined;
       let openedBy: DatabaseStats['openedBy'] = 'clean-load';
+      let schemaChanged = false;
       try {
         view = openView();
       } catch (error) {
         const code = (error as NoatunError).code;
         if (code !== ErrorCode.CORRUPT_FILE && code !== ErrorCode.SCHEMA_MISMATCH) throw error;
+        schemaChanged = code === ErrorCode.SCHEMA_MISMATCH;
       }
       const storedNext = log.getMeta<number>(META_NEXT_ORDINAL) ?? 1;
       if (view !== undefined && !view.arena.created && !viewMatches(view, logId, storedNext)) {
@@ -435,6 +445,14 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         discarded = projector.replayAll(options.onProgress);
         view = projector.view;
         view.lastApplied = storedNext - 1;
+        if (schemaChanged && options.acceptSchemaChange !== true) {
+          try {
+            refuseFailingSchema(projector, log.count());
+          } catch (error) {
+            projector.view.close();
+            throw error;
+          }
+        }
       }
       const db = new Database<E, R>(options, log, projector, releaseLock, openedBy);
       if (discarded.length > 0) await db.#afterDiscard(discarded);
@@ -1273,6 +1291,20 @@ function asEngineError(error: unknown): NoatunError {
     ErrorCode.RESOURCE_EXHAUSTED,
     `applying the batch ran out of resources on this machine (${String(error)}); nothing of it was stored`,
     { cause: error },
+  );
+}
+
+/**
+ * After a rebuild for a changed schema: throws `SCHEMA_MISMATCH` when every one of the `stored`
+ * events failed to apply with the new schema (see {@link DatabaseOptions.acceptSchemaChange}).
+ */
+function refuseFailingSchema(projector: { failures(): ApplyFailure[] }, stored: number): void {
+  if (stored === 0) return;
+  const failures = projector.failures();
+  if (failures.length < stored) return;
+  throw new NoatunError(
+    ErrorCode.SCHEMA_MISMATCH,
+    `the schema differs from the one this database's view was made with, and none of its ${stored} events applies with it (the first fails with ${failures[0]!.error}); open it with the schema its events were written for, migrate them, or pass acceptSchemaChange: true`,
   );
 }
 

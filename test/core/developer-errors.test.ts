@@ -103,3 +103,27 @@ test('a value that does not fit names its field; an unknown field is refused', a
   t.true(error instanceof NoatunError);
   await db.close();
 });
+
+test('a schema change that every stored event fails with is refused at open (SCHEMA_MISMATCH), unless accepted', async (t) => {
+  const dir = tempDir();
+  const Old = s.object({ total: s.u32() });
+  const old = await Database.open<{ add: number }, typeof Old>({ path: dir, root: Old, apply: (e, r) => void (r.total += e.add) });
+  await old.append({ add: 1 });
+  await old.append({ add: 2 });
+  await old.close();
+  // total became a bool: every event writes a number into it, and fails.
+  const New = s.object({ total: s.bool() });
+  const apply = (e: { add: number }, r: s.View<typeof New>) => {
+    r.total = e.add as unknown as boolean;
+  };
+  const error = await t.throwsAsync(Database.open<{ add: number }, typeof New>({ path: dir, root: New, apply }));
+  t.is((error as NoatunError).code, 'SCHEMA_MISMATCH');
+  t.regex((error as Error).message, /none of its 2 events applies/);
+  const accepted = await Database.open<{ add: number }, typeof New>({ path: dir, root: New, apply, acceptSchemaChange: true });
+  t.is(accepted.stats().failedApplies, 2);
+  await accepted.close();
+  // The old schema still opens it.
+  const again = await Database.open<{ add: number }, typeof Old>({ path: dir, root: Old, apply: (e, r) => void (r.total += e.add) });
+  t.is(again.read((r) => r.total), 3);
+  await again.close();
+});
