@@ -32,8 +32,8 @@ export function storedIds(db: { ids(): Iterable<Uint8Array> }): string[] {
 }
 
 /** The cutoff state as one comparable string. */
-export function cutoffKey(db: AnyDb | Database<never, never>): string {
-  const c = (db as AnyDb).cutoffState();
+export function cutoffKey(db: { cutoffState(): { time: number; hash: Uint8Array; previousTime: number; previousHash: Uint8Array } }): string {
+  const c = db.cutoffState();
   return `time ${c.time} hash ${Buffer.from(c.hash).toString('hex')} previous ${c.previousTime} ${Buffer.from(c.previousHash).toString('hex')}`;
 }
 
