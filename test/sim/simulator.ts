@@ -190,7 +190,7 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
         const cutoff = db.cutoffTime;
         for (const event of events) {
           if (!event.local) deliveries++;
-          if (event.id.timestamp >= cutoff) inTime.set(event.id.key, (inTime.get(event.id.key) ?? 0) | (1 << peer.index));
+          if (event.id.timestamp >= cutoff) inTime.set(event.id.toString(), (inTime.get(event.id.toString()) ?? 0) | (1 << peer.index));
           else late++;
         }
       },
@@ -517,7 +517,7 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
  * written events that no peer stored both of in time.
  */
 function isolatedWrites(written: readonly Written[], inTime: ReadonlyMap<string, number>): boolean {
-  const masks = written.map((w) => inTime.get(w.id.key) ?? 0);
+  const masks = written.map((w) => inTime.get(w.id.toString()) ?? 0);
   const distinct = [...new Set(masks)];
   for (let i = 0; i < distinct.length; i++) {
     for (let j = i + 1; j < distinct.length; j++) if ((distinct[i]! & distinct[j]!) === 0) return true;
