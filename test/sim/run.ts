@@ -4,6 +4,7 @@
  * command that replays it. `--app` runs every seed with one app; `--faults` keeps only the named
  * added faults (see FAULTS in simulator.ts; `none` for the base schedule alone).
  */
+import { apps } from '../helpers/apps.js';
 import { FAULTS, type Fault, replayCommand, runSeed, type SimOptions, type SimResult } from './simulator.js';
 
 const args = process.argv.slice(2);
@@ -17,6 +18,7 @@ const parallel = Number.parseInt(option('--parallel') ?? '2', 10);
 const first = Number.parseInt(option('--from') ?? String((Math.random() * 2 ** 31) >>> 0), 10);
 const seeds = fixed === undefined ? Array.from({ length: count }, (_, i) => (first + i) >>> 0) : [Number.parseInt(fixed, 10) >>> 0];
 const app = option('--app');
+if (app !== undefined && apps[app] === undefined) throw new Error(`unknown app ${app}; known: ${Object.keys(apps).join(', ')}`);
 const faultList = option('--faults');
 const unknown = (faultList ?? '').split(',').filter((f) => f !== '' && f !== 'none' && !(FAULTS as readonly string[]).includes(f));
 if (unknown.length !== 0) throw new Error(`unknown faults ${unknown.join(', ')}; known: ${FAULTS.join(', ')}`);
