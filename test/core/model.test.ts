@@ -1,17 +1,23 @@
 /**
  * The core property, checked against a model: the same set of events gives the same view,
- * whatever the arrival order, batching, duplicates and restarts.
+ * whatever the arrival order, batching, duplicates, restarts and rebuilds.
  *
  * A random workload of an app with reads, conditional writes, deletes and opaque pushes is
  * appended to database A with random (also backdated) timestamps. Database B ingests A's
- * envelopes shuffled, in random batches, with duplicates. Database C is A reopened from disk.
- * All three views must equal a plain-JS replay of the events in id order.
+ * envelopes shuffled, in random batches, with duplicates. Database C is A reopened from disk (a
+ * clean load). Database D is a copy of A's files reopened without its view, so the view is
+ * rebuilt from the log. All four views must equal a plain-JS replay of the events in id order,
+ * maps compared in iteration order (the model's JS `Map`s iterate in insertion order, and so
+ * must the view's).
  *
  * Replay a failure with NOATUN_SEED=<seed>; run more seeds with NOATUN_SEEDS=<count>.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import test from 'ava';
 import { Database } from '../../src/index.js';
-import { applyModel, applyOp, normalize, type Op, type Plain, Root, randomOp } from '../helpers/bank-app.js';
+import { ordered } from '../helpers/apps.js';
+import { applyModel, applyOp, type Op, type Plain, Root, randomOp } from '../helpers/bank-app.js';
 import { FakeClock, prng, removeTempDirs, T0, tempDir } from '../helpers/temp.js';
 import { appendOrRefused, transactionOrRefused } from '../helpers/append.js';
 
@@ -21,7 +27,18 @@ function open(path: string, clock: FakeClock) {
   return Database.open<Op, typeof Root>({ path, root: Root, now: clock.now, autoPrune: false, apply: applyOp });
 }
 
-async function runSeed(seed: number, events: number): Promise<{ a: unknown; b: unknown; c: unknown; model: unknown }> {
+const normalize = ordered;
+
+interface Views {
+  a: unknown;
+  b: unknown;
+  c: unknown;
+  d: unknown;
+  model: unknown;
+  openedBy: { c: string; d: string };
+}
+
+async function runSeed(seed: number, events: number): Promise<Views> {
   const random = prng(seed);
   const clock = new FakeClock(T0);
   const dirA = tempDir();
@@ -65,8 +82,17 @@ async function runSeed(seed: number, events: number): Promise<{ a: unknown; b: u
   // C: A reopened from disk.
   const c = await open(dirA, clock);
   const viewC = normalize(c.read((root) => root.export()));
+  const openedC = c.stats().openedBy;
   await c.close();
-  return { a: viewA, b: viewB, c: viewC, model: normalize(model) };
+  // D: a copy of A's files without the view: rebuilt from the log at open.
+  const dirD = tempDir();
+  fs.cpSync(dirA, dirD, { recursive: true, filter: (file) => !file.endsWith('LOCK') });
+  fs.rmSync(path.join(dirD, 'view'), { recursive: true, force: true });
+  const d = await open(dirD, clock);
+  const viewD = normalize(d.read((root) => root.export()));
+  const openedD = d.stats().openedBy;
+  await d.close();
+  return { a: viewA, b: viewB, c: viewC, d: viewD, model: normalize(model), openedBy: { c: openedC, d: openedD } };
 }
 
 const seedCount = Number.parseInt(process.env.NOATUN_SEEDS ?? '4', 10);
@@ -77,11 +103,14 @@ const seeds =
     : [Number.parseInt(fixedSeed, 10) >>> 0];
 
 for (const seed of seeds) {
-  test(`appended, shuffled-ingested and reopened databases all equal the model replay (seed ${seed})`, async (t) => {
-    const { a, b, c, model } = await runSeed(seed, 120);
+  test(`appended, shuffled-ingested, reopened and rebuilt databases all equal the model replay, maps in iteration order (seed ${seed})`, async (t) => {
+    const { a, b, c, d, model, openedBy } = await runSeed(seed, 120);
     const hint = `replay with NOATUN_SEED=${seed} npx ava test/core/model.test.ts`;
-    t.deepEqual(a, model, hint);
-    t.deepEqual(b, model, hint);
-    t.deepEqual(c, model, hint);
+    t.is(openedBy.c, 'clean-load');
+    t.is(openedBy.d, 'rebuild');
+    t.deepEqual(a, model, `appended: ${hint}`);
+    t.deepEqual(b, model, `shuffled and ingested: ${hint}`);
+    t.deepEqual(c, model, `reopened: ${hint}`);
+    t.deepEqual(d, model, `rebuilt: ${hint}`);
   });
 }

@@ -1,18 +1,73 @@
 /**
  * Test apps with random workloads, shared by the pruning property test and the simulator: the
  * bank app (with a plain-JS model), an overwrite-heavy "positions" app, a delete-heavy "registry"
- * app and a "warehouse" of nested boxes whose applies sometimes fail. `normalize` makes views
- * comparable (maps sorted by key).
+ * app, a "warehouse" of nested boxes whose applies sometimes fail, and the "catalog" whose results
+ * depend on map iteration order (with a plain-JS model; see `catalog-app.ts`).
+ *
+ * Views are compared with {@link ordered}: maps stay in their iteration order, so a peer that
+ * iterates a map in another order than its peers shows. `normalize` (maps sorted by key) is for
+ * comparisons that are about contents only.
  */
-import { s } from '../../src/index.js';
-import { applyOp, normalize as normalizeBank, type Op as BankOp, Root as BankRoot, randomOp as randomBankOp } from './bank-app.js';
+import { messagePackCodec, s } from '../../src/index.js';
+import {
+  applyModel,
+  applyOp,
+  normalize as normalizeBank,
+  type Op as BankOp,
+  type Plain as BankPlain,
+  Root as BankRoot,
+  randomOp as randomBankOp,
+} from './bank-app.js';
+import { applyCatalog, Catalog, type CatalogEvent, randomCatalogEvent, replayCatalog } from './catalog-app.js';
+
+/** An event as a model replays it: decoded, with its time (`ctx.time`, the id's timestamp). */
+export interface TimedEvent<E> {
+  readonly event: E;
+  readonly time: number;
+}
 
 export interface App<E> {
   readonly name: string;
   readonly root: ReturnType<typeof s.object>;
-  apply(event: E, root: never): void;
+  apply(event: E, root: never, ctx: { readonly time: number }): void;
   random(random: () => number): E;
   normalize(view: unknown): unknown;
+  /**
+   * A plain-JS replay of events in id order (a failing event leaves no trace), in the shape
+   * `root.export()` gives; compare with {@link ordered}.
+   */
+  readonly model?: (events: Iterable<TimedEvent<E>>) => unknown;
+}
+
+/**
+ * A view export made comparable without losing order: maps become `[key, value]` pairs in
+ * iteration order, object fields are sorted by name (their order means nothing), bigints become
+ * strings. `JSON.stringify(ordered(a)) === JSON.stringify(ordered(b))` then says the views are
+ * equal and iterate alike.
+ */
+export function ordered(value: unknown): unknown {
+  if (value instanceof Map) return { map: [...value].map(([k, v]) => [ordered(k), ordered(v)]) };
+  if (Array.isArray(value)) return value.map(ordered);
+  if (typeof value === 'bigint') return `${value}n`;
+  if (value instanceof Uint8Array) return Buffer.from(value).toString('hex');
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value).sort()) out[key] = ordered((value as Record<string, unknown>)[key]);
+    return out;
+  }
+  return value;
+}
+
+/** The ordered export of a database's whole view, as a string (see {@link ordered}). */
+export function orderedView(db: object): string {
+  const readable = db as { read<T>(fn: (root: { export(): unknown }) => T): T };
+  return JSON.stringify(ordered(readable.read((root) => root.export())));
+}
+
+/** Decodes stored messages (MessagePack, the default codec) into timed events for a model. */
+export function timedEvents<E>(messages: Iterable<{ readonly id: { readonly timestamp: number }; readonly payload: Uint8Array }>): TimedEvent<E>[] {
+  const codec = messagePackCodec<E>();
+  return [...messages].map((m) => ({ event: codec.decode(m.payload), time: m.id.timestamp }));
 }
 
 export const bank: App<BankOp> = {
@@ -21,6 +76,20 @@ export const bank: App<BankOp> = {
   apply: applyOp as (event: BankOp, root: never) => void,
   random: randomBankOp,
   normalize: normalizeBank,
+  model(events) {
+    const model: BankPlain = { total: 0, accounts: new Map(), counters: new Map(), audit: [], lastNote: null };
+    for (const { event } of events) applyModel(event, model);
+    return model;
+  },
+};
+
+export const catalog: App<CatalogEvent> = {
+  name: 'catalog',
+  root: Catalog,
+  apply: applyCatalog,
+  random: randomCatalogEvent,
+  normalize: ordered,
+  model: replayCatalog,
 };
 
 // Positions: 12 keys overwritten constantly; rarely a read of one key or of all.
@@ -175,4 +244,4 @@ export const warehouse: App<WarehouseEvent> = {
 };
 
 /** Every app, by name. */
-export const apps = { bank, positions, registry, warehouse } as Record<string, App<unknown>>;
+export const apps = { bank, positions, registry, warehouse, catalog } as Record<string, App<unknown>>;

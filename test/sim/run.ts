@@ -1,8 +1,11 @@
 /**
- * `npm run sim -- --seeds N [--seed S] [--parallel P]`: runs simulator seeds (random ones, or the
- * given one) and prints a line per failure with the command that replays it.
+ * `npm run sim -- --seeds N [--from S] [--seed S] [--parallel P] [--app NAME] [--faults a,b|none]`:
+ * runs simulator seeds (random ones, or the given one) and prints a line per failure with the
+ * command that replays it. `--app` runs every seed with one app; `--faults` keeps only the named
+ * added faults (see FAULTS in simulator.ts; `none` for the base schedule alone).
  */
-import { replayCommand, runSeed, type SimResult } from './simulator.js';
+import { apps } from '../helpers/apps.js';
+import { FAULTS, type Fault, replayCommand, runSeed, type SimOptions, type SimResult } from './simulator.js';
 
 const args = process.argv.slice(2);
 const option = (name: string): string | undefined => {
@@ -14,25 +17,43 @@ const count = Number.parseInt(option('--seeds') ?? '20', 10);
 const parallel = Number.parseInt(option('--parallel') ?? '2', 10);
 const first = Number.parseInt(option('--from') ?? String((Math.random() * 2 ** 31) >>> 0), 10);
 const seeds = fixed === undefined ? Array.from({ length: count }, (_, i) => (first + i) >>> 0) : [Number.parseInt(fixed, 10) >>> 0];
+const app = option('--app');
+if (app !== undefined && apps[app] === undefined) throw new Error(`unknown app ${app}; known: ${Object.keys(apps).join(', ')}`);
+const faultList = option('--faults');
+const unknown = (faultList ?? '').split(',').filter((f) => f !== '' && f !== 'none' && !(FAULTS as readonly string[]).includes(f));
+if (unknown.length !== 0) throw new Error(`unknown faults ${unknown.join(', ')}; known: ${FAULTS.join(', ')}`);
+const options: SimOptions = {
+  ...(app === undefined ? {} : { app }),
+  ...(faultList === undefined ? {} : { faults: new Set(faultList.split(',').filter((f) => f !== 'none') as Fault[]) }),
+};
+const flags = `${app === undefined ? '' : ` --app ${app}`}${faultList === undefined ? '' : ` --faults ${faultList}`}`;
 
 const started = Date.now();
 const failures: SimResult[] = [];
+const times: number[] = [];
+let exempt = 0;
 let done = 0;
 let next = 0;
 async function worker(): Promise<void> {
   while (next < seeds.length) {
     const seed = seeds[next++]!;
-    const result = await runSeed(seed);
+    const result = await runSeed(seed, options);
     done++;
+    times.push(result.ms);
+    if (result.exempt) exempt++;
+    const what = `${result.app}, ${result.peers} peers, ${result.events} events, ${result.late} stored late${result.exempt ? ', peers wrote while cut off' : ''}; faults: ${result.faults || 'none'}`;
     if (!result.ok) {
       failures.push(result);
-      console.log(`FAIL seed ${seed} (${result.app}, ${result.peers} peers, ${result.events} events): ${result.message}\n  replay: ${replayCommand(seed)}`);
+      console.log(`FAIL seed ${seed} (${what}): ${result.message}\n  replay: ${replayCommand(seed)}${flags}`);
     } else if (seeds.length === 1) {
-      console.log(`ok seed ${seed} (${result.app}, ${result.peers} peers, ${result.events} events, ${result.ms} ms): ${result.message}`);
+      console.log(`ok seed ${seed} (${what}, ${result.ms} ms): ${result.message}`);
     }
     if (done % 100 === 0) console.log(`${done}/${seeds.length} seeds, ${failures.length} failed, ${((Date.now() - started) / 1000).toFixed(0)} s`);
   }
 }
 await Promise.all(Array.from({ length: Math.max(1, parallel) }, worker));
-console.log(`${seeds.length} seeds (from ${seeds[0]}), ${failures.length} failed, ${((Date.now() - started) / 1000).toFixed(1)} s`);
+times.sort((a, b) => a - b);
+const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))] ?? 0;
+console.log(`seed times: median ${at(0.5)} ms, p90 ${at(0.9)} ms, max ${at(1)} ms`);
+console.log(`${seeds.length} seeds (from ${seeds[0]}), ${failures.length} failed, ${exempt} with writes while cut off, ${((Date.now() - started) / 1000).toFixed(1)} s`);
 process.exit(failures.length === 0 ? 0 : 1);

@@ -1,18 +1,22 @@
 /**
- * The swarm simulator in CI: a batch of seeds (SIM_SEEDS, default 200, from NOATUN_SEED or a
+ * The swarm simulator in CI: a batch of seeds (SIM_SEEDS, default 120, from NOATUN_SEED or a
  * random start that is printed), and the regression seeds of bugs it found. A failing seed is
- * reported with the command that replays it (`npm run sim -- --seed S`).
+ * reported with the command that replays it (`npm run sim -- --seed S`). The default batch is
+ * sized to take about the wall time the former 200 seeds took: a seed now also checks stored
+ * ids, cutoff hashes and failures against a reference peer, passes every hold, and runs fixed-point
+ * checks, which made it about 1.7 times as long on average.
  */
 import test from 'ava';
 import { replayCommand, runSeed, type SimResult } from './simulator.js';
 import { testSeed } from '../helpers/temp.js';
 
-const SEEDS = Number.parseInt(process.env.SIM_SEEDS ?? '200', 10);
+const SEEDS = Number.parseInt(process.env.SIM_SEEDS ?? '120', 10);
 /** Seeds run side by side: most of a seed's time is waiting on the simulated network. */
 const PARALLEL = 3;
 
 function describe(result: SimResult): string {
-  return `seed ${result.seed} (${result.app}, ${result.peers} peers, ${result.events} events): ${result.message}\n  replay: ${replayCommand(result.seed)}`;
+  const what = `${result.app}, ${result.peers} peers, ${result.events} events, ${result.late} stored late${result.exempt ? ', peers wrote while cut off' : ''}; faults: ${result.faults || 'none'}`;
+  return `seed ${result.seed} (${what}): ${result.message}\n  replay: ${replayCommand(result.seed)}`;
 }
 
 test('seed 5007: a cutoff that moves during the handshake does not make peers refuse each other', async (t) => {
@@ -29,13 +33,15 @@ test('seeds 5021 and 5117 side by side: each keeps its own files', async (t) => 
   for (const result of results) t.true(result.ok, describe(result));
 });
 
-test(`${SEEDS} random seeds converge to a replay of everything written, before and after pruning`, async (t) => {
+test(`${SEEDS} random seeds converge: views in iteration order after healing, and stored ids, cutoff hashes and failures equal to a reference peer (or, where peers wrote while cut off, to each other) once every hold has passed; the fixed point on random peers`, async (t) => {
   const first = testSeed();
   t.log(`seeds ${first} to ${(first + SEEDS - 1) >>> 0} (NOATUN_SEED=${first} repeats this batch)`);
   const failures: SimResult[] = [];
   let next = 0;
+  // A broken engine makes many seeds wait out their sync timeout: stop after ten failures, so
+  // the batch still reports within the test timeout.
   const worker = async () => {
-    while (next < SEEDS) {
+    while (next < SEEDS && failures.length < 10) {
       const result = await runSeed((first + next++) >>> 0);
       if (!result.ok) failures.push(result);
     }

@@ -1,14 +1,39 @@
 /**
  * The swarm simulator: 3–10 peers on the in-memory network, a seeded workload and fault schedule,
- * and a virtual clock. Faults: gossip loss, duplication and reordering (jitter), delay,
- * partitions and heals, bounded clock skew, and peers closed and reopened from disk mid-run.
+ * and a virtual clock whose cutoff moves during the run (the smallest interval the engine
+ * allows, two minutes, so the cutoff steps every minute).
  *
- * After the run every partition heals and every peer reopens; then all peers must hold the same
- * events and the same view, equal to a fresh replay of every event ever written (for the bank
- * app also to its plain-JS model). Apps: bank (counters, accounts, an audit list), positions
- * (overwrites), registry (deletes, `clear()`, an opaque list), warehouse (nested boxes, failing
- * applies). Then the clock jumps past the cutoff: pruning must leave every
- * peer with the same stored events and, still, the same view.
+ * Faults of the base schedule: gossip loss, duplication and reordering (jitter), delay,
+ * partitions and heals, bounded clock skew (±20 s, within a stride), backdated appends, peers
+ * closed and reopened from disk. Added faults, drawn from a stream of their own (see
+ * {@link FAULTS}): the clock jumps one to five minutes, mostly while the swarm is partitioned or
+ * a peer is closed, so events arrive behind cutoffs while peers prune; `compact()` and
+ * `advanceCutoff()` on random peers; reopening with a deleted, damaged or truncated view file or
+ * without its undo history; unclean kills (the peer's files copied while it runs, the copy
+ * reopened); transactions; events placed just before or after a recent one; stored events handed
+ * straight to a peer's `ingest` in random order and batches; new peers joining mid-run; and the
+ * fixed-point check (below) on a copy of a random peer, mid-run.
+ *
+ * Checks, after every partition heals, every peer reopens and all are synced:
+ * 1. every peer has the same view, maps compared in iteration order (no sorting), equal to the
+ *    reference peer's and, for the apps with a model (bank, catalog), to a plain-JS replay;
+ * 2. the clock then moves past every hold (the cutoff interval plus two strides after the last
+ *    delivery), every peer advances its cutoff and syncs again: every peer equals the reference
+ *    peer — stored ids, both cutoff hashes, view, the failed-apply count and the ids of
+ *    `failures()`;
+ * 3. the fixed point on one or two random peers: a fresh database that ingests the peer's stored
+ *    events (in order, or shuffled in random batches) holds the same ids and view, and after both
+ *    clocks pass every hold the same ids, cutoff hashes and view.
+ *
+ * The reference peer is a database fed every written event in id order and in time (its clock at
+ * each event's timestamp), then set to the swarm's final clock. A schedule in which peers wrote
+ * while cut off from each other for longer than the interval is exempt from comparing with it
+ * (by design others may already have pruned what such late events would have read): there, peers
+ * are compared with each other and with the fixed point. The simulator decides it from what it
+ * saw: every peer reports, through `subscribe`, the events it stored while they were not yet
+ * behind its cutoff ("in time"); the schedule is exempt when two written events have no peer that
+ * stored both in time (each was only ever in time where the other was not). Peers that are away
+ * without writing (closed or partitioned) do not make a schedule exempt.
  *
  * The seed fixes the workload, the faults and the network's randomness; the interleaving of
  * timers and disk I/O is real, so a replay repeats the scenario, not every microsecond of it.
@@ -16,20 +41,44 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Database, messagePackCodec } from '../../src/index.js';
+import { type Database, MessageId, NoatunError } from '../../src/index.js';
 import { MemoryNetwork } from '../../src/net/memory-link.js';
 import { Replicator } from '../../src/net/replicator.js';
-import { appendOrRefused } from '../helpers/append.js';
-import { type App, bank, positions, registry, warehouse } from '../helpers/apps.js';
-import { applyModel, normalize as normalizeBank, type Op, type Plain } from '../helpers/bank-app.js';
-import { prng, T0 } from '../helpers/temp.js';
+import { type App, apps, bank, catalog, ordered, orderedView, positions, registry, timedEvents, warehouse } from '../helpers/apps.js';
+import {
+  type AnyDb,
+  fixedPointDifference,
+  firstDifference,
+  holdClearance,
+  MIN_INTERVAL,
+  openApp,
+  referencePeer,
+  stateDifference,
+} from '../helpers/convergence.js';
+import { FakeClock, prng, T0 } from '../helpers/temp.js';
 
-const INTERVAL = Number(process.env.SIM_INTERVAL ?? 120_000);
+const INTERVAL = Number(process.env.SIM_INTERVAL ?? MIN_INTERVAL);
+const MINUTE = 60_000;
+/** Clock skews are drawn in [-SKEW, SKEW). */
+const SKEW = 20_000;
+/** How long the simulator waits for the swarm to sync before it reports no convergence. */
+const CONVERGE_MS = Number(process.env.SIM_CONVERGE_MS ?? 30_000);
 /**
  * Where seeds keep their files: SIM_DIR, else /dev/shm when present (the files are real LMDB
  * environments and mapped views either way; a RAM disk makes their msyncs and clean-up cheap).
  */
 const SIM_DIR = process.env.SIM_DIR ?? (fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir());
+
+/** The faults added to the base schedule; each can be switched off (`npm run sim -- --faults …`). */
+export const FAULTS = ['jump', 'compact', 'advance', 'damage', 'kill', 'transaction', 'placement', 'scramble', 'join', 'fixpoint'] as const;
+export type Fault = (typeof FAULTS)[number];
+
+export interface SimOptions {
+  /** Run this app instead of the seed's. */
+  readonly app?: string;
+  /** The added faults to use (default: all). */
+  readonly faults?: ReadonlySet<Fault>;
+}
 
 /** What one seed did and whether it held. */
 export interface SimResult {
@@ -40,16 +89,30 @@ export interface SimResult {
   readonly peers: number;
   readonly events: number;
   readonly ms: number;
+  /** Peers wrote while cut off from each other: compared with each other, not with the reference. */
+  readonly exempt: boolean;
+  /** The added faults that ran, with counts (e.g. "jump 3, kill 1"). */
+  readonly faults: string;
+  /** Events stored by some peer behind its cutoff. */
+  readonly late: number;
 }
 
 type Db = Database<unknown, App<unknown>['root']>;
 
 interface SimPeer {
   readonly id: string;
-  readonly dir: string;
+  /** Position in the in-time bitmasks. */
+  readonly index: number;
+  dir: string;
   readonly skew: number;
   db: Db | undefined;
   replicator: Replicator | undefined;
+}
+
+interface Written {
+  readonly id: MessageId;
+  readonly bytes: Uint8Array;
+  readonly payload: Uint8Array;
 }
 
 /** The command that replays a seed. */
@@ -57,9 +120,20 @@ export function replayCommand(seed: number): string {
   return `npm run sim -- --seed ${seed}`;
 }
 
+/** The app of a seed: the first three by the seed's own stream, then warehouse and catalog by streams of their own. */
+function appOf(seed: number, random: () => number): App<unknown> {
+  const first = [bank, positions, registry][Math.floor(random() * 3)]! as App<unknown>;
+  // Apps that came later are chosen from streams of their own, so that every seed that does not
+  // get them replays the scenario it did before (the regression seeds among them).
+  if (prng((seed ^ 0xc2b2ae35) >>> 0)() < 0.25) return warehouse as App<unknown>;
+  if (prng((seed ^ 0x27d4eb2f) >>> 0)() < 0.3) return catalog as App<unknown>;
+  return first;
+}
+
 /** Runs one seed. Never throws: a failure is in the result. */
-export async function runSeed(seed: number): Promise<SimResult> {
+export async function runSeed(seed: number, options: SimOptions = {}): Promise<SimResult> {
   const started = Date.now();
+  const enabled = options.faults ?? new Set<Fault>(FAULTS);
   // Each seed owns one directory, removed when it ends: seeds run side by side in one process, so
   // a shared clean-up would delete the files of a seed still running (it did, once: seeds whose
   // peers all reopened empty).
@@ -70,11 +144,13 @@ export async function runSeed(seed: number): Promise<SimResult> {
     fs.mkdirSync(dir);
     return dir;
   };
+  // Two streams: `random` drives the base schedule exactly as before the added faults (so old
+  // seeds keep their workload), `faults` drives everything added since.
   const random = prng(seed);
-  const first = [bank, positions, registry][Math.floor(random() * 3)]!;
-  // The warehouse came later: it is chosen from a stream of its own, so that every seed that does
-  // not get it replays exactly the scenario it did before (the regression seeds among them).
-  const app: App<unknown> = prng((seed ^ 0xc2b2ae35) >>> 0)() < 0.25 ? (warehouse as App<unknown>) : first;
+  const faults = prng((seed ^ 0x9e3779b9) >>> 0);
+  const seedApp = appOf(seed, random);
+  const app: App<unknown> = options.app === undefined ? seedApp : apps[options.app]!;
+  if (app === undefined) throw new Error(`no app ${options.app}`);
   const peerCount = 3 + Math.floor(random() * 8);
   const network = new MemoryNetwork({
     seed,
@@ -85,26 +161,42 @@ export async function runSeed(seed: number): Promise<SimResult> {
   });
   let virtual = T0;
   const peers: SimPeer[] = [];
-  const written: { bytes: Uint8Array }[] = [];
+  const written: Written[] = [];
+  /** Per event (id key): bitmask of the peers that stored it while it was not behind their cutoff. */
+  const inTime = new Map<string, number>();
+  let deliveries = 0;
+  let late = 0;
+  const abandoned: Db[] = [];
+  const counts = new Map<string, number>();
+  const count = (fault: string) => counts.set(fault, (counts.get(fault) ?? 0) + 1);
+  let exempt = false;
   const result = (ok: boolean, message: string): SimResult => ({
     seed,
     ok,
     message,
     app: app.name,
-    peers: peerCount,
+    peers: peers.length,
     events: written.length,
     ms: Date.now() - started,
+    exempt,
+    faults: [...counts].map(([k, v]) => `${k} ${v}`).join(', '),
+    late,
   });
 
   const open = async (peer: SimPeer) => {
-    peer.db = (await Database.open({
-      path: peer.dir,
-      root: app.root,
-      apply: app.apply as never,
-      now: () => virtual + peer.skew,
-      cutoffIntervalMs: INTERVAL,
-    })) as Db;
-    peer.replicator = new Replicator(peer.db, network.join(peer.id), { statusIntervalMs: 30 });
+    const db = (await openApp(app, { path: peer.dir, now: () => virtual + peer.skew, intervalMs: INTERVAL })) as Db;
+    db.subscribe({
+      stored(events) {
+        const cutoff = db.cutoffTime;
+        for (const event of events) {
+          if (!event.local) deliveries++;
+          if (event.id.timestamp >= cutoff) inTime.set(event.id.toString(), (inTime.get(event.id.toString()) ?? 0) | (1 << peer.index));
+          else late++;
+        }
+      },
+    });
+    peer.db = db;
+    peer.replicator = new Replicator(db, network.join(peer.id), { statusIntervalMs: 30 });
   };
   const close = async (peer: SimPeer) => {
     await peer.replicator?.stop();
@@ -112,35 +204,210 @@ export async function runSeed(seed: number): Promise<SimResult> {
     peer.replicator = undefined;
     peer.db = undefined;
   };
+  const record = (db: Db, ids: readonly MessageId[]) => {
+    for (const id of ids) {
+      const message = db.message(id)!;
+      written.push({ id, bytes: message.bytes.slice(), payload: message.payload.slice() });
+    }
+  };
+  /** A local write; an apply that fails at the author may be refused (nothing stored, nothing written). */
+  const write = async (db: Db, fn: () => Promise<MessageId | MessageId[]>) => {
+    try {
+      const ids = await fn();
+      record(db, Array.isArray(ids) ? ids : [ids]);
+    } catch (error) {
+      if (!(error instanceof NoatunError && (error.code as string) === 'APPLY_FAILED')) throw error;
+    }
+  };
+  const openPeers = () => peers.filter((p) => p.db !== undefined);
+  const pick = <T>(list: readonly T[]): T | undefined => (list.length === 0 ? undefined : list[Math.floor(faults() * list.length)]);
+
+  let partitioned = false;
+  let sides: [string[], string[]] = [[], []];
+  /** Lets each side of the network sync (a star around one peer), so events are not late inside it. */
+  const settle = async () => {
+    const groups = partitioned ? sides : [peers.map((p) => p.id)];
+    const signal = AbortSignal.timeout(5_000);
+    await Promise.all(
+      groups.map(async (group) => {
+        const members = openPeers().filter((p) => group.includes(p.id));
+        const hub = members[0];
+        if (hub === undefined) return;
+        await Promise.all(members.slice(1).map((p) => p.replicator!.syncedWith(hub.id, { signal }).catch(() => {})));
+      }),
+    );
+  };
+  /** A copy of a peer's files as they are now (not the lock files). */
+  const copyFiles = (from: string): string => {
+    const to = tempDir();
+    fs.cpSync(from, to, { recursive: true, filter: (source) => !source.endsWith('LOCK') && !source.endsWith('-lock') });
+    return to;
+  };
+  const damageView = (peer: SimPeer) => {
+    const viewDir = path.join(peer.dir, 'view');
+    const file = path.join(viewDir, 'view.bin');
+    const how = faults();
+    if (!fs.existsSync(file) || how < 0.35) {
+      fs.rmSync(viewDir, { recursive: true, force: true });
+      return 'deleted';
+    }
+    const size = fs.statSync(file).size;
+    if (how < 0.6) {
+      const bytes = fs.readFileSync(file);
+      const flips = 1 + Math.floor(faults() * 8);
+      // Half the flips land in the first 4 KiB (header, engine words, early tables), half anywhere.
+      for (let i = 0; i < flips; i++) bytes[Math.floor(faults() * (i % 2 === 0 ? Math.min(size, 4096) : size))]! ^= 1 + Math.floor(faults() * 255);
+      fs.writeFileSync(file, bytes);
+      return 'flipped';
+    }
+    if (how < 0.85) {
+      fs.truncateSync(file, Math.floor(faults() * size));
+      return 'truncated';
+    }
+    fs.rmSync(path.join(viewDir, 'journal.bin'), { force: true });
+    return 'no journal';
+  };
+  let fixpoints = 0;
+  let joiners = 0;
+  const failures: string[] = [];
+
+  /** One added fault, or nothing (most steps). */
+  const faultStep = async () => {
+    const x = faults();
+    if (x < 0.08) {
+      if (!enabled.has('jump')) return;
+      // Mostly while someone is away, so what they write or miss arrives behind a cutoff. Each
+      // side syncs first (mostly): network delay is far below the interval, absence is not.
+      const closed = peers.some((p) => p.db === undefined);
+      const kind = partitioned ? 'partition' : closed ? 'closure' : 'all present';
+      if (faults() >= (partitioned ? 0.5 : closed ? 1 : 0.3)) return;
+      count(`jump (${kind})`);
+      if (faults() < 0.9) await settle();
+      virtual += MINUTE + Math.floor(faults() * 4 * MINUTE);
+    } else if (x < 0.11) {
+      const peer = pick(openPeers());
+      if (peer === undefined || !enabled.has('compact')) return;
+      count('compact');
+      await peer.db!.compact();
+    } else if (x < 0.14) {
+      const peer = pick(openPeers());
+      if (peer === undefined || !enabled.has('advance')) return;
+      count('advance');
+      peer.db!.advanceCutoff();
+    } else if (x < 0.17) {
+      const peer = pick(peers);
+      if (peer === undefined || !enabled.has('damage')) return;
+      const wasOpen = peer.db !== undefined;
+      if (wasOpen) await close(peer);
+      count(`damage (${damageView(peer)})`);
+      if (wasOpen) await open(peer);
+    } else if (x < 0.19) {
+      const peer = pick(openPeers());
+      if (peer === undefined || !enabled.has('kill')) return;
+      count('kill');
+      // In-process stand-in for SIGKILL: the peer stops replicating, in-flight commits land,
+      // and its files are copied as they are (the view usually dirty); the copy is reopened
+      // and the old instance is abandoned unclosed.
+      await peer.replicator!.stop();
+      await new Promise((resolve) => setTimeout(resolve, 15));
+      const copy = copyFiles(peer.dir);
+      abandoned.push(peer.db!);
+      peer.db = undefined;
+      peer.replicator = undefined;
+      peer.dir = copy;
+      await open(peer);
+    } else if (x < 0.25) {
+      const peer = pick(openPeers());
+      if (peer === undefined || !enabled.has('transaction')) return;
+      count('transaction');
+      const n = 1 + Math.floor(faults() * 4);
+      const events = Array.from({ length: n }, () => app.random(faults));
+      await write(peer.db!, () => peer.db!.transaction((tx) => events.map((event) => tx.append(event))));
+    } else if (x < 0.29) {
+      const peer = pick(openPeers());
+      const recent = written.filter((w) => w.id.timestamp >= virtual - SKEW);
+      const target = pick(recent);
+      if (peer === undefined || target === undefined || !enabled.has('placement')) return;
+      count('placement');
+      const where = faults() < 0.5 ? { before: target.id } : { after: target.id };
+      const event = app.random(faults);
+      await write(peer.db!, () => peer.db!.append(event, where));
+    } else if (x < 0.32) {
+      const peer = pick(openPeers());
+      if (peer === undefined || written.length === 0 || !enabled.has('scramble')) return;
+      count('scramble');
+      // Stored events straight to ingest: random ones or the latest, shuffled, in random batches.
+      const n = 1 + Math.floor(faults() * 12);
+      const chosen = faults() < 0.5 ? written.slice(-n) : Array.from({ length: n }, () => pick(written)!);
+      for (let i = chosen.length - 1; i > 0; i--) {
+        const j = Math.floor(faults() * (i + 1));
+        [chosen[i], chosen[j]] = [chosen[j]!, chosen[i]!];
+      }
+      while (chosen.length > 0) await peer.db!.ingest(chosen.splice(0, 1 + Math.floor(faults() * 4)).map((w) => w.bytes));
+    } else if (x < 0.335) {
+      if (partitioned || joiners >= 2 || !enabled.has('join')) return;
+      count('join');
+      const peer: SimPeer = { id: `j${joiners++}`, index: peers.length, dir: tempDir(), skew: Math.floor((faults() - 0.5) * 2 * SKEW), db: undefined, replicator: undefined };
+      peers.push(peer);
+      await open(peer);
+    } else if (x < 0.355) {
+      const peer = pick(openPeers());
+      if (peer === undefined || fixpoints >= 2 || !enabled.has('fixpoint')) return;
+      fixpoints++;
+      count('fixpoint');
+      // On a copy made by a clean close (the peer reopens at once and carries on), with a clock
+      // of its own so the check can move it past every hold.
+      await close(peer);
+      const copy = copyFiles(peer.dir);
+      await open(peer);
+      const clock = new FakeClock(virtual + peer.skew);
+      const source = await openApp(app, { path: copy, now: clock.now, intervalMs: INTERVAL });
+      try {
+        const style = faults() < 0.5 ? 'in-order' : 'scrambled';
+        const difference = await fixedPointDifference(app, source, clock, tempDir(), INTERVAL, style, faults);
+        if (difference !== undefined) failures.push(`mid-run, ${peer.id}: ${difference}`);
+      } finally {
+        await source.close();
+      }
+    }
+  };
 
   try {
     for (let i = 0; i < peerCount; i++) {
       // Clocks within ±20 s of each other: well inside a stride.
-      const peer: SimPeer = { id: `p${i}`, dir: tempDir(), skew: Math.floor((random() - 0.5) * 40_000), db: undefined, replicator: undefined };
+      const peer: SimPeer = { id: `p${i}`, index: i, dir: tempDir(), skew: Math.floor((random() - 0.5) * 2 * SKEW), db: undefined, replicator: undefined };
       peers.push(peer);
       await open(peer);
     }
     const steps = 20 + Math.floor(random() * 30);
-    let partitioned = false;
-    for (let step = 0; step < steps; step++) {
+    for (let step = 0; step < steps && failures.length === 0; step++) {
       const r = random();
-      const peer = peers[Math.floor(random() * peers.length)]!;
+      const peer = peers[Math.floor(random() * peerCount)]!;
       if (r < 0.6) {
-        if (peer.db === undefined) continue;
-        const n = 1 + Math.floor(random() * 3);
-        for (let k = 0; k < n; k++) {
-          const backdate = random() < 0.2 ? Math.floor(random() * 30_000) : 0;
-          const id = await appendOrRefused(peer.db, app.random(random), { time: virtual + peer.skew - backdate });
-          if (id !== undefined) written.push({ bytes: peer.db.message(id)!.bytes.slice() });
+        if (peer.db !== undefined) {
+          const n = 1 + Math.floor(random() * 3);
+          for (let k = 0; k < n; k++) {
+            const backdate = random() < 0.2 ? Math.floor(random() * 30_000) : 0;
+            const event = app.random(random);
+            const db = peer.db;
+            await write(db, () => db.append(event, { time: virtual + peer.skew - backdate }));
+          }
         }
       } else if (r < 0.75) {
         virtual += Math.floor(random() * 5_000);
+        // Also longer quiet spells (within the cutoff interval), so cutoff steps happen along the run.
+        if (enabled.has('jump')) virtual += Math.floor(faults() * 20_000);
       } else if (r < 0.85) {
         if (partitioned) network.heal();
         else {
-          const cut = 1 + Math.floor(random() * (peers.length - 1));
-          const shuffled = [...peers].sort(() => random() - 0.5).map((p) => p.id);
-          network.partition(shuffled.slice(0, cut), shuffled.slice(cut));
+          const cut = 1 + Math.floor(random() * (peerCount - 1));
+          const shuffled = peers
+            .slice(0, peerCount)
+            .sort(() => random() - 0.5)
+            .map((p) => p.id);
+          sides = [shuffled.slice(0, cut), shuffled.slice(cut)];
+          for (const joiner of peers.slice(peerCount)) sides[faults() < 0.5 ? 0 : 1].push(joiner.id);
+          network.partition(...sides);
         }
         partitioned = !partitioned;
       } else if (r < 0.95) {
@@ -150,74 +417,124 @@ export async function runSeed(seed: number): Promise<SimResult> {
         // Let the network work for a moment.
         await new Promise((resolve) => setTimeout(resolve, Math.floor(random() * 20)));
       }
+      await faultStep();
     }
+    if (failures.length !== 0) return result(false, failures.join('\n  '));
 
     // Heal, reopen everyone, wait until every pair is in sync.
     network.heal();
+    partitioned = false;
     for (const peer of peers) if (peer.db === undefined) await open(peer);
     const converged = await converge(peers);
-    if (converged !== undefined) return result(false, converged);
-    const check = await compare(app, peers, written, 'after healing', tempDir());
-    if (check !== undefined) return result(false, check);
+    exempt = isolatedWrites(written, inTime);
+    if (converged !== undefined) return result(false, `after healing: ${converged}`);
 
-    // Far past the cutoff: everyone prunes; stored sets and views must still agree.
-    virtual += 10 * INTERVAL;
-    for (const peer of peers) peer.db!.advanceCutoff();
-    const afterPrune = await converge(peers);
-    if (afterPrune !== undefined) return result(false, `after pruning: ${afterPrune}`);
-    const pruned = await compare(app, peers, written, 'after pruning', tempDir());
-    if (pruned !== undefined) return result(false, pruned);
-    return result(true, `${peers[0]!.db!.stats().stored} stored of ${written.length}`);
+    // 1. Views right after healing (stored sets may still differ while holds last).
+    const views = peers.map((p) => orderedView(p.db!));
+    for (let i = 1; i < peers.length; i++) {
+      if (views[i] !== views[0]) return result(false, `after healing: ${peers[i]!.id} has another view than ${peers[0]!.id} (maps in iteration order) ${firstDifference(views[i]!, views[0]!)}`);
+    }
+    // The final clock: past every hold, and placed so every peer's skewed clock is in the same
+    // minute (so all cutoffs are equal, and equal to the reference's).
+    const finalTime = () => Math.ceil((virtual + holdClearance(INTERVAL, peers[0]!.db!.cutoffStrideMs)) / MINUTE) * MINUTE + SKEW + 500;
+    let reference: { db: AnyDb; clock: FakeClock } | undefined;
+    try {
+      if (!exempt) {
+        reference = await referencePeer(app, written, tempDir(), INTERVAL);
+        const expected = orderedView(reference.db);
+        // The reference itself must equal a replay of every written event without pruning (else
+        // in-time pruning changed a view, and the failure is not the swarm's).
+        const replay = await openApp(app, { path: tempDir(), now: () => 0, intervalMs: INTERVAL, autoPrune: false });
+        try {
+          await replay.ingest(written.map((w) => w.bytes));
+          const full = orderedView(replay);
+          if (full !== expected) return result(false, `the reference peer's view differs from a replay of every written event without pruning ${firstDifference(expected, full)}`);
+        } finally {
+          await replay.close();
+        }
+        if (views[0] !== expected) return result(false, `after healing: the swarm's view differs from the reference peer's ${firstDifference(views[0]!, expected)}`);
+        if (app.model !== undefined) {
+          const model = JSON.stringify(ordered(app.model(timedEvents([...written].sort((a, b) => MessageId.compare(a.id, b.id))))));
+          if (views[0] !== model) return result(false, `after healing: the swarm's view differs from the plain-JS model ${firstDifference(views[0]!, model)}`);
+        }
+      }
+
+      // 2. Past every hold: everyone advances its cutoff and syncs again, until nothing more is delivered.
+      for (let rounds = 1; ; rounds++) {
+        const before = deliveries;
+        virtual = finalTime();
+        for (const peer of peers) peer.db!.advanceCutoff();
+        const again = await converge(peers);
+        if (again !== undefined) return result(false, `after the clock passed every hold: ${again}`);
+        if (deliveries === before) break;
+        if (rounds === 3) return result(false, `after the clock passed every hold 3 times, peers still store events again (${deliveries - before} deliveries in the last round): a resync loop`);
+      }
+      if (reference !== undefined) {
+        reference.clock.time = virtual;
+        reference.db.advanceCutoff();
+        for (const peer of peers) {
+          const difference = stateDifference(peer.db! as AnyDb, reference.db, [peer.id, 'the reference peer']);
+          if (difference !== undefined) return result(false, `after the clock passed every hold: ${difference}`);
+        }
+      } else {
+        for (const peer of peers.slice(1)) {
+          const difference = stateDifference(peer.db! as AnyDb, peers[0]!.db! as AnyDb, [peer.id, peers[0]!.id]);
+          if (difference !== undefined) return result(false, `after the clock passed every hold (peers wrote while cut off: compared with each other): ${difference}`);
+        }
+      }
+    } finally {
+      await reference?.db.close();
+    }
+
+    // 3. The fixed point on one or two random peers, each reopened with a clock of its own.
+    for (const peer of peers) await peer.replicator!.stop();
+    const checked = 1 + Math.floor(faults() * 2);
+    for (let i = 0; i < checked; i++) {
+      const peer = pick(peers)!;
+      if (peer.db === undefined) continue;
+      const clock = new FakeClock(virtual + peer.skew);
+      await close(peer);
+      const source = await openApp(app, { path: peer.dir, now: clock.now, intervalMs: INTERVAL });
+      try {
+        const difference = await fixedPointDifference(app, source, clock, tempDir(), INTERVAL, faults() < 0.5 ? 'in-order' : 'scrambled', faults);
+        if (difference !== undefined) return result(false, `at the end, ${peer.id}: ${difference}`);
+      } finally {
+        await source.close();
+      }
+    }
+    return result(true, `${written.length} written, ${late} stored late`);
   } catch (error) {
     return result(false, `threw: ${(error as Error).stack ?? String(error)}`);
   } finally {
     for (const peer of peers) await close(peer).catch(() => {});
+    for (const db of abandoned) await db.close().catch(() => {});
     fs.rmSync(root, { recursive: true, force: true });
   }
 }
 
+/**
+ * Whether peers wrote while cut off from each other for longer than the cutoff interval: two
+ * written events that no peer stored both of in time.
+ */
+function isolatedWrites(written: readonly Written[], inTime: ReadonlyMap<string, number>): boolean {
+  const masks = written.map((w) => inTime.get(w.id.toString()) ?? 0);
+  const distinct = [...new Set(masks)];
+  for (let i = 0; i < distinct.length; i++) {
+    for (let j = i + 1; j < distinct.length; j++) if ((distinct[i]! & distinct[j]!) === 0) return true;
+  }
+  return false;
+}
+
 /** Waits until every peer is synced with every other; returns a failure message on timeout. */
 async function converge(peers: SimPeer[]): Promise<string | undefined> {
-  const signal = AbortSignal.timeout(30_000);
+  const signal = AbortSignal.timeout(CONVERGE_MS);
   try {
     await Promise.all(
       peers.flatMap((a) => peers.filter((b) => b !== a).map((b) => a.replicator!.syncedWith(b.id, { signal }))),
     );
     return undefined;
   } catch {
-    const states = peers.map((p) => `${p.id}: ${p.db!.stats().stored} stored, ${p.replicator!.peers().map((q) => `${q.peerId}=${q.state}${q.reason === undefined ? "" : `(${q.reason})`}`).join(' ')}`);
-    return `no convergence within 30 s; ${states.join('; ')}`;
+    const states = peers.map((p) => `${p.id}: ${p.db!.stats().stored} stored, ${p.replicator!.peers().map((q) => `${q.peerId}=${q.state}${q.reason === undefined ? '' : `(${q.reason})`}`).join(' ')}`);
+    return `no convergence within ${CONVERGE_MS / 1000} s; ${states.join('; ')}`;
   }
-}
-
-/** Same events and views everywhere, equal to a replay of everything written. */
-async function compare(app: App<unknown>, peers: SimPeer[], written: { bytes: Uint8Array }[], when: string, dir: string): Promise<string | undefined> {
-  const ids = (db: Db) => [...db.ids()].map((id) => Buffer.from(id).toString('hex')).join(',');
-  const view = (db: Db) => JSON.stringify(app.normalize(db.read((root) => (root as { export(): unknown }).export())));
-  const first = peers[0]!.db!;
-  for (const peer of peers.slice(1)) {
-    if (ids(peer.db!) !== ids(first)) return `${when}: ${peer.id} holds other events than ${peers[0]!.id}`;
-    if (view(peer.db!) !== view(first)) return `${when}: ${peer.id} has another view than ${peers[0]!.id}`;
-  }
-  // A fresh replay of every event ever written, without pruning.
-  const fresh = (await Database.open({ path: dir, root: app.root, apply: app.apply as never, autoPrune: false })) as Db;
-  try {
-    await fresh.ingest(written.map((w) => w.bytes));
-    if (view(fresh) !== view(first)) {
-      const stats = peers.map((p) => {
-        const st = p.db!.stats();
-        return `${p.id}: stored ${st.stored}, reapplied ${st.reapplied}, rebuilds ${st.rebuilds}, opened ${st.openedBy}, failed ${st.failedApplies}`;
-      });
-      return `${when}: the swarm's view differs from a fresh replay of all ${written.length} events (fresh stored ${fresh.stats().stored}, failed ${fresh.stats().failedApplies})\n  swarm: ${view(first)}\n  fresh: ${view(fresh)}\n  ${stats.join('\n  ')}`;
-    }
-    if (app.name === 'bank') {
-      const codec = messagePackCodec<Op>();
-      const model: Plain = { total: 0, accounts: new Map(), counters: new Map(), audit: [], lastNote: null };
-      for (const m of fresh.messages()) applyModel(codec.decode(m.payload), model);
-      if (JSON.stringify(normalizeBank(model)) !== view(first)) return `${when}: the swarm's view differs from the plain-JS model`;
-    }
-  } finally {
-    await fresh.close();
-  }
-  return undefined;
 }
