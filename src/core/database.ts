@@ -546,10 +546,25 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   /**
    * Moves the cutoff to where the clock says it should be, pruning what became final. Appends and
    * ingests do this themselves; call it when a database sits idle (e.g. from a timer).
+   *
+   * `to` moves it to a given stride boundary instead, at most one stride past where the clock says
+   * (never backwards): a peer whose clock is a little behind another's, across a stride boundary,
+   * joins it in the same era instead of holding, for up to a stride, events the other has already
+   * pruned (the replicator does this when a peer's status is one stride ahead).
    */
-  advanceCutoff(): void {
+  advanceCutoff(to?: number): void {
     this.#assertOpen();
     this.#advanceCutoff();
+    if (to !== undefined && this.#autoPrune && to > this.#cutoff) {
+      const nominal = nominalCutoff(this.#now(), this.#cutoffIntervalMs);
+      if (!Number.isSafeInteger(to) || to % this.#strideMs !== 0 || to > nominal + this.#strideMs) {
+        throw new NoatunError(
+          ErrorCode.INVALID_ARGUMENT,
+          `cannot move the cutoff to ${to}: it must be a stride boundary at most one stride (${this.#strideMs} ms) past ${nominal}`,
+        );
+      }
+      this.#moveCutoff(to);
+    }
     if (this.#inbox.count !== 0) this.#storeReleased();
   }
 

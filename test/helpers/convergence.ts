@@ -139,6 +139,16 @@ export async function referencePeer(
   return { db, clock };
 }
 
+/**
+ * Waits until `db` has stored the events it deferred (events behind the cutoff that land before
+ * others are stored within a budget of re-application time, see `Database.ingest`); a database
+ * that cannot settle within 30 s is left as it is, and the comparison that follows reports it.
+ */
+export async function settled(db: AnyDb): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (db.stats().deferred !== 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
 /** How a fresh database gets a peer's stored events in {@link fixedPointDifference}. */
 export type IngestStyle = 'in-order' | 'scrambled';
 
@@ -174,6 +184,7 @@ export async function fixedPointDifference(
         await fresh.ingest(batch);
       }
     }
+    await settled(fresh);
     const at = `cutoff ${source.cutoffTime}, ${frames.length} events ingested ${style}`;
     const idsS = storedIds(source);
     const idsF = storedIds(fresh);

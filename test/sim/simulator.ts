@@ -444,7 +444,8 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
         const expected = orderedView(reference.db);
         // The reference itself must equal a replay of every written event without pruning (else
         // in-time pruning changed a view, and the failure is not the swarm's).
-        const replay = await openApp(app, { path: tempDir(), now: () => 0, intervalMs: INTERVAL, autoPrune: false });
+        // (Its clock is past every event: a database refuses events dated ahead of its clock.)
+        const replay = await openApp(app, { path: tempDir(), now: () => Number.MAX_SAFE_INTEGER, intervalMs: INTERVAL, autoPrune: false });
         try {
           await replay.ingest(written.map((w) => w.bytes));
           const full = orderedView(replay);
@@ -534,7 +535,23 @@ async function converge(peers: SimPeer[]): Promise<string | undefined> {
     );
     return undefined;
   } catch {
-    const states = peers.map((p) => `${p.id}: ${p.db!.stats().stored} stored, ${p.replicator!.peers().map((q) => `${q.peerId}=${q.state}${q.reason === undefined ? '' : `(${q.reason})`}`).join(' ')}`);
+    const states = peers.map((p) => {
+      const st = p.db!.stats();
+      const waiting = `${st.deferred === 0 ? '' : `, ${st.deferred} deferred`}${st.parked === 0 ? '' : `, ${st.parked} parked`}${st.pruningPausedUntil === 0 ? '' : ', pruning held'}`;
+      return `${p.id}: ${st.stored} stored${waiting}, ${p.replicator!.peers().map((q) => `${q.peerId}=${q.state}${q.reason === undefined ? '' : `(${q.reason})`}`).join(' ')}`;
+    });
+    const all = new Map<string, string[]>();
+    for (const p of peers) for (const id of p.db!.ids()) {
+      const key = Buffer.from(id).toString('hex');
+      all.set(key, [...(all.get(key) ?? []), p.id]);
+    }
+    const partial = [...all].filter(([, holders]) => holders.length !== peers.length).slice(0, 5);
+    const why = (id: string, holders: string[]) => {
+      const holder = peers.find((p) => p.id === holders[0])!;
+      const explanation = holder.db!.explain(MessageId.parse(id));
+      return `${id.slice(0, 12)}… on ${holders.join(',')} (${holder.id} keeps it: ${explanation.keptBecause.join('; ') || 'no reason'}; cutoff ${holder.db!.cutoffTime - T0})`;
+    };
+    states.push(`events not on every peer: ${partial.map(([id, holders]) => why(id, holders)).join('; ') || 'none'}`);
     return `no convergence within ${CONVERGE_MS / 1000} s; ${states.join('; ')}`;
   }
 }
