@@ -291,7 +291,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    * Costly events behind the cutoff (see {@link #isCostlyLate}) waiting for the next re-application
    * the budget allows: one rewind or rebuild stores them all.
    */
-  #late: Envelope[] = [];
+  #late = new Map<string, Envelope>();
   #lateBytes = 0;
   /** When the next costly late batch may be stored (ms of the real clock, `performance.now()`). */
   #nextLateTurnAt = 0;
@@ -365,7 +365,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
           return database.#cutoff;
         },
         now: () => this.#now(),
-        isStored: (id) => this.#log.has(id),
+        // A queued late event is known: offered again, it is a duplicate (and, as a parent, it
+        // is behind the cutoff, where parents count as present anyway).
+        isStored: (id) => this.#log.has(id) || (this.#late.size !== 0 && this.#late.has(MessageId.adopt(id).key)),
       },
       options.inbox,
     );
@@ -992,13 +994,13 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       else if (this.#defer(envelope)) deferred++;
       else refused++;
     }
-    if (turnAllowed && this.#late.length !== 0) now.push(...this.#takeLate());
+    if (turnAllowed && this.#late.size !== 0) now.push(...this.#takeLate());
     if (now.length !== 0) {
       now.sort((a, b) => MessageId.compare(a.id, b.id));
       this.#commitBudgeted(now);
       await this.#durable();
     }
-    if (this.#late.length !== 0) this.#scheduleLate();
+    if (this.#late.size !== 0) this.#scheduleLate();
     return { stored: now.length, duplicates, parked: sorting.parked, unparked: sorting.unparked, tooNew: sorting.tooNew, refused, deferred };
   }
 
@@ -1022,16 +1024,15 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   /** Queues a late event for the next rebuild; false when the queue is full. */
   #defer(envelope: Envelope): boolean {
     const bytes = envelopeSize(envelope);
-    if (this.#late.length >= DEFAULT_MAX_LATE_EVENTS || this.#lateBytes + bytes > DEFAULT_MAX_LATE_BYTES) return false;
-    if (this.#late.some((e) => e.id.equals(envelope.id))) return true;
-    this.#late.push(envelope);
+    if (this.#late.size >= DEFAULT_MAX_LATE_EVENTS || this.#lateBytes + bytes > DEFAULT_MAX_LATE_BYTES) return false;
+    this.#late.set(envelope.id.key, envelope);
     this.#lateBytes += bytes;
     return true;
   }
 
   #takeLate(): Envelope[] {
-    const late = this.#late.filter((envelope) => !this.#log.has(envelope.id.bytes));
-    this.#late = [];
+    const late = [...this.#late.values()].filter((envelope) => !this.#log.has(envelope.id.bytes));
+    this.#late.clear();
     this.#lateBytes = 0;
     return late;
   }
@@ -1056,7 +1057,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const wait = Math.max(0, this.#nextLateTurnAt - performance.now());
     this.#lateTimer = setTimeout(() => {
       this.#lateTimer = undefined;
-      if (this.#closed || this.#broken !== undefined || this.#late.length === 0) return;
+      if (this.#closed || this.#broken !== undefined || this.#late.size === 0) return;
       const late = this.#takeLate();
       if (late.length === 0) return;
       late.sort((a, b) => MessageId.compare(a.id, b.id));
@@ -1178,7 +1179,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       failedApplies: this.#countRecords(RecFlag.FAILED),
       heads: this.#heads.size,
       parked: this.#inbox.count,
-      deferred: this.#late.length,
+      deferred: this.#late.size,
       reapplied: this.#projector.reapplied,
       rebuilds: this.#projector.rebuilds,
       logBytes: this.#log.byteLength,

@@ -165,10 +165,17 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
   /** Per event (id key): bitmask of the peers that stored it while it was not behind their cutoff. */
   const inTime = new Map<string, number>();
   let deliveries = 0;
+  let lastDelivery = Date.now();
+  /** No event stored anywhere for a second of real time, and none waiting for the budget. */
+  const quiet = () => Date.now() - lastDelivery > 1000 && peers.every((p) => p.db === undefined || p.db.stats().deferred === 0);
   let late = 0;
   const abandoned: Db[] = [];
   const counts = new Map<string, number>();
-  const count = (fault: string) => counts.set(fault, (counts.get(fault) ?? 0) + 1);
+  let lastFault = '';
+  const count = (fault: string) => {
+    lastFault = fault;
+    counts.set(fault, (counts.get(fault) ?? 0) + 1);
+  };
   let exempt = false;
   const result = (ok: boolean, message: string): SimResult => ({
     seed,
@@ -189,7 +196,10 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
       stored(events) {
         const cutoff = db.cutoffTime;
         for (const event of events) {
-          if (!event.local) deliveries++;
+          if (!event.local) {
+            deliveries++;
+            lastDelivery = Date.now();
+          }
           if (event.id.timestamp >= cutoff) inTime.set(event.id.toString(), (inTime.get(event.id.toString()) ?? 0) | (1 << peer.index));
           else late++;
         }
@@ -418,6 +428,18 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
         await new Promise((resolve) => setTimeout(resolve, Math.floor(random() * 20)));
       }
       await faultStep();
+      if (process.env.SIM_CHECK_HASHES === '1') {
+        for (const p of peers) {
+          if (p.db === undefined) continue;
+          const c = p.db.cutoffState();
+          const xor = new Uint8Array(16);
+          for (const id of p.db.ids()) {
+            if (MessageId.fromBytes(id).timestamp >= c.time) break;
+            for (let k = 0; k < 16; k++) xor[k]! ^= id[k]!;
+          }
+          if (Buffer.compare(xor, c.hash) !== 0) throw new Error(`step ${step}: ${p.id}'s cutoff hash disagrees with its stored ids (last fault ${lastFault}; so far: ${[...counts].map(([k, v]) => `${k} ${v}`).join(', ')})`);
+        }
+      }
     }
     if (failures.length !== 0) return result(false, failures.join('\n  '));
 
@@ -425,7 +447,10 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
     network.heal();
     partitioned = false;
     for (const peer of peers) if (peer.db === undefined) await open(peer);
-    const converged = await converge(peers);
+    // While a peer holds pruning (late events reached it), it keeps events that others have
+    // pruned and will not take back: their statuses differ until the hold ends, by design. Then
+    // "converged" means quiet instead: nothing delivered for a while.
+    const converged = await converge(peers, () => peers.some((p) => p.db!.stats().pruningPausedUntil !== 0) && quiet());
     exempt = isolatedWrites(written, inTime);
     if (converged !== undefined) return result(false, `after healing: ${converged}`);
 
@@ -465,9 +490,10 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
         const before = deliveries;
         virtual = finalTime();
         for (const peer of peers) peer.db!.advanceCutoff();
-        const again = await converge(peers);
+        // Events delivered in this round may land behind the new cutoff and start new holds.
+        const again = await converge(peers, () => peers.some((p) => p.db!.stats().pruningPausedUntil !== 0) && quiet());
         if (again !== undefined) return result(false, `after the clock passed every hold: ${again}`);
-        if (deliveries === before) break;
+        if (deliveries === before && peers.every((p) => p.db!.stats().pruningPausedUntil === 0)) break;
         if (rounds === 3) return result(false, `after the clock passed every hold 3 times, peers still store events again (${deliveries - before} deliveries in the last round): a resync loop`);
       }
       if (reference !== undefined) {
@@ -527,18 +553,39 @@ function isolatedWrites(written: readonly Written[], inTime: ReadonlyMap<string,
 }
 
 /** Waits until every peer is synced with every other; returns a failure message on timeout. */
-async function converge(peers: SimPeer[]): Promise<string | undefined> {
+async function converge(peers: SimPeer[], settledOtherwise: () => boolean = () => false): Promise<string | undefined> {
   const signal = AbortSignal.timeout(CONVERGE_MS);
+  const done = new AbortController();
+  const poll = new Promise<void>((resolve, reject) => {
+    const timer = setInterval(() => {
+      if (settledOtherwise()) {
+        clearInterval(timer);
+        resolve();
+      } else if (signal.aborted || done.signal.aborted) {
+        clearInterval(timer);
+        reject(new Error('not settled'));
+      }
+    }, 100);
+  });
   try {
-    await Promise.all(
-      peers.flatMap((a) => peers.filter((b) => b !== a).map((b) => a.replicator!.syncedWith(b.id, { signal }))),
-    );
+    await Promise.race([
+      Promise.all(peers.flatMap((a) => peers.filter((b) => b !== a).map((b) => a.replicator!.syncedWith(b.id, { signal })))),
+      poll,
+    ]);
     return undefined;
   } catch {
     const states = peers.map((p) => {
       const st = p.db!.stats();
       const waiting = `${st.deferred === 0 ? '' : `, ${st.deferred} deferred`}${st.parked === 0 ? '' : `, ${st.parked} parked`}${st.pruningPausedUntil === 0 ? '' : ', pruning held'}`;
-      return `${p.id}: ${st.stored} stored${waiting}, ${p.replicator!.peers().map((q) => `${q.peerId}=${q.state}${q.reason === undefined ? '' : `(${q.reason})`}`).join(' ')}`;
+      const c = p.db!.cutoffState();
+      const xor = new Uint8Array(16);
+      for (const id of p.db!.ids()) {
+        if (MessageId.fromBytes(id).timestamp >= c.time) break;
+        for (let k = 0; k < 16; k++) xor[k]! ^= id[k]!;
+      }
+      const sane = Buffer.compare(xor, c.hash) === 0 ? '' : ' (NOT the XOR of its stored ids)';
+      const hashes = `cutoff ${c.time - T0} ${Buffer.from(c.hash).toString('hex').slice(0, 8)}${sane} prev ${Buffer.from(c.previousHash).toString('hex').slice(0, 8)}`;
+      return `${p.id}: ${st.stored} stored${waiting}, ${hashes}, ${p.replicator!.peers().map((q) => `${q.peerId}=${q.state}${q.reason === undefined ? '' : `(${q.reason})`}`).join(' ')}`;
     });
     const all = new Map<string, string[]>();
     for (const p of peers) for (const id of p.db!.ids()) {
@@ -553,5 +600,8 @@ async function converge(peers: SimPeer[]): Promise<string | undefined> {
     };
     states.push(`events not on every peer: ${partial.map(([id, holders]) => why(id, holders)).join('; ') || 'none'}`);
     return `no convergence within ${CONVERGE_MS / 1000} s; ${states.join('; ')}`;
+  } finally {
+    done.abort();
+    poll.catch(() => {});
   }
 }
