@@ -450,7 +450,7 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
     // While a peer holds pruning (late events reached it), it keeps events that others have
     // pruned and will not take back: their statuses differ until the hold ends, by design. Then
     // "converged" means quiet instead: nothing delivered for a while.
-    const converged = await converge(peers, () => peers.some((p) => p.db!.stats().pruningPausedUntil !== 0) && quiet());
+    const converged = await converge(peers, () => peers.some((p) => p.db !== undefined && p.db.stats().pruningPausedUntil !== 0) && quiet());
     exempt = isolatedWrites(written, inTime);
     if (converged !== undefined) return result(false, `after healing: ${converged}`);
 
@@ -491,9 +491,9 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
         virtual = finalTime();
         for (const peer of peers) peer.db!.advanceCutoff();
         // Events delivered in this round may land behind the new cutoff and start new holds.
-        const again = await converge(peers, () => peers.some((p) => p.db!.stats().pruningPausedUntil !== 0) && quiet());
+        const again = await converge(peers, () => peers.some((p) => p.db !== undefined && p.db.stats().pruningPausedUntil !== 0) && quiet());
         if (again !== undefined) return result(false, `after the clock passed every hold: ${again}`);
-        if (deliveries === before && peers.every((p) => p.db!.stats().pruningPausedUntil === 0)) break;
+        if (deliveries === before && peers.every((p) => p.db === undefined || p.db.stats().pruningPausedUntil === 0)) break;
         if (rounds === 3) return result(false, `after the clock passed every hold 3 times, peers still store events again (${deliveries - before} deliveries in the last round): a resync loop`);
       }
       if (reference !== undefined) {
@@ -558,12 +558,12 @@ async function converge(peers: SimPeer[], settledOtherwise: () => boolean = () =
   const done = new AbortController();
   const poll = new Promise<void>((resolve, reject) => {
     const timer = setInterval(() => {
-      if (settledOtherwise()) {
-        clearInterval(timer);
-        resolve();
-      } else if (signal.aborted || done.signal.aborted) {
+      if (signal.aborted || done.signal.aborted) {
         clearInterval(timer);
         reject(new Error('not settled'));
+      } else if (settledOtherwise()) {
+        clearInterval(timer);
+        resolve();
       }
     }, 100);
   });
