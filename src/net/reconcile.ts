@@ -99,6 +99,8 @@ export interface ReconcileStep {
   readonly have: Uint8Array[];
   /** Ids the peer holds that we lack, learned from this message (to request). */
   readonly need: Uint8Array[];
+  /** Whether the peer's message ended in `DEFER` (it still owes answers). */
+  readonly peerDeferred: boolean;
 }
 
 /** Messages and bytes of an exchange so far, for cost accounting. */
@@ -409,6 +411,22 @@ export class Reconciler {
     return this.#done;
   }
 
+  /** Whether our last message ended in `DEFER` (we still owe the peer answers). */
+  get deferring(): boolean {
+    return this.#deferredFrom !== undefined;
+  }
+
+  /**
+   * What the exchange holds in memory between messages: the peer's questions we deferred and the
+   * ids of our lists awaiting answers. Every step is bounded, but a peer that keeps questions
+   * open grows it; callers end the exchange above a bound of their own.
+   */
+  get pending(): number {
+    let ids = 0;
+    for (const list of this.#awaiting) ids += list.ids.length;
+    return this.#owed.length + ids;
+  }
+
   /** Messages and bytes so far. */
   get stats(): ReconcileStats {
     return {
@@ -468,12 +486,12 @@ export class Reconciler {
       this.#done = true;
       this.#awaiting = kept;
       this.#owed = [];
-      return { reply: null, have, need };
+      return { reply: null, have, need, peerDeferred: parsed.deferFrom !== undefined };
     }
     this.#commit(composed, kept);
     // Nothing asked or deferred by either side: the peer will have nothing to say.
     this.#done = !composed.asked && composed.deferFrom === undefined && parsed.deferFrom === undefined;
-    return { reply: this.#sent(composed.message), have, need };
+    return { reply: this.#sent(composed.message), have, need, peerDeferred: parsed.deferFrom !== undefined };
   }
 
   #commit(composed: Composed, kept: SentList[]): void {
