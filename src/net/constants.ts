@@ -176,7 +176,8 @@ export const DEFAULT_MAX_STRANGERS = 16;
 
 /**
  * How long a stranger may stay connected without completing a session before a newer one may
- * take its place.
+ * take its place (when all places are taken). An honest newcomer gets through its first session
+ * in that time unless it is copying a large database, and even then it keeps what it copied.
  * @default 10000
  */
 export const STRANGER_GRACE_MS = 10_000;

@@ -10,7 +10,7 @@
  * session with us) — see {@link DEFAULT_MAX_STRANGERS}.
  */
 import type { Backoff } from './backoff.js';
-import { MAX_PEER_RECORDS, STRANGER_GRACE_MS } from './constants.js';
+import { MAX_PEER_RECORDS } from './constants.js';
 
 /**
  * How we stand with a peer:
@@ -161,20 +161,21 @@ export class PeerTable {
 
   /**
    * Whether a new inbound connection from a stranger fits under `maxStrangers`. When the strangers
-   * are all there, the one connected longest without a session and idle past the grace time is
-   * returned for the caller to hang up (`evict`), making room.
+   * are all there, the one connected longest, if that is longer than `graceMs`, is returned for
+   * the caller to hang up (`evict`), making room: a stranger that holds its place without getting
+   * through a session (stalling one, or doing nothing) cannot keep newcomers out for long.
    */
-  admitStranger(peerId: string, maxStrangers: number): { admit: boolean; evict?: string } {
+  admitStranger(peerId: string, maxStrangers: number, graceMs: number): { admit: boolean; evict?: string } {
     const now = this.#now();
     let strangers = 0;
     let oldest: PeerRecord | undefined;
     for (const record of this.#records.values()) {
       if (record.trusted || record.peerId === peerId) continue;
       // Admitted a moment ago but not connected yet still holds its place.
-      const present = record.connected || now - record.admittedAt < STRANGER_GRACE_MS;
+      const present = record.connected || now - record.admittedAt < graceMs;
       if (!present) continue;
       strangers++;
-      if (record.connected && record.active === 0 && now - record.connectedAt > STRANGER_GRACE_MS) {
+      if (record.connected && now - record.connectedAt > graceMs) {
         if (oldest === undefined || record.connectedAt < oldest.connectedAt) oldest = record;
       }
     }

@@ -390,6 +390,12 @@ export class Reconciler {
   #owed: Question[] = [];
   /** Start of the `DEFER` range of our last message: the peer may not ask at or past it. */
   #deferredFrom: Uint8Array | undefined;
+  /**
+   * Whether our last message asked a question, and whether the peer's last message deferred: a
+   * peer may only `DEFER` while a question of ours is open, so one of the two must hold.
+   */
+  #askedLast = false;
+  #peerDeferredLast = false;
   #messagesSent = 0;
   #messagesReceived = 0;
   #bytesSent = 0;
@@ -458,6 +464,7 @@ export class Reconciler {
     }
     const parsed = this.#parse(message);
     this.#started = true;
+    this.#peerDeferredLast = parsed.deferFrom !== undefined;
     this.#messagesReceived++;
     this.#bytesReceived += message.length;
 
@@ -495,6 +502,7 @@ export class Reconciler {
   }
 
   #commit(composed: Composed, kept: SentList[]): void {
+    this.#askedLast = composed.asked;
     this.#owed = composed.owed;
     this.#deferredFrom = composed.deferFrom;
     this.#awaiting = [...kept, ...composed.lists].sort((a, b) => compareBounds(a.lower, b.lower));
@@ -565,6 +573,8 @@ export class Reconciler {
       from = upper!;
     }
     if (input.remaining !== 0) throw new ReconcileError('bytes after the last range', input.at);
+    // An honest side defers only answers it owes us: it may not stall an exchange we asked nothing in.
+    if (deferFrom !== undefined && !this.#askedLast && !this.#peerDeferredLast) throw new ReconcileError('DEFER with no question of ours open');
     // Every list of ours is answered, or lies in the deferred range (a partial answer: its rest).
     const answered = new Map(answers.map((answer) => [answer.list, answer]));
     this.#awaiting.forEach((list, i) => {

@@ -42,6 +42,7 @@ import {
   MAX_GOSSIP_QUEUE_BYTES,
   MAX_GOSSIP_QUEUE_EVENTS,
   MIN_RECONCILE_BUDGET,
+  STRANGER_GRACE_MS,
 } from './constants.js';
 import { asNoatunError, describe, faultOf, LimitError } from './faults.js';
 import { FingerprintIndex, timeBound } from './fingerprint-index.js';
@@ -112,6 +113,11 @@ export interface ReplicatorOptions {
    */
   readonly maxStrangers?: number;
   /**
+   * How long a stranger keeps its place before a newer one may take it (when all places are taken).
+   * @default 10000
+   */
+  readonly strangerGraceMs?: number;
+  /**
    * How long a refused peer stays refused (the link refuses its connections as long).
    * @default 10 minutes
    */
@@ -181,6 +187,7 @@ export class Replicator extends EventTarget {
   readonly #statusIntervalMs: number;
   readonly #gossipEventBytes: number;
   readonly #maxStrangers: number;
+  readonly #strangerGraceMs: number;
   readonly #maxSessionsPerPeer: number;
   readonly #banMs: number;
   readonly #unsubscribe: () => void;
@@ -207,6 +214,7 @@ export class Replicator extends EventTarget {
     this.#statusIntervalMs = integerOption('statusIntervalMs', options.statusIntervalMs, DEFAULT_STATUS_INTERVAL_MS, 1, 2 ** 31 - 1);
     this.#gossipEventBytes = integerOption('gossipEventBytes', options.gossipEventBytes, DEFAULT_GOSSIP_EVENT_BYTES, 0, MAX_GOSSIP_FRAME_BYTES - 1);
     this.#maxStrangers = integerOption('maxStrangers', options.maxStrangers, DEFAULT_MAX_STRANGERS, 0, 1 << 20);
+    this.#strangerGraceMs = integerOption('strangerGraceMs', options.strangerGraceMs, STRANGER_GRACE_MS, 0, 2 ** 31 - 1);
     this.#banMs = integerOption('banMs', options.banMs, DEFAULT_BAN_MS, 0, 2 ** 31 - 1);
     const reconcile = options.reconcile ?? {};
     if (reconcile.maxMessageBytes !== undefined && reconcile.maxMessageBytes < MIN_RECONCILE_BUDGET) {
@@ -524,7 +532,7 @@ export class Replicator extends EventTarget {
     const known = this.#peers.get(peerId);
     if (this.#isRefused(known)) return false;
     if (direction === 'outbound' || known?.trusted === true) return true;
-    const { admit, evict } = this.#peers.admitStranger(peerId, this.#maxStrangers);
+    const { admit, evict } = this.#peers.admitStranger(peerId, this.#maxStrangers, this.#strangerGraceMs);
     if (!admit) return false;
     this.#peers.ensure(peerId).admittedAt = Date.now();
     if (evict !== undefined) void this.#link.hangUp(evict).catch(() => {});
@@ -769,6 +777,8 @@ export class Replicator extends EventTarget {
       this.#refuse(peer.peerId, error);
       return;
     }
+    // Its sessions end as it is refused: the refusal is the news, not their end.
+    if (this.#isRefused(peer)) return;
     if (this.#databaseClosed()) {
       void this.stop();
       return;
