@@ -596,7 +596,6 @@ class PeerChild {
   readonly child: Child;
   peerId = '';
   address = '';
-  #replies = 0;
 
   constructor(dir: string, bootstrap: string[], listen = LOOPBACK[0]!) {
     this.child = run(['--import=tsx', peerScript, dir, 'row13', bootstrap.length === 0 ? '-' : bootstrap.join(','), listen]);
@@ -616,10 +615,7 @@ class PeerChild {
     const end = Date.now() + timeoutMs;
     for (;;) {
       const line = this.child.lines.slice(before).find((l) => l.includes(`"type":"${type}"`));
-      if (line !== undefined) {
-        this.#replies++;
-        return JSON.parse(line) as Record<string, unknown>;
-      }
+      if (line !== undefined) return JSON.parse(line) as Record<string, unknown>;
       if (Date.now() > end || this.child.process.exitCode !== null) throw new Error(`no ${type} reply; output:\n${this.child.output}`);
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
