@@ -171,7 +171,8 @@ export class PeerTable {
     let oldest: PeerRecord | undefined;
     for (const record of this.#records.values()) {
       if (record.trusted || record.peerId === peerId) continue;
-      // Admitted a moment ago but not connected yet still holds its place.
+      // Admitted a moment ago but not connected yet still holds its place (for the grace time at
+      // most, in case the connection never comes up).
       const present = record.connected || now - record.admittedAt < graceMs;
       if (!present) continue;
       strangers++;

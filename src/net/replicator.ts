@@ -245,16 +245,19 @@ export class Replicator extends EventTarget {
       (peerId) => this.#peers.get(peerId)?.connected === true,
       options.redial,
     );
+    // Called inside the engine's commit: nothing may be thrown back into it.
     this.#unsubscribe = db.subscribe({
-      stored: (events) => {
-        for (const event of events) {
-          this.#index.insert(event.id.bytes);
-          if (event.local) this.#publishEvent(event.bytes);
-        }
-      },
-      removed: (ids) => {
-        for (const id of ids) this.#index.delete(id);
-      },
+      stored: (events) =>
+        this.#guard(() => {
+          for (const event of events) {
+            this.#index.insert(event.id.bytes);
+            if (event.local) this.#publishEvent(event.bytes);
+          }
+        }),
+      removed: (ids) =>
+        this.#guard(() => {
+          for (const id of ids) this.#index.delete(id);
+        }),
     });
     link.setGossipValidator((from, frame) => this.#validateGossip(from, frame));
     link.setAdmission((peerId, direction) => this.#admit(peerId, direction));
@@ -542,6 +545,8 @@ export class Replicator extends EventTarget {
   #onPeer(event: 'connect' | 'disconnect', peerId: string): void {
     if (this.#stopped) return;
     const peer = this.#peers.ensure(peerId);
+    // An admission holds a stranger's place only until its connection is up (or gone).
+    peer.admittedAt = 0;
     if (event === 'disconnect') {
       peer.connected = false;
       clearTimeout(peer.timer);
@@ -632,7 +637,7 @@ export class Replicator extends EventTarget {
     }
     this.#link.openSession(peer.peerId).then(
       (session) => this.#run(session, true),
-      (error: unknown) => this.#sessionFailed(peer, error),
+      (error: unknown) => this.#guard(() => this.#sessionFailed(peer, error), peer.peerId),
     );
   }
 

@@ -575,10 +575,13 @@ export class SessionRun {
       if (!this.#host.largeEvents.tryTake(large.bytes.length)) {
         // Try again when a session gives budget back; the deadline still bounds the wait.
         this.#waitingForBudget = true;
-        void this.#host.largeEvents.whenReleased().then(() => {
-          this.#waitingForBudget = false;
-          if (!this.#finished) this.#pump();
-        });
+        void this.#host.largeEvents
+          .whenReleased()
+          .then(() => {
+            this.#waitingForBudget = false;
+            if (!this.#finished) this.#pump();
+          })
+          .catch((error: unknown) => this.#session.abort(error instanceof Error ? error : new Error(String(error))));
         break;
       }
       this.#held = undefined;
