@@ -24,119 +24,22 @@ import { type CutoffComparison, compareCutoffs } from '../core/cutoff.js';
 import { decodeEnvelope } from '../core/envelope.js';
 import { ErrorCode, NoatunError } from '../errors.js';
 import { Backoff } from './backoff.js';
-import {
-  DEFAULT_BAN_MS,
-  DEFAULT_BATCH_BYTES,
-  DEFAULT_GOSSIP_EVENT_BYTES,
-  DEFAULT_LARGE_EVENT_BYTES,
-  DEFAULT_MAX_SESSIONS,
-  DEFAULT_MAX_SESSIONS_PER_PEER,
-  DEFAULT_MAX_STRANGERS,
-  DEFAULT_RESYNC_MAX_MS,
-  DEFAULT_RESYNC_MIN_MS,
-  DEFAULT_SESSION_DEADLINE_MS,
-  DEFAULT_SESSION_IDLE_MS,
-  DEFAULT_STATUS_INTERVAL_MS,
-  DEFAULT_WINDOW,
-  MAX_GOSSIP_FRAME_BYTES,
-  MAX_GOSSIP_QUEUE_BYTES,
-  MAX_GOSSIP_QUEUE_EVENTS,
-  MIN_RECONCILE_BUDGET,
-  STRANGER_GRACE_MS,
-} from './constants.js';
+import { MAX_GOSSIP_FRAME_BYTES } from './constants.js';
 import { asNoatunError, describe, faultOf, LimitError } from './faults.js';
 import { FingerprintIndex, timeBound } from './fingerprint-index.js';
 import { bytesFrame, decodeFrame, FrameType, ProtocolError, type Status, statusFrame } from './frames.js';
+import { GossipQueue } from './gossip-queue.js';
 import type { Libp2pLinkOptions } from './libp2p-link.js';
-import { type ConnectionDirection, type GossipVerdict, type Link, MAX_FRAME_BYTES, type Session } from './link.js';
+import type { ConnectionDirection, GossipVerdict, Link, Session } from './link.js';
 import { type PeerInfo, type PeerRecord, PeerTable, peerInfo } from './peer-table.js';
-import type { ReconcileOptions } from './reconcile.js';
-import { type RedialOptions, Redialer } from './redial.js';
+import { Redialer } from './redial.js';
+import { type ReplicatorOptions, type ResolvedReplicatorOptions, resolveReplicatorOptions } from './replicator-options.js';
 import { DEFAULT_MAX_ENVELOPE_BYTES, type ReplicatedDatabase, type SessionHost, SessionRun, toCutoffState } from './session.js';
 import { ByteBudget, SessionLimits } from './session-limits.js';
 
 export type { PeerInfo, PeerState } from './peer-table.js';
+export type { ReplicatorOptions } from './replicator-options.js';
 export type { ReplicatedDatabase, ReplicatedIngestOptions, ReplicatedIngestResult, ReplicatedMessage } from './session.js';
-
-/** Tuning of a {@link Replicator}; every limit defaults to a value in src/net/constants.ts. */
-export interface ReplicatorOptions {
-  /**
-   * How often the status is published (and the cutoff moved).
-   * @default 5000
-   */
-  readonly statusIntervalMs?: number;
-  /**
-   * Bytes of envelopes per `EVENTS` batch; a larger envelope is sent in parts of this size.
-   * @default 262144
-   */
-  readonly batchBytes?: number;
-  /**
-   * Batches (or parts) sent and not yet acknowledged, per session.
-   * @default 4
-   */
-  readonly window?: number;
-  /** Tuning of the reconciliation (`maxMessageBytes` at least 64 KiB). */
-  readonly reconcile?: ReconcileOptions;
-  /**
-   * Largest local event published by gossip; larger ones reach peers by session.
-   * @default 65536 (at most 1 MiB)
-   */
-  readonly gossipEventBytes?: number;
-  /**
-   * Sessions at once with all peers together.
-   * @default 32
-   */
-  readonly maxSessions?: number;
-  /**
-   * Sessions at once with one peer.
-   * @default 2
-   */
-  readonly maxSessionsPerPeer?: number;
-  /**
-   * How long a session waits for the peer's next frame.
-   * @default 30000
-   */
-  readonly sessionIdleMs?: number;
-  /**
-   * Longest a session runs.
-   * @default 30 minutes
-   */
-  readonly sessionDeadlineMs?: number;
-  /**
-   * Bytes of envelopes sent in parts (larger than `batchBytes`) held by all sessions at once.
-   * @default 64 MiB
-   */
-  readonly largeEventBytes?: number;
-  /**
-   * Connected peers that have not yet completed a session with us.
-   * @default 16
-   */
-  readonly maxStrangers?: number;
-  /**
-   * How long a stranger keeps its place before a newer one may take it (when all places are taken).
-   * @default 10000
-   */
-  readonly strangerGraceMs?: number;
-  /**
-   * How long a refused peer stays refused (the link refuses its connections as long).
-   * @default 10 minutes
-   */
-  readonly banMs?: number;
-  /**
-   * Delays between syncs while a peer's status keeps differing after sessions (or its clock
-   * drifts): doubling from `minMs` to `maxMs`.
-   * @default { minMs: 100, maxMs: 60000 }
-   */
-  readonly resync?: { readonly minMs?: number; readonly maxMs?: number };
-  /** Delays between redials of peers worth keeping. @default { minMs: 250, maxMs: 5000 } */
-  readonly redial?: RedialOptions;
-  /**
-   * Peers to keep connected: dialled at start and re-dialled whenever they are not (multiaddrs
-   * for libp2p; peer ids on the in-memory network). `Replicator.start` passes its `bootstrap`.
-   * @default []
-   */
-  readonly bootstrap?: readonly string[];
-}
 
 /** Events of a replicator about a peer (detail: `{ peerId, reason? }`). */
 export type ReplicatorEvent = CustomEvent<{ peerId: string; reason?: string }>;
@@ -148,24 +51,10 @@ export interface ReplicatorFailure {
   readonly error: NoatunError;
 }
 
-/** A sender's gossiped envelopes waiting to be ingested. */
-interface GossipBatch {
-  readonly envelopes: Uint8Array[];
-  bytes: number;
-}
-
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-function integerOption(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
-  const chosen = value ?? fallback;
-  if (!Number.isInteger(chosen) || chosen < min || chosen > max) {
-    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${name} must be an integer in ${min}..${max}, not ${chosen}`);
-  }
-  return chosen;
 }
 
 /**
@@ -184,20 +73,14 @@ export class Replicator extends EventTarget {
   readonly #limits: SessionLimits;
   readonly #redialer: Redialer;
   readonly #host: SessionHost;
-  readonly #statusIntervalMs: number;
-  readonly #gossipEventBytes: number;
-  readonly #maxStrangers: number;
-  readonly #strangerGraceMs: number;
-  readonly #maxSessionsPerPeer: number;
-  readonly #banMs: number;
+  readonly #options: ResolvedReplicatorOptions;
   readonly #unsubscribe: () => void;
   readonly #timer: NodeJS.Timeout;
   #statusSoon: NodeJS.Timeout | undefined;
   /** Pending `syncedWith` calls; see {@link Replicator.#holdOpen}. */
   #pendingWaits = 0;
-  /** Gossiped envelopes waiting to be ingested, per sender, and their bytes in all. */
-  readonly #gossipQueue = new Map<string, GossipBatch>();
-  #gossipBytes = 0;
+  /** Gossiped envelopes waiting to be ingested. */
+  readonly #gossipQueue = new GossipQueue();
   #gossipFlush: Promise<void> | undefined;
   readonly #sessions = new Set<Session>();
   #stopped = false;
@@ -211,39 +94,29 @@ export class Replicator extends EventTarget {
     super();
     this.#db = db;
     this.#link = link;
-    this.#statusIntervalMs = integerOption('statusIntervalMs', options.statusIntervalMs, DEFAULT_STATUS_INTERVAL_MS, 1, 2 ** 31 - 1);
-    this.#gossipEventBytes = integerOption('gossipEventBytes', options.gossipEventBytes, DEFAULT_GOSSIP_EVENT_BYTES, 0, MAX_GOSSIP_FRAME_BYTES - 1);
-    this.#maxStrangers = integerOption('maxStrangers', options.maxStrangers, DEFAULT_MAX_STRANGERS, 0, 1 << 20);
-    this.#strangerGraceMs = integerOption('strangerGraceMs', options.strangerGraceMs, STRANGER_GRACE_MS, 0, 2 ** 31 - 1);
-    this.#banMs = integerOption('banMs', options.banMs, DEFAULT_BAN_MS, 0, 2 ** 31 - 1);
-    const reconcile = options.reconcile ?? {};
-    if (reconcile.maxMessageBytes !== undefined && reconcile.maxMessageBytes < MIN_RECONCILE_BUDGET) {
-      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `reconcile.maxMessageBytes must be at least ${MIN_RECONCILE_BUDGET}`);
-    }
-    const resyncMin = integerOption('resync.minMs', options.resync?.minMs, DEFAULT_RESYNC_MIN_MS, 1, 2 ** 31 - 1);
-    const resyncMax = integerOption('resync.maxMs', options.resync?.maxMs, DEFAULT_RESYNC_MAX_MS, resyncMin, 2 ** 31 - 1);
+    const resolved = resolveReplicatorOptions(options);
+    this.#options = resolved;
     this.#index = FingerprintIndex.fromSorted(db.ids());
     this.#host = {
       db,
       index: this.#index,
       config: {
-        batchBytes: integerOption('batchBytes', options.batchBytes, DEFAULT_BATCH_BYTES, 1024, MAX_FRAME_BYTES / 2),
-        window: integerOption('window', options.window, DEFAULT_WINDOW, 1, 1024),
-        reconcile,
-        idleMs: integerOption('sessionIdleMs', options.sessionIdleMs, DEFAULT_SESSION_IDLE_MS, 1, 2 ** 31 - 1),
-        deadlineMs: integerOption('sessionDeadlineMs', options.sessionDeadlineMs, DEFAULT_SESSION_DEADLINE_MS, 1, 2 ** 31 - 1),
+        batchBytes: resolved.batchBytes,
+        window: resolved.window,
+        reconcile: resolved.reconcile,
+        idleMs: resolved.sessionIdleMs,
+        deadlineMs: resolved.sessionDeadlineMs,
         maxEnvelopeBytes: db.maxEnvelopeBytes ?? DEFAULT_MAX_ENVELOPE_BYTES,
       },
-      largeEvents: new ByteBudget(integerOption('largeEventBytes', options.largeEventBytes, DEFAULT_LARGE_EVENT_BYTES, 1, 2 ** 40)),
+      largeEvents: new ByteBudget(resolved.largeEventBytes),
       status: (lowerTime) => this.#status(lowerTime),
     };
-    this.#maxSessionsPerPeer = integerOption('maxSessionsPerPeer', options.maxSessionsPerPeer, DEFAULT_MAX_SESSIONS_PER_PEER, 1, 1 << 20);
-    this.#limits = new SessionLimits(integerOption('maxSessions', options.maxSessions, DEFAULT_MAX_SESSIONS, 1, 1 << 20), this.#maxSessionsPerPeer);
-    this.#peers = new PeerTable(() => new Backoff({ minMs: resyncMin, maxMs: resyncMax }));
+    this.#limits = new SessionLimits(resolved.maxSessions, resolved.maxSessionsPerPeer);
+    this.#peers = new PeerTable(() => new Backoff({ minMs: resolved.resyncMinMs, maxMs: resolved.resyncMaxMs }));
     this.#redialer = new Redialer(
       (address) => this.#dialTrusted(address),
       (peerId) => this.#peers.get(peerId)?.connected === true,
-      options.redial,
+      resolved.redial,
     );
     // Called inside the engine's commit: nothing may be thrown back into it.
     this.#unsubscribe = db.subscribe({
@@ -264,10 +137,10 @@ export class Replicator extends EventTarget {
     link.onGossip((from, frame) => this.#guard(() => this.#onGossip(from, frame), from));
     link.onPeer((event, peerId) => this.#guard(() => this.#onPeer(event, peerId), peerId));
     link.onSession((session) => void this.#run(session, false));
-    this.#timer = setInterval(() => this.#guard(() => this.#tick()), this.#statusIntervalMs);
+    this.#timer = setInterval(() => this.#guard(() => this.#tick()), resolved.statusIntervalMs);
     this.#timer.unref();
     for (const peerId of link.connectedPeers()) this.#guard(() => this.#onPeer('connect', peerId), peerId);
-    for (const address of options.bootstrap ?? []) this.#redialer.addBootstrap(address);
+    for (const address of resolved.bootstrap) this.#redialer.addBootstrap(address);
   }
 
   /**
@@ -444,7 +317,7 @@ export class Replicator extends EventTarget {
     const already = peer.state === 'refused' && peer.refusedUntil > Date.now();
     peer.state = 'refused';
     peer.reason = reason;
-    peer.refusedUntil = Date.now() + this.#banMs;
+    peer.refusedUntil = Date.now() + this.#options.banMs;
     peer.trusted = false;
     clearTimeout(peer.timer);
     peer.timer = undefined;
@@ -503,7 +376,7 @@ export class Replicator extends EventTarget {
 
   /** Publishes a local event; counted as sent to every peer the gossip is handed to. */
   #publishEvent(bytes: Uint8Array): void {
-    if (bytes.length > this.#gossipEventBytes) {
+    if (bytes.length > this.#options.gossipEventBytes) {
       // Too large for gossip (which copies each message to every peer of the mesh): peers see our
       // status change and fetch it in a session.
       this.#publishStatusSoon();
@@ -535,7 +408,7 @@ export class Replicator extends EventTarget {
     const known = this.#peers.get(peerId);
     if (this.#isRefused(known)) return false;
     if (direction === 'outbound' || known?.trusted === true) return true;
-    const { admit, evict } = this.#peers.admitStranger(peerId, this.#maxStrangers, this.#strangerGraceMs);
+    const { admit, evict } = this.#peers.admitStranger(peerId, this.#options.maxStrangers, this.#options.strangerGraceMs);
     if (!admit) return false;
     this.#peers.ensure(peerId).admittedAt = Date.now();
     if (evict !== undefined) void this.#link.hangUp(evict).catch(() => {});
@@ -684,31 +557,20 @@ export class Replicator extends EventTarget {
     }
   }
 
-  /** Queues a gossiped envelope for the next ingest; over the queue's bounds it is dropped. */
+  /** Queues a gossiped envelope for the next ingest (see {@link GossipQueue}). */
   #queueGossip(from: string, envelope: Uint8Array): void {
-    let batch = this.#gossipQueue.get(from);
-    // Gossip is best-effort: what is dropped here comes by a session once statuses differ.
-    if ((batch?.envelopes.length ?? 0) >= MAX_GOSSIP_QUEUE_EVENTS || this.#gossipBytes + envelope.length > MAX_GOSSIP_QUEUE_BYTES) return;
-    if (batch === undefined) {
-      batch = { envelopes: [], bytes: 0 };
-      this.#gossipQueue.set(from, batch);
-    }
-    batch.envelopes.push(envelope.slice());
-    batch.bytes += envelope.length;
-    this.#gossipBytes += envelope.length;
+    if (!this.#gossipQueue.push(from, envelope)) return;
     this.#gossipFlush ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#ingestGossip());
   }
 
   /** Ingests queued gossip, one batch per sender; never rejects. */
   async #ingestGossip(): Promise<void> {
-    const batches = [...this.#gossipQueue];
-    this.#gossipQueue.clear();
-    this.#gossipBytes = 0;
+    const batches = this.#gossipQueue.drain();
     this.#gossipFlush = undefined;
-    for (const [from, batch] of batches) {
+    for (const { from, envelopes } of batches) {
       if (this.#stopped) return;
       try {
-        const result = await this.#db.ingest(batch.envelopes, { peer: from });
+        const result = await this.#db.ingest(envelopes, { peer: from });
         const peer = this.#peers.get(from);
         if (peer === undefined) continue;
         peer.stored += result.stored + result.unparked;
@@ -736,7 +598,7 @@ export class Replicator extends EventTarget {
       if (over !== undefined) {
         session.abort(new NoatunError(ErrorCode.CLOSED, over === 'total' ? 'too many sessions' : 'too many sessions with this peer'));
         if (!initiator && over === 'peer' && this.#limits.strike(peerId)) {
-          this.#refuse(peerId, new LimitError(`sessions over the limit of ${this.#maxSessionsPerPeer} at once, again and again`));
+          this.#refuse(peerId, new LimitError(`sessions over the limit of ${this.#options.maxSessionsPerPeer} at once, again and again`));
         }
         return;
       }
