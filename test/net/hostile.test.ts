@@ -21,7 +21,7 @@ import test, { type ExecutionContext } from 'ava';
 import { Database, s } from '../../src/index.js';
 import { FINGERPRINT_BYTES, timeBound } from '../../src/net/fingerprint-index.js';
 import { bytesFrame, FrameType, type Status, statusFrame } from '../../src/net/frames.js';
-import { Libp2pLink } from '../../src/net/libp2p-link.js';
+import { LOOPBACK_NETWORKS, Libp2pLink } from '../../src/net/libp2p-link.js';
 import type { Link, Session } from '../../src/net/link.js';
 import { MemoryNetwork } from '../../src/net/memory-link.js';
 import { type PeerInfo, type ReplicatedDatabase, Replicator, type ReplicatorFailure } from '../../src/net/replicator.js';
@@ -258,6 +258,21 @@ test.serial('row 4, memory: 60 sessions of HELLOs claiming nothing are capped at
   t.deepEqual(failed, []);
   await Promise.all([victim.stop(), honest.replicator.stop(), attacker.stop()]);
   await Promise.all([victimDb.close(), honest.db.close()]);
+});
+
+test.serial('row 4, memory: a peer that opens a session and goes silent is let go after the idle time, not refused', async (t) => {
+  const network = new MemoryNetwork({ latencyMs: 1 });
+  const victimDb = await openDb();
+  await fill(victimDb, 100);
+  const victim = new Replicator(victimDb, network.join('victim'), { statusIntervalMs: 200, sessionIdleMs: 300 });
+  const silent = network.join('silent');
+  const session = await silent.openSession('victim');
+  await session.send(statusFrame(FrameType.HELLO, sameCutoff(victimDb, 5)));
+  // The victim answers the HELLO and waits for the reconciliation the silent peer never starts.
+  await until(() => /sent nothing for 300 ms/.test(peer(victim, 'silent')?.reason ?? ''), 'the session timed out', 5000);
+  t.is(peer(victim, 'silent')!.state, 'differs', 'a stall is nobody\'s fault: retried later, not refused');
+  await Promise.all([victim.stop(), silent.stop()]);
+  await victimDb.close();
 });
 
 // --------------------------------------------------------------------------------- rows 7, 12
@@ -587,6 +602,25 @@ test.serial('rows 7 and 12, libp2p: events of 5 MiB and of the largest accepted 
   } finally {
     await Promise.all([a.stop(), b.stop()]);
     await Promise.all([dbA.close(), dbB.close()]);
+  }
+});
+
+test.serial('row 10, libp2p: fresh peer ids from one address are held to the per-address limits, which trusted networks lift', async (t) => {
+  const victimDb = await openDb();
+  const victim = await Replicator.start(victimDb, { listen: LOOPBACK, topic: 'row10', statusIntervalMs: 1000, maxStrangers: 64 });
+  const trustingDb = await openDb();
+  const trusting = await Replicator.start(trustingDb, { listen: LOOPBACK, topic: 'row10', statusIntervalMs: 1000, maxStrangers: 64, trustedNetworks: LOOPBACK_NETWORKS });
+  const fresh = await Promise.all(Array.from({ length: 12 }, () => Libp2pLink.start({ listen: LOOPBACK, topic: 'row10' })));
+  try {
+    const dialled = async (target: Replicator) => (await Promise.allSettled(fresh.map((link) => link.dial(target.multiaddrs[0]!)))).filter((r) => r.status === 'fulfilled').length;
+    const limited = await dialled(victim);
+    const lifted = await dialled(trusting);
+    t.log(`12 fresh ids from 127.0.0.1 at once: ${limited} connected by default, ${lifted} with loopback trusted`);
+    t.true(limited >= 1 && limited <= 8, `${limited} connections from one address (limits: 5 new a second, 8 at once)`);
+    t.is(lifted, 12);
+  } finally {
+    await Promise.all([victim.stop(), trusting.stop(), ...fresh.map((link) => link.stop())]);
+    await Promise.all([victimDb.close(), trustingDb.close()]);
   }
 });
 
