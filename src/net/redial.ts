@@ -79,12 +79,16 @@ export class Redialer {
     };
   }
 
-  /** Adds a bootstrap peer (a multiaddr, or a peer id on the in-memory link) and dials it now. */
+  /**
+   * Adds a bootstrap peer (a multiaddr, or a peer id on the in-memory link) and dials it after the
+   * first delay, unless it is connected by then: a link usually dials its bootstrap list as it
+   * starts, and a second dial racing the first would open a second connection.
+   */
   addBootstrap(address: string): void {
     if (this.#stopped || this.#bootstrap.has(address)) return;
     const target = this.#target(address, peerIdIn(address), true);
     this.#bootstrap.set(address, target);
-    this.#schedule(target, 0);
+    this.#schedule(target, target.backoff.next());
   }
 
   /**

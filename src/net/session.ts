@@ -17,6 +17,10 @@
  *   goes in parts (`EVENT_PART`), each acknowledged, the whole envelope held against a byte
  *   budget shared by all sessions. So every envelope the engine accepts can be sent, and a large
  *   one never holds back the events after it.
+ * - **End.** A side sends `END` (with its status) once everything it sends is acknowledged and
+ *   everything it asked for is stored (or the peer's `END` came first): the two final statuses then
+ *   include the whole transfer, and two peers that differed by a few events are synced after one
+ *   session, not two.
  *
  * Errors thrown out of {@link SessionRun.run} are classified by the replicator (src/net/faults.ts):
  * a send that fails on our side is a `CLOSED` error, never the peer's fault.
@@ -206,6 +210,7 @@ export class SessionRun {
   /** Our share of the peer's `expecting`: events we asked for in this session and still wait for. */
   #expecting = 0;
   #peerWantDone = false;
+  #peerEnded = false;
   #endSent = false;
   #finished = false;
   /** Since when we wait for the peer's next frame (undefined: not waiting). */
@@ -382,6 +387,7 @@ export class SessionRun {
           // The status compared against ours must include every batch before END.
           await this.#settleIngests();
           final = frame.status;
+          this.#peerEnded = true;
           break;
         default:
           throw new ProtocolError(`frame type ${frame.type} is not a session frame`);
@@ -444,6 +450,14 @@ export class SessionRun {
     const ingested = this.#host.db.ingest(envelopes, { peer: peer.peerId }).then((result) => {
       peer.stored += result.stored + result.unparked;
       this.#expect(-Math.min(count, this.#expecting));
+      // The last event we asked for may be what our END waited on.
+      if (this.#expecting === 0 && !this.#finished) {
+        try {
+          this.#pump();
+        } catch (error) {
+          this.#session.abort(error instanceof Error ? error : new Error(String(error)));
+        }
+      }
     });
     if (release !== undefined) void ingested.then(release, release);
     // Never rejects: a refused batch is reported through #ingestError.
@@ -595,7 +609,11 @@ export class SessionRun {
       this.#held === undefined &&
       this.#outgoing === undefined &&
       this.#toSend.empty &&
-      this.#inFlight.length === 0
+      this.#inFlight.length === 0 &&
+      // Our END carries our status: once what we asked for is stored, it is the one the peer's
+      // END will match (sent earlier, it would not be, and the peer would sync again). If the
+      // peer cannot send it all (pruned meanwhile), its END comes first.
+      (this.#expecting === 0 || this.#peerEnded)
     ) {
       this.#endSent = true;
       this.#send(statusFrame(FrameType.END, this.#host.status()));
