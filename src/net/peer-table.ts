@@ -170,7 +170,8 @@ export class PeerTable {
     let strangers = 0;
     let oldest: PeerRecord | undefined;
     for (const record of this.#records.values()) {
-      if (record.trusted || record.peerId === peerId) continue;
+      // A refused peer is on its way out and cannot come back: it holds no place.
+      if (record.trusted || record.peerId === peerId || (record.state === 'refused' && record.refusedUntil > now)) continue;
       // Admitted a moment ago but not connected yet still holds its place (for the grace time at
       // most, in case the connection never comes up).
       const present = record.connected || now - record.admittedAt < graceMs;

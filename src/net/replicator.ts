@@ -313,11 +313,12 @@ export class Replicator extends EventTarget {
   #refuse(peerId: string, error: unknown): void {
     if (this.#stopped) return;
     const peer = this.#peers.ensure(peerId);
-    const reason = describe(error);
-    const already = peer.state === 'refused' && peer.refusedUntil > Date.now();
+    const already = this.#isRefused(peer);
+    // A refused peer's later faults (its sessions failing as it is cut off) keep the first reason.
+    const reason = already ? (peer.reason ?? describe(error)) : describe(error);
     peer.state = 'refused';
     peer.reason = reason;
-    peer.refusedUntil = Date.now() + this.#options.banMs;
+    if (!already) peer.refusedUntil = Date.now() + this.#options.banMs;
     peer.trusted = false;
     clearTimeout(peer.timer);
     peer.timer = undefined;
@@ -457,12 +458,19 @@ export class Replicator extends EventTarget {
   }
 
   /**
-   * The peer's status still differs from ours: report why, and sync again after the next delay
-   * of its backoff (never at once: that would spin when the difference does not go away).
+   * A session ended and the peer's status still differs from ours: report why, and sync again
+   * after the next delay of its backoff (never at once: that would spin when the difference does
+   * not go away).
    */
-  #differs(peer: PeerRecord, cutoffs: CutoffComparison, why?: string): void {
+  #differs(peer: PeerRecord, cutoffs: CutoffComparison): void {
+    this.#markDiffers(peer, cutoffs);
+    this.#backOff(peer);
+  }
+
+  /** Sets the peer's state and reason for a difference (or clock drift), with the event on a change. */
+  #markDiffers(peer: PeerRecord, cutoffs: CutoffComparison, why?: string): void {
     if (cutoffs === 'peer-ahead' || cutoffs === 'peer-behind') {
-      const reason = `clock drift: its cutoff is more than a stride ${cutoffs === 'peer-ahead' ? 'ahead of' : 'behind'} ours`;
+      const reason = why ?? `clock drift: its cutoff is more than a stride ${cutoffs === 'peer-ahead' ? 'ahead of' : 'behind'} ours`;
       const was = peer.state;
       peer.state = 'clock-drift';
       peer.reason = reason;
@@ -474,7 +482,6 @@ export class Replicator extends EventTarget {
       peer.reason = reason;
       if (was !== 'differs') this.#emit('peer:differs', peer.peerId, reason);
     }
-    this.#backOff(peer);
   }
 
   /** Delays the next sync with the peer by the next step of its backoff, and schedules it. */
@@ -546,8 +553,10 @@ export class Replicator extends EventTarget {
       const { same, cutoffs } = this.#compare(frame.status);
       if (same) this.#markSynced(peer);
       else if (peer.active === 0) {
-        if (cutoffs === 'peer-ahead' || cutoffs === 'peer-behind') this.#differs(peer, cutoffs);
-        else this.#schedule(peer, 0);
+        // Drift is reported at once; a mere difference waits for the session to tell. Either way
+        // the session starts when the peer's backoff allows, which only sessions advance.
+        if (cutoffs === 'peer-ahead' || cutoffs === 'peer-behind') this.#markDiffers(peer, cutoffs);
+        this.#schedule(peer, 0);
       }
     } else if (frame.type === FrameType.EVENT) {
       peer.received++;
@@ -576,7 +585,7 @@ export class Replicator extends EventTarget {
         peer.stored += result.stored + result.unparked;
         // Missing parents: reconcile with the sender, which has them.
         if (result.parked > 0) this.#schedule(peer, 0);
-        if ((result.future ?? 0) > 0) this.#differs(peer, 'peer-ahead');
+        if ((result.future ?? 0) > 0) this.#markDiffers(peer, 'peer-ahead', 'clock drift: it sends events dated ahead of our clock');
       } catch (error) {
         this.#failed(error, from);
       }
@@ -605,7 +614,10 @@ export class Replicator extends EventTarget {
       this.#limits.open(peerId);
       peer.active++;
       this.#sessions.add(session);
-      if (peer.state !== 'synced' && peer.state !== 'clock-drift' && peer.state !== 'differs') peer.state = 'syncing';
+      if (peer.state !== 'synced' && peer.state !== 'clock-drift') {
+        peer.state = 'syncing';
+        peer.reason = undefined;
+      }
       const before = peer.stored + peer.sent;
       try {
         const result = await new SessionRun(this.#host, peer, session, initiator).run();

@@ -441,7 +441,7 @@ test.serial('row 10, memory: over 1100 fresh peer ids committing every kind of f
   const watch = await MemoryWatch.start();
   let admitted = 0;
   let honest: Awaited<ReturnType<typeof honestPeer>> | undefined;
-  for (let wave = 0; admitted <= 1100 && wave < 400; wave++) {
+  for (let wave = 0; admitted <= 1100 && wave < 600; wave++) {
     const links = Array.from({ length: 16 }, (_, i) => network.join(`fresh-${wave}-${i}`));
     const inside: string[] = [];
     await Promise.all(

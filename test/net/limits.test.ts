@@ -74,6 +74,10 @@ test('strangers beyond the cap are turned away until one has outstayed its grace
   now = 1001;
   t.deepEqual(table.admitStranger('s3', 2, 1000), { admit: true, evict: 's1' });
   t.deepEqual(table.admitStranger('s3', 3, 1000), { admit: true }, 'trusted peers do not count');
+  const s1 = table.get('s1')!;
+  s1.state = 'refused';
+  s1.refusedUntil = now + 60_000;
+  t.deepEqual(table.admitStranger('s3', 2, 1000), { admit: true }, 'nor do refused ones, on their way out');
 });
 
 test('session limits: a total cap, a per-peer cap, and strikes that end in a refusal', (t) => {
