@@ -167,9 +167,10 @@ export const MAX_PEER_RECORDS = 1024;
 
 /**
  * Connected peers that have not yet completed a session with us ("strangers"). Beyond it a new
- * stranger is turned away, unless an idle stranger older than {@link STRANGER_GRACE_MS} can make
- * room. Peers that completed a session, bootstrap peers and peers we dialled are not counted, so
- * fresh peer ids cannot crowd them out.
+ * stranger is turned away, unless the stranger connected longest has been so for more than
+ * {@link STRANGER_GRACE_MS}: it is hung up to make room. Peers that completed a session,
+ * bootstrap peers and peers we dialled are not counted (nor refused peers on their way out), so
+ * fresh peer ids cannot crowd them out, nor keep newcomers out for long.
  * @default 16
  */
 export const DEFAULT_MAX_STRANGERS = 16;
