@@ -530,7 +530,8 @@ export class Replicator extends EventTarget {
    */
   #validateGossip(from: string, bytes: Uint8Array): GossipVerdict {
     if (this.#stopped) return 'ignore';
-    if (this.#isRefused(this.#peers.get(from))) return 'reject';
+    // Dropped, but not as invalid: an honest peer that relays it must not be held to account.
+    if (this.#isRefused(this.#peers.get(from))) return 'ignore';
     try {
       if (bytes.length > MAX_GOSSIP_FRAME_BYTES) throw new LimitError(`a gossip frame of ${bytes.length} bytes`);
       const frame = decodeFrame(bytes);
