@@ -280,7 +280,7 @@ export class Replicator extends EventTarget {
     if (this.#stopped) return;
     const fault = faultOf(error);
     if (fault === 'peer' && peerId !== undefined) this.#refuse(peerId, error);
-    else if (this.#databaseClosed()) void this.stop();
+    else if (this.#databaseClosed()) void this.stop().catch(() => {});
     else if (fault !== 'link') this.#report(error, peerId);
   }
 
@@ -660,7 +660,7 @@ export class Replicator extends EventTarget {
     // Its sessions end as it is refused: the refusal is the news, not their end.
     if (this.#isRefused(peer)) return;
     if (this.#databaseClosed()) {
-      void this.stop();
+      void this.stop().catch(() => {});
       return;
     }
     if (fault === 'local') this.#report(error, peer.peerId);
