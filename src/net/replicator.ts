@@ -284,10 +284,15 @@ export class Replicator extends EventTarget {
     else if (fault !== 'link') this.#report(error, peerId);
   }
 
-  /** Whether the database was closed under us (then replication ends). */
+  /**
+   * Whether the database was closed under us (then replication ends): its `closed` flag when it
+   * has one, else whether `advanceCutoff` (what the status timer calls anyway; nothing to do
+   * unless a cutoff step is due) says so.
+   */
   #databaseClosed(): boolean {
+    if (this.#db.closed !== undefined) return this.#db.closed;
     try {
-      this.#db.cutoffState();
+      this.#db.advanceCutoff();
       return false;
     } catch (error) {
       return (error as NoatunError).code === ErrorCode.CLOSED;

@@ -113,6 +113,8 @@ export interface ReplicatedDatabase {
   readonly maxEnvelopeBytes?: number;
   /** The peer went away: what the engine keeps on its behalf (parked events) may go. */
   peerLeft?(peerId: string): void;
+  /** Whether the database is closed (then replication stops). */
+  readonly closed?: boolean;
 }
 
 /** Settings of the sessions of one replicator. */

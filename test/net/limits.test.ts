@@ -271,3 +271,26 @@ test('a send that fails on our side (even with BAD_FRAME, as an oversized frame 
   t.false(b.peers().some((p) => p.state === 'refused'));
   await Promise.all([a.stop(), b.stop()]);
 });
+
+test('a database closed under the replicator stops replication quietly', async (t) => {
+  const { Database, s } = await import('../../src/index.js');
+  const { tempDir, removeTempDirs } = await import('../helpers/temp.js');
+  const Root = s.object({ n: s.u32() });
+  const db = await Database.open<{ n: number }, typeof Root>({ path: tempDir(), root: Root, apply: (event, root) => void (root.n += event.n) });
+  const network = new MemoryNetwork({ latencyMs: 1 });
+  const replicator = new Replicator(db, network.join('closing'), { statusIntervalMs: 20 });
+  const failures: unknown[] = [];
+  replicator.addEventListener('failure', (event) => failures.push(event));
+  await db.close();
+  const end = Date.now() + 5000;
+  let stopped = false;
+  while (!stopped && Date.now() < end) {
+    stopped = await replicator.syncedWith('nobody', { signal: AbortSignal.timeout(50) }).then(
+      () => false,
+      (error: NoatunError) => error.code === ErrorCode.CLOSED,
+    );
+  }
+  t.true(stopped, 'syncedWith rejects with CLOSED once replication stopped');
+  t.deepEqual(failures, [], 'a closed database is not reported as a failure');
+  removeTempDirs();
+});
