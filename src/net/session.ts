@@ -553,7 +553,11 @@ export class SessionRun {
     }
     for (let id = this.#toSend.shift(); id !== undefined; id = this.#toSend.shift()) {
       const message = this.#host.db.message(MessageId.fromBytes(id));
-      if (message !== undefined) return message; // else pruned or removed meanwhile
+      if (message === undefined) continue; // pruned or removed meanwhile
+      // Over the envelope limit (stored before the engine refused such appends): every peer would
+      // refuse it, and us with it. It stays here.
+      if (message.bytes.length > this.#host.config.maxEnvelopeBytes) continue;
+      return message;
     }
     return undefined;
   }
