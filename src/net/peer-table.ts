@@ -50,6 +50,8 @@ export interface PeerInfo {
   readonly sessions: number;
   readonly reconcileMessages: number;
   readonly reconcileBytes: number;
+  /** Sessions running with it now. */
+  readonly running: number;
   /**
    * Events asked of it in the sessions running now that have not arrived yet: what a progress
    * bar of an initial copy counts down. 0 between sessions.
@@ -211,6 +213,7 @@ export function peerInfo(record: PeerRecord, now: number): PeerInfo {
     sessions: record.sessions,
     reconcileMessages: record.reconcileMessages,
     reconcileBytes: record.reconcileBytes,
+    running: record.active,
     expecting: record.expecting,
   };
   const extra: { reason?: string; retryAt?: number } = {};

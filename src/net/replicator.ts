@@ -436,6 +436,8 @@ export class Replicator extends EventTarget {
       this.#db.peerLeft?.(peerId);
       return;
     }
+    // Already known as connected (found connected at start, then told again): nothing new.
+    if (peer.connected) return;
     peer.connected = true;
     peer.connectedAt = Date.now();
     this.#peers.touch(peer);

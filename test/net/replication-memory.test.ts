@@ -65,11 +65,13 @@ test('two peers with different histories converge, then gossip keeps them in ste
   await writeSome(dbs[0]!, random, 60);
   await writeSome(dbs[1]!, random, 40, true);
   const replicators = start();
-  // One session, the one peer-00 starts on connect (the smaller id starts): asking from one side
-  // only, before the connection is up, starts no second one that could end after the count below.
   await replicators[1]!.syncedWith('peer-00', { signal: AbortSignal.timeout(30_000) });
+  // Both sides may have started a session (peer-00 on connect, peer-01 for syncedWith): wait until
+  // none runs, so that no session counted below started before the new events.
+  const quiet = () => replicators.every((r) => r.peers()[0]?.state === 'synced' && r.peers()[0]?.running === 0);
   const end0 = Date.now() + 10_000;
-  while (replicators[0]!.peers()[0]?.state !== 'synced' && Date.now() < end0) await new Promise((resolve) => setTimeout(resolve, 5));
+  while (!quiet() && Date.now() < end0) await new Promise((resolve) => setTimeout(resolve, 5));
+  t.true(quiet(), JSON.stringify(replicators.map((r) => r.peers())));
   assertConverged(t, dbs);
   t.is(dbs[0]!.stats().stored, 100 - 0);
   // Gossip: new events reach the other side without a session.
