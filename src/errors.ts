@@ -39,6 +39,10 @@ export const ErrorCode = {
   BAD_FRAME: 'BAD_FRAME',
   /** An envelope's id does not match its content hash. */
   FORGED_ID: 'FORGED_ID',
+  /** A peer went over a limit of the replication protocol (sessions, rounds, ids asked, rate). */
+  LIMIT_EXCEEDED: 'LIMIT_EXCEEDED',
+  /** A replication session waited too long for its peer, or ran past its deadline. */
+  TIMEOUT: 'TIMEOUT',
   /** An argument is malformed (bad id string, bad option, ...). */
   INVALID_ARGUMENT: 'INVALID_ARGUMENT',
   /** The database directory is locked by another process or another open Database. */

@@ -134,7 +134,7 @@ export interface IngestResult {
   /** Parked events (from earlier batches) stored because this batch brought their parents. */
   readonly unparked: number;
   /** Events dated too far ahead of this peer's clock (`inbox.maxClockSkewMs`); not stored. */
-  readonly tooNew: number;
+  readonly future: number;
   /** Events turned away because parking or the queue of late events was full; not stored. */
   readonly refused: number;
   /**
@@ -147,10 +147,10 @@ export interface IngestResult {
 /** Options of {@link Database.ingest}. */
 export interface IngestOptions {
   /**
-   * Who sent the batch (a peer id): parking limits are per sender, and {@link
-   * Database.dropParked} lets go of what a sender that left had parked.
+   * The peer that sent the batch (its id): parking limits are per sender, and {@link
+   * Database.peerLeft} lets go of what a sender that left had parked.
    */
-  readonly from?: string;
+  readonly peer?: string;
 }
 
 /** Counts and sizes from {@link Database.stats}. */
@@ -966,7 +966,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#advanceCutoff();
     const decoded: Envelope[] = [];
     for (const bytes of batch) decoded.push(decodeEnvelope(bytes));
-    const sorting = this.#inbox.sort(decoded, options.from ?? LOCAL_SOURCE);
+    const sorting = this.#inbox.sort(decoded, options.peer ?? LOCAL_SOURCE);
     let duplicates = sorting.duplicates;
     let refused = sorting.refused;
     // New events behind the cutoff hold pruning (see #holdPruning). An event pruned here recently
@@ -1001,15 +1001,25 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       await this.#durable();
     }
     if (this.#late.size !== 0) this.#scheduleLate();
-    return { stored: now.length, duplicates, parked: sorting.parked, unparked: sorting.unparked, tooNew: sorting.tooNew, refused, deferred };
+    return { stored: now.length, duplicates, parked: sorting.parked, unparked: sorting.unparked, future: sorting.tooNew, refused, deferred };
   }
 
   /**
-   * Lets go of the events `from` had waiting for their parents (it left; if it comes back it
+   * Lets go of the events `peer` had waiting for their parents (it left; if it comes back it
    * offers them again). The replicator calls it when a peer disconnects.
    */
-  dropParked(from: string): void {
-    this.#inbox.forgetSource(from);
+  peerLeft(peer: string): void {
+    this.#inbox.forgetSource(peer);
+  }
+
+  /** Whether {@link close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** The largest envelope (wire form) this database accepts: the payload limit plus the most parents. */
+  get maxEnvelopeBytes(): number {
+    return envelopeSize({ parents: { length: DEFAULT_ENVELOPE_LIMITS.maxParents }, payload: { length: DEFAULT_ENVELOPE_LIMITS.maxPayloadBytes } } as Envelope);
   }
 
   /**

@@ -6,8 +6,12 @@
  * Gossip frames: `STATUS` (a peer's finalized past and a fingerprint of the rest) and `EVENT` (a
  * new local event's envelope). Session frames: `HELLO` (status), `RECONCILE` (a reconciliation
  * message; empty when the sender has nothing left to resolve), `WANT` (ids to send), `EVENTS` (a
- * batch of envelopes, in id order), `ACK` (a batch was stored), `END` (nothing more to send; carries
- * the sender's status at that moment).
+ * batch of envelopes, in id order), `EVENT_PART` (a piece of one envelope too large for a batch:
+ * its total size, the offset of the piece, the bytes), `ACK` (a batch was stored, or a part
+ * received), `END` (nothing more to send; carries the sender's status at that moment).
+ *
+ * Every number is range-checked here, so nothing downstream meets a value it cannot handle (a
+ * status whose cutoff time could not be an id's 48-bit timestamp once killed the process).
  */
 import { ErrorCode, NoatunError } from '../errors.js';
 import { FINGERPRINT_BYTES, ID_BYTES } from './fingerprint-index.js';
@@ -23,7 +27,11 @@ export const FrameType = {
   EVENTS: 6,
   ACK: 7,
   END: 8,
+  EVENT_PART: 9,
 } as const;
+
+/** Times in a status must fit an id's 48-bit timestamp (what `timeBound` and the engine take). */
+const MAX_TIME = 2 ** 48;
 
 /** Most ids in one WANT frame, and most events in one EVENTS frame. */
 export const MAX_IDS_PER_FRAME = 16_384;
@@ -48,7 +56,11 @@ export type Frame =
   | { readonly type: typeof FrameType.RECONCILE; readonly message: Uint8Array }
   | { readonly type: typeof FrameType.WANT; readonly ids: Uint8Array[] }
   | { readonly type: typeof FrameType.EVENTS; readonly envelopes: Uint8Array[] }
+  | { readonly type: typeof FrameType.EVENT_PART; readonly total: number; readonly offset: number; readonly bytes: Uint8Array }
   | { readonly type: typeof FrameType.ACK; readonly count: number };
+
+/** Bytes of an `EVENT_PART` frame before its piece: type, total size, offset. */
+export const EVENT_PART_HEADER_BYTES = 9;
 
 const STATUS_BYTES = 8 + 16 + 8 + 16 + 4 + FINGERPRINT_BYTES;
 
@@ -111,6 +123,17 @@ export function eventsFrame(envelopes: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** An `EVENT_PART` frame: the piece `bytes` at `offset` of an envelope of `total` bytes. */
+export function eventPartFrame(total: number, offset: number, bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(EVENT_PART_HEADER_BYTES + bytes.length);
+  const view = new DataView(out.buffer);
+  out[0] = FrameType.EVENT_PART;
+  view.setUint32(1, total);
+  view.setUint32(5, offset);
+  out.set(bytes, EVENT_PART_HEADER_BYTES);
+  return out;
+}
+
 /** An `ACK` frame for `count` events. */
 export function ackFrame(count: number): Uint8Array {
   const out = new Uint8Array(5);
@@ -130,11 +153,13 @@ export function decodeFrame(frame: Uint8Array): Frame {
     case FrameType.HELLO:
     case FrameType.END: {
       if (frame.length !== 1 + STATUS_BYTES) throw new ProtocolError(`status frame of ${frame.length} bytes`);
-      const cutoffTime = view.getFloat64(1);
-      const previousTime = view.getFloat64(25);
+      // `+ 0` turns a negative zero into zero: the same time, one representation.
+      const cutoffTime = view.getFloat64(1) + 0;
+      const previousTime = view.getFloat64(25) + 0;
       for (const t of [cutoffTime, previousTime]) {
-        if (!Number.isSafeInteger(t) || t < 0) throw new ProtocolError(`cutoff time ${t} is not a ms timestamp`);
+        if (!Number.isInteger(t) || t < 0 || t >= MAX_TIME) throw new ProtocolError(`cutoff time ${t} is not a 48-bit ms timestamp`);
       }
+      if (previousTime > cutoffTime) throw new ProtocolError(`previous cutoff ${previousTime} after the cutoff ${cutoffTime}`);
       return {
         type,
         status: {
@@ -174,9 +199,20 @@ export function decodeFrame(frame: Uint8Array): Frame {
       if (at !== frame.length) throw new ProtocolError('bytes after the last event');
       return { type, envelopes };
     }
-    case FrameType.ACK:
+    case FrameType.EVENT_PART: {
+      if (frame.length <= EVENT_PART_HEADER_BYTES) throw new ProtocolError('EVENT_PART frame without a piece');
+      const total = view.getUint32(1);
+      const offset = view.getUint32(5);
+      const bytes = frame.subarray(EVENT_PART_HEADER_BYTES);
+      if (offset + bytes.length > total) throw new ProtocolError(`EVENT_PART piece at ${offset} of ${bytes.length} bytes runs past ${total}`);
+      return { type, total, offset, bytes };
+    }
+    case FrameType.ACK: {
       if (frame.length !== 5) throw new ProtocolError('ACK frame of the wrong size');
-      return { type, count: view.getUint32(1) };
+      const count = view.getUint32(1);
+      if (count > MAX_IDS_PER_FRAME) throw new ProtocolError(`ACK of ${count} events`);
+      return { type, count };
+    }
     default:
       throw new ProtocolError(`unknown frame type ${type}`);
   }

@@ -14,10 +14,16 @@
  * not; a peer that connected a moment ago is not known to be subscribed until its subscription
  * arrives (tens of ms on loopback), and gossip published before then does not reach it. The
  * replicator does not depend on it (status is exchanged over a session on connect);
- * {@link Libp2pLink.gossipPeers} tells which peers gossip reaches now.
+ * {@link Libp2pLink.gossipPeers} tells which peers gossip reaches now. The replicator's validator
+ * runs in gossipsub's topic validator, so a frame it rejects is neither delivered nor relayed.
+ *
+ * Limits (all explicit; see src/net/constants.ts): connections in total, per IP address (an IPv6
+ * /64) and being set up, new inbound connections per second and address, streams per connection
+ * (all protocols, and sync streams), and bans. Networks named in `trustedNetworks` are exempt from
+ * the per-address limits; nothing is exempt by default (loopback used to be: many peers on one
+ * machine now ask for it, as the tests that start them do).
  */
 import * as fs from 'node:fs';
-import { bootstrap } from '@libp2p/bootstrap';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import { gossipsub } from '@libp2p/gossipsub';
 import { identify } from '@libp2p/identify';
@@ -32,13 +38,27 @@ import { yamux } from '@libp2p/yamux';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import { ErrorCode, NoatunError } from '../errors.js';
-import { type Link, MAX_FRAME_BYTES, type Session } from './link.js';
+import { addressKey, ipOf, TrustedNetworks } from './address.js';
+import { BanTable } from './ban-table.js';
+import {
+  DEFAULT_INBOUND_CONNECTIONS_PER_SECOND,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+  DEFAULT_MAX_PENDING_CONNECTIONS,
+  MAX_GOSSIP_FRAME_BYTES,
+  MAX_STREAMS_PER_CONNECTION,
+  MAX_SYNC_STREAMS_PER_CONNECTION,
+} from './constants.js';
+import { type ConnectionDirection, type GossipVerdict, type Link, MAX_FRAME_BYTES, type Session } from './link.js';
 
 /** The stream protocol of sync sessions. */
 export const SYNC_PROTOCOL = '/noatun/sync/1.0.0';
 
-/** How long a peer refused for misbehaving stays refused. */
-const BAN_MS = 10 * 60_000;
+/**
+ * The loopback networks (IPv4 and IPv6), for `trustedNetworks` when many peers run on one machine
+ * (tests, several processes of one user).
+ */
+export const LOOPBACK_NETWORKS: readonly string[] = ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128'];
 
 /** Bytes of received frames the reader has not taken yet above which the stream is paused. */
 const READ_HIGH_WATER = 1024 * 1024;
@@ -48,8 +68,8 @@ const READ_LOW_WATER = 256 * 1024;
 const STREAM_WINDOW = 4 * 1024 * 1024;
 /** A paused stream buffers at most one window; twice that never resets it. */
 const STREAM_READ_BUFFER = 2 * STREAM_WINDOW;
-/** Addresses exempt from libp2p's inbound connection rate limit (see {@link createNode}). */
-const LOOPBACK_NETS = ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128'];
+/** Room for gossipsub's own framing around the largest gossip frame we accept. */
+const GOSSIP_RPC_OVERHEAD = 64 * 1024;
 /** Inbound sessions kept while no `onSession` handler is registered yet; more are refused. */
 const MAX_PENDING_SESSIONS = 16;
 
@@ -69,6 +89,37 @@ export interface Libp2pLinkOptions {
   readonly allowPeers?: readonly string[];
   /** The node's identity; a fresh one each start when omitted (see {@link loadOrCreatePrivateKey}). */
   readonly privateKey?: PrivateKey;
+  /**
+   * Most connections; inbound ones beyond it are refused before any handshake.
+   * @default 128 ({@link DEFAULT_MAX_CONNECTIONS})
+   */
+  readonly maxConnections?: number;
+  /**
+   * Most inbound connections from one IP address (IPv6: one /64) at once.
+   * @default 8 ({@link DEFAULT_MAX_CONNECTIONS_PER_ADDRESS})
+   */
+  readonly maxConnectionsPerAddress?: number;
+  /**
+   * Most inbound connections in their handshake at once.
+   * @default 16 ({@link DEFAULT_MAX_PENDING_CONNECTIONS})
+   */
+  readonly maxPendingConnections?: number;
+  /**
+   * New inbound connections accepted per second from one IP address.
+   * @default 5 ({@link DEFAULT_INBOUND_CONNECTIONS_PER_SECOND})
+   */
+  readonly inboundConnectionsPerSecond?: number;
+  /**
+   * Networks exempt from the per-address limits and from `maxConnections`, as
+   * `/ip4/<net>/ipcidr/<bits>` multiaddrs (e.g. {@link LOOPBACK_NETWORKS}).
+   * @default [] (none)
+   */
+  readonly trustedNetworks?: readonly string[];
+  /**
+   * How long a peer refused for a fault (`disconnect`) stays refused.
+   * @default 10 minutes
+   */
+  readonly banMs?: number;
 }
 
 /** A new private-network key in the swarm.key format (keep it secret; share it with the swarm). */
@@ -390,11 +441,6 @@ function writeVarint(value: number, into: Uint8Array): void {
 
 type Node = Awaited<ReturnType<typeof createNode>>;
 
-/** Whether a multiaddr names its peer (`/p2p/<id>`). */
-function hasPeerId(address: string): boolean {
-  return address.includes('/p2p/');
-}
-
 /** Throws `INVALID_ARGUMENT` for a string that is not a multiaddr, naming it (libp2p's own error does not). */
 function checkAddress(address: string): void {
   try {
@@ -404,34 +450,51 @@ function checkAddress(address: string): void {
   }
 }
 
-function createNode(options: Libp2pLinkOptions, gate: (peer: PeerId) => boolean) {
+/** The checks the connection gater asks of the link. */
+interface Gate {
+  /** Whether the peer may connect in this direction (bans, allow-list, the replicator's admission). */
+  admits(peer: PeerId, direction: ConnectionDirection): boolean;
+  /** Whether one more inbound connection from this address is within the per-address limit. */
+  admitsAddress(address: Parameters<typeof ipOf>[0]): boolean;
+}
+
+function createNode(options: Libp2pLinkOptions, gate: Gate) {
   const discovery = [];
-  // Addresses without a peer id are dialled by `start` instead: the bootstrap module needs the id.
-  const known = (options.bootstrap ?? []).filter(hasPeerId);
-  if (known.length > 0) discovery.push(bootstrap({ list: known, timeout: 10 }));
+  // Bootstrap addresses are dialled by the link itself (and re-dialled by the replicator), with or
+  // without a peer id; the bootstrap module dials once and needs the id.
   if (options.mdns === true) discovery.push(mdns({ serviceTag: `_noatun-${options.topic}._udp.local` }));
+  const streams = { maxInboundStreams: MAX_STREAMS_PER_CONNECTION, maxOutboundStreams: MAX_STREAMS_PER_CONNECTION };
   return createLibp2p({
     ...(options.privateKey === undefined ? {} : { privateKey: options.privateKey }),
     addresses: { listen: [...options.listen] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: STREAM_WINDOW, maxReadBufferLength: STREAM_READ_BUFFER } })],
+    streamMuxers: [yamux({ ...streams, streamOptions: { maxStreamWindowSize: STREAM_WINDOW, maxReadBufferLength: STREAM_READ_BUFFER } })],
     ...(options.psk === undefined ? {} : { connectionProtector: preSharedKey({ psk: options.psk }) }),
-    // libp2p refuses more than 5 inbound connections a second from one IP address; peers on this
-    // machine (tests, several processes) all share loopback, so loopback is exempt.
-    connectionManager: { allow: LOOPBACK_NETS },
+    connectionManager: {
+      maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+      maxIncomingPendingConnections: options.maxPendingConnections ?? DEFAULT_MAX_PENDING_CONNECTIONS,
+      inboundConnectionThreshold: options.inboundConnectionsPerSecond ?? DEFAULT_INBOUND_CONNECTIONS_PER_SECOND,
+      allow: [...(options.trustedNetworks ?? [])],
+    },
     connectionGater: {
       // Loopback and private addresses are what this project's swarms use.
       denyDialMultiaddr: () => false,
-      denyDialPeer: (peer: PeerId) => !gate(peer),
-      denyInboundEncryptedConnection: (peer: PeerId) => !gate(peer),
-      denyOutboundEncryptedConnection: (peer: PeerId) => !gate(peer),
+      denyInboundConnection: (connection) => !gate.admitsAddress(connection.remoteAddr),
+      denyDialPeer: (peer: PeerId) => !gate.admits(peer, 'outbound'),
+      denyInboundEncryptedConnection: (peer: PeerId) => !gate.admits(peer, 'inbound'),
+      denyOutboundEncryptedConnection: (peer: PeerId) => !gate.admits(peer, 'outbound'),
     },
     peerDiscovery: discovery,
     services: {
       identify: identify(),
       ping: ping(),
-      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }),
+      pubsub: gossipsub({
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false,
+        allowedTopics: [`noatun/${options.topic}`],
+        maxInboundDataLength: MAX_GOSSIP_FRAME_BYTES + GOSSIP_RPC_OVERHEAD,
+      }),
     },
   });
 }
@@ -440,7 +503,7 @@ function createNode(options: Libp2pLinkOptions, gate: (peer: PeerId) => boolean)
 export class Libp2pLink implements Link {
   readonly #node: Node;
   readonly #topic: string;
-  readonly #banned: Map<string, number>;
+  readonly #bans: BanTable;
   readonly #peerHandlers: ((event: 'connect' | 'disconnect', peerId: string) => void)[] = [];
   readonly #sessionHandlers: ((session: Session) => void)[] = [];
   /** Inbound sessions that arrived before the first `onSession` handler. */
@@ -449,10 +512,10 @@ export class Libp2pLink implements Link {
   readonly #sessions = new Set<StreamSession>();
   readonly #forget = (session: StreamSession): void => void this.#sessions.delete(session);
 
-  private constructor(node: Node, topic: string, banned: Map<string, number>) {
+  private constructor(node: Node, topic: string, bans: BanTable) {
     this.#node = node;
     this.#topic = topic;
-    this.#banned = banned;
+    this.#bans = bans;
     node.addEventListener('peer:connect', (event) => {
       for (const handler of this.#peerHandlers) handler('connect', event.detail.toString());
     });
@@ -474,12 +537,28 @@ export class Libp2pLink implements Link {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'topic must name the swarm');
     }
     const allowed = options.allowPeers === undefined ? undefined : new Set(options.allowPeers);
-    const banned = new Map<string, number>();
-    const gate = (peer: PeerId): boolean => {
-      const id = peer.toString();
-      const until = banned.get(id);
-      if (until !== undefined && until > Date.now()) return false;
-      return allowed === undefined || allowed.has(id);
+    const bans = new BanTable(options.banMs === undefined ? {} : { banMs: options.banMs });
+    const trusted = new TrustedNetworks(options.trustedNetworks ?? []);
+    const perAddress = options.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS;
+    let link: Libp2pLink | undefined;
+    const gate: Gate = {
+      admits: (peer, direction) => {
+        const id = peer.toString();
+        if (bans.has(id) || (allowed !== undefined && !allowed.has(id))) return false;
+        const admission = link === undefined ? undefined : link.#admission;
+        return admission === undefined || admission(id, direction);
+      },
+      admitsAddress: (address) => {
+        const ip = ipOf(address);
+        if (ip === undefined || trusted.has(ip.ip, ip.family) || link === undefined) return true;
+        const key = addressKey(ip.ip, ip.family);
+        let count = 0;
+        for (const connection of link.#node.getConnections()) {
+          const other = ipOf(connection.remoteAddr);
+          if (other !== undefined && addressKey(other.ip, other.family) === key) count++;
+        }
+        return count < perAddress;
+      },
     };
     for (const address of [...options.listen, ...(options.bootstrap ?? [])]) checkAddress(address);
     if (options.psk !== undefined) checkSwarmKey(options.psk);
@@ -490,15 +569,20 @@ export class Libp2pLink implements Link {
       if (!/EADDRINUSE|address already in use/i.test(String((error as Error)?.message))) throw error;
       throw new NoatunError(ErrorCode.ADDRESS_IN_USE, `cannot listen on ${options.listen.join(', ')}: the address is in use`);
     }
-    const link = new Libp2pLink(node, `noatun/${options.topic}`, banned);
+    link = new Libp2pLink(node, `noatun/${options.topic}`, bans);
+    const created = link;
     // Registered at once, so a peer's session is never refused for arriving before `onSession`.
-    await node.handle(SYNC_PROTOCOL, (stream, connection) => link.#accept(stream, connection.remotePeer.toString()));
-    for (const address of options.bootstrap ?? []) {
-      // Like the bootstrap module: a peer that is not up is not an error (it may dial us later).
-      if (!hasPeerId(address)) void link.dial(address).catch(() => {});
-    }
-    return link;
+    await node.handle(SYNC_PROTOCOL, (stream, connection) => created.#accept(stream, connection.remotePeer.toString()), {
+      maxInboundStreams: MAX_SYNC_STREAMS_PER_CONNECTION,
+      maxOutboundStreams: MAX_SYNC_STREAMS_PER_CONNECTION,
+    });
+    // A peer that is not up is not an error (it may dial us later; the replicator re-dials it).
+    for (const address of options.bootstrap ?? []) void created.dial(address).catch(() => {});
+    return created;
   }
+
+  /** The replicator's admission check (see {@link Link.setAdmission}). */
+  #admission: ((peerId: string, direction: ConnectionDirection) => boolean) | undefined;
 
   #accept(stream: Stream, peerId: string): void {
     const session = this.#track(new StreamSession(stream, peerId, this.#forget));
@@ -521,7 +605,6 @@ export class Libp2pLink implements Link {
     }
   }
 
-  /** This node's peer id (`12D3KooW…`), the same every run when the private key is kept. */
   get peerId(): string {
     return this.#node.peerId.toString();
   }
@@ -533,6 +616,17 @@ export class Libp2pLink implements Link {
 
   publish(frame: Uint8Array): void {
     void this.#node.services.pubsub.publish(this.#topic, frame).catch(() => {});
+  }
+
+  setGossipValidator(validate: (from: string, frame: Uint8Array) => GossipVerdict): void {
+    // gossipsub's verdicts are the same three strings.
+    this.#node.services.pubsub.topicValidators.set(this.#topic, (_peer, message) =>
+      (message.type === 'signed' ? validate(message.from.toString(), message.data) : 'reject') as never,
+    );
+  }
+
+  setAdmission(admit: (peerId: string, direction: ConnectionDirection) => boolean): void {
+    this.#admission = admit;
   }
 
   onGossip(handler: (from: string, frame: Uint8Array) => void): void {
@@ -553,7 +647,6 @@ export class Libp2pLink implements Link {
     for (const session of this.#pending.splice(0)) handler(session);
   }
 
-  /** Opens a sync stream ({@link SYNC_PROTOCOL}) to a peer, dialling it if need be. */
   async openSession(peerId: string): Promise<Session> {
     const stream = await this.#node.dialProtocol(peerIdFromString(peerId), SYNC_PROTOCOL);
     return this.#track(new StreamSession(stream, peerId, this.#forget));
@@ -567,21 +660,27 @@ export class Libp2pLink implements Link {
   /**
    * Connects to a peer at `address` and resolves with its peer id; rejects if no peer answers or
    * it is refused. With `/p2p/<id>` the peer must have that id; without, whoever answers is taken
-   * (the Noise handshake still authenticates the id it claims).
+   * (the Noise handshake still authenticates the id it claims). A bare peer id (no `/`) dials the
+   * addresses the node has learned for it (from identify, or an earlier dial).
    */
   async dial(address: string): Promise<string> {
-    const connection = await this.#node.dial(multiaddr(address));
+    const connection = await this.#node.dial(address.startsWith('/') ? multiaddr(address) : peerIdFromString(address));
     return connection.remotePeer.toString();
   }
 
-  /** Refuses the peer for `BAN_MS` (ten minutes), aborts its sessions (the peer's side throws) and hangs up. */
+  /** Refuses the peer for the ban time (`banMs`), aborts its sessions (the peer's side throws) and hangs up. */
   async disconnect(peerId: string, reason: string): Promise<void> {
-    this.#banned.set(peerId, Date.now() + BAN_MS);
+    this.#bans.ban(peerId, reason);
     this.#abortSessions(peerId, `disconnected: ${reason}`);
     await this.#node.hangUp(peerIdFromString(peerId)).catch(() => {});
   }
 
-  /** Every peer with an open connection, subscribed to the topic or not. */
+  /** Aborts the peer's sessions and closes the connection; the peer may connect again. */
+  async hangUp(peerId: string): Promise<void> {
+    this.#abortSessions(peerId, 'hung up');
+    await this.#node.hangUp(peerIdFromString(peerId)).catch(() => {});
+  }
+
   connectedPeers(): string[] {
     return this.#node.getPeers().map((peer) => peer.toString());
   }

@@ -12,7 +12,6 @@ export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
 
 /** A reliable, ordered, bidirectional stream of frames with one remote peer. */
 export interface Session {
-  /** The remote peer's id. */
   readonly peerId: string;
   /** Queues a frame; resolves when the transport has room for more. Rejects once the session is closed. */
   send(frame: Uint8Array): Promise<void>;
@@ -24,24 +23,50 @@ export interface Session {
   abort(reason: Error): void;
 }
 
+/**
+ * What a gossip validator says of a frame: `accept` (deliver it, and relay it where the transport
+ * relays), `reject` (drop it: invalid; the transport may hold it against the sender), `ignore`
+ * (drop it quietly: valid, but unwanted now).
+ */
+export type GossipVerdict = 'accept' | 'reject' | 'ignore';
+
+/** Which side opened a connection. */
+export type ConnectionDirection = 'inbound' | 'outbound';
+
 /** A node's view of the swarm. */
 export interface Link {
-  /** This node's own peer id. */
   readonly peerId: string;
   /** Best-effort broadcast to every peer (gossip). */
   publish(frame: Uint8Array): void;
-  /** Gossip from a peer (`from` is the peer that published it). */
+  /** Gossip from a peer (`from` is the peer that published it), once its validator accepted it. */
   onGossip(handler: (from: string, frame: Uint8Array) => void): void;
+  /**
+   * Checks every gossip frame before handlers see it and before it is relayed, so invalid gossip
+   * never travels further than its first hop. Without one, every frame is accepted.
+   */
+  setGossipValidator(validate: (from: string, frame: Uint8Array) => GossipVerdict): void;
   /** A peer connected or disconnected. */
   onPeer(handler: (event: 'connect' | 'disconnect', peerId: string) => void): void;
   /** A peer opened a session to us. */
   onSession(handler: (session: Session) => void): void;
-  /** Opens a session to a connected peer; rejects when the peer cannot be reached. */
   openSession(peerId: string): Promise<Session>;
-  /** Drops the connection to a misbehaving peer and refuses it for a while. */
+  /** Drops the connection to a misbehaving peer and refuses it for a while (the link's ban time). */
   disconnect(peerId: string, reason: string): Promise<void>;
-  /** The peers connected now. */
+  /** Drops the connection to a peer without refusing it (it may connect again). */
+  hangUp(peerId: string): Promise<void>;
+  /**
+   * Decides, for every new connection in either direction, whether it may proceed (after the
+   * link's own checks: bans, allow-list). Without one, every peer is admitted.
+   */
+  setAdmission(admit: (peerId: string, direction: ConnectionDirection) => boolean): void;
+  /**
+   * Connects to the peer at `address` (a multiaddr for libp2p, where `/p2p/<id>` is optional; a
+   * peer id for the in-memory network) and resolves with its peer id; rejects if nobody answers
+   * or the peer is refused.
+   */
+  dial(address: string): Promise<string>;
+  /** Peers that a publish reaches now (connected and listening to the swarm's gossip). */
+  gossipPeers(): string[];
   connectedPeers(): string[];
-  /** Leaves the swarm: aborts every session and closes every connection. */
   stop(): Promise<void>;
 }

@@ -4,9 +4,16 @@
  * (they model streams) with back-pressure from the reader: a sender waits once {@link WINDOW} of its
  * frames are in flight or unread, as a libp2p stream pauses when its reader falls behind. A
  * partition aborts them.
+ *
+ * Connections are explicit, as over TCP: by default a joining peer connects to every peer it can
+ * reach and a healed partition reconnects (a LAN with discovery); with `autoConnect: false` only
+ * `dial` connects, so a peer that restarts (leaves and joins again) stays alone until someone
+ * dials it, which is what the redial logic is tested against. Each link applies its bans, its
+ * admission check and its gossip validator like the libp2p link.
  */
 import { ErrorCode, NoatunError } from '../errors.js';
-import { type Link, MAX_FRAME_BYTES, type Session } from './link.js';
+import { BanTable } from './ban-table.js';
+import { type ConnectionDirection, type GossipVerdict, type Link, MAX_FRAME_BYTES, type Session } from './link.js';
 
 /** Options of a {@link MemoryNetwork}. */
 export interface MemoryNetworkOptions {
@@ -20,6 +27,17 @@ export interface MemoryNetworkOptions {
   readonly gossipLoss?: number;
   /** Probability that a gossip frame to one peer is delivered twice. @default 0 */
   readonly gossipDuplicate?: number;
+  /**
+   * Whether peers connect on their own to every peer they can reach, when they join and when a
+   * partition heals; when false, only {@link Link.dial} connects.
+   * @default true
+   */
+  readonly autoConnect?: boolean;
+  /**
+   * How long a peer that a link disconnected (`Link.disconnect`) stays refused by it.
+   * @default 10 minutes
+   */
+  readonly banMs?: number;
 }
 
 function mulberry32(seed: number): () => number {
@@ -140,7 +158,9 @@ class MemorySession implements Session {
 
   abort(reason: Error): void {
     this.fail(reason);
-    this.peer.fail(reason);
+    // The peer sees the stream reset, as over libp2p, not our reason: our verdict on it (or our
+    // own failure) is not its error.
+    this.peer.fail(new NoatunError(ErrorCode.CLOSED, `the peer aborted the session: ${reason.message}`));
     this.#network.forget(this);
   }
 }
@@ -148,14 +168,24 @@ class MemorySession implements Session {
 class MemoryLink implements Link {
   readonly peerId: string;
   readonly #network: MemoryNetwork;
+  readonly bans: BanTable;
   gossipHandlers: ((from: string, frame: Uint8Array) => void)[] = [];
   peerHandlers: ((event: 'connect' | 'disconnect', peerId: string) => void)[] = [];
   sessionHandlers: ((session: Session) => void)[] = [];
+  validator: ((from: string, frame: Uint8Array) => GossipVerdict) | undefined;
+  admission: ((peerId: string, direction: ConnectionDirection) => boolean) | undefined;
   stopped = false;
 
-  constructor(network: MemoryNetwork, peerId: string) {
+  constructor(network: MemoryNetwork, peerId: string, banMs: number | undefined) {
     this.#network = network;
     this.peerId = peerId;
+    this.bans = new BanTable(banMs === undefined ? {} : { banMs });
+  }
+
+  /** Whether this link lets `peerId` connect (or be connected to) now. */
+  admits(peerId: string, direction: ConnectionDirection): boolean {
+    if (this.stopped || this.bans.has(peerId)) return false;
+    return this.admission === undefined || this.admission(peerId, direction);
   }
 
   publish(frame: Uint8Array): void {
@@ -166,6 +196,10 @@ class MemoryLink implements Link {
     this.gossipHandlers.push(handler);
   }
 
+  setGossipValidator(validate: (from: string, frame: Uint8Array) => GossipVerdict): void {
+    this.validator = validate;
+  }
+
   onPeer(handler: (event: 'connect' | 'disconnect', peerId: string) => void): void {
     this.peerHandlers.push(handler);
   }
@@ -174,12 +208,29 @@ class MemoryLink implements Link {
     this.sessionHandlers.push(handler);
   }
 
+  setAdmission(admit: (peerId: string, direction: ConnectionDirection) => boolean): void {
+    this.admission = admit;
+  }
+
   async openSession(peerId: string): Promise<Session> {
     return this.#network.open(this.peerId, peerId);
   }
 
-  async disconnect(peerId: string, _reason: string): Promise<void> {
-    this.#network.ban(this.peerId, peerId);
+  async disconnect(peerId: string, reason: string): Promise<void> {
+    this.bans.ban(peerId, reason);
+    this.#network.hangUp(this.peerId, peerId);
+  }
+
+  async hangUp(peerId: string): Promise<void> {
+    this.#network.hangUp(this.peerId, peerId);
+  }
+
+  async dial(address: string): Promise<string> {
+    return this.#network.dial(this.peerId, address);
+  }
+
+  gossipPeers(): string[] {
+    return this.#network.neighbours(this.peerId);
   }
 
   connectedPeers(): string[] {
@@ -187,11 +238,16 @@ class MemoryLink implements Link {
   }
 
   async stop(): Promise<void> {
-    this.#network.leave(this.peerId);
+    this.#network.leave(this.peerId, this);
   }
 }
 
-/** The in-memory swarm. Every pair of joined peers is connected unless partitioned or banned. */
+/** The key of an unordered pair of peers. */
+function pairKey(a: string, b: string): string {
+  return a < b ? `${a}\0${b}` : `${b}\0${a}`;
+}
+
+/** The in-memory swarm. Peers are connected in pairs; see the module comment for how pairs form. */
 export class MemoryNetwork {
   readonly #links = new Map<string, MemoryLink>();
   readonly #random: () => number;
@@ -199,11 +255,16 @@ export class MemoryNetwork {
   readonly #jitter: number;
   readonly #loss: number;
   readonly #duplicate: number;
+  readonly #autoConnect: boolean;
+  readonly #banMs: number | undefined;
   #groups: string[][] | undefined;
-  readonly #banned = new Set<string>();
+  /** Connected pairs ({@link pairKey}). */
+  readonly #connections = new Set<string>();
   readonly #sessions = new Set<MemorySession>();
   /** Gossip frames dropped by loss or partitions (for tests). */
   dropped = 0;
+  /** Gossip frames a receiver's validator rejected (for tests). */
+  rejected = 0;
 
   constructor(options: MemoryNetworkOptions = {}) {
     this.#random = mulberry32(options.seed ?? 1);
@@ -211,33 +272,39 @@ export class MemoryNetwork {
     this.#jitter = options.jitterMs ?? 0;
     this.#loss = options.gossipLoss ?? 0;
     this.#duplicate = options.gossipDuplicate ?? 0;
+    this.#autoConnect = options.autoConnect ?? true;
+    this.#banMs = options.banMs;
   }
 
-  /** Adds a peer; it connects to every reachable peer. */
+  /**
+   * Adds a peer (a peer id that left may join again: a restart). With `autoConnect` it connects
+   * to every peer it can reach, as the dialling side.
+   */
   join(peerId: string): Link {
-    const link = new MemoryLink(this, peerId);
+    const link = new MemoryLink(this, peerId, this.#banMs);
+    this.#links.get(peerId)?.stop();
     this.#links.set(peerId, link);
-    for (const other of this.#links.values()) {
-      if (other !== link && this.#reachable(peerId, other.peerId)) this.#connect(link, other);
-    }
+    if (this.#autoConnect) for (const other of this.#links.values()) if (other !== link) this.#tryConnect(link, other);
     return link;
   }
 
   /** Splits the swarm into groups that cannot reach each other (peers not named are isolated). */
   partition(...groups: string[][]): void {
-    const before = this.#pairs();
     this.#groups = groups;
-    this.#update(before);
+    for (const key of [...this.#connections]) {
+      const [a, b] = key.split('\0') as [string, string];
+      if (!this.#reachable(a, b)) this.#drop(a, b);
+    }
   }
 
-  /** Ends the partition. */
+  /** Ends the partition; with `autoConnect`, every pair that can reach each other connects again. */
   heal(): void {
-    const before = this.#pairs();
     this.#groups = undefined;
-    this.#update(before);
+    if (!this.#autoConnect) return;
+    const links = [...this.#links.values()];
+    for (const a of links) for (const b of links) if (a.peerId < b.peerId) this.#tryConnect(a, b);
   }
 
-  /** @internal Runs `fn` after the network's latency (and jitter): how every frame travels. */
   deliver(fn: () => void): void {
     const delay = this.#latency + (this.#jitter === 0 ? 0 : this.#random() * this.#jitter);
     setTimeout(fn, delay);
@@ -248,7 +315,6 @@ export class MemoryNetwork {
     setTimeout(fn, this.#latency);
   }
 
-  /** @internal Broadcasts `frame` from `from` to the peers it reaches, with loss and duplicates. */
   gossip(from: string, frame: Uint8Array): void {
     for (const link of this.#links.values()) {
       if (link.peerId === from || !this.#connected(from, link.peerId)) continue;
@@ -260,13 +326,17 @@ export class MemoryNetwork {
       const copies = this.#random() < this.#duplicate ? 2 : 1;
       for (let i = 0; i < copies; i++) {
         this.deliver(() => {
-          if (!link.stopped && this.#connected(from, link.peerId)) for (const handler of link.gossipHandlers) handler(from, copy);
+          if (link.stopped || !this.#connected(from, link.peerId)) return;
+          if ((link.validator?.(from, copy) ?? 'accept') !== 'accept') {
+            this.rejected++;
+            return;
+          }
+          for (const handler of link.gossipHandlers) handler(from, copy);
         });
       }
     }
   }
 
-  /** @internal Opens a session from `from` to `to`: {@link Link.openSession} of a memory link. */
   async open(from: string, to: string): Promise<Session> {
     const target = this.#links.get(to);
     if (target === undefined || !this.#connected(from, to)) throw new NoatunError(ErrorCode.CLOSED, `${to} is not reachable from ${from}`);
@@ -277,90 +347,86 @@ export class MemoryNetwork {
     this.#sessions.add(mine);
     this.#sessions.add(theirs);
     this.deliver(() => {
-      if (this.#connected(from, to)) for (const handler of target.sessionHandlers) handler(theirs);
+      if (this.#connected(from, to) && !target.stopped) for (const handler of target.sessionHandlers) handler(theirs);
       else mine.abort(new NoatunError(ErrorCode.CLOSED, 'connection lost'));
     });
     return mine;
   }
 
-  /** @internal Called by a session as it ends, so the network stops counting it. */
+  /** Connects `from` to `to` (a peer id), as `from` dialling; resolves with `to`. */
+  async dial(from: string, to: string): Promise<string> {
+    const a = this.#links.get(from);
+    const b = this.#links.get(to);
+    if (a === undefined || b === undefined || !this.#reachable(from, to)) throw new NoatunError(ErrorCode.CLOSED, `${to} is not reachable from ${from}`);
+    if (!this.#connected(from, to) && !this.#tryConnect(a, b)) throw new NoatunError(ErrorCode.CLOSED, `${to} refused the connection from ${from}`);
+    return to;
+  }
+
   forget(session: MemorySession): void {
     this.#sessions.delete(session);
     this.#sessions.delete(session.peer);
   }
 
-  /** @internal Cuts `by` off from `peer` for good: {@link Link.disconnect} of a memory link. */
-  ban(by: string, peer: string): void {
-    const before = this.#pairs();
-    this.#banned.add(`${by}\0${peer}`);
-    this.#update(before);
+  /** Drops the connection between `a` and `b`, if any. */
+  hangUp(a: string, b: string): void {
+    if (this.#connections.has(pairKey(a, b))) this.#drop(a, b);
   }
 
-  /** @internal Removes a peer from the swarm: {@link Link.stop} of a memory link. */
-  leave(peerId: string): void {
-    const before = this.#pairs();
-    const link = this.#links.get(peerId);
-    if (link !== undefined) link.stopped = true;
+  /** Removes a peer (`link`, if it is still the one joined under that id) and its connections. */
+  leave(peerId: string, link?: MemoryLink): void {
+    const current = this.#links.get(peerId);
+    if (current === undefined || (link !== undefined && current !== link)) {
+      if (link !== undefined) link.stopped = true;
+      return;
+    }
+    for (const other of this.neighbours(peerId)) this.#drop(peerId, other);
+    current.stopped = true;
     this.#links.delete(peerId);
-    this.#update(before);
   }
 
-  /** @internal The peers `peerId` is connected to: {@link Link.connectedPeers} of a memory link. */
   neighbours(peerId: string): string[] {
     return [...this.#links.keys()].filter((other) => other !== peerId && this.#connected(peerId, other));
   }
 
   #reachable(a: string, b: string): boolean {
-    if (this.#banned.has(`${a}\0${b}`) || this.#banned.has(`${b}\0${a}`)) return false;
     if (this.#groups === undefined) return true;
     return this.#groups.some((group) => group.includes(a) && group.includes(b));
   }
 
   #connected(a: string, b: string): boolean {
-    return this.#links.has(a) && this.#links.has(b) && this.#reachable(a, b);
+    return this.#connections.has(pairKey(a, b));
   }
 
-  #pairs(): Set<string> {
-    const pairs = new Set<string>();
-    const ids = [...this.#links.keys()];
-    for (const a of ids) for (const b of ids) if (a < b && this.#connected(a, b)) pairs.add(`${a}\0${b}`);
-    return pairs;
+  /** Connects `dialer` to `listener` if they can reach each other and both admit it. */
+  #tryConnect(dialer: MemoryLink, listener: MemoryLink): boolean {
+    const key = pairKey(dialer.peerId, listener.peerId);
+    if (this.#connections.has(key)) return true;
+    if (!this.#reachable(dialer.peerId, listener.peerId)) return false;
+    if (!dialer.admits(listener.peerId, 'outbound') || !listener.admits(dialer.peerId, 'inbound')) return false;
+    this.#connections.add(key);
+    this.#notify(dialer, 'connect', listener.peerId);
+    this.#notify(listener, 'connect', dialer.peerId);
+    return true;
   }
 
-  /** Fires connect/disconnect for pairs that changed; aborts sessions across broken pairs. */
-  #update(before: Set<string>): void {
-    const after = this.#pairs();
-    for (const pair of before) {
-      if (after.has(pair)) continue;
-      const [a, b] = pair.split('\0') as [string, string];
-      for (const session of [...this.#sessions]) {
-        if ((session.peerId === a && session.peer.peerId === b) || (session.peerId === b && session.peer.peerId === a)) {
-          session.abort(new NoatunError(ErrorCode.CLOSED, 'connection lost'));
-        }
+  /** Disconnects a pair: aborts the sessions between them and tells both. */
+  #drop(a: string, b: string): void {
+    this.#connections.delete(pairKey(a, b));
+    for (const session of [...this.#sessions]) {
+      if ((session.peerId === a && session.peer.peerId === b) || (session.peerId === b && session.peer.peerId === a)) {
+        session.abort(new NoatunError(ErrorCode.CLOSED, 'connection lost'));
       }
-      this.#notify(a, 'disconnect', b);
-      this.#notify(b, 'disconnect', a);
     }
-    for (const pair of after) {
-      if (before.has(pair)) continue;
-      const [a, b] = pair.split('\0') as [string, string];
-      this.#notify(a, 'connect', b);
-      this.#notify(b, 'connect', a);
-    }
+    const linkA = this.#links.get(a);
+    const linkB = this.#links.get(b);
+    if (linkA !== undefined) this.#notify(linkA, 'disconnect', b);
+    if (linkB !== undefined) this.#notify(linkB, 'disconnect', a);
   }
 
-  #connect(a: MemoryLink, b: MemoryLink): void {
-    this.deliver(() => {
-      if (!this.#connected(a.peerId, b.peerId)) return;
-      for (const handler of a.peerHandlers) handler('connect', b.peerId);
-      for (const handler of b.peerHandlers) handler('connect', a.peerId);
-    });
-  }
-
-  #notify(peerId: string, event: 'connect' | 'disconnect', other: string): void {
-    const link = this.#links.get(peerId);
-    if (link === undefined) return;
-    this.deliver(() => {
+  /** Tells `link` of a connect or disconnect, after the latency and in the order they happened. */
+  #notify(link: MemoryLink, event: 'connect' | 'disconnect', other: string): void {
+    this.deliverInOrder(() => {
+      if (link.stopped) return;
       for (const handler of link.peerHandlers) handler(event, other);
     });
   }

@@ -99,6 +99,8 @@ export interface ReconcileStep {
   readonly have: Uint8Array[];
   /** Ids the peer holds that we lack, learned from this message (to request). */
   readonly need: Uint8Array[];
+  /** Whether the peer's message ended in `DEFER` (it still owes answers). */
+  readonly peerDeferred: boolean;
 }
 
 /** Messages and bytes of an exchange so far, for cost accounting. */
@@ -388,6 +390,12 @@ export class Reconciler {
   #owed: Question[] = [];
   /** Start of the `DEFER` range of our last message: the peer may not ask at or past it. */
   #deferredFrom: Uint8Array | undefined;
+  /**
+   * Whether our last message asked a question, and whether the peer's last message deferred: a
+   * peer may only `DEFER` while a question of ours is open, so one of the two must hold.
+   */
+  #askedLast = false;
+  #peerDeferredLast = false;
   #messagesSent = 0;
   #messagesReceived = 0;
   #bytesSent = 0;
@@ -407,6 +415,22 @@ export class Reconciler {
   /** Whether the exchange is over on our side: send nothing more, expect nothing more. */
   get done(): boolean {
     return this.#done;
+  }
+
+  /** Whether our last message ended in `DEFER` (we still owe the peer answers). */
+  get deferring(): boolean {
+    return this.#deferredFrom !== undefined;
+  }
+
+  /**
+   * What the exchange holds in memory between messages: the peer's questions we deferred and the
+   * ids of our lists awaiting answers. Every step is bounded, but a peer that keeps questions
+   * open grows it; callers end the exchange above a bound of their own.
+   */
+  get pending(): number {
+    let ids = 0;
+    for (const list of this.#awaiting) ids += list.ids.length;
+    return this.#owed.length + ids;
   }
 
   /** Messages and bytes so far. */
@@ -440,6 +464,7 @@ export class Reconciler {
     }
     const parsed = this.#parse(message);
     this.#started = true;
+    this.#peerDeferredLast = parsed.deferFrom !== undefined;
     this.#messagesReceived++;
     this.#bytesReceived += message.length;
 
@@ -468,15 +493,16 @@ export class Reconciler {
       this.#done = true;
       this.#awaiting = kept;
       this.#owed = [];
-      return { reply: null, have, need };
+      return { reply: null, have, need, peerDeferred: parsed.deferFrom !== undefined };
     }
     this.#commit(composed, kept);
     // Nothing asked or deferred by either side: the peer will have nothing to say.
     this.#done = !composed.asked && composed.deferFrom === undefined && parsed.deferFrom === undefined;
-    return { reply: this.#sent(composed.message), have, need };
+    return { reply: this.#sent(composed.message), have, need, peerDeferred: parsed.deferFrom !== undefined };
   }
 
   #commit(composed: Composed, kept: SentList[]): void {
+    this.#askedLast = composed.asked;
     this.#owed = composed.owed;
     this.#deferredFrom = composed.deferFrom;
     this.#awaiting = [...kept, ...composed.lists].sort((a, b) => compareBounds(a.lower, b.lower));
@@ -547,6 +573,8 @@ export class Reconciler {
       from = upper!;
     }
     if (input.remaining !== 0) throw new ReconcileError('bytes after the last range', input.at);
+    // An honest side defers only answers it owes us: it may not stall an exchange we asked nothing in.
+    if (deferFrom !== undefined && !this.#askedLast && !this.#peerDeferredLast) throw new ReconcileError('DEFER with no question of ours open');
     // Every list of ours is answered, or lies in the deferred range (a partial answer: its rest).
     const answered = new Map(answers.map((answer) => [answer.list, answer]));
     this.#awaiting.forEach((list, i) => {

@@ -1,129 +1,54 @@
 /**
  * The replicator: keeps a database's events in step with the peers of its swarm.
  *
- * - **Push.** Every event committed locally is published on the swarm's gossip at once; peers
- *   ingest what arrives. A peer that receives an event whose parents it lacks syncs with the
- *   sender.
+ * - **Push.** Every event committed locally is published on the swarm's gossip at once (events
+ *   over `gossipEventBytes` go by session: the status is published at once instead). A peer that
+ *   receives an event whose parents it lacks syncs with the sender.
  * - **Status.** Every `statusIntervalMs` each peer publishes its status: its cutoff with the hash
  *   of its finalized past, and the count and fingerprint of its events after the cutoff. A peer
  *   whose own status (over the same range) is equal knows it is in sync and sends nothing more.
- * - **Sessions.** When statuses differ (or on connect), a session runs on a reliable stream:
- *   `HELLO` statuses, range-based set reconciliation over the ids after the later of the two
- *   cutoffs (over all ids if the finalized pasts differ), then each side sends what the other
- *   lacks, in id order, in batches acknowledged after they are stored (so a slow reader is never
- *   flooded), and `END` with its status. Equal final statuses mean synced.
- * - **Hostile input.** Every frame is decoded and validated before use; envelopes are verified by
- *   `ingest` (format, limits, id hash) before anything is stored. A peer that sends anything
- *   malformed or forged is disconnected, and the batch it was in is not stored.
+ * - **Sessions** (src/net/session.ts). When statuses differ (or on connect), a session reconciles
+ *   the two sets and each side sends what the other lacks. Equal final statuses mean synced;
+ *   otherwise the peer `differs` (with the reason) and the next session waits a delay that
+ *   doubles up to a cap until the two agree: a replicator never spins on a difference that
+ *   does not go away (sets that legitimately differ, clocks that drift apart).
+ * - **Faults** (src/net/faults.ts). Every handler (gossip, sessions, timers, link events) catches
+ *   what it meets: a peer that breaks the protocol or a limit is refused for a while, a lost link
+ *   is retried with a backoff, and our own failures are reported (`failure` event, `peers()`),
+ *   never blamed on the peer and never thrown out of a handler.
+ * - **Limits** (src/net/constants.ts): sessions in all and per peer, strangers among the connected
+ *   peers, the size of every table and queue. **Links heal** (src/net/redial.ts): bootstrap peers
+ *   and peers worth keeping are re-dialled after a disconnect.
  */
+import { type CutoffComparison, compareCutoffs } from '../core/cutoff.js';
+import { decodeEnvelope } from '../core/envelope.js';
 import { ErrorCode, NoatunError } from '../errors.js';
-import type { DatabaseListener, StoredMessage } from '../core/database.js';
-import { type CutoffState, compareCutoffs } from '../core/cutoff.js';
-import { MessageId } from '../core/message-id.js';
-import {
-  ackFrame,
-  bytesFrame,
-  decodeFrame,
-  eventsFrame,
-  type Frame,
-  FrameType,
-  MAX_IDS_PER_FRAME,
-  ProtocolError,
-  type Status,
-  statusFrame,
-  wantFrame,
-} from './frames.js';
-import { FingerprintIndex, ID_BYTES, timeBound } from './fingerprint-index.js';
+import { Backoff } from './backoff.js';
+import { MAX_GOSSIP_FRAME_BYTES } from './constants.js';
+import { asNoatunError, describe, faultOf, LimitError } from './faults.js';
+import { FingerprintIndex, timeBound } from './fingerprint-index.js';
+import { bytesFrame, decodeFrame, FrameType, ProtocolError, type Status, statusFrame } from './frames.js';
+import { GossipQueue } from './gossip-queue.js';
 import type { Libp2pLinkOptions } from './libp2p-link.js';
-import type { Link, Session } from './link.js';
-import { type ReconcileOptions, Reconciler } from './reconcile.js';
+import type { ConnectionDirection, GossipVerdict, Link, Session } from './link.js';
+import { type PeerInfo, type PeerRecord, PeerTable, peerInfo } from './peer-table.js';
+import { Redialer } from './redial.js';
+import { type ReplicatorOptions, type ResolvedReplicatorOptions, resolveReplicatorOptions } from './replicator-options.js';
+import { DEFAULT_MAX_ENVELOPE_BYTES, type ReplicatedDatabase, type SessionHost, SessionRun, toCutoffState } from './session.js';
+import { ByteBudget, SessionLimits } from './session-limits.js';
 
-/**
- * Batches of a session whose commits may be in flight at once: while one waits for the disk, the
- * next is decoded and projected. More buys nothing (the projection is the limit, on one thread)
- * and would let a slow disk fall further behind.
- */
-const MAX_INGESTS_IN_FLIGHT = 2;
+export type { PeerInfo, PeerState } from './peer-table.js';
+export type { ReplicatorOptions } from './replicator-options.js';
+export type { ReplicatedDatabase, ReplicatedIngestOptions, ReplicatedIngestResult, ReplicatedMessage } from './session.js';
 
-/** What the replicator needs of a database (every `Database` has it). */
-export interface ReplicatedDatabase {
-  ids(): Iterable<Uint8Array>;
-  subscribe(listener: DatabaseListener): () => void;
-  cutoffState(): CutoffState;
-  readonly cutoffStrideMs: number;
-  advanceCutoff(): void;
-  ingest(batch: Iterable<Uint8Array>): Promise<{ stored: number; unparked: number; parked: number }>;
-  message(id: MessageId): StoredMessage | undefined;
-}
+/** Events of a replicator about a peer (detail: `{ peerId, reason? }`). */
+export type ReplicatorEvent = CustomEvent<{ peerId: string; reason?: string }>;
 
-/** Tuning of a {@link Replicator}. */
-export interface ReplicatorOptions {
-  /**
-   * How often the status is published (and the cutoff moved).
-   * @default 5000
-   */
-  readonly statusIntervalMs?: number;
-  /**
-   * Bytes of envelopes per `EVENTS` batch.
-   * @default 262144
-   */
-  readonly batchBytes?: number;
-  /**
-   * Batches sent and not yet acknowledged, per session.
-   * @default 4
-   */
-  readonly window?: number;
-  /** Tuning of the reconciliation. */
-  readonly reconcile?: ReconcileOptions;
-}
-
-/** How we stand with a peer. */
-export type PeerState = 'connected' | 'syncing' | 'synced' | 'differs' | 'clock-mismatch' | 'disconnected' | 'refused';
-
-/** One peer as {@link Replicator.peers} reports it. */
-export interface PeerInfo {
-  readonly peerId: string;
-  readonly state: PeerState;
-  /** When we last heard from it (ms), or 0. */
-  readonly lastSeen: number;
-  /** Events it sent us that we stored, and events we sent it in sessions. */
-  readonly received: number;
-  readonly sent: number;
-  /** Sessions completed with it, and reconciliation messages and bytes exchanged in them. */
-  readonly sessions: number;
-  readonly reconcileMessages: number;
-  readonly reconcileBytes: number;
-  /**
-   * Events asked of it in the sessions running now that have not arrived yet: what a progress
-   * bar of an initial copy counts down. 0 between sessions.
-   */
-  readonly expecting: number;
-  /** Why it was refused (state `refused`). */
-  readonly reason?: string;
-}
-
-interface Peer {
-  peerId: string;
-  state: PeerState;
-  lastSeen: number;
-  received: number;
-  sent: number;
-  sessions: number;
-  reconcileMessages: number;
-  reconcileBytes: number;
-  expecting: number;
-  reason?: string;
-  /** Sessions running with it. */
-  active: number;
-  /** A sync is scheduled. */
-  scheduled: boolean;
-  /** Settlers of `syncedWith` calls: called with no argument once synced, with an error on stop. */
-  waiters: ((error?: Error) => void)[];
-}
-
-/** Whether a status says its peer stores no event at all (nothing after its cutoff, none before). */
-function holdsNothing(status: Status): boolean {
-  return status.count === 0 && status.cutoffHash.every((b) => b === 0) && status.previousHash.every((b) => b === 0);
+/** What the `failure` event reports: our own failure, while replicating with `peerId` if set. */
+export interface ReplicatorFailure {
+  readonly peerId?: string;
+  readonly reason: string;
+  readonly error: NoatunError;
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -132,59 +57,90 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/** Events of a replicator: `peer:synced`, `peer:connect`, `peer:disconnect`, `peer:refused` (detail: `{ peerId }`). */
-export type ReplicatorEvent = CustomEvent<{ peerId: string; reason?: string }>;
-
-/** Keeps a database in sync with its swarm over a {@link Link}. */
+/**
+ * Keeps a database in sync with its swarm over a {@link Link}.
+ *
+ * Events: `peer:connect`, `peer:disconnect`, `peer:synced`, `peer:refused` (with the reason),
+ * `peer:differs` (a session ended with statuses still different; with the reason),
+ * `peer:clock-drift` (its cutoff is more than a stride from ours) — all {@link ReplicatorEvent};
+ * and `failure` ({@link ReplicatorFailure}): something failed on our side.
+ */
 export class Replicator extends EventTarget {
   readonly #db: ReplicatedDatabase;
   readonly #link: Link;
   readonly #index: FingerprintIndex;
-  readonly #peers = new Map<string, Peer>();
-  readonly #statusIntervalMs: number;
-  readonly #batchBytes: number;
-  readonly #window: number;
-  readonly #reconcileOptions: ReconcileOptions;
+  readonly #peers: PeerTable;
+  readonly #limits: SessionLimits;
+  readonly #redialer: Redialer;
+  readonly #host: SessionHost;
+  readonly #options: ResolvedReplicatorOptions;
   readonly #unsubscribe: () => void;
   readonly #timer: NodeJS.Timeout;
+  #statusSoon: NodeJS.Timeout | undefined;
   /** Pending `syncedWith` calls; see {@link Replicator.#holdOpen}. */
   #pendingWaits = 0;
-  /** Gossiped envelopes waiting to be ingested, per sender. */
-  readonly #gossipQueue = new Map<string, Uint8Array[]>();
+  /** Gossiped envelopes waiting to be ingested. */
+  readonly #gossipQueue = new GossipQueue();
   #gossipFlush: Promise<void> | undefined;
   readonly #sessions = new Set<Session>();
   #stopped = false;
 
   /**
    * Starts replicating `db` over `link` (a libp2p node, or an in-memory network in tests). Prefer
-   * `Replicator.start` from `noatun/net` for a real node.
+   * `Replicator.start` from `noatun/net` for a real node. Throws `INVALID_ARGUMENT` on an option
+   * out of range.
    */
   constructor(db: ReplicatedDatabase, link: Link, options: ReplicatorOptions = {}) {
     super();
     this.#db = db;
     this.#link = link;
-    this.#statusIntervalMs = options.statusIntervalMs ?? 5000;
-    this.#batchBytes = options.batchBytes ?? 256 * 1024;
-    this.#window = options.window ?? 4;
-    this.#reconcileOptions = options.reconcile ?? {};
-    this.#index = FingerprintIndex.fromSorted(this.#db.ids());
-    this.#unsubscribe = this.#db.subscribe({
-      stored: (events) => {
-        for (const event of events) {
-          this.#index.insert(event.id.bytes);
-          if (event.local) this.#link.publish(bytesFrame(FrameType.EVENT, event.bytes));
-        }
+    const resolved = resolveReplicatorOptions(options);
+    this.#options = resolved;
+    this.#index = FingerprintIndex.fromSorted(db.ids());
+    this.#host = {
+      db,
+      index: this.#index,
+      config: {
+        batchBytes: resolved.batchBytes,
+        window: resolved.window,
+        reconcile: resolved.reconcile,
+        idleMs: resolved.sessionIdleMs,
+        deadlineMs: resolved.sessionDeadlineMs,
+        maxEnvelopeBytes: db.maxEnvelopeBytes ?? DEFAULT_MAX_ENVELOPE_BYTES,
       },
-      removed: (ids) => {
-        for (const id of ids) this.#index.delete(id);
-      },
+      largeEvents: new ByteBudget(resolved.largeEventBytes),
+      status: (lowerTime) => this.#status(lowerTime),
+    };
+    this.#limits = new SessionLimits(resolved.maxSessions, resolved.maxSessionsPerPeer);
+    this.#peers = new PeerTable(() => new Backoff({ minMs: resolved.resyncMinMs, maxMs: resolved.resyncMaxMs }));
+    this.#redialer = new Redialer(
+      (address) => this.#dialTrusted(address),
+      (peerId) => this.#peers.get(peerId)?.connected === true,
+      resolved.redial,
+    );
+    // Called inside the engine's commit: nothing may be thrown back into it.
+    this.#unsubscribe = db.subscribe({
+      stored: (events) =>
+        this.#guard(() => {
+          for (const event of events) {
+            this.#index.insert(event.id.bytes);
+            if (event.local) this.#publishEvent(event.bytes);
+          }
+        }),
+      removed: (ids) =>
+        this.#guard(() => {
+          for (const id of ids) this.#index.delete(id);
+        }),
     });
-    link.onGossip((from, frame) => this.#onGossip(from, frame));
-    link.onPeer((event, peerId) => this.#onPeer(event, peerId));
+    link.setGossipValidator((from, frame) => this.#validateGossip(from, frame));
+    link.setAdmission((peerId, direction) => this.#admit(peerId, direction));
+    link.onGossip((from, frame) => this.#guard(() => this.#onGossip(from, frame), from));
+    link.onPeer((event, peerId) => this.#guard(() => this.#onPeer(event, peerId), peerId));
     link.onSession((session) => void this.#run(session, false));
-    this.#timer = setInterval(() => this.#tick(), this.#statusIntervalMs);
+    this.#timer = setInterval(() => this.#guard(() => this.#tick()), resolved.statusIntervalMs);
     this.#timer.unref();
-    for (const peerId of link.connectedPeers()) this.#onPeer('connect', peerId);
+    for (const peerId of link.connectedPeers()) this.#guard(() => this.#onPeer('connect', peerId), peerId);
+    for (const address of resolved.bootstrap) this.#redialer.addBootstrap(address);
   }
 
   /**
@@ -212,19 +168,34 @@ export class Replicator extends EventTarget {
   }
 
   /**
-   * Connects to the peer at `address` (a multiaddr; `/p2p/<id>` optional) and resolves with its
-   * peer id; sync with it starts as with any peer. Rejects if nobody answers or the peer is
-   * refused, and with `INVALID_ARGUMENT` on a link that cannot dial addresses (in-memory links).
+   * Connects to the peer at `address` and resolves with its peer id; sync with it starts as with
+   * any peer. `address` is a multiaddr for libp2p (`/p2p/<id>` optional: without it, whoever
+   * answers is taken, its id authenticated by the handshake) or a peer id on the in-memory
+   * network. The peer is remembered: it is re-dialled (at `address`) whenever it disconnects,
+   * with a backoff doubling up to `redial.maxMs`, until it is refused or unreachable for an hour.
+   * Rejects if nobody answers or the peer is refused.
+   *
+   * @example
+   * const peerId = await node.dial('/ip4/192.168.1.20/tcp/4001');
+   * await node.syncedWith(peerId, { signal: AbortSignal.timeout(10_000) });
    */
   async dial(address: string): Promise<string> {
-    const link = this.#link as { dial?: (address: string) => Promise<string> };
-    if (link.dial === undefined) throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'this link cannot dial addresses');
-    return link.dial(address);
+    const peerId = await this.#dialTrusted(address);
+    this.#redialer.remember(peerId, address);
+    return peerId;
   }
 
-  /** Peers we know of, with their sync state. */
+  /** Dials for a bootstrap address, a redial or a user: the peer is never counted as a stranger. */
+  async #dialTrusted(address: string): Promise<string> {
+    const peerId = await this.#link.dial(address);
+    if (!this.#stopped) this.#peers.ensure(peerId).trusted = true;
+    return peerId;
+  }
+
+  /** Peers we know of, with their sync state (see {@link PeerInfo}). */
   peers(): PeerInfo[] {
-    return [...this.#peers.values()].map(({ active: _a, scheduled: _s, waiters: _w, ...info }) => ({ ...info }));
+    const now = Date.now();
+    return [...this.#peers.values()].map((record) => peerInfo(record, now));
   }
 
   /**
@@ -233,7 +204,6 @@ export class Replicator extends EventTarget {
    * `CLOSED` when the replicator stops first.
    */
   syncedWith(peerId: string, options: { signal?: AbortSignal } = {}): Promise<void> {
-    const peer = this.#peer(peerId);
     return new Promise<void>((resolve, reject) => {
       if (this.#stopped) {
         reject(new NoatunError(ErrorCode.CLOSED, 'replicator stopped'));
@@ -244,6 +214,7 @@ export class Replicator extends EventTarget {
         reject(signal.reason);
         return;
       }
+      const peer = this.#peers.ensure(peerId);
       const done = (error?: Error) => {
         signal?.removeEventListener('abort', onAbort);
         this.#holdOpen(-1);
@@ -258,7 +229,8 @@ export class Replicator extends EventTarget {
       signal?.addEventListener('abort', onAbort, { once: true });
       peer.waiters.push(done);
       this.#holdOpen(1);
-      this.#schedule(peerId, 0);
+      // Asked for by the application: now, whatever the backoff says.
+      this.#schedule(peer, 0, true);
     });
   }
 
@@ -273,17 +245,96 @@ export class Replicator extends EventTarget {
     else this.#timer.unref();
   }
 
-  /** Stops replicating (the database stays open); ends sessions and leaves the swarm. */
+  /** Stops replicating (the database stays open); ends sessions and leaves the swarm. Idempotent. */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#statusSoon);
     this.#unsubscribe();
+    this.#redialer.stop();
     const stopped = new NoatunError(ErrorCode.CLOSED, 'replicator stopped');
-    for (const peer of this.#peers.values()) for (const waiter of peer.waiters.splice(0)) waiter(stopped);
+    for (const peer of this.#peers.values()) {
+      clearTimeout(peer.timer);
+      peer.timer = undefined;
+      for (const waiter of peer.waiters.splice(0)) waiter(stopped);
+    }
     for (const session of this.#sessions) session.abort(new NoatunError(ErrorCode.CLOSED, 'replicator stopped'));
     await this.#gossipFlush;
     await this.#link.stop();
+  }
+
+  // ---------------------------------------------------------------- faults
+
+  /** Runs a handler; whatever it throws is classified, never thrown on (see src/net/faults.ts). */
+  #guard(fn: () => void, peerId?: string): void {
+    try {
+      fn();
+    } catch (error) {
+      this.#failed(error, peerId);
+    }
+  }
+
+  /** Deals with an error met outside a session (gossip, a timer, a link event). */
+  #failed(error: unknown, peerId: string | undefined): void {
+    if (this.#stopped) return;
+    const fault = faultOf(error);
+    if (fault === 'peer' && peerId !== undefined) this.#refuse(peerId, error);
+    else if (this.#databaseClosed()) void this.stop().catch(() => {});
+    else if (fault !== 'link') this.#report(error, peerId);
+  }
+
+  /**
+   * Whether the database was closed under us (then replication ends): its `closed` flag when it
+   * has one, else whether `advanceCutoff` (what the status timer calls anyway; nothing to do
+   * unless a cutoff step is due) says so.
+   */
+  #databaseClosed(): boolean {
+    if (this.#db.closed !== undefined) return this.#db.closed;
+    try {
+      this.#db.advanceCutoff();
+      return false;
+    } catch (error) {
+      return (error as NoatunError).code === ErrorCode.CLOSED;
+    }
+  }
+
+  /** Reports our own failure: the `failure` event, and the peer's `reason` in `peers()`. */
+  #report(error: unknown, peerId: string | undefined): void {
+    const reason = `local failure: ${describe(error)}`;
+    if (peerId !== undefined) {
+      const peer = this.#peers.get(peerId);
+      if (peer !== undefined) peer.reason = reason;
+    }
+    const detail: ReplicatorFailure = peerId === undefined ? { reason, error: asNoatunError(error) } : { peerId, reason, error: asNoatunError(error) };
+    try {
+      this.dispatchEvent(new CustomEvent('failure', { detail }));
+    } catch {
+      // A listener that throws is the application's problem, not a reason to stop replicating.
+    }
+  }
+
+  /** Refuses a peer that broke the protocol or a limit: disconnected and banned for `banMs`. */
+  #refuse(peerId: string, error: unknown): void {
+    if (this.#stopped) return;
+    const peer = this.#peers.ensure(peerId);
+    const already = this.#isRefused(peer);
+    // A refused peer's later faults (its sessions failing as it is cut off) keep the first reason.
+    const reason = already ? (peer.reason ?? describe(error)) : describe(error);
+    peer.state = 'refused';
+    peer.reason = reason;
+    if (!already) peer.refusedUntil = Date.now() + this.#options.banMs;
+    peer.trusted = false;
+    clearTimeout(peer.timer);
+    peer.timer = undefined;
+    this.#redialer.forget(peerId);
+    this.#limits.forget(peerId);
+    if (!already) this.#emit('peer:refused', peerId, reason);
+    void this.#link.disconnect(peerId, reason).catch(() => {});
+  }
+
+  #isRefused(peer: PeerRecord | undefined): boolean {
+    return peer !== undefined && peer.state === 'refused' && peer.refusedUntil > Date.now();
   }
 
   // ---------------------------------------------------------------- status
@@ -304,8 +355,20 @@ export class Replicator extends EventTarget {
   }
 
   /** Whether the peer's status matches ours over the same range; also how their pasts compare. */
-  #compare(theirs: Status): { same: boolean; cutoffs: ReturnType<typeof compareCutoffs> } {
-    const ours = this.#db.cutoffState();
+  #compare(theirs: Status): { same: boolean; cutoffs: CutoffComparison } {
+    let ours = this.#db.cutoffState();
+    if (theirs.cutoffTime === ours.time + this.#db.cutoffStrideMs) {
+      // The peer's clock crossed a stride boundary that ours has not yet (clocks a few seconds
+      // apart do, every stride). Join its era: until ours crosses too, we would hold events it
+      // has already pruned, and our statuses could not agree. The engine allows at most one
+      // stride past its own clock, so a peer cannot push our cutoff further.
+      try {
+        this.#db.advanceCutoff(theirs.cutoffTime);
+        ours = this.#db.cutoffState();
+      } catch {
+        // Our clock is further behind than a stride: the comparison reports the drift.
+      }
+    }
     const cutoffs = compareCutoffs(ours, toCutoffState(theirs), this.#db.cutoffStrideMs);
     const mine = this.#status(theirs.cutoffTime);
     return { same: cutoffs === 'same' && mine.count === theirs.count && equalBytes(mine.fingerprint, theirs.fingerprint), cutoffs };
@@ -313,136 +376,238 @@ export class Replicator extends EventTarget {
 
   #tick(): void {
     if (this.#stopped) return;
-    try {
-      this.#db.advanceCutoff();
-      this.#link.publish(statusFrame(FrameType.STATUS, this.#status()));
-    } catch (error) {
-      // A closed database ends replication.
-      if ((error as NoatunError).code === ErrorCode.CLOSED) void this.stop();
+    this.#db.advanceCutoff();
+    this.#link.publish(statusFrame(FrameType.STATUS, this.#status()));
+  }
+
+  /** Publishes our status soon (coalescing calls): a large event went by without gossip. */
+  #publishStatusSoon(): void {
+    if (this.#statusSoon !== undefined || this.#stopped) return;
+    this.#statusSoon = setTimeout(() => {
+      this.#statusSoon = undefined;
+      this.#guard(() => {
+        if (!this.#stopped) this.#link.publish(statusFrame(FrameType.STATUS, this.#status()));
+      });
+    }, 10);
+    this.#statusSoon.unref();
+  }
+
+  /** Publishes a local event; counted as sent to every peer the gossip is handed to. */
+  #publishEvent(bytes: Uint8Array): void {
+    if (bytes.length > this.#options.gossipEventBytes) {
+      // Too large for gossip (which copies each message to every peer of the mesh): peers see our
+      // status change and fetch it in a session.
+      this.#publishStatusSoon();
+      return;
+    }
+    this.#link.publish(bytesFrame(FrameType.EVENT, bytes));
+    for (const peerId of this.#link.gossipPeers()) {
+      const peer = this.#peers.get(peerId);
+      if (peer !== undefined) peer.sent++;
     }
   }
 
   // ---------------------------------------------------------------- peers
 
-  #peer(peerId: string): Peer {
-    let peer = this.#peers.get(peerId);
-    if (peer === undefined) {
-      peer = {
-        peerId,
-        state: 'connected',
-        lastSeen: 0,
-        received: 0,
-        sent: 0,
-        sessions: 0,
-        reconcileMessages: 0,
-        reconcileBytes: 0,
-        expecting: 0,
-        active: 0,
-        scheduled: false,
-        waiters: [],
-      };
-      this.#peers.set(peerId, peer);
+  #emit(type: string, peerId: string, reason?: string): void {
+    try {
+      this.dispatchEvent(new CustomEvent(type, { detail: reason === undefined ? { peerId } : { peerId, reason } }));
+    } catch {
+      // A listener that throws is the application's problem, not a reason to stop replicating.
     }
-    return peer;
   }
 
-  #emit(type: string, peerId: string, reason?: string): void {
-    this.dispatchEvent(new CustomEvent(type, { detail: reason === undefined ? { peerId } : { peerId, reason } }));
+  /**
+   * Admission of a new connection (asked by the link). Outbound ones are ours to choose; inbound
+   * ones from peers that are not trusted yet count against `maxStrangers`.
+   */
+  #admit(peerId: string, direction: ConnectionDirection): boolean {
+    if (this.#stopped) return false;
+    const known = this.#peers.get(peerId);
+    if (this.#isRefused(known)) return false;
+    if (direction === 'outbound' || known?.trusted === true) return true;
+    const { admit, evict } = this.#peers.admitStranger(peerId, this.#options.maxStrangers, this.#options.strangerGraceMs);
+    if (!admit) return false;
+    this.#peers.ensure(peerId).admittedAt = Date.now();
+    if (evict !== undefined) void this.#link.hangUp(evict).catch(() => {});
+    return true;
   }
 
   #onPeer(event: 'connect' | 'disconnect', peerId: string): void {
     if (this.#stopped) return;
-    const peer = this.#peer(peerId);
+    const peer = this.#peers.ensure(peerId);
+    // An admission holds a stranger's place only until its connection is up (or gone).
+    peer.admittedAt = 0;
     if (event === 'disconnect') {
+      peer.connected = false;
+      clearTimeout(peer.timer);
+      peer.timer = undefined;
       if (peer.state !== 'refused') peer.state = 'disconnected';
       this.#emit('peer:disconnect', peerId);
+      this.#redialer.disconnected(peerId);
+      this.#db.peerLeft?.(peerId);
       return;
     }
-    if (peer.state !== 'refused') peer.state = 'connected';
+    // Already known as connected (found connected at start, then told again): nothing new.
+    if (peer.connected) return;
+    peer.connected = true;
+    peer.connectedAt = Date.now();
+    this.#peers.touch(peer);
+    if (this.#isRefused(peer)) {
+      // Connected before the refusal reached the link; hang up again.
+      void this.#link.disconnect(peerId, peer.reason ?? 'refused').catch(() => {});
+      return;
+    }
+    if (peer.state === 'refused') peer.reason = undefined;
+    if (peer.state !== 'synced' && peer.state !== 'differs' && peer.state !== 'clock-drift') peer.state = 'connected';
+    this.#redialer.connected(peerId);
     this.#emit('peer:connect', peerId);
     // One side starts: the one with the smaller id (the other answers).
-    if (this.peerId < peerId) this.#schedule(peerId, 0);
+    if (this.peerId < peerId) this.#schedule(peer, 0);
   }
 
-  #markSynced(peer: Peer): void {
+  #markSynced(peer: PeerRecord): void {
     const wasSynced = peer.state === 'synced';
     peer.state = 'synced';
+    peer.reason = undefined;
+    peer.retryAt = 0;
+    peer.resync.reset();
     for (const waiter of peer.waiters.splice(0)) waiter();
     if (!wasSynced) this.#emit('peer:synced', peer.peerId);
   }
 
-  /** Disconnects a peer that broke the protocol; nothing of the offending batch was stored. */
-  #refuse(peerId: string, error: unknown): void {
-    const peer = this.#peer(peerId);
-    peer.state = 'refused';
-    peer.reason = error instanceof Error ? error.message : String(error);
-    this.#emit('peer:refused', peerId, peer.reason);
-    void this.#link.disconnect(peerId, peer.reason).catch(() => {});
+  /**
+   * A session ended and the peer's status still differs from ours: report why, and sync again
+   * after the next delay of its backoff (never at once: that would spin when the difference does
+   * not go away).
+   */
+  #differs(peer: PeerRecord, cutoffs: CutoffComparison): void {
+    this.#markDiffers(peer, cutoffs);
+    this.#backOff(peer);
   }
 
-  /** Syncs with `peerId` after `delayMs`, unless a sync with it is running or scheduled. */
-  #schedule(peerId: string, delayMs: number): void {
-    const peer = this.#peer(peerId);
-    if (this.#stopped || peer.scheduled || peer.state === 'refused') return;
-    peer.scheduled = true;
-    setTimeout(() => {
-      peer.scheduled = false;
-      if (this.#stopped || peer.active > 0) return;
-      if (!this.#link.connectedPeers().includes(peerId)) return;
-      void this.#link.openSession(peerId).then(
-        (session) => this.#run(session, true),
-        () => {},
-      );
-    }, delayMs).unref();
+  /** Sets the peer's state and reason for a difference (or clock drift), with the event on a change. */
+  #markDiffers(peer: PeerRecord, cutoffs: CutoffComparison, why?: string): void {
+    if (cutoffs === 'peer-ahead' || cutoffs === 'peer-behind') {
+      const reason = why ?? `clock drift: its cutoff is more than a stride ${cutoffs === 'peer-ahead' ? 'ahead of' : 'behind'} ours`;
+      const was = peer.state;
+      peer.state = 'clock-drift';
+      peer.reason = reason;
+      if (was !== 'clock-drift') this.#emit('peer:clock-drift', peer.peerId, reason);
+    } else {
+      const reason = why ?? (cutoffs === 'differ' ? 'the finalized pasts differ (cutoff hashes)' : 'the events after the cutoff differ');
+      const was = peer.state;
+      peer.state = 'differs';
+      peer.reason = reason;
+      if (was !== 'differs') this.#emit('peer:differs', peer.peerId, reason);
+    }
+  }
+
+  /** Delays the next sync with the peer by the next step of its backoff, and schedules it. */
+  #backOff(peer: PeerRecord): void {
+    peer.retryAt = Date.now() + peer.resync.next();
+    this.#schedule(peer, peer.retryAt);
+  }
+
+  /**
+   * Syncs with the peer at time `at` (ms; 0: now), or at the end of its backoff if later (unless
+   * `now`), unless a sync with it is running or scheduled earlier.
+   */
+  #schedule(peer: PeerRecord, at: number, now = false): void {
+    if (this.#stopped || this.#isRefused(peer)) return;
+    const when = now ? Date.now() : Math.max(at, peer.retryAt, Date.now());
+    if (peer.timer !== undefined) {
+      if (!now) return;
+      clearTimeout(peer.timer);
+    }
+    peer.timer = setTimeout(() => {
+      peer.timer = undefined;
+      this.#guard(() => this.#startSession(peer), peer.peerId);
+    }, Math.max(0, when - Date.now()));
+    peer.timer.unref();
+  }
+
+  #startSession(peer: PeerRecord): void {
+    if (this.#stopped || peer.active > 0 || !peer.connected || this.#isRefused(peer)) return;
+    if (this.#limits.check(peer.peerId) !== undefined) {
+      // Every session slot is taken: try again after a backoff step.
+      this.#backOff(peer);
+      return;
+    }
+    this.#link.openSession(peer.peerId).then(
+      (session) => this.#run(session, true),
+      (error: unknown) => this.#guard(() => this.#sessionFailed(peer, error), peer.peerId),
+    );
   }
 
   // ---------------------------------------------------------------- gossip
 
+  /**
+   * The link's gossip validator: a frame that does not decode, is not a gossip frame, or carries
+   * an envelope that is malformed or forged is rejected (so it is not relayed) and its author
+   * refused.
+   */
+  #validateGossip(from: string, bytes: Uint8Array): GossipVerdict {
+    if (this.#stopped) return 'ignore';
+    // Dropped, but not as invalid: an honest peer that relays it must not be held to account.
+    if (this.#isRefused(this.#peers.get(from))) return 'ignore';
+    try {
+      if (bytes.length > MAX_GOSSIP_FRAME_BYTES) throw new LimitError(`a gossip frame of ${bytes.length} bytes`);
+      const frame = decodeFrame(bytes);
+      if (frame.type === FrameType.EVENT) decodeEnvelope(frame.envelope);
+      else if (frame.type !== FrameType.STATUS) throw new ProtocolError(`frame type ${frame.type} is not a gossip frame`);
+      return 'accept';
+    } catch (error) {
+      this.#failed(error, from);
+      return 'reject';
+    }
+  }
+
   #onGossip(from: string, bytes: Uint8Array): void {
     if (this.#stopped) return;
-    const peer = this.#peer(from);
-    if (peer.state === 'refused') return;
-    peer.lastSeen = Date.now();
-    let frame: Frame;
-    try {
-      frame = decodeFrame(bytes);
-    } catch (error) {
-      this.#refuse(from, error);
-      return;
-    }
+    const peer = this.#peers.ensure(from);
+    if (this.#isRefused(peer)) return;
+    this.#peers.touch(peer);
+    const frame = decodeFrame(bytes);
     if (frame.type === FrameType.STATUS) {
       const { same, cutoffs } = this.#compare(frame.status);
       if (same) this.#markSynced(peer);
       else if (peer.active === 0) {
-        peer.state = cutoffs === 'peer-ahead' || cutoffs === 'peer-behind' ? 'clock-mismatch' : 'differs';
-        this.#schedule(from, 0);
+        // Drift is reported at once; a mere difference waits for the session to tell. Either way
+        // the session starts when the peer's backoff allows, which only sessions advance.
+        if (cutoffs === 'peer-ahead' || cutoffs === 'peer-behind') this.#markDiffers(peer, cutoffs);
+        this.#schedule(peer, 0);
       }
     } else if (frame.type === FrameType.EVENT) {
-      const queue = this.#gossipQueue.get(from);
-      if (queue === undefined) this.#gossipQueue.set(from, [frame.envelope.slice()]);
-      else queue.push(frame.envelope.slice());
-      this.#gossipFlush ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#ingestGossip());
+      peer.received++;
+      this.#queueGossip(from, frame.envelope);
     } else {
-      this.#refuse(from, new ProtocolError(`frame type ${frame.type} is not a gossip frame`));
+      throw new ProtocolError(`frame type ${frame.type} is not a gossip frame`);
     }
   }
 
-  /** Ingests queued gossip, one batch per sender; a sender whose batch is invalid is refused. */
+  /** Queues a gossiped envelope for the next ingest (see {@link GossipQueue}). */
+  #queueGossip(from: string, envelope: Uint8Array): void {
+    if (!this.#gossipQueue.push(from, envelope)) return;
+    this.#gossipFlush ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#ingestGossip());
+  }
+
+  /** Ingests queued gossip, one batch per sender; never rejects. */
   async #ingestGossip(): Promise<void> {
-    const batches = [...this.#gossipQueue];
-    this.#gossipQueue.clear();
+    const batches = this.#gossipQueue.drain();
     this.#gossipFlush = undefined;
-    for (const [from, envelopes] of batches) {
+    for (const { from, envelopes } of batches) {
       if (this.#stopped) return;
       try {
-        const result = await this.#db.ingest(envelopes);
-        this.#peer(from).received += result.stored + result.unparked;
+        const result = await this.#db.ingest(envelopes, { peer: from });
+        const peer = this.#peers.get(from);
+        if (peer === undefined) continue;
+        peer.stored += result.stored + result.unparked;
         // Missing parents: reconcile with the sender, which has them.
-        if (result.parked > 0) this.#schedule(from, 0);
+        if (result.parked > 0) this.#schedule(peer, 0);
+        if ((result.future ?? 0) > 0) this.#markDiffers(peer, 'peer-ahead', 'clock drift: it sends events dated ahead of our clock');
       } catch (error) {
-        if (isPeerFault(error)) this.#refuse(from, error);
-        else if ((error as NoatunError).code === ErrorCode.CLOSED) return;
-        else throw error;
+        this.#failed(error, from);
       }
     }
   }
@@ -451,296 +616,79 @@ export class Replicator extends EventTarget {
 
   /** Runs one session (as initiator or responder) to the end. Never throws. */
   async #run(session: Session, initiator: boolean): Promise<void> {
-    const peer = this.#peer(session.peerId);
-    if (this.#stopped || peer.state === 'refused') {
-      session.abort(new NoatunError(ErrorCode.CLOSED, 'not accepting sessions from this peer'));
+    const peerId = session.peerId;
+    try {
+      const peer = this.#peers.ensure(peerId);
+      if (this.#stopped || this.#isRefused(peer)) {
+        session.abort(new NoatunError(ErrorCode.CLOSED, 'not accepting sessions from this peer'));
+        return;
+      }
+      const over = this.#limits.check(peerId);
+      if (over !== undefined) {
+        session.abort(new NoatunError(ErrorCode.CLOSED, over === 'total' ? 'too many sessions' : 'too many sessions with this peer'));
+        if (!initiator && over === 'peer' && this.#limits.strike(peerId)) {
+          this.#refuse(peerId, new LimitError(`sessions over the limit of ${this.#options.maxSessionsPerPeer} at once, again and again`));
+        }
+        return;
+      }
+      this.#limits.open(peerId);
+      peer.active++;
+      this.#sessions.add(session);
+      if (peer.state !== 'synced' && peer.state !== 'clock-drift') {
+        peer.state = 'syncing';
+        peer.reason = undefined;
+      }
+      const before = peer.stored + peer.sent;
+      try {
+        const result = await new SessionRun(this.#host, peer, session, initiator).run();
+        peer.sessions++;
+        this.#peers.touch(peer);
+        peer.trusted = true;
+        this.#redialer.remember(peerId);
+        const { same, cutoffs } = this.#compare(result.final);
+        if (same) this.#markSynced(peer);
+        else if (result.cut && peer.stored + peer.sent > before) {
+          // A bound of ours ended the reconciliation and events moved: more to do, go on now.
+          peer.state = 'differs';
+          peer.reason = 'more differences than one session carries';
+          peer.resync.reset();
+          peer.retryAt = 0;
+          this.#schedule(peer, 0);
+        } else this.#differs(peer, cutoffs);
+      } catch (error) {
+        session.abort(error instanceof Error ? error : new Error(String(error)));
+        this.#sessionFailed(peer, error);
+      } finally {
+        this.#limits.close(peerId);
+        peer.active--;
+        this.#sessions.delete(session);
+      }
+    } catch (error) {
+      this.#failed(error, peerId);
+    }
+  }
+
+  /** A session ended early (or could not start): refuse, report, or retry after a backoff. */
+  #sessionFailed(peer: PeerRecord, error: unknown): void {
+    if (this.#stopped) return;
+    const fault = faultOf(error);
+    if (fault === 'peer') {
+      this.#refuse(peer.peerId, error);
       return;
     }
-    peer.active++;
-    this.#sessions.add(session);
-    if (peer.state !== 'synced') peer.state = 'syncing';
-    try {
-      const final = await new SessionRun(this, session, initiator).run();
-      peer.sessions++;
-      peer.lastSeen = Date.now();
-      if (this.#compare(final).same) this.#markSynced(peer);
-      else {
-        peer.state = 'differs';
-        // Something changed while we talked: go again shortly.
-        this.#schedule(session.peerId, 20);
-      }
-    } catch (error) {
-      if (isPeerFault(error)) this.#refuse(session.peerId, error);
-      else if (peer.state === 'syncing') peer.state = this.#link.connectedPeers().includes(session.peerId) ? 'differs' : 'disconnected';
-      session.abort(error instanceof Error ? error : new Error(String(error)));
-    } finally {
-      peer.active--;
-      this.#sessions.delete(session);
+    // Its sessions end as it is refused: the refusal is the news, not their end.
+    if (this.#isRefused(peer)) return;
+    if (this.#databaseClosed()) {
+      void this.stop().catch(() => {});
+      return;
     }
-  }
-
-  // The parts SessionRun needs (kept here so the class holds all state).
-
-  /** @internal */ get db(): ReplicatedDatabase {
-    return this.#db;
-  }
-  /** @internal */ get index(): FingerprintIndex {
-    return this.#index;
-  }
-  /** @internal */ get batchBytes(): number {
-    return this.#batchBytes;
-  }
-  /** @internal */ get window(): number {
-    return this.#window;
-  }
-  /** @internal */ get reconcileOptions(): ReconcileOptions {
-    return this.#reconcileOptions;
-  }
-  /** @internal */ status(lowerTime?: number): Status {
-    return this.#status(lowerTime);
-  }
-  /** @internal */ peerRecord(peerId: string): Peer {
-    return this.#peer(peerId);
-  }
-}
-
-/** Errors that are the peer's fault: malformed frames, forged ids, broken rules. */
-function isPeerFault(error: unknown): boolean {
-  if (!(error instanceof NoatunError)) return false;
-  return error.code === ErrorCode.BAD_FRAME || error.code === ErrorCode.FORGED_ID;
-}
-
-function toCutoffState(status: Status): CutoffState {
-  return { time: status.cutoffTime, hash: status.cutoffHash, previousTime: status.previousTime, previousHash: status.previousHash };
-}
-
-/** The state of one session. */
-class SessionRun {
-  readonly #r: Replicator;
-  readonly #session: Session;
-  readonly #initiator: boolean;
-  readonly #frames: AsyncIterator<Uint8Array>;
-  #sending: Promise<void> = Promise.resolve();
-  #sendError: unknown;
-  /** Ids to send, in id order. */
-  #toSend: Uint8Array[] = [];
-  #inFlight = 0;
-  #reconciled = false;
-  /** What the reconciliation found: ids the peer lacks, and ids we lack. */
-  readonly #have: Uint8Array[] = [];
-  readonly #need: Uint8Array[] = [];
-  /** The first batch ingest refused (thrown by the session loop). */
-  #ingestError: unknown;
-  /** Ingests whose commits are not durable yet, oldest first (see {@link MAX_INGESTS_IN_FLIGHT}). */
-  readonly #ingesting: Promise<void>[] = [];
-  /** Our share of the peer's `expecting`: events we asked for in this session and still wait for. */
-  #expecting = 0;
-  #peerWantDone = false;
-  #endSent = false;
-
-  constructor(replicator: Replicator, session: Session, initiator: boolean) {
-    this.#r = replicator;
-    this.#session = session;
-    this.#initiator = initiator;
-    this.#frames = session[Symbol.asyncIterator]();
-  }
-
-  #send(frame: Uint8Array): void {
-    this.#sending = this.#sending.then(
-      () => this.#session.send(frame),
-      () => {},
-    );
-    this.#sending.catch((error: unknown) => {
-      this.#sendError ??= error;
-    });
-  }
-
-  async #next(): Promise<Frame | undefined> {
-    const result = await this.#frames.next();
-    if (result.done) return undefined;
-    return decodeFrame(result.value);
-  }
-
-  /** Runs the session; returns the peer's final status. */
-  async run(): Promise<Status> {
-    try {
-      return await this.#exchange();
-    } catch (error) {
-      await Promise.allSettled(this.#ingesting); // never leave a rejection unobserved
-      throw error;
-    } finally {
-      this.#expect(-this.#expecting); // whatever did not come will not come in this session
+    if (fault === 'local') this.#report(error, peer.peerId);
+    if (!peer.connected) {
+      if (peer.state !== 'refused') peer.state = 'disconnected';
+      return;
     }
-  }
-
-  async #exchange(): Promise<Status> {
-    const r = this.#r;
-    const peer = r.peerRecord(this.#session.peerId);
-    const mine = r.status();
-    this.#send(statusFrame(FrameType.HELLO, mine));
-    const hello = await this.#next();
-    if (hello === undefined) throw new NoatunError(ErrorCode.CLOSED, 'the peer closed the session');
-    if (hello.type !== FrameType.HELLO) throw new ProtocolError(`expected HELLO, got frame type ${hello.type}`);
-    // Both sides must compute the same lower bound from the same pair of HELLOs: ours as sent, not
-    // our cutoff now, which may have moved while the peer's HELLO was on its way (the simulator's
-    // seed 5007: the two sides reconciled different ranges and refused each other).
-    const ours = toCutoffState(mine);
-    const theirs = hello.status;
-    const cutoffs = compareCutoffs(ours, toCutoffState(theirs), r.db.cutoffStrideMs);
-    // All ids when the finalized pasts differ.
-    const lower = cutoffs === 'differ' ? null : timeBound(Math.max(ours.time, theirs.cutoffTime));
-    const reconciler = new Reconciler(r.index, { ...r.reconcileOptions, range: [lower, null] });
-    if (holdsNothing(mine) || holdsNothing(theirs)) {
-      // An empty side (a new peer's initial copy): both sides see it in the HELLOs and skip
-      // reconciling, which would only list every id of the full side to it and back again as
-      // WANTs (3.2 MB and five round trips for 100k events). The full side sends its whole range.
-      if (holdsNothing(theirs)) for (const id of r.index.ids(lower, null)) this.#have.push(id);
-      else this.#expect(theirs.count); // an estimate for progress: events before their cutoff are not counted
-      this.#afterReconcile();
-    } else if (this.#initiator) this.#send(bytesFrame(FrameType.RECONCILE, reconciler.initiate()));
-    let final: Status | undefined;
-    for (;;) {
-      if (this.#sendError !== undefined) throw this.#sendError;
-      if (this.#ingestError !== undefined) throw this.#ingestError;
-      let frame: Frame | undefined;
-      try {
-        frame = await this.#next();
-      } catch (error) {
-        // A refused batch aborts the session (below), which ends this read: report the batch.
-        throw this.#ingestError ?? error;
-      }
-      if (this.#ingestError !== undefined) throw this.#ingestError;
-      if (frame === undefined) {
-        if (final !== undefined && this.#endSent) break;
-        throw new NoatunError(ErrorCode.CLOSED, 'the peer closed the session early');
-      }
-      switch (frame.type) {
-        case FrameType.RECONCILE: {
-          if (this.#reconciled) throw new ProtocolError('RECONCILE after the reconciliation ended');
-          if (frame.message.length === 0) {
-            this.#afterReconcile();
-            break;
-          }
-          const { reply, have, need } = reconciler.respond(frame.message);
-          this.#have.push(...have);
-          this.#need.push(...need);
-          if (reply === null) {
-            this.#send(bytesFrame(FrameType.RECONCILE, new Uint8Array(0)));
-            this.#afterReconcile();
-          } else this.#send(bytesFrame(FrameType.RECONCILE, reply));
-          break;
-        }
-        case FrameType.WANT:
-          if (this.#peerWantDone) throw new ProtocolError('WANT after the last WANT');
-          this.#enqueue(frame.ids);
-          if (frame.ids.length < MAX_IDS_PER_FRAME) this.#peerWantDone = true;
-          break;
-        case FrameType.EVENTS: {
-          // The batch is applied now (ingest's synchronous part); its durable commit overlaps
-          // the next batch's decoding and projection. It is acknowledged once durable, which
-          // also bounds how far the sender runs ahead.
-          const count = frame.envelopes.length;
-          const ingested = r.db.ingest(frame.envelopes).then((result) => {
-            peer.received += result.stored + result.unparked;
-            this.#expect(-Math.min(count, this.#expecting));
-            this.#send(ackFrame(count));
-          });
-          // A refused batch (a forged or malformed envelope: the peer's fault) must end the
-          // session now, not when its promise is next awaited: the loop may be waiting for a
-          // frame the peer never sends (found by the security test once sessions with an empty
-          // side skipped reconciling, 4 Dec).
-          ingested.catch((error: unknown) => {
-            this.#ingestError ??= error;
-            this.#session.abort(error instanceof Error ? error : new Error(String(error)));
-          });
-          this.#ingesting.push(ingested);
-          if (this.#ingesting.length >= MAX_INGESTS_IN_FLIGHT) await this.#ingesting.shift();
-          break;
-        }
-        case FrameType.ACK:
-          if (this.#inFlight === 0) throw new ProtocolError('ACK with nothing in flight');
-          this.#inFlight--;
-          break;
-        case FrameType.END:
-          if (final !== undefined) throw new ProtocolError('a second END');
-          // The status compared against ours must include every batch before END.
-          await this.#settleIngests();
-          final = frame.status;
-          break;
-        default:
-          throw new ProtocolError(`frame type ${frame.type} is not a session frame`);
-      }
-      this.#pump();
-      if (final !== undefined && this.#endSent) break;
-    }
-    const { bytesSent, bytesReceived, messagesSent, messagesReceived } = reconciler.stats;
-    peer.reconcileBytes += bytesSent + bytesReceived;
-    peer.reconcileMessages += messagesSent + messagesReceived;
-    await this.#sending;
-    if (this.#sendError !== undefined) throw this.#sendError;
-    await this.#session.close();
-    return final!;
-  }
-
-  /** Waits for every ingest in flight; the first failure is thrown. */
-  async #settleIngests(): Promise<void> {
-    while (this.#ingesting.length !== 0) await this.#ingesting.shift();
-  }
-
-  /** Adds `delta` to this session's and the peer's count of events still expected. */
-  #expect(delta: number): void {
-    this.#expecting += delta;
-    this.#r.peerRecord(this.#session.peerId).expecting += delta;
-  }
-
-  #afterReconcile(): void {
-    this.#reconciled = true;
-    const need = this.#need;
-    this.#expect(need.length);
-    for (let i = 0; i <= need.length; i += MAX_IDS_PER_FRAME) {
-      // The last WANT holds fewer than the maximum (possibly none): it tells the peer we are done.
-      this.#send(wantFrame(need.slice(i, i + MAX_IDS_PER_FRAME)));
-    }
-    this.#enqueue(this.#have);
-  }
-
-  /** Adds ids to send, keeping them in id order (parents before children, no rewinds at the peer). */
-  #enqueue(ids: readonly Uint8Array[]): void {
-    if (ids.length === 0) return;
-    const toSend = this.#toSend;
-    // WANT frames and reconciliation results come in ascending runs: appending a run that starts
-    // after the queue's end needs no sort (sorting 100k ids cost the sender 0.35 s of a copy).
-    let ordered = toSend.length === 0 || Buffer.compare(toSend[toSend.length - 1]!, ids[0]!) < 0;
-    for (let i = 1; ordered && i < ids.length; i++) ordered = Buffer.compare(ids[i - 1]!, ids[i]!) < 0;
-    for (const id of ids) toSend.push(id);
-    if (!ordered) toSend.sort(Buffer.compare);
-  }
-
-  /** Sends batches while the window allows; sends END once everything is sent and acknowledged. */
-  #pump(): void {
-    const r = this.#r;
-    const peer = r.peerRecord(this.#session.peerId);
-    while (this.#inFlight < r.window && this.#toSend.length !== 0) {
-      const batch: Uint8Array[] = [];
-      let bytes = 0;
-      let taken = 0;
-      while (taken < this.#toSend.length && batch.length < MAX_IDS_PER_FRAME && bytes < r.batchBytes) {
-        const id = this.#toSend[taken++]!;
-        if (id.length !== ID_BYTES) continue;
-        const message = r.db.message(MessageId.fromBytes(id));
-        if (message === undefined) continue; // pruned or removed meanwhile
-        batch.push(message.bytes);
-        bytes += message.bytes.length;
-      }
-      this.#toSend.splice(0, taken);
-      if (batch.length === 0) continue;
-      this.#send(eventsFrame(batch));
-      this.#inFlight++;
-      peer.sent += batch.length;
-    }
-    if (!this.#endSent && this.#reconciled && this.#peerWantDone && this.#toSend.length === 0 && this.#inFlight === 0) {
-      this.#endSent = true;
-      this.#send(statusFrame(FrameType.END, r.status()));
-    }
+    if (peer.state === 'syncing' || peer.state === 'connected') peer.state = 'differs';
+    peer.reason = fault === 'local' ? `local failure: ${describe(error)}` : `session ended: ${describe(error)}`;
+    this.#backOff(peer);
   }
 }

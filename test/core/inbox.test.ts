@@ -39,16 +39,16 @@ test('parking is bounded per sender, by count and bytes, and costs O(1) per even
   const victim = await open(clock, { inbox: { maxParkedEventsPerSource: 2000 } });
   // Everything but the first: each waits for its parent.
   const orphans = events.slice(1);
-  const result = await victim.ingest(orphans, { from: 'stranger' });
+  const result = await victim.ingest(orphans, { peer: 'stranger' });
   t.is(result.stored, 0);
   t.is(result.parked, 2000);
   t.is(result.refused, 1000);
   t.is(victim.stats().parked, 2000);
   // Re-sending them is recognised at once (duplicates), and other senders still have room.
-  const again = await victim.ingest(orphans.slice(0, 2000), { from: 'stranger' });
+  const again = await victim.ingest(orphans.slice(0, 2000), { peer: 'stranger' });
   t.is(again.duplicates, 2000);
   // The missing parent arrives: everything parked cascades into the log.
-  const released = await victim.ingest([events[0]!], { from: 'honest' });
+  const released = await victim.ingest([events[0]!], { peer: 'honest' });
   t.is(released.stored, 2001);
   t.is(released.unparked, 2000);
   t.is(victim.stats().parked, 0);
@@ -59,18 +59,18 @@ test('parked events go when their sender leaves, when they wait too long, and wh
   const clock = new FakeClock(T0);
   const events = await chain(clock, 4);
   const victim = await open(clock, { inbox: { parkedTtlMs: 5 * MIN } });
-  await victim.ingest([events[2]!], { from: 'a' });
-  await victim.ingest([events[3]!], { from: 'b' });
+  await victim.ingest([events[2]!], { peer: 'a' });
+  await victim.ingest([events[3]!], { peer: 'b' });
   t.is(victim.stats().parked, 2);
-  victim.dropParked('a');
+  victim.peerLeft('a');
   t.is(victim.stats().parked, 1);
   clock.advance(6 * MIN);
-  await victim.ingest([], { from: 'b' });
+  await victim.ingest([], { peer: 'b' });
   t.is(victim.stats().parked, 0, 'expired');
   await victim.close();
   // Parked on a parent the cutoff then passes: stored by the next cutoff step, parentless.
   const patient = await open(clock, { inbox: { parkedTtlMs: 120 * MIN } });
-  await patient.ingest([events[1]!], { from: 'c' });
+  await patient.ingest([events[1]!], { peer: 'c' });
   t.is(patient.stats().parked, 1);
   clock.advance(60 * MIN);
   patient.advanceCutoff();
@@ -88,7 +88,7 @@ test('events dated too far ahead of the clock are refused, and accepted once due
   const bytes = [...source.messages()].map((m) => m.bytes);
   const victim = await open(clock);
   const early = await victim.ingest(bytes);
-  t.is(early.tooNew, 1);
+  t.is(early.future, 1);
   t.is(victim.stats().stored, 0);
   clock.time = T0 + 10 * MIN - 30_000; // within the default minute of skew
   const due = await victim.ingest(bytes);

@@ -60,20 +60,33 @@ test('two peers with different histories converge, then gossip keeps them in ste
   const seed = testSeed();
   t.log(`seed ${seed}`);
   const random = prng(seed);
+  // No jitter (gossip arrives in order, so nothing waits for a parent) and no status rounds within
+  // the test: after the first sync, only gossip can carry the new events.
   const network = new MemoryNetwork({ seed, latencyMs: 2 });
-  const { dbs, start } = await swarm(2, network);
+  const { dbs, start } = await swarm(2, network, 600_000);
   await writeSome(dbs[0]!, random, 60);
   await writeSome(dbs[1]!, random, 40, true);
   const replicators = start();
-  await allSynced(replicators);
+  await replicators[1]!.syncedWith('peer-00', { signal: AbortSignal.timeout(30_000) });
+  // Both sides may have started a session (peer-00 on connect, peer-01 for syncedWith): wait until
+  // none runs, so that no session counted below started before the new events.
+  const quiet = () => replicators.every((r) => r.peers()[0]?.state === 'synced' && r.peers()[0]?.running === 0);
+  const end0 = Date.now() + 10_000;
+  while (!quiet() && Date.now() < end0) await new Promise((resolve) => setTimeout(resolve, 5));
+  t.true(quiet(), JSON.stringify(replicators.map((r) => r.peers())));
   assertConverged(t, dbs);
   t.is(dbs[0]!.stats().stored, 100 - 0);
-  // Gossip: a new event reaches the other side without a session.
-  const sessionsBefore = replicators[1]!.peers()[0]!.sessions;
+  // Gossip: new events reach the other side without a session.
+  const sessions = () => replicators.map((r) => r.peers()[0]!.sessions);
+  const sessionsBefore = sessions();
   await writeSome(dbs[0]!, random, 5);
-  await allSynced(replicators);
+  const end = Date.now() + 10_000;
+  while (dbs[1]!.stats().stored < 105 && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 5));
   assertConverged(t, dbs);
-  t.true(replicators[1]!.peers()[0]!.sessions >= sessionsBefore);
+  t.deepEqual(sessions(), sessionsBefore, 'no session ran: gossip carried the events');
+  // The counters agree: what one sent, the other received.
+  t.is(replicators[0]!.peers()[0]!.sent - replicators[1]!.peers()[0]!.received, 0, 'sent by peer-00 = received by peer-01');
+  t.is(replicators[1]!.peers()[0]!.sent - replicators[0]!.peers()[0]!.received, 0, 'sent by peer-01 = received by peer-00');
   await shutdown(replicators, dbs);
 });
 

@@ -1,0 +1,165 @@
+/**
+ * The options of a `Replicator`, and their checks: every value in range, every default from
+ * src/net/constants.ts. Kept apart from the replicator so its file holds the orchestration only.
+ */
+import { ErrorCode, NoatunError } from '../errors.js';
+import {
+  DEFAULT_BAN_MS,
+  DEFAULT_BATCH_BYTES,
+  DEFAULT_GOSSIP_EVENT_BYTES,
+  DEFAULT_LARGE_EVENT_BYTES,
+  DEFAULT_MAX_SESSIONS,
+  DEFAULT_MAX_SESSIONS_PER_PEER,
+  DEFAULT_MAX_STRANGERS,
+  DEFAULT_RESYNC_MAX_MS,
+  DEFAULT_RESYNC_MIN_MS,
+  DEFAULT_SESSION_DEADLINE_MS,
+  DEFAULT_SESSION_IDLE_MS,
+  DEFAULT_STATUS_INTERVAL_MS,
+  DEFAULT_WINDOW,
+  MAX_GOSSIP_FRAME_BYTES,
+  MIN_RECONCILE_BUDGET,
+  STRANGER_GRACE_MS,
+} from './constants.js';
+import { MAX_FRAME_BYTES } from './link.js';
+import type { ReconcileOptions } from './reconcile.js';
+import type { RedialOptions } from './redial.js';
+
+/** Tuning of a {@link Replicator}; every limit defaults to a value in src/net/constants.ts. */
+export interface ReplicatorOptions {
+  /**
+   * How often the status is published (and the cutoff moved).
+   * @default 5000
+   */
+  readonly statusIntervalMs?: number;
+  /**
+   * Bytes of envelopes per `EVENTS` batch; a larger envelope is sent in parts of this size.
+   * @default 262144
+   */
+  readonly batchBytes?: number;
+  /**
+   * Batches (or parts) sent and not yet acknowledged, per session.
+   * @default 4
+   */
+  readonly window?: number;
+  /** Tuning of the reconciliation (`maxMessageBytes` at least 64 KiB). */
+  readonly reconcile?: ReconcileOptions;
+  /**
+   * Largest local event published by gossip; larger ones reach peers by session.
+   * @default 65536 (at most 1 MiB)
+   */
+  readonly gossipEventBytes?: number;
+  /**
+   * Sessions at once with all peers together.
+   * @default 32
+   */
+  readonly maxSessions?: number;
+  /**
+   * Sessions at once with one peer.
+   * @default 2
+   */
+  readonly maxSessionsPerPeer?: number;
+  /**
+   * How long a session waits for the peer's next frame.
+   * @default 30000
+   */
+  readonly sessionIdleMs?: number;
+  /**
+   * Longest a session runs.
+   * @default 30 minutes
+   */
+  readonly sessionDeadlineMs?: number;
+  /**
+   * Bytes of envelopes sent in parts (larger than `batchBytes`) held by all sessions at once.
+   * @default 64 MiB
+   */
+  readonly largeEventBytes?: number;
+  /**
+   * Connected peers that have not yet completed a session with us.
+   * @default 16
+   */
+  readonly maxStrangers?: number;
+  /**
+   * How long a stranger keeps its place before a newer one may take it (when all places are taken).
+   * @default 10000
+   */
+  readonly strangerGraceMs?: number;
+  /**
+   * How long a refused peer stays refused (the link refuses its connections as long).
+   * @default 10 minutes
+   */
+  readonly banMs?: number;
+  /**
+   * Delays between syncs while a peer's status keeps differing after sessions (or its clock
+   * drifts): doubling from `minMs` to `maxMs`.
+   * @default { minMs: 100, maxMs: 60000 }
+   */
+  readonly resync?: { readonly minMs?: number; readonly maxMs?: number };
+  /** Delays between redials of peers worth keeping. @default { minMs: 250, maxMs: 5000 } */
+  readonly redial?: RedialOptions;
+  /**
+   * Peers to keep connected: dialled at start and re-dialled whenever they are not (multiaddrs
+   * for libp2p; peer ids on the in-memory network). `Replicator.start` passes its `bootstrap`.
+   * @default []
+   */
+  readonly bootstrap?: readonly string[];
+}
+
+/** {@link ReplicatorOptions} with every default filled in and every value checked. */
+export interface ResolvedReplicatorOptions {
+  readonly statusIntervalMs: number;
+  readonly batchBytes: number;
+  readonly window: number;
+  readonly reconcile: ReconcileOptions;
+  readonly gossipEventBytes: number;
+  readonly maxSessions: number;
+  readonly maxSessionsPerPeer: number;
+  readonly sessionIdleMs: number;
+  readonly sessionDeadlineMs: number;
+  readonly largeEventBytes: number;
+  readonly maxStrangers: number;
+  readonly strangerGraceMs: number;
+  readonly banMs: number;
+  readonly resyncMinMs: number;
+  readonly resyncMaxMs: number;
+  readonly redial: RedialOptions;
+  readonly bootstrap: readonly string[];
+}
+
+const MAX_MS = 2 ** 31 - 1;
+
+function integerOption(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
+  const chosen = value ?? fallback;
+  if (!Number.isInteger(chosen) || chosen < min || chosen > max) {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${name} must be an integer in ${min}..${max}, not ${chosen}`);
+  }
+  return chosen;
+}
+
+/** Fills in the defaults and checks every value; throws `INVALID_ARGUMENT` on one out of range. */
+export function resolveReplicatorOptions(options: ReplicatorOptions): ResolvedReplicatorOptions {
+  const reconcile = options.reconcile ?? {};
+  if (reconcile.maxMessageBytes !== undefined && reconcile.maxMessageBytes < MIN_RECONCILE_BUDGET) {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `reconcile.maxMessageBytes must be at least ${MIN_RECONCILE_BUDGET}`);
+  }
+  const resyncMinMs = integerOption('resync.minMs', options.resync?.minMs, DEFAULT_RESYNC_MIN_MS, 1, MAX_MS);
+  return {
+    statusIntervalMs: integerOption('statusIntervalMs', options.statusIntervalMs, DEFAULT_STATUS_INTERVAL_MS, 1, MAX_MS),
+    batchBytes: integerOption('batchBytes', options.batchBytes, DEFAULT_BATCH_BYTES, 1024, MAX_FRAME_BYTES / 2),
+    window: integerOption('window', options.window, DEFAULT_WINDOW, 1, 1024),
+    reconcile,
+    gossipEventBytes: integerOption('gossipEventBytes', options.gossipEventBytes, DEFAULT_GOSSIP_EVENT_BYTES, 0, MAX_GOSSIP_FRAME_BYTES - 1),
+    maxSessions: integerOption('maxSessions', options.maxSessions, DEFAULT_MAX_SESSIONS, 1, 1 << 20),
+    maxSessionsPerPeer: integerOption('maxSessionsPerPeer', options.maxSessionsPerPeer, DEFAULT_MAX_SESSIONS_PER_PEER, 1, 1 << 20),
+    sessionIdleMs: integerOption('sessionIdleMs', options.sessionIdleMs, DEFAULT_SESSION_IDLE_MS, 1, MAX_MS),
+    sessionDeadlineMs: integerOption('sessionDeadlineMs', options.sessionDeadlineMs, DEFAULT_SESSION_DEADLINE_MS, 1, MAX_MS),
+    largeEventBytes: integerOption('largeEventBytes', options.largeEventBytes, DEFAULT_LARGE_EVENT_BYTES, 1, 2 ** 40),
+    maxStrangers: integerOption('maxStrangers', options.maxStrangers, DEFAULT_MAX_STRANGERS, 0, 1 << 20),
+    strangerGraceMs: integerOption('strangerGraceMs', options.strangerGraceMs, STRANGER_GRACE_MS, 0, MAX_MS),
+    banMs: integerOption('banMs', options.banMs, DEFAULT_BAN_MS, 0, MAX_MS),
+    resyncMinMs,
+    resyncMaxMs: integerOption('resync.maxMs', options.resync?.maxMs, DEFAULT_RESYNC_MAX_MS, resyncMinMs, MAX_MS),
+    redial: options.redial ?? {},
+    bootstrap: options.bootstrap ?? [],
+  };
+}
