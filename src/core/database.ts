@@ -324,7 +324,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   /**
    * Ids pruned here recently (latin1 keys) and when (ms by `now()`), oldest first: a peer that
    * still holds one offers it again, and storing it anew must not hold pruning again (see
-   * {@link ingest}). Kept for two cutoff intervals, in memory.
+   * {@link ingest}). Kept for as long as a hold lasts, in memory (see {@link #forgetPrunedBefore}).
    */
   readonly #recentlyPruned = new Map<string, number>();
   #closed = false;
@@ -668,9 +668,13 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     return this.#cutoff <= this.#pruneHold;
   }
 
-  /** Forgets ids pruned more than two cutoff intervals (and strides) ago. */
+  /**
+   * Forgets ids pruned longer ago than a hold lasts (an interval and two strides): a peer that
+   * still offers one after that is not in a hold that outlasts ours, but holds the event for good
+   * (it was away while we pruned it): storing it again then lets the two agree.
+   */
   #forgetPrunedBefore(now: number): void {
-    const horizon = now - 2 * (this.#cutoffIntervalMs + this.#strideMs);
+    const horizon = now - (this.#cutoffIntervalMs + 2 * this.#strideMs);
     for (const [key, time] of this.#recentlyPruned) {
       if (time >= horizon) break;
       this.#recentlyPruned.delete(key);

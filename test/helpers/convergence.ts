@@ -170,6 +170,9 @@ export async function fixedPointDifference(
 ): Promise<string | undefined> {
   const fresh = await openApp(app, { path: freshPath, now: clock.now, intervalMs });
   try {
+    // The source may have joined a peer's era a stride early (the replicator does that); so does
+    // its copy, as its replicator would on the source's status.
+    if (source.cutoffTime > fresh.cutoffTime) fresh.advanceCutoff(source.cutoffTime);
     const frames = [...source.messages()].map((m) => m.bytes.slice());
     if (style === 'in-order') await fresh.ingest(frames);
     else {

@@ -9,11 +9,12 @@
  * over real libp2p on 127.0.0.1 (13 with peers in child processes). Tests run one at a time, so
  * that each measures its own memory.
  *
- * Rows of the engine, to be added here with the engine's changes (issue 14):
+ * The engine's rows, on the in-memory link (the engine is the same under libp2p):
  * - row 2: events whose parent never comes (parking: per-peer and total caps, O(1), time limit);
- * - row 5: events dated before the cutoff (a budget, not a rebuild each);
+ * - row 5: events dated before the cutoff (a budget of re-application time, not a rebuild each);
  * - row 6: events dated far in the future (the time window; the peer reported as clock-drift);
- * - row 8: applies that fail, then a full view (no unhandled rejection, replication stops cleanly);
+ * - row 8: applies that fail, then a full view (failures pruned when final; a full view refuses
+ *   the batch, with no unhandled rejection);
  * - row 11: `append` of an event over the envelope limit (refused with a clear error).
  */
 import * as path from 'node:path';
@@ -146,6 +147,177 @@ async function honestPeer(network: MemoryNetwork, id: string, n: number, options
   const replicator = new Replicator(db, network.join(id), { statusIntervalMs: 200, ...options });
   return { db, replicator };
 }
+
+// ----------------------------------------------------------------------- the engine's rows
+
+/** `n` envelopes of a chain on a database of its own, each the child of the one before. */
+async function chainOf(n: number, clock: () => number = Date.now): Promise<Uint8Array[]> {
+  const source = await openDb(tempDir(), { now: clock });
+  await source.transaction((tx) => {
+    for (let i = 0; i < n; i++) tx.append({ add: 1 });
+  });
+  const bytes = [...source.messages()].map((m) => m.bytes.slice());
+  await source.close();
+  return bytes;
+}
+
+test.serial('row 2, memory: 20k events whose parent never comes are capped per peer, O(1) each; re-sending them and honest ingests stay fast', async (t) => {
+  const network = new MemoryNetwork({ latencyMs: 1 });
+  const victimDb = await openDb();
+  const victim = new Replicator(victimDb, network.join('victim'), { statusIntervalMs: 100 });
+  const honest = await honestPeer(network, 'honest', 5);
+  const orphans = (await chainOf(20_001)).slice(1); // the first (every other's ancestor) never comes
+  const watch = await MemoryWatch.start();
+  // What the replicator hands the engine for one peer (its gossip queue and sessions batch it).
+  let started = performance.now();
+  for (let i = 0; i < orphans.length; i += 500) await victimDb.ingest(orphans.slice(i, i + 500), { peer: 'attacker' });
+  const parkMs = performance.now() - started;
+  t.is(victimDb.stats().parked, 20_000, 'capped at the per-peer limit');
+  // Sending 4,000 of them again: each one found in O(1).
+  started = performance.now();
+  const again = await victimDb.ingest(orphans.slice(0, 4000), { peer: 'attacker' });
+  const duplicateMs = performance.now() - started;
+  t.is(again.duplicates, 4000);
+  // One more is refused (the sender offers it later), not parked.
+  const more = await victimDb.ingest([(await chainOf(2)).at(-1)!], { peer: 'attacker' });
+  t.is(more.refused, 1);
+  // An honest peer's event still gets in, at once, and the honest peer syncs.
+  await honest.db.append({ add: 1 });
+  await victim.syncedWith('honest', { signal: AbortSignal.timeout(10_000) });
+  t.log(`parking 20,000: ${parkMs.toFixed(0)} ms (was 7.2 s); 4,000 duplicates: ${duplicateMs.toFixed(0)} ms (was 8 s)`);
+  t.true(duplicateMs < 2000, 'duplicates are found without scanning');
+  // The attacker leaves: what it parked goes.
+  victimDb.peerLeft('attacker');
+  t.is(victimDb.stats().parked, 0);
+  t.is(victimDb.stats().stored, 6, 'the honest events, nothing of the attacker');
+  assertMemory(t, await watch.stop(), 64, 24);
+  await Promise.all([victim.stop(), honest.replicator.stop()]);
+  await Promise.all([victimDb.close(), honest.db.close()]);
+});
+
+test.serial('row 5, memory: events dated before the cutoff share a budget of re-application time instead of a rebuild each', async (t) => {
+  const now = Date.now();
+  const network = new MemoryNetwork({ latencyMs: 1 });
+  const victimDb = await openDb();
+  await fill(victimDb, 20_000);
+  const victim = new Replicator(victimDb, network.join('victim'), { statusIntervalMs: 100 });
+  // Old events, each with a fresh salt, from a clock an hour back.
+  const old: Uint8Array[] = [];
+  const source = await openDb(tempDir(), { now: () => now - 3_600_000 });
+  for (let i = 0; i < 30; i++) {
+    const id = await source.append({ add: 0 }, { time: now - 3_600_000 + i * 1000 });
+    old.push(source.message(id)!.bytes.slice());
+  }
+  await source.close();
+  const watch = await MemoryWatch.start();
+  const started = performance.now();
+  let deferred = 0;
+  // The newest first: every later one lands before all the others, behind the cutoff.
+  for (let i = old.length - 1; i >= 0; i--) deferred += (await victimDb.ingest([old[i]!], { peer: 'old-timer' })).deferred;
+  const floodMs = performance.now() - started;
+  t.true(deferred > 0, 'some waited for the budget');
+  t.log(`30 old events: ${floodMs.toFixed(0)} ms in the ingest calls, ${victimDb.stats().rebuilds} rebuilds, ${victimDb.stats().reapplied} events re-applied, ${deferred} deferred`);
+  t.true(victimDb.stats().rebuilds + Math.ceil(victimDb.stats().reapplied / 20_000) < 30, 'far fewer re-applications than events');
+  await until(() => victimDb.stats().deferred === 0, 'the queue is stored within the budget', 30_000);
+  t.is(victimDb.stats().stored, 20_030);
+  // Honest peers still sync.
+  const honest = await honestPeer(network, 'honest', 5);
+  await victim.syncedWith('honest', { signal: AbortSignal.timeout(15_000) });
+  // Each turn re-applies the 20,000 events after the late ones (their decoded envelopes are
+  // garbage soon after): the peak is a turn's, and there are a couple of turns, not thirty.
+  assertMemory(t, await watch.stop(), 160, 48);
+  await Promise.all([victim.stop(), honest.replicator.stop()]);
+  await Promise.all([victimDb.close(), honest.db.close()]);
+});
+
+test.serial('row 6, memory: events dated in the year 2100 are refused, the sender is reported as clock-drift, nothing of them is stored', async (t) => {
+  const network = new MemoryNetwork({ latencyMs: 1 });
+  const victimDb = await openDb();
+  const victim = new Replicator(victimDb, network.join('victim'), { statusIntervalMs: 100 });
+  const future = await Database.open<Event, typeof Root>({
+    path: tempDir(),
+    root: Root,
+    now: () => Date.UTC(2100, 0, 1),
+    apply(event, root) {
+      root.total += event.add;
+    },
+  });
+  const fromTheFuture = new Replicator(future, network.join('future'), { statusIntervalMs: 100 });
+  const watch = await MemoryWatch.start();
+  for (let i = 0; i < 200; i++) await future.append({ add: 1 });
+  await until(() => peer(victim, 'future')?.state === 'clock-drift', 'the peer from the future is reported as clock-drift');
+  t.is(victimDb.stats().stored, 0);
+  // Honest appends are not slowed down by 200 future heads: there are none.
+  t.deepEqual(victimDb.heads(), []);
+  const honest = await honestPeer(network, 'honest', 5);
+  await victim.syncedWith('honest', { signal: AbortSignal.timeout(10_000) });
+  t.is(victimDb.stats().stored, 5);
+  assertMemory(t, await watch.stop(), 64, 24);
+  await Promise.all([victim.stop(), fromTheFuture.stop(), honest.replicator.stop()]);
+  await Promise.all([victimDb.close(), future.close(), honest.db.close()]);
+});
+
+test.serial('row 8, memory: events whose apply fails are pruned once final; a view that is full refuses the batch without an unhandled rejection', async (t) => {
+  const network = new MemoryNetwork({ latencyMs: 1 });
+  let clock = Date.now();
+  const Small = s.object({ texts: s.list(s.string()) });
+  type Text = { text: string; fail?: boolean };
+  const victimDb = await Database.open<Text, typeof Small>({
+    path: tempDir(),
+    root: Small,
+    now: () => clock,
+    maxViewBytes: 256 * 1024,
+    apply(event, root) {
+      if (event.fail === true) throw new Error('refused here');
+      root.texts.push(event.text);
+    },
+  });
+  const victim = new Replicator(victimDb, network.join('victim'), { statusIntervalMs: 100 });
+  const failed = failures(victim);
+  // The attacker's build accepts what the victim's apply refuses.
+  const attackerDb = await Database.open<Text, typeof Small>({
+    path: tempDir(),
+    root: Small,
+    now: () => clock,
+    apply(event, root) {
+      root.texts.push(event.text);
+    },
+  });
+  const attacker = new Replicator(attackerDb, network.join('attacker'), { statusIntervalMs: 100 });
+  const watch = await MemoryWatch.start();
+  await attackerDb.transaction((tx) => {
+    for (let i = 0; i < 500; i++) tx.append({ text: 'x', fail: true });
+  });
+  await victim.syncedWith('attacker', { signal: AbortSignal.timeout(10_000) });
+  t.is(victimDb.stats().failedApplies, 500);
+  clock += 60 * 60_000;
+  victimDb.advanceCutoff();
+  attackerDb.advanceCutoff();
+  t.is(victimDb.stats().failedApplies, 0, 'failed events go once the cutoff passes them');
+  // Then enough text to fill the view: the batch is refused, the peer is not blamed, nothing crashes.
+  await attackerDb.transaction((tx) => {
+    for (let i = 0; i < 400; i++) tx.append({ text: 'y'.repeat(1000) });
+  });
+  await until(() => failed.some((reason) => /VIEW_FULL|view/.test(reason)) || victimDb.stats().stored !== 0, 'the full view is reported');
+  t.not(peer(attacker, 'victim')?.state, 'refused');
+  t.not(peer(victim, 'attacker')?.state, 'refused', 'a full view is our own failure, not the sender\'s');
+  t.log(`the victim reported: ${failed.join('; ') || 'nothing'}; stored ${victimDb.stats().stored}`);
+  t.notThrows(() => victimDb.read((root) => root.texts.length));
+  assertMemory(t, await watch.stop(), 96, 32);
+  await Promise.all([victim.stop(), attacker.stop()]);
+  await Promise.all([victimDb.close(), attackerDb.close()]);
+});
+
+test.serial('row 11: append refuses an event over the envelope limit (EVENT_TOO_LARGE) instead of losing it at the next rebuild', async (t) => {
+  const db = await openDb();
+  const error = await t.throwsAsync(db.append({ add: 1, blob: blob(16 * MIB + 1) }));
+  t.is((error as { code?: string }).code, 'EVENT_TOO_LARGE');
+  t.regex((error as Error).message, /limit is 16777216 bytes/);
+  t.is(db.stats().stored, 0);
+  await db.compact();
+  t.deepEqual(db.discarded(), []);
+  await db.close();
+});
 
 // ------------------------------------------------------------------------------------- row 1
 

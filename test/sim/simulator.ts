@@ -32,8 +32,12 @@
  * are compared with each other and with the fixed point. The simulator decides it from what it
  * saw: every peer reports, through `subscribe`, the events it stored while they were not yet
  * behind its cutoff ("in time"); the schedule is exempt when two written events have no peer that
- * stored both in time (each was only ever in time where the other was not). Peers that are away
- * without writing (closed or partitioned) do not make a schedule exempt.
+ * stored both in time (each was only ever in time where the other was not). A peer that is away
+ * (closed or partitioned) while the clock passes the cutoff and then stores events late makes it
+ * exempt too: meanwhile the others may have pruned an event together with the events that
+ * deleted or overwrote it, and the one that was away brings the first back, behind everyone's
+ * cutoff, without the rest (it agrees with the others once they have taken it back, not with a
+ * peer that never saw it).
  *
  * The seed fixes the workload, the faults and the network's randomness; the interleaving of
  * timers and disk I/O is real, so a replay repeats the scenario, not every microsecond of it.
@@ -41,7 +45,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { type Database, MessageId, NoatunError } from '../../src/index.js';
+import { type Database, MessageId, messagePackCodec, NoatunError } from '../../src/index.js';
 import { MemoryNetwork } from '../../src/net/memory-link.js';
 import { Replicator } from '../../src/net/replicator.js';
 import { type App, apps, bank, catalog, ordered, orderedView, positions, registry, timedEvents, warehouse } from '../helpers/apps.js';
@@ -63,6 +67,10 @@ const MINUTE = 60_000;
 const SKEW = 20_000;
 /** How long the simulator waits for the swarm to sync before it reports no convergence. */
 const CONVERGE_MS = Number(process.env.SIM_CONVERGE_MS ?? 30_000);
+/** `SIM_TRACE=1`: a failure to converge prints every store and removal of the events not on every peer. */
+const TRACE = process.env.SIM_TRACE;
+/** What SIM_TRACE records (stores and removals, every peer), for the failure message. */
+const history: string[] = [];
 /**
  * Where seeds keep their files: SIM_DIR, else /dev/shm when present (the files are real LMDB
  * environments and mapped views either way; a RAM disk makes their msyncs and clean-up cheap).
@@ -177,6 +185,8 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
     counts.set(fault, (counts.get(fault) ?? 0) + 1);
   };
   let exempt = false;
+  /** The clock jumped while some peer was away (see the module comment). */
+  let awayAcrossCutoff = false;
   const result = (ok: boolean, message: string): SimResult => ({
     seed,
     ok,
@@ -202,6 +212,16 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
           }
           if (event.id.timestamp >= cutoff) inTime.set(event.id.toString(), (inTime.get(event.id.toString()) ?? 0) | (1 << peer.index));
           else late++;
+          if (TRACE !== undefined) {
+            const payload = JSON.stringify(messagePackCodec().decode(db.message(event.id)?.payload ?? new Uint8Array([0xc0])));
+            history.push(`${peer.id} stored ${event.id.toString()} ${payload} (${event.local ? 'local' : 'received'}) at clock ${virtual - T0}, cutoff ${cutoff - T0}, last fault ${lastFault}, discarded ${db.discarded().length}, rebuilds ${db.stats().rebuilds}`);
+          }
+        }
+      },
+      removed(ids) {
+        for (const id of ids) {
+          const hex = Buffer.from(id).toString('hex');
+          if (TRACE !== undefined) history.push(`${peer.id} removed ${hex} at clock ${virtual - T0}, cutoff ${db.cutoffTime - T0}, last fault ${lastFault}, discarded ${db.discarded().length}, pruned ${db.stats().pruned}, rebuilds ${db.stats().rebuilds}, paused ${db.stats().pruningPausedUntil - T0}`);
         }
       },
     });
@@ -292,6 +312,7 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
       const kind = partitioned ? 'partition' : closed ? 'closure' : 'all present';
       if (faults() >= (partitioned ? 0.5 : closed ? 1 : 0.3)) return;
       count(`jump (${kind})`);
+      if (kind !== 'all present') awayAcrossCutoff = true;
       if (faults() < 0.9) await settle();
       virtual += MINUTE + Math.floor(faults() * 4 * MINUTE);
     } else if (x < 0.11) {
@@ -451,7 +472,7 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
     // pruned and will not take back: their statuses differ until the hold ends, by design. Then
     // "converged" means quiet instead: nothing delivered for a while.
     const converged = await converge(peers, () => peers.some((p) => p.db !== undefined && p.db.stats().pruningPausedUntil !== 0) && quiet());
-    exempt = isolatedWrites(written, inTime);
+    exempt = isolatedWrites(written, inTime) || (awayAcrossCutoff && late > 0);
     if (converged !== undefined) return result(false, `after healing: ${converged}`);
 
     // 1. Views right after healing (stored sets may still differ while holds last).
@@ -596,9 +617,10 @@ async function converge(peers: SimPeer[], settledOtherwise: () => boolean = () =
     const why = (id: string, holders: string[]) => {
       const holder = peers.find((p) => p.id === holders[0])!;
       const explanation = holder.db!.explain(MessageId.parse(id));
-      return `${id.slice(0, 12)}… on ${holders.join(',')} (${holder.id} keeps it: ${explanation.keptBecause.join('; ') || 'no reason'}; cutoff ${holder.db!.cutoffTime - T0})`;
+      return `${id} on ${holders.join(',')} (${holder.id} keeps it: ${explanation.keptBecause.join('; ') || 'no reason'}; cutoff ${holder.db!.cutoffTime - T0})`;
     };
     states.push(`events not on every peer: ${partial.map(([id, holders]) => why(id, holders)).join('; ') || 'none'}`);
+    if (TRACE !== undefined) for (const [id] of partial) states.push(`\n  history of ${id}:\n    ${history.filter((line) => line.includes(id)).join('\n    ')}`);
     return `no convergence within ${CONVERGE_MS / 1000} s; ${states.join('; ')}`;
   } finally {
     done.abort();
