@@ -371,6 +371,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     }
     const undone = this.#rewind(mark);
     this.#late = { mark, successor: successor.key, undone };
+    this.#forgetFinalBefore(first.key);
     const applied = this.#applyFrom(first.key);
     this.#redoPrunes(undone);
     this.reapplied += applied - added.length;
@@ -416,6 +417,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
       return;
     }
     const undone = this.#rewind(mark);
+    this.#forgetFinalBefore(stored.key);
     this.appliedMax = undefined;
     // Re-apply everything after the removed event (its successors in id order).
     let last: Uint8Array | undefined;
@@ -457,6 +459,16 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     const reads = Array.from(book.list(this.#arena.u32[r + Rec.READS]!));
     book.remove(ordinal);
     for (const owner of reads) book.dropReader(owner);
+  }
+
+  /**
+   * Events from `key` on are about to be applied again. The pruner treats what it knows of
+   * candidates (events before the cutoff that own nothing) as final, which holds only while
+   * nothing before the cutoff is re-applied: when `key` is before the cutoff of its last decision,
+   * a re-applied reader may read other data now, so the pruner reads the records afresh next time.
+   */
+  #forgetFinalBefore(key: Uint8Array): void {
+    if (MessageId.fromBytes(key).timestamp < this.#pruner.lastCutoff) this.#pruner.reset();
   }
 
   /** Rewinds the view to `mark`; returns the prune steps that the rewind undid. */

@@ -7,7 +7,9 @@
  * it destroyed; the prunable set is the largest set of candidates closed under that rule.
  *
  * Everything about a candidate is final: its readers applied before its data was overwritten and
- * its victims before it, all before the cutoff, so no rewind changes them. A candidate that is
+ * its victims before it, all before the cutoff, so no rewind changes them — unless an event that
+ * arrived behind the cutoff makes events before it apply again: then the projector resets the
+ * pruner, which reads the records afresh (see {@link Pruner.lastCutoff}). A candidate that is
  * blocked (by a reader or victim that is not a candidate) therefore stays blocked until one of
  * its blockers becomes a candidate. Each cutoff step only looks at the new candidates and at the
  * blocked ones they may release, never at the whole table.
@@ -128,6 +130,12 @@ export class Pruner {
     this.#book = book;
   }
 
+  /**
+   * The cutoff of the last {@link collect}. What the pool knows of its candidates holds only while
+   * no event before it is re-applied (see {@link Projector}): a rewind to before it resets.
+   */
+  lastCutoff = 0;
+
   /** Called when an event's use count reaches 0 at `time`. */
   noteZero(ordinal: number, time: number): void {
     // While stale, the records are read later and will show this zero themselves.
@@ -136,6 +144,7 @@ export class Pruner {
 
   /** Forgets everything; the records are read again when next needed (after open or a rebuild). */
   reset(): void {
+    this.lastCutoff = 0;
     this.#zeroed.clear();
     this.#pool.clear();
     this.#destroyers.clear();
@@ -179,6 +188,7 @@ export class Pruner {
   /** The ordinals that can be pruned now that the cutoff is `cutoff`; they leave the pool. */
   collect(cutoff: number): number[] {
     if (this.#stale) this.#load();
+    this.lastCutoff = cutoff;
     const book = this.#book;
     const u32 = book.arena.u32;
     const pool = this.#pool;

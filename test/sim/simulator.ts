@@ -11,8 +11,12 @@
  * `advanceCutoff()` on random peers; reopening with a deleted, damaged or truncated view file or
  * without its undo history; unclean kills (the peer's files copied while it runs, the copy
  * reopened); transactions; events placed just before or after a recent one; stored events handed
- * straight to a peer's `ingest` in random order and batches; new peers joining mid-run; and the
- * fixed-point check (below) on a copy of a random peer, mid-run.
+ * straight to a peer's `ingest` in random order and batches; new peers joining mid-run; the
+ * fixed-point check (below) on a copy of a random peer, mid-run; and, in about four seeds of ten,
+ * a hostile peer (`test/helpers/hostile-peer.ts`, a stream of its own) that gossips garbage,
+ * mutated frames, out-of-range and far-future statuses, forged envelopes and floods of
+ * duplicates, and leaves sessions stalled or fills them with garbage: the honest peers must
+ * refuse it and still converge.
  *
  * Checks, after every partition heals, every peer reopens and all are synced:
  * 1. every peer has the same view, maps compared in iteration order (no sorting), equal to the
@@ -48,6 +52,7 @@ import * as path from 'node:path';
 import { type Database, MessageId, messagePackCodec, NoatunError } from '../../src/index.js';
 import { MemoryNetwork } from '../../src/net/memory-link.js';
 import { Replicator } from '../../src/net/replicator.js';
+import { HostilePeer } from '../helpers/hostile-peer.js';
 import { type App, apps, bank, catalog, ordered, orderedView, positions, registry, timedEvents, warehouse } from '../helpers/apps.js';
 import {
   type AnyDb,
@@ -78,7 +83,7 @@ const history: string[] = [];
 const SIM_DIR = process.env.SIM_DIR ?? (fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir());
 
 /** The faults added to the base schedule; each can be switched off (`npm run sim -- --faults …`). */
-export const FAULTS = ['jump', 'compact', 'advance', 'damage', 'kill', 'transaction', 'placement', 'scramble', 'join', 'fixpoint'] as const;
+export const FAULTS = ['jump', 'compact', 'advance', 'damage', 'kill', 'transaction', 'placement', 'scramble', 'join', 'fixpoint', 'hostile'] as const;
 export type Fault = (typeof FAULTS)[number];
 
 export interface SimOptions {
@@ -156,6 +161,10 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
   // seeds keep their workload), `faults` drives everything added since.
   const random = prng(seed);
   const faults = prng((seed ^ 0x9e3779b9) >>> 0);
+  // The hostile peer draws from a stream of its own, so that the other faults of a seed stay
+  // what they were before it existed.
+  const hostileRandom = prng((seed ^ 0x85ebca6b) >>> 0);
+  let hostile: HostilePeer | undefined;
   const seedApp = appOf(seed, random);
   const app: App<unknown> = options.app === undefined ? seedApp : apps[options.app]!;
   if (app === undefined) throw new Error(`no app ${options.app}`);
@@ -410,6 +419,7 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
       peers.push(peer);
       await open(peer);
     }
+    if (enabled.has('hostile') && hostileRandom() < 0.4) hostile = new HostilePeer(network.join('h0'), hostileRandom);
     const steps = 20 + Math.floor(random() * 30);
     for (let step = 0; step < steps && failures.length === 0; step++) {
       const r = random();
@@ -449,6 +459,9 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
         await new Promise((resolve) => setTimeout(resolve, Math.floor(random() * 20)));
       }
       await faultStep();
+      if (hostile !== undefined && hostileRandom() < 0.3) {
+        count(`hostile ${await hostile.act(openPeers().map((p) => p.id), written.map((w) => w.bytes))}`);
+      }
       if (process.env.SIM_CHECK_HASHES === '1') {
         for (const p of peers) {
           if (p.db === undefined) continue;
@@ -556,6 +569,7 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
   } finally {
     for (const peer of peers) await close(peer).catch(() => {});
     for (const db of abandoned) await db.close().catch(() => {});
+    await hostile?.stop();
     fs.rmSync(root, { recursive: true, force: true });
   }
 }
