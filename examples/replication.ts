@@ -21,6 +21,7 @@ function open(name: string): Promise<Database<Note, typeof Board>> {
   return Database.open<Note, typeof Board>({
     path: path.join(dir, name),
     root: Board,
+    checkDeterminism: true, // refuses an apply that is not deterministic, while developing
     apply(event, root) {
       root.notes.push(`${event.author}: ${event.text}`);
     },

@@ -12,6 +12,7 @@ type Hire = { name: string; salary: number };
 const db = await Database.open<Hire, typeof Company>({
   path: process.argv[2] ?? 'data/simple-db',
   root: Company,
+  checkDeterminism: true, // refuses an apply that is not deterministic, while developing
   apply(event, root) {
     root.totalSalary += event.salary;
     root.employees.set(event.name, { name: event.name, salary: event.salary });

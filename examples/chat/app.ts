@@ -75,7 +75,8 @@ export function openChat(
   path: string,
   options: Partial<Pick<DatabaseOptions<ChatEvent, typeof ChatRoom>, 'now' | 'onProgress'>> = {},
 ): Promise<ChatDb> {
-  return Database.open<ChatEvent, typeof ChatRoom>({ ...app, ...options, path });
+  // checkDeterminism: a development aid that the examples keep on (see the README).
+  return Database.open<ChatEvent, typeof ChatRoom>({ ...app, checkDeterminism: true, ...options, path });
 }
 
 /** One message as the queries return it: plain values, usable after the read. */

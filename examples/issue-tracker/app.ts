@@ -125,7 +125,8 @@ export function openIssueTracker(
   path: string,
   options: Partial<Pick<DatabaseOptions<IssueEvent, typeof IssueDb>, 'now' | 'cutoffIntervalMs' | 'onProgress'>> = {},
 ): Promise<IssueTrackerDb> {
-  return Database.open<IssueEvent, typeof IssueDb>({ ...app, ...options, path });
+  // checkDeterminism: a development aid that the examples keep on (see the README).
+  return Database.open<IssueEvent, typeof IssueDb>({ ...app, checkDeterminism: true, ...options, path });
 }
 
 /** One row of the issue table. */

@@ -319,6 +319,7 @@ function decodeStored(key: Uint8Array, value: Uint8Array): StoredEvent {
     throw new NoatunError(ErrorCode.CORRUPT_FILE, `event log entry ${Buffer.from(key).toString('hex')} is truncated`);
   }
   const ordinal = value[0]! | (value[1]! << 8) | (value[2]! << 16) | (value[3]! * 2 ** 24);
-  // Copy: lmdb-js may reuse the buffer a range yields, and callers keep envelopes.
-  return { key: Uint8Array.from(key), ordinal, envelope: value.slice(ORDINAL_BYTES) };
+  // Copy: lmdb-js may reuse the buffer a range yields, and callers keep envelopes. (Through
+  // Uint8Array's slice: a Buffer's `slice` is a view, not a copy.)
+  return { key: Uint8Array.from(key), ordinal, envelope: Uint8Array.prototype.slice.call(value, ORDINAL_BYTES) };
 }

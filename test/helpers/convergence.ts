@@ -114,6 +114,8 @@ export function openApp(app: App<unknown>, options: OpenOptions): Promise<AnyDb>
     now: options.now,
     cutoffIntervalMs: options.intervalMs,
     autoPrune: options.autoPrune ?? true,
+    // The randomized tests' apps must be deterministic: each local batch is applied twice.
+    checkDeterminism: true,
   }) as Promise<AnyDb>;
 }
 

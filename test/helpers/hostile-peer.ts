@@ -67,7 +67,7 @@ export class HostilePeer {
         wantFrame([new Uint8Array(16)]),
         eventsFrame([new Uint8Array(30)]),
       ];
-      const frame = valid[Math.floor(random() * valid.length)]!.slice();
+      const frame = Uint8Array.from(valid[Math.floor(random() * valid.length)]!);
       frame[Math.floor(random() * frame.length)]! ^= 1 + Math.floor(random() * 255);
       publish(random() < 0.5 ? frame : frame.subarray(0, Math.floor(random() * frame.length)));
       return 'mutated';
@@ -86,7 +86,8 @@ export class HostilePeer {
     }
     if (r < 0.6 && events.length !== 0) {
       // A real envelope with its payload changed: its id no longer matches.
-      const forged = events[Math.floor(random() * events.length)]!.slice();
+      // (A copy: `slice` of a Buffer would be a view of the real event.)
+      const forged = Uint8Array.from(events[Math.floor(random() * events.length)]!);
       forged[forged.length - 1]! ^= 0xff;
       publish(bytesFrame(FrameType.EVENT, forged));
       return 'forged';

@@ -246,7 +246,8 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
   const record = (db: Db, ids: readonly MessageId[]) => {
     for (const id of ids) {
       const message = db.message(id)!;
-      written.push({ id, bytes: message.bytes.slice(), payload: message.payload.slice() });
+      // Copies (`slice` of a Buffer would be a view of the database's memory).
+      written.push({ id, bytes: Uint8Array.from(message.bytes), payload: Uint8Array.from(message.payload) });
     }
   };
   /** A local write; an apply that fails at the author may be refused (nothing stored, nothing written). */
