@@ -390,7 +390,9 @@ test.serial('row 3, memory: a peer that lists a range and defers the rest, again
   await victim.syncedWith('honest', { signal: AbortSignal.timeout(10_000) });
   t.is(victimDb.stats().stored, 2020, 'nothing of the hostile peers is stored');
   t.deepEqual(failed, []);
-  assertMemory(t, await watch.stop(), 32, 8);
+  // The peak is the victim's and the garbage collector's: alone it is about 16 MiB, in a loaded
+  // full run it was seen at 40 (before: +100 MiB a second, without end).
+  assertMemory(t, await watch.stop(), 64, 8);
   await Promise.all([victim.stop(), honest.replicator.stop(), hostile.stop(), staller.stop()]);
   await Promise.all([victimDb.close(), honest.db.close()]);
 });
