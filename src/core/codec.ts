@@ -37,56 +37,98 @@ const MAX_PAYLOAD_DEPTH = 512;
  * `undefined` is kept as a value of a property or an element.
  */
 export function validateMessagePack(value: unknown): void {
-  const seen = new Set<object>();
-  const walk = (v: unknown, path: string, depth: number): void => {
-    switch (typeof v) {
-      case 'undefined':
-      case 'boolean':
-      case 'number':
-      case 'string':
-        return;
-      case 'bigint':
-        if (v < -(2n ** 63n) || v >= 2n ** 64n) throw new PayloadError(path, `${v}n does not fit in 64 bits; MessagePack cannot carry it (use a string)`);
-        return;
-      case 'function':
-        throw new PayloadError(path, 'a function cannot be sent; MessagePack drops it');
-      case 'symbol':
-        throw new PayloadError(path, 'a Symbol cannot be sent in MessagePack');
-    }
-    if (v === null) return;
-    const object = v as object;
-    if (depth >= MAX_PAYLOAD_DEPTH) throw new PayloadError(path, `nested more than ${MAX_PAYLOAD_DEPTH} levels deep`);
-    if (seen.has(object)) throw new PayloadError(path, 'a circular reference cannot be sent in MessagePack');
-    if (object instanceof Uint8Array) {
-      if (object.constructor !== Uint8Array && !Buffer.isBuffer(object)) {
-        throw new PayloadError(path, `a ${object.constructor.name} is read back as a Uint8Array; send a Uint8Array`);
-      }
+  // No cycle bookkeeping on the way (this runs for every append): a cycle shows as a walk deeper
+  // than the limit, and only then is the value walked again to tell a cycle from deep nesting.
+  try {
+    walkPayload(value, [], undefined);
+  } catch (error) {
+    if (!(error instanceof TooDeep)) throw error;
+    walkPayload(value, [], new Set());
+    throw new PayloadError(error.path, `nested more than ${MAX_PAYLOAD_DEPTH} levels deep`);
+  }
+}
+
+/** `event` followed by the steps (`.name`, `[index]`) to a value. */
+function pathOf(steps: readonly (string | number)[]): string {
+  let path = 'event';
+  for (const step of steps) path += typeof step === 'number' ? `[${step}]` : `.${step}`;
+  return path;
+}
+
+/** Thrown by {@link walkPayload} past {@link MAX_PAYLOAD_DEPTH} when it tracks no cycles. */
+class TooDeep extends Error {
+  readonly path: string;
+
+  constructor(path: string) {
+    super('too deep');
+    this.path = path;
+  }
+}
+
+/**
+ * Checks one value (see {@link validateMessagePack}), reached by `steps` (a stack shared by the
+ * whole walk, so no path is built unless one is reported); `seen`, when given, finds cycles.
+ */
+function walkPayload(v: unknown, steps: (string | number)[], seen: Set<object> | undefined): void {
+  const depth = steps.length;
+  switch (typeof v) {
+    case 'undefined':
+    case 'boolean':
+    case 'number':
+    case 'string':
       return;
-    }
-    if (object instanceof Date) {
-      if (Number.isNaN(object.getTime())) throw new PayloadError(path, 'an invalid Date cannot be sent in MessagePack');
+    case 'bigint':
+      if (v < -(2n ** 63n) || v >= 2n ** 64n) throw new PayloadError(pathOf(steps), `${v}n does not fit in 64 bits; MessagePack cannot carry it (use a string)`);
       return;
+    case 'function':
+      throw new PayloadError(pathOf(steps), 'a function cannot be sent; MessagePack drops it');
+    case 'symbol':
+      throw new PayloadError(pathOf(steps), 'a Symbol cannot be sent in MessagePack');
+  }
+  if (v === null) return;
+  const object = v as object;
+  if (seen !== undefined && seen.has(object)) throw new PayloadError(pathOf(steps), 'a circular reference cannot be sent in MessagePack');
+  if (depth >= MAX_PAYLOAD_DEPTH) {
+    if (seen === undefined) throw new TooDeep(pathOf(steps));
+    throw new PayloadError(pathOf(steps), `nested more than ${MAX_PAYLOAD_DEPTH} levels deep`);
+  }
+  if (object instanceof Uint8Array) {
+    if (object.constructor !== Uint8Array && !Buffer.isBuffer(object)) {
+      throw new PayloadError(pathOf(steps), `a ${object.constructor.name} is read back as a Uint8Array; send a Uint8Array`);
     }
-    if (ArrayBuffer.isView(object) || object instanceof ArrayBuffer) {
-      throw new PayloadError(path, `a ${object.constructor.name} is read back as a Uint8Array; send a Uint8Array (or an array of numbers)`);
+    return;
+  }
+  if (object instanceof Date) {
+    if (Number.isNaN(object.getTime())) throw new PayloadError(pathOf(steps), 'an invalid Date cannot be sent in MessagePack');
+    return;
+  }
+  if (ArrayBuffer.isView(object) || object instanceof ArrayBuffer) {
+    throw new PayloadError(pathOf(steps), `a ${object.constructor.name} is read back as a Uint8Array; send a Uint8Array (or an array of numbers)`);
+  }
+  if (object instanceof Map) throw new PayloadError(pathOf(steps), 'a Map is read back as a plain object; send an object or an array of [key, value] pairs');
+  if (object instanceof Set) throw new PayloadError(pathOf(steps), 'a Set is read back as an array; send an array');
+  seen?.add(object);
+  if (Array.isArray(object)) {
+    for (let i = 0; i < object.length; i++) {
+      steps.push(i);
+      walkPayload(object[i], steps, seen);
+      steps.pop();
     }
-    if (object instanceof Map) throw new PayloadError(path, 'a Map is read back as a plain object; send an object or an array of [key, value] pairs');
-    if (object instanceof Set) throw new PayloadError(path, 'a Set is read back as an array; send an array');
-    seen.add(object);
-    if (Array.isArray(object)) {
-      for (let i = 0; i < object.length; i++) walk(object[i], `${path}[${i}]`, depth + 1);
-    } else {
-      const proto = Object.getPrototypeOf(object);
-      if (proto !== Object.prototype && proto !== null) {
-        const name = (object.constructor as { name?: string } | undefined)?.name ?? 'class';
-        throw new PayloadError(path, `a ${name} instance is read back as a plain object without its class; send a plain object`);
-      }
-      if (Object.getOwnPropertySymbols(object).length !== 0) throw new PayloadError(path, 'Symbol keys are dropped by MessagePack');
-      for (const key of Object.keys(object)) walk((object as Record<string, unknown>)[key], `${path}.${key}`, depth + 1);
+  } else {
+    const proto = Object.getPrototypeOf(object);
+    if (proto !== Object.prototype && proto !== null) {
+      const name = (object.constructor as { name?: string } | undefined)?.name ?? 'class';
+      throw new PayloadError(pathOf(steps), `a ${name} instance is read back as a plain object without its class; send a plain object`);
     }
-    seen.delete(object);
-  };
-  walk(value, 'event', 0);
+    if (Object.getOwnPropertySymbols(object).length !== 0) throw new PayloadError(pathOf(steps), 'Symbol keys are dropped by MessagePack');
+    for (const key in object) {
+      if (!Object.hasOwn(object, key)) continue;
+      steps.push(key);
+      walkPayload((object as Record<string, unknown>)[key], steps, seen);
+      steps.pop();
+    }
+  }
+  seen?.delete(object);
 }
 
 /**
