@@ -87,7 +87,7 @@ function walkPayload(v: unknown, steps: (string | number)[], seen: Set<object> |
   }
   if (v === null) return;
   const object = v as object;
-  if (seen !== undefined && seen.has(object)) throw new PayloadError(pathOf(steps), 'a circular reference cannot be sent in MessagePack');
+  if (seen?.has(object) === true) throw new PayloadError(pathOf(steps), 'a circular reference cannot be sent in MessagePack');
   if (depth >= MAX_PAYLOAD_DEPTH) {
     if (seen === undefined) throw new TooDeep(pathOf(steps));
     throw new PayloadError(pathOf(steps), `nested more than ${MAX_PAYLOAD_DEPTH} levels deep`);
