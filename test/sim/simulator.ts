@@ -652,7 +652,9 @@ async function converge(peers: SimPeer[], settledOtherwise: () => boolean = () =
     const why = (id: string, holders: string[]) => {
       const holder = peers.find((p) => p.id === holders[0])!;
       const explanation = holder.db!.explain(MessageId.parse(id));
-      return `${id} on ${holders.join(',')} (${holder.id} keeps it: ${explanation.keptBecause.join('; ') || 'no reason'}; cutoff ${holder.db!.cutoffTime - T0})`;
+      const parents = holder.db!.message(MessageId.parse(id))?.parents ?? [];
+      const parentNote = parents.map((parent) => `${parent.toString()} on ${peers.filter((p) => p.db!.message(parent) !== undefined).map((p) => p.id).join(',') || 'no peer'}`).join('; ');
+      return `${id} on ${holders.join(',')} (${holder.id} keeps it: ${explanation.keptBecause.join('; ') || 'no reason'}; cutoff ${holder.db!.cutoffTime - T0}; parents: ${parentNote || 'none'})`;
     };
     states.push(`events not on every peer: ${partial.map(([id, holders]) => why(id, holders)).join('; ') || 'none'}`);
     if (TRACE !== undefined) for (const [id] of partial) states.push(`\n  history of ${id}:\n    ${history.filter((line) => line.includes(id)).join('\n    ')}`);
