@@ -5,7 +5,9 @@
  *
  * - **accepted** — new, not from the future, every parent present (stored, in this batch, or
  *   behind the cutoff, where parents count as present);
- * - **duplicate** — stored already, already accepted in this batch, or already waiting here;
+ * - **duplicate** — stored already, already accepted in this batch, or already waiting here
+ *   (unless this copy's parents are all present and the waiting copy's are not: parents are not
+ *   covered by the id hash, so the waiting copy may be a forgery naming parents that never come);
  * - **too new** — dated more than `maxClockSkewMs` after this peer's clock. Such an event would
  *   never become final, stay a head, and make every honest append rewind and re-apply it (and win
  *   every last-writer-wins); its sender offers it again once it is due;
@@ -171,8 +173,23 @@ export class Inbox {
     let refused = 0;
     for (const envelope of decoded) {
       const key = envelope.id.key;
-      if (acceptedKeys.has(key) || this.#parked.has(key) || host.isStored(envelope.id.bytes)) {
+      if (acceptedKeys.has(key) || host.isStored(envelope.id.bytes)) {
         duplicates++;
+        continue;
+      }
+      const waiting = this.#parked.get(key);
+      if (waiting !== undefined) {
+        // The id hash does not cover the parents (they are dropped behind the cutoff), so a copy
+        // from a hostile peer may name parents that never come. The waiting copy stays unless this
+        // one is complete now: then this one is stored, and a forged copy cannot hold back the
+        // true one for longer than one offer from an honest peer.
+        if (this.#missingParent(envelope, acceptedKeys) === undefined) {
+          this.#drop(waiting);
+          accepted.push(envelope);
+          acceptedKeys.add(key);
+        } else {
+          duplicates++;
+        }
         continue;
       }
       if (this.isTooNew(envelope.id.timestamp)) {

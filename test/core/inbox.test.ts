@@ -4,7 +4,8 @@
  * the cutoff, failing events that do not pile up, and events too large to ever be sent.
  */
 import test from 'ava';
-import { decodeEnvelope } from '../../src/core/envelope.js';
+import { decodeEnvelope, encodeEnvelope, withParents } from '../../src/core/envelope.js';
+import { MessageId as Id } from '../../src/core/message-id.js';
 import { Database, type MessageId, type NoatunError, s } from '../../src/index.js';
 import { FakeClock, removeTempDirs, T0, tempDir } from '../helpers/temp.js';
 
@@ -53,6 +54,31 @@ test('parking is bounded per sender, by count and bytes, and costs O(1) per even
   t.is(released.unparked, 2000);
   t.is(victim.stats().parked, 0);
   await victim.close();
+});
+
+test('a forged parent list (parents are not in the id hash) cannot hold back the true copy', async (t) => {
+  const clock = new FakeClock(T0);
+  const [first, second] = await chain(clock, 2);
+  const victim = await open(clock);
+  // The stranger sends the second event with a parent that does not exist: it waits.
+  const real = decodeEnvelope(second!);
+  const nowhere = Id.fromParts(real.id.timestamp - 1, 0, new Uint8Array(8).fill(7));
+  const forged = encodeEnvelope(withParents(real, [nowhere]));
+  t.is((await victim.ingest([forged], { peer: 'stranger' })).parked, 1);
+  // The true parent arrives; the forged copy still waits for its invented one.
+  t.is((await victim.ingest([first!], { peer: 'honest' })).stored, 1);
+  t.is(victim.stats().parked, 1);
+  // An honest peer offers the true copy: its parents are present, so it is stored at once.
+  const result = await victim.ingest([second!], { peer: 'honest' });
+  t.is(result.stored, 1);
+  t.is(victim.stats().parked, 0);
+  t.deepEqual(victim.message(real.id)?.parents.map(String), real.parents.map(String));
+  // While both copies are incomplete the first one waits and the second is a duplicate.
+  const other = await open(clock);
+  t.is((await other.ingest([forged], { peer: 'stranger' })).parked, 1);
+  t.is((await other.ingest([second!], { peer: 'honest' })).duplicates, 1);
+  await victim.close();
+  await other.close();
 });
 
 test('parked events go when their sender leaves, when they wait too long, and when their parent falls behind the cutoff', async (t) => {
