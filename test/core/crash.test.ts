@@ -2,14 +2,18 @@
  * Crash safety: a child process appends in a loop and is killed with SIGKILL at random moments.
  * After each kill the database reopens with every acknowledged event stored, and its view equals
  * a plain replay of the log. Rounds: NOATUN_KILL_ROUNDS (default 20).
+ *
+ * A second writer prunes: its clock runs fast, it ingests late events and compacts, so kills land
+ * inside rewinds, pruning passes and compactions (half as many rounds).
  */
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { messagePackCodec } from '../../src/index.js';
-import { prng, removeTempDirs, tempDir, testSeed } from '../helpers/temp.js';
+import { prng, removeTempDirs, T0, tempDir, testSeed } from '../helpers/temp.js';
 import { type CrashEvent, openCrashDb, replay } from './fixtures/crash-app.js';
+import { openPruneCrashDb, type PruneCrashEvent, replayPruneCrash } from './fixtures/prune-crash-app.js';
 
 test.after.always(removeTempDirs);
 
@@ -95,4 +99,80 @@ test('a process killed after writes went quiet reopens its view without a rebuil
   t.is(db.stats().stored, 50);
   t.is(db.read((root) => root.count), 50);
   await db.close();
+});
+
+/** Runs the pruning writer from `start` (its fake clock) and kills it at a random moment. */
+function runPruneWriterAndKill(dir: string, seed: number, start: number, delayMs: number): Promise<Acked[]> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import=tsx', pruneWriter, dir, String(seed), String(start)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const acked: Acked[] = [];
+    let buffered = '';
+    let stderr = '';
+    let timer: NodeJS.Timeout | undefined;
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      buffered += chunk;
+      let newline = buffered.indexOf('\n');
+      while (newline >= 0) {
+        const [word, id, key, value] = buffered.slice(0, newline).split(' ');
+        buffered = buffered.slice(newline + 1);
+        if (word === 'ready') timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
+        else if (word === 'ack') acked.push({ id: id!, event: { key: Number(key), value: Number(value) } });
+        newline = buffered.indexOf('\n');
+      }
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    child.on('error', reject);
+    child.on('exit', (_code, signal) => {
+      clearTimeout(timer);
+      if (signal !== 'SIGKILL') reject(new Error(`writer exited by itself: ${stderr}`));
+      else resolve(acked);
+    });
+  });
+}
+
+type Acked = { id: string; event: PruneCrashEvent };
+
+const pruneWriter = path.join(path.dirname(writer), 'prune-crash-writer.ts');
+
+test('killed inside rewinds, pruning and compaction: every acknowledged event is stored or overwritten by a stored one, and the stored set is a fixed point', async (t) => {
+  const seed = testSeed();
+  const random = prng(seed);
+  const dir = tempDir();
+  const codec = messagePackCodec<PruneCrashEvent>();
+  const everAcked: Acked[] = [];
+  // Each round starts an hour after the last began: the writer's clock runs 5 s per operation.
+  let start = T0;
+  let pruned = 0;
+  for (let round = 0; round < Math.ceil(rounds / 2); round++) {
+    const acked = await runPruneWriterAndKill(dir, seed + round, start, 200 + Math.floor(random() * 900));
+    start += 3_600_000;
+    everAcked.push(...acked);
+    const db = await openPruneCrashDb(dir, () => start);
+    const stored = [...db.messages()];
+    const events = stored.map((m) => ({ id: m.id.toString(), event: codec.decode(m.payload) }));
+    // Nothing acknowledged is lost: replaying the acknowledged and the stored events together gives
+    // the view (an acknowledged event that is not stored was overwritten by stored ones).
+    const storedIds = new Set(events.map((e) => e.id));
+    const union = new Map([...everAcked, ...events].map((e) => [e.id, e.event]));
+    const byKey = (entries: [number, unknown][]) => entries.sort(([a], [b]) => a - b);
+    const withAcked = replayPruneCrash([...union].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, e]) => e));
+    t.deepEqual(byKey([...db.read((root) => root.byKey.export())]), byKey(withAcked), `round ${round}, seed ${seed}: acknowledged events lost`);
+    pruned += everAcked.filter(({ id }) => !storedIds.has(id)).length;
+    // The view is the replay of the stored events, in the map's iteration order too.
+    const expected = replayPruneCrash(events.map((e) => e.event));
+    t.deepEqual([...db.read((root) => root.byKey.export())], expected, `round ${round}, seed ${seed}: view`);
+    // A fresh peer given the stored events keeps exactly them and reaches the same view.
+    const fresh = await openPruneCrashDb(tempDir(), () => start);
+    await fresh.ingest(stored.map((m) => m.bytes));
+    t.deepEqual([...fresh.messages()].map((m) => m.id.toString()), events.map((e) => e.id), `round ${round}, seed ${seed}: fixed point`);
+    t.deepEqual([...fresh.read((root) => root.byKey.export())], expected, `round ${round}, seed ${seed}: fresh view`);
+    t.log(`round ${round}: ${acked.length} acknowledged, ${stored.length} stored, opened by ${db.stats().openedBy}`);
+    await fresh.close();
+    await db.close();
+  }
+  t.true(everAcked.length > 0);
+  t.true(pruned > 0, 'nothing was ever pruned: the test would not reach pruning');
 });
