@@ -125,13 +125,13 @@ export interface StoredMessage {
 
 /** What {@link Database.ingest} did with a batch. */
 export interface IngestResult {
-  /** Newly stored events. */
+  /** Newly stored events (including those counted in {@link unparked}). */
   readonly stored: number;
   /** Events already stored (or already waiting here). */
   readonly duplicates: number;
   /** Events waiting for their parents. */
   readonly parked: number;
-  /** Parked events (from earlier batches) stored because this batch brought their parents. */
+  /** Parked events (from earlier batches) stored because this batch brought their parents; part of {@link stored}. */
   readonly unparked: number;
   /** Events dated too far ahead of this peer's clock (`inbox.maxClockSkewMs`); not stored. */
   readonly future: number;
@@ -572,15 +572,14 @@ export class Database<E, R extends ObjectSchema<unknown>> {
 
   /**
    * Stores parked events that no longer wait: their parent fell behind the cutoff (where parents
-   * count as present). Durable with the next commit; a batch the view refuses is dropped (its
-   * senders offer it again).
+   * count as present), as `ingest` would (see {@link #admit}). Durable with the next commit; a batch
+   * the view refuses is dropped (its senders offer it again).
    */
   #storeReleased(): void {
     const released = this.#inbox.sort([]).accepted;
     if (released.length === 0) return;
     try {
-      this.#commitBudgeted(released);
-      void this.#durable().catch(() => {});
+      if (this.#admit(released).stored !== 0) void this.#durable().catch(() => {});
     } catch (error) {
       if (this.#broken !== undefined) throw error;
     }
@@ -641,7 +640,11 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const now = this.#now();
     for (const id of ids) {
       this.#finalizedGone(id);
-      this.#recentlyPruned.set(MessageId.adopt(id).key, now);
+      // Deleted first, so that the map stays in time order (an id stored again and pruned again
+      // moves to the end) and #forgetPrunedBefore can stop at the first recent one.
+      const key = MessageId.adopt(id).key;
+      this.#recentlyPruned.delete(key);
+      this.#recentlyPruned.set(key, now);
     }
     this.#log.setMeta(META_PRUNED, (this.#log.getMeta<number>(META_PRUNED) ?? 0) + ids.length);
     this.#saveCutoffHashes();
@@ -971,8 +974,27 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const decoded: Envelope[] = [];
     for (const bytes of batch) decoded.push(decodeEnvelope(bytes));
     const sorting = this.#inbox.sort(decoded, options.peer ?? LOCAL_SOURCE);
-    let duplicates = sorting.duplicates;
-    let refused = sorting.refused;
+    const admitted = this.#admit(sorting.accepted);
+    if (admitted.stored !== 0) await this.#durable();
+    return {
+      stored: admitted.stored,
+      duplicates: sorting.duplicates + admitted.duplicates,
+      parked: sorting.parked,
+      unparked: sorting.unparked,
+      future: sorting.tooNew,
+      refused: sorting.refused + admitted.refused,
+      deferred: admitted.deferred,
+    };
+  }
+
+  /**
+   * Stores events the inbox accepted (new, parents present), now or — costly late ones — when the
+   * budget allows; durable with the next flush. Used by `ingest` and for events released from
+   * parking when the cutoff passes their parent, so both hold pruning and keep the budget alike.
+   */
+  #admit(sorted: readonly Envelope[]): { stored: number; duplicates: number; refused: number; deferred: number } {
+    let duplicates = 0;
+    let refused = 0;
     // New events behind the cutoff hold pruning (see #holdPruning). An event pruned here recently
     // is offered again by a peer that still holds it (its own hold is longer): storing it again
     // is only worth it while pruning is held — some late event may have made it needed again, and
@@ -980,7 +1002,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     // either way it must not start a new hold, or two peers would hand it back and forth forever.
     const accepted: Envelope[] = [];
     const prunedBefore: Envelope[] = [];
-    for (const envelope of sorting.accepted) {
+    for (const envelope of sorted) {
       if (envelope.id.timestamp < this.#cutoff && this.#recentlyPruned.has(envelope.id.key)) prunedBefore.push(envelope);
       else accepted.push(envelope);
     }
@@ -998,14 +1020,21 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       else if (this.#defer(envelope)) deferred++;
       else refused++;
     }
-    if (turnAllowed && this.#late.size !== 0) now.push(...this.#takeLate());
-    if (now.length !== 0) {
-      now.sort((a, b) => MessageId.compare(a.id, b.id));
-      this.#commitBudgeted(now);
-      await this.#durable();
+    const taken = turnAllowed && this.#late.size !== 0 ? this.#takeLate() : [];
+    now.push(...taken);
+    try {
+      if (now.length !== 0) {
+        now.sort((a, b) => MessageId.compare(a.id, b.id));
+        this.#commitBudgeted(now);
+      }
+    } catch (error) {
+      // Refused as a batch: the queued late events taken for this turn wait for the next one.
+      for (const envelope of taken) this.#defer(envelope);
+      throw error;
+    } finally {
+      if (this.#late.size !== 0) this.#scheduleLate();
     }
-    if (this.#late.size !== 0) this.#scheduleLate();
-    return { stored: now.length, duplicates, parked: sorting.parked, unparked: sorting.unparked, future: sorting.tooNew, refused, deferred };
+    return { stored: now.length, duplicates, refused, deferred };
   }
 
   /**
@@ -1072,6 +1101,11 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#lateTimer = setTimeout(() => {
       this.#lateTimer = undefined;
       if (this.#closed || this.#broken !== undefined || this.#late.size === 0) return;
+      // A costly batch stored meanwhile (released from parking, say) moved the next turn on.
+      if (performance.now() < this.#nextLateTurnAt) {
+        this.#scheduleLate();
+        return;
+      }
       const late = this.#takeLate();
       if (late.length === 0) return;
       late.sort((a, b) => MessageId.compare(a.id, b.id));

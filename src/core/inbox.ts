@@ -159,11 +159,16 @@ export class Inbox {
     const host = this.#host;
     const cutoff = host.cutoff;
     const decoded: Envelope[] = [];
-    for (const envelope of [...batch, ...this.#releaseBehindCutoff()]) {
-      // A final event has no parents: a peer whose cutoff lags ours (its clock is behind, within
-      // a stride or two) still sends them; they carry no meaning here, so they are dropped.
-      decoded.push(envelope.id.timestamp < cutoff && envelope.parents.length !== 0 ? withParents(envelope, []) : envelope);
+    // Released events keep their sender and their time: parked again (another parent is still
+    // missing), they count against that sender's share and expire when they would have.
+    const released = this.#releaseBehindCutoff();
+    const origins = released.length === 0 ? undefined : new Map<Envelope, Parked>();
+    for (const entry of released) {
+      const envelope = finalWithoutParents(entry.envelope, cutoff);
+      origins!.set(envelope, entry);
+      decoded.push(envelope);
     }
+    for (const envelope of batch) decoded.push(finalWithoutParents(envelope, cutoff));
     decoded.sort((a, b) => MessageId.compare(a.id, b.id));
     const accepted: Envelope[] = [];
     const acceptedKeys = new Set<string>();
@@ -200,10 +205,11 @@ export class Inbox {
       if (missing === undefined) {
         accepted.push(envelope);
         acceptedKeys.add(key);
-      } else if (this.#park(envelope, key, missing, source)) {
-        parked++;
       } else {
-        refused++;
+        // Counted for this batch only if it came with it.
+        const origin = origins?.get(envelope);
+        if (!this.#park(envelope, key, missing, origin ?? source)) refused++;
+        else if (origin === undefined) parked++;
       }
     }
     // Parked events whose parents this batch brings can be stored too (cascading: each accepted
@@ -250,8 +256,13 @@ export class Inbox {
     return undefined;
   }
 
-  /** Parks an event if the limits allow; false when they do not. */
-  #park(envelope: Envelope, key: string, missing: string, source: string): boolean {
+  /**
+   * Parks an event if the limits allow; false when they do not. `from` is the sender, or the entry
+   * of an event released from parking whose sender and time it keeps.
+   */
+  #park(envelope: Envelope, key: string, missing: string, from: string | Parked): boolean {
+    const source = typeof from === 'string' ? from : from.source;
+    const since = typeof from === 'string' ? this.#host.now() : from.since;
     const bytes = envelopeSize(envelope);
     const usage = this.#sources.get(source) ?? { count: 0, bytes: 0 };
     if (
@@ -262,7 +273,7 @@ export class Inbox {
     ) {
       return false;
     }
-    const entry: Parked = { envelope, key, bytes, source, since: this.#host.now(), missing };
+    const entry: Parked = { envelope, key, bytes, source, since, missing };
     this.#parked.set(key, entry);
     this.#wait(entry, missing);
     usage.count++;
@@ -299,7 +310,11 @@ export class Inbox {
     }
   }
 
-  /** Drops entries parked longer than the time limit (oldest first). */
+  /**
+   * Drops entries parked longer than the time limit, walking from the oldest until one is not due.
+   * An event parked again after a release keeps its time but goes to the end, so it may wait up to
+   * one more limit: at most twice the limit in all, never longer.
+   */
   #expire(): void {
     const horizon = this.#host.now() - this.#ttlMs;
     for (const entry of this.#parked.values()) {
@@ -313,9 +328,9 @@ export class Inbox {
    * present now); they are sorted again with the batch. The cutoff moves once a stride at most,
    * and only then is the list walked.
    */
-  #releaseBehindCutoff(): Envelope[] {
+  #releaseBehindCutoff(): Parked[] {
     const cutoff = this.#host.cutoff;
-    const released: Envelope[] = [];
+    const released: Parked[] = [];
     if (cutoff <= this.#releasedAt) return released;
     this.#releasedAt = cutoff;
     for (const [parentKey, waiting] of this.#waiting) {
@@ -325,11 +340,19 @@ export class Inbox {
         const entry = this.#parked.get(key);
         if (entry === undefined) continue;
         this.#unpark(entry);
-        released.push(entry.envelope);
+        released.push(entry);
       }
     }
     return released;
   }
+}
+
+/**
+ * A final event has no parents: a peer whose cutoff lags ours (its clock is behind, within a stride
+ * or two) still sends them; they carry no meaning here, so they are dropped.
+ */
+function finalWithoutParents(envelope: Envelope, cutoff: number): Envelope {
+  return envelope.id.timestamp < cutoff && envelope.parents.length !== 0 ? withParents(envelope, []) : envelope;
 }
 
 function positive(value: number, name: string): number {

@@ -602,7 +602,7 @@ export class Replicator extends EventTarget {
         const result = await this.#db.ingest(envelopes, { peer: from });
         const peer = this.#peers.get(from);
         if (peer === undefined) continue;
-        peer.stored += result.stored + result.unparked;
+        peer.stored += result.stored;
         // Missing parents: reconcile with the sender, which has them.
         if (result.parked > 0) this.#schedule(peer, 0);
         if ((result.future ?? 0) > 0) this.#markDiffers(peer, 'peer-ahead', 'clock drift: it sends events dated ahead of our clock');

@@ -454,7 +454,7 @@ export class SessionRun {
     const peer = this.#peer;
     peer.received += count;
     const ingested = this.#host.db.ingest(envelopes, { peer: peer.peerId }).then((result) => {
-      peer.stored += result.stored + result.unparked;
+      peer.stored += result.stored;
       this.#expect(-Math.min(count, this.#expecting));
       // The last event we asked for may be what our END waited on.
       if (this.#expecting === 0 && !this.#finished) {

@@ -103,7 +103,30 @@ test('parked events go when their sender leaves, when they wait too long, and wh
   t.is(patient.stats().parked, 0);
   t.is(patient.stats().stored, 1);
   t.deepEqual(patient.message(decodeEnvelope(events[1]!).id)!.parents, []);
+  // Stored behind the cutoff, as a late event from another peer: pruning waits, as for ingest.
+  t.is(patient.stats().pruningPausedUntil, clock.time);
   await patient.close();
+});
+
+test('an event released from parking that still misses a parent waits again under its own sender, not the next one', async (t) => {
+  const clock = new FakeClock(T0 + 20 * MIN);
+  const [forgedSource] = await chain(clock, 1);
+  const honestChain = await chain(clock, 2);
+  const victim = await open(clock, { inbox: { maxParkedEventsPerSource: 1 } });
+  // Two invented parents: one the cutoff will pass, one it will not.
+  const real = decodeEnvelope(forgedSource!);
+  const soon = Id.fromParts(T0 + 10 * MIN, 0, new Uint8Array(8).fill(1));
+  const later = Id.fromParts(real.id.timestamp - 1, 0, new Uint8Array(8).fill(2));
+  t.is((await victim.ingest([encodeEnvelope(withParents(real, [soon, later]))], { peer: 'hostile' })).parked, 1);
+  // The cutoff passes the first; the event is released and parked again on the second.
+  clock.advance(10 * MIN);
+  const honest = await victim.ingest([honestChain[1]!], { peer: 'honest' });
+  t.is(honest.parked, 1, 'the honest sender still has its own share');
+  t.is(honest.refused, 0);
+  t.is(victim.stats().parked, 2);
+  victim.peerLeft('hostile');
+  t.is(victim.stats().parked, 1, 'the released event left with its sender');
+  await victim.close();
 });
 
 test('events dated too far ahead of the clock are refused, and accepted once due', async (t) => {
