@@ -182,6 +182,7 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
   /** Per event (id key): bitmask of the peers that stored it while it was not behind their cutoff. */
   const inTime = new Map<string, number>();
   let deliveries = 0;
+  const recent: string[] = [];
   let lastDelivery = Date.now();
   /** No event stored anywhere for a second of real time, and none waiting for the budget. */
   const quiet = () => Date.now() - lastDelivery > 1000 && peers.every((p) => p.db === undefined || p.db.stats().deferred === 0);
@@ -218,6 +219,9 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
           if (!event.local) {
             deliveries++;
             lastDelivery = Date.now();
+            // The last few, for the message of a resync loop.
+            recent.push(`${peer.id} got ${event.id.toString()} (cutoff ${cutoff - T0}, ${event.id.timestamp < cutoff ? 'behind it' : 'in time'}, paused until ${Math.max(0, db.stats().pruningPausedUntil - T0)})`);
+            if (recent.length > 12) recent.shift();
           }
           if (event.id.timestamp >= cutoff) inTime.set(event.id.toString(), (inTime.get(event.id.toString()) ?? 0) | (1 << peer.index));
           else late++;
@@ -544,10 +548,13 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
         // Events delivered in this round may land behind the new cutoff and start new holds.
         const again = await converge(peers, () => peers.some((p) => p.db !== undefined && p.db.stats().pruningPausedUntil !== 0) && quiet());
         const settledNow = again === undefined && deliveries === before && peers.every((p) => p.db === undefined || p.db.stats().pruningPausedUntil === 0);
-        if (settledNow) break;
+        if (settledNow) {
+          if (process.env.SIM_ROUNDS !== undefined) console.error(`settled after ${rounds} final rounds (${exempt ? "exempt" : "checked"})`);
+          break;
+        }
         if (rounds === (exempt ? 4 : 3)) {
           if (again !== undefined) return result(false, `after the clock passed every hold ${rounds} times: ${again}`);
-          return result(false, `after the clock passed every hold ${rounds} times, peers still store events again (${deliveries - before} deliveries in the last round): a resync loop`);
+          return result(false, `after the clock passed every hold ${rounds} times, peers still store events again (${deliveries - before} deliveries in the last round; the last: ${recent.slice(-Math.min(12, deliveries - before)).join('; ')}): a resync loop`);
         }
         if (again !== undefined && !exempt) return result(false, `after the clock passed every hold: ${again}`);
       }
