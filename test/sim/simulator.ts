@@ -183,6 +183,9 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
   const inTime = new Map<string, number>();
   let deliveries = 0;
   const recent: string[] = [];
+  /** In the final rounds: what each round delivered (peer and event), and in how many rounds each was. */
+  let roundDeliveries: Set<string> | undefined;
+  const roundsDelivered = new Map<string, number>();
   let lastDelivery = Date.now();
   /** No event stored anywhere for a second of real time, and none waiting for the budget. */
   const quiet = () => Date.now() - lastDelivery > 1000 && peers.every((p) => p.db === undefined || p.db.stats().deferred === 0);
@@ -222,6 +225,7 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
             // The last few, for the message of a resync loop.
             recent.push(`${peer.id} got ${event.id.toString()} (cutoff ${cutoff - T0}, ${event.id.timestamp < cutoff ? 'behind it' : 'in time'}, paused until ${Math.max(0, db.stats().pruningPausedUntil - T0)})`);
             if (recent.length > 12) recent.shift();
+            roundDeliveries?.add(`${peer.id} ${event.id.toString()}`);
           }
           if (event.id.timestamp >= cutoff) inTime.set(event.id.toString(), (inTime.get(event.id.toString()) ?? 0) | (1 << peer.index));
           else late++;
@@ -540,21 +544,32 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
       // 2. Past every hold: everyone advances its cutoff and syncs again, until nothing more is delivered.
       // Where peers wrote, or held events, while away (exempt schedules), an event one brings back
       // that the others pruned is taken back only once they have forgotten pruning it: one round
-      // more. Four rounds at most.
+      // more; and pairs that wait for their backoff while a hold is on may carry on in the next
+      // round. Eight rounds at most (three otherwise), and an event stored again in three rounds
+      // is a loop.
       for (let rounds = 1; ; rounds++) {
         const before = deliveries;
+        roundDeliveries = new Set();
         virtual = finalTime();
         for (const peer of peers) peer.db!.advanceCutoff();
         // Events delivered in this round may land behind the new cutoff and start new holds.
         const again = await converge(peers, () => peers.some((p) => p.db !== undefined && p.db.stats().pruningPausedUntil !== 0) && quiet());
         const settledNow = again === undefined && deliveries === before && peers.every((p) => p.db === undefined || p.db.stats().pruningPausedUntil === 0);
+        for (const delivery of roundDeliveries) roundsDelivered.set(delivery, (roundsDelivered.get(delivery) ?? 0) + 1);
+        // A loop stores the same events again round after round; a slow schedule (pairs waiting
+        // for their backoff while a hold is on) stores new ones in each round, and may take more.
+        const looping = [...roundDeliveries].filter((delivery) => roundsDelivered.get(delivery)! >= 3);
         if (settledNow) {
+          roundDeliveries = undefined;
           if (process.env.SIM_ROUNDS !== undefined) console.error(`settled after ${rounds} final rounds (${exempt ? "exempt" : "checked"})`);
           break;
         }
-        if (rounds === (exempt ? 4 : 3)) {
+        if (looping.length !== 0) {
+          return result(false, `after the clock passed every hold ${rounds} times, peers store the same events again (${looping.slice(0, 6).join(', ')}, stored in 3 rounds or more; the last deliveries: ${recent.join('; ')}): a resync loop`);
+        }
+        if (rounds === (exempt ? 8 : 3)) {
           if (again !== undefined) return result(false, `after the clock passed every hold ${rounds} times: ${again}`);
-          return result(false, `after the clock passed every hold ${rounds} times, peers still store events again (${deliveries - before} deliveries in the last round; the last: ${recent.slice(-Math.min(12, deliveries - before)).join('; ')}): a resync loop`);
+          return result(false, `after the clock passed every hold ${rounds} times, peers still store events (${deliveries - before} deliveries in the last round; the last: ${recent.slice(-Math.min(12, deliveries - before)).join('; ')})`);
         }
         if (again !== undefined && !exempt) return result(false, `after the clock passed every hold: ${again}`);
       }
