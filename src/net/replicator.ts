@@ -84,6 +84,9 @@ export class Replicator extends EventTarget {
   readonly #timer: NodeJS.Timeout;
   /** The status publish waiting for the debounce, and whether it goes through the swarm. */
   #statusSoon: NodeJS.Timeout | undefined;
+  /** Status after a change: to neighbours, and through the swarm (see #statusChanged). */
+  readonly #neighbourStatus: Settle;
+  readonly #swarmStatus: Settle;
   #statusRelay = false;
   #statusReplyWanted = false;
   /** When we last relayed our status through the swarm in reply to a request (ms), and the next. */
@@ -130,6 +133,15 @@ export class Replicator extends EventTarget {
       largeEvents: new ByteBudget(resolved.largeEventBytes),
       status: (lowerTime) => this.#status(lowerTime),
     };
+    const debounce = resolved.statusDebounceMs;
+    this.#neighbourStatus = new Settle(debounce, 10 * debounce, () => this.#guard(() => this.#sendStatus(false, false)));
+    this.#swarmStatus = new Settle(5 * debounce, 40 * debounce, () =>
+      this.#guard(() => {
+        // It reaches the neighbours too.
+        this.#neighbourStatus.cancel();
+        this.#sendStatus(true, false);
+      }),
+    );
     this.#limits = new SessionLimits(resolved.maxSessions, resolved.maxSessionsPerPeer);
     this.#peers = new PeerTable(() => new Backoff({ minMs: resolved.resyncMinMs, maxMs: resolved.resyncMaxMs }));
     this.#redialer = new Redialer(
@@ -274,6 +286,8 @@ export class Replicator extends EventTarget {
     this.#stopped = true;
     clearInterval(this.#timer);
     clearTimeout(this.#statusSoon);
+    this.#neighbourStatus.cancel();
+    this.#swarmStatus.cancel();
     clearTimeout(this.#replyTimer);
     clearTimeout(this.#askTimer);
     this.#outgoing = [];
@@ -434,11 +448,15 @@ export class Replicator extends EventTarget {
   }
 
   /**
-   * Our status changed: tell the neighbours soon (debounced: a burst of commits sends one). After
-   * new events (`stored`), through the swarm: peers that are not neighbours learn we hold them.
+   * Our status changed: tell the neighbours once it settles (`statusDebounceMs` without a change, a
+   * burst of commits sends one). After new events (`stored`) also through the swarm, so that peers
+   * that are not neighbours learn we hold them — once the events have settled for five debounce
+   * periods, so that a swarm busy replicating does not flood statuses at the pace of its commits.
    */
   #statusChanged(stored: boolean): void {
-    this.#publishStatus({ relay: stored, replyWanted: false });
+    if (this.#stopped) return;
+    this.#neighbourStatus.poke();
+    if (stored) this.#swarmStatus.poke();
   }
 
   /** Publishes our status after the debounce, merging requests (relayed if any asked for it). */
@@ -825,5 +843,39 @@ export class Replicator extends EventTarget {
     if (peer.state === 'syncing' || peer.state === 'connected') peer.state = 'differs';
     peer.reason = fault === 'local' ? `local failure: ${describe(error)}` : `session ended: ${describe(error)}`;
     this.#backOff(peer);
+  }
+}
+
+/** Runs `fn` once calls to {@link poke} stop for `quietMs`, and at most `maxMs` after the first. */
+class Settle {
+  readonly #quietMs: number;
+  readonly #maxMs: number;
+  readonly #fn: () => void;
+  #timer: NodeJS.Timeout | undefined;
+  #first = 0;
+
+  constructor(quietMs: number, maxMs: number, fn: () => void) {
+    this.#quietMs = quietMs;
+    this.#maxMs = maxMs;
+    this.#fn = fn;
+  }
+
+  poke(): void {
+    const now = Date.now();
+    if (this.#timer === undefined) this.#first = now;
+    else clearTimeout(this.#timer);
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = undefined;
+        this.#fn();
+      },
+      Math.min(this.#quietMs, Math.max(0, this.#first + this.#maxMs - now)),
+    );
+    this.#timer.unref();
+  }
+
+  cancel(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 }
