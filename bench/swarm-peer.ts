@@ -107,11 +107,12 @@ async function start(bootstrap: string[]): Promise<void> {
   started.onGossip((_from, frame) => {
     try {
       const decoded = decodeFrame(frame);
-      if (decoded.type === FrameType.STATUS) {
+      // (Statuses for neighbours only are taken by the replicator's validator, before this.)
+      if (decoded.type === FrameType.STATUS || decoded.type === FrameType.PEER_STATUS) {
         gossip.status++;
         gossip.statusBytes += frame.length;
-      } else if (decoded.type === FrameType.EVENT) {
-        gossip.events++;
+      } else if (decoded.type === FrameType.EVENT || decoded.type === FrameType.EVENTS) {
+        gossip.events += decoded.type === FrameType.EVENT ? 1 : decoded.envelopes.length;
         gossip.eventBytes += frame.length;
       }
     } catch {

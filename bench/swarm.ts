@@ -24,7 +24,7 @@
  *
  * Options (after `npm run bench -- swarm`): `--n=2,4,8,16`, `--runs=K` (per N; default 1),
  * `--idle-s=15`, `--events=100` (per peer), `--status-ms=<ms>` (the replicators'
- * `statusIntervalMs`; default: the replicator's own, 5000). `--quick`: N = 2 only, 3 s idle.
+ * `statusIntervalMs`; default: the replicator's own, 15000). `--quick`: N = 2 only, 3 s idle.
  */
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
 import * as os from 'node:os';
