@@ -10,12 +10,14 @@
  * `maxReadBufferLength`, so the Yamux window is capped at {@link STREAM_WINDOW} and the buffer
  * limit set above it: a paused stream can never overflow.
  *
- * Gossip: gossipsub flood-publishes to every peer known to be subscribed to the topic, mesh or
- * not; a peer that connected a moment ago is not known to be subscribed until its subscription
- * arrives (tens of ms on loopback), and gossip published before then does not reach it. The
- * replicator does not depend on it (status is exchanged over a session on connect);
- * {@link Libp2pLink.gossipPeers} tells which peers gossip reaches now. The replicator's validator
- * runs in gossipsub's topic validator, so a frame it rejects is neither delivered nor relayed.
+ * Gossip: unsigned (`StrictNoSign`), with message ids from the content, on a sparse mesh (see
+ * the options below): a message is pushed to a few mesh peers and offered by id to others. A peer
+ * that connected a moment ago is not known to be subscribed until its subscription arrives (tens
+ * of ms on loopback), and gossip published before then does not reach it. The replicator does not
+ * depend on it (status is exchanged over a session on connect); {@link Libp2pLink.gossipPeers}
+ * tells which peers are subscribed. The replicator's validator runs in gossipsub's topic
+ * validator, so a frame it rejects is neither delivered nor relayed, and one it takes and ignores
+ * goes no further than its first hop.
  *
  * Limits (all explicit; see src/net/constants.ts): connections in total, per IP address (an IPv6
  * /64) and being set up, new inbound connections per second and address, streams per connection
