@@ -700,9 +700,15 @@ export class Libp2pLink implements Link {
     return this.#track(new StreamSession(stream, peerId, this.#forget));
   }
 
-  /** Peers that gossip reaches now: connected and known to be subscribed to the topic. */
+  /**
+   * Peers a publish is handed to now: our gossip mesh peers, or (no mesh yet) the peers known to be
+   * subscribed, some of which gossipsub picks. Others of the swarm get it relayed, or by id.
+   */
   gossipPeers(): string[] {
-    return this.#node.services.pubsub.getSubscribers(this.#topic).map((peer) => peer.toString());
+    const pubsub = this.#node.services.pubsub;
+    // The implementation has it; the service's public type does not list it.
+    const mesh = (pubsub as unknown as { getMeshPeers?(topic: string): string[] }).getMeshPeers?.(this.#topic) ?? [];
+    return mesh.length !== 0 ? mesh : pubsub.getSubscribers(this.#topic).map((peer) => peer.toString());
   }
 
   /**

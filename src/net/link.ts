@@ -68,7 +68,7 @@ export interface Link {
    * or the peer is refused.
    */
   dial(address: string): Promise<string>;
-  /** Peers that a publish reaches now (connected and listening to the swarm's gossip). */
+  /** Peers a publish is handed to now (neighbours listening to the swarm's gossip; over libp2p, the gossip mesh). */
   gossipPeers(): string[];
   connectedPeers(): string[];
   stop(): Promise<void>;
