@@ -1,7 +1,11 @@
 /**
- * `npm run bench -- [name…] [--quick]`: runs the named benchmarks (all by default) and prints one
- * table. `--quick` runs small sizes to check that every implementation still agrees; its speeds
- * mean nothing.
+ * `npm run bench -- [name…] [--quick] [--option=value…]`: runs the named benchmarks (all but the
+ * opt-in ones by default) and prints one table. `--quick` runs small sizes to check that every
+ * implementation still agrees; its speeds mean nothing. `--help` lists the workloads and their
+ * options.
+ *
+ * Opt-in workloads (`swarm`: N peer processes, a few minutes) run only when named, so neither
+ * `npm run bench` nor the CI's `npm run bench -- --quick` runs them.
  *
  * Every part of a benchmark (usually one implementation of one workload) runs in its own child
  * process, so the peak RSS of a row is that implementation's alone and one side's garbage or JIT
@@ -15,40 +19,89 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { cleanup, peakRss, printTable, type Row } from './harness.js';
 
+/** What a part is run with: `--quick`, and the `--name=value` options the workload takes. */
+interface BenchOptions {
+  readonly quick: boolean;
+  readonly args: readonly string[];
+}
+
 /** A benchmark: the parts it runs (each in its own process) and how to run one. */
 interface Bench {
   readonly parts: readonly string[];
-  run(part: string, options: { quick: boolean }): Promise<Row[]>;
+  run(part: string, options: BenchOptions): Promise<Row[]>;
+  /** Runs only when named (too long for `npm run bench`). */
+  readonly optIn?: boolean;
+  /** The `--name=value` options it takes (others are refused). */
+  readonly options?: readonly string[];
+  /** One line for `--help`. */
+  readonly help?: string;
 }
 
 const registry: Record<string, Bench> = {
-  view: { parts: ['all'], run: async (_part, options) => (await import('./view.js')).runViewBench(options) },
+  view: {
+    parts: ['all'],
+    run: async (_part, options) => (await import('./view.js')).runViewBench(options),
+    help: 'view micro-benchmarks against plain JS',
+  },
   warehouse: {
     parts: ['sqlite', 'maps', 'noatun', 'noatun-prune', 'noatun-pipelined'],
     run: async (part, options) => (await import('./warehouse/index.js')).runWarehousePart(part, options),
+    help: "the original's warehouse workload: better-sqlite3, JS Maps, noatun",
   },
   kv: {
     parts: ['sqlite', 'map', 'noatun'],
     run: async (part, options) => (await import('./kv.js')).runKvPart(part, options),
+    help: 'key-value upserts/deletes and point lookups: better-sqlite3, JS Map, noatun',
   },
   reopen: {
     parts: ['sqlite', 'noatun'],
     run: async (part, options) => (await import('./reopen.js')).runReopenPart(part, options),
+    help: 'reopening a database of 1M events: open + first read',
   },
-  late: { parts: ['all'], run: async (_part, options) => (await import('./late.js')).runLateBench(options) },
-  growth: { parts: ['all'], run: async (_part, options) => (await import('./growth.js')).runGrowthBench(options) },
-  sync: { parts: ['all'], run: async (_part, options) => (await import('./sync.js')).runSyncBench(options) },
+  late: {
+    parts: ['all'],
+    run: async (_part, options) => (await import('./late.js')).runLateBench(options),
+    help: 'the cost of a late event k positions back',
+  },
+  growth: {
+    parts: ['all'],
+    run: async (_part, options) => (await import('./growth.js')).runGrowthBench(options),
+    help: 'bounded growth under pruning, 1M events on a virtual clock',
+  },
+  sync: {
+    parts: ['all'],
+    run: async (_part, options) => (await import('./sync.js')).runSyncBench(options),
+    help: 'two peers over libp2p on loopback: one difference in 1M, initial copy of 100k, gossip latency',
+  },
+  swarm: {
+    parts: ['all'],
+    run: async (_part, options) => (await import('./swarm.js')).runSwarmBench(options),
+    optIn: true,
+    options: ['n', 'runs', 'idle-s', 'events', 'status-ms'],
+    help:
+      'N peer processes on 127.0.0.1, 100 events each: convergence, sync, bytes per delivery, idle bytes/CPU/RSS ' +
+      '(opt-in: about 2.5 minutes for the default --n=2,4,8,16; --runs=K per N, --idle-s=15, --events=100, ' +
+      '--status-ms=<statusIntervalMs>; --quick: N=2, 3 s idle)',
+  },
 };
+
+function printHelp(): void {
+  console.log('npm run bench -- [workload…] [--quick] [--option=value…]\n');
+  console.log('Workloads (all but the opt-in ones run when none is named):');
+  for (const [name, bench] of Object.entries(registry)) {
+    console.log(`  ${name.padEnd(10)}${bench.optIn === true ? '(opt-in) ' : ''}${bench.help ?? ''}`);
+  }
+}
 
 const ROWS_PREFIX = '@@rows ';
 
 /** Runs one part here and prints its rows for the parent; every row gets this process's peak RSS. */
-async function runChild(spec: string, quick: boolean): Promise<void> {
+async function runChild(spec: string, options: BenchOptions): Promise<void> {
   const [name, part] = spec.split(':') as [string, string];
   const bench = registry[name];
   if (bench === undefined || !bench.parts.includes(part)) throw new Error(`unknown part "${spec}"`);
   try {
-    const rows = await bench.run(part, { quick });
+    const rows = await bench.run(part, options);
     const rss = peakRss();
     const out = rows.map((row) => ({ ...row, peakRssBytes: row.peakRssBytes ?? rss }));
     process.stdout.write(`${ROWS_PREFIX}${JSON.stringify(out)}\n`);
@@ -58,9 +111,9 @@ async function runChild(spec: string, quick: boolean): Promise<void> {
 }
 
 /** Spawns this script for one part; passes its output through and collects its rows. */
-function spawnPart(spec: string, quick: boolean): Promise<Row[]> {
+function spawnPart(spec: string, options: BenchOptions): Promise<Row[]> {
   const script = fileURLToPath(import.meta.url);
-  const args = [...process.execArgv, script, `--child=${spec}`, ...(quick ? ['--quick'] : [])];
+  const args = [...process.execArgv, script, `--child=${spec}`, ...(options.quick ? ['--quick'] : []), ...options.args];
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let rows: Row[] | undefined;
@@ -103,8 +156,12 @@ function verifyChecks(rows: readonly Row[]): void {
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const childSpec = args.find((a) => a.startsWith('--child='))?.slice('--child='.length);
+/** The workloads' own options (`--name=value`), passed on to the parts. */
+const extra = args.filter((a) => a.startsWith('--') && a !== '--quick' && a !== '--help' && !a.startsWith('--child='));
 if (childSpec !== undefined) {
-  await runChild(childSpec, quick);
+  await runChild(childSpec, { quick, args: extra });
+} else if (args.includes('--help')) {
+  printHelp();
 } else {
   const names = args.filter((a) => !a.startsWith('--'));
   for (const name of names) {
@@ -113,9 +170,17 @@ if (childSpec !== undefined) {
       process.exit(2);
     }
   }
+  const chosen = names.length === 0 ? Object.keys(registry).filter((name) => registry[name]!.optIn !== true) : names;
+  for (const option of extra) {
+    const key = option.slice(2).split('=')[0]!;
+    if (!chosen.some((name) => registry[name]!.options?.includes(key))) {
+      console.error(`unknown option "${option}" for ${chosen.join(', ')}; see --help`);
+      process.exit(2);
+    }
+  }
   const rows: Row[] = [];
-  for (const name of names.length === 0 ? Object.keys(registry) : names) {
-    for (const part of registry[name]!.parts) rows.push(...(await spawnPart(`${name}:${part}`, quick)));
+  for (const name of chosen) {
+    for (const part of registry[name]!.parts) rows.push(...(await spawnPart(`${name}:${part}`, { quick, args: extra })));
   }
   verifyChecks(rows);
   console.log(

@@ -10,10 +10,18 @@
 // ------------------------------------------------------------------ status and gossip
 
 /**
- * How often the status is published (and the cutoff moved).
- * @default 5000
+ * How often the status is sent to neighbours as a keepalive (and the cutoff moved). A changed
+ * status goes at once (after {@link DEFAULT_STATUS_DEBOUNCE_MS}); the keepalive only covers a
+ * status that was lost, so it can be slow, and an idle peer sends little.
+ * @default 15000
  */
-export const DEFAULT_STATUS_INTERVAL_MS = 5000;
+export const DEFAULT_STATUS_INTERVAL_MS = 15_000;
+
+/**
+ * How long after a change the status is sent: commits within it share one status.
+ * @default 50
+ */
+export const DEFAULT_STATUS_DEBOUNCE_MS = 50;
 
 /**
  * Largest envelope published by gossip; a larger event reaches peers in a session (its author

@@ -3,8 +3,10 @@
  * frame from the wire goes through {@link decodeFrame} before anything acts on it; a malformed
  * one throws `BAD_FRAME` (and the peer that sent it is disconnected).
  *
- * Gossip frames: `STATUS` (a peer's finalized past and a fingerprint of the rest) and `EVENT` (a
- * new local event's envelope). Session frames: `HELLO` (status), `RECONCILE` (a reconciliation
+ * Gossip frames: `PEER_STATUS` (a peer's status — its finalized past and a fingerprint of the rest
+ * — with the peer's id and a sequence number; for neighbours only, or relayed through the swarm,
+ * and it may ask every peer for theirs), `EVENT` (a new local event's envelope) and `EVENTS`
+ * (several). `STATUS` is the status alone, as the first version's gossip carried it. Session frames: `HELLO` (status), `RECONCILE` (a reconciliation
  * message; empty when the sender has nothing left to resolve), `WANT` (ids to send), `EVENTS` (a
  * batch of envelopes, in id order), `EVENT_PART` (a piece of one envelope too large for a batch:
  * its total size, the offset of the piece, the bytes), `ACK` (a batch was stored, or a part
@@ -28,7 +30,11 @@ export const FrameType = {
   ACK: 7,
   END: 8,
   EVENT_PART: 9,
+  PEER_STATUS: 10,
 } as const;
+
+/** Longest peer id a `PEER_STATUS` frame may name (libp2p's are 52 characters). */
+export const MAX_PEER_ID_LENGTH = 128;
 
 /** Times in a status must fit an id's 48-bit timestamp (what `timeBound` and the engine take). */
 const MAX_TIME = 2 ** 48;
@@ -57,7 +63,24 @@ export type Frame =
   | { readonly type: typeof FrameType.WANT; readonly ids: Uint8Array[] }
   | { readonly type: typeof FrameType.EVENTS; readonly envelopes: Uint8Array[] }
   | { readonly type: typeof FrameType.EVENT_PART; readonly total: number; readonly offset: number; readonly bytes: Uint8Array }
-  | { readonly type: typeof FrameType.ACK; readonly count: number };
+  | { readonly type: typeof FrameType.ACK; readonly count: number }
+  | { readonly type: typeof FrameType.PEER_STATUS; readonly peerStatus: PeerStatus };
+
+/** A peer's status as gossiped (see {@link peerStatusFrame}). */
+export interface PeerStatus {
+  /** The peer whose status it is. */
+  readonly origin: string;
+  /** Counts up with each one its origin sends (so that equal statuses are not taken for copies). */
+  readonly sequence: number;
+  /** Whether peers relay it through the swarm; if not, it is for the origin's neighbours only. */
+  readonly relay: boolean;
+  /** Whether the origin asks every peer that receives it to send their status (relayed) soon. */
+  readonly replyWanted: boolean;
+  readonly status: Status;
+}
+
+const FLAG_REPLY_WANTED = 1;
+const FLAG_RELAY = 2;
 
 /** Bytes of an `EVENT_PART` frame before its piece: type, total size, offset. */
 export const EVENT_PART_HEADER_BYTES = 9;
@@ -82,6 +105,26 @@ function writeStatus(type: number, status: Status): Uint8Array {
   out.set(status.previousHash, 33);
   view.setUint32(49, status.count);
   out.set(status.fingerprint, 53);
+  return out;
+}
+
+/**
+ * A `PEER_STATUS` frame: type, flags (bit 0: reply wanted, bit 1: relay), u32 sequence, u8 origin
+ * length, the origin's peer id (UTF-8), then the status as in `STATUS`.
+ */
+export function peerStatusFrame(peerStatus: PeerStatus): Uint8Array {
+  const origin = new TextEncoder().encode(peerStatus.origin);
+  if (origin.length === 0 || origin.length > MAX_PEER_ID_LENGTH) throw new ProtocolError(`a peer id of ${origin.length} bytes`);
+  const head = 1 + 1 + 4 + 1 + origin.length;
+  const status = writeStatus(FrameType.PEER_STATUS, peerStatus.status);
+  const out = new Uint8Array(head + STATUS_BYTES);
+  const view = new DataView(out.buffer);
+  out[0] = FrameType.PEER_STATUS;
+  out[1] = (peerStatus.replyWanted ? FLAG_REPLY_WANTED : 0) | (peerStatus.relay ? FLAG_RELAY : 0);
+  view.setUint32(2, peerStatus.sequence);
+  out[6] = origin.length;
+  out.set(origin, 7);
+  out.set(status.subarray(1), head);
   return out;
 }
 
@@ -142,6 +185,25 @@ export function ackFrame(count: number): Uint8Array {
   return out;
 }
 
+/** Reads and range-checks a status at `at`. */
+function readStatus(frame: Uint8Array, view: DataView, at: number): Status {
+  // `+ 0` turns a negative zero into zero: the same time, one representation.
+  const cutoffTime = view.getFloat64(at) + 0;
+  const previousTime = view.getFloat64(at + 24) + 0;
+  for (const t of [cutoffTime, previousTime]) {
+    if (!Number.isInteger(t) || t < 0 || t >= MAX_TIME) throw new ProtocolError(`cutoff time ${t} is not a 48-bit ms timestamp`);
+  }
+  if (previousTime > cutoffTime) throw new ProtocolError(`previous cutoff ${previousTime} after the cutoff ${cutoffTime}`);
+  return {
+    cutoffTime,
+    cutoffHash: frame.slice(at + 8, at + 24),
+    previousTime,
+    previousHash: frame.slice(at + 32, at + 48),
+    count: view.getUint32(at + 48),
+    fingerprint: frame.slice(at + 52, at + 52 + FINGERPRINT_BYTES),
+  };
+}
+
 /** Decodes and validates a frame; throws {@link ProtocolError} if it is malformed. */
 export function decodeFrame(frame: Uint8Array): Frame {
   if (!(frame instanceof Uint8Array) || frame.length === 0) throw new ProtocolError('empty frame');
@@ -153,24 +215,29 @@ export function decodeFrame(frame: Uint8Array): Frame {
     case FrameType.HELLO:
     case FrameType.END: {
       if (frame.length !== 1 + STATUS_BYTES) throw new ProtocolError(`status frame of ${frame.length} bytes`);
-      // `+ 0` turns a negative zero into zero: the same time, one representation.
-      const cutoffTime = view.getFloat64(1) + 0;
-      const previousTime = view.getFloat64(25) + 0;
-      for (const t of [cutoffTime, previousTime]) {
-        if (!Number.isInteger(t) || t < 0 || t >= MAX_TIME) throw new ProtocolError(`cutoff time ${t} is not a 48-bit ms timestamp`);
+      return { type, status: readStatus(frame, view, 1) };
+    }
+    case FrameType.PEER_STATUS: {
+      if (frame.length < 8) throw new ProtocolError('truncated PEER_STATUS frame');
+      const flags = frame[1]!;
+      if ((flags & ~(FLAG_REPLY_WANTED | FLAG_RELAY)) !== 0) throw new ProtocolError(`PEER_STATUS flags ${flags}`);
+      const length = frame[6]!;
+      if (length === 0 || length > MAX_PEER_ID_LENGTH) throw new ProtocolError(`a peer id of ${length} bytes`);
+      if (frame.length !== 7 + length + STATUS_BYTES) throw new ProtocolError(`PEER_STATUS frame of ${frame.length} bytes`);
+      let origin: string;
+      try {
+        origin = new TextDecoder('utf-8', { fatal: true }).decode(frame.subarray(7, 7 + length));
+      } catch {
+        throw new ProtocolError('a peer id that is not UTF-8');
       }
-      if (previousTime > cutoffTime) throw new ProtocolError(`previous cutoff ${previousTime} after the cutoff ${cutoffTime}`);
-      return {
-        type,
-        status: {
-          cutoffTime,
-          cutoffHash: frame.slice(9, 25),
-          previousTime,
-          previousHash: frame.slice(33, 49),
-          count: view.getUint32(49),
-          fingerprint: frame.slice(53, 53 + FINGERPRINT_BYTES),
-        },
+      const peerStatus: PeerStatus = {
+        origin,
+        sequence: view.getUint32(2),
+        relay: (flags & FLAG_RELAY) !== 0,
+        replyWanted: (flags & FLAG_REPLY_WANTED) !== 0,
+        status: readStatus(frame, view, 7 + length),
       };
+      return { type, peerStatus };
     }
     case FrameType.EVENT:
       return { type, envelope: frame.subarray(1) };

@@ -38,11 +38,14 @@ export interface Link {
   readonly peerId: string;
   /** Best-effort broadcast to every peer (gossip). */
   publish(frame: Uint8Array): void;
-  /** Gossip from a peer (`from` is the peer that published it), once its validator accepted it. */
+  /** Gossip from a neighbour (`from`: the peer it came from), once the validator accepted it. */
   onGossip(handler: (from: string, frame: Uint8Array) => void): void;
   /**
    * Checks every gossip frame before handlers see it and before it is relayed, so invalid gossip
-   * never travels further than its first hop. Without one, every frame is accepted.
+   * never travels further than its first hop. Without one, every frame is accepted. A validator
+   * may also take a frame itself and say `ignore`: then it goes no further than its first hop
+   * (the replicator does that with statuses meant for neighbours only). `from` is the neighbour
+   * the frame came from (gossip is unsigned: the peer that relayed it, not necessarily its author).
    */
   setGossipValidator(validate: (from: string, frame: Uint8Array) => GossipVerdict): void;
   /** A peer connected or disconnected. */
@@ -65,7 +68,7 @@ export interface Link {
    * or the peer is refused.
    */
   dial(address: string): Promise<string>;
-  /** Peers that a publish reaches now (connected and listening to the swarm's gossip). */
+  /** Peers a publish is handed to now (neighbours listening to the swarm's gossip; over libp2p, the gossip mesh). */
   gossipPeers(): string[];
   connectedPeers(): string[];
   stop(): Promise<void>;

@@ -38,7 +38,16 @@ export interface MemoryNetworkOptions {
    * @default 10 minutes
    */
   readonly banMs?: number;
+  /**
+   * Whether a peer that accepts a gossip frame relays it to its other neighbours, once (as
+   * gossipsub does; a frame a validator ignores is not relayed). Without it gossip goes one hop.
+   * @default false
+   */
+  readonly relayGossip?: boolean;
 }
+
+/** Frames a relaying link remembers having seen (oldest forgotten first). */
+const SEEN_FRAMES = 100_000;
 
 function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
@@ -182,6 +191,18 @@ class MemoryLink implements Link {
     this.bans = new BanTable(banMs === undefined ? {} : { banMs });
   }
 
+  /** Frames seen (when the network relays gossip), by content, oldest first. */
+  readonly #seen = new Set<string>();
+
+  /** Marks a gossip frame seen; false if it was already. */
+  seen(frame: Uint8Array): boolean {
+    const key = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength).toString('latin1');
+    if (this.#seen.has(key)) return false;
+    this.#seen.add(key);
+    if (this.#seen.size > SEEN_FRAMES) this.#seen.delete(this.#seen.values().next().value!);
+    return true;
+  }
+
   /** Whether this link lets `peerId` connect (or be connected to) now. */
   admits(peerId: string, direction: ConnectionDirection): boolean {
     if (this.stopped || this.bans.has(peerId)) return false;
@@ -257,6 +278,7 @@ export class MemoryNetwork {
   readonly #duplicate: number;
   readonly #autoConnect: boolean;
   readonly #banMs: number | undefined;
+  readonly #relay: boolean;
   #groups: string[][] | undefined;
   /** Connected pairs ({@link pairKey}). */
   readonly #connections = new Set<string>();
@@ -265,6 +287,8 @@ export class MemoryNetwork {
   dropped = 0;
   /** Gossip frames a receiver's validator rejected (for tests). */
   rejected = 0;
+  /** Gossip frames delivered to each peer's validator, by peer id (for tests). */
+  readonly gossipReceived = new Map<string, number>();
 
   constructor(options: MemoryNetworkOptions = {}) {
     this.#random = mulberry32(options.seed ?? 1);
@@ -274,6 +298,7 @@ export class MemoryNetwork {
     this.#duplicate = options.gossipDuplicate ?? 0;
     this.#autoConnect = options.autoConnect ?? true;
     this.#banMs = options.banMs;
+    this.#relay = options.relayGossip ?? false;
   }
 
   /**
@@ -315,9 +340,10 @@ export class MemoryNetwork {
     setTimeout(fn, this.#latency);
   }
 
-  gossip(from: string, frame: Uint8Array): void {
+  gossip(from: string, frame: Uint8Array, except?: string): void {
+    if (this.#relay) this.#links.get(from)?.seen(frame);
     for (const link of this.#links.values()) {
-      if (link.peerId === from || !this.#connected(from, link.peerId)) continue;
+      if (link.peerId === from || link.peerId === except || !this.#connected(from, link.peerId)) continue;
       if (this.#random() < this.#loss) {
         this.dropped++;
         continue;
@@ -327,11 +353,16 @@ export class MemoryNetwork {
       for (let i = 0; i < copies; i++) {
         this.deliver(() => {
           if (link.stopped || !this.#connected(from, link.peerId)) return;
-          if ((link.validator?.(from, copy) ?? 'accept') !== 'accept') {
-            this.rejected++;
+          this.gossipReceived.set(link.peerId, (this.gossipReceived.get(link.peerId) ?? 0) + 1);
+          // A relaying peer drops a frame it has seen, before its validator (as gossipsub does).
+          if (this.#relay && !link.seen(copy)) return;
+          const verdict = link.validator?.(from, copy) ?? 'accept';
+          if (verdict !== 'accept') {
+            if (verdict === 'reject') this.rejected++;
             return;
           }
           for (const handler of link.gossipHandlers) handler(from, copy);
+          if (this.#relay) this.gossip(link.peerId, copy, from);
         });
       }
     }

@@ -15,6 +15,7 @@ import {
   DEFAULT_RESYNC_MIN_MS,
   DEFAULT_SESSION_DEADLINE_MS,
   DEFAULT_SESSION_IDLE_MS,
+  DEFAULT_STATUS_DEBOUNCE_MS,
   DEFAULT_STATUS_INTERVAL_MS,
   DEFAULT_WINDOW,
   MAX_GOSSIP_FRAME_BYTES,
@@ -28,10 +29,16 @@ import type { RedialOptions } from './redial.js';
 /** Tuning of a {@link Replicator}; every limit defaults to a value in src/net/constants.ts. */
 export interface ReplicatorOptions {
   /**
-   * How often the status is published (and the cutoff moved).
-   * @default 5000
+   * How often the status is sent to neighbours as a keepalive (and the cutoff moved); a changed
+   * status goes at once.
+   * @default 15000
    */
   readonly statusIntervalMs?: number;
+  /**
+   * How long after a change the status is sent (changes within it share one message).
+   * @default 50
+   */
+  readonly statusDebounceMs?: number;
   /**
    * Bytes of envelopes per `EVENTS` batch; a larger envelope is sent in parts of this size.
    * @default 262144
@@ -108,6 +115,7 @@ export interface ReplicatorOptions {
 /** {@link ReplicatorOptions} with every default filled in and every value checked. */
 export interface ResolvedReplicatorOptions {
   readonly statusIntervalMs: number;
+  readonly statusDebounceMs: number;
   readonly batchBytes: number;
   readonly window: number;
   readonly reconcile: ReconcileOptions;
@@ -145,6 +153,7 @@ export function resolveReplicatorOptions(options: ReplicatorOptions): ResolvedRe
   const resyncMinMs = integerOption('resync.minMs', options.resync?.minMs, DEFAULT_RESYNC_MIN_MS, 1, MAX_MS);
   return {
     statusIntervalMs: integerOption('statusIntervalMs', options.statusIntervalMs, DEFAULT_STATUS_INTERVAL_MS, 1, MAX_MS),
+    statusDebounceMs: integerOption('statusDebounceMs', options.statusDebounceMs, DEFAULT_STATUS_DEBOUNCE_MS, 0, 60_000),
     batchBytes: integerOption('batchBytes', options.batchBytes, DEFAULT_BATCH_BYTES, 1024, MAX_FRAME_BYTES / 2),
     window: integerOption('window', options.window, DEFAULT_WINDOW, 1, 1024),
     reconcile,

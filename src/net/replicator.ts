@@ -1,12 +1,18 @@
 /**
  * The replicator: keeps a database's events in step with the peers of its swarm.
  *
- * - **Push.** Every event committed locally is published on the swarm's gossip at once (events
- *   over `gossipEventBytes` go by session: the status is published at once instead). A peer that
- *   receives an event whose parents it lacks syncs with the sender.
- * - **Status.** Every `statusIntervalMs` each peer publishes its status: its cutoff with the hash
- *   of its finalized past, and the count and fingerprint of its events after the cutoff. A peer
- *   whose own status (over the same range) is equal knows it is in sync and sends nothing more.
+ * - **Push.** Events committed locally are published on the swarm's gossip at once — those of
+ *   one turn of the event loop together, in frames of up to `gossipEventBytes` (a larger event
+ *   goes by session: the status is published instead). A peer that receives an event whose
+ *   parents it lacks syncs with the neighbour it came from.
+ * - **Status.** A status is a peer's cutoff with the hash of its finalized past, and the count and
+ *   fingerprint of its events after the cutoff; a peer whose own status (over the same range) is
+ *   equal knows it is in sync. Statuses go to neighbours (connected peers) only: every
+ *   `statusIntervalMs` as a keepalive, and soon after ours changed. When new events were stored,
+ *   the status is relayed through the swarm once (so peers that are not neighbours learn that we
+ *   are in sync with them), and `syncedWith` a peer that is not a neighbour asks every peer for
+ *   its status the same way. An idle swarm sends each peer's status to its neighbours only, so
+ *   what a peer sends does not grow with the swarm (docs/REPLICATION.md).
  * - **Sessions** (src/net/session.ts). When statuses differ (or on connect), a session reconciles
  *   the two sets and each side sends what the other lacks. Equal final statuses mean synced;
  *   otherwise the peer `differs` (with the reason) and the next session waits a delay that
@@ -27,7 +33,7 @@ import { Backoff } from './backoff.js';
 import { MAX_GOSSIP_FRAME_BYTES } from './constants.js';
 import { asNoatunError, describe, faultOf, LimitError } from './faults.js';
 import { FingerprintIndex, timeBound } from './fingerprint-index.js';
-import { bytesFrame, decodeFrame, FrameType, ProtocolError, type Status, statusFrame } from './frames.js';
+import { bytesFrame, decodeFrame, eventsFrame, FrameType, ProtocolError, peerStatusFrame, type Status } from './frames.js';
 import { GossipQueue } from './gossip-queue.js';
 import type { Libp2pLinkOptions } from './libp2p-link.js';
 import type { ConnectionDirection, GossipVerdict, Link, Session } from './link.js';
@@ -76,7 +82,23 @@ export class Replicator extends EventTarget {
   readonly #options: ResolvedReplicatorOptions;
   readonly #unsubscribe: () => void;
   readonly #timer: NodeJS.Timeout;
+  /** The status publish waiting for the debounce, and whether it goes through the swarm. */
   #statusSoon: NodeJS.Timeout | undefined;
+  /** Status after a change: to neighbours, and through the swarm (see #statusChanged). */
+  readonly #neighbourStatus: Settle;
+  readonly #swarmStatus: Settle;
+  #statusRelay = false;
+  #statusReplyWanted = false;
+  /** When we last relayed our status through the swarm in reply to a request (ms), and the next. */
+  #lastReplyAt = 0;
+  #replyTimer: NodeJS.Timeout | undefined;
+  /** The next request for far peers' statuses (see #askFarPeers). */
+  #askTimer: NodeJS.Timeout | undefined;
+  /** Sequence number of our status messages. */
+  #statusSequence = 0;
+  /** Local envelopes waiting for the end of this turn to be gossiped together. */
+  #outgoing: Uint8Array[] = [];
+  #outgoingBytes = 0;
   /** Pending `syncedWith` calls; see {@link Replicator.#holdOpen}. */
   #pendingWaits = 0;
   /** Gossiped envelopes waiting to be ingested. */
@@ -111,6 +133,15 @@ export class Replicator extends EventTarget {
       largeEvents: new ByteBudget(resolved.largeEventBytes),
       status: (lowerTime) => this.#status(lowerTime),
     };
+    const debounce = resolved.statusDebounceMs;
+    this.#neighbourStatus = new Settle(debounce, 10 * debounce, () => this.#guard(() => this.#sendStatus(false, false)));
+    this.#swarmStatus = new Settle(5 * debounce, 40 * debounce, () =>
+      this.#guard(() => {
+        // It reaches the neighbours too.
+        this.#neighbourStatus.cancel();
+        this.#sendStatus(true, false);
+      }),
+    );
     this.#limits = new SessionLimits(resolved.maxSessions, resolved.maxSessionsPerPeer);
     this.#peers = new PeerTable(() => new Backoff({ minMs: resolved.resyncMinMs, maxMs: resolved.resyncMaxMs }));
     this.#redialer = new Redialer(
@@ -126,10 +157,12 @@ export class Replicator extends EventTarget {
             this.#index.insert(event.id.bytes);
             if (event.local) this.#publishEvent(event.bytes);
           }
+          if (events.length !== 0) this.#statusChanged(true);
         }),
       removed: (ids) =>
         this.#guard(() => {
           for (const id of ids) this.#index.delete(id);
+          if (ids.length !== 0) this.#statusChanged(false);
         }),
     });
     link.setGossipValidator((from, frame) => this.#validateGossip(from, frame));
@@ -229,6 +262,8 @@ export class Replicator extends EventTarget {
       signal?.addEventListener('abort', onAbort, { once: true });
       peer.waiters.push(done);
       this.#holdOpen(1);
+      // Not a neighbour: its status comes through the swarm, when it is asked for.
+      if (!peer.connected) this.#askFarPeers(250);
       // Asked for by the application: now, whatever the backoff says.
       this.#schedule(peer, 0, true);
     });
@@ -251,6 +286,11 @@ export class Replicator extends EventTarget {
     this.#stopped = true;
     clearInterval(this.#timer);
     clearTimeout(this.#statusSoon);
+    this.#neighbourStatus.cancel();
+    this.#swarmStatus.cancel();
+    clearTimeout(this.#replyTimer);
+    clearTimeout(this.#askTimer);
+    this.#outgoing = [];
     this.#unsubscribe();
     this.#redialer.stop();
     const stopped = new NoatunError(ErrorCode.CLOSED, 'replicator stopped');
@@ -374,37 +414,102 @@ export class Replicator extends EventTarget {
     return { same: cutoffs === 'same' && mine.count === theirs.count && equalBytes(mine.fingerprint, theirs.fingerprint), cutoffs };
   }
 
+  /** The keepalive: our status to our neighbours (and the cutoff moved when due). */
   #tick(): void {
     if (this.#stopped) return;
     this.#db.advanceCutoff();
-    this.#link.publish(statusFrame(FrameType.STATUS, this.#status()));
+    // Somebody waits to be in sync with a peer that is not a neighbour: ask the swarm again (the
+    // last request may have gone out before gossip reached anyone).
+    if (this.#awaitingFarPeer()) this.#sendStatus(true, true);
+    else this.#sendStatus(false, false);
   }
 
-  /** Publishes our status soon (coalescing calls): a large event went by without gossip. */
-  #publishStatusSoon(): void {
-    if (this.#statusSoon !== undefined || this.#stopped) return;
+  /**
+   * Asks every peer for its status (ours relayed through the swarm, reply wanted), and again after
+   * `retryMs`, doubling up to the keepalive interval, while a `syncedWith` waits on a peer that is
+   * not a neighbour: a request may go out before gossip reaches anyone (a fresh connection's
+   * subscription takes a moment to arrive).
+   */
+  #askFarPeers(retryMs: number): void {
+    this.#publishStatus({ relay: true, replyWanted: true });
+    if (this.#askTimer !== undefined) clearTimeout(this.#askTimer);
+    this.#askTimer = setTimeout(() => {
+      this.#askTimer = undefined;
+      if (!this.#stopped && this.#awaitingFarPeer()) this.#askFarPeers(Math.min(2 * retryMs, this.#options.statusIntervalMs));
+    }, retryMs);
+    this.#askTimer.unref();
+  }
+
+  /** Whether a `syncedWith` waits on a peer that is not connected. */
+  #awaitingFarPeer(): boolean {
+    if (this.#pendingWaits === 0) return false;
+    for (const peer of this.#peers.values()) if (!peer.connected && peer.waiters.length !== 0) return true;
+    return false;
+  }
+
+  /**
+   * Our status changed: tell the neighbours once it settles (`statusDebounceMs` without a change, a
+   * burst of commits sends one). After new events (`stored`) also through the swarm, so that peers
+   * that are not neighbours learn we hold them — once the events have settled for five debounce
+   * periods, so that a swarm busy replicating does not flood statuses at the pace of its commits.
+   */
+  #statusChanged(stored: boolean): void {
+    if (this.#stopped) return;
+    this.#neighbourStatus.poke();
+    if (stored) this.#swarmStatus.poke();
+  }
+
+  /** Publishes our status after the debounce, merging requests (relayed if any asked for it). */
+  #publishStatus(how: { relay: boolean; replyWanted: boolean }): void {
+    if (this.#stopped) return;
+    this.#statusRelay ||= how.relay;
+    this.#statusReplyWanted ||= how.replyWanted;
+    if (this.#statusSoon !== undefined) return;
     this.#statusSoon = setTimeout(() => {
       this.#statusSoon = undefined;
-      this.#guard(() => {
-        if (!this.#stopped) this.#link.publish(statusFrame(FrameType.STATUS, this.#status()));
-      });
-    }, 10);
+      const relay = this.#statusRelay;
+      const replyWanted = this.#statusReplyWanted;
+      this.#statusRelay = false;
+      this.#statusReplyWanted = false;
+      this.#guard(() => this.#sendStatus(relay, replyWanted));
+    }, this.#options.statusDebounceMs);
     this.#statusSoon.unref();
   }
 
-  /** Publishes a local event; counted as sent to every peer the gossip is handed to. */
+  #sendStatus(relay: boolean, replyWanted: boolean): void {
+    if (this.#stopped) return;
+    this.#statusSequence = (this.#statusSequence + 1) >>> 0;
+    this.#link.publish(peerStatusFrame({ origin: this.peerId, sequence: this.#statusSequence, relay, replyWanted, status: this.#status() }));
+  }
+
+  /**
+   * Queues a local event for gossip at the end of this turn, with the others committed meanwhile;
+   * counted as sent to every peer the gossip is handed to.
+   */
   #publishEvent(bytes: Uint8Array): void {
     if (bytes.length > this.#options.gossipEventBytes) {
-      // Too large for gossip (which copies each message to every peer of the mesh): peers see our
-      // status change and fetch it in a session.
-      this.#publishStatusSoon();
+      // Too large for gossip (which copies each message to every mesh peer and keeps it in its
+      // cache): peers see our status change and fetch it in a session.
+      this.#statusChanged(true);
       return;
     }
-    this.#link.publish(bytesFrame(FrameType.EVENT, bytes));
+    if (this.#outgoingBytes + bytes.length > this.#options.gossipEventBytes) this.#flushOutgoing();
+    if (this.#outgoing.length === 0) setImmediate(() => this.#guard(() => this.#flushOutgoing()));
+    this.#outgoing.push(bytes);
+    this.#outgoingBytes += bytes.length;
     for (const peerId of this.#link.gossipPeers()) {
       const peer = this.#peers.get(peerId);
       if (peer !== undefined) peer.sent++;
     }
+  }
+
+  /** Gossips the queued local events: one `EVENT` frame, or an `EVENTS` frame for several. */
+  #flushOutgoing(): void {
+    const outgoing = this.#outgoing;
+    if (outgoing.length === 0 || this.#stopped) return;
+    this.#outgoing = [];
+    this.#outgoingBytes = 0;
+    this.#link.publish(outgoing.length === 1 ? bytesFrame(FrameType.EVENT, outgoing[0]!) : eventsFrame(outgoing));
   }
 
   // ---------------------------------------------------------------- peers
@@ -462,6 +567,8 @@ export class Replicator extends EventTarget {
     if (peer.state !== 'synced' && peer.state !== 'differs' && peer.state !== 'clock-drift') peer.state = 'connected';
     this.#redialer.connected(peerId);
     this.#emit('peer:connect', peerId);
+    // A new way into the swarm: ask again for the statuses of far peers somebody waits on.
+    if (this.#awaitingFarPeer()) this.#askFarPeers(250);
     // One side starts: the one with the smaller id (the other answers).
     if (this.peerId < peerId) this.#schedule(peer, 0);
   }
@@ -555,7 +662,17 @@ export class Replicator extends EventTarget {
       if (bytes.length > MAX_GOSSIP_FRAME_BYTES) throw new LimitError(`a gossip frame of ${bytes.length} bytes`);
       const frame = decodeFrame(bytes);
       if (frame.type === FrameType.EVENT) decodeEnvelope(frame.envelope);
-      else if (frame.type !== FrameType.STATUS) throw new ProtocolError(`frame type ${frame.type} is not a gossip frame`);
+      else if (frame.type === FrameType.EVENTS) for (const envelope of frame.envelopes) decodeEnvelope(envelope);
+      else if (frame.type === FrameType.PEER_STATUS) {
+        const { origin, relay } = frame.peerStatus;
+        if (origin === this.peerId) return 'ignore';
+        if (!relay) {
+          // For neighbours only: handled here, and 'ignore' keeps gossip from relaying it.
+          if (origin !== from) throw new ProtocolError(`a neighbour's status naming another peer (${origin})`);
+          this.#guard(() => this.#onStatus(from, frame.peerStatus.status, frame.peerStatus.replyWanted), from);
+          return 'ignore';
+        }
+      } else throw new ProtocolError(`frame type ${frame.type} is not a gossip frame`);
       return 'accept';
     } catch (error) {
       this.#failed(error, from);
@@ -569,21 +686,57 @@ export class Replicator extends EventTarget {
     if (this.#isRefused(peer)) return;
     this.#peers.touch(peer);
     const frame = decodeFrame(bytes);
-    if (frame.type === FrameType.STATUS) {
-      const { same, cutoffs } = this.#compare(frame.status);
-      if (same) this.#markSynced(peer);
-      else if (peer.active === 0) {
-        // Drift is reported at once; a mere difference waits for the session to tell. Either way
-        // the session starts when the peer's backoff allows, which only sessions advance.
-        if (cutoffs === 'peer-ahead' || cutoffs === 'peer-behind') this.#markDiffers(peer, cutoffs);
-        this.#schedule(peer, 0);
+    if (frame.type === FrameType.PEER_STATUS) {
+      const { origin, status, replyWanted } = frame.peerStatus;
+      if (origin === this.peerId) return;
+      // A neighbour's status comes from the neighbour itself; a copy relayed by another says
+      // nothing new (and could be stale, or made up).
+      if (origin !== from && this.#peers.get(origin)?.connected === true) {
+        if (replyWanted) this.#reply();
+        return;
       }
+      this.#onStatus(origin, status, replyWanted);
     } else if (frame.type === FrameType.EVENT) {
       peer.received++;
       this.#queueGossip(from, frame.envelope);
+    } else if (frame.type === FrameType.EVENTS) {
+      peer.received += frame.envelopes.length;
+      for (const envelope of frame.envelopes) this.#queueGossip(from, envelope);
     } else {
       throw new ProtocolError(`frame type ${frame.type} is not a gossip frame`);
     }
+  }
+
+  /** A peer's status (a neighbour's, or one relayed through the swarm): in sync, or sync. */
+  #onStatus(peerId: string, status: Status, replyWanted: boolean): void {
+    const peer = this.#peers.ensure(peerId);
+    if (this.#isRefused(peer)) return;
+    this.#peers.touch(peer);
+    const { same, cutoffs } = this.#compare(status);
+    if (same) this.#markSynced(peer);
+    else if (peer.active === 0) {
+      // Drift is reported at once; a mere difference waits for the session to tell. Either way
+      // the session starts when the peer's backoff allows, which only sessions advance.
+      if (cutoffs === 'peer-ahead' || cutoffs === 'peer-behind') this.#markDiffers(peer, cutoffs);
+      this.#schedule(peer, 0);
+    }
+    if (replyWanted) this.#reply();
+  }
+
+  /**
+   * Somebody asked every peer for its status: ours goes through the swarm — at most once per ten
+   * debounce periods however many ask, and never dropped (a later request gets a later reply).
+   */
+  #reply(): void {
+    if (this.#replyTimer !== undefined || this.#stopped) return;
+    const window = 10 * this.#options.statusDebounceMs;
+    const wait = Math.max(0, this.#lastReplyAt + window - Date.now());
+    this.#replyTimer = setTimeout(() => {
+      this.#replyTimer = undefined;
+      this.#lastReplyAt = Date.now();
+      this.#publishStatus({ relay: true, replyWanted: false });
+    }, wait);
+    this.#replyTimer.unref();
   }
 
   /** Queues a gossiped envelope for the next ingest (see {@link GossipQueue}). */
@@ -690,5 +843,39 @@ export class Replicator extends EventTarget {
     if (peer.state === 'syncing' || peer.state === 'connected') peer.state = 'differs';
     peer.reason = fault === 'local' ? `local failure: ${describe(error)}` : `session ended: ${describe(error)}`;
     this.#backOff(peer);
+  }
+}
+
+/** Runs `fn` once calls to {@link poke} stop for `quietMs`, and at most `maxMs` after the first. */
+class Settle {
+  readonly #quietMs: number;
+  readonly #maxMs: number;
+  readonly #fn: () => void;
+  #timer: NodeJS.Timeout | undefined;
+  #first = 0;
+
+  constructor(quietMs: number, maxMs: number, fn: () => void) {
+    this.#quietMs = quietMs;
+    this.#maxMs = maxMs;
+    this.#fn = fn;
+  }
+
+  poke(): void {
+    const now = Date.now();
+    if (this.#timer === undefined) this.#first = now;
+    else clearTimeout(this.#timer);
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = undefined;
+        this.#fn();
+      },
+      Math.min(this.#quietMs, Math.max(0, this.#first + this.#maxMs - now)),
+    );
+    this.#timer.unref();
+  }
+
+  cancel(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 }

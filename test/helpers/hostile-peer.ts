@@ -6,7 +6,7 @@
  * stay up, and still converge with each other.
  */
 import { FINGERPRINT_BYTES } from '../../src/net/fingerprint-index.js';
-import { bytesFrame, eventsFrame, FrameType, type Status, statusFrame, wantFrame } from '../../src/net/frames.js';
+import { bytesFrame, eventsFrame, FrameType, peerStatusFrame, type Status, statusFrame, wantFrame } from '../../src/net/frames.js';
 import type { Link, Session } from '../../src/net/link.js';
 
 function status(fields: Partial<Status>): Status {
@@ -63,6 +63,7 @@ export class HostilePeer {
     if (r < 0.3) {
       const valid = [
         statusFrame(FrameType.STATUS, status({ count: 3 })),
+        peerStatusFrame({ origin: link.peerId, sequence: 1, relay: random() < 0.5, replyWanted: true, status: status({ count: 3 }) }),
         bytesFrame(FrameType.EVENT, events.length === 0 ? new Uint8Array(40) : events[Math.floor(random() * events.length)]!),
         wantFrame([new Uint8Array(16)]),
         eventsFrame([new Uint8Array(30)]),
@@ -74,14 +75,18 @@ export class HostilePeer {
     }
     if (r < 0.4) {
       // A cutoff no id can carry (2^48 and more), or a previous cutoff after the cutoff.
-      publish(statusFrame(FrameType.STATUS, status(random() < 0.5 ? { cutoffTime: 2 ** 48 + Math.floor(random() * 1000), previousTime: 2 ** 48 } : { cutoffTime: 60_000, previousTime: 120_000 })));
+      const bad = status(random() < 0.5 ? { cutoffTime: 2 ** 48 + Math.floor(random() * 1000), previousTime: 2 ** 48 } : { cutoffTime: 60_000, previousTime: 120_000 });
+      publish(peerStatusFrame({ origin: link.peerId, sequence: Math.floor(random() * 2 ** 32), relay: random() < 0.5, replyWanted: random() < 0.5, status: bad }));
       return 'bad status';
     }
     if (r < 0.5) {
       // A well-formed status from a clock a year ahead.
       const year = 365 * 86_400_000;
       const cutoffTime = Math.floor((Date.UTC(2021, 0, 1) + year * random()) / 60_000) * 60_000;
-      publish(statusFrame(FrameType.STATUS, status({ cutoffTime, previousTime: cutoffTime - 60_000, count: 5 })));
+      // For neighbours only, or relayed in the name of one of the honest peers (gossip is unsigned).
+      const origin = random() < 0.5 ? link.peerId : (targets[Math.floor(random() * targets.length)] ?? link.peerId);
+      const relay = origin !== link.peerId || random() < 0.5;
+      publish(peerStatusFrame({ origin, sequence: Math.floor(random() * 2 ** 32), relay, replyWanted: random() < 0.5, status: status({ cutoffTime, previousTime: cutoffTime - 60_000, count: 5 }) }));
       return 'future status';
     }
     if (r < 0.6 && events.length !== 0) {

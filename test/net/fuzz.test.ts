@@ -7,7 +7,7 @@
 import { fc, testProp } from '@fast-check/ava';
 import test from 'ava';
 import { Database, NoatunError, s } from '../../src/index.js';
-import { FrameType, bytesFrame, decodeFrame, eventsFrame, statusFrame, wantFrame } from '../../src/net/frames.js';
+import { FrameType, bytesFrame, decodeFrame, eventsFrame, peerStatusFrame, statusFrame, wantFrame } from '../../src/net/frames.js';
 import { FINGERPRINT_BYTES, FingerprintIndex } from '../../src/net/fingerprint-index.js';
 import { LOOPBACK_NETWORKS, Libp2pLink } from '../../src/net/libp2p-link.js';
 import { Reconciler } from '../../src/net/reconcile.js';
@@ -30,6 +30,7 @@ const validFrames = [
   statusFrame(FrameType.STATUS, status),
   statusFrame(FrameType.HELLO, status),
   statusFrame(FrameType.END, status),
+  peerStatusFrame({ origin: '12D3KooWExample', sequence: 7, relay: true, replyWanted: false, status }),
   bytesFrame(FrameType.EVENT, new Uint8Array(40)),
   bytesFrame(FrameType.RECONCILE, new Uint8Array(12)),
   wantFrame([new Uint8Array(16), new Uint8Array(16).fill(1)]),

@@ -136,7 +136,9 @@ async function gossipReady(from: Link, to: Link): Promise<void> {
   to.onGossip((_sender, data) => {
     if (data[0] === 0xfe) seen = true;
   });
-  await until(() => seen, 'a first gossip frame', () => from.publish(Uint8Array.of(0xfe)));
+  // Each try differs: gossip ids come from the content, and a repeated frame is a duplicate.
+  let tries = 0;
+  await until(() => seen, 'a first gossip frame', () => from.publish(Uint8Array.of(0xfe, tries++ & 0xff)));
 }
 
 for (const harness of [memory, libp2p]) {
@@ -381,7 +383,8 @@ test('libp2p: three nodes on loopback connect through a bootstrap node and gossi
         if (from === hub.peerId && data[0] === 0x42) seen[i] = true;
       });
     });
-    await until(() => seen.every(Boolean), 'gossip at both spokes', () => hub.publish(Uint8Array.of(0x42)));
+    let tries = 0;
+    await until(() => seen.every(Boolean), 'gossip at both spokes', () => hub.publish(Uint8Array.of(0x42, tries++ & 0xff)));
     t.pass();
   } finally {
     await Promise.all(all.map((link) => link.stop()));
