@@ -83,7 +83,15 @@ export function stateDifference(a: AnyDb, b: AnyDb, names: readonly [string, str
   const [na, nb] = names;
   const idsA = storedIds(a);
   const idsB = storedIds(b);
-  if (idsA.join() !== idsB.join()) return `${na} and ${nb} store other events: ${describeIdDifference(idsA, idsB, a.cutoffTime)}`;
+  if (idsA.join() !== idsB.join()) {
+    // Why the side that keeps an event keeps it, for the first few of each side.
+    const setA = new Set(idsA);
+    const setB = new Set(idsB);
+    const why = (db: AnyDb, ids: string[], name: string) =>
+      ids.slice(0, 2).map((id) => `${name} keeps ${id.slice(0, 12)}… because: ${db.explain(MessageId.parse(id)).keptBecause.join('; ') || 'no reason'}`);
+    const reasons = [...why(a, idsA.filter((id) => !setB.has(id)), na), ...why(b, idsB.filter((id) => !setA.has(id)), nb)];
+    return `${na} and ${nb} store other events: ${describeIdDifference(idsA, idsB, a.cutoffTime)}${reasons.length === 0 ? '' : ` (${reasons.join('; ')}; pruning paused until ${a.stats().pruningPausedUntil} and ${b.stats().pruningPausedUntil})`}`;
+  }
   if (cutoffKey(a) !== cutoffKey(b)) return `${na} and ${nb} have other cutoff hashes: ${cutoffKey(a)} vs ${cutoffKey(b)}`;
   const va = orderedView(a);
   const vb = orderedView(b);
