@@ -41,7 +41,8 @@
  * exempt too: meanwhile the others may have pruned an event together with the events that
  * deleted or overwrote it, and the one that was away brings the first back, behind everyone's
  * cutoff, without the rest (it agrees with the others once they have taken it back, not with a
- * peer that never saw it).
+ * peer that never saw it). The same when any peer stores an event again that it pruned longer ago
+ * than it remembers pruned ids: the hostile peer replays old events (docs/SECURITY.md).
  *
  * The seed fixes the workload, the faults and the network's randomness; the interleaving of
  * timers and disk I/O is real, so a replay repeats the scenario, not every microsecond of it.
@@ -198,6 +199,15 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
     counts.set(fault, (counts.get(fault) ?? 0) + 1);
   };
   let exempt = false;
+  /**
+   * Whether a peer stored an event again that it had pruned longer ago than it remembers pruned
+   * ids (an interval and two strides): the hostile peer replays old events, and a peer that was
+   * away may bring them. Outside the guarantee (docs/PRUNING.md): the event's effect may come back
+   * without the events it was pruned with. Peers are then compared with each other, not with the
+   * reference.
+   */
+  let resurrected = false;
+  const prunedAt = new Map<string, number>();
   /** The clock jumped while some peer was away (see the module comment). */
   let awayAcrossCutoff = false;
   const result = (ok: boolean, message: string): SimResult => ({
@@ -220,6 +230,8 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
         const cutoff = db.cutoffTime;
         for (const event of events) {
           if (!event.local) {
+            const gone = prunedAt.get(`${peer.id} ${event.id.toString()}`);
+            if (gone !== undefined && virtual - gone > INTERVAL + 2 * db.cutoffStrideMs) resurrected = true;
             deliveries++;
             lastDelivery = Date.now();
             // The last few, for the message of a resync loop.
@@ -238,6 +250,7 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
       removed(ids) {
         for (const id of ids) {
           const hex = Buffer.from(id).toString('hex');
+          prunedAt.set(`${peer.id} ${hex}`, virtual);
           if (TRACE !== undefined) history.push(`${peer.id} removed ${hex} at clock ${virtual - T0}, cutoff ${db.cutoffTime - T0}, last fault ${lastFault}, discarded ${db.discarded().length}, pruned ${db.stats().pruned}, rebuilds ${db.stats().rebuilds}, paused ${db.stats().pruningPausedUntil - T0}`);
         }
       },
@@ -499,7 +512,7 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
       if (quietInHold) allSynced = false;
       return quietInHold;
     });
-    exempt = isolatedWrites(written, inTime) || (awayAcrossCutoff && late > 0);
+    exempt = isolatedWrites(written, inTime) || (awayAcrossCutoff && late > 0) || resurrected;
     if (converged !== undefined) return result(false, `after healing: ${converged}`);
 
     // 1. Views right after healing (stored sets may still differ while holds last). Not where
@@ -573,12 +586,23 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
         }
         if (again !== undefined && !exempt) return result(false, `after the clock passed every hold: ${again}`);
       }
-      if (reference !== undefined) {
+      // (An event may come back in the final rounds too: see `resurrected`.)
+      if (reference !== undefined && !resurrected) {
         reference.clock.time = virtual;
         reference.db.advanceCutoff();
         for (const peer of peers) {
           const difference = stateDifference(peer.db! as AnyDb, reference.db, [peer.id, 'the reference peer']);
-          if (difference !== undefined) return result(false, `after the clock passed every hold: ${difference}`);
+          if (difference !== undefined) {
+            // With SIM_TRACE: the history of the events one side stores and the other does not, and both views.
+            let trace = '';
+            if (TRACE !== undefined) {
+              const theirs = new Set([...reference.db.ids()].map((id) => Buffer.from(id).toString('hex')));
+              const mine = new Set([...peer.db!.ids()].map((id) => Buffer.from(id).toString('hex')));
+              const odd = [...mine].filter((id) => !theirs.has(id)).concat([...theirs].filter((id) => !mine.has(id)));
+              trace = `\n  views: ${peer.id} ${orderedView(peer.db!)}\n  reference ${orderedView(reference.db)}${odd.map((id) => `\n  history of ${id}:\n    ${history.filter((line) => line.includes(id)).join('\n    ')}`).join('')}`;
+            }
+            return result(false, `after the clock passed every hold: ${difference}${trace}`);
+          }
         }
       } else {
         for (const peer of peers.slice(1)) {
