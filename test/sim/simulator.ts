@@ -208,6 +208,15 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
    */
   let resurrected = false;
   const prunedAt = new Map<string, number>();
+  /**
+   * Whether a peer pruned an event that another peer, one that had already joined, had not
+   * stored yet: that one was behind by more than the interval (away, partitioned, or kept from
+   * syncing), and may hold an event the others pruned together with what deleted or overwrote it
+   * (docs/PRUNING.md, outside the guarantee). A joiner that starts from a pruned log is not behind.
+   */
+  let fellBehind = false;
+  const storedBy = new Map<string, Set<string>>();
+  const joined = new Set<string>();
   /** The clock jumped while some peer was away (see the module comment). */
   let awayAcrossCutoff = false;
   const result = (ok: boolean, message: string): SimResult => ({
@@ -229,6 +238,9 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
       stored(events) {
         const cutoff = db.cutoffTime;
         for (const event of events) {
+          const holders = storedBy.get(event.id.toString());
+          if (holders === undefined) storedBy.set(event.id.toString(), new Set([peer.id]));
+          else holders.add(peer.id);
           if (!event.local) {
             const gone = prunedAt.get(`${peer.id} ${event.id.toString()}`);
             if (gone !== undefined && virtual - gone > INTERVAL + 2 * db.cutoffStrideMs) resurrected = true;
@@ -251,11 +263,21 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
         for (const id of ids) {
           const hex = Buffer.from(id).toString('hex');
           prunedAt.set(`${peer.id} ${hex}`, virtual);
+          const holders = storedBy.get(hex);
+          for (const other of joined) if (other !== peer.id && holders?.has(other) !== true) fellBehind = true;
           if (TRACE !== undefined) history.push(`${peer.id} removed ${hex} at clock ${virtual - T0}, cutoff ${db.cutoffTime - T0}, last fault ${lastFault}, discarded ${db.discarded().length}, pruned ${db.stats().pruned}, rebuilds ${db.stats().rebuilds}, paused ${db.stats().pruningPausedUntil - T0}`);
         }
       },
     });
     peer.db = db;
+    joined.add(peer.id);
+    // What it holds already (a reopen), as if stored now.
+    for (const id of db.ids()) {
+      const hex = Buffer.from(id).toString('hex');
+      const holders = storedBy.get(hex);
+      if (holders === undefined) storedBy.set(hex, new Set([peer.id]));
+      else holders.add(peer.id);
+    }
     peer.replicator = new Replicator(db, network.join(peer.id), { statusIntervalMs: 30 });
   };
   const close = async (peer: SimPeer) => {
@@ -504,15 +526,19 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
     partitioned = false;
     for (const peer of peers) if (peer.db === undefined) await open(peer);
     // While a peer holds pruning (late events reached it), it keeps events that others have
-    // pruned and will not take back: their statuses differ until the hold ends, by design. Then
-    // "converged" means quiet instead: nothing delivered for a while.
+    // pruned and will not take back: their statuses differ until the hold ends, by design. So may
+    // a peer that was away while the clock passed the cutoff: it may hold an event the others
+    // pruned meanwhile together with what deleted it, and they take it back only once they have
+    // forgotten pruning it (the final rounds move the clock that far). Then "converged" means
+    // quiet instead: nothing delivered for a while.
     let allSynced = true;
     const converged = await converge(peers, () => {
-      const quietInHold = peers.some((p) => p.db !== undefined && p.db.stats().pruningPausedUntil !== 0) && quiet();
+      const mayDiffer = awayAcrossCutoff || fellBehind || peers.some((p) => p.db !== undefined && p.db.stats().pruningPausedUntil !== 0);
+      const quietInHold = mayDiffer && quiet();
       if (quietInHold) allSynced = false;
       return quietInHold;
     });
-    exempt = isolatedWrites(written, inTime) || (awayAcrossCutoff && late > 0) || resurrected;
+    exempt = isolatedWrites(written, inTime) || (awayAcrossCutoff && late > 0) || resurrected || fellBehind;
     if (converged !== undefined) return result(false, `after healing: ${converged}`);
 
     // 1. Views right after healing (stored sets may still differ while holds last). Not where
