@@ -20,10 +20,13 @@ test.after.always(removeTempDirs);
 const writer = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'crash-writer.ts');
 const rounds = Number.parseInt(process.env.NOATUN_KILL_ROUNDS ?? '20', 10);
 
-/** Runs the writer until it has acknowledged some events, kills it at a random moment. */
-function runAndKill(dir: string, seed: number, delayMs: number): Promise<string[]> {
+/**
+ * Runs a writer script (`args` after its path) and kills it with SIGKILL `delayMs` after it says
+ * `ready`; resolves with what followed `ack ` on each line it printed before.
+ */
+function runAndKill(script: string, args: readonly string[], delayMs: number): Promise<string[]> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import=tsx', writer, dir, String(seed)], {
+    const child = spawn(process.execPath, ['--import=tsx', script, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const acked: string[] = [];
@@ -61,7 +64,7 @@ test('every acknowledged event survives SIGKILL and the reopened view equals a r
   const codec = messagePackCodec<CrashEvent>();
   const everAcked: string[] = [];
   for (let round = 0; round < rounds; round++) {
-    const acked = await runAndKill(dir, seed + round, 150 + Math.floor(random() * 600));
+    const acked = await runAndKill(writer, [dir, String(seed + round)], 150 + Math.floor(random() * 600));
     everAcked.push(...acked);
     const db = await openCrashDb(dir);
     const stored = new Set([...db.messages()].map((m) => m.id.toString()));
@@ -101,38 +104,6 @@ test('a process killed after writes went quiet reopens its view without a rebuil
   await db.close();
 });
 
-/** Runs the pruning writer from `start` (its fake clock) and kills it at a random moment. */
-function runPruneWriterAndKill(dir: string, seed: number, start: number, delayMs: number): Promise<Acked[]> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import=tsx', pruneWriter, dir, String(seed), String(start)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const acked: Acked[] = [];
-    let buffered = '';
-    let stderr = '';
-    let timer: NodeJS.Timeout | undefined;
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk: string) => {
-      buffered += chunk;
-      let newline = buffered.indexOf('\n');
-      while (newline >= 0) {
-        const [word, id, key, value] = buffered.slice(0, newline).split(' ');
-        buffered = buffered.slice(newline + 1);
-        if (word === 'ready') timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
-        else if (word === 'ack') acked.push({ id: id!, event: { key: Number(key), value: Number(value) } });
-        newline = buffered.indexOf('\n');
-      }
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.on('error', reject);
-    child.on('exit', (_code, signal) => {
-      clearTimeout(timer);
-      if (signal !== 'SIGKILL') reject(new Error(`writer exited by itself: ${stderr}`));
-      else resolve(acked);
-    });
-  });
-}
-
 type Acked = { id: string; event: PruneCrashEvent };
 
 const pruneWriter = path.join(path.dirname(writer), 'prune-crash-writer.ts');
@@ -147,7 +118,10 @@ test('killed inside rewinds, pruning and compaction: every acknowledged event is
   let start = T0;
   let pruned = 0;
   for (let round = 0; round < Math.ceil(rounds / 2); round++) {
-    const acked = await runPruneWriterAndKill(dir, seed + round, start, 200 + Math.floor(random() * 900));
+    const acked = (await runAndKill(pruneWriter, [dir, String(seed + round), String(start)], 200 + Math.floor(random() * 900))).map((line): Acked => {
+      const [id, key, value] = line.split(' ');
+      return { id: id!, event: { key: Number(key), value: Number(value) } };
+    });
     start += 3_600_000;
     everAcked.push(...acked);
     const db = await openPruneCrashDb(dir, () => start);

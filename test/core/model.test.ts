@@ -16,10 +16,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import test from 'ava';
 import { Database } from '../../src/index.js';
+import { appendOrRefused, transactionOrRefused } from '../helpers/append.js';
 import { ordered } from '../helpers/apps.js';
 import { applyModel, applyOp, type Op, type Plain, Root, randomOp } from '../helpers/bank-app.js';
 import { FakeClock, prng, removeTempDirs, T0, tempDir } from '../helpers/temp.js';
-import { appendOrRefused, transactionOrRefused } from '../helpers/append.js';
 
 test.after.always(removeTempDirs);
 

@@ -30,9 +30,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import test from 'ava';
 import { Database, type MessageId } from '../../src/index.js';
-import { type App, bank, catalog, orderedView, positions, registry, warehouse } from '../helpers/apps.js';
-import { type AnyDb, fixedPointDifference, firstDifference, holdClearance, settled, stateDifference } from '../helpers/convergence.js';
 import { appendOrRefused } from '../helpers/append.js';
+import { type App, bank, catalog, orderedView, positions, registry, warehouse } from '../helpers/apps.js';
+import { type AnyDb, firstDifference, fixedPointDifference, holdClearance, settled, stateDifference } from '../helpers/convergence.js';
 import { FakeClock, prng, removeTempDirs, T0, tempDir } from '../helpers/temp.js';
 
 test.after.always(removeTempDirs);
