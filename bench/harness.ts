@@ -24,6 +24,11 @@ export function benchDir(name: string): string {
 
 /** Removes the temp directories. */
 export function cleanup(): void {
+  if (process.env.NOATUN_BENCH_KEEP === '1') {
+    // Kept for inspection (where the bytes go): `NOATUN_BENCH_KEEP=1 npm run bench -- …`.
+    for (const dir of made.splice(0)) process.stderr.write(`kept ${dir}\n`);
+    return;
+  }
   for (const dir of made.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 }
 

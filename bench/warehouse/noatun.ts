@@ -14,7 +14,7 @@ const StorageBox = s.object({
 });
 export const Warehouse = s.object({ boxes: s.map(s.u32(), StorageBox) });
 
-function apply(task: WarehouseTask, root: s.View<typeof Warehouse>): void {
+export function apply(task: WarehouseTask, root: s.View<typeof Warehouse>): void {
   switch (task.k) {
     case 'create':
       root.boxes.set(task.box, { id: task.box, articles: new Map(), parent: null, children: [] });

@@ -30,6 +30,7 @@ import {
   decodeEnvelope,
   type Envelope,
   encodeEnvelope,
+  encodeEnvelopeInto,
   envelopeSize,
   readEnvelopeUnchecked,
   withParents,
@@ -815,11 +816,19 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const stored: StoredEvent[] = [];
     const headsBefore = [...this.#heads.values()];
     let finalized = false;
+    // The batch's log values (ordinal, envelope) in one buffer: one allocation, not one per event.
+    let total = 0;
+    for (const envelope of envelopes) total += ORDINAL_BYTES + envelopeSize(envelope);
+    const values = Buffer.allocUnsafeSlow(total);
+    let at = 0;
     for (const envelope of envelopes) {
+      const start = at + ORDINAL_BYTES;
+      at = encodeEnvelopeInto(envelope, values, start);
       const event: StoredEvent = {
-        key: envelope.id.bytes,
+        // The id inside the envelope (byte 1 on) doubles as the log key.
+        key: values.subarray(start + 1, start + 17),
         ordinal: this.#nextOrdinal++,
-        envelope: encodeEnvelope(envelope, ORDINAL_BYTES),
+        envelope: values.subarray(start, at),
         decoded: envelope,
       };
       this.#log.put(event);

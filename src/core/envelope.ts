@@ -73,10 +73,19 @@ export function envelopeSize(envelope: Envelope): number {
  * without copying (the log stores the ordinal there).
  */
 export function encodeEnvelope(envelope: Envelope, prefix = 0): Uint8Array {
+  const buffer = new Uint8Array(prefix + envelopeSize(envelope));
+  encodeEnvelopeInto(envelope, buffer, prefix);
+  return prefix === 0 ? buffer : buffer.subarray(prefix);
+}
+
+/**
+ * Encodes an envelope into `target` at `at` (which must have {@link envelopeSize} bytes of room);
+ * returns the offset just past it. A batch encodes all its envelopes into one buffer this way.
+ */
+export function encodeEnvelopeInto(envelope: Envelope, target: Uint8Array, at: number): number {
   const parents = envelope.parents;
   const payload = envelope.payload;
-  const buffer = new Uint8Array(prefix + FIXED_BYTES + parents.length * 16 + payload.length);
-  let at = prefix;
+  const buffer = target;
   buffer[at++] = ENVELOPE_VERSION;
   buffer.set(envelope.id.bytes, at);
   at += 16;
@@ -94,7 +103,7 @@ export function encodeEnvelope(envelope: Envelope, prefix = 0): Uint8Array {
   buffer[at++] = (size >>> 8) & 0xff;
   buffer[at++] = size & 0xff;
   buffer.set(payload, at);
-  return prefix === 0 ? buffer : buffer.subarray(prefix);
+  return at + size;
 }
 
 /** The same envelope with another parent list (pruning edits parents; the id stays valid). */

@@ -64,6 +64,8 @@ export class EventLog {
   /** Metadata of the transaction being committed, readable until it is. */
   #committingMeta = new Map<string, unknown>();
   #scheduled = false;
+  /** Commits handed to LMDB and not yet done (their entries are still in the overlay). */
+  #committing = 0;
   #lastWrite: Promise<unknown> = Promise.resolve();
   #failure: unknown;
   #closed = false;
@@ -117,7 +119,7 @@ export class EventLog {
     if (envelope.byteOffset < ORDINAL_BYTES) throw new NoatunError(ErrorCode.INTERNAL, 'envelope stored without room for the ordinal');
     const value = Buffer.from(envelope.buffer, envelope.byteOffset - ORDINAL_BYTES, envelope.byteLength + ORDINAL_BYTES);
     value.writeUInt32LE(event.ordinal, 0);
-    const key = Buffer.from(event.key.buffer, event.key.byteOffset, event.key.byteLength);
+    const key = Buffer.isBuffer(event.key) ? event.key : Buffer.from(event.key.buffer, event.key.byteOffset, event.key.byteLength);
     this.#queue({ key, event, value });
   }
 
@@ -168,6 +170,7 @@ export class EventLog {
     this.#committingMeta = meta;
     const events = this.#events;
     const metaDb = this.#meta;
+    this.#committing++;
     const done = this.#env.transaction(() => {
       for (const entry of entries) {
         if (entry.value === undefined) events.remove(entry.key);
@@ -178,7 +181,13 @@ export class EventLog {
     this.#lastWrite = done;
     done.then(
       () => {
-        // Committed: reads see the entries in LMDB now, the overlay can let go of them.
+        // Committed: reads see the entries in LMDB now, the overlay can let go of them (all at
+        // once when nothing was queued since: the usual case, one commit per batch).
+        this.#committing--;
+        if (this.#committing === 0 && this.#pending.length === 0) {
+          this.#overlay.clear();
+          entries.length = 0;
+        }
         for (const entry of entries) {
           const key = keyString(entry.key);
           if (this.#overlay.get(key) === entry) this.#overlay.delete(key);
@@ -186,6 +195,7 @@ export class EventLog {
         if (this.#committingMeta === meta) this.#committingMeta = new Map();
       },
       (error: unknown) => {
+        this.#committing--;
         this.#failure ??= error;
       },
     );

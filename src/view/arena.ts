@@ -421,6 +421,7 @@ export class Arena {
     journal.words[journal.end + 1] = JournalTag.MARK;
     journal.end += 2;
     journal.persist();
+    journal.noteMark(ordinal, position);
     this.floor = this.top;
     this.#topRecorded = false;
     return position;
@@ -488,30 +489,17 @@ export class Arena {
     }
     journal.end = e;
     journal.persist();
+    journal.forgetMarksFrom(mark);
     this.floor = this.top;
     this.#topRecorded = false;
   }
 
   /**
-   * The position of the mark recorded for `ordinal` (searching back from the end), or -1 when
-   * that mark is no longer (or was never) in the journal.
+   * The position of the mark recorded for `ordinal`, or -1 when that mark is no longer (or was
+   * never) in the journal (see {@link UndoJournal.findMark}).
    */
   findMark(ordinal: number): JournalMark | -1 {
-    const journal = this.journal;
-    const j = journal.words;
-    let e = journal.end;
-    while (e > journal.start) {
-      const tag = j[e - 1];
-      if (tag === JournalTag.MARK) {
-        if (j[e - 2] === ordinal) return (e - 2 - journal.start + journal.oldest) as JournalMark;
-        e -= 2;
-      } else if (tag === JournalTag.SET1) e -= 3;
-      else if (tag === JournalTag.SET2) e -= 4;
-      else if (tag === JournalTag.SETN) e -= j[e - 2]! + 3;
-      else if (tag === JournalTag.TOP) e -= 2;
-      else return -1;
-    }
-    return -1;
+    return this.journal.findMark(ordinal);
   }
 
   /**

@@ -59,6 +59,17 @@ export class UndoJournal {
   dropped: number;
   /** Physical capacity in words. */
   capacity: number;
+  /**
+   * The marks in the journal, oldest first, as (ordinal, logical position) pairs in
+   * `[#marksFirst, #marksEnd)`; built on first use by one backward scan, then kept up to date by
+   * {@link noteMark} and {@link forgetMarksFrom}. Without it, finding the first event of the window
+   * at every cutoff step scanned the whole window backwards.
+   */
+  #markOrdinals = new Uint32Array(0);
+  #markPositions = new Float64Array(0);
+  #marksFirst = 0;
+  #marksEnd = 0;
+  #marksKnown = false;
 
   constructor(path: string, reserveBytes: number) {
     this.file = MappedFile.open(path, { reserveBytes, initialBytes: INITIAL_FILE_BYTES });
@@ -169,8 +180,95 @@ export class UndoJournal {
     return Buffer.compare(stored, this.computeChecksum()) === 0;
   }
 
+  /** Records that a mark for `ordinal` was written at logical `position` (see {@link findMark}). */
+  noteMark(ordinal: number, position: JournalMark): void {
+    if (!this.#marksKnown) return;
+    // A mark written after a rewind is at or before the marks the rewind undid.
+    this.forgetMarksFrom(position);
+    if (this.#marksEnd === this.#markOrdinals.length) this.#growMarks();
+    this.#markOrdinals[this.#marksEnd] = ordinal;
+    this.#markPositions[this.#marksEnd] = position;
+    this.#marksEnd++;
+  }
+
+  /** Forgets the marks at or after logical `position` (the journal was rewound to it). */
+  forgetMarksFrom(position: JournalMark): void {
+    while (this.#marksEnd > this.#marksFirst && this.#markPositions[this.#marksEnd - 1]! >= position) this.#marksEnd--;
+  }
+
+  /**
+   * The logical position of the mark recorded for `ordinal`, or -1 when that mark is no longer
+   * (or was never) in the journal. Searches from both ends at once: the cutoff asks for the
+   * oldest events, a late event's rewind for recent ones.
+   */
+  findMark(ordinal: number): JournalMark | -1 {
+    if (!this.#marksKnown) this.#indexMarks();
+    const oldest = this.oldest;
+    const positions = this.#markPositions;
+    const ordinals = this.#markOrdinals;
+    while (this.#marksFirst < this.#marksEnd && positions[this.#marksFirst]! < oldest) this.#marksFirst++;
+    let low = this.#marksFirst;
+    let high = this.#marksEnd - 1;
+    while (low <= high) {
+      if (ordinals[high] === ordinal) return positions[high]! as JournalMark;
+      if (ordinals[low] === ordinal) return positions[low]! as JournalMark;
+      low++;
+      high--;
+    }
+    return -1;
+  }
+
+  /** Builds the mark index by one backward scan of the kept entries. */
+  #indexMarks(): void {
+    const ordinals: number[] = [];
+    const positions: number[] = [];
+    const j = this.words;
+    let e = this.end;
+    while (e > this.start) {
+      const tag = j[e - 1];
+      if (tag === JournalTag.MARK) {
+        ordinals.push(j[e - 2]!);
+        positions.push(e - 2 - HEADER_WORDS + this.dropped);
+        e -= 2;
+      } else if (tag === JournalTag.SET1) e -= 3;
+      else if (tag === JournalTag.SET2) e -= 4;
+      else if (tag === JournalTag.SETN) e -= j[e - 2]! + 3;
+      else if (tag === JournalTag.TOP) e -= 2;
+      // A damaged entry: older marks cannot be reached (rewinding there would fail too), so
+      // they are not indexed and asking for them finds none (the caller rebuilds instead).
+      else break;
+    }
+    const n = ordinals.length;
+    const capacity = Math.max(1024, 2 ** Math.ceil(Math.log2(n + 1)));
+    this.#markOrdinals = new Uint32Array(capacity);
+    this.#markPositions = new Float64Array(capacity);
+    for (let i = 0; i < n; i++) {
+      this.#markOrdinals[i] = ordinals[n - 1 - i]!;
+      this.#markPositions[i] = positions[n - 1 - i]!;
+    }
+    this.#marksFirst = 0;
+    this.#marksEnd = n;
+    this.#marksKnown = true;
+  }
+
+  #growMarks(): void {
+    const live = this.#marksEnd - this.#marksFirst;
+    const capacity = live * 2 > this.#markOrdinals.length ? this.#markOrdinals.length * 2 : this.#markOrdinals.length;
+    const ordinals = new Uint32Array(Math.max(1024, capacity));
+    const positions = new Float64Array(ordinals.length);
+    ordinals.set(this.#markOrdinals.subarray(this.#marksFirst, this.#marksEnd));
+    positions.set(this.#markPositions.subarray(this.#marksFirst, this.#marksEnd));
+    this.#markOrdinals = ordinals;
+    this.#markPositions = positions;
+    this.#marksFirst = 0;
+    this.#marksEnd = live;
+  }
+
   /** Forgets all history (after a rebuild). */
   clear(): void {
+    this.#marksFirst = 0;
+    this.#marksEnd = 0;
+    this.#marksKnown = true;
     this.dropped += this.end - HEADER_WORDS;
     this.start = HEADER_WORDS;
     this.end = HEADER_WORDS;
