@@ -821,7 +821,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     for (const envelope of envelopes) total += ORDINAL_BYTES + envelopeSize(envelope);
     const values = Buffer.allocUnsafeSlow(total);
     let at = 0;
-    for (const envelope of envelopes) {
+    for (let i = 0; i < envelopes.length; i++) {
+      const envelope = envelopes[i]!;
       const start = at + ORDINAL_BYTES;
       at = encodeEnvelopeInto(envelope, values, start);
       const event: StoredEvent = {
@@ -839,8 +840,16 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         finalized = true;
       }
       if (envelope.id.timestamp >= this.#cutoff) {
-        for (const parent of envelope.parents) this.#heads.delete(keyOf(parent));
-        this.#heads.set(keyOf(envelope.id), envelope.id);
+        const parents = envelope.parents;
+        // In a chain (a transaction), each event's only parent is the one before it, which was
+        // never made a head below: only the first event's parents and the last event change heads.
+        if (!(i !== 0 && parents.length === 1 && parents[0] === envelopes[i - 1]!.id)) {
+          for (const parent of parents) this.#heads.delete(keyOf(parent));
+        }
+        const next = envelopes[i + 1];
+        if (!(next !== undefined && next.parents.length === 1 && next.parents[0] === envelope.id)) {
+          this.#heads.set(keyOf(envelope.id), envelope.id);
+        }
       }
     }
     this.#log.setMeta(META_NEXT_ORDINAL, this.#nextOrdinal);

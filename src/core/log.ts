@@ -118,7 +118,11 @@ export class EventLog {
     const envelope = event.envelope;
     if (envelope.byteOffset < ORDINAL_BYTES) throw new NoatunError(ErrorCode.INTERNAL, 'envelope stored without room for the ordinal');
     const value = Buffer.from(envelope.buffer, envelope.byteOffset - ORDINAL_BYTES, envelope.byteLength + ORDINAL_BYTES);
-    value.writeUInt32LE(event.ordinal, 0);
+    const ordinal = event.ordinal;
+    value[0] = ordinal & 0xff;
+    value[1] = (ordinal >>> 8) & 0xff;
+    value[2] = (ordinal >>> 16) & 0xff;
+    value[3] = ordinal >>> 24;
     const key = Buffer.isBuffer(event.key) ? event.key : Buffer.from(event.key.buffer, event.key.byteOffset, event.key.byteLength);
     this.#queue({ key, event, value });
   }

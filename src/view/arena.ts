@@ -365,6 +365,29 @@ export class Arena {
     journal.end = e + n + 3;
   }
 
+  /**
+   * Journals `n` words from `w` that are usually all zero (a fresh slot in a table): as one short
+   * entry when they are, as {@link jn} otherwise.
+   */
+  jnZero(w: WordOffset, n: number): void {
+    if (n === 0 || w >= this.floor) return;
+    const u32 = this.u32;
+    for (let i = 0; i < n; i++) {
+      if (u32[w + i] !== 0) {
+        this.jn(w, n);
+        return;
+      }
+    }
+    const journal = this.journal;
+    if (journal.end + 3 > journal.capacity) journal.reserve(3);
+    const j = journal.words;
+    const e = journal.end;
+    j[e] = w;
+    j[e + 1] = n;
+    j[e + 2] = JournalTag.ZERON;
+    journal.end = e + 3;
+  }
+
   /** Writes word `w` with journaling. */
   set32(w: WordOffset, value: number): void {
     this.j1(w);
@@ -469,6 +492,12 @@ export class Arena {
           e = from;
           break;
         }
+        case JournalTag.ZERON: {
+          const w = j[e - 3]!;
+          u32.fill(0, w, w + j[e - 2]!);
+          e -= 3;
+          break;
+        }
         case JournalTag.TOP: {
           const old = j[e - 2]!;
           u32.fill(0, old, this.top);
@@ -534,6 +563,13 @@ export class Arena {
           const w = j[e - 3]!;
           for (let i = 0; i < n; i++) current.set(w + i, u32[w + i]!);
           e -= 3 + n;
+          break;
+        }
+        case JournalTag.ZERON: {
+          const n = j[e - 2]!;
+          const w = j[e - 3]!;
+          for (let i = 0; i < n; i++) current.set(w + i, u32[w + i]!);
+          e -= 3;
           break;
         }
         case JournalTag.TOP:

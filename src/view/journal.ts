@@ -30,11 +30,15 @@ export const JournalTag = {
   SETN: 3,
   TOP: 4,
   MARK: 5,
+  /** `[w, n, ZERON]`: `n` words from `w` were all zero (a fresh record slot; format version 3). */
+  ZERON: 6,
 } as const;
 
 const MAGIC0 = 0x4e54414e; // "NATN" little-endian words spell "NATNJRN1"
 const MAGIC1 = 0x314e524a;
-const FORMAT_VERSION = 2;
+/** Version 3 added {@link JournalTag.ZERON}; version 2 journals (without it) are read as they are. */
+const FORMAT_VERSION = 3;
+const OLDEST_READABLE_VERSION = 2;
 const HEADER_WORDS = JOURNAL_HEADER_BYTES / WORD_BYTES;
 // Header word indices. Positions are stored as float64 (exact up to 2^53 words).
 const H_MAGIC0 = 0;
@@ -90,10 +94,13 @@ export class UndoJournal {
         this.file.close();
         throw new CorruptFileError(path, 'not a Noatun undo journal (bad magic)', 0);
       }
-      if (this.words[H_VERSION] !== FORMAT_VERSION) {
+      const version = this.words[H_VERSION]!;
+      if (version < OLDEST_READABLE_VERSION || version > FORMAT_VERSION) {
         this.file.close();
-        throw new CorruptFileError(path, `unknown journal format version ${this.words[H_VERSION]}`, 8);
+        throw new CorruptFileError(path, `unknown journal format version ${version}`, 8);
       }
+      // From here on this code may write ZERON entries: an older version must not read them.
+      this.words[H_VERSION] = FORMAT_VERSION;
       this.dropped = this.#f64[H_DROPPED_F64]!;
       this.start = this.#f64[H_START_F64]!;
       this.end = this.#f64[H_END_F64]!;
@@ -234,6 +241,7 @@ export class UndoJournal {
       else if (tag === JournalTag.SET2) e -= 4;
       else if (tag === JournalTag.SETN) e -= j[e - 2]! + 3;
       else if (tag === JournalTag.TOP) e -= 2;
+      else if (tag === JournalTag.ZERON) e -= 3;
       // A damaged entry: older marks cannot be reached (rewinding there would fail too), so
       // they are not indexed and asking for them finds none (the caller rebuilds instead).
       else break;

@@ -4,6 +4,8 @@
  *
  * Replay with NOATUN_SEED=<seed>; more seeds with NOATUN_SEEDS=<count>.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import test from 'ava';
 import type { NoatunError } from '../../src/errors.js';
 import type { JournalMark } from '../../src/view/journal.js';
@@ -136,4 +138,63 @@ test('truncated history cannot be rewound to, later history still can', (t) => {
   view.rewindTo(snapshots[80]!.mark);
   t.true(Buffer.from(view.arena.u8.subarray(0, view.arena.top * 4)).equals(snapshots[80]!.bytes));
   view.close();
+});
+
+test('the mark index finds every kept mark after rewinds, re-applies, truncation and a reopen', (t) => {
+  const { view, snapshots, random } = runSeed(23);
+  for (let ordinal = 1; ordinal <= 120; ordinal++) t.is(view.arena.findMark(ordinal), snapshots[ordinal - 1]!.mark);
+  // Rewind to event 70 and apply other events 70..90: marks 91..120 are gone, 70..90 moved.
+  view.rewindTo(snapshots[69]!.mark);
+  const moved = new Map<number, JournalMark>();
+  for (let ordinal = 70; ordinal <= 90; ordinal++) {
+    moved.set(ordinal, view.mark(ordinal));
+    view.write(new Recorder(ordinal), (root) => randomWrite(random, root));
+  }
+  for (let ordinal = 91; ordinal <= 120; ordinal++) t.is(view.arena.findMark(ordinal), -1, `mark ${ordinal} was undone`);
+  for (const [ordinal, mark] of moved) t.is(view.arena.findMark(ordinal), mark);
+  t.is(view.arena.findMark(10), snapshots[9]!.mark);
+  view.truncateBefore(snapshots[40]!.mark);
+  t.is(view.arena.findMark(10), -1);
+  t.is(view.arena.findMark(41), snapshots[40]!.mark);
+  const dir = view.directory;
+  view.close();
+  // A reopened journal builds its index from the entries.
+  const again = openView(Root, dir);
+  t.is(again.arena.findMark(41), snapshots[40]!.mark);
+  t.is(again.arena.findMark(40), -1);
+  for (const [ordinal, mark] of moved) t.is(again.arena.findMark(ordinal), mark);
+  again.close();
+});
+
+test('words that were zero are journaled as such and zeroed again by a rewind', (t) => {
+  const view = openView(Root);
+  const arena = view.arena;
+  const block = arena.alloc(16);
+  const mark = view.mark(1);
+  const before = arena.journal.byteLength;
+  arena.jnZero(block, 13);
+  t.is(arena.journal.byteLength - before, 12, 'one 3-word entry');
+  for (let i = 0; i < 13; i++) arena.u32[block + i] = 1000 + i;
+  // Not all zero any more: journaled word by word.
+  arena.jnZero(block, 13);
+  t.is(arena.journal.byteLength - before, 12 + 16 * 4);
+  for (let i = 0; i < 13; i++) arena.u32[block + i] = 7;
+  view.rewindTo(mark);
+  t.true(arena.u32.subarray(block, block + 16).every((w) => w === 0));
+  view.close();
+});
+
+test('a journal of format version 2 (without zero entries) is still read', (t) => {
+  const { view, snapshots } = runSeed(31);
+  const dir = view.directory;
+  view.close();
+  const file = path.join(dir, 'journal.bin');
+  const bytes = fs.readFileSync(file);
+  bytes.writeUInt32LE(2, 8);
+  fs.writeFileSync(file, bytes);
+  const again = openView(Root, dir);
+  again.rewindTo(snapshots[30]!.mark);
+  t.true(Buffer.from(again.arena.u8.subarray(0, again.arena.top * 4)).equals(snapshots[30]!.bytes));
+  again.close();
+  t.is(fs.readFileSync(file).readUInt32LE(8), 3, 'written as version 3 from then on');
 });
