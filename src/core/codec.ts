@@ -27,6 +27,8 @@ export class PayloadError extends NoatunError {
   }
 }
 
+const sharedSteps: (string | number)[] = [];
+
 /** How deep an event may nest (deeper ones would exhaust the stack of the encoder). */
 const MAX_PAYLOAD_DEPTH = 512;
 
@@ -39,8 +41,11 @@ const MAX_PAYLOAD_DEPTH = 512;
 export function validateMessagePack(value: unknown): void {
   // No cycle bookkeeping on the way (this runs for every append): a cycle shows as a walk deeper
   // than the limit, and only then is the value walked again to tell a cycle from deep nesting.
+  // One path stack for every call (empty again after a walk that returns): no array per event.
+  const steps = sharedSteps;
+  steps.length = 0;
   try {
-    walkPayload(value, [], undefined);
+    walkPayload(value, steps, undefined);
   } catch (error) {
     if (!(error instanceof TooDeep)) throw error;
     walkPayload(value, [], new Set());

@@ -141,6 +141,14 @@ function verifyStored(stored: StoredEvent): Envelope | undefined {
 }
 
 function compareKeys(a: Uint8Array, b: Uint8Array): number {
+  // Ids are 16 bytes: a loop beats Buffer.compare's call into C++ several times over.
+  if (a.length === 16 && b.length === 16) {
+    for (let i = 0; i < 16; i++) {
+      const d = a[i]! - b[i]!;
+      if (d !== 0) return d;
+    }
+    return 0;
+  }
   return Buffer.compare(a, b);
 }
 
@@ -162,7 +170,12 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
    * Ordinals of the batch being projected whose apply must not fail (local events: the author's
    * own apply throwing rejects the append instead of storing a failure nobody else has seen).
    */
-  #strict: ReadonlySet<number> | undefined;
+  #strict: readonly StoredEvent[] | undefined;
+
+  /** Whether `ordinal` is one of the strict batch's events (asked only when an apply fails). */
+  #isStrict(ordinal: number): boolean {
+    return this.#strict !== undefined && this.#strict.some((stored) => stored.ordinal === ordinal);
+  }
   /** Id bytes of the highest applied event. */
   appliedMax: Uint8Array | undefined;
   /** Events re-applied because of late arrivals (for stats and benchmarks). */
@@ -208,8 +221,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     this.book.begin(stored.ordinal, id.timestamp);
     try {
       const event = this.#codec.decode(envelope.payload);
-      const apply = this.#apply;
-      const result = view.write(this.book, (root) => apply(event, root, { id, time: id.timestamp }) as unknown);
+      const result = view.writeWith(this.book, this.#apply, event, { id, time: id.timestamp }) as unknown;
       if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
         failure = new NoatunError(ErrorCode.INVALID_ARGUMENT, 'apply must be synchronous (it returned a promise)');
       }
@@ -218,7 +230,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
         // Not the event's fault (the view is full, the stack ran out): recording it as the
         // event's failure would differ between peers. Undo the partial apply and stop.
         view.rewindTo(mark);
-        if (!(error instanceof NoatunError) && this.#strict?.has(stored.ordinal) === true) throw new ApplyFailedError(id, error);
+        if (!(error instanceof NoatunError) && this.#isStrict(stored.ordinal)) throw new ApplyFailedError(id, error);
         throw error;
       }
       failure = error;
@@ -227,7 +239,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
       this.book.finish(id.bytes);
     } else {
       view.rewindTo(mark);
-      if (this.#strict?.has(stored.ordinal) === true) throw new ApplyFailedError(id, failure);
+      if (this.#isStrict(stored.ordinal)) throw new ApplyFailedError(id, failure);
       view.mark(stored.ordinal);
       // The book keeps what the event read before it threw: its failure may depend on it.
       this.book.finish(id.bytes, describeFailure(failure));
@@ -260,7 +272,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     const topBefore = this.#arena.top;
     const beforeMax = this.appliedMax;
     this.#late = undefined;
-    if (batch.strict) this.#strict = new Set(added.map((stored) => stored.ordinal));
+    if (batch.strict) this.#strict = added;
     try {
       const applied = this.#project(added, onProgress);
       // (Only batches applied after everything else: a late one re-applied others too.)

@@ -125,6 +125,20 @@ export class MaterializedView<R extends ObjectSchema<unknown>> {
     }
   }
 
+  /**
+   * {@link write} for a function of the root and two arguments, so a caller applying many events
+   * need not make a closure per event.
+   */
+  writeWith<A, B, T>(ctx: TrackingContext, fn: (a: A, root: ViewOf<R>, b: B) => T, a: A, b: B): T {
+    const arena = this.arena;
+    const session = arena.begin(ctx);
+    try {
+      return fn(a, this.#rootType.get(arena, session, arena.root) as ViewOf<R>, b);
+    } finally {
+      arena.end();
+    }
+  }
+
   /** The whole view as a plain value. */
   export(): Infer<R> {
     return this.read((root) => (root as { export(): Infer<R> }).export());
