@@ -174,8 +174,9 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
 
   /** Whether `ordinal` is one of the strict batch's events (asked only when an apply fails). */
   #isStrict(ordinal: number): boolean {
-    return this.#strict !== undefined && this.#strict.some((stored) => stored.ordinal === ordinal);
+    return this.#strict?.some((stored) => stored.ordinal === ordinal) === true;
   }
+
   /** Id bytes of the highest applied event. */
   appliedMax: Uint8Array | undefined;
   /** Events re-applied because of late arrivals (for stats and benchmarks). */
