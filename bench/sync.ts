@@ -23,7 +23,7 @@ const Root = s.object({ counters: s.map(s.u32(), s.u32()), total: s.u32() });
 type Event = [key: number, value: number];
 const LOOPBACK = ['/ip4/127.0.0.1/tcp/0'];
 
-function open(dir: string) {
+export function open(dir: string) {
   return Database.open<Event, typeof Root>({
     path: dir,
     root: Root,
@@ -34,7 +34,7 @@ function open(dir: string) {
 }
 
 /** Fills a database with `count` events in transactions of 1000; returns events per second. */
-async function fill(db: Awaited<ReturnType<typeof open>>, count: number, seed: number): Promise<number> {
+export async function fill(db: Awaited<ReturnType<typeof open>>, count: number, seed: number): Promise<number> {
   const random = seeded(seed);
   const { seconds } = await time(async () => {
     for (let done = 0; done < count; done += 1000) {
@@ -82,7 +82,7 @@ function wallMs(): number {
 }
 
 /** A peer serving `dir` from a child process; `append` makes it append an event and says when. */
-async function remotePeer(dir: string, topic: string) {
+export async function remotePeer(dir: string, topic: string) {
   const script = fileURLToPath(import.meta.url);
   const child = spawn(process.execPath, [...process.execArgv, script, `--serve=${dir}`, `--topic=${topic}`], {
     stdio: ['pipe', 'pipe', 'inherit'],

@@ -369,6 +369,13 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         // A queued late event is known: offered again, it is a duplicate (and, as a parent, it
         // is behind the cutoff, where parents count as present anyway).
         isStored: (id) => this.#log.has(id) || (this.#late.size !== 0 && this.#late.has(MessageId.adopt(id).key)),
+        highestStored: () => {
+          let highest = this.#log.lastKey();
+          for (const envelope of this.#late.values()) {
+            if (highest === undefined || Buffer.compare(envelope.id.bytes, highest) > 0) highest = envelope.id.bytes;
+          }
+          return highest;
+        },
       },
       options.inbox,
     );

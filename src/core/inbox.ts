@@ -73,6 +73,25 @@ export interface InboxHost {
   now(): number;
   /** Whether an event with these id bytes is stored. */
   isStored(id: Uint8Array): boolean;
+  /**
+   * The highest id stored (or otherwise known to {@link isStored}), or undefined when nothing is:
+   * no id above it is stored, so a batch of new events skips the lookups.
+   */
+  highestStored(): Uint8Array | undefined;
+}
+
+/**
+ * Whether 16-byte id `a` sorts after `b`: b undefined means nothing is stored (every id is above),
+ * null that the highest is not known (none is).
+ */
+function isAbove(a: Uint8Array, b: Uint8Array | undefined | null): boolean {
+  if (b === null) return false;
+  if (b === undefined) return true;
+  for (let i = 0; i < 16; i++) {
+    const d = a[i]! - b[i]!;
+    if (d !== 0) return d > 0;
+  }
+  return false;
 }
 
 /** How a batch was sorted. */
@@ -122,6 +141,8 @@ export class Inbox {
   readonly #waiting = new Map<string, Set<string>>();
   readonly #sources = new Map<string, Usage>();
   #bytes = 0;
+  /** {@link InboxHost.highestStored} as {@link sort} found it (null outside a sort: unknown). */
+  #highest: Uint8Array | undefined | null = null;
   /** The cutoff at the last release of events waiting on parents behind it. */
   #releasedAt = 0;
 
@@ -172,13 +193,16 @@ export class Inbox {
     decoded.sort((a, b) => MessageId.compare(a.id, b.id));
     const accepted: Envelope[] = [];
     const acceptedKeys = new Set<string>();
+    // An initial copy or gossip brings ids above everything stored: those need no lookup.
+    const highest = host.highestStored();
+    this.#highest = highest;
     let duplicates = 0;
     let parked = 0;
     let tooNew = 0;
     let refused = 0;
     for (const envelope of decoded) {
       const key = envelope.id.key;
-      if (acceptedKeys.has(key) || host.isStored(envelope.id.bytes)) {
+      if (acceptedKeys.has(key) || (!isAbove(envelope.id.bytes, highest) && host.isStored(envelope.id.bytes))) {
         duplicates++;
         continue;
       }
@@ -234,6 +258,7 @@ export class Inbox {
         unparked++;
       }
     }
+    this.#highest = null;
     accepted.sort((a, b) => MessageId.compare(a.id, b.id));
     return { accepted, duplicates, parked, unparked, tooNew, refused };
   }
@@ -250,7 +275,7 @@ export class Inbox {
     for (const parent of envelope.parents) {
       if (parent.timestamp < cutoff) continue;
       const key = parent.key;
-      if (accepted.has(key) || this.#host.isStored(parent.bytes)) continue;
+      if (accepted.has(key) || (!isAbove(parent.bytes, this.#highest) && this.#host.isStored(parent.bytes))) continue;
       return key;
     }
     return undefined;

@@ -285,7 +285,8 @@ export class EventLog {
   /** The id bytes of the last stored event (highest id), or undefined when empty. */
   lastKey(): Uint8Array | undefined {
     let last: Uint8Array | undefined;
-    for (const key of this.#events.getKeys({ reverse: true, limit: 1 })) last = key;
+    // A copy: lmdb-js may reuse the buffer of a key it yields.
+    for (const key of this.#events.getKeys({ reverse: true, limit: 1 })) last = Uint8Array.prototype.slice.call(key);
     for (const entry of this.#overlay.values()) {
       if (entry.event !== null && (last === undefined || compareKeys(entry.key, last) > 0)) last = entry.key;
     }
