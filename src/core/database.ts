@@ -1216,7 +1216,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     return stored === undefined ? undefined : this.#toMessage(stored.envelope);
   }
 
-  #toMessage(bytes: Uint8Array): StoredMessage {
+  #toMessage(stored: Uint8Array): StoredMessage {
+    // The caller gets its own copy (the parts are views into it): a pending log entry must not
+    // change if the caller writes to what it got.
+    const bytes = Uint8Array.prototype.slice.call(stored) as Uint8Array;
     // Verified when it was stored (minted here, or checked by ingest); every receiver checks it
     // again. Re-hashing here cost a sender a fifth of its time in an initial copy.
     const envelope = readEnvelopeUnchecked(bytes);

@@ -111,23 +111,28 @@ export function withParents(envelope: Envelope, parents: readonly MessageId[]): 
   return { id: envelope.id, salt: envelope.salt, parents, payload: envelope.payload };
 }
 
-function parse(bytes: Uint8Array, limits: EnvelopeLimits, checked: boolean): Envelope {
-  if (!(bytes instanceof Uint8Array)) throw new BadFrameError('not a byte array', 0);
-  if (bytes.length < FIXED_BYTES) throw new BadFrameError(`${bytes.length} bytes is too short`, 0);
-  if (bytes[0] !== ENVELOPE_VERSION) throw new BadFrameError(`unknown version ${bytes[0]}`, 0);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+/**
+ * Parses an envelope. The parts are views into one buffer: a copy of `bytes` when they come from
+ * outside (`checked`: the caller may reuse or change its buffer), `bytes` itself when the engine
+ * made them and keeps them unchanged (its log reads are copies already).
+ */
+function parse(input: Uint8Array, limits: EnvelopeLimits, checked: boolean): Envelope {
+  if (!(input instanceof Uint8Array)) throw new BadFrameError('not a byte array', 0);
+  if (input.length < FIXED_BYTES) throw new BadFrameError(`${input.length} bytes is too short`, 0);
+  if (input[0] !== ENVELOPE_VERSION) throw new BadFrameError(`unknown version ${input[0]}`, 0);
+  const bytes = checked ? (Uint8Array.prototype.slice.call(input) as Uint8Array) : input;
   let at = 1;
-  const id = MessageId.adopt(bytes.slice(at, at + 16));
+  const id = MessageId.adopt(bytes.subarray(at, at + 16));
   at += 16;
-  const salt = bytes.slice(at, at + SALT_BYTES);
+  const salt = bytes.subarray(at, at + SALT_BYTES);
   at += SALT_BYTES;
-  const count = view.getUint16(at, false);
+  const count = (bytes[at]! << 8) | bytes[at + 1]!;
   if (count > limits.maxParents) throw new BadFrameError(`${count} parents (limit ${limits.maxParents})`, at);
   at += 2;
   if (bytes.length < at + count * 16 + 4) throw new BadFrameError('parents run past the end', at);
   const parents = new Array<MessageId>(count);
   for (let i = 0; i < count; i++) {
-    const parent = MessageId.adopt(bytes.slice(at, at + 16));
+    const parent = MessageId.adopt(bytes.subarray(at, at + 16));
     if (checked) {
       if (i > 0 && MessageId.compare(parents[i - 1]!, parent) >= 0) {
         throw new BadFrameError('parents are not strictly increasing', at);
@@ -137,13 +142,13 @@ function parse(bytes: Uint8Array, limits: EnvelopeLimits, checked: boolean): Env
     parents[i] = parent;
     at += 16;
   }
-  const size = view.getUint32(at, false);
+  const size = ((bytes[at]! << 24) >>> 0) + (bytes[at + 1]! << 16) + (bytes[at + 2]! << 8) + bytes[at + 3]!;
   if (size > limits.maxPayloadBytes) throw new BadFrameError(`payload of ${size} bytes (limit ${limits.maxPayloadBytes})`, at);
   at += 4;
   if (bytes.length !== at + size) {
     throw new BadFrameError(bytes.length < at + size ? 'payload runs past the end' : 'trailing bytes', at);
   }
-  const payload = bytes.slice(at, at + size);
+  const payload = bytes.subarray(at, at + size);
   return { id, salt, parents, payload };
 }
 
