@@ -64,6 +64,13 @@ export const DEFAULT_MAX_LATE_EVENTS = 100_000;
 export const DEFAULT_MAX_LATE_BYTES = 64 * 2 ** 20;
 
 /**
+ * Undo history kept at most (beyond it the oldest is dropped, even inside the cutoff interval):
+ * a late event older than the history is applied by rebuilding the view from the log instead.
+ * @default 256 MiB
+ */
+export const DEFAULT_MAX_UNDO_HISTORY_BYTES = 256 * 2 ** 20;
+
+/**
  * The share of time that storing events behind the cutoff may take (a rewind through the undo
  * history, or a rebuild): after such a batch took t, the next may start t × (1 / share − 1) later.
  * @default 0.1

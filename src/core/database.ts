@@ -13,13 +13,19 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ErrorCode, NoatunError } from '../errors.js';
-import { DEFAULT_MAX_VIEW_BYTES } from '../view/constants.js';
+import { DEFAULT_MAX_JOURNAL_BYTES, DEFAULT_MAX_VIEW_BYTES } from '../view/constants.js';
 import { type InspectOptions, inspectView, type ObjectNode } from '../view/inspect.js';
 import type { ObjectSchema, View } from '../view/schema.js';
 import { untracked } from '../view/tracking.js';
 import { MaterializedView } from '../view/view.js';
 import { type Codec, messagePackCodec } from './codec.js';
-import { DEFAULT_CUTOFF_INTERVAL_MS, DEFAULT_MAX_LATE_BYTES, DEFAULT_MAX_LATE_EVENTS, REBUILD_DUTY_CYCLE } from './constants.js';
+import {
+  DEFAULT_CUTOFF_INTERVAL_MS,
+  DEFAULT_MAX_LATE_BYTES,
+  DEFAULT_MAX_LATE_EVENTS,
+  DEFAULT_MAX_UNDO_HISTORY_BYTES,
+  REBUILD_DUTY_CYCLE,
+} from './constants.js';
 import { Inbox, type InboxLimits, LOCAL_SOURCE } from './inbox.js';
 import { CUTOFF_HASH_BYTES, type CutoffState, cutoffStrideMs, nominalCutoff, xorInto } from './cutoff.js';
 import { Rec, RecFlag } from './bookkeeping.js';
@@ -86,6 +92,13 @@ export interface DatabaseOptions<E, R> {
    * @default 8 GiB
    */
   readonly maxUndoBytes?: number;
+  /**
+   * Undo history kept at most, in bytes (besides the cutoff, which drops history that is final):
+   * a late event older than the history kept is applied by a rebuild of the view from the log,
+   * which takes longer. Capped at half of `maxUndoBytes`.
+   * @default 256 MiB
+   */
+  readonly maxUndoHistoryBytes?: number;
   /** Progress of long work (rebuilding the view from the log). */
   readonly onProgress?: ProgressCallback;
   /**
@@ -316,6 +329,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   readonly #listeners = new Set<DatabaseListener>();
   readonly #cutoffIntervalMs: number;
   readonly #autoPrune: boolean;
+  /** See {@link DatabaseOptions.maxUndoHistoryBytes}. */
+  readonly #maxUndoHistoryBytes: number;
   #openedBy: DatabaseStats['openedBy'];
   /**
    * Pruning waits until the cutoff is past this time (ms): the last time events arrived from
@@ -351,6 +366,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#nextOrdinal = log.getMeta<number>(META_NEXT_ORDINAL) ?? 1;
     this.#cutoffIntervalMs = options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS;
     this.#autoPrune = options.autoPrune ?? true;
+    this.#maxUndoHistoryBytes = Math.min(
+      options.maxUndoHistoryBytes ?? DEFAULT_MAX_UNDO_HISTORY_BYTES,
+      Math.floor((options.maxUndoBytes ?? DEFAULT_MAX_JOURNAL_BYTES) / 2),
+    );
     this.#cutoff = log.getMeta<number>(META_CUTOFF) ?? 0;
     this.#strideMs = cutoffStrideMs(this.#cutoffIntervalMs);
     const hashes = log.getMeta<Uint8Array[]>(META_CUTOFF_HASHES);
@@ -397,6 +416,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const interval = options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS;
     if (!(Number.isFinite(interval) && interval >= 120_000)) {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'cutoffIntervalMs must be at least 120000 (2 minutes)');
+    }
+    const history = options.maxUndoHistoryBytes;
+    if (history !== undefined && !(Number.isSafeInteger(history) && history >= 4096)) {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'maxUndoHistoryBytes must be a whole number of bytes, at least 4096');
     }
     fs.mkdirSync(options.path, { recursive: true });
     const releaseLock = lockDirectory(options.path);
@@ -881,6 +904,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     }
     this.#markDirty(); // the projector may have rebuilt into a fresh view
     this.#view.lastApplied = this.#nextOrdinal - 1;
+    this.#projector.trimHistory(this.#maxUndoHistoryBytes);
     if (this.#listeners.size !== 0) {
       const notices = stored.map((event, i) => ({ id: envelopes[i]!.id, bytes: event.envelope, local }));
       for (const listener of this.#listeners) listener.stored?.(notices);

@@ -423,6 +423,22 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     this.#trimPruneHistory();
   }
 
+  /**
+   * Drops the oldest undo history while it holds more than `maxBytes` (the budget on top of the
+   * cutoff): what is dropped starts at an event's mark, and a late event older than what is kept
+   * is applied by a rebuild instead of a rewind. Writers that outrun the cutoff (or run without
+   * pruning, where the cutoff never trims) keep a bounded journal this way.
+   */
+  trimHistory(maxBytes: number): void {
+    const journal = this.#arena.journal;
+    if (journal.byteLength <= maxBytes) return;
+    this.#ensureHistory();
+    const keepFrom = journal.position - Math.floor(maxBytes / 4);
+    const mark = journal.firstMarkFrom(keepFrom);
+    this.#arena.truncateBefore(mark === -1 ? this.#arena.position : mark);
+    this.#trimPruneHistory();
+  }
+
   /** Undoes the event `stored` (already removed from the log) and re-applies what followed it. */
   unapply(stored: StoredEvent, onProgress?: ProgressCallback): void {
     this.#ensureHistory();

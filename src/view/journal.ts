@@ -225,6 +225,24 @@ export class UndoJournal {
     return -1;
   }
 
+  /**
+   * The oldest kept mark at or after logical `position`, or -1 when there is none: where to cut
+   * the history so that what stays starts with an event.
+   */
+  firstMarkFrom(position: number): JournalMark | -1 {
+    if (!this.#marksKnown) this.#indexMarks();
+    const positions = this.#markPositions;
+    let low = this.#marksFirst;
+    let high = this.#marksEnd;
+    // Positions increase along the index: binary search.
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (positions[middle]! < position) low = middle + 1;
+      else high = middle;
+    }
+    return low < this.#marksEnd ? (positions[low]! as JournalMark) : -1;
+  }
+
   /** Builds the mark index by one backward scan of the kept entries. */
   #indexMarks(): void {
     const ordinals: number[] = [];

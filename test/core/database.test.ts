@@ -14,7 +14,7 @@ test.after.always(removeTempDirs);
 const Add = s.object({ counter: s.u32(), items: s.list(s.u32()) });
 type AddEvent = { add: number } | { set: number } | { push: number } | { boom: true };
 
-function openAdd(dir: string, clock = new FakeClock(), extra: { autoPrune?: boolean } = {}) {
+function openAdd(dir: string, clock = new FakeClock(), extra: { autoPrune?: boolean; maxUndoHistoryBytes?: number } = {}) {
   return Database.open<AddEvent, typeof Add>({
     path: dir,
     root: Add,
@@ -465,6 +465,38 @@ test('undo history is dropped at the cutoff, and a later event older than it reb
   const items = db.read((root) => root.items.export());
   t.deepEqual(items, [-1 >>> 0, ...Array.from({ length: 51 }, (_, i) => i)]);
   await Promise.all([db.close(), other.close()]);
+});
+
+test('undo history is kept within its byte budget, also without pruning; a late event older than it rebuilds', async (t) => {
+  const budget = 8192;
+  const clock = new FakeClock(T0 + 1000);
+  const db = await openAdd(tempDir(), clock, { autoPrune: false, maxUndoHistoryBytes: budget });
+  for (let i = 0; i < 200; i++) {
+    clock.advance(10);
+    await db.transaction((tx) => {
+      for (let j = 0; j < 5; j++) tx.append({ push: i * 5 + j });
+    });
+    // One batch may overshoot the budget by its own history until the next commit trims it.
+    t.true(db.stats().undoBytes <= budget, `${db.stats().undoBytes} bytes of history after batch ${i}`);
+  }
+  t.true(db.stats().undoBytes > budget / 2, 'the budget is used, not emptied');
+  // A recent late event still rewinds; one older than the history rebuilds; both land in order.
+  const other = await openAdd(tempDir(), new FakeClock(clock.now() - 15));
+  await other.append({ push: 100_000 });
+  const recent = await db.ingest([...other.messages()].map((m) => m.bytes));
+  t.is(recent.stored, 1);
+  t.is(db.stats().rebuilds, 0);
+  const old = await openAdd(tempDir(), new FakeClock(T0 + 500));
+  await old.append({ push: 200_000 });
+  await db.ingest([...old.messages()].map((m) => m.bytes));
+  t.is(db.stats().rebuilds, 1);
+  const items = db.read((root) => root.items.export());
+  const expected = [200_000, ...Array.from({ length: 1000 }, (_, i) => i)];
+  expected.splice(expected.length - 10, 0, 100_000); // between the last two batches
+  t.deepEqual(items, expected);
+  const invalid = await t.throwsAsync(openAdd(tempDir(), clock, { maxUndoHistoryBytes: 10 }));
+  t.is((invalid as NoatunError).code, 'INVALID_ARGUMENT');
+  await Promise.all([db.close(), other.close(), old.close()]);
 });
 
 test('a record damaged on disk is dropped when the view is rebuilt, the rest is kept', async (t) => {
