@@ -41,22 +41,23 @@ const MAX_PAYLOAD_DEPTH = 512;
 export function validateMessagePack(value: unknown): void {
   // No cycle bookkeeping on the way (this runs for every append): a cycle shows as a walk deeper
   // than the limit, and only then is the value walked again to tell a cycle from deep nesting.
-  // One path stack for every call (empty again after a walk that returns): no array per event.
-  const steps = sharedSteps;
-  steps.length = 0;
+  // One path stack for every call, indexed by depth (never shrunk): no array per event.
   try {
-    walkPayload(value, steps, undefined);
+    walkPayload(value, sharedSteps, 0, undefined);
   } catch (error) {
     if (!(error instanceof TooDeep)) throw error;
-    walkPayload(value, [], new Set());
+    walkPayload(value, [], 0, new Set());
     throw new PayloadError(error.path, `nested more than ${MAX_PAYLOAD_DEPTH} levels deep`);
   }
 }
 
-/** `event` followed by the steps (`.name`, `[index]`) to a value. */
-function pathOf(steps: readonly (string | number)[]): string {
+/** `event` followed by the first `depth` steps (`.name`, `[index]`) to a value. */
+function pathOf(steps: readonly (string | number)[], depth: number): string {
   let path = 'event';
-  for (const step of steps) path += typeof step === 'number' ? `[${step}]` : `.${step}`;
+  for (let i = 0; i < depth; i++) {
+    const step = steps[i]!;
+    path += typeof step === 'number' ? `[${step}]` : `.${step}`;
+  }
   return path;
 }
 
@@ -74,8 +75,7 @@ class TooDeep extends Error {
  * Checks one value (see {@link validateMessagePack}), reached by `steps` (a stack shared by the
  * whole walk, so no path is built unless one is reported); `seen`, when given, finds cycles.
  */
-function walkPayload(v: unknown, steps: (string | number)[], seen: Set<object> | undefined): void {
-  const depth = steps.length;
+function walkPayload(v: unknown, steps: (string | number)[], depth: number, seen: Set<object> | undefined): void {
   switch (typeof v) {
     case 'undefined':
     case 'boolean':
@@ -83,54 +83,52 @@ function walkPayload(v: unknown, steps: (string | number)[], seen: Set<object> |
     case 'string':
       return;
     case 'bigint':
-      if (v < -(2n ** 63n) || v >= 2n ** 64n) throw new PayloadError(pathOf(steps), `${v}n does not fit in 64 bits; MessagePack cannot carry it (use a string)`);
+      if (v < -(2n ** 63n) || v >= 2n ** 64n) throw new PayloadError(pathOf(steps, depth), `${v}n does not fit in 64 bits; MessagePack cannot carry it (use a string)`);
       return;
     case 'function':
-      throw new PayloadError(pathOf(steps), 'a function cannot be sent; MessagePack drops it');
+      throw new PayloadError(pathOf(steps, depth), 'a function cannot be sent; MessagePack drops it');
     case 'symbol':
-      throw new PayloadError(pathOf(steps), 'a Symbol cannot be sent in MessagePack');
+      throw new PayloadError(pathOf(steps, depth), 'a Symbol cannot be sent in MessagePack');
   }
   if (v === null) return;
   const object = v as object;
-  if (seen?.has(object) === true) throw new PayloadError(pathOf(steps), 'a circular reference cannot be sent in MessagePack');
+  if (seen?.has(object) === true) throw new PayloadError(pathOf(steps, depth), 'a circular reference cannot be sent in MessagePack');
   if (depth >= MAX_PAYLOAD_DEPTH) {
-    if (seen === undefined) throw new TooDeep(pathOf(steps));
-    throw new PayloadError(pathOf(steps), `nested more than ${MAX_PAYLOAD_DEPTH} levels deep`);
+    if (seen === undefined) throw new TooDeep(pathOf(steps, depth));
+    throw new PayloadError(pathOf(steps, depth), `nested more than ${MAX_PAYLOAD_DEPTH} levels deep`);
   }
   if (object instanceof Uint8Array) {
     if (object.constructor !== Uint8Array && !Buffer.isBuffer(object)) {
-      throw new PayloadError(pathOf(steps), `a ${object.constructor.name} is read back as a Uint8Array; send a Uint8Array`);
+      throw new PayloadError(pathOf(steps, depth), `a ${object.constructor.name} is read back as a Uint8Array; send a Uint8Array`);
     }
     return;
   }
   if (object instanceof Date) {
-    if (Number.isNaN(object.getTime())) throw new PayloadError(pathOf(steps), 'an invalid Date cannot be sent in MessagePack');
+    if (Number.isNaN(object.getTime())) throw new PayloadError(pathOf(steps, depth), 'an invalid Date cannot be sent in MessagePack');
     return;
   }
   if (ArrayBuffer.isView(object) || object instanceof ArrayBuffer) {
-    throw new PayloadError(pathOf(steps), `a ${object.constructor.name} is read back as a Uint8Array; send a Uint8Array (or an array of numbers)`);
+    throw new PayloadError(pathOf(steps, depth), `a ${object.constructor.name} is read back as a Uint8Array; send a Uint8Array (or an array of numbers)`);
   }
-  if (object instanceof Map) throw new PayloadError(pathOf(steps), 'a Map is read back as a plain object; send an object or an array of [key, value] pairs');
-  if (object instanceof Set) throw new PayloadError(pathOf(steps), 'a Set is read back as an array; send an array');
+  if (object instanceof Map) throw new PayloadError(pathOf(steps, depth), 'a Map is read back as a plain object; send an object or an array of [key, value] pairs');
+  if (object instanceof Set) throw new PayloadError(pathOf(steps, depth), 'a Set is read back as an array; send an array');
   seen?.add(object);
   if (Array.isArray(object)) {
     for (let i = 0; i < object.length; i++) {
-      steps.push(i);
-      walkPayload(object[i], steps, seen);
-      steps.pop();
+      steps[depth] = i;
+      walkPayload(object[i], steps, depth + 1, seen);
     }
   } else {
     const proto = Object.getPrototypeOf(object);
     if (proto !== Object.prototype && proto !== null) {
       const name = (object.constructor as { name?: string } | undefined)?.name ?? 'class';
-      throw new PayloadError(pathOf(steps), `a ${name} instance is read back as a plain object without its class; send a plain object`);
+      throw new PayloadError(pathOf(steps, depth), `a ${name} instance is read back as a plain object without its class; send a plain object`);
     }
-    if (Object.getOwnPropertySymbols(object).length !== 0) throw new PayloadError(pathOf(steps), 'Symbol keys are dropped by MessagePack');
+    if (Object.getOwnPropertySymbols(object).length !== 0) throw new PayloadError(pathOf(steps, depth), 'Symbol keys are dropped by MessagePack');
     for (const key in object) {
       if (!Object.hasOwn(object, key)) continue;
-      steps.push(key);
-      walkPayload((object as Record<string, unknown>)[key], steps, seen);
-      steps.pop();
+      steps[depth] = key;
+      walkPayload((object as Record<string, unknown>)[key], steps, depth + 1, seen);
     }
   }
   seen?.delete(object);

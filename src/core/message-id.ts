@@ -88,7 +88,7 @@ export class MessageId {
     writeTimestamp(bytes, timestamp);
     bytes[6] = sequence >>> 8;
     bytes[7] = sequence & 0xff;
-    bytes.set(hash.subarray(0, 8), 8);
+    for (let i = 0; i < 8; i++) bytes[8 + i] = hash[i]!;
     return new MessageId(bytes);
   }
 

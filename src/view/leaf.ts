@@ -437,9 +437,9 @@ export class BytesLeaf<T extends string | Uint8Array> implements KeyType<T> {
     if (length !== 0) {
       const u8 = a.u8;
       const start = block * 4;
-      // A short value by hand; a long one in one copy (the view object costs less than the loop).
+      // A short value by hand; a long one in one native copy.
       if (length < 32) for (let i = 0; i < length; i++) u8[start + i] = scratch[i]!;
-      else u8.set(scratch.subarray(0, length), start);
+      else scratch.copy(u8, start, 0, length);
       // Zero the block's tail so the bytes of an in-place rewrite never depend on history.
       u8.fill(0, start + length, start + words * 4);
     }
