@@ -179,7 +179,9 @@ export class Pruner {
     const u32 = book.arena.u32;
     const r = book.find(ordinal);
     if (u32[r + Rec.READERS]! > (this.#readersInPool.get(ordinal) ?? 0)) return true;
-    for (const victim of book.list(u32[r + Rec.VICTIMS]!)) {
+    const victims = u32[r + Rec.VICTIMS]!;
+    for (let k = 0, n = victims === 0 ? 0 : u32[victims]!; k < n; k++) {
+      const victim = u32[victims + 1 + k]!;
       if (!this.#pool.has(victim) && book.find(victim) !== -1) return true;
     }
     return false;
@@ -204,8 +206,14 @@ export class Pruner {
         continue;
       }
       pool.add(ordinal);
-      for (const source of book.list(u32[r + Rec.READS]!)) this.#readersInPool.set(source, (this.#readersInPool.get(source) ?? 0) + 1);
-      for (const victim of book.list(u32[r + Rec.VICTIMS]!)) {
+      const reads = u32[r + Rec.READS]!;
+      for (let k = 0, n = reads === 0 ? 0 : u32[reads]!; k < n; k++) {
+        const source = u32[reads + 1 + k]!;
+        this.#readersInPool.set(source, (this.#readersInPool.get(source) ?? 0) + 1);
+      }
+      const victims = u32[r + Rec.VICTIMS]!;
+      for (let k = 0, n = victims === 0 ? 0 : u32[victims]!; k < n; k++) {
+        const victim = u32[victims + 1 + k]!;
         const list = this.#destroyers.get(victim);
         if (list === undefined) this.#destroyers.set(victim, [ordinal]);
         else list.push(ordinal);
@@ -227,7 +235,9 @@ export class Pruner {
     while (stack.length !== 0) {
       const ordinal = stack.pop()!;
       const r = book.find(ordinal);
-      for (const source of book.list(u32[r + Rec.READS]!)) {
+      const reads = u32[r + Rec.READS]!;
+      for (let k = 0, n = reads === 0 ? 0 : u32[reads]!; k < n; k++) {
+        const source = u32[reads + 1 + k]!;
         if (pool.has(source) && !region.has(source) && !this.#hardBlocked(source)) {
           region.add(source);
           stack.push(source);
@@ -243,7 +253,9 @@ export class Pruner {
     // The largest subset of the region whose readers and victims are all inside it (or gone).
     const readersInside = new Map<number, number>();
     for (const ordinal of region) {
-      for (const source of book.list(u32[book.find(ordinal) + Rec.READS]!)) {
+      const reads = u32[book.find(ordinal) + Rec.READS]!;
+      for (let k = 0, n = reads === 0 ? 0 : u32[reads]!; k < n; k++) {
+        const source = u32[reads + 1 + k]!;
         readersInside.set(source, (readersInside.get(source) ?? 0) + 1);
       }
     }
@@ -254,7 +266,9 @@ export class Pruner {
       const r = book.find(ordinal);
       let blocked = u32[r + Rec.READERS]! > (readersInside.get(ordinal) ?? 0);
       if (!blocked) {
-        for (const victim of book.list(u32[r + Rec.VICTIMS]!)) {
+        const victims = u32[r + Rec.VICTIMS]!;
+        for (let k = 0, n = victims === 0 ? 0 : u32[victims]!; k < n; k++) {
+          const victim = u32[victims + 1 + k]!;
           if (!region.has(victim) && book.find(victim) !== -1) {
             blocked = true;
             break;
@@ -263,7 +277,9 @@ export class Pruner {
       }
       if (!blocked) continue;
       region.delete(ordinal);
-      for (const source of book.list(u32[r + Rec.READS]!)) {
+      const reads = u32[r + Rec.READS]!;
+      for (let k = 0, n = reads === 0 ? 0 : u32[reads]!; k < n; k++) {
+        const source = u32[reads + 1 + k]!;
         readersInside.set(source, readersInside.get(source)! - 1);
         if (region.has(source)) work.push(source);
       }
@@ -273,10 +289,12 @@ export class Pruner {
       pool.delete(ordinal);
       this.#destroyers.delete(ordinal);
       this.#readersInPool.delete(ordinal);
-      for (const source of book.list(u32[book.find(ordinal) + Rec.READS]!)) {
-        const n = (this.#readersInPool.get(source) ?? 1) - 1;
-        if (n === 0) this.#readersInPool.delete(source);
-        else this.#readersInPool.set(source, n);
+      const reads = u32[book.find(ordinal) + Rec.READS]!;
+      for (let k = 0, n = reads === 0 ? 0 : u32[reads]!; k < n; k++) {
+        const source = u32[reads + 1 + k]!;
+        const left = (this.#readersInPool.get(source) ?? 1) - 1;
+        if (left === 0) this.#readersInPool.delete(source);
+        else this.#readersInPool.set(source, left);
       }
     }
     return [...region];
