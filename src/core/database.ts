@@ -285,6 +285,15 @@ const MIN_COMPACT_BYTES = 8 * 2 ** 20;
 /** How long the view may stay dirty after the last write before it is flushed and marked clean. */
 const CHECKPOINT_DELAY_MS = 1000;
 
+/** Whether two ids are the same (the same object, as in a local chain, or the same bytes). */
+function sameId(a: MessageId, b: MessageId): boolean {
+  if (a === b) return true;
+  const x = a.bytes;
+  const y = b.bytes;
+  for (let i = 15; i >= 0; i--) if (x[i] !== y[i]) return false;
+  return true;
+}
+
 function keyOf(id: MessageId): string {
   return id.key;
 }
@@ -871,13 +880,13 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       }
       if (envelope.id.timestamp >= this.#cutoff) {
         const parents = envelope.parents;
-        // In a chain (a transaction), each event's only parent is the one before it, which was
-        // never made a head below: only the first event's parents and the last event change heads.
-        if (!(i !== 0 && parents.length === 1 && parents[0] === envelopes[i - 1]!.id)) {
+        // In a chain (a transaction, or a peer's run of them), each event's only parent is the one
+        // before it, which was never made a head below: only the chain's ends change heads.
+        if (!(i !== 0 && parents.length === 1 && sameId(parents[0]!, envelopes[i - 1]!.id))) {
           for (const parent of parents) this.#heads.delete(keyOf(parent));
         }
         const next = envelopes[i + 1];
-        if (!(next !== undefined && next.parents.length === 1 && next.parents[0] === envelope.id)) {
+        if (!(next !== undefined && next.parents.length === 1 && sameId(next.parents[0]!, envelope.id))) {
           this.#heads.set(keyOf(envelope.id), envelope.id);
         }
       }
