@@ -59,6 +59,8 @@ import { type ByteBudget, maxReconcileRounds } from './session-limits.js';
  * and would let a slow disk fall further behind.
  */
 const MAX_INGESTS_IN_FLIGHT = 2;
+/** Bytes of a session's first EVENTS frame (later ones fill `batchBytes`): it leaves at once. */
+const FIRST_BATCH_BYTES = 32 * 1024;
 
 /**
  * The largest envelope the engine accepts with its default limits, in wire form: version, id,
@@ -219,6 +221,10 @@ export class SessionRun {
   #peerEnded = false;
   #endSent = false;
   #finished = false;
+  /** EVENTS frames sent so far (the first is small: see {@link FIRST_BATCH_BYTES}). */
+  #sentBatches = 0;
+  /** A {@link #pump} is scheduled for the next turn. */
+  #pumpScheduled = false;
   /** Since when we wait for the peer's next frame (undefined: not waiting). */
   #waitingSince: number | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -566,6 +572,21 @@ export class SessionRun {
     return undefined;
   }
 
+  /** Runs {@link #pump} again on the next turn of the event loop (once, however often asked). */
+  #schedulePump(): void {
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
+    setImmediate(() => {
+      this.#pumpScheduled = false;
+      if (this.#finished) return;
+      try {
+        this.#pump();
+      } catch (error) {
+        this.#session.abort(error instanceof Error ? error : new Error(String(error)));
+      }
+    });
+  }
+
   /** Sends batches and parts while the window allows; sends END once everything is sent and acknowledged. */
   #pump(): void {
     const { batchBytes, window } = this.#host.config;
@@ -577,7 +598,9 @@ export class SessionRun {
       }
       const batch: Uint8Array[] = [];
       let bytes = 0;
-      while (batch.length < MAX_IDS_PER_FRAME && bytes < batchBytes) {
+      // The first batch is small, so that the peer has something to store at once.
+      const limit = this.#sentBatches === 0 ? Math.min(batchBytes, FIRST_BATCH_BYTES) : batchBytes;
+      while (batch.length < MAX_IDS_PER_FRAME && bytes < limit) {
         const message = this.#nextMessage();
         if (message === undefined) break;
         if (message.bytes.length > batchBytes) {
@@ -592,6 +615,13 @@ export class SessionRun {
         this.#send(eventsFrame(batch));
         this.#inFlight.push(batch.length);
         peer.sent += batch.length;
+        this.#sentBatches++;
+        // Let the frame leave before reading the next batch: the peer starts on it meanwhile
+        // (building the whole window at once held the first frame back by tens of ms).
+        if (this.#inFlight.length < window) {
+          this.#schedulePump();
+          return;
+        }
         continue;
       }
       const large = this.#held;
