@@ -316,6 +316,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    */
   #late = new Map<string, Envelope>();
   #lateBytes = 0;
+  /** The highest id in {@link #late} (undefined when it is empty). */
+  #lateHighest: Uint8Array | undefined;
   /** When the next costly late batch may be stored (ms of the real clock, `performance.now()`). */
   #nextLateTurnAt = 0;
   #lateTimer: NodeJS.Timeout | undefined;
@@ -398,11 +400,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         // is behind the cutoff, where parents count as present anyway).
         isStored: (id) => this.#log.has(id) || (this.#late.size !== 0 && this.#late.has(MessageId.adopt(id).key)),
         highestStored: () => {
-          let highest = this.#log.lastKey();
-          for (const envelope of this.#late.values()) {
-            if (highest === undefined || Buffer.compare(envelope.id.bytes, highest) > 0) highest = envelope.id.bytes;
-          }
-          return highest;
+          const highest = this.#log.lastKey();
+          const late = this.#lateHighest;
+          return late !== undefined && (highest === undefined || Buffer.compare(late, highest) > 0) ? late : highest;
         },
       },
       options.inbox,
@@ -1119,7 +1119,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    * that history does not reach back to it.
    */
   #isCostlyLate(envelope: Envelope): boolean {
-    return envelope.id.timestamp < this.#cutoff && this.#projector.landsBeforeApplied(envelope.id.bytes);
+    const key = envelope.id.bytes;
+    if (!this.#projector.landsBeforeApplied(key)) return false;
+    // Behind the cutoff, or before the history the byte budget kept: a rebuild is likely.
+    return envelope.id.timestamp < this.#cutoff || this.#projector.landsBeforeHistory(key);
   }
 
   /** Queues a late event for the next rebuild; false when the queue is full. */
@@ -1127,6 +1130,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const bytes = envelopeSize(envelope);
     if (this.#late.size >= DEFAULT_MAX_LATE_EVENTS || this.#lateBytes + bytes > DEFAULT_MAX_LATE_BYTES) return false;
     this.#late.set(envelope.id.key, envelope);
+    const id = envelope.id.bytes;
+    if (this.#lateHighest === undefined || Buffer.compare(id, this.#lateHighest) > 0) this.#lateHighest = id;
     this.#lateBytes += bytes;
     return true;
   }
@@ -1135,6 +1140,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const late = [...this.#late.values()].filter((envelope) => !this.#log.has(envelope.id.bytes));
     this.#late.clear();
     this.#lateBytes = 0;
+    this.#lateHighest = undefined;
     return late;
   }
 

@@ -188,7 +188,8 @@ export class EventLog {
         // Committed: reads see the entries in LMDB now, the overlay can let go of them (all at
         // once when nothing was queued since: the usual case, one commit per batch).
         this.#committing--;
-        if (this.#committing === 0 && this.#pending.length === 0) {
+        // (Not after a failed commit: its entries were never written, and reads keep seeing them.)
+        if (this.#committing === 0 && this.#pending.length === 0 && this.#failure === undefined) {
           this.#overlay.clear();
           entries.length = 0;
         }
@@ -267,19 +268,21 @@ export class EventLog {
       .sort((a, b) => compareKeys(a.key, b.key));
     let p = 0;
     const options = start === undefined ? {} : { start: Buffer.from(start) };
+    // A pending key is a view into the batch's buffer (the value being written): hand out copies.
+    const copy = (key: Uint8Array): Uint8Array => Uint8Array.prototype.slice.call(key) as Uint8Array;
     for (const key of this.#events.getKeys(options) as Iterable<Buffer>) {
       while (p < pending.length && compareKeys(pending[p]!.key, key) < 0) {
-        if (pending[p]!.event !== null) yield pending[p]!.key;
+        if (pending[p]!.event !== null) yield copy(pending[p]!.key);
         p++;
       }
       if (p < pending.length && compareKeys(pending[p]!.key, key) === 0) {
-        if (pending[p]!.event !== null) yield pending[p]!.key;
+        if (pending[p]!.event !== null) yield copy(pending[p]!.key);
         p++;
         continue;
       }
       yield key;
     }
-    for (; p < pending.length; p++) if (pending[p]!.event !== null) yield pending[p]!.key;
+    for (; p < pending.length; p++) if (pending[p]!.event !== null) yield copy(pending[p]!.key);
   }
 
   /** The id bytes of the last stored event (highest id), or undefined when empty. */

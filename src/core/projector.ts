@@ -223,7 +223,11 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     let failure: unknown;
     this.book.begin(stored.ordinal, id.timestamp);
     try {
-      const event = this.#codec.decode(envelope.payload);
+      // Always a Buffer: a payload parsed from a peer's frame is a plain Uint8Array, one read from
+      // the log or made here a Buffer, and MessagePack's byte fields take the payload's type; an
+      // apply that calls a Buffer method on them must see the same on every peer.
+      const payload = envelope.payload;
+      const event = this.#codec.decode(Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
       const result = view.writeWith(this.book, this.#apply, event, { id, time: id.timestamp }) as unknown;
       if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
         failure = new NoatunError(ErrorCode.INVALID_ARGUMENT, 'apply must be synchronous (it returned a promise)');
@@ -269,6 +273,8 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
    */
   project(added: readonly StoredEvent[], onProgress?: ProgressCallback, batch?: BatchOptions): number {
     if (added.length === 0) return 0;
+    // Before the first journal write since the open: the seal covers the history as it was.
+    this.#ensureHistory();
     if (batch === undefined) return this.#project(added, onProgress);
     // All or nothing: on any failure the view is restored to what it was before the batch.
     const before = this.#arena.position;
@@ -393,6 +399,19 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     return applied;
   }
 
+  /**
+   * Whether an event with id `key` may land before the undo history kept (the byte budget or a
+   * rebuild dropped older history): applying it may need a rebuild. Conservative: an event just
+   * before the oldest kept event might still rewind.
+   */
+  landsBeforeHistory(key: Uint8Array): boolean {
+    const journal = this.#arena.journal;
+    const first = journal.firstMarkFrom(journal.oldest);
+    if (first === -1) return true;
+    const r = this.book.find(journal.words[journal.physical(first)]!);
+    return r === -1 || compareKeys(key, this.book.idOf(r)) < 0;
+  }
+
   /** Whether an event with id `key` would land before events already applied (a rewind or a rebuild). */
   landsBeforeApplied(key: Uint8Array): boolean {
     const max = this.appliedMax;
@@ -406,6 +425,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
    */
   forgetHistoryBefore(time: number): void {
     const arena = this.#arena;
+    this.#ensureHistory(); // (before the journal changes: see project)
     let first: StoredEvent | undefined;
     for (const stored of this.#log.range(MessageId.fromParts(time, 0, new Uint8Array(8)).bytes)) {
       first = stored;
@@ -469,6 +489,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
   prune(cutoff: number): Uint8Array[] {
     const ordinals = this.#pruner.collect(cutoff);
     if (ordinals.length === 0) return [];
+    this.#ensureHistory(); // (before the journal changes: see project)
     const book = this.book;
     const position = this.#arena.position;
     const ids: Uint8Array[] = [];

@@ -76,7 +76,7 @@ export class UndoJournal {
   #marksKnown = false;
 
   constructor(path: string, reserveBytes: number) {
-    this.file = MappedFile.open(path, { reserveBytes, initialBytes: INITIAL_FILE_BYTES });
+    this.file = MappedFile.open(path, { reserveBytes, initialBytes: INITIAL_FILE_BYTES, limitOption: 'maxUndoBytes' });
     this.words = new Uint32Array(0);
     this.#f64 = new Float64Array(0);
     this.capacity = 0;
@@ -138,7 +138,10 @@ export class UndoJournal {
   /** Makes room for `words` more words at the end. */
   reserve(words: number): void {
     if (this.end + words <= this.capacity) return;
-    if (this.start - HEADER_WORDS > (this.end - this.start)) {
+    // Moving the kept entries to the front pays when more is dropped than kept, and is a must
+    // when growing would pass the reservation (the history's byte budget is half of it).
+    const dropped = this.start - HEADER_WORDS;
+    if (dropped > this.end - this.start || (dropped > 0 && (this.end + words) * WORD_BYTES > this.file.reserveBytes)) {
       this.#compact();
       if (this.end + words <= this.capacity) return;
     }
@@ -164,6 +167,7 @@ export class UndoJournal {
       throw new NoatunError(ErrorCode.INTERNAL, `journal truncation past its end (${mark} > ${this.position})`);
     }
     this.start = physical;
+    if (this.#marksKnown) this.#forgetDroppedMarks();
     if (this.start - HEADER_WORDS >= this.end - this.start) this.#compact();
     this.persist();
   }
@@ -210,10 +214,9 @@ export class UndoJournal {
    */
   findMark(ordinal: number): JournalMark | -1 {
     if (!this.#marksKnown) this.#indexMarks();
-    const oldest = this.oldest;
+    this.#forgetDroppedMarks();
     const positions = this.#markPositions;
     const ordinals = this.#markOrdinals;
-    while (this.#marksFirst < this.#marksEnd && positions[this.#marksFirst]! < oldest) this.#marksFirst++;
     let low = this.#marksFirst;
     let high = this.#marksEnd - 1;
     while (low <= high) {
@@ -231,6 +234,7 @@ export class UndoJournal {
    */
   firstMarkFrom(position: number): JournalMark | -1 {
     if (!this.#marksKnown) this.#indexMarks();
+    this.#forgetDroppedMarks();
     const positions = this.#markPositions;
     let low = this.#marksFirst;
     let high = this.#marksEnd;
@@ -277,7 +281,15 @@ export class UndoJournal {
     this.#marksKnown = true;
   }
 
+  /** Drops index entries of marks before the oldest kept entry (truncated history). */
+  #forgetDroppedMarks(): void {
+    const oldest = this.oldest;
+    const positions = this.#markPositions;
+    while (this.#marksFirst < this.#marksEnd && positions[this.#marksFirst]! < oldest) this.#marksFirst++;
+  }
+
   #growMarks(): void {
+    this.#forgetDroppedMarks();
     const live = this.#marksEnd - this.#marksFirst;
     const capacity = live * 2 > this.#markOrdinals.length ? this.#markOrdinals.length * 2 : this.#markOrdinals.length;
     const ordinals = new Uint32Array(Math.max(1024, capacity));

@@ -118,6 +118,11 @@ export interface MappedFileOptions {
   readonly reserveBytes: number;
   /** Length of a newly created file (rounded up to a page). */
   readonly initialBytes: number;
+  /**
+   * The option that sets `reserveBytes`, named in errors about it.
+   * @default 'maxViewBytes'
+   */
+  readonly limitOption?: string;
 }
 
 /** A shared read-write memory map of one file. */
@@ -128,12 +133,15 @@ export class MappedFile {
   readonly reserveBytes: number;
   /** True when the file did not exist (or was empty) and was created by this open. */
   readonly created: boolean;
+  /** The option that sets {@link reserveBytes} (named in `VIEW_FULL` errors). */
+  readonly limitOption: string;
   #fd: number;
   #buffer: ArrayBuffer;
   #byteLength: number;
 
-  private constructor(path: string, fd: number, buffer: ArrayBuffer, byteLength: number, reserveBytes: number, created: boolean) {
+  private constructor(path: string, fd: number, buffer: ArrayBuffer, byteLength: number, reserveBytes: number, created: boolean, limitOption: string) {
     this.path = path;
+    this.limitOption = limitOption;
     this.#fd = fd;
     this.#buffer = buffer;
     this.#byteLength = byteLength;
@@ -163,7 +171,7 @@ export class MappedFile {
       if (size > reserveBytes) {
         throw new NoatunError(
           ErrorCode.VIEW_FULL,
-          `${path} is ${size} bytes, larger than the ${reserveBytes} bytes reserved for it (raise maxViewBytes)`,
+          `${path} is ${size} bytes, larger than the ${reserveBytes} bytes reserved for it (raise ${options.limitOption ?? 'maxViewBytes'})`,
         );
       }
       let buffer: ArrayBuffer;
@@ -173,7 +181,7 @@ export class MappedFile {
         if (error instanceof NoatunError) throw error;
         throw fromSystemError(error, 'mmap', path);
       }
-      return new MappedFile(path, fd, buffer, size, reserveBytes, created);
+      return new MappedFile(path, fd, buffer, size, reserveBytes, created, options.limitOption ?? 'maxViewBytes');
     } catch (error) {
       fs.closeSync(fd);
       if (error instanceof NoatunError) throw error;
@@ -211,7 +219,7 @@ export class MappedFile {
     if (minBytes > this.reserveBytes) {
       throw new NoatunError(
         ErrorCode.VIEW_FULL,
-        `${this.path} needs ${minBytes} bytes but only ${this.reserveBytes} are reserved (raise maxViewBytes)`,
+        `${this.path} needs ${minBytes} bytes but only ${this.reserveBytes} are reserved (raise ${this.limitOption})`,
       );
     }
     const target = Math.min(this.reserveBytes, roundUpToPage(Math.max(minBytes, this.#byteLength * 2)));

@@ -490,6 +490,14 @@ test('undo history is kept within its byte budget, also without pruning; a late 
   await old.append({ push: 200_000 });
   await db.ingest([...old.messages()].map((m) => m.bytes));
   t.is(db.stats().rebuilds, 1);
+  // Another event older than the history right after: the rebuild budget defers it (no cutoff
+  // ever moved here, so only the history kept tells that it is costly).
+  const older = await openAdd(tempDir(), new FakeClock(T0 + 600));
+  await older.append({ push: 300_000 });
+  const deferred = await db.ingest([...older.messages()].map((m) => m.bytes));
+  t.is(deferred.deferred, 1);
+  t.is(db.stats().rebuilds, 1);
+  await older.close();
   const items = db.read((root) => root.items.export());
   const expected = [200_000, ...Array.from({ length: 1000 }, (_, i) => i)];
   expected.splice(expected.length - 10, 0, 100_000); // between the last two batches
@@ -497,6 +505,51 @@ test('undo history is kept within its byte budget, also without pruning; a late 
   const invalid = await t.throwsAsync(openAdd(tempDir(), clock, { maxUndoHistoryBytes: 10 }));
   t.is((invalid as NoatunError).code, 'INVALID_ARGUMENT');
   await Promise.all([db.close(), other.close(), old.close()]);
+});
+
+test('a history over its budget at reopen is trimmed to the budget, not dropped', async (t) => {
+  const dir = tempDir();
+  const clock = new FakeClock(T0 + 1000);
+  const db = await openAdd(dir, clock, { autoPrune: false });
+  for (let i = 0; i < 100; i++) {
+    clock.advance(10);
+    await db.transaction((tx) => {
+      for (let j = 0; j < 5; j++) tx.append({ push: i });
+    });
+  }
+  t.true(db.stats().undoBytes > 16_384);
+  await db.close();
+  const again = await openAdd(dir, clock, { autoPrune: false, maxUndoHistoryBytes: 8192 });
+  t.is(again.stats().openedBy, 'clean-load');
+  clock.advance(10);
+  await again.append({ push: 1 });
+  const kept = again.stats().undoBytes;
+  t.true(kept > 4096 && kept <= 8192, `${kept} bytes of history kept`);
+  await again.close();
+});
+
+test('a small undo reservation with its default budget never runs out of room', async (t) => {
+  const clock = new FakeClock(T0 + 1000);
+  // maxUndoBytes 64 KiB: the history is kept within 32 KiB, and the file must fit the rest.
+  const db = await Database.open<AddEvent, typeof Add>({
+    path: tempDir(),
+    root: Add,
+    now: clock.now,
+    autoPrune: false,
+    maxUndoBytes: 64 * 1024,
+    apply(event, root) {
+      if ('push' in event) for (let k = 0; k < 20; k++) root.items.push(event.push);
+    },
+  });
+  for (let i = 0; i < 300; i++) {
+    clock.advance(10);
+    await db.transaction((tx) => {
+      for (let j = 0; j < 10; j++) tx.append({ push: j });
+    });
+  }
+  t.true(db.stats().undoBytes <= 32 * 1024);
+  t.is(db.read((root) => root.items.length), 300 * 10 * 20);
+  await db.close();
 });
 
 test('a record damaged on disk is dropped when the view is rebuilt, the rest is kept', async (t) => {
@@ -613,4 +666,25 @@ test('a full view is not recorded as the event failing: the batch is refused, no
   t.is(large.read((root) => root.texts.length), 5011);
   await large.close();
   await source.close();
+});
+
+test('byte fields of an event reach apply as the same type on the author and on every peer', async (t) => {
+  const Seen = s.object({ seen: s.list(s.string()) });
+  type BytesEvent = { b: Uint8Array };
+  const open = (dir: string) =>
+    Database.open<BytesEvent, typeof Seen>({
+      path: dir,
+      root: Seen,
+      apply(event, root) {
+        // What an app may do with them: their class and their text form must not depend on the peer.
+        root.seen.push(`${event.b.constructor.name} ${String(event.b)}`);
+      },
+    });
+  const author = await open(tempDir());
+  await author.append({ b: new Uint8Array([104, 105]) });
+  const peer = await open(tempDir());
+  // As a frame from the network delivers it: a plain Uint8Array, not a Buffer.
+  await peer.ingest([...author.messages()].map((m) => new Uint8Array(m.bytes)));
+  t.deepEqual(peer.read((root) => root.seen.export()), author.read((root) => root.seen.export()));
+  await Promise.all([author.close(), peer.close()]);
 });
