@@ -72,6 +72,7 @@ async function runSeed<E>(app: App<E>, seed: number, events: number): Promise<Ou
   let eventTime = T0;
   let checks = 0;
   let late = 0;
+  let heldBack = false;
   let parked = 0;
   /** Once anything reaches P behind its cutoff (or waits behind it), N is no longer a reference. */
   let nCompared = true;
@@ -88,9 +89,13 @@ async function runSeed<E>(app: App<E>, seed: number, events: number): Promise<Ou
       const id = await appendOrRefused(source, app.random(random), { time: Math.max(T0, time) });
       if (id !== undefined) {
         const frame = { id, bytes: source.message(id)!.bytes.slice() };
-        // Late in the run, some events are held back until they are behind the cutoff.
-        if (lateAllowed && random() < 0.05) veryLate.push(frame);
-        else pending.push(frame);
+        // Late in the run, some events are held back until they are behind the cutoff: at least
+        // one, so that every seed has late arrivals (some seeds had none and failed the check
+        // below, e.g. 2772622346 and 3889549115).
+        if (lateAllowed && (random() < 0.05 || !heldBack)) {
+          veryLate.push(frame);
+          heldBack = true;
+        } else pending.push(frame);
       }
       clock.time = Math.max(clock.time, eventTime);
       const last = i === events - 1;
