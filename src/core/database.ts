@@ -42,7 +42,7 @@ import {
   withParents,
 } from './envelope.js';
 import { EventLog, ORDINAL_BYTES, type StoredEvent } from './log.js';
-import { FRESH_SEQUENCE_MIN, IdMinter, MessageId } from './message-id.js';
+import { compareIdBytes, FRESH_SEQUENCE_MIN, IdMinter, MessageId } from './message-id.js';
 import {
   type ApplyFailure,
   ApplyFailedError,
@@ -287,11 +287,7 @@ const CHECKPOINT_DELAY_MS = 1000;
 
 /** Whether two ids are the same (the same object, as in a local chain, or the same bytes). */
 function sameId(a: MessageId, b: MessageId): boolean {
-  if (a === b) return true;
-  const x = a.bytes;
-  const y = b.bytes;
-  for (let i = 15; i >= 0; i--) if (x[i] !== y[i]) return false;
-  return true;
+  return a === b || compareIdBytes(a.bytes, b.bytes) === 0;
 }
 
 function keyOf(id: MessageId): string {

@@ -29,7 +29,7 @@ import {
   DEFAULT_PARKED_TTL_MS,
 } from './constants.js';
 import { type Envelope, envelopeSize, withParents } from './envelope.js';
-import { MessageId } from './message-id.js';
+import { compareIdBytes, MessageId } from './message-id.js';
 
 /** Limits of the inbox (see the module comment). */
 export interface InboxLimits {
@@ -86,12 +86,7 @@ export interface InboxHost {
  */
 function isAbove(a: Uint8Array, b: Uint8Array | undefined | null): boolean {
   if (b === null) return false;
-  if (b === undefined) return true;
-  for (let i = 0; i < 16; i++) {
-    const d = a[i]! - b[i]!;
-    if (d !== 0) return d > 0;
-  }
-  return false;
+  return b === undefined || compareIdBytes(a, b) > 0;
 }
 
 /** How a batch was sorted. */

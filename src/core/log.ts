@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { type Database as LmdbDatabase, open, type RootDatabase } from 'lmdb';
 import { ErrorCode, NoatunError } from '../errors.js';
 import type { Envelope } from './envelope.js';
+import { compareIdBytes } from './message-id.js';
 
 /** Bytes before the envelope in a stored value (the ordinal, little-endian). */
 export const ORDINAL_BYTES = 4;
@@ -47,9 +48,7 @@ function keyString(key: Uint8Array): string {
   return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
 }
 
-function compareKeys(a: Uint8Array, b: Uint8Array): number {
-  return Buffer.compare(a, b);
-}
+const compareKeys = compareIdBytes;
 
 /** The LMDB-backed log of one database directory. */
 export class EventLog {

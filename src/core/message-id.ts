@@ -94,13 +94,7 @@ export class MessageId {
 
   /** Orders ids by their bytes: -1, 0 or 1. */
   static compare(a: MessageId, b: MessageId): number {
-    const x = a.bytes;
-    const y = b.bytes;
-    for (let i = 0; i < 16; i++) {
-      const d = x[i]! - y[i]!;
-      if (d !== 0) return d < 0 ? -1 : 1;
-    }
-    return 0;
+    return Math.sign(compareIdBytes(a.bytes, b.bytes));
   }
 
   /** Milliseconds since the Unix epoch. */
@@ -166,6 +160,21 @@ function writeTimestamp(bytes: Uint8Array, timestamp: number): void {
   bytes[3] = (low >>> 16) & 0xff;
   bytes[4] = (low >>> 8) & 0xff;
   bytes[5] = low & 0xff;
+}
+
+/**
+ * Orders id bytes (or any byte strings) as unsigned bytes: negative, 0 or positive. Ids (16 bytes)
+ * are compared in JS, several times faster than `Buffer.compare`'s call into C++.
+ */
+export function compareIdBytes(a: Uint8Array, b: Uint8Array): number {
+  if (a.length === 16 && b.length === 16) {
+    for (let i = 0; i < 16; i++) {
+      const d = a[i]! - b[i]!;
+      if (d !== 0) return d;
+    }
+    return 0;
+  }
+  return Buffer.compare(a, b);
 }
 
 // The hash input is assembled in one reusable buffer and hashed with the one-shot `crypto.hash`:

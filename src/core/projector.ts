@@ -18,7 +18,7 @@ import { Pruner } from './pruner.js';
 import type { Codec } from './codec.js';
 import { decodeEnvelope, type Envelope, readEnvelopeUnchecked } from './envelope.js';
 import type { EventLog, StoredEvent } from './log.js';
-import { MessageId } from './message-id.js';
+import { compareIdBytes, MessageId } from './message-id.js';
 
 /** What `apply` receives besides the event and the root. */
 export interface ApplyContext {
@@ -140,17 +140,7 @@ function verifyStored(stored: StoredEvent): Envelope | undefined {
   }
 }
 
-function compareKeys(a: Uint8Array, b: Uint8Array): number {
-  // Ids are 16 bytes: a loop beats Buffer.compare's call into C++ several times over.
-  if (a.length === 16 && b.length === 16) {
-    for (let i = 0; i < 16; i++) {
-      const d = a[i]! - b[i]!;
-      if (d !== 0) return d;
-    }
-    return 0;
-  }
-  return Buffer.compare(a, b);
-}
+const compareKeys = compareIdBytes;
 
 /** Applies events from the log to the view. */
 export class Projector<E, R extends ObjectSchema<unknown>> {

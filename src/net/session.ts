@@ -27,11 +27,11 @@
  */
 import { type CutoffState, compareCutoffs } from '../core/cutoff.js';
 import { DEFAULT_ENVELOPE_LIMITS } from '../core/envelope.js';
-import { MessageId } from '../core/message-id.js';
+import { compareIdBytes, MessageId } from '../core/message-id.js';
 import { ErrorCode, NoatunError } from '../errors.js';
 import { MAX_RECONCILE_BYTES, MAX_SESSION_IDS, MIN_DEFER_MESSAGE_BYTES } from './constants.js';
 import { LimitError, SessionTimeoutError } from './faults.js';
-import { type FingerprintIndex, ID_BYTES, timeBound } from './fingerprint-index.js';
+import { type FingerprintIndex, timeBound } from './fingerprint-index.js';
 import {
   ackFrame,
   bytesFrame,
@@ -160,14 +160,6 @@ export function holdsNothing(status: Status): boolean {
 /** A status's cutoff part. */
 export function toCutoffState(status: Status): CutoffState {
   return { time: status.cutoffTime, hash: status.cutoffHash, previousTime: status.previousTime, previousHash: status.previousHash };
-}
-
-function compareIds(a: Uint8Array, b: Uint8Array): number {
-  for (let i = 0; i < ID_BYTES; i++) {
-    const d = a[i]! - b[i]!;
-    if (d !== 0) return d;
-  }
-  return 0;
 }
 
 /** An envelope being received in parts. */
@@ -444,7 +436,7 @@ export class SessionRun {
     this.#wantedTotal += ids.length;
     if (this.#wantedTotal > MAX_SESSION_IDS) throw new LimitError(`the peer asked for more than ${MAX_SESSION_IDS} events in one session`);
     for (const id of ids) {
-      if (this.#lastWanted !== undefined && compareIds(this.#lastWanted, id) >= 0) throw new ProtocolError('WANT ids are not increasing');
+      if (this.#lastWanted !== undefined && compareIdBytes(this.#lastWanted, id) >= 0) throw new ProtocolError('WANT ids are not increasing');
       this.#lastWanted = id;
       this.#wanted.push(id);
     }

@@ -213,8 +213,7 @@ export class UndoJournal {
    * oldest events, a late event's rewind for recent ones.
    */
   findMark(ordinal: number): JournalMark | -1 {
-    if (!this.#marksKnown) this.#indexMarks();
-    this.#forgetDroppedMarks();
+    this.#readyMarks();
     const positions = this.#markPositions;
     const ordinals = this.#markOrdinals;
     let low = this.#marksFirst;
@@ -233,8 +232,7 @@ export class UndoJournal {
    * the history so that what stays starts with an event.
    */
   firstMarkFrom(position: number): JournalMark | -1 {
-    if (!this.#marksKnown) this.#indexMarks();
-    this.#forgetDroppedMarks();
+    this.#readyMarks();
     const positions = this.#markPositions;
     let low = this.#marksFirst;
     let high = this.#marksEnd;
@@ -279,6 +277,12 @@ export class UndoJournal {
     this.#marksFirst = 0;
     this.#marksEnd = n;
     this.#marksKnown = true;
+  }
+
+  /** Makes the index ready to search: built, and without the marks of truncated history. */
+  #readyMarks(): void {
+    if (!this.#marksKnown) this.#indexMarks();
+    this.#forgetDroppedMarks();
   }
 
   /** Drops index entries of marks before the oldest kept entry (truncated history). */
