@@ -139,9 +139,7 @@ function walkPayload(v: unknown, steps: (string | number)[], depth: number, seen
  * are plain MessagePack that any implementation can read.
  */
 export function messagePackCodec<E>(): Codec<E> {
-  // copyBuffers: byte fields of a decoded event are copies, not views into the payload, so an
-  // apply that writes to them cannot change what a later re-apply of the same payload decodes.
-  const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 'bigint', copyBuffers: true });
+  const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 'bigint' });
   return {
     encode: (event) => packr.pack(event),
     decode: (bytes) => packr.unpack(bytes) as E,

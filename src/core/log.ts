@@ -95,7 +95,7 @@ export class EventLog {
   get(key: Uint8Array): StoredEvent | undefined {
     // No writes pending (a peer serving its log): skip building the overlay's string key.
     const pending = this.#overlay.size === 0 ? undefined : this.#overlay.get(keyString(key));
-    if (pending !== undefined) return pending.event ?? undefined;
+    if (pending !== undefined) return pending.event === null ? undefined : owned(pending.event);
     const value = this.#events.getBinary(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
     return value === undefined ? undefined : decodeStored(key, value);
   }
@@ -242,18 +242,18 @@ export class EventLog {
     for (const { key, value } of this.#events.getRange(options)) {
       while (p < pending.length && compareKeys(pending[p]!.key, key) < 0) {
         const event = pending[p++]!.event;
-        if (event !== null) yield event;
+        if (event !== null) yield owned(event);
       }
       if (p < pending.length && compareKeys(pending[p]!.key, key) === 0) {
         const event = pending[p++]!.event;
-        if (event !== null) yield event;
+        if (event !== null) yield owned(event);
         continue;
       }
       yield decodeStored(key, value);
     }
     while (p < pending.length) {
       const event = pending[p++]!.event;
-      if (event !== null) yield event;
+      if (event !== null) yield owned(event);
     }
   }
 
@@ -329,6 +329,18 @@ export class EventLog {
       await this.#env.close();
     }
   }
+}
+
+/**
+ * A queued event as readers get it: its key and envelope are views into the batch's buffer, which
+ * is the value being written, so readers get copies (as they do of committed events), which they
+ * may keep and change. The decoded form is the writer's own and is shared.
+ */
+function owned(event: StoredEvent): StoredEvent {
+  const copy = (bytes: Uint8Array): Uint8Array => Uint8Array.prototype.slice.call(bytes) as Uint8Array;
+  return event.decoded === undefined
+    ? { key: copy(event.key), ordinal: event.ordinal, envelope: copy(event.envelope) }
+    : { key: copy(event.key), ordinal: event.ordinal, envelope: copy(event.envelope), decoded: event.decoded };
 }
 
 function decodeStored(key: Uint8Array, value: Uint8Array): StoredEvent {

@@ -206,9 +206,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
   applyOne(stored: StoredEvent): void {
     const view = this.view;
     const mark = view.mark(stored.ordinal);
-    // (A copy to parse: the payload's parts may reach apply, and the log's pending entry must not
-    // change if apply writes to them.)
-    const envelope = stored.decoded ?? readEnvelopeUnchecked(Uint8Array.prototype.slice.call(stored.envelope) as Uint8Array);
+    const envelope = stored.decoded ?? readEnvelopeUnchecked(stored.envelope);
     const id = envelope.id;
     let failure: unknown;
     this.book.begin(stored.ordinal, id.timestamp);
