@@ -25,6 +25,7 @@ import { createInterface } from 'node:readline';
 import { Database, s } from '../src/index.js';
 import { decodeFrame, FrameType } from '../src/net/frames.js';
 import { Libp2pLink, LOOPBACK_NETWORKS } from '../src/net/libp2p-link.js';
+import type { Session } from '../src/net/link.js';
 import { Replicator } from '../src/net/replicator.js';
 import { seeded } from './harness.js';
 
@@ -79,6 +80,34 @@ const failures: string[] = [];
 const gossip = { status: 0, statusBytes: 0, events: 0, eventBytes: 0 };
 let idleStart: { cpu: NodeJS.CpuUsage; at: number; gossip: typeof gossip; sessions: number; disconnects: number } | undefined;
 
+/**
+ * Frames we sent, by channel and frame type, with their bytes (our frames only: libp2p's framing
+ * around them is what the kernel's counters add), from the `go` command to convergence.
+ */
+const sentFrames = new Map<string, { count: number; bytes: number }>();
+let countFrames = false;
+function countFrame(channel: string, frame: Uint8Array): void {
+  if (!countFrames) return;
+  const key = `${channel}:${FRAME_NAMES[frame[0]!] ?? frame[0]}`;
+  const entry = sentFrames.get(key);
+  if (entry === undefined) sentFrames.set(key, { count: 1, bytes: frame.length });
+  else {
+    entry.count++;
+    entry.bytes += frame.length;
+  }
+}
+const FRAME_NAMES: Record<number, string> = Object.fromEntries(Object.entries(FrameType).map(([name, type]) => [type, name]));
+
+/** Counts what a session sends. */
+function counted(session: Session): Session {
+  const send = session.send.bind(session);
+  session.send = (frame: Uint8Array) => {
+    countFrame('session', frame);
+    return send(frame);
+  };
+  return session;
+}
+
 function sessions(): number {
   return (replicator?.peers() ?? []).reduce((sum, peer) => sum + peer.sessions, 0);
 }
@@ -97,6 +126,21 @@ async function start(bootstrap: string[]): Promise<void> {
   // What Replicator.start does, keeping the link to count connections and gossip.
   const started = await Libp2pLink.start(options);
   link = started;
+  // Counting what we send: direct frames, gossip and session frames.
+  const sendDirect = started.sendDirect.bind(started);
+  started.sendDirect = (peerId: string, frame: Uint8Array) => {
+    countFrame('direct', frame);
+    return sendDirect(peerId, frame);
+  };
+  const publish = started.publish.bind(started);
+  started.publish = (frame: Uint8Array) => {
+    countFrame('gossip', frame);
+    publish(frame);
+  };
+  const openSession = started.openSession.bind(started);
+  started.openSession = async (peerId: string) => counted(await openSession(peerId));
+  const onSession = started.onSession.bind(started);
+  started.onSession = (handler: (session: Session) => void) => onSession((session) => handler(counted(session)));
   started.onPeer((event) => {
     if (event === 'disconnect') {
       disconnects++;
@@ -134,6 +178,7 @@ async function go(command: { events: number; target: number; others: string[]; d
     onConverged = resolve;
   });
   target = command.target;
+  countFrames = true;
   if (stored >= target) {
     convergedAt = wallMs();
     onConverged?.();
@@ -145,7 +190,8 @@ async function go(command: { events: number; target: number; others: string[]; d
   }
   say({ type: 'appended', startedAt, at: wallMs() });
   await converged;
-  say({ type: 'converged', at: convergedAt, stored: db.stats().stored });
+  countFrames = false;
+  say({ type: 'converged', at: convergedAt, stored: db.stats().stored, frames: Object.fromEntries(sentFrames), relay: node.relayStats() });
   const pending = new Set(command.others);
   const signal = AbortSignal.timeout(Math.max(1, command.deadline - Date.now()));
   const results = await Promise.allSettled(

@@ -317,6 +317,20 @@ async function runSwarm(options: RunOptions): Promise<SwarmResult> {
     const appendBytes = [...appendBytesPerPid.values()].reduce((sum, b) => sum + b.sent, 0);
     const convergedMs = converged.every((m) => m !== undefined) ? Math.max(...converged.map((m) => (m!.at as number) - start)) : undefined;
     if (convergedMs === undefined) notes.push(`${converged.filter((m) => m === undefined).length} peers never held all ${target} events`);
+    // Our frames (before libp2p's framing), summed over the peers, each until it converged.
+    const frames = new Map<string, { count: number; bytes: number }>();
+    for (const m of converged) {
+      for (const [key, { count, bytes }] of Object.entries((m?.frames ?? {}) as Record<string, { count: number; bytes: number }>)) {
+        const entry = frames.get(key) ?? { count: 0, bytes: 0 };
+        entry.count += count;
+        entry.bytes += bytes;
+        frames.set(key, entry);
+      }
+    }
+    const sortedFrames = [...frames].sort((a, b) => b[1].bytes - a[1].bytes);
+    notes.push(`frames sent until convergence: ${sortedFrames.map(([key, { count, bytes }]) => `${key} ${count} (${kib(bytes)})`).join(', ')}`);
+    const relays = converged.map((m) => m?.relay as { copies: number; retries: number } | undefined);
+    notes.push(`relay: ${relays.reduce((a, r) => a + (r?.copies ?? 0), 0)} copies received, ${relays.reduce((a, r) => a + (r?.retries ?? 0), 0)} retries`);
     const synced = await Promise.all(peers.map((peer) => (convergedMs === undefined ? undefined : peer.next('synced', start + CONVERGE_TIMEOUT_MS + SYNC_TIMEOUT_MS))));
     const syncedMs = synced.every((m) => m !== undefined) ? Math.max(...synced.map((m) => (m!.at as number) - start)) : undefined;
 

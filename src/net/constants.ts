@@ -24,6 +24,31 @@ export const DEFAULT_STATUS_INTERVAL_MS = 15_000;
 export const DEFAULT_STATUS_DEBOUNCE_MS = 50;
 
 /**
+ * How long ids of events new to us are collected before they are offered (`IHAVE`) to the other
+ * neighbours (src/net/relay.ts): one frame carries the ids of this long, so an offer costs a few
+ * bytes more than its id. Each hop after the author's costs this long plus a round trip.
+ * @default 50
+ */
+export const DEFAULT_RELAY_ANNOUNCE_MS = 50;
+
+/**
+ * How long an event asked of the neighbour that offered it may take before the next neighbour
+ * that offered it is asked. A neighbour of a busy peer answers late rather than never, and asking
+ * a second one brings a second copy; a neighbour gone is noticed by the link first.
+ * @default 2000
+ */
+export const DEFAULT_RELAY_WANT_MS = 2000;
+
+/**
+ * How long a difference in a neighbour's status may stand before a session starts (ms). While
+ * events are being pushed, statuses of neighbours differ by what is in flight, and a session then
+ * would only send copies of events the push brings anyway; a status that agrees meanwhile cancels
+ * it. Sessions asked for by `syncedWith`, on connect and for missing parents start at once.
+ * @default 1000
+ */
+export const DEFAULT_STATUS_SYNC_DELAY_MS = 1000;
+
+/**
  * Largest envelope published by gossip; a larger event reaches peers in a session (its author
  * publishes its status at once, so peers start one). Gossipsub copies each message to every mesh
  * peer and keeps it in its cache, so large events there cost every peer of the swarm.
@@ -271,3 +296,9 @@ export const MAX_SYNC_STREAMS_PER_CONNECTION = 4;
  * @default 32
  */
 export const MAX_STREAMS_PER_CONNECTION = 32;
+
+/**
+ * Direct-frame streams (push tree, neighbour statuses) per connection and direction: one, and one
+ * more while a replaced one closes.
+ */
+export const MAX_DIRECT_STREAMS_PER_CONNECTION = 2;

@@ -6,7 +6,9 @@
  * Gossip frames: `PEER_STATUS` (a peer's status — its finalized past and a fingerprint of the rest
  * — with the peer's id and a sequence number; for neighbours only, or relayed through the swarm,
  * and it may ask every peer for theirs), `EVENT` (a new local event's envelope) and `EVENTS`
- * (several). `STATUS` is the status alone, as the first version's gossip carried it. Session frames: `HELLO` (status), `RECONCILE` (a reconciliation
+ * (several). Direct frames (to one neighbour; see src/net/relay.ts): `PEER_STATUS` (the
+ * neighbour's own), `EVENT` and `EVENTS` (pushed by their author, or asked for), `IHAVE` (ids of
+ * events new to the sender, offered) and `WANT` (offered ids the sender lacks). `STATUS` is the status alone, as the first version's gossip carried it. Session frames: `HELLO` (status), `RECONCILE` (a reconciliation
  * message; empty when the sender has nothing left to resolve), `WANT` (ids to send), `EVENTS` (a
  * batch of envelopes, in id order), `EVENT_PART` (a piece of one envelope too large for a batch:
  * its total size, the offset of the piece, the bytes), `ACK` (a batch was stored, or a part
@@ -31,6 +33,7 @@ export const FrameType = {
   END: 8,
   EVENT_PART: 9,
   PEER_STATUS: 10,
+  IHAVE: 11,
 } as const;
 
 /** Longest peer id a `PEER_STATUS` frame may name (libp2p's are 52 characters). */
@@ -60,7 +63,7 @@ export type Frame =
   | { readonly type: typeof FrameType.STATUS | typeof FrameType.HELLO | typeof FrameType.END; readonly status: Status }
   | { readonly type: typeof FrameType.EVENT; readonly envelope: Uint8Array }
   | { readonly type: typeof FrameType.RECONCILE; readonly message: Uint8Array }
-  | { readonly type: typeof FrameType.WANT; readonly ids: Uint8Array[] }
+  | { readonly type: typeof FrameType.WANT | typeof FrameType.IHAVE; readonly ids: Uint8Array[] }
   | { readonly type: typeof FrameType.EVENTS; readonly envelopes: Uint8Array[] }
   | { readonly type: typeof FrameType.EVENT_PART; readonly total: number; readonly offset: number; readonly bytes: Uint8Array }
   | { readonly type: typeof FrameType.ACK; readonly count: number }
@@ -143,8 +146,13 @@ export function bytesFrame(type: typeof FrameType.EVENT | typeof FrameType.RECON
 
 /** A `WANT` frame. */
 export function wantFrame(ids: readonly Uint8Array[]): Uint8Array {
+  return idsFrame(FrameType.WANT, ids);
+}
+
+/** A frame of ids (`WANT`, `IHAVE`): the type, then the 16-byte ids. */
+export function idsFrame(type: typeof FrameType.WANT | typeof FrameType.IHAVE, ids: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(1 + ids.length * ID_BYTES);
-  out[0] = FrameType.WANT;
+  out[0] = type;
   for (let i = 0; i < ids.length; i++) out.set(ids[i]!, 1 + i * ID_BYTES);
   return out;
 }
@@ -243,9 +251,10 @@ export function decodeFrame(frame: Uint8Array): Frame {
       return { type, envelope: frame.subarray(1) };
     case FrameType.RECONCILE:
       return { type, message: frame.subarray(1) };
-    case FrameType.WANT: {
+    case FrameType.WANT:
+    case FrameType.IHAVE: {
       const n = (frame.length - 1) / ID_BYTES;
-      if (!Number.isInteger(n) || n > MAX_IDS_PER_FRAME) throw new ProtocolError(`WANT frame of ${frame.length} bytes`);
+      if (!Number.isInteger(n) || n > MAX_IDS_PER_FRAME) throw new ProtocolError(`frame of type ${type} of ${frame.length} bytes`);
       const ids: Uint8Array[] = [];
       for (let i = 0; i < n; i++) ids.push(frame.slice(1 + i * ID_BYTES, 1 + (i + 1) * ID_BYTES));
       return { type, ids };

@@ -51,9 +51,12 @@ import {
   DEFAULT_MAX_PENDING_CONNECTIONS,
   MAX_GOSSIP_FRAME_BYTES,
   MAX_STREAMS_PER_CONNECTION,
+  MAX_DIRECT_STREAMS_PER_CONNECTION,
   MAX_SYNC_STREAMS_PER_CONNECTION,
 } from './constants.js';
-import { type ConnectionDirection, type GossipVerdict, type Link, MAX_FRAME_BYTES, type Session } from './link.js';
+import { DIRECT_PROTOCOL, DirectChannels } from './direct-channels.js';
+import { type ConnectionDirection, type DirectHandler, type GossipVerdict, type Link, MAX_FRAME_BYTES, type Session } from './link.js';
+import { FrameDecoder, prefixed } from './stream-framing.js';
 
 /** The stream protocol of sync sessions. */
 export const SYNC_PROTOCOL = '/noatun/sync/1.0.0';
@@ -293,10 +296,7 @@ class StreamSession implements Session {
     if (this.#writeClosed) throw new NoatunError(ErrorCode.CLOSED, 'session closed');
     if (frame.length > MAX_FRAME_BYTES) throw new NoatunError(ErrorCode.BAD_FRAME, `frame of ${frame.length} bytes`);
     // One buffer per frame (prefix + copy): the caller may reuse its frame once send resolves.
-    const prefixLength = varintLength(frame.length);
-    const bytes = new Uint8Array(prefixLength + frame.length);
-    writeVarint(frame.length, bytes);
-    bytes.set(frame, prefixLength);
+    const bytes = prefixed(frame);
     try {
       if (!this.#stream.send(bytes)) await drained(this.#stream);
     } catch (cause) {
@@ -359,95 +359,6 @@ function drained(stream: Stream): Promise<void> {
     stream.addEventListener('drain', onDrain, { once: true });
     stream.addEventListener('close', onClose, { once: true });
   });
-}
-
-/**
- * Splits received bytes into frames: an unsigned LEB128 (varint) length, then that many bytes.
- * A length over {@link MAX_FRAME_BYTES} throws `BAD_FRAME` as soon as the prefix is read.
- */
-class FrameDecoder {
-  readonly #chunks: Uint8Array[] = [];
-  #buffered = 0;
-  /** Length of the frame being assembled, once its prefix was read; -1 between frames. */
-  #need = -1;
-
-  /** Bytes of an unfinished frame are buffered (the peer must not end here). */
-  get inFrame(): boolean {
-    return this.#buffered > 0 || this.#need > 0;
-  }
-
-  push(chunk: Uint8Array, emit: (frame: Uint8Array) => void): void {
-    if (chunk.length > 0) {
-      this.#chunks.push(chunk);
-      this.#buffered += chunk.length;
-    }
-    for (;;) {
-      if (this.#need < 0 && !this.#readLength()) return;
-      if (this.#buffered < this.#need) return;
-      emit(this.#take(this.#need));
-      this.#need = -1;
-    }
-  }
-
-  #readLength(): boolean {
-    let value = 0;
-    let scale = 1;
-    let used = 0;
-    for (const chunk of this.#chunks) {
-      for (const byte of chunk) {
-        used++;
-        value += (byte & 0x7f) * scale;
-        if (value > MAX_FRAME_BYTES || used > 5) throw new NoatunError(ErrorCode.BAD_FRAME, `the peer sent a frame over ${MAX_FRAME_BYTES} bytes`);
-        if ((byte & 0x80) === 0) {
-          this.#take(used);
-          this.#need = value;
-          return true;
-        }
-        scale *= 0x80;
-      }
-    }
-    return false;
-  }
-
-  /** Removes and returns the first `n` buffered bytes (a view when they sit in one chunk). */
-  #take(n: number): Uint8Array {
-    this.#buffered -= n;
-    const first = this.#chunks[0];
-    if (first !== undefined && first.length >= n) {
-      if (first.length === n) this.#chunks.shift();
-      else this.#chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    const out = new Uint8Array(n);
-    let filled = 0;
-    while (filled < n) {
-      const chunk = this.#chunks[0]!;
-      const part = Math.min(chunk.length, n - filled);
-      out.set(chunk.subarray(0, part), filled);
-      filled += part;
-      if (part === chunk.length) this.#chunks.shift();
-      else this.#chunks[0] = chunk.subarray(part);
-    }
-    return out;
-  }
-}
-
-function varintLength(value: number): number {
-  let length = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 0x80);
-    length++;
-  }
-  return length;
-}
-
-function writeVarint(value: number, into: Uint8Array): void {
-  let i = 0;
-  while (value >= 0x80) {
-    into[i++] = (value & 0x7f) | 0x80;
-    value = Math.floor(value / 0x80);
-  }
-  into[i] = value;
 }
 
 type Node = Awaited<ReturnType<typeof createNode>>;
@@ -557,17 +468,21 @@ export class Libp2pLink implements Link {
   /** Open sessions, so a disconnect or stop can abort them (a graceful hang-up would end them cleanly). */
   readonly #sessions = new Set<StreamSession>();
   readonly #forget = (session: StreamSession): void => void this.#sessions.delete(session);
+  /** Direct frames to and from neighbours (see {@link Link.sendDirect}). */
+  readonly #direct: DirectChannels;
 
   private constructor(node: Node, topic: string, bans: BanTable) {
     this.#node = node;
     this.#topic = topic;
     this.#bans = bans;
+    this.#direct = new DirectChannels((peerId) => node.dialProtocol(peerIdFromString(peerId), DIRECT_PROTOCOL));
     node.addEventListener('peer:connect', (event) => {
       for (const handler of this.#peerHandlers) handler('connect', event.detail.toString());
     });
     node.addEventListener('peer:disconnect', (event) => {
       const peerId = event.detail.toString();
       this.#abortSessions(peerId, 'connection lost');
+      this.#direct.forget(peerId);
       for (const handler of this.#peerHandlers) handler('disconnect', peerId);
     });
     node.addEventListener('peer:discovery', (event) => {
@@ -622,6 +537,10 @@ export class Libp2pLink implements Link {
       maxInboundStreams: MAX_SYNC_STREAMS_PER_CONNECTION,
       maxOutboundStreams: MAX_SYNC_STREAMS_PER_CONNECTION,
     });
+    await node.handle(DIRECT_PROTOCOL, (stream, connection) => created.#direct.accept(stream, connection.remotePeer.toString()), {
+      maxInboundStreams: MAX_DIRECT_STREAMS_PER_CONNECTION,
+      maxOutboundStreams: MAX_DIRECT_STREAMS_PER_CONNECTION,
+    });
     // A peer that is not up is not an error (it may dial us later; the replicator re-dials it).
     for (const address of options.bootstrap ?? []) void created.dial(address).catch(() => {});
     return created;
@@ -662,6 +581,14 @@ export class Libp2pLink implements Link {
 
   publish(frame: Uint8Array): void {
     void this.#node.services.pubsub.publish(this.#topic, frame).catch(() => {});
+  }
+
+  sendDirect(peerId: string, frame: Uint8Array): boolean {
+    return this.#direct.send(peerId, frame);
+  }
+
+  onDirect(handler: DirectHandler): void {
+    this.#direct.onFrame(handler);
   }
 
   setGossipValidator(validate: (from: string, frame: Uint8Array) => GossipVerdict): void {

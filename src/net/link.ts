@@ -2,9 +2,10 @@
  * The small transport interface the replication logic is written against, so the same session
  * code runs over real libp2p connections and over an in-memory network in tests.
  *
- * Two channels: best-effort broadcast to the swarm (gossip: may be lost, duplicated or
- * reordered), and sessions — reliable, ordered, bidirectional streams of frames with one peer,
- * with back-pressure.
+ * Three channels: best-effort broadcast to the swarm (gossip: may be lost, duplicated or
+ * reordered); best-effort frames to one neighbour (direct: the replicator's push tree and
+ * neighbour statuses, dropped when the link is congested or gone); and sessions — reliable,
+ * ordered, bidirectional streams of frames with one peer, with back-pressure.
  */
 
 /** Largest frame a session carries; a larger one aborts the session. */
@@ -30,6 +31,17 @@ export interface Session {
  */
 export type GossipVerdict = 'accept' | 'reject' | 'ignore';
 
+/** Receives direct frames from neighbours (see {@link Link.onDirect}). */
+export interface DirectHandler {
+  /** A frame from neighbour `from` (not validated: the handler checks it). */
+  frame(from: string, frame: Uint8Array): void;
+  /** The neighbour broke the direct channel's framing (e.g. a frame over the size limit); the channel is closed. */
+  fault(from: string, error: Error): void;
+}
+
+/** Largest direct frame; a larger one is a fault of its sender. */
+export const MAX_DIRECT_FRAME_BYTES = 1024 * 1024;
+
 /** Which side opened a connection. */
 export type ConnectionDirection = 'inbound' | 'outbound';
 
@@ -48,6 +60,14 @@ export interface Link {
    * the frame came from (gossip is unsigned: the peer that relayed it, not necessarily its author).
    */
   setGossipValidator(validate: (from: string, frame: Uint8Array) => GossipVerdict): void;
+  /**
+   * Sends a frame to a connected neighbour, best effort: frames to one neighbour arrive in the
+   * order sent, or not at all (the link is congested, the connection gone, the peer does not
+   * speak the protocol). False when it was dropped at once. At most {@link MAX_DIRECT_FRAME_BYTES}.
+   */
+  sendDirect(peerId: string, frame: Uint8Array): boolean;
+  /** Direct frames from neighbours. */
+  onDirect(handler: DirectHandler): void;
   /** A peer connected or disconnected. */
   onPeer(handler: (event: 'connect' | 'disconnect', peerId: string) => void): void;
   /** A peer opened a session to us. */

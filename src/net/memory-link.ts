@@ -3,7 +3,8 @@
  * jitter, gossip loss and reordering, partitions that heal. Sessions stay reliable and ordered
  * (they model streams) with back-pressure from the reader: a sender waits once {@link WINDOW} of its
  * frames are in flight or unread, as a libp2p stream pauses when its reader falls behind. A
- * partition aborts them.
+ * partition aborts them. Direct frames to a neighbour are ordered too, and lost with the gossip
+ * loss probability (a congested link drops them).
  *
  * Connections are explicit, as over TCP: by default a joining peer connects to every peer it can
  * reach and a healed partition reconnects (a LAN with discovery); with `autoConnect: false` only
@@ -13,7 +14,7 @@
  */
 import { ErrorCode, NoatunError } from '../errors.js';
 import { BanTable } from './ban-table.js';
-import { type ConnectionDirection, type GossipVerdict, type Link, MAX_FRAME_BYTES, type Session } from './link.js';
+import { type ConnectionDirection, type DirectHandler, type GossipVerdict, type Link, MAX_DIRECT_FRAME_BYTES, MAX_FRAME_BYTES, type Session } from './link.js';
 
 /** Options of a {@link MemoryNetwork}. */
 export interface MemoryNetworkOptions {
@@ -179,6 +180,7 @@ class MemoryLink implements Link {
   readonly #network: MemoryNetwork;
   readonly bans: BanTable;
   gossipHandlers: ((from: string, frame: Uint8Array) => void)[] = [];
+  directHandlers: DirectHandler[] = [];
   peerHandlers: ((event: 'connect' | 'disconnect', peerId: string) => void)[] = [];
   sessionHandlers: ((session: Session) => void)[] = [];
   validator: ((from: string, frame: Uint8Array) => GossipVerdict) | undefined;
@@ -215,6 +217,15 @@ class MemoryLink implements Link {
 
   onGossip(handler: (from: string, frame: Uint8Array) => void): void {
     this.gossipHandlers.push(handler);
+  }
+
+  sendDirect(peerId: string, frame: Uint8Array): boolean {
+    if (this.stopped || frame.length > MAX_DIRECT_FRAME_BYTES) return false;
+    return this.#network.direct(this.peerId, peerId, frame);
+  }
+
+  onDirect(handler: DirectHandler): void {
+    this.directHandlers.push(handler);
   }
 
   setGossipValidator(validate: (from: string, frame: Uint8Array) => GossipVerdict): void {
@@ -289,6 +300,10 @@ export class MemoryNetwork {
   rejected = 0;
   /** Gossip frames delivered to each peer's validator, by peer id (for tests). */
   readonly gossipReceived = new Map<string, number>();
+  /** Direct frames delivered to each peer, by peer id (for tests). */
+  readonly directReceived = new Map<string, number>();
+  /** Direct frames dropped by loss or a lost connection (for tests). */
+  directDropped = 0;
 
   constructor(options: MemoryNetworkOptions = {}) {
     this.#random = mulberry32(options.seed ?? 1);
@@ -366,6 +381,30 @@ export class MemoryNetwork {
         });
       }
     }
+  }
+
+  /**
+   * A direct frame from `from` to its neighbour `to`: lost with the gossip loss probability (a
+   * congested link drops direct frames), never duplicated, delivered after the base latency in
+   * the order sent (a stream, as over libp2p).
+   */
+  direct(from: string, to: string, frame: Uint8Array): boolean {
+    const link = this.#links.get(to);
+    if (link === undefined || !this.#connected(from, to)) return false;
+    if (this.#random() < this.#loss) {
+      this.directDropped++;
+      return true;
+    }
+    const copy = frame.slice();
+    this.deliverInOrder(() => {
+      if (link.stopped || !this.#connected(from, to)) {
+        this.directDropped++;
+        return;
+      }
+      this.directReceived.set(to, (this.directReceived.get(to) ?? 0) + 1);
+      for (const handler of link.directHandlers) handler.frame(from, copy);
+    });
+    return true;
   }
 
   async open(from: string, to: string): Promise<Session> {

@@ -86,6 +86,13 @@ export interface PeerRecord {
   active: number;
   /** The scheduled sync, if any. */
   timer: NodeJS.Timeout | undefined;
+  /**
+   * The scheduled sync is for a difference in its status (or parents missing from its pushes)
+   * only: a status that agrees cancels it, and it waits while pushes still bring news. Since when
+   * (ms).
+   */
+  timerForStatus: boolean;
+  statusSince: number;
   /** No session is started with it before this time (backoff). */
   retryAt: number;
   /** Delays of resyncs while statuses keep differing. */
@@ -140,6 +147,8 @@ export class PeerTable {
       trusted: false,
       active: 0,
       timer: undefined,
+      timerForStatus: false,
+      statusSince: 0,
       retryAt: 0,
       resync: this.#makeBackoff(),
       waiters: [],

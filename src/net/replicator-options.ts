@@ -11,12 +11,15 @@ import {
   DEFAULT_MAX_SESSIONS,
   DEFAULT_MAX_SESSIONS_PER_PEER,
   DEFAULT_MAX_STRANGERS,
+  DEFAULT_RELAY_ANNOUNCE_MS,
+  DEFAULT_RELAY_WANT_MS,
   DEFAULT_RESYNC_MAX_MS,
   DEFAULT_RESYNC_MIN_MS,
   DEFAULT_SESSION_DEADLINE_MS,
   DEFAULT_SESSION_IDLE_MS,
   DEFAULT_STATUS_DEBOUNCE_MS,
   DEFAULT_STATUS_INTERVAL_MS,
+  DEFAULT_STATUS_SYNC_DELAY_MS,
   DEFAULT_WINDOW,
   MAX_GOSSIP_FRAME_BYTES,
   MIN_RECONCILE_BUDGET,
@@ -51,6 +54,24 @@ export interface ReplicatorOptions {
   readonly window?: number;
   /** Tuning of the reconciliation (`maxMessageBytes` at least 64 KiB). */
   readonly reconcile?: ReconcileOptions;
+  /**
+   * How long ids of events new to us are collected before they are offered to the other
+   * neighbours (ms; see src/net/relay.ts).
+   * @default 50
+   */
+  readonly relayAnnounceMs?: number;
+  /**
+   * How long an event asked of the neighbour that offered it may take before the next one that
+   * offered it is asked (ms).
+   * @default 2000
+   */
+  readonly relayWantMs?: number;
+  /**
+   * How long a neighbour's differing status may stand before a session starts (ms); a status
+   * that agrees meanwhile cancels it.
+   * @default 1000
+   */
+  readonly statusSyncDelayMs?: number;
   /**
    * Largest local event published by gossip; larger ones reach peers by session.
    * @default 65536 (at most 1 MiB)
@@ -120,6 +141,9 @@ export interface ResolvedReplicatorOptions {
   readonly window: number;
   readonly reconcile: ReconcileOptions;
   readonly gossipEventBytes: number;
+  readonly relayAnnounceMs: number;
+  readonly relayWantMs: number;
+  readonly statusSyncDelayMs: number;
   readonly maxSessions: number;
   readonly maxSessionsPerPeer: number;
   readonly sessionIdleMs: number;
@@ -158,6 +182,9 @@ export function resolveReplicatorOptions(options: ReplicatorOptions): ResolvedRe
     window: integerOption('window', options.window, DEFAULT_WINDOW, 1, 1024),
     reconcile,
     gossipEventBytes: integerOption('gossipEventBytes', options.gossipEventBytes, DEFAULT_GOSSIP_EVENT_BYTES, 0, MAX_GOSSIP_FRAME_BYTES - 1),
+    relayAnnounceMs: integerOption('relayAnnounceMs', options.relayAnnounceMs, DEFAULT_RELAY_ANNOUNCE_MS, 0, 60_000),
+    relayWantMs: integerOption('relayWantMs', options.relayWantMs, DEFAULT_RELAY_WANT_MS, 1, MAX_MS),
+    statusSyncDelayMs: integerOption('statusSyncDelayMs', options.statusSyncDelayMs, DEFAULT_STATUS_SYNC_DELAY_MS, 0, MAX_MS),
     maxSessions: integerOption('maxSessions', options.maxSessions, DEFAULT_MAX_SESSIONS, 1, 1 << 20),
     maxSessionsPerPeer: integerOption('maxSessionsPerPeer', options.maxSessionsPerPeer, DEFAULT_MAX_SESSIONS_PER_PEER, 1, 1 << 20),
     sessionIdleMs: integerOption('sessionIdleMs', options.sessionIdleMs, DEFAULT_SESSION_IDLE_MS, 1, MAX_MS),

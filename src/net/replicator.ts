@@ -1,10 +1,11 @@
 /**
  * The replicator: keeps a database's events in step with the peers of its swarm.
  *
- * - **Push.** Events committed locally are published on the swarm's gossip at once — those of
- *   one turn of the event loop together, in frames of up to `gossipEventBytes` (a larger event
- *   goes by session: the status is published instead). A peer that receives an event whose
- *   parents it lacks syncs with the neighbour it came from.
+ * - **Push.** Events committed locally are pushed at once along the push tree (src/net/push-tree.ts)
+ *   over the link's direct channel — those of one turn of the event loop together, in frames of
+ *   up to `gossipEventBytes` (a larger event goes by session: the status changes instead). Each
+ *   peer passes a new event on to its tree neighbours and offers its id to the others. A peer
+ *   that receives an event whose parents it lacks syncs with the neighbour it came from.
  * - **Status.** A status is a peer's cutoff with the hash of its finalized past, and the count and
  *   fingerprint of its events after the cutoff; a peer whose own status (over the same range) is
  *   equal knows it is in sync. Statuses go to neighbours (connected peers) only: every
@@ -33,12 +34,13 @@ import { Backoff } from './backoff.js';
 import { MAX_GOSSIP_FRAME_BYTES } from './constants.js';
 import { asNoatunError, describe, faultOf, LimitError } from './faults.js';
 import { FingerprintIndex, timeBound } from './fingerprint-index.js';
-import { bytesFrame, decodeFrame, eventsFrame, FrameType, ProtocolError, peerStatusFrame, type Status } from './frames.js';
+import { decodeFrame, FrameType, ProtocolError, peerStatusFrame, type Status } from './frames.js';
 import { GossipQueue } from './gossip-queue.js';
 import type { Libp2pLinkOptions } from './libp2p-link.js';
 import type { ConnectionDirection, GossipVerdict, Link, Session } from './link.js';
 import { type PeerInfo, type PeerRecord, PeerTable, peerInfo } from './peer-table.js';
 import { Redialer } from './redial.js';
+import { Relay } from './relay.js';
 import { type ReplicatorOptions, type ResolvedReplicatorOptions, resolveReplicatorOptions } from './replicator-options.js';
 import { DEFAULT_MAX_ENVELOPE_BYTES, type ReplicatedDatabase, type SessionHost, SessionRun, toCutoffState } from './session.js';
 import { ByteBudget, SessionLimits } from './session-limits.js';
@@ -105,6 +107,10 @@ export class Replicator extends EventTarget {
   readonly #gossipQueue = new GossipQueue();
   #gossipFlush: Promise<void> | undefined;
   readonly #sessions = new Set<Session>();
+  /** How new events travel: pushed by their author, offered and pulled after (src/net/relay.ts). */
+  readonly #relay: Relay;
+  /** When the push last brought (or we published) a new event (ms). */
+  #lastNewsAt = 0;
   #stopped = false;
 
   /**
@@ -142,6 +148,17 @@ export class Replicator extends EventTarget {
         this.#sendStatus(true, false);
       }),
     );
+    this.#relay = new Relay(
+      {
+        send: (peerId, frame) => void link.sendDirect(peerId, frame),
+        holds: (id) => this.#index.has(id),
+        sent: (peerId, count) => {
+          const peer = this.#peers.get(peerId);
+          if (peer !== undefined) peer.sent += count;
+        },
+      },
+      { announceMs: resolved.relayAnnounceMs, wantMs: resolved.relayWantMs, frameBytes: resolved.gossipEventBytes },
+    );
     this.#limits = new SessionLimits(resolved.maxSessions, resolved.maxSessionsPerPeer);
     this.#peers = new PeerTable(() => new Backoff({ minMs: resolved.resyncMinMs, maxMs: resolved.resyncMaxMs }));
     this.#redialer = new Redialer(
@@ -168,6 +185,10 @@ export class Replicator extends EventTarget {
     link.setGossipValidator((from, frame) => this.#validateGossip(from, frame));
     link.setAdmission((peerId, direction) => this.#admit(peerId, direction));
     link.onGossip((from, frame) => this.#guard(() => this.#onGossip(from, frame), from));
+    link.onDirect({
+      frame: (from, frame) => this.#guard(() => this.#onDirect(from, frame), from),
+      fault: (from, error) => this.#guard(() => this.#refuse(from, error), from),
+    });
     link.onPeer((event, peerId) => this.#guard(() => this.#onPeer(event, peerId), peerId));
     link.onSession((session) => void this.#run(session, false));
     this.#timer = setInterval(() => this.#guard(() => this.#tick()), resolved.statusIntervalMs);
@@ -223,6 +244,15 @@ export class Replicator extends EventTarget {
     const peerId = await this.#link.dial(address);
     if (!this.#stopped) this.#peers.ensure(peerId).trusted = true;
     return peerId;
+  }
+
+  /**
+   * What the relay (src/net/relay.ts) did: envelopes that reached us again though we had them
+   * (`copies`), and ids asked of a second neighbour because the first did not send in time
+   * (`retries`). For tests and diagnostics.
+   */
+  relayStats(): { copies: number; retries: number } {
+    return { copies: this.#relay.copies, retries: this.#relay.retries };
   }
 
   /** Peers we know of, with their sync state (see {@link PeerInfo}). */
@@ -291,6 +321,7 @@ export class Replicator extends EventTarget {
     clearTimeout(this.#replyTimer);
     clearTimeout(this.#askTimer);
     this.#outgoing = [];
+    this.#relay.stop();
     this.#unsubscribe();
     this.#redialer.stop();
     const stopped = new NoatunError(ErrorCode.CLOSED, 'replicator stopped');
@@ -476,15 +507,25 @@ export class Replicator extends EventTarget {
     this.#statusSoon.unref();
   }
 
+  /**
+   * Sends our status: to every neighbour directly, and when `relay`, also through the swarm's
+   * gossip (which hands it to a few neighbours itself: those get it directly only without `relay`).
+   */
   #sendStatus(relay: boolean, replyWanted: boolean): void {
     if (this.#stopped) return;
     this.#statusSequence = (this.#statusSequence + 1) >>> 0;
-    this.#link.publish(peerStatusFrame({ origin: this.peerId, sequence: this.#statusSequence, relay, replyWanted, status: this.#status() }));
+    const frame = peerStatusFrame({ origin: this.peerId, sequence: this.#statusSequence, relay, replyWanted, status: this.#status() });
+    const gossiped = relay ? new Set(this.#link.gossipPeers()) : undefined;
+    if (relay) this.#link.publish(frame);
+    for (const peerId of this.#link.connectedPeers()) {
+      if (gossiped?.has(peerId) === true || this.#isRefused(this.#peers.get(peerId))) continue;
+      this.#link.sendDirect(peerId, frame);
+    }
   }
 
   /**
-   * Queues a local event for gossip at the end of this turn, with the others committed meanwhile;
-   * counted as sent to every peer the gossip is handed to.
+   * Queues a local event for the push tree at the end of this turn, with the others committed
+   * meanwhile (counted as sent to each neighbour it is pushed to).
    */
   #publishEvent(bytes: Uint8Array): void {
     if (bytes.length > this.#options.gossipEventBytes) {
@@ -497,19 +538,16 @@ export class Replicator extends EventTarget {
     if (this.#outgoing.length === 0) setImmediate(() => this.#guard(() => this.#flushOutgoing()));
     this.#outgoing.push(bytes);
     this.#outgoingBytes += bytes.length;
-    for (const peerId of this.#link.gossipPeers()) {
-      const peer = this.#peers.get(peerId);
-      if (peer !== undefined) peer.sent++;
-    }
   }
 
-  /** Gossips the queued local events: one `EVENT` frame, or an `EVENTS` frame for several. */
+  /** Pushes the queued local events along the tree (one `EVENT` frame, or `EVENTS` for several). */
   #flushOutgoing(): void {
     const outgoing = this.#outgoing;
     if (outgoing.length === 0 || this.#stopped) return;
     this.#outgoing = [];
     this.#outgoingBytes = 0;
-    this.#link.publish(outgoing.length === 1 ? bytesFrame(FrameType.EVENT, outgoing[0]!) : eventsFrame(outgoing));
+    this.#lastNewsAt = Date.now();
+    this.#relay.publish(outgoing);
   }
 
   // ---------------------------------------------------------------- peers
@@ -544,6 +582,7 @@ export class Replicator extends EventTarget {
     // An admission holds a stranger's place only until its connection is up (or gone).
     peer.admittedAt = 0;
     if (event === 'disconnect') {
+      this.#relay.removeNeighbour(peerId);
       peer.connected = false;
       clearTimeout(peer.timer);
       peer.timer = undefined;
@@ -564,6 +603,7 @@ export class Replicator extends EventTarget {
       return;
     }
     if (peer.state === 'refused') peer.reason = undefined;
+    this.#relay.addNeighbour(peerId);
     if (peer.state !== 'synced' && peer.state !== 'differs' && peer.state !== 'clock-drift') peer.state = 'connected';
     this.#redialer.connected(peerId);
     this.#emit('peer:connect', peerId);
@@ -627,11 +667,40 @@ export class Replicator extends EventTarget {
       if (!now) return;
       clearTimeout(peer.timer);
     }
+    peer.timerForStatus = false;
+    this.#arm(peer, when);
+  }
+
+  #arm(peer: PeerRecord, when: number): void {
     peer.timer = setTimeout(() => {
       peer.timer = undefined;
+      if (peer.timerForStatus) {
+        // Pushes still bring news: the difference is probably what is in flight. Wait until
+        // they have been quiet for the delay, but never longer than ten delays in all.
+        const delay = this.#options.statusSyncDelayMs;
+        const until = Math.min(this.#lastNewsAt + delay, peer.statusSince + 10 * delay);
+        if (until > Date.now() && !this.#stopped) {
+          this.#arm(peer, until);
+          return;
+        }
+        peer.timerForStatus = false;
+      }
       this.#guard(() => this.#startSession(peer), peer.peerId);
     }, Math.max(0, when - Date.now()));
     peer.timer.unref();
+  }
+
+  /**
+   * Syncs with the peer after `statusSyncDelayMs`, and later while pushes still bring news (see
+   * {@link PeerRecord.timerForStatus}), unless a sync is scheduled already or a status that agrees
+   * comes first.
+   */
+  #scheduleForDifference(peer: PeerRecord): void {
+    if (peer.timer !== undefined) return;
+    this.#schedule(peer, Date.now() + this.#options.statusSyncDelayMs);
+    if (peer.timer === undefined) return;
+    peer.timerForStatus = true;
+    peer.statusSince = Date.now();
   }
 
   #startSession(peer: PeerRecord): void {
@@ -707,18 +776,68 @@ export class Replicator extends EventTarget {
     }
   }
 
+  /**
+   * A direct frame from a neighbour: the push tree's frames, or its status. Anything else, or
+   * anything malformed or forged, is the neighbour's fault (it is refused): direct frames are not
+   * relayed, so the neighbour made it.
+   */
+  #onDirect(from: string, bytes: Uint8Array): void {
+    if (this.#stopped) return;
+    const peer = this.#peers.ensure(from);
+    if (this.#isRefused(peer)) return;
+    if (bytes.length > MAX_GOSSIP_FRAME_BYTES) throw new LimitError(`a direct frame of ${bytes.length} bytes`);
+    const frame = decodeFrame(bytes);
+    this.#peers.touch(peer);
+    switch (frame.type) {
+      case FrameType.EVENT:
+      case FrameType.EVENTS: {
+        const envelopes = frame.type === FrameType.EVENT ? [frame.envelope] : frame.envelopes;
+        for (const envelope of envelopes) decodeEnvelope(envelope);
+        peer.received += envelopes.length;
+        const fresh = this.#relay.received(from, envelopes);
+        if (fresh.length !== 0) this.#lastNewsAt = Date.now();
+        for (const envelope of fresh) this.#queueGossip(from, envelope);
+        return;
+      }
+      case FrameType.IHAVE:
+        this.#relay.offered(from, frame.ids);
+        return;
+      case FrameType.WANT:
+        this.#relay.wanted(from, frame.ids);
+        return;
+      case FrameType.PEER_STATUS: {
+        // Its own status (also when it goes through the swarm: gossip then carries the copies
+        // that travel on).
+        const { origin, status, replyWanted } = frame.peerStatus;
+        if (origin !== from) throw new ProtocolError(`a direct status that is not the neighbour's own (${origin})`);
+        this.#onStatus(from, status, replyWanted);
+        return;
+      }
+      default:
+        throw new ProtocolError(`frame type ${frame.type} is not a direct frame`);
+    }
+  }
+
   /** A peer's status (a neighbour's, or one relayed through the swarm): in sync, or sync. */
   #onStatus(peerId: string, status: Status, replyWanted: boolean): void {
     const peer = this.#peers.ensure(peerId);
     if (this.#isRefused(peer)) return;
     this.#peers.touch(peer);
     const { same, cutoffs } = this.#compare(status);
-    if (same) this.#markSynced(peer);
-    else if (peer.active === 0) {
+    if (same) {
+      this.#markSynced(peer);
+      if (peer.timer !== undefined && peer.timerForStatus) {
+        // The difference it was for went away (the push brought what was in flight).
+        clearTimeout(peer.timer);
+        peer.timer = undefined;
+      }
+    } else if (peer.active === 0) {
       // Drift is reported at once; a mere difference waits for the session to tell. Either way
-      // the session starts when the peer's backoff allows, which only sessions advance.
+      // the session starts when the peer's backoff allows, which only sessions advance — and not
+      // before `statusSyncDelayMs`: events in flight make statuses differ for a moment, and a
+      // status that agrees meanwhile cancels it.
       if (cutoffs === 'peer-ahead' || cutoffs === 'peer-behind') this.#markDiffers(peer, cutoffs);
-      this.#schedule(peer, 0);
+      this.#scheduleForDifference(peer);
     }
     if (replyWanted) this.#reply();
   }
@@ -756,8 +875,9 @@ export class Replicator extends EventTarget {
         const peer = this.#peers.get(from);
         if (peer === undefined) continue;
         peer.stored += result.stored;
-        // Missing parents: reconcile with the sender, which has them.
-        if (result.parked > 0) this.#schedule(peer, 0);
+        // Missing parents: reconcile with the sender, which has them — unless they arrive by
+        // another branch of the push tree first, as they usually do.
+        if (result.parked > 0) this.#scheduleForDifference(peer);
         if ((result.future ?? 0) > 0) this.#markDiffers(peer, 'peer-ahead', 'clock drift: it sends events dated ahead of our clock');
       } catch (error) {
         this.#failed(error, from);

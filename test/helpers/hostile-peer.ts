@@ -1,12 +1,13 @@
 /**
  * A hostile peer for the simulator: a link with no database behind it that sends what the fuzz
  * tests generate — random bytes, mutated and truncated valid frames, statuses with out-of-range or
- * far-future cutoffs, forged envelopes — floods honest peers with duplicates of real events, and
- * opens sessions that it then leaves stalled or fills with garbage. Honest peers must refuse it,
+ * far-future cutoffs, forged envelopes — by gossip or straight to its neighbours (direct frames),
+ * floods honest peers with duplicates of real events, offers ids it never sends and asks for ids,
+ * and opens sessions that it then leaves stalled or fills with garbage. Honest peers must refuse it,
  * stay up, and still converge with each other.
  */
 import { FINGERPRINT_BYTES } from '../../src/net/fingerprint-index.js';
-import { bytesFrame, eventsFrame, FrameType, peerStatusFrame, type Status, statusFrame, wantFrame } from '../../src/net/frames.js';
+import { bytesFrame, eventsFrame, FrameType, idsFrame, peerStatusFrame, type Status, statusFrame, wantFrame } from '../../src/net/frames.js';
 import type { Link, Session } from '../../src/net/link.js';
 
 function status(fields: Partial<Status>): Status {
@@ -28,7 +29,7 @@ function randomBytes(random: () => number, max: number): Uint8Array {
 }
 
 /** What the hostile peer did, by kind (for the simulator's summary). */
-export type HostileAct = 'garbage' | 'mutated' | 'bad status' | 'future status' | 'forged' | 'flood' | 'stall' | 'session garbage';
+export type HostileAct = 'garbage' | 'mutated' | 'bad status' | 'future status' | 'forged' | 'flood' | 'offers' | 'stall' | 'session garbage';
 
 /** The hostile peer (see the module comment). */
 export class HostilePeer {
@@ -49,9 +50,12 @@ export class HostilePeer {
     const random = this.#random;
     const link = this.#link;
     const r = random();
+    // By gossip, or straight to every neighbour (the relay's and the neighbour statuses' channel).
+    const direct = random() < 0.5;
     const publish = (frame: Uint8Array) => {
       try {
-        link.publish(frame);
+        if (direct) for (const target of targets) link.sendDirect(target, frame);
+        else link.publish(frame);
       } catch {
         // Refused or stopped: the honest peers have had enough of us.
       }
@@ -66,6 +70,7 @@ export class HostilePeer {
         peerStatusFrame({ origin: link.peerId, sequence: 1, relay: random() < 0.5, replyWanted: true, status: status({ count: 3 }) }),
         bytesFrame(FrameType.EVENT, events.length === 0 ? new Uint8Array(40) : events[Math.floor(random() * events.length)]!),
         wantFrame([new Uint8Array(16)]),
+        idsFrame(FrameType.IHAVE, [new Uint8Array(16), new Uint8Array(16)]),
         eventsFrame([new Uint8Array(30)]),
       ];
       const frame = Uint8Array.from(valid[Math.floor(random() * valid.length)]!);
@@ -96,6 +101,16 @@ export class HostilePeer {
       forged[forged.length - 1]! ^= 0xff;
       publish(bytesFrame(FrameType.EVENT, forged));
       return 'forged';
+    }
+    if (r < 0.68) {
+      // Offers of ids it never sends (honest peers ask, wait, and give up), and asks for real
+      // and made-up ids.
+      const made = Array.from({ length: 1 + Math.floor(random() * 3000) }, () => Uint8Array.from({ length: 16 }, () => Math.floor(random() * 256)));
+      for (const target of targets) {
+        link.sendDirect(target, idsFrame(FrameType.IHAVE, made));
+        if (events.length !== 0) link.sendDirect(target, wantFrame([...made.slice(0, 10), ...events.slice(0, 50).map((e) => e.subarray(1, 17))]));
+      }
+      return 'offers';
     }
     if (r < 0.75 && events.length !== 0) {
       // Duplicates of real events, many times over.

@@ -249,6 +249,8 @@ test('a send that fails on our side (even with BAD_FRAME, as an oversized frame 
     peerId: inner.peerId,
     publish: (frame) => inner.publish(frame),
     onGossip: (handler) => inner.onGossip(handler),
+    sendDirect: (peerId, frame) => inner.sendDirect(peerId, frame),
+    onDirect: (handler) => inner.onDirect(handler),
     setGossipValidator: (validate) => inner.setGossipValidator(validate),
     onPeer: (handler) => inner.onPeer(handler),
     onSession: (handler) => inner.onSession((session) => handler(failing(session))),

@@ -4,7 +4,10 @@
  * reaches the other peer, and disconnects fire events. The in-memory network partitions, heals,
  * loses and reorders gossip deterministically. The libp2p link connects through bootstrap (many
  * peers on one machine at once), hands over a session that arrived before `onSession`, carries
- * frames of the maximum size and aborts a session on an oversized one with `BAD_FRAME`.
+ * frames of the maximum size and aborts a session on an oversized one with `BAD_FRAME`. Direct
+ * frames reach the neighbour in order with their sender, on both links; over libp2p one over
+ * {@link MAX_DIRECT_FRAME_BYTES} is the sender's fault, and a peer that does not speak the direct
+ * protocol costs nothing but the dropped frames.
  * (Private-network keys and allow-lists: security.test.ts.)
  */
 import { noise } from '@libp2p/noise';
@@ -15,8 +18,9 @@ import { multiaddr } from '@multiformats/multiaddr';
 import test, { type ExecutionContext } from 'ava';
 import { createLibp2p } from 'libp2p';
 import { ErrorCode, NoatunError } from '../../src/errors.js';
+import { DIRECT_PROTOCOL } from '../../src/net/direct-channels.js';
 import { LOOPBACK_NETWORKS, Libp2pLink, SYNC_PROTOCOL } from '../../src/net/libp2p-link.js';
-import { type Link, MAX_FRAME_BYTES, type Session } from '../../src/net/link.js';
+import { type Link, MAX_DIRECT_FRAME_BYTES, MAX_FRAME_BYTES, type Session } from '../../src/net/link.js';
 import { MemoryNetwork } from '../../src/net/memory-link.js';
 import { testSeed } from '../helpers/temp.js';
 
@@ -454,4 +458,54 @@ test('libp2p: an incoming frame over MAX_FRAME_BYTES aborts the session with BAD
 
 test('libp2p: an oversized frame after a good one aborts the session with BAD_FRAME', async (t) => {
   await oversizedCase(t, true);
+});
+
+/** Records the direct frames a link receives (`from` and the frame's index) and its faults. */
+function directLog(link: Link): { frames: string[]; faults: string[] } {
+  const log = { frames: [] as string[], faults: [] as string[] };
+  link.onDirect({
+    frame: (from, bytes) => log.frames.push(`${from}:${frameIndex(bytes)}:${frameIntact(bytes, frameIndex(bytes))}`),
+    fault: (from, error) => log.faults.push(`${from}:${(error as NoatunError).code}`),
+  });
+  return log;
+}
+
+for (const harness of [memory, libp2p]) {
+  test(`${harness.name}: direct frames reach the neighbour in order, with their sender, both ways`, async (t) => {
+    await withPair(harness, async ({ a, b }) => {
+      const atA = directLog(a);
+      const atB = directLog(b);
+      const sizes = [1, 16, 1000, 70_000, MAX_DIRECT_FRAME_BYTES, 5];
+      for (const [i, size] of sizes.entries()) t.true(a.sendDirect(b.peerId, frame(i, Math.max(4, size))));
+      t.true(b.sendDirect(a.peerId, frame(99, 32)));
+      t.false(a.sendDirect(b.peerId, new Uint8Array(MAX_DIRECT_FRAME_BYTES + 1)), 'a frame over the limit is refused at once');
+      await until(() => atB.frames.length === sizes.length && atA.frames.length === 1, 'every direct frame delivered');
+      t.deepEqual(atB.frames, sizes.map((_, i) => `${a.peerId}:${i}:true`));
+      t.deepEqual(atA.frames, [`${b.peerId}:99:true`]);
+      t.deepEqual([...atA.faults, ...atB.faults], []);
+    });
+  });
+}
+
+test('libp2p: a direct frame over MAX_DIRECT_FRAME_BYTES is its sender\'s fault; direct frames to a peer without the protocol are dropped', async (t) => {
+  const link = await Libp2pLink.start({ listen: LOOPBACK, topic: 'direct' });
+  const log = directLog(link);
+  const raw = await rawNode();
+  try {
+    const stream = await raw.dialProtocol(multiaddr(link.multiaddrs[0]!), DIRECT_PROTOCOL);
+    const lp = lpStream(stream);
+    await lp.write(frame(1, 16));
+    void lp.write(new Uint8Array(MAX_DIRECT_FRAME_BYTES + 1)).catch(() => {});
+    await until(() => log.faults.length === 1, 'the oversized frame is reported');
+    t.deepEqual(log.frames, [`${raw.peerId.toString()}:1:true`]);
+    t.deepEqual(log.faults, [`${raw.peerId.toString()}:${ErrorCode.BAD_FRAME}`]);
+    await until(() => stream.status !== 'open', `the sender's stream is torn down (${stream.status})`);
+    // The raw node speaks no direct protocol: frames to it are dropped, the connection stays.
+    t.true(link.sendDirect(raw.peerId.toString(), frame(2, 16)), 'queued while the stream opens');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    t.false(link.sendDirect(raw.peerId.toString(), frame(3, 16)), 'dropped: the peer refused the protocol');
+    t.true(link.connectedPeers().includes(raw.peerId.toString()));
+  } finally {
+    await Promise.all([link.stop(), raw.stop()]);
+  }
 });
