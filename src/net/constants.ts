@@ -49,9 +49,9 @@ export const DEFAULT_RELAY_WANT_MS = 2000;
 export const DEFAULT_STATUS_SYNC_DELAY_MS = 1000;
 
 /**
- * Largest envelope published by gossip; a larger event reaches peers in a session (its author
- * publishes its status at once, so peers start one). Gossipsub copies each message to every mesh
- * peer and keeps it in its cache, so large events there cost every peer of the swarm.
+ * Largest envelope the relay pushes or offers, and bytes of envelopes per relay frame; a larger
+ * event reaches peers in a session (its author's status changes at once, so peers start one).
+ * The relay keeps recent envelopes in memory to answer `WANT`s, so large ones would crowd it.
  * @default 65536
  */
 export const DEFAULT_GOSSIP_EVENT_BYTES = 64 * 1024;

@@ -10,9 +10,10 @@
 export type { IdBound } from './fingerprint-index.js';
 export { FINGERPRINT_BYTES, FingerprintIndex, ID_BYTES, timeBound } from './fingerprint-index.js';
 export type { Libp2pLinkOptions } from './libp2p-link.js';
+export { DIRECT_PROTOCOL } from './direct-channels.js';
 export { checkSwarmKey, createSwarmKey, LOOPBACK_NETWORKS, Libp2pLink, loadOrCreatePrivateKey, SYNC_PROTOCOL } from './libp2p-link.js';
-export type { ConnectionDirection, GossipVerdict, Link, Session } from './link.js';
-export { MAX_FRAME_BYTES } from './link.js';
+export type { ConnectionDirection, DirectHandler, GossipVerdict, Link, Session } from './link.js';
+export { MAX_DIRECT_FRAME_BYTES, MAX_FRAME_BYTES } from './link.js';
 export type { MemoryNetworkOptions } from './memory-link.js';
 export { MemoryNetwork } from './memory-link.js';
 export type { ReconcileOptions, ReconcileStats, ReconcileStep } from './reconcile.js';

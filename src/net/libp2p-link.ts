@@ -10,6 +10,10 @@
  * `maxReadBufferLength`, so the Yamux window is capped at {@link STREAM_WINDOW} and the buffer
  * limit set above it: a paused stream can never overflow.
  *
+ * Direct frames (src/net/direct-channels.ts) go on one long-lived stream of {@link DIRECT_PROTOCOL}
+ * per neighbour and direction, opened by the sender with its first frame; best effort (a stream
+ * that cannot keep up drops what is beyond its queue).
+ *
  * Gossip: unsigned (`StrictNoSign`), with message ids from the content, on a sparse mesh (see
  * the options below): a message is pushed to a few mesh peers and offered by id to others. A peer
  * that connected a moment ago is not known to be subscribed until its subscription arrives (tens
@@ -21,7 +25,7 @@
  *
  * Limits (all explicit; see src/net/constants.ts): connections in total, per IP address (an IPv6
  * /64) and being set up, new inbound connections per second and address, streams per connection
- * (all protocols, and sync streams), and bans. Networks named in `trustedNetworks` are exempt from
+ * (all protocols, sync streams, direct streams), and bans. Networks named in `trustedNetworks` are exempt from
  * the per-address limits; nothing is exempt by default (loopback used to be: many peers on one
  * machine now ask for it, as the tests that start them do).
  */

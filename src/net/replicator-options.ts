@@ -73,7 +73,8 @@ export interface ReplicatorOptions {
    */
   readonly statusSyncDelayMs?: number;
   /**
-   * Largest local event published by gossip; larger ones reach peers by session.
+   * Largest event the relay pushes or offers, and bytes of envelopes per relay frame; larger
+   * events reach peers by session. (Named for the gossip that carried events before the relay.)
    * @default 65536 (at most 1 MiB)
    */
   readonly gossipEventBytes?: number;
