@@ -298,7 +298,7 @@ export const MAX_SYNC_STREAMS_PER_CONNECTION = 4;
 export const MAX_STREAMS_PER_CONNECTION = 32;
 
 /**
- * Direct-frame streams (push tree, neighbour statuses) per connection and direction: one, and one
+ * Direct-frame streams (the relay, neighbour statuses) per connection and direction: one, and one
  * more while a replaced one closes.
  */
 export const MAX_DIRECT_STREAMS_PER_CONNECTION = 2;

@@ -6,8 +6,8 @@
  * Best effort, by design: a frame waits (in order) while its stream opens or the transport asks
  * us to wait for it to drain, up to {@link MAX_QUEUED_BYTES} per neighbour; beyond that, or when
  * the stream cannot be opened (the peer does not speak the protocol, the connection went), frames
- * are dropped. What is lost this way the replicator repairs: its push tree grafts missing events,
- * and statuses that differ start a session.
+ * are dropped. What is lost this way the replicator repairs: its relay asks another neighbour that
+ * offered the event, and statuses that differ start a session.
  */
 import type { Stream, StreamMessageEvent } from '@libp2p/interface';
 import type { DirectHandler } from './link.js';

@@ -479,8 +479,16 @@ export class Libp2pLink implements Link {
     this.#node = node;
     this.#topic = topic;
     this.#bans = bans;
-    this.#direct = new DirectChannels((peerId) => node.dialProtocol(peerIdFromString(peerId), DIRECT_PROTOCOL));
+    // On the connection there is: a direct frame never dials (a frame sent as a peer leaves must
+    // not bring it back).
+    this.#direct = new DirectChannels(async (peerId) => {
+      const connection = node.getConnections(peerIdFromString(peerId)).find((c) => c.status === 'open');
+      if (connection === undefined) throw new NoatunError(ErrorCode.CLOSED, `not connected to ${peerId}`);
+      return connection.newStream(DIRECT_PROTOCOL);
+    });
     node.addEventListener('peer:connect', (event) => {
+      // A new connection: direct frames try again at once, whatever failed before.
+      this.#direct.forget(event.detail.toString());
       for (const handler of this.#peerHandlers) handler('connect', event.detail.toString());
     });
     node.addEventListener('peer:disconnect', (event) => {

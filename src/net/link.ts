@@ -3,7 +3,7 @@
  * code runs over real libp2p connections and over an in-memory network in tests.
  *
  * Three channels: best-effort broadcast to the swarm (gossip: may be lost, duplicated or
- * reordered); best-effort frames to one neighbour (direct: the replicator's push tree and
+ * reordered); best-effort frames to one neighbour (direct: the replicator's relay and
  * neighbour statuses, dropped when the link is congested or gone); and sessions — reliable,
  * ordered, bidirectional streams of frames with one peer, with back-pressure.
  */

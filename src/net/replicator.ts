@@ -1,11 +1,12 @@
 /**
  * The replicator: keeps a database's events in step with the peers of its swarm.
  *
- * - **Push.** Events committed locally are pushed at once along the push tree (src/net/push-tree.ts)
- *   over the link's direct channel — those of one turn of the event loop together, in frames of
- *   up to `gossipEventBytes` (a larger event goes by session: the status changes instead). Each
- *   peer passes a new event on to its tree neighbours and offers its id to the others. A peer
- *   that receives an event whose parents it lacks syncs with the neighbour it came from.
+ * - **The relay** (src/net/relay.ts). Events committed locally are pushed at once to every
+ *   neighbour over the link's direct channel — those of one turn of the event loop together, in
+ *   frames of up to `gossipEventBytes` (a larger event goes by session: the status changes
+ *   instead). A peer that receives an event new to it offers its id to its other neighbours,
+ *   which ask for it if they lack it. A peer that receives an event whose parents it lacks syncs
+ *   with the neighbour it came from, unless they arrive first.
  * - **Status.** A status is a peer's cutoff with the hash of its finalized past, and the count and
  *   fingerprint of its events after the cutoff; a peer whose own status (over the same range) is
  *   equal knows it is in sync. Statuses go to neighbours (connected peers) only: every
@@ -109,7 +110,7 @@ export class Replicator extends EventTarget {
   readonly #sessions = new Set<Session>();
   /** How new events travel: pushed by their author, offered and pulled after (src/net/relay.ts). */
   readonly #relay: Relay;
-  /** When the push last brought (or we published) a new event (ms). */
+  /** When the relay last brought us (or we published) a new event (ms). */
   #lastNewsAt = 0;
   #stopped = false;
 
@@ -524,7 +525,7 @@ export class Replicator extends EventTarget {
   }
 
   /**
-   * Queues a local event for the push tree at the end of this turn, with the others committed
+   * Queues a local event for the relay at the end of this turn, with the others committed
    * meanwhile (counted as sent to each neighbour it is pushed to).
    */
   #publishEvent(bytes: Uint8Array): void {
@@ -540,7 +541,7 @@ export class Replicator extends EventTarget {
     this.#outgoingBytes += bytes.length;
   }
 
-  /** Pushes the queued local events along the tree (one `EVENT` frame, or `EVENTS` for several). */
+  /** Pushes the queued local events to the neighbours (one `EVENT` frame, or `EVENTS` for several). */
   #flushOutgoing(): void {
     const outgoing = this.#outgoing;
     if (outgoing.length === 0 || this.#stopped) return;
@@ -671,12 +672,13 @@ export class Replicator extends EventTarget {
     this.#arm(peer, when);
   }
 
+  /** Sets the peer's sync timer for `when` (ms); a timer for a status difference waits on while the relay brings news. */
   #arm(peer: PeerRecord, when: number): void {
     peer.timer = setTimeout(() => {
       peer.timer = undefined;
       if (peer.timerForStatus) {
-        // Pushes still bring news: the difference is probably what is in flight. Wait until
-        // they have been quiet for the delay, but never longer than ten delays in all.
+        // The relay still brings news: the difference is probably what is in flight. Wait until
+        // it has been quiet for the delay, but never longer than ten delays in all.
         const delay = this.#options.statusSyncDelayMs;
         const until = Math.min(this.#lastNewsAt + delay, peer.statusSince + 10 * delay);
         if (until > Date.now() && !this.#stopped) {
@@ -691,7 +693,7 @@ export class Replicator extends EventTarget {
   }
 
   /**
-   * Syncs with the peer after `statusSyncDelayMs`, and later while pushes still bring news (see
+   * Syncs with the peer after `statusSyncDelayMs`, and later while the relay still brings news (see
    * {@link PeerRecord.timerForStatus}), unless a sync is scheduled already or a status that agrees
    * comes first.
    */
@@ -777,7 +779,7 @@ export class Replicator extends EventTarget {
   }
 
   /**
-   * A direct frame from a neighbour: the push tree's frames, or its status. Anything else, or
+   * A direct frame from a neighbour: the relay's frames, or its status. Anything else, or
    * anything malformed or forged, is the neighbour's fault (it is refused): direct frames are not
    * relayed, so the neighbour made it.
    */
@@ -827,7 +829,7 @@ export class Replicator extends EventTarget {
     if (same) {
       this.#markSynced(peer);
       if (peer.timer !== undefined && peer.timerForStatus) {
-        // The difference it was for went away (the push brought what was in flight).
+        // The difference it was for went away (the relay brought what was in flight).
         clearTimeout(peer.timer);
         peer.timer = undefined;
       }
@@ -876,7 +878,7 @@ export class Replicator extends EventTarget {
         if (peer === undefined) continue;
         peer.stored += result.stored;
         // Missing parents: reconcile with the sender, which has them — unless they arrive by
-        // another branch of the push tree first, as they usually do.
+        // another way first (the relay brings events of different authors by different paths).
         if (result.parked > 0) this.#scheduleForDifference(peer);
         if ((result.future ?? 0) > 0) this.#markDiffers(peer, 'peer-ahead', 'clock drift: it sends events dated ahead of our clock');
       } catch (error) {
