@@ -147,23 +147,32 @@ async function serve(options: PeerCommandOptions, say: (line: string) => void, s
     if (reason !== undefined) line += `: ${reason}`;
     say(line);
   };
-  node.addEventListener('peer:connect', (event) => peerLine(event, 'connected'));
+  // Events stored from each peer when it connected: a copy's progress counts from there.
+  const storedAtConnect = new Map<string, number>();
+  node.addEventListener('peer:connect', (event) => {
+    const { peerId } = (event as ReplicatorEvent).detail;
+    storedAtConnect.set(peerId, node.peers().find((peer) => peer.peerId === peerId)?.stored ?? 0);
+    peerLine(event, 'connected');
+  });
   node.addEventListener('peer:synced', (event) => peerLine(event, 'synced'));
   node.addEventListener('peer:disconnect', (event) => peerLine(event, 'disconnected'));
   node.addEventListener('peer:refused', (event) => peerLine(event, 'refused'));
 
   // The count of stored events, printed at most every 250 ms while it changes, and the progress
-  // of initial copies (a peer that owes us many events).
+  // of initial copies (a peer that owes us many events), looked at every 100 ms: a copy of tens of
+  // thousands of events takes well under a second.
   let shown = stats.stored;
-  const copies = new Map<string, { bar: Progress; total: number }>();
+  let shownAt = 0;
+  const copies = new Map<string, CopyProgress>();
   const tick = setInterval(() => {
     const stored = db.stats().stored;
-    if (stored !== shown) {
+    if (stored !== shown && Date.now() - shownAt >= 250) {
       shown = stored;
+      shownAt = Date.now();
       say(`events: ${stored} stored`);
     }
-    trackCopies(node.peers(), copies);
-  }, 250);
+    trackCopies(node.peers(), copies, storedAtConnect);
+  }, 100);
 
   await stop.stopped;
   clearInterval(tick);
@@ -175,17 +184,30 @@ async function serve(options: PeerCommandOptions, say: (line: string) => void, s
   say('stopped');
 }
 
-/** Starts, advances and ends the progress bars of initial copies. */
-function trackCopies(peers: readonly PeerInfo[], copies: Map<string, { bar: Progress; total: number }>): void {
+/** A copy's progress bar, and how many of the peer's events we had stored before it started. */
+interface CopyProgress {
+  readonly bar: Progress;
+  readonly base: number;
+  total: number;
+}
+
+/**
+ * Starts, advances and ends the progress bars of initial copies. Done is what we stored of the
+ * peer's events since it connected (the bar may first be seen part-way through a copy); the total
+ * is that plus what it still owes us (`expecting` counts down as its events are stored).
+ */
+function trackCopies(peers: readonly PeerInfo[], copies: Map<string, CopyProgress>, storedAtConnect: ReadonlyMap<string, number>): void {
   for (const peer of peers) {
     let copy = copies.get(peer.peerId);
     if (copy === undefined) {
       if (peer.expecting < BAR_THRESHOLD) continue;
-      copy = { bar: progress(`copying from ${shortPeerId(peer.peerId)}`), total: peer.expecting };
+      const base = storedAtConnect.get(peer.peerId) ?? peer.stored;
+      copy = { bar: progress(`copying from ${shortPeerId(peer.peerId)}`), base, total: 0 };
       copies.set(peer.peerId, copy);
     }
-    copy.total = Math.max(copy.total, peer.expecting);
-    copy.bar.update(copy.total - peer.expecting, copy.total);
+    const done = Math.max(0, peer.stored - copy.base);
+    copy.total = Math.max(copy.total, done + peer.expecting);
+    copy.bar.update(Math.min(done, copy.total), copy.total);
     if (peer.expecting === 0) {
       copy.bar.stop();
       copies.delete(peer.peerId);

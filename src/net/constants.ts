@@ -43,7 +43,8 @@ export const DEFAULT_RELAY_WANT_MS = 2000;
  * How long a difference in a neighbour's status may stand before a session starts (ms). While
  * events are being pushed, statuses of neighbours differ by what is in flight, and a session then
  * would only send copies of events the push brings anyway; a status that agrees meanwhile cancels
- * it. Sessions asked for by `syncedWith`, on connect and for missing parents start at once.
+ * it. Missing parents wait the same way (they usually arrive by another way); sessions asked for
+ * by `syncedWith`, on connect and to go on after a session that was cut start at once.
  * @default 1000
  */
 export const DEFAULT_STATUS_SYNC_DELAY_MS = 1000;

@@ -50,7 +50,11 @@ export class DirectChannels {
     this.#handlers.push(handler);
   }
 
-  /** Queues `frame` for `peerId` (see the module comment); false if it was dropped at once. */
+  /**
+   * Queues `frame` for `peerId` (see the module comment); false if it was dropped at once. Never
+   * throws: a stream that closes under us (a hang-up marks its streams closing before their
+   * `close` event) drops the frame and is replaced on the next one.
+   */
   send(peerId: string, frame: Uint8Array): boolean {
     if (frame.length > MAX_DIRECT_FRAME_BYTES) return false;
     let out = this.#outbound.get(peerId);
@@ -69,10 +73,7 @@ export class DirectChannels {
     }
     const bytes = prefixed(frame);
     const stream = out.stream;
-    if (stream !== undefined && out.queue.length === 0 && !stream.writableNeedsDrain) {
-      stream.send(bytes);
-      return true;
-    }
+    if (stream !== undefined && out.queue.length === 0 && !stream.writableNeedsDrain) return this.#write(peerId, out, stream, bytes);
     if (out.queuedBytes + bytes.length > MAX_QUEUED_BYTES) {
       this.dropped++;
       return false;
@@ -86,8 +87,7 @@ export class DirectChannels {
   forget(peerId: string): void {
     const out = this.#outbound.get(peerId);
     if (out === undefined) return;
-    this.#outbound.delete(peerId);
-    this.dropped += out.queue.length;
+    this.#drop(peerId, out);
     if (out.stream !== undefined && out.stream.status === 'open') out.stream.abort(new Error('connection lost'));
   }
 
@@ -111,20 +111,17 @@ export class DirectChannels {
   #start(peerId: string, out: Outbound): void {
     this.#open(peerId).then(
       (stream) => {
-        if (this.#outbound.get(peerId) !== out) {
-          stream.abort(new Error('connection lost'));
+        if (this.#outbound.get(peerId) !== out || stream.status !== 'open' || stream.writeStatus !== 'writable') {
+          // Forgotten meanwhile (the connection went), or closed already.
+          if (stream.status === 'open') stream.abort(new Error('connection lost'));
+          if (this.#outbound.get(peerId) === out) this.#drop(peerId, out);
           return;
         }
         out.stream = stream;
-        stream.addEventListener('drain', () => this.#flush(out));
-        stream.addEventListener('close', () => {
-          // Gone (closed by the peer, reset, the connection lost): the next frame opens another.
-          if (this.#outbound.get(peerId) === out) {
-            this.#outbound.delete(peerId);
-            this.dropped += out.queue.length;
-          }
-        });
-        this.#flush(out);
+        stream.addEventListener('drain', () => this.#flush(peerId, out));
+        // Gone (closed by the peer, reset, the connection lost): the next frame opens another.
+        stream.addEventListener('close', () => this.#drop(peerId, out));
+        this.#flush(peerId, out);
       },
       () => {
         // The peer does not take direct frames (an older version) or the connection went: drop
@@ -138,13 +135,36 @@ export class DirectChannels {
   }
 
   /** Sends what waits, until the transport asks us to wait for its drain. */
-  #flush(out: Outbound): void {
+  #flush(peerId: string, out: Outbound): void {
     const stream = out.stream;
-    if (stream === undefined || stream.status !== 'open') return;
+    if (stream === undefined) return;
     while (out.queue.length !== 0 && !stream.writableNeedsDrain) {
       const bytes = out.queue.shift()!;
       out.queuedBytes -= bytes.length;
-      stream.send(bytes);
+      if (!this.#write(peerId, out, stream, bytes)) return;
     }
+  }
+
+  /** Writes one prefixed frame; a stream that is no longer writable is dropped with what waits. */
+  #write(peerId: string, out: Outbound, stream: Stream, bytes: Uint8Array): boolean {
+    if (stream.status === 'open' && stream.writeStatus === 'writable') {
+      try {
+        stream.send(bytes);
+        return true;
+      } catch {
+        // Closed between the check and the write: as below.
+      }
+    }
+    this.dropped++;
+    this.#drop(peerId, out);
+    return false;
+  }
+
+  /** Forgets a neighbour's stream (if it is still the current one) and what waits for it. */
+  #drop(peerId: string, out: Outbound): void {
+    if (this.#outbound.get(peerId) === out) this.#outbound.delete(peerId);
+    this.dropped += out.queue.length;
+    out.queue.length = 0;
+    out.queuedBytes = 0;
   }
 }

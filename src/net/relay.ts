@@ -25,8 +25,8 @@ import { bytesFrame, eventsFrame, FrameType, idsFrame, MAX_IDS_PER_FRAME } from 
 
 /** What the relay needs from the replicator. */
 export interface RelayHost {
-  /** Sends a direct frame to a neighbour (best effort). */
-  send(peerId: string, frame: Uint8Array): void;
+  /** Sends a direct frame to a neighbour (best effort; never throws); false if it was dropped at once. */
+  send(peerId: string, frame: Uint8Array): boolean;
   /** Whether we hold the event (stored). */
   holds(id: Uint8Array): boolean;
   /** `count` envelopes were sent to `peerId` (for its counters). */
@@ -39,7 +39,7 @@ export interface RelayOptions {
   readonly announceMs: number;
   /** How long an asked-for event may take before the next neighbour that offered it is asked (ms). */
   readonly wantMs: number;
-  /** Most bytes of envelopes in one frame; larger envelopes are neither pushed nor offered. */
+  /** Most bytes of one frame of envelopes (with their lengths); larger envelopes are neither pushed nor offered. */
   readonly frameBytes: number;
 }
 
@@ -55,11 +55,21 @@ export const MAX_WANTED_PER_NEIGHBOUR = 2048;
 /** Neighbours remembered per wanted id (the ones to ask next, in turn). */
 const MAX_OFFERS_PER_ID = 4;
 /**
- * Envelopes received or published lately, kept to answer `WANT`s: a neighbour asks as soon as we
- * offer (often before we stored the event). Only these are sent on a `WANT`, so a neighbour cannot
- * make us send it the whole database (sessions do that, within their limits).
+ * Envelopes received lately, kept to answer `WANT`s: a neighbour asks as soon as we offer (often
+ * before we stored the event). A `WANT` is answered only for ids we offered to that neighbour, once
+ * each, so a neighbour cannot make us send it the whole database (sessions do that, within their
+ * limits) or the same envelope again and again.
  */
 export const RECENT_ENVELOPE_BYTES = 8 * 1024 * 1024;
+
+/** Bytes an `EVENTS` frame adds to its envelopes: the type and count, then a length per envelope. */
+const EVENTS_HEADER_BYTES = 5;
+const EVENTS_LENGTH_BYTES = 4;
+
+/** The size of a relay frame that carries envelopes of up to `envelopeBytes` (one each). */
+export function relayFrameBytes(envelopeBytes: number): number {
+  return EVENTS_HEADER_BYTES + EVENTS_LENGTH_BYTES + envelopeBytes;
+}
 
 /** An id asked for and not yet received. */
 interface Wanted {
@@ -90,8 +100,8 @@ export class Relay {
   readonly #neighbours = new Set<string>();
   /** Ids seen lately, oldest first, with the neighbours that offered each to us (they need no offer back). */
   readonly #seen = new Map<string, string[] | undefined>();
-  /** Envelopes received lately, by id key, oldest first, and their bytes. */
-  readonly #recent = new Map<string, Uint8Array>();
+  /** Envelopes received lately, by id key, oldest first, with the neighbours they were offered to (and not yet sent). */
+  readonly #recent = new Map<string, { readonly envelope: Uint8Array; readonly offeredTo: string[] }>();
   #recentBytes = 0;
   /** Ids waiting to be offered, per neighbour. */
   readonly #offers = new Map<string, Uint8Array[]>();
@@ -123,7 +133,8 @@ export class Relay {
     this.#neighbours.delete(peerId);
     this.#offers.delete(peerId);
     this.#asks.delete(peerId);
-    this.#wantedOf.delete(peerId);
+    // (Its share of the wanted ids stays counted until they expire: a neighbour that leaves and
+    // comes back gets no fresh share.)
     for (const wanted of this.#wanted.values()) {
       const at = wanted.offeredBy.indexOf(peerId);
       if (at < 0) continue;
@@ -136,11 +147,10 @@ export class Relay {
   publish(envelopes: readonly Uint8Array[]): void {
     const fresh: Uint8Array[] = [];
     for (const envelope of envelopes) {
-      if (envelope.length > this.#options.frameBytes) continue;
+      if (relayFrameBytes(envelope.length) > this.#options.frameBytes) continue;
       const key = keyOf(idOf(envelope));
       if (this.#seen.has(key)) continue;
       this.#remember(key, undefined);
-      this.#keep(key, envelope);
       fresh.push(envelope);
     }
     if (fresh.length === 0 || this.#stopped) return;
@@ -149,10 +159,12 @@ export class Relay {
 
   /**
    * Events from `from` (validated envelopes; pushed by their author, or sent because we asked):
-   * returns the new ones, for the replicator to store, and offers them to the other neighbours.
+   * each new one is handed to `accept` (the replicator queues it to be stored) and, if it was
+   * taken, remembered as seen and offered to the other neighbours. (One it could not take is not
+   * remembered: a later push or offer of it is not taken for a copy.) Returns how many were taken.
    */
-  received(from: string, envelopes: readonly Uint8Array[]): Uint8Array[] {
-    const fresh: Uint8Array[] = [];
+  received(from: string, envelopes: readonly Uint8Array[], accept: (envelope: Uint8Array) => boolean): number {
+    let taken = 0;
     for (const envelope of envelopes) {
       const id = idOf(envelope);
       const key = keyOf(id);
@@ -162,15 +174,16 @@ export class Relay {
         this.copies++;
         continue;
       }
+      if (!accept(envelope)) continue;
+      taken++;
       const offeredBy = wanted?.offeredBy;
       this.#remember(key, offeredBy);
-      fresh.push(envelope);
       // A larger one reaches the others in sessions, as its author sends it.
-      if (envelope.length > this.#options.frameBytes) continue;
+      if (relayFrameBytes(envelope.length) > this.#options.frameBytes) continue;
       this.#keep(key, envelope);
       this.#offer(id, from, offeredBy);
     }
-    return fresh;
+    return taken;
   }
 
   /** `from` offers ids: the ones we lack are asked of it (or of the next one that offers them, if it does not send in time). */
@@ -198,13 +211,16 @@ export class Relay {
     this.#armWant();
   }
 
-  /** `from` asks for ids: the ones we received or published lately are sent (see {@link RECENT_ENVELOPE_BYTES}). */
+  /** `from` asks for ids: those we offered it lately are sent, once each (see {@link RECENT_ENVELOPE_BYTES}). */
   wanted(from: string, ids: readonly Uint8Array[]): void {
     if (!this.#neighbours.has(from)) return;
     const envelopes: Uint8Array[] = [];
     for (const id of ids) {
-      const envelope = this.#recent.get(keyOf(id));
-      if (envelope !== undefined && envelope.length <= this.#options.frameBytes) envelopes.push(envelope);
+      const recent = this.#recent.get(keyOf(id));
+      const at = recent?.offeredTo.indexOf(from) ?? -1;
+      if (at < 0) continue;
+      recent!.offeredTo.splice(at, 1);
+      envelopes.push(recent!.envelope);
     }
     this.#sendEvents(from, envelopes);
   }
@@ -243,13 +259,14 @@ export class Relay {
     } else if (offeredBy.length < MAX_OFFERS_PER_ID && !offeredBy.includes(peerId)) offeredBy.push(peerId);
   }
 
+  /** Keeps a copy (a view would keep the whole frame it came in alive) to answer `WANT`s. */
   #keep(key: string, envelope: Uint8Array): void {
-    this.#recent.set(key, envelope);
+    this.#recent.set(key, { envelope: envelope.slice(), offeredTo: [] });
     this.#recentBytes += envelope.length;
     while (this.#recentBytes > RECENT_ENVELOPE_BYTES) {
-      const [oldest, bytes] = this.#recent.entries().next().value!;
+      const [oldest, entry] = this.#recent.entries().next().value!;
       this.#recent.delete(oldest);
-      this.#recentBytes -= bytes.length;
+      this.#recentBytes -= entry.envelope.length;
     }
   }
 
@@ -276,8 +293,16 @@ export class Relay {
     const ids = this.#offers.get(peerId);
     this.#offers.delete(peerId);
     if (ids === undefined || ids.length === 0 || this.#stopped || !this.#neighbours.has(peerId)) return;
-    // Offered meanwhile by that neighbour itself: it has them.
-    const still = ids.filter((id) => this.#seen.get(keyOf(id))?.includes(peerId) !== true);
+    // Offered meanwhile by that neighbour itself: it has them. Those offered may be asked for once.
+    const still: Uint8Array[] = [];
+    for (const id of ids) {
+      const key = keyOf(id);
+      if (this.#seen.get(key)?.includes(peerId) === true) continue;
+      const recent = this.#recent.get(key);
+      if (recent === undefined) continue;
+      recent.offeredTo.push(peerId);
+      still.push(id);
+    }
     if (still.length !== 0) this.#host.send(peerId, idsFrame(FrameType.IHAVE, still));
   }
 
@@ -298,22 +323,27 @@ export class Relay {
     });
   }
 
-  /** Sends envelopes to one neighbour, in frames of at most `frameBytes`. */
+  /** Sends envelopes to one neighbour, in frames of at most `frameBytes`; stops when the link drops one. */
   #sendEvents(peerId: string, envelopes: readonly Uint8Array[]): void {
     if (envelopes.length === 0 || this.#stopped) return;
     let batch: Uint8Array[] = [];
-    let bytes = 0;
-    const flush = () => {
-      if (batch.length === 0) return;
-      this.#host.send(peerId, batch.length === 1 ? bytesFrame(FrameType.EVENT, batch[0]!) : eventsFrame(batch));
-      this.#host.sent(peerId, batch.length);
+    let bytes = EVENTS_HEADER_BYTES;
+    const flush = (): boolean => {
+      if (batch.length === 0) return true;
+      const sent = this.#host.send(peerId, batch.length === 1 ? bytesFrame(FrameType.EVENT, batch[0]!) : eventsFrame(batch));
+      if (sent) this.#host.sent(peerId, batch.length);
       batch = [];
-      bytes = 0;
+      bytes = EVENTS_HEADER_BYTES;
+      return sent;
     };
     for (const envelope of envelopes) {
-      if (bytes + envelope.length > this.#options.frameBytes || batch.length >= MAX_IDS_PER_FRAME) flush();
+      const size = EVENTS_LENGTH_BYTES + envelope.length;
+      if (relayFrameBytes(envelope.length) > this.#options.frameBytes) continue;
+      if (bytes + size > this.#options.frameBytes || batch.length >= MAX_IDS_PER_FRAME) {
+        if (!flush()) return;
+      }
       batch.push(envelope);
-      bytes += envelope.length;
+      bytes += size;
     }
     flush();
   }

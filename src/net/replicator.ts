@@ -38,10 +38,10 @@ import { FingerprintIndex, timeBound } from './fingerprint-index.js';
 import { decodeFrame, FrameType, ProtocolError, peerStatusFrame, type Status } from './frames.js';
 import { GossipQueue } from './gossip-queue.js';
 import type { Libp2pLinkOptions } from './libp2p-link.js';
-import type { ConnectionDirection, GossipVerdict, Link, Session } from './link.js';
+import { type ConnectionDirection, type GossipVerdict, type Link, MAX_DIRECT_FRAME_BYTES, type Session } from './link.js';
 import { type PeerInfo, type PeerRecord, PeerTable, peerInfo } from './peer-table.js';
 import { Redialer } from './redial.js';
-import { Relay } from './relay.js';
+import { Relay, relayFrameBytes } from './relay.js';
 import { type ReplicatorOptions, type ResolvedReplicatorOptions, resolveReplicatorOptions } from './replicator-options.js';
 import { DEFAULT_MAX_ENVELOPE_BYTES, type ReplicatedDatabase, type SessionHost, SessionRun, toCutoffState } from './session.js';
 import { ByteBudget, SessionLimits } from './session-limits.js';
@@ -151,14 +151,21 @@ export class Replicator extends EventTarget {
     );
     this.#relay = new Relay(
       {
-        send: (peerId, frame) => void link.sendDirect(peerId, frame),
+        send: (peerId, frame) => {
+          try {
+            return link.sendDirect(peerId, frame);
+          } catch {
+            // The link's to say; a frame it cannot take is a frame lost.
+            return false;
+          }
+        },
         holds: (id) => this.#index.has(id),
         sent: (peerId, count) => {
           const peer = this.#peers.get(peerId);
           if (peer !== undefined) peer.sent += count;
         },
       },
-      { announceMs: resolved.relayAnnounceMs, wantMs: resolved.relayWantMs, frameBytes: resolved.gossipEventBytes },
+      { announceMs: resolved.relayAnnounceMs, wantMs: resolved.relayWantMs, frameBytes: Math.min(relayFrameBytes(resolved.gossipEventBytes), MAX_DIRECT_FRAME_BYTES) },
     );
     this.#limits = new SessionLimits(resolved.maxSessions, resolved.maxSessionsPerPeer);
     this.#peers = new PeerTable(() => new Backoff({ minMs: resolved.resyncMinMs, maxMs: resolved.resyncMaxMs }));
@@ -401,6 +408,7 @@ export class Replicator extends EventTarget {
     peer.timer = undefined;
     this.#redialer.forget(peerId);
     this.#limits.forget(peerId);
+    this.#relay.removeNeighbour(peerId);
     if (!already) this.#emit('peer:refused', peerId, reason);
     void this.#link.disconnect(peerId, reason).catch(() => {});
   }
@@ -529,7 +537,7 @@ export class Replicator extends EventTarget {
    * meanwhile (counted as sent to each neighbour it is pushed to).
    */
   #publishEvent(bytes: Uint8Array): void {
-    if (bytes.length > this.#options.gossipEventBytes) {
+    if (bytes.length > this.#options.gossipEventBytes || relayFrameBytes(bytes.length) > MAX_DIRECT_FRAME_BYTES) {
       // Too large for gossip (which copies each message to every mesh peer and keeps it in its
       // cache): peers see our status change and fetch it in a session.
       this.#statusChanged(true);
@@ -665,7 +673,9 @@ export class Replicator extends EventTarget {
     if (this.#stopped || this.#isRefused(peer)) return;
     const when = now ? Date.now() : Math.max(at, peer.retryAt, Date.now());
     if (peer.timer !== undefined) {
-      if (!now) return;
+      // A sync for another reason (on connect, to go on after a cut session) does not wait on
+      // one that was only for a status difference.
+      if (!now && !peer.timerForStatus) return;
       clearTimeout(peer.timer);
     }
     peer.timerForStatus = false;
@@ -796,9 +806,7 @@ export class Replicator extends EventTarget {
         const envelopes = frame.type === FrameType.EVENT ? [frame.envelope] : frame.envelopes;
         for (const envelope of envelopes) decodeEnvelope(envelope);
         peer.received += envelopes.length;
-        const fresh = this.#relay.received(from, envelopes);
-        if (fresh.length !== 0) this.#lastNewsAt = Date.now();
-        for (const envelope of fresh) this.#queueGossip(from, envelope);
+        if (this.#relay.received(from, envelopes, (envelope) => this.#queueGossip(from, envelope)) !== 0) this.#lastNewsAt = Date.now();
         return;
       }
       case FrameType.IHAVE:
@@ -860,10 +868,11 @@ export class Replicator extends EventTarget {
     this.#replyTimer.unref();
   }
 
-  /** Queues a gossiped envelope for the next ingest (see {@link GossipQueue}). */
-  #queueGossip(from: string, envelope: Uint8Array): void {
-    if (!this.#gossipQueue.push(from, envelope)) return;
+  /** Queues an envelope from gossip or the relay for the next ingest (see {@link GossipQueue}); false if there is no room. */
+  #queueGossip(from: string, envelope: Uint8Array): boolean {
+    if (!this.#gossipQueue.push(from, envelope)) return false;
     this.#gossipFlush ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#ingestGossip());
+    return true;
   }
 
   /** Ingests queued gossip, one batch per sender; never rejects. */

@@ -141,23 +141,25 @@ test('a CLI peer of the chat app relays messages between chat processes that are
   t.regex(shown.output, /\{"type":"say","from":"bob","text":"hi ann, bob here"\}/);
 });
 
-test('long work shows progress: a rebuilt view, and an initial copy of 20000 events', async (t) => {
+// Large enough that the copy takes several of the peer's 100 ms progress ticks: since issue 16
+// a copy of 20000 events could end between two 250 ms ticks, and the bar never showed.
+test('long work shows progress: a rebuilt view, and an initial copy of 60000 events', async (t) => {
   const root = tempDir();
   const full = path.join(root, 'full');
-  await filledTracker(full, 19_999);
+  await filledTracker(full, 59_999);
 
   // A deleted view is rebuilt from the log on open.
   fs.rmSync(path.join(full, 'view'), { recursive: true, force: true });
   const inspected = await noatunOnce('inspect', full, '--app', APP, '--events', '1');
   t.is(inspected.code, 0, inspected.output);
-  t.regex(inspected.output, /^! rebuilding the view: \d+\/20000$/m);
+  t.regex(inspected.output, /^! rebuilding the view: \d+\/60000$/m);
   t.regex(inspected.output, /opened by rebuild/);
 
   const { peer: source, address } = await startPeer(full);
   const { peer: copy } = await startPeer(path.join(root, 'copy'), '--bootstrap', address);
-  await copy.waitFor(/^events: 20000 stored$/);
+  await copy.waitFor(/^events: 60000 stored$/);
   await copy.waitFor(/^peer \S+ synced/);
-  t.regex(copy.output, /^! copying from \S+: \d+\/20000$/m, 'the copy reports its progress');
+  t.regex(copy.output, /^! copying from \S+: \d+\/60000$/m, 'the copy reports its progress, of all it copies');
   t.is(await copy.stop(), 0);
   t.is(await source.stop(), 0);
 });

@@ -52,6 +52,8 @@ export class MemoryWatch {
   private constructor(base: { heap: number; external: number }, intervalMs: number) {
     this.#base = base;
     this.#timer = setInterval(() => this.#sample(), intervalMs);
+    // A test that fails before `stop` must not keep its worker alive (ava would wait forever).
+    this.#timer.unref();
   }
 
   /** Starts watching, after a garbage collection. */

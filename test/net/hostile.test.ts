@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { Database, s } from '../../src/index.js';
 import { FINGERPRINT_BYTES, timeBound } from '../../src/net/fingerprint-index.js';
-import { bytesFrame, FrameType, type Status, statusFrame } from '../../src/net/frames.js';
+import { bytesFrame, FrameType, idsFrame, type Status, statusFrame } from '../../src/net/frames.js';
 import { LOOPBACK_NETWORKS, Libp2pLink } from '../../src/net/libp2p-link.js';
 import type { Link, Session } from '../../src/net/link.js';
 import { MemoryNetwork } from '../../src/net/memory-link.js';
@@ -702,9 +702,11 @@ test.serial('row 1, libp2p: a gossiped STATUS with a cutoff of 2^48 gets its aut
     const watch = await MemoryWatch.start();
     await watcher.dial(victim.multiaddrs[0]!);
     await hostile.dial(victim.multiaddrs[0]!);
-    // Gossip reaches the victim once it has the hostile peer's subscription: publish until refused.
-    const frame = statusFrame(FrameType.STATUS, status({ cutoffTime: 2 ** 48 }));
-    const timer = setInterval(() => hostile.publish(frame), 50);
+    // Gossip reaches the victim once it has the hostile peer's subscription: publish until refused,
+    // a different frame each time (gossipsub drops a message it has published before, so a first
+    // one that went out before the subscription arrived would never be sent again).
+    let sent = 0;
+    const timer = setInterval(() => hostile.publish(statusFrame(FrameType.STATUS, status({ cutoffTime: 2 ** 48 + sent++ }))), 50);
     const reason = await refused(victim, hostile.peerId).finally(() => clearInterval(timer));
     t.regex(reason, /48-bit/);
     const greeter = await Libp2pLink.start({ listen: LOOPBACK, topic: 'row1' });
@@ -721,6 +723,36 @@ test.serial('row 1, libp2p: a gossiped STATUS with a cutoff of 2^48 gets its aut
     assertMemory(t, await watch.stop(), 48, 16);
   } finally {
     await Promise.all([victim.stop(), watcher.stop(), hostile.stop(), honest?.stop()]);
+    await Promise.all([victimDb.close(), honestDb.close()]);
+  }
+});
+
+test.serial('direct frames, libp2p: an offer then a frame of no known type gets the sender refused; the victim does not crash on the ask it had queued, and syncs on', async (t) => {
+  const victimDb = await openDb();
+  const victim = await Replicator.start(victimDb, { listen: LOOPBACK, topic: 'direct', statusIntervalMs: 200 });
+  const failed = failures(victim);
+  const hostile = await Libp2pLink.start({ listen: LOOPBACK, topic: 'direct' });
+  const honestDb = await openDb();
+  await fill(honestDb, 10);
+  let honest: Replicator | undefined;
+  try {
+    await hostile.dial(victim.multiaddrs[0]!);
+    // The victim's direct stream to it is open once its keepalive status arrived.
+    let fromVictim = 0;
+    hostile.onDirect({ frame: () => void fromVictim++, fault: () => {} });
+    await until(() => fromVictim > 0, 'a direct frame from the victim');
+    // The victim asks for the offered id at the end of its turn, just as it hangs up on the
+    // garbage: the ask meets a stream that is closing (that used to throw out of a timer).
+    const offers = Array.from({ length: 50 }, (_, i) => Uint8Array.from({ length: 16 }, (_, k) => (i * 31 + k) & 0xff));
+    hostile.sendDirect(victim.peerId, idsFrame(FrameType.IHAVE, offers));
+    hostile.sendDirect(victim.peerId, Uint8Array.of(99, 1, 2, 3));
+    t.regex(await refused(victim, hostile.peerId), /unknown frame type 99/);
+    honest = await Replicator.start(honestDb, { listen: LOOPBACK, topic: 'direct', bootstrap: [victim.multiaddrs[0]!], statusIntervalMs: 200 });
+    await victim.syncedWith(honest.peerId, { signal: AbortSignal.timeout(10_000) });
+    t.deepEqual(hexIds(victimDb), hexIds(honestDb));
+    t.deepEqual(failed, []);
+  } finally {
+    await Promise.all([victim.stop(), hostile.stop(), honest?.stop()]);
     await Promise.all([victimDb.close(), honestDb.close()]);
   }
 });

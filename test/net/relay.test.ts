@@ -2,8 +2,9 @@
  * The relay (src/net/relay.ts) on its own, with a recording host: the author pushes to every
  * neighbour; a peer offers what is new to it to the others (not back to the sender or to those
  * that offered it); a neighbour asks the first peer that offered an id, the next one when it does
- * not send in time, and gives up after the last; `WANT`s are answered from recent envelopes only;
- * one neighbour cannot fill the table of wanted ids.
+ * not send in time, and gives up after the last; a `WANT` is answered only for ids offered to that
+ * neighbour, once each; an event the replicator could not take is not remembered; one neighbour
+ * cannot fill the table of wanted ids.
  */
 import test from 'ava';
 import { decodeFrame, FrameType } from '../../src/net/frames.js';
@@ -42,6 +43,7 @@ function setup(options: { wantMs?: number; frameBytes?: number; holds?: (n: numb
         else if (frame.type === FrameType.IHAVE || frame.type === FrameType.WANT) {
           log.push(`${peerId} ${frame.type === FrameType.IHAVE ? 'IHAVE' : 'WANT'} ${frame.ids.map(nOf).join(',')}`);
         } else log.push(`${peerId} ${frame.type}`);
+        return true;
       },
       holds: (id) => options.holds?.(nOf(id)) ?? false,
       sent: () => {},
@@ -50,6 +52,16 @@ function setup(options: { wantMs?: number; frameBytes?: number; holds?: (n: numb
   );
   for (const peer of ['a', 'b', 'c']) relay.addNeighbour(peer);
   return { relay, log };
+}
+
+/** Hands `envelopes` to the relay as from `from`, all taken; the numbers of the new ones. */
+function receive(relay: Relay, from: string, envelopes: Uint8Array[]): number[] {
+  const taken: number[] = [];
+  relay.received(from, envelopes, (e) => {
+    taken.push(nOf(e.subarray(1, 17)));
+    return true;
+  });
+  return taken;
 }
 
 test('the author pushes its events to every neighbour at once, in one frame per neighbour', (t) => {
@@ -63,11 +75,8 @@ test('the author pushes its events to every neighbour at once, in one frame per 
 test('an event new to us is offered to the other neighbours, not to its sender nor to those that offered it', async (t) => {
   const { relay, log } = setup();
   relay.offered('b', [idOf(7)]);
-  t.deepEqual(
-    relay.received('a', [envelope(5), envelope(7)]).map((e) => nOf(e.subarray(1, 17))),
-    [5, 7],
-  );
-  t.deepEqual(relay.received('c', [envelope(5)]), [], 'a copy is not news');
+  t.deepEqual(receive(relay, 'a', [envelope(5), envelope(7)]), [5, 7]);
+  t.deepEqual(receive(relay, 'c', [envelope(5)]), [], 'a copy is not news');
   t.is(relay.copies, 1);
   await until(() => log.length === 3, 'the offers and the want');
   t.deepEqual(log.sort(), ['b IHAVE 5', 'b WANT 7', 'c IHAVE 5,7'].sort());
@@ -98,29 +107,46 @@ test('an id we hold is not asked for, and an answer that comes in time stops the
   relay.offered('b', [idOf(4)]);
   await until(() => log.length === 1, 'the want');
   t.deepEqual(log, ['a WANT 4']);
-  t.is(relay.received('a', [envelope(4)]).length, 1);
+  t.deepEqual(receive(relay, 'a', [envelope(4)]), [4]);
   await wait(50);
   t.false(log.includes('b WANT 4'));
   t.false(log.some((line) => line.startsWith('b IHAVE')), 'b offered 4 itself, and got no offer of it back');
   relay.stop();
 });
 
-test('WANT is answered from recent envelopes only (received or published), never from an id we never had', (t) => {
+test('WANT is answered only for ids offered to that neighbour, once each', async (t) => {
   const { relay, log } = setup();
   relay.publish([envelope(1)]);
-  relay.received('a', [envelope(2)]);
+  receive(relay, 'a', [envelope(2), envelope(3)]);
+  await until(() => log.filter((line) => line.includes('IHAVE')).length === 2, 'the offers');
   log.length = 0;
-  relay.wanted('b', [idOf(1), idOf(2), idOf(3)]);
-  t.deepEqual(log, ['b EVENTS 1,2']);
-  relay.wanted('stranger', [idOf(1)]);
-  t.deepEqual(log, ['b EVENTS 1,2'], 'not a neighbour');
+  relay.wanted('a', [idOf(2)]);
+  t.deepEqual(log, [], 'never offered to a (it sent them)');
+  relay.wanted('b', [idOf(1), idOf(2), idOf(2), idOf(2), idOf(9)]);
+  t.deepEqual(log, ['b EVENT 2'], 'our own event was pushed, not offered; 2 once; 9 unknown');
+  relay.wanted('b', [idOf(2), idOf(3)]);
+  t.deepEqual(log, ['b EVENT 2', 'b EVENT 3'], 'each offered id once');
+  relay.wanted('stranger', [idOf(3)]);
+  t.is(log.length, 2, 'not a neighbour');
+  relay.stop();
+});
+
+test('an event the replicator could not take is not remembered: a later push of it is news', async (t) => {
+  const { relay, log } = setup();
+  t.is(
+    relay.received('a', [envelope(4)], () => false),
+    0,
+  );
+  t.deepEqual(receive(relay, 'b', [envelope(4)]), [4]);
+  await until(() => log.length === 2, 'the offers');
+  t.deepEqual(log.sort(), ['a IHAVE 4', 'c IHAVE 4']);
   relay.stop();
 });
 
 test('an envelope larger than a frame is neither pushed nor offered', async (t) => {
   const { relay, log } = setup({ frameBytes: 100 });
   relay.publish([envelope(1, 200)]);
-  t.is(relay.received('a', [envelope(2, 200)]).length, 1, 'still stored');
+  t.deepEqual(receive(relay, 'a', [envelope(2, 200)]), [2], 'still stored');
   await wait(20);
   t.deepEqual(log, []);
   relay.stop();

@@ -159,8 +159,15 @@ test('over libp2p: a peer gossiping a forged event is disconnected and nothing i
   try {
     await hostile.dial(victim.multiaddrs[0]!);
     const done = refused(victim, hostile.peerId);
-    // Gossip reaches the victim once it has seen the hostile peer's subscription; publish until then.
-    const timer = setInterval(() => hostile.publish(bytesFrame(FrameType.EVENT, forged)), 50);
+    // Gossip reaches the victim once it has seen the hostile peer's subscription; publish until then,
+    // a different forgery each time: gossipsub never sends a message id (an event's id) twice, so a
+    // first one published before the subscription arrived would be the only one.
+    let sent = 0;
+    const timer = setInterval(() => {
+      const copy = Uint8Array.from(forged);
+      copy[16] = sent++ & 0xff; // the last byte of the id
+      hostile.publish(bytesFrame(FrameType.EVENT, copy));
+    }, 50);
     await done;
     clearInterval(timer);
     t.is(db.stats().stored, 0);
