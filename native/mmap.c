@@ -232,6 +232,38 @@ static napi_value Advise(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// discard(buffer, from, to): gives the file's blocks in [from, to) back to the file system
+// (madvise MADV_REMOVE: a hole is punched; the bytes read as zeros afterwards), rounded in to
+// whole pages. For space the caller no longer uses, such as the undo journal's tail after its
+// history moved to the front. Returns false where the platform or the file system cannot do it
+// (the bytes then stay as they were).
+static napi_value Discard(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int64_t from, to;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc != 3 || napi_get_value_int64(env, argv[1], &from) != napi_ok ||
+      napi_get_value_int64(env, argv[2], &to) != napi_ok || from < 0 || to < from) {
+    return throw_usage(env, "discard(buffer, from, to) expects 0 <= from <= to");
+  }
+  mapping_t *m = mapping_of(env, argv[0]);
+  if (m == NULL) return NULL;
+  if (m->unmapped) return throw_syscall(env, "madvise", EBADF);
+  if ((uint64_t)to > m->length) return throw_usage(env, "discard range is outside the mapping");
+  napi_value result;
+  bool done = false;
+#ifdef MADV_REMOVE
+  int64_t page = (int64_t)sysconf(_SC_PAGESIZE);
+  if (page <= 0) page = 4096;
+  int64_t start = (from + page - 1) / page * page;
+  int64_t end = to / page * page;
+  if (start >= end) done = true;
+  else done = madvise((char *)m->addr + start, (size_t)(end - start), MADV_REMOVE) == 0;
+#endif
+  napi_get_boolean(env, done, &result);
+  return result;
+}
+
 // ---------------------------------------------------------------------------------------------
 // checksum(view): a 128-bit checksum of a typed array's bytes, for the seals of the view and the
 // journal. It guards against accidental damage (a torn write, a stray tool, a bad disk), not
@@ -395,6 +427,7 @@ NAPI_MODULE_INIT() {
       {"unmap", NULL, Unmap, NULL, NULL, NULL, napi_default, NULL},
       {"sync", NULL, Sync, NULL, NULL, NULL, napi_default, NULL},
       {"advise", NULL, Advise, NULL, NULL, NULL, napi_default, NULL},
+      {"discard", NULL, Discard, NULL, NULL, NULL, napi_default, NULL},
       {"checksum", NULL, Checksum, NULL, NULL, NULL, napi_default, NULL},
       {"checksumFile", NULL, ChecksumFile, NULL, NULL, NULL, napi_default, NULL},
   };

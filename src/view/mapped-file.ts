@@ -21,6 +21,7 @@ export interface NativeMmap {
   unmap(buffer: ArrayBuffer): void;
   sync(buffer: ArrayBuffer, offset: number, length: number): void;
   advise(buffer: ArrayBuffer, advice: number): void;
+  discard(buffer: ArrayBuffer, from: number, to: number): boolean;
   checksum(view: ArrayBufferView): Buffer;
   checksumFile(fd: number, offset: number, length: number): Buffer;
 }
@@ -249,6 +250,21 @@ export class MappedFile {
     this.#assertOpen();
     try {
       loadNative().advise(this.#buffer, advice);
+    } catch (error) {
+      throw fromSystemError(error, 'madvise', this.path);
+    }
+  }
+
+  /**
+   * Gives the file's blocks in bytes [`from`, `to`) back to the file system (a hole is punched;
+   * the bytes read as zeros afterwards), rounded in to whole pages: for space no longer in use.
+   * False where the platform or the file system cannot (the bytes then stay as they were, so the
+   * caller must not rely on them reading as zeros).
+   */
+  discard(from: number, to: number = this.byteLength): boolean {
+    this.#assertOpen();
+    try {
+      return loadNative().discard(this.#buffer, from, Math.min(to, this.byteLength));
     } catch (error) {
       throw fromSystemError(error, 'madvise', this.path);
     }
