@@ -199,29 +199,35 @@ test('a journal of format version 2 (without zero entries) is still read', (t) =
   t.is(fs.readFileSync(file).readUInt32LE(8), 3, 'written as version 3 from then on');
 });
 
-test('a compaction gives the journal file the blocks past its history back (where the file system can)', (t) => {
-  const view = openView(Root);
-  const arena = view.arena;
-  const words = 1 << 18; // 1 MiB
-  const block = arena.alloc(words);
-  const marks: JournalMark[] = [];
-  const states: Buffer[] = [];
-  for (let ordinal = 1; ordinal <= 16; ordinal++) {
-    marks.push(view.mark(ordinal));
-    states.push(Buffer.from(arena.u8.subarray(block * 4, (block + words) * 4)));
-    arena.jn(block, words);
-    arena.u32.fill(ordinal, block, block + words);
-  }
-  const file = path.join(view.directory, 'journal.bin');
-  const grown = fs.statSync(file).blocks * 512;
-  // Keeps the last mark's history (1 MiB): more is dropped than kept, so it moves to the front.
-  view.truncateBefore(marks[15]!);
-  const after = fs.statSync(file).blocks * 512;
-  t.log(`journal on disk: ${(grown / 2 ** 20).toFixed(1)} MiB before the truncation, ${(after / 2 ** 20).toFixed(1)} MiB after`);
-  if (arena.journal.file.discard(arena.journal.capacity * 4)) t.true(after < grown / 4, `${after} bytes of ${grown} still allocated`);
-  else t.log('this file system keeps the blocks (no hole punching): nothing to check');
-  // The kept history still rewinds, byte for byte.
-  view.rewindTo(marks[15]!);
-  t.true(Buffer.from(arena.u8.subarray(block * 4, (block + words) * 4)).equals(states[15]!));
-  view.close();
-});
+for (const keep of [1, 11]) {
+  test(`on close the journal gives back the blocks outside its history (${keep} of 16 MiB kept${keep === 1 ? ', moved to the front' : ''}), and reopens to rewind through it`, (t) => {
+    const view = openView(Root);
+    const arena = view.arena;
+    const words = 1 << 18; // 1 MiB
+    const block = arena.alloc(words);
+    const marks: JournalMark[] = [];
+    const states: Buffer[] = [];
+    for (let ordinal = 1; ordinal <= 16; ordinal++) {
+      marks.push(view.mark(ordinal));
+      states.push(Buffer.from(arena.u8.subarray(block * 4, (block + words) * 4)));
+      arena.jn(block, words);
+      arena.u32.fill(ordinal, block, block + words);
+    }
+    const dir = view.directory;
+    const file = path.join(dir, 'journal.bin');
+    const grown = fs.statSync(file).blocks * 512;
+    view.truncateBefore(marks[16 - keep]!);
+    // Whether this file system punches holes (the space past the history is unused).
+    const discards = arena.journal.file.discard(arena.journal.end * 4);
+    view.close();
+    const after = fs.statSync(file).blocks * 512;
+    t.log(`journal on disk: ${(grown / 2 ** 20).toFixed(1)} MiB with 16 MiB of history, ${(after / 2 ** 20).toFixed(1)} MiB with ${keep} kept, closed`);
+    if (discards) t.true(after < ((keep + 1) / 16) * grown, `${after} bytes of ${grown} still allocated`);
+    else t.log('this file system keeps the blocks (no hole punching): nothing to check');
+    // The kept history still rewinds after a reopen, byte for byte.
+    const again = openView(Root, dir);
+    again.rewindTo(marks[16 - keep]!);
+    t.true(Buffer.from(again.arena.u8.subarray(block * 4, (block + words) * 4)).equals(states[16 - keep]!));
+    again.close();
+  });
+}
