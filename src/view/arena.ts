@@ -456,10 +456,29 @@ export class Arena {
   }
 
   /**
+   * Blocks the current state no longer uses (a table that grew into a new one), each with the
+   * journal position after it was let go: a rewind to before that uses it again, so its pages go
+   * back to the file system only once the history no longer reaches back there (see
+   * {@link truncateBefore}). In memory only: blocks retired before a reopen stay on disk until a
+   * compaction.
+   */
+  #retired: { readonly w: WordOffset; readonly words: number; readonly position: JournalMark }[] = [];
+
+  /**
+   * Notes that the block of `words` words at `w` is garbage from now on (the bump allocator never
+   * reuses it). Its disk is given back once no kept history reaches back before now.
+   */
+  retire(w: WordOffset, words: number): void {
+    this.#retired.push({ w, words, position: this.position });
+  }
+
+  /**
    * Restores the arena to exactly what it was at `mark`, undoing every journaled write,
    * allocation and tracker change made since.
    */
   rewindTo(mark: JournalMark): void {
+    // Blocks let go after the mark are in use again once it is restored.
+    if (this.#retired.length !== 0) this.#retired = this.#retired.filter((block) => block.position <= mark);
     const journal = this.journal;
     const target = journal.physical(mark);
     if (target < journal.start || target > journal.end) {
@@ -600,6 +619,16 @@ export class Arena {
   /** Drops undo history before `mark` (see {@link UndoJournal.truncateBefore}). */
   truncateBefore(mark: JournalMark): void {
     this.journal.truncateBefore(mark);
+    if (this.#retired.length === 0) return;
+    // No kept mark lies before these blocks were let go: no rewind can bring them back. Their
+    // pages go back to the file system (they read as zeros; the bump allocator never hands them
+    // out again, and nothing points to them).
+    const oldest = this.journal.oldest;
+    this.#retired = this.#retired.filter((block) => {
+      if (block.position > oldest) return true;
+      this.file.discard(block.w * WORD_BYTES, (block.w + block.words) * WORD_BYTES);
+      return false;
+    });
   }
 
   // ---------------------------------------------------------------- lifecycle

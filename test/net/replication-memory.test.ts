@@ -83,7 +83,7 @@ test('two peers with different histories converge, then gossip keeps them in ste
   const end = Date.now() + 10_000;
   while (dbs[1]!.stats().stored < 105 && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 5));
   assertConverged(t, dbs);
-  t.deepEqual(sessions(), sessionsBefore, 'no session ran: gossip carried the events');
+  t.deepEqual(sessions(), sessionsBefore, 'no session ran: the relay carried the events');
   // The counters agree: what one sent, the other received.
   t.is(replicators[0]!.peers()[0]!.sent - replicators[1]!.peers()[0]!.received, 0, 'sent by peer-00 = received by peer-01');
   t.is(replicators[1]!.peers()[0]!.sent - replicators[0]!.peers()[0]!.received, 0, 'sent by peer-01 = received by peer-00');
