@@ -263,44 +263,30 @@ export class MapType implements CompositeType {
     }
   }
 
-  /** Words of a block whose table has `capacity` buckets (see {@link #moveEntries}). */
-  #blockWords(capacity: number): number {
-    return BLOCK_HEADER + alignUp(orderCapacity(capacity), 2) + capacity * this.bucketWords;
-  }
-
-  /**
-   * Leaves the map empty with no block; cursors on the old block go on after the clear (within
-   * the session: the block is retired to the arena, which gives its disk back only once no
-   * rewind can return to it, between events).
-   */
+  /** Leaves the map empty with no block; cursors on the old block go on after the clear. */
   #detach(a: Arena, w: WordOffset): void {
     const block = a.u32[w + H_BLOCK]!;
     if (block === 0) return;
-    const capacity = a.u32[w + H_CAPACITY]!;
     a.set32(block + B_FORWARD, CLEARED);
     a.set32(w + H_BLOCK, 0);
     a.set32(w + H_COUNT, 0);
     a.set32(w + H_CAPACITY, 0);
     a.set32(w + H_TABLE, 0);
-    a.retire(block, this.#blockWords(capacity));
   }
 
   /**
    * Copies the live entries, in order, into a fresh block whose table holds `needed` entries at
    * half load (so churn of inserts and deletes copies each entry at most twice on average, and a
-   * table may shrink), and points the old block at it. The old block is retired to the arena (its
-   * disk goes back once no rewind can return to it; cursors of the running session follow its
-   * forward pointer meanwhile).
+   * table may shrink), and points the old block at it.
    */
   #moveEntries(a: Arena, w: WordOffset, needed: number): void {
     let capacity = MAP_INITIAL_CAPACITY;
     while (capacity < needed * 2) capacity *= 2;
     const bucketWords = this.bucketWords;
     const orderWords = alignUp(orderCapacity(capacity), 2);
-    const fresh = a.alloc(this.#blockWords(capacity));
+    const fresh = a.alloc(BLOCK_HEADER + orderWords + capacity * bucketWords);
     const u32 = a.u32;
     const old = u32[w + H_BLOCK]!;
-    const oldWords = old === 0 ? 0 : this.#blockWords(u32[w + H_CAPACITY]!);
     const oldTable = u32[w + H_TABLE]!;
     const table = fresh + BLOCK_HEADER + orderWords;
     const mask = capacity - 1;
@@ -340,7 +326,6 @@ export class MapType implements CompositeType {
     a.set32(w + H_BLOCK, fresh);
     a.set32(w + H_CAPACITY, capacity);
     a.set32(w + H_TABLE, table);
-    if (old !== 0) a.retire(old, oldWords);
   }
 
   /**

@@ -3,8 +3,6 @@
  * iteration. Each randomized test replays the same operations on a view map and a JS `Map` and
  * compares every step (the seed is printed on failure).
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import test from 'ava';
 import { s } from '../../src/index.js';
 import { untracked } from '../../src/view/tracking.js';
@@ -138,41 +136,5 @@ test('a map of objects keeps its value accessors valid while entries move', (t) 
     t.is(root.n.get(1)!.v, 1.5);
     t.deepEqual([...root.n.keys()].slice(0, 3), [1, 900, 901]);
   });
-  view.close();
-});
-
-test('outgrown map blocks give their disk back once the history moves past them; a rewind before that finds them intact', (t) => {
-  const seed = testSeed();
-  const view = openView(Root);
-  const model = new Map<string, number>();
-  const grow = (ordinal: number) => {
-    view.mark(ordinal);
-    view.write(untracked, (root) => {
-      for (let i = 0; i < 3000; i++) {
-        const key = `k${ordinal * 3000 + i}`;
-        root.m.set(key, i);
-        model.set(key, i);
-      }
-    });
-  };
-  for (let ordinal = 1; ordinal <= 10; ordinal++) grow(ordinal);
-  // A rewind to before the last growths uses their old blocks again.
-  const saved = new Map(model);
-  const mark = view.mark(11);
-  view.write(untracked, (root) => {
-    for (let i = 0; i < 40_000; i++) root.m.set(`x${i}`, i);
-  });
-  view.rewindTo(mark);
-  view.write(untracked, (root) => t.deepEqual([...root.m.entries()], [...saved.entries()], `seed ${seed}: the map after the rewind`));
-  for (let ordinal = 11; ordinal <= 20; ordinal++) grow(ordinal);
-  const file = path.join(view.directory, 'view.bin');
-  const before = fs.statSync(file).blocks * 512;
-  view.truncateBefore(view.mark(21));
-  const after = fs.statSync(file).blocks * 512;
-  t.log(`view on disk: ${(before / 2 ** 20).toFixed(1)} MiB, ${(after / 2 ** 20).toFixed(1)} MiB once the history moved past the outgrown blocks`);
-  // Whether this file system punches holes (probed on the journal's unused tail).
-  if (view.arena.journal.file.discard(view.arena.journal.end * 4)) t.true(after < 0.8 * before, `${before} → ${after} bytes allocated`);
-  else t.log('this file system keeps the blocks (no hole punching): nothing to check');
-  view.write(untracked, (root) => t.deepEqual([...root.m.entries()], [...model.entries()], `seed ${seed}: the map after its old blocks went`));
   view.close();
 });
