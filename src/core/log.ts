@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { type Database as LmdbDatabase, open, type RootDatabase } from 'lmdb';
 import { ErrorCode, NoatunError } from '../errors.js';
 import type { Envelope } from './envelope.js';
-import { compareIdBytes } from './message-id.js';
+import { compareIdBytes, idKey } from './message-id.js';
 
 /** Bytes before the envelope in a stored value (the ordinal, little-endian). */
 export const ORDINAL_BYTES = 4;
@@ -38,15 +38,8 @@ export interface OverlayEntry {
   readonly value: Buffer | undefined;
 }
 
-function keyString(key: Uint8Array): string {
-  if (key.length === 16) {
-    // Every event key is a 16-byte id: built in JS this is several times faster than a Buffer
-    // round trip into C++ (the same string; see MessageId.key), and ingest asks for two per event.
-    const k = key;
-    return String.fromCharCode(k[0]!, k[1]!, k[2]!, k[3]!, k[4]!, k[5]!, k[6]!, k[7]!, k[8]!, k[9]!, k[10]!, k[11]!, k[12]!, k[13]!, k[14]!, k[15]!);
-  }
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
-}
+/** Every event key is a 16-byte id: its latin1 string (see {@link idKey}). */
+const keyString = idKey;
 
 const compareKeys = compareIdBytes;
 

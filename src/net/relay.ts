@@ -20,6 +20,7 @@
  * This class is transport-free: it decides who gets what; the replicator validates, stores and
  * counts. Frames go over the link's direct channel, one neighbour at a time.
  */
+import { idKey } from '../core/message-id.js';
 import { ID_BYTES } from './fingerprint-index.js';
 import { bytesFrame, eventsFrame, FrameType, idsFrame, MAX_IDS_PER_FRAME } from './frames.js';
 
@@ -84,9 +85,7 @@ interface Wanted {
 }
 
 /** The key of an id in maps. */
-function keyOf(id: Uint8Array): string {
-  return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('latin1');
-}
+const keyOf = idKey;
 
 /** The id of an envelope (version byte, then the 16-byte id; the replicator validated it). */
 function idOf(envelope: Uint8Array): Uint8Array {
