@@ -194,19 +194,32 @@ static napi_value Unmap(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// sync(buffer, offset, length): msync(MS_SYNC) of a byte range (rounded out to whole pages).
-static napi_value Sync(napi_env env, napi_callback_info info) {
+// Reads the arguments (buffer, a, b) of a call on a byte range of a mapping: the mapping and two
+// non-negative integers. NULL (with a JavaScript exception pending) when they are not that, or the
+// mapping is gone (`syscall` names the call in the error).
+static mapping_t *range_call(napi_env env, napi_callback_info info, const char *usage, const char *syscall, int64_t *a, int64_t *b) {
   size_t argc = 3;
   napi_value argv[3];
-  int64_t offset, length;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc != 3 || napi_get_value_int64(env, argv[1], &offset) != napi_ok ||
-      napi_get_value_int64(env, argv[2], &length) != napi_ok || offset < 0 || length < 0) {
-    return throw_usage(env, "sync(buffer, offset, length) expects non-negative numbers");
+  if (argc != 3 || napi_get_value_int64(env, argv[1], a) != napi_ok || napi_get_value_int64(env, argv[2], b) != napi_ok ||
+      *a < 0 || *b < 0) {
+    throw_usage(env, usage);
+    return NULL;
   }
   mapping_t *m = mapping_of(env, argv[0]);
   if (m == NULL) return NULL;
-  if (m->unmapped) return throw_syscall(env, "msync", EBADF);
+  if (m->unmapped) {
+    throw_syscall(env, syscall, EBADF);
+    return NULL;
+  }
+  return m;
+}
+
+// sync(buffer, offset, length): msync(MS_SYNC) of a byte range (rounded out to whole pages).
+static napi_value Sync(napi_env env, napi_callback_info info) {
+  int64_t offset, length;
+  mapping_t *m = range_call(env, info, "sync(buffer, offset, length) expects non-negative numbers", "msync", &offset, &length);
+  if (m == NULL) return NULL;
   if ((uint64_t)offset + (uint64_t)length > m->length) return throw_usage(env, "sync range is outside the mapping");
   if (length == 0) return NULL;
   int64_t start = offset & ~(int64_t)4095;
@@ -234,21 +247,15 @@ static napi_value Advise(napi_env env, napi_callback_info info) {
 
 // discard(buffer, from, to): gives the file's blocks in [from, to) back to the file system
 // (madvise MADV_REMOVE: a hole is punched; the bytes read as zeros afterwards), rounded in to
-// whole pages. For space the caller no longer uses, such as the undo journal's tail after its
-// history moved to the front. Returns false where the platform or the file system cannot do it
-// (the bytes then stay as they were).
+// whole pages. For space the caller no longer uses: the undo journal's pages outside its history
+// on close, blocks of the view no rewind can return to. Returns false where the platform or the
+// file system cannot do it (the bytes then stay as they were).
 static napi_value Discard(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
   int64_t from, to;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc != 3 || napi_get_value_int64(env, argv[1], &from) != napi_ok ||
-      napi_get_value_int64(env, argv[2], &to) != napi_ok || from < 0 || to < from) {
-    return throw_usage(env, "discard(buffer, from, to) expects 0 <= from <= to");
-  }
-  mapping_t *m = mapping_of(env, argv[0]);
+  const char *usage = "discard(buffer, from, to) expects 0 <= from <= to";
+  mapping_t *m = range_call(env, info, usage, "madvise", &from, &to);
   if (m == NULL) return NULL;
-  if (m->unmapped) return throw_syscall(env, "madvise", EBADF);
+  if (to < from) return throw_usage(env, usage);
   if ((uint64_t)to > m->length) return throw_usage(env, "discard range is outside the mapping");
   napi_value result;
   bool done = false;
