@@ -16,7 +16,7 @@ import { ErrorCode, NoatunError } from '../errors.js';
 import type { ViewNode } from '../view/inspect.js';
 import { loadApp, recordedAppModule } from './app-module.js';
 import { startInspector } from './inspector/server.js';
-import { type Progress, progress } from './progress.js';
+import { openingProgress } from './progress.js';
 import { type StopSignal, stopSignal } from './signals.js';
 
 /** The options of `noatun inspect`. */
@@ -107,21 +107,18 @@ async function inspect(directory: string, options: InspectCommandOptions, say: (
   }
   const app = await loadApp(appModuleFor(directory, options.app));
   const codec = (app.codec ?? messagePackCodec<unknown>()) as Codec<unknown>;
-  let rebuild: Progress | undefined;
+  const opening = openingProgress();
   const db = await Database.open({
     ...app,
     path: directory,
-    onProgress: ({ done, total }) => {
-      rebuild ??= progress('rebuilding the view');
-      rebuild.update(done, total);
-    },
+    onProgress: opening.onProgress,
   }).catch((error: unknown) => {
     if (error instanceof NoatunError && error.code === ErrorCode.DATABASE_LOCKED) {
       throw new NoatunError(error.code, `${error.message}: stop that peer first, or start it with --inspect <port> to see it live`);
     }
     throw error;
   });
-  rebuild?.stop();
+  opening.stop();
 
   try {
     if (options.web) {

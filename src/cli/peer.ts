@@ -14,7 +14,7 @@ import { checkSwarmKey, loadOrCreatePrivateKey } from '../net/libp2p-link.js';
 import { type PeerInfo, Replicator, type ReplicatorEvent } from '../net/replicator.js';
 import { loadApp, writeAppRecord } from './app-module.js';
 import { type InspectorHandle, startInspector } from './inspector/server.js';
-import { type Progress, progress } from './progress.js';
+import { openingProgress, type Progress, progress } from './progress.js';
 import { type StopSignal, stopSignal } from './signals.js';
 
 /** The options of `noatun peer` (as the command line gives them). */
@@ -90,21 +90,18 @@ export async function runPeer(options: PeerCommandOptions, out: NodeJS.WritableS
 async function serve(options: PeerCommandOptions, say: (line: string) => void, stop: StopSignal): Promise<void> {
   const app: AnyApp = await loadApp(options.app);
   const psk = options.pskFile === undefined ? undefined : readSwarmKey(options.pskFile);
-  let rebuild: Progress | undefined;
+  const opening = openingProgress();
   const db = await Database.open({
     ...app,
     path: options.db,
-    onProgress: ({ done, total }) => {
-      rebuild ??= progress('rebuilding the view');
-      rebuild.update(done, total);
-    },
+    onProgress: opening.onProgress,
   }).catch((error: unknown) => {
     if (error instanceof NoatunError && error.code === ErrorCode.DATABASE_LOCKED) {
       throw new NoatunError(error.code, `${error.message}: is a peer already running on it? (one process per database)`);
     }
     throw error;
   });
-  rebuild?.stop();
+  opening.stop();
 
   let replicator: Replicator | undefined;
   let inspector: InspectorHandle | undefined;

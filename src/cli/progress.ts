@@ -60,3 +60,24 @@ function plainLines(label: string, stream: NodeJS.WriteStream): Progress {
     },
   };
 }
+
+/**
+ * Progress of opening a database, for `Database.open`'s `onProgress`: one report per phase
+ * (converting an old event log, rebuilding the view), each from its start. `stop` ends the last.
+ */
+export function openingProgress(stream: NodeJS.WriteStream = process.stderr): {
+  onProgress: (report: { phase: 'rebuild' | 'convert-log'; done: number; total: number }) => void;
+  stop(): void;
+} {
+  let shown: { phase: string; progress: Progress } | undefined;
+  return {
+    onProgress({ phase, done, total }) {
+      if (shown?.phase !== phase) {
+        shown?.progress.stop();
+        shown = { phase, progress: progress(phase === 'rebuild' ? 'rebuilding the view' : 'converting the event log', stream) };
+      }
+      shown.progress.update(done, total);
+    },
+    stop: () => shown?.progress.stop(),
+  };
+}

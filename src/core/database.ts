@@ -18,6 +18,7 @@ import { type InspectOptions, inspectView, type ObjectNode } from '../view/inspe
 import type { ObjectSchema, View } from '../view/schema.js';
 import { untracked } from '../view/tracking.js';
 import { MaterializedView } from '../view/view.js';
+import { Rec, RecFlag } from './bookkeeping.js';
 import { type Codec, messagePackCodec } from './codec.js';
 import {
   DEFAULT_CUTOFF_INTERVAL_MS,
@@ -26,9 +27,7 @@ import {
   DEFAULT_MAX_UNDO_HISTORY_BYTES,
   REBUILD_DUTY_CYCLE,
 } from './constants.js';
-import { Inbox, type InboxLimits, LOCAL_SOURCE } from './inbox.js';
 import { CUTOFF_HASH_BYTES, type CutoffState, cutoffStrideMs, nominalCutoff, xorInto } from './cutoff.js';
-import { Rec, RecFlag } from './bookkeeping.js';
 import { lockDirectory } from './directory-lock.js';
 import {
   createEnvelope,
@@ -41,11 +40,12 @@ import {
   readEnvelopeUnchecked,
   withParents,
 } from './envelope.js';
-import { EventLog, ORDINAL_BYTES, type StoredEvent } from './log.js';
-import { compareIdBytes, FRESH_SEQUENCE_MIN, IdMinter, MessageId } from './message-id.js';
+import { Inbox, type InboxLimits, LOCAL_SOURCE } from './inbox.js';
+import { EventLog, type StoredEvent } from './log.js';
+import { compareIdBytes, FRESH_SEQUENCE_MIN, IdMinter, idTimestamp, MessageId } from './message-id.js';
 import {
-  type ApplyFailure,
   ApplyFailedError,
+  type ApplyFailure,
   type ApplyFunction,
   EngineWord,
   type ProgressCallback,
@@ -430,7 +430,16 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const releaseLock = lockDirectory(options.path);
     let log: EventLog | undefined;
     try {
-      log = EventLog.open(options.path);
+      const onProgress = options.onProgress;
+      log = await EventLog.open(
+        options.path,
+        onProgress === undefined ? undefined : ({ done, total }) => onProgress({ phase: 'convert-log', done, total }),
+      );
+      // With pruning, the cutoff hashes move by the log's per-stride hashes (before anything,
+      // a rebuild's discards included, writes to the log).
+      if (options.autoPrune ?? true) {
+        log.trackStrides(cutoffStrideMs(options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS), log.getMeta<number>(META_CUTOFF) ?? 0);
+      }
       let logId = log.getMeta<Uint8Array>(META_LOG_ID);
       if (logId === undefined) {
         logId = randomBytes(16);
@@ -637,16 +646,19 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    */
   #moveCutoff(to: number): void {
     const from = this.#cutoff;
-    // Only the ids are needed here: keys() reads no envelopes (range() would copy each one).
-    for (const key of this.#log.keys(idFloor(from))) {
-      if (timestampOf(key) >= to) break;
-      xorInto(this.#cutoffHash, key);
-    }
+    // The log keeps the XOR of each stride's ids from the cutoff on (see EventLog.trackStrides).
+    xorInto(this.#cutoffHash, this.#log.strideHashBefore(to));
     this.#previousHash.set(this.#cutoffHash);
-    for (const key of this.#log.keys(idFloor(to - this.#strideMs))) {
-      if (timestampOf(key) >= to) break;
-      xorInto(this.#previousHash, key);
+    if (from <= to - this.#strideMs) xorInto(this.#previousHash, this.#log.strideHash(to - this.#strideMs));
+    else {
+      // The old cutoff lies inside the previous era (the cutoff interval changed since, and with
+      // it the stride): its ids before the old cutoff are not in that stride's hash.
+      for (const key of this.#log.keys(idFloor(to - this.#strideMs))) {
+        if (timestampOf(key) >= to) break;
+        xorInto(this.#previousHash, key);
+      }
     }
+    this.#log.dropStridesBefore(to);
     this.#cutoff = to;
     this.#log.setMeta(META_CUTOFF, to);
     let changed = false;
@@ -851,14 +863,14 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const stored: StoredEvent[] = [];
     const headsBefore = [...this.#heads.values()];
     let finalized = false;
-    // The batch's log values (ordinal, envelope) in one buffer: one allocation, not one per event.
+    // The batch's envelopes in one buffer: one allocation, not one per event.
     let total = 0;
-    for (const envelope of envelopes) total += ORDINAL_BYTES + envelopeSize(envelope);
+    for (const envelope of envelopes) total += envelopeSize(envelope);
     const values = Buffer.allocUnsafeSlow(total);
     let at = 0;
     for (let i = 0; i < envelopes.length; i++) {
       const envelope = envelopes[i]!;
-      const start = at + ORDINAL_BYTES;
+      const start = at;
       at = encodeEnvelopeInto(envelope, values, start);
       const event: StoredEvent = {
         // The id inside the envelope (byte 1 on) doubles as the log key.
@@ -1439,9 +1451,7 @@ function idFloor(time: number): Uint8Array {
 }
 
 /** The ms timestamp of id bytes (48-bit big-endian prefix). */
-function timestampOf(id: Uint8Array): number {
-  return id[0]! * 2 ** 40 + id[1]! * 2 ** 32 + ((id[2]! << 24) >>> 0) + (id[3]! << 16) + (id[4]! << 8) + id[5]!;
-}
+const timestampOf = idTimestamp;
 
 /** The (timestamp, sequence) of a new local event, from the append options. */
 function placement(minter: IdMinter, now: number, options: AppendOptions | undefined): { timestamp: number; sequence: number } {

@@ -1,25 +1,34 @@
 /**
- * The durable event log, in LMDB (lmdb-js): every stored envelope keyed by its 16-byte id (so
- * iteration is apply order), with the event's ordinal, plus the engine's metadata.
+ * The durable event log, in LMDB (lmdb-js): every stored envelope with the event's ordinal, in id
+ * order (which is apply order), plus the engine's metadata.
+ *
+ * Events are stored in runs (see `log-run.ts`): each LMDB value holds the events of a stretch of
+ * ids, keyed by the first, and runs never overlap, so the run holding an id is the one with the
+ * greatest key at or before it. A transaction's events become a few runs (one put each) instead of
+ * one entry per event; an event that lands inside a run, or leaves one, rewrites that run.
  *
  * Writes queued in one event-loop turn (events, removals, metadata) are committed together as one
  * LMDB transaction; {@link EventLog.written} resolves once it is committed and flushed to disk. Until then the entries are kept in an
  * in-memory overlay that every read consults, so the engine can re-apply events it has just
  * queued (a late event's rewind) before they are committed.
+ *
+ * Format 1 (until 5 Dec 2026) stored one LMDB entry per event in the database `events`; opening
+ * such a log converts it (see {@link EventLog.open}).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Database as LmdbDatabase, open, type RootDatabase } from 'lmdb';
 import { ErrorCode, NoatunError } from '../errors.js';
 import type { Envelope } from './envelope.js';
-import { compareIdBytes, idKey } from './message-id.js';
+import { type RunEntry, RunReader, writeRuns } from './log-run.js';
+import { compareIdBytes, idKey, idTimestamp, MessageId } from './message-id.js';
 
-/** Bytes before the envelope in a stored value (the ordinal, little-endian). */
-export const ORDINAL_BYTES = 4;
+/** Format 1: bytes before the envelope in a stored value (the ordinal, little-endian). */
+const ORDINAL_BYTES = 4;
 
 /** One stored event as the log holds it. */
 export interface StoredEvent {
-  /** The id's 16 bytes (the LMDB key). */
+  /** The id's 16 bytes. */
   readonly key: Uint8Array;
   /** The event's ordinal: its stable identity in view trackers. */
   readonly ordinal: number;
@@ -29,25 +38,47 @@ export interface StoredEvent {
   readonly decoded?: Envelope;
 }
 
-/** Bytes before the envelope in a stored value (the ordinal, little-endian). */
+/** A queued write: an event to store, or (`event` null) the removal of one. */
 export interface OverlayEntry {
-  readonly key: Buffer;
+  readonly key: Uint8Array;
   /** The stored event, or null for a queued removal. */
   readonly event: StoredEvent | null;
-  /** The LMDB value to write (undefined for a removal). */
-  readonly value: Buffer | undefined;
 }
+
+/** Progress of converting a log of format 1 at open: `done` of `total` events moved. */
+export type LogConversionProgress = (progress: { readonly done: number; readonly total: number }) => void;
+
+/** The log format this code writes (2: runs). */
+export const LOG_FORMAT = 2;
+const META_FORMAT = 'log.format';
+const META_COUNT = 'log.count';
+const META_STRIDES = 'log.strides';
+/** Format 1's database of one entry per event. */
+const FORMAT_1_EVENTS = 'events';
+/** Events moved per transaction when converting format 1 (a crash resumes after the last one). */
+const CONVERSION_BATCH = 16_384;
 
 /** Every event key is a 16-byte id: its latin1 string (see {@link idKey}). */
 const keyString = idKey;
 
 const compareKeys = compareIdBytes;
 
+const asBuffer = (bytes: Uint8Array): Buffer =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+const copyBytes = (bytes: Uint8Array): Uint8Array => Uint8Array.prototype.slice.call(bytes) as Uint8Array;
+
+/** A run read from LMDB: its key and its bytes (a copy of its own). */
+interface LoadedRun {
+  readonly key: Buffer;
+  readonly reader: RunReader;
+}
+
 /** The LMDB-backed log of one database directory. */
 export class EventLog {
   readonly path: string;
   readonly #env: RootDatabase;
-  readonly #events: LmdbDatabase<Buffer, Buffer>;
+  readonly #runs: LmdbDatabase<Buffer, Buffer>;
   readonly #meta: LmdbDatabase<unknown, string>;
   readonly #overlay = new Map<string, OverlayEntry>();
   /** Entries and metadata queued in this turn, committed together by {@link #commit}. */
@@ -61,16 +92,38 @@ export class EventLog {
   #lastWrite: Promise<unknown> = Promise.resolve();
   #failure: unknown;
   #closed = false;
+  /** Events in LMDB as of the last transaction written (kept in the metadata too). */
+  #count = 0;
+  /**
+   * What queued writes will change the count by, before their transaction counts them exactly:
+   * queued in this turn, and handed to LMDB but not yet written.
+   */
+  #countQueued = 0;
+  #countCommitting = 0;
+  /** The highest id in LMDB as of the last transaction written. */
+  #last: Uint8Array | undefined;
+  /** Bumped whenever LMDB's content may have changed: the run cache is stale then. */
+  #generation = 0;
+  /** Per-stride XORs of stored ids, when tracked (see {@link trackStrides}). */
+  #strides: StrideHashes | undefined;
+  /** The run of the last lookup: consecutive lookups of nearby ids read LMDB once. */
+  #cached: { generation: number; run: LoadedRun; first: Uint8Array; last: Uint8Array } | undefined;
 
   private constructor(file: string, env: RootDatabase) {
     this.path = file;
     this.#env = env;
-    this.#events = env.openDB<Buffer, Buffer>({ name: 'events', encoding: 'binary', keyEncoding: 'binary' });
+    this.#runs = env.openDB<Buffer, Buffer>({ name: 'runs', encoding: 'binary', keyEncoding: 'binary' });
     this.#meta = env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' });
   }
 
-  /** Opens (creating if missing) the log in `directory`. */
-  static open(directory: string): EventLog {
+  /**
+   * Opens (creating if missing) the log in `directory`. A log of format 1 (one LMDB entry per
+   * event, written before 5 Dec 2026) is converted first, in transactions of
+   * {@link CONVERSION_BATCH} events that each move their events from the old database to runs, so a
+   * conversion cut short by a crash resumes where it stopped at the next open. A log written by a
+   * newer format is refused.
+   */
+  static async open(directory: string, onConversion?: LogConversionProgress): Promise<EventLog> {
     const file = path.join(directory, 'log.mdb');
     fs.mkdirSync(directory, { recursive: true });
     let env: RootDatabase;
@@ -81,7 +134,55 @@ export class EventLog {
         cause,
       });
     }
-    return new EventLog(file, env);
+    let log: EventLog | undefined;
+    try {
+      log = new EventLog(file, env);
+      const format = log.#meta.get(META_FORMAT);
+      if (format !== undefined && format !== LOG_FORMAT) {
+        throw new NoatunError(
+          ErrorCode.CORRUPT_FILE,
+          `the event log ${file} has format ${String(format)}; this version of Noatun reads formats 1 and ${LOG_FORMAT}: open it with the version that wrote it`,
+        );
+      }
+      log.#count = (log.#meta.get(META_COUNT) as number | undefined) ?? 0;
+      log.#last = log.#readLastKey();
+      // The root database's keys are the names of the databases in the file (a handful).
+      if ([...env.getKeys()].includes(FORMAT_1_EVENTS)) await log.#convertFormat1(onConversion);
+      if (format === undefined) await log.#meta.put(META_FORMAT, LOG_FORMAT);
+      return log;
+    } catch (error) {
+      await env.close();
+      throw error;
+    }
+  }
+
+  /** Moves every event of format 1's `events` database into runs, then drops that database. */
+  async #convertFormat1(onConversion?: LogConversionProgress): Promise<void> {
+    const old = this.#env.openDB<Buffer, Buffer>({ name: FORMAT_1_EVENTS, encoding: 'binary', keyEncoding: 'binary' });
+    const total = (old.getStats() as { entryCount: number }).entryCount;
+    let done = 0;
+    for (;;) {
+      const keys: Buffer[] = [];
+      const batch: OverlayEntry[] = [];
+      for (const { key, value } of old.getRange({ limit: CONVERSION_BATCH })) {
+        keys.push(Buffer.from(key));
+        const event = readFormat1(key, value);
+        // An entry too short for an envelope is no event; one whose envelope names another id is
+        // filed under that id, and the rebuild's check of every envelope drops it as damaged.
+        if (event !== undefined) batch.push({ key: event.envelope.subarray(1, 17), event });
+      }
+      if (keys.length === 0) break;
+      await this.#env.transaction(() => {
+        this.#count += this.#write(batch);
+        this.#meta.put(META_COUNT, this.#count);
+        for (const key of keys) old.remove(key);
+      });
+      this.#generation++;
+      done += keys.length;
+      onConversion?.({ done, total });
+    }
+    await old.drop();
+    await this.#env.flushed;
   }
 
   /** The stored event with this id, or undefined. */
@@ -89,40 +190,128 @@ export class EventLog {
     // No writes pending (a peer serving its log): skip building the overlay's string key.
     const pending = this.#overlay.size === 0 ? undefined : this.#overlay.get(keyString(key));
     if (pending !== undefined) return pending.event === null ? undefined : owned(pending.event);
-    const value = this.#events.getBinary(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
-    return value === undefined ? undefined : decodeStored(key, value);
+    const run = this.#lookup(key);
+    if (run === undefined) return undefined;
+    const i = run.reader.indexOf(key);
+    if (i < 0) return undefined;
+    return { key: copyBytes(key), ordinal: run.reader.ordinal(i), envelope: copyBytes(run.reader.envelope(i)) };
   }
 
   /** Whether an event with this id is stored. */
   has(key: Uint8Array): boolean {
     const pending = this.#overlay.size === 0 ? undefined : this.#overlay.get(keyString(key));
     if (pending !== undefined) return pending.event !== null;
-    return this.#events.doesExist(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
+    const run = this.#lookup(key);
+    return run !== undefined && run.reader.indexOf(key) >= 0;
+  }
+
+  /** The run that would hold `key` (the last one starting at or before it), or undefined. */
+  #lookup(key: Uint8Array): LoadedRun | undefined {
+    const cached = this.#cached;
+    if (
+      cached !== undefined &&
+      cached.generation === this.#generation &&
+      compareKeys(cached.first, key) <= 0 &&
+      compareKeys(key, cached.last) <= 0
+    ) {
+      return cached.run;
+    }
+    const run = this.#floorRun(key);
+    if (run !== undefined) {
+      const reader = run.reader;
+      this.#cached = { generation: this.#generation, run, first: reader.key(0), last: reader.key(reader.count - 1) };
+    }
+    return run;
+  }
+
+  /** Reads the run with the greatest first id ≤ `key` (a copy), or undefined when there is none. */
+  #floorRun(key: Uint8Array): LoadedRun | undefined {
+    for (const { key: runKey, value } of this.#runs.getRange({ start: asBuffer(key), reverse: true, limit: 1 })) {
+      return loadRun(runKey, value);
+    }
+    return undefined;
+  }
+
+  /** The first run key > `key`, or undefined. */
+  #nextRunKey(key: Uint8Array): Buffer | undefined {
+    for (const runKey of this.#runs.getKeys({ start: asBuffer(key), limit: 2 }) as Iterable<Buffer>) {
+      if (compareKeys(runKey, key) > 0) return Buffer.from(runKey);
+    }
+    return undefined;
+  }
+
+  /** The highest id in LMDB (the last event of the last run), or undefined when it holds none. */
+  #readLastKey(): Uint8Array | undefined {
+    for (const { key, value } of this.#runs.getRange({ reverse: true, limit: 1 })) {
+      const reader = loadRun(key, value).reader;
+      return reader.key(reader.count - 1);
+    }
+    return undefined;
   }
 
   /**
-   * Queues an event for storage (visible to reads at once, durable after {@link written}).
-   * `event.envelope` must be preceded, in its buffer, by {@link ORDINAL_BYTES} bytes holding the
-   * ordinal (see `encodeEnvelope`'s `prefix`), so the stored value is written without a copy.
+   * Queues an event for storage (visible to reads at once, durable after {@link written}). The
+   * id must not be stored already (or be queued for removal first): the log counts it as new until
+   * its transaction counts exactly.
    */
   put(event: StoredEvent): void {
     this.#assertWritable();
-    const envelope = event.envelope;
-    if (envelope.byteOffset < ORDINAL_BYTES) throw new NoatunError(ErrorCode.INTERNAL, 'envelope stored without room for the ordinal');
-    const value = Buffer.from(envelope.buffer, envelope.byteOffset - ORDINAL_BYTES, envelope.byteLength + ORDINAL_BYTES);
-    const ordinal = event.ordinal;
-    value[0] = ordinal & 0xff;
-    value[1] = (ordinal >>> 8) & 0xff;
-    value[2] = (ordinal >>> 16) & 0xff;
-    value[3] = ordinal >>> 24;
-    const key = Buffer.isBuffer(event.key) ? event.key : Buffer.from(event.key.buffer, event.key.byteOffset, event.key.byteLength);
-    this.#queue({ key, event, value });
+    const prior = this.#overlay.size === 0 ? undefined : this.#overlay.get(keyString(event.key));
+    if (prior === undefined || prior.event === null) this.#countQueued++;
+    if (this.#strides !== undefined) this.#strides.toggle(event.key);
+    this.#queue({ key: event.key, event });
   }
 
-  /** Queues the removal of an event. */
+  /** Queues the removal of a stored event. */
   remove(key: Uint8Array): void {
     this.#assertWritable();
-    this.#queue({ key: Buffer.from(key), event: null, value: undefined });
+    const prior = this.#overlay.get(keyString(key));
+    if (prior === undefined || prior.event !== null) this.#countQueued--;
+    if (this.#strides !== undefined) this.#strides.toggle(key);
+    this.#queue({ key: copyBytes(key), event: null });
+  }
+
+  /**
+   * Starts keeping, for every stride of `strideMs` at or after `floor`, the XOR of the ids of the
+   * stored events dated in it, kept as events are stored and removed and saved with each commit
+   * (the cutoff hashes move by these, without reading the log). Read back when saved for the same
+   * stride and floor; otherwise computed from the log's ids from `floor` on. Call before any write.
+   */
+  trackStrides(strideMs: number, floor: number): void {
+    const saved = this.#meta.get(META_STRIDES) as SavedStrides | undefined;
+    if (saved !== undefined && saved.strideMs === strideMs && saved.floor === floor) {
+      this.#strides = new StrideHashes(strideMs, floor, saved.hashes);
+      return;
+    }
+    const strides = new StrideHashes(strideMs, floor, []);
+    for (const key of this.keys(idFloorBytes(floor))) strides.toggle(key);
+    strides.changed = true;
+    this.#strides = strides;
+    this.#schedule();
+  }
+
+  /**
+   * The XOR of the ids of stored events dated before `time` and at or after the stride floor;
+   * `time` must be a stride boundary. See {@link trackStrides}.
+   */
+  strideHashBefore(time: number): Uint8Array {
+    return this.#trackedStrides().hashBefore(time);
+  }
+
+  /** The XOR of the ids of stored events in the stride starting at `time` (a stride boundary). */
+  strideHash(time: number): Uint8Array {
+    return this.#trackedStrides().hashAt(time);
+  }
+
+  /** Forgets the strides before `time` and stops tracking events dated before it. */
+  dropStridesBefore(time: number): void {
+    this.#trackedStrides().dropBefore(time);
+    this.#schedule();
+  }
+
+  #trackedStrides(): StrideHashes {
+    if (this.#strides === undefined) throw new NoatunError(ErrorCode.INTERNAL, 'the log does not track strides');
+    return this.#strides;
   }
 
   /** Queues a metadata value; it commits in the same transaction as the events queued with it. */
@@ -161,17 +350,20 @@ export class EventLog {
     this.#scheduled = false;
     const entries = this.#pending;
     const meta = this.#pendingMeta;
+    const counted = this.#countQueued;
+    const strides = this.#strides?.changed === true ? this.#strides.save() : undefined;
     this.#pending = [];
     this.#pendingMeta = new Map();
+    this.#countQueued = 0;
+    this.#countCommitting += counted;
     this.#committingMeta = meta;
-    const events = this.#events;
     const metaDb = this.#meta;
     this.#committing++;
     const done = this.#env.transaction(() => {
-      for (const entry of entries) {
-        if (entry.value === undefined) events.remove(entry.key);
-        else events.put(entry.key, entry.value);
-      }
+      this.#count += this.#write(entries);
+      this.#countCommitting -= counted;
+      metaDb.put(META_COUNT, this.#count);
+      if (strides !== undefined) metaDb.put(META_STRIDES, strides);
       for (const [name, value] of meta) metaDb.put(name, value);
     });
     this.#lastWrite = done;
@@ -180,6 +372,7 @@ export class EventLog {
         // Committed: reads see the entries in LMDB now, the overlay can let go of them (all at
         // once when nothing was queued since: the usual case, one commit per batch).
         this.#committing--;
+        this.#generation++;
         // (Not after a failed commit: its entries were never written, and reads keep seeing them.)
         if (this.#committing === 0 && this.#pending.length === 0 && this.#failure === undefined) {
           this.#overlay.clear();
@@ -193,9 +386,62 @@ export class EventLog {
       },
       (error: unknown) => {
         this.#committing--;
+        this.#generation++;
         this.#failure ??= error;
       },
     );
+  }
+
+  /**
+   * Writes queued entries into runs, inside an LMDB write transaction; returns by how much the
+   * number of stored events changed. Entries above every stored id (local writes, a copy, gossip)
+   * become new runs without reading any; otherwise each run an entry falls in is read, merged with
+   * its entries, and written again (as several runs if it outgrew one).
+   */
+  #write(entries: readonly OverlayEntry[]): number {
+    this.#generation++;
+    let appending = true;
+    let previous = this.#last;
+    for (const entry of entries) {
+      if (entry.event === null || (previous !== undefined && compareKeys(entry.key, previous) <= 0)) {
+        appending = false;
+        break;
+      }
+      previous = entry.key;
+    }
+    const put = (first: Uint8Array, run: Buffer) => this.#runs.put(asBuffer(first), run);
+    if (appending) {
+      if (entries.length === 0) return 0;
+      writeRuns(entries.map(toRunEntry), put);
+      this.#last = copyBytes(entries[entries.length - 1]!.key);
+      return entries.length;
+    }
+    // The last entry queued for an id is what stays; then in id order.
+    const latest = new Map<string, OverlayEntry>();
+    for (const entry of entries) latest.set(keyString(entry.key), entry);
+    const changes = [...latest.values()].sort((a, b) => compareKeys(a.key, b.key));
+    // Group the changes by the run they fall in (all reads happen before the first write): a
+    // group's ids lie between its run's first id and the next run's, so rewriting the run with its
+    // changes, split however it comes, never overlaps another run.
+    const groups: { run: LoadedRun | undefined; from: number; to: number }[] = [];
+    for (let from = 0; from < changes.length; ) {
+      const key = changes[from]!.key;
+      const run = this.#floorRun(key);
+      const next = this.#nextRunKey(key);
+      let to = from + 1;
+      while (to < changes.length && (next === undefined || compareKeys(changes[to]!.key, next) < 0)) to++;
+      groups.push({ run, from, to });
+      from = to;
+    }
+    let delta = 0;
+    for (const { run, from, to } of groups) {
+      const merged = mergeRun(run?.reader, changes, from, to);
+      if (run !== undefined) this.#runs.remove(run.key);
+      writeRuns(merged, put);
+      delta += merged.length - (run?.reader.count ?? 0);
+    }
+    this.#last = this.#readLastKey();
+    return delta;
   }
 
   /**
@@ -220,19 +466,42 @@ export class EventLog {
     if (this.#failure !== undefined) throw this.#writeFailure();
   }
 
-  /**
-   * Stored events in id order from `start` (inclusive; the beginning when omitted), including
-   * queued ones. Entries are decoded lazily; do not write to the log while iterating.
-   */
-  *range(start?: Uint8Array): Generator<StoredEvent> {
+  /** Queued entries from `start` (inclusive; all when omitted), in id order. */
+  #pendingFrom(start: Uint8Array | undefined): OverlayEntry[] {
     const pending: OverlayEntry[] = [];
     for (const entry of this.#overlay.values()) {
       if (start === undefined || compareKeys(entry.key, start) >= 0) pending.push(entry);
     }
-    pending.sort((a, b) => compareKeys(a.key, b.key));
+    return pending.sort((a, b) => compareKeys(a.key, b.key));
+  }
+
+  /**
+   * The events in LMDB from `start` (inclusive; the beginning when omitted), each as its run and
+   * index. A run is copied once when reached, so the views stay valid while the caller reads the
+   * log meanwhile.
+   */
+  *#committed(start: Uint8Array | undefined): Generator<[RunReader, number]> {
+    let from: Uint8Array | undefined = start;
+    if (start !== undefined) {
+      for (const runKey of this.#runs.getKeys({ start: asBuffer(start), reverse: true, limit: 1 }) as Iterable<Buffer>) {
+        from = Buffer.from(runKey);
+      }
+    }
+    for (const { key, value } of this.#runs.getRange(from === undefined ? {} : { start: asBuffer(from) })) {
+      const reader = loadRun(key, value).reader;
+      for (let i = start === undefined ? 0 : reader.lowerBound(start); i < reader.count; i++) yield [reader, i];
+    }
+  }
+
+  /**
+   * Stored events in id order from `start` (inclusive; the beginning when omitted), including
+   * queued ones. Each is the caller's own copy; do not write to the log while iterating.
+   */
+  *range(start?: Uint8Array): Generator<StoredEvent> {
+    const pending = this.#pendingFrom(start);
     let p = 0;
-    const options = start === undefined ? {} : { start: Buffer.from(start) };
-    for (const { key, value } of this.#events.getRange(options)) {
+    for (const [reader, i] of this.#committed(start)) {
+      const key = reader.key(i);
       while (p < pending.length && compareKeys(pending[p]!.key, key) < 0) {
         const event = pending[p++]!.event;
         if (event !== null) yield owned(event);
@@ -242,7 +511,7 @@ export class EventLog {
         if (event !== null) yield owned(event);
         continue;
       }
-      yield decodeStored(key, value);
+      yield { key: copyBytes(key), ordinal: reader.ordinal(i), envelope: copyBytes(reader.envelope(i)) };
     }
     while (p < pending.length) {
       const event = pending[p++]!.event;
@@ -252,53 +521,51 @@ export class EventLog {
 
   /**
    * Ids of stored events in order (committed plus queued) from `start` (inclusive; the beginning
-   * when omitted), without reading or copying their envelopes.
+   * when omitted), without copying their envelopes. Each id is the caller's own copy.
    */
   *keys(start?: Uint8Array): Generator<Uint8Array> {
-    const pending = [...this.#overlay.values()]
-      .filter((entry) => start === undefined || compareKeys(entry.key, start) >= 0)
-      .sort((a, b) => compareKeys(a.key, b.key));
+    const pending = this.#pendingFrom(start);
     let p = 0;
-    const options = start === undefined ? {} : { start: Buffer.from(start) };
-    // A pending key is a view into the batch's buffer (the value being written): hand out copies.
-    const copy = (key: Uint8Array): Uint8Array => Uint8Array.prototype.slice.call(key) as Uint8Array;
-    for (const key of this.#events.getKeys(options) as Iterable<Buffer>) {
+    for (const [reader, i] of this.#committed(start)) {
+      const key = reader.key(i);
       while (p < pending.length && compareKeys(pending[p]!.key, key) < 0) {
-        if (pending[p]!.event !== null) yield copy(pending[p]!.key);
+        if (pending[p]!.event !== null) yield copyBytes(pending[p]!.key);
         p++;
       }
       if (p < pending.length && compareKeys(pending[p]!.key, key) === 0) {
-        if (pending[p]!.event !== null) yield copy(pending[p]!.key);
+        if (pending[p]!.event !== null) yield copyBytes(pending[p]!.key);
         p++;
         continue;
       }
-      yield key;
+      yield copyBytes(key);
     }
-    for (; p < pending.length; p++) if (pending[p]!.event !== null) yield copy(pending[p]!.key);
+    for (; p < pending.length; p++) if (pending[p]!.event !== null) yield copyBytes(pending[p]!.key);
   }
 
   /** The id bytes of the last stored event (highest id), or undefined when empty. */
   lastKey(): Uint8Array | undefined {
     let last: Uint8Array | undefined;
-    // A copy: lmdb-js may reuse the buffer of a key it yields.
-    for (const key of this.#events.getKeys({ reverse: true, limit: 1 })) last = Uint8Array.prototype.slice.call(key);
     for (const entry of this.#overlay.values()) {
       if (entry.event !== null && (last === undefined || compareKeys(entry.key, last) > 0)) last = entry.key;
     }
-    return last;
+    // The highest committed id not queued for removal (almost always the last run's last).
+    const overlay = this.#overlay;
+    search: for (const { key, value } of this.#runs.getRange({ reverse: true })) {
+      const reader = loadRun(key, value).reader;
+      for (let i = reader.count - 1; i >= 0; i--) {
+        const id = reader.key(i);
+        const queued = overlay.size === 0 ? undefined : overlay.get(keyString(id));
+        if (queued !== undefined && queued.event === null) continue;
+        if (last === undefined || compareKeys(id, last) > 0) last = id;
+        break search;
+      }
+    }
+    return last === undefined ? undefined : copyBytes(last);
   }
 
   /** Number of stored events (committed plus queued). */
   count(): number {
-    // LMDB keeps the entry count in the database's stat (O(1)); lmdb-js's getCount() would walk
-    // every entry instead, and the engine asks after every cutoff step.
-    let count = (this.#events.getStats() as { entryCount: number }).entryCount;
-    for (const entry of this.#overlay.values()) {
-      const committed = this.#events.doesExist(entry.key);
-      if (entry.event !== null && !committed) count++;
-      else if (entry.event === null && committed) count--;
-    }
-    return count;
+    return this.#count + this.#countCommitting + this.#countQueued;
   }
 
   /** Bytes of the LMDB file on disk. */
@@ -324,24 +591,129 @@ export class EventLog {
   }
 }
 
+/** The per-stride hashes as saved in the log's metadata. */
+interface SavedStrides {
+  readonly strideMs: number;
+  readonly floor: number;
+  readonly hashes: readonly (readonly [number, Uint8Array])[];
+}
+
+/**
+ * XORs of 16-byte ids per stride of time (stride `i` covers `[i * strideMs, (i + 1) * strideMs)`),
+ * of ids dated at or after `floor` only.
+ */
+class StrideHashes {
+  readonly #strideMs: number;
+  #floor: number;
+  readonly #hashes: Map<number, Uint8Array>;
+  /** Changed since last saved. */
+  changed = false;
+
+  constructor(strideMs: number, floor: number, hashes: SavedStrides['hashes']) {
+    this.#strideMs = strideMs;
+    this.#floor = floor;
+    this.#hashes = new Map(hashes.map(([stride, hash]) => [stride, Uint8Array.from(hash)]));
+  }
+
+  /** XORs `id` into its stride's hash (an event stored or removed), unless dated before the floor. */
+  toggle(id: Uint8Array): void {
+    const time = idTimestamp(id);
+    if (time < this.#floor) return;
+    const stride = Math.floor(time / this.#strideMs);
+    let hash = this.#hashes.get(stride);
+    if (hash === undefined) {
+      hash = new Uint8Array(16);
+      this.#hashes.set(stride, hash);
+    }
+    for (let i = 0; i < 16; i++) hash[i]! ^= id[i]!;
+    this.changed = true;
+  }
+
+  hashBefore(time: number): Uint8Array {
+    const hash = new Uint8Array(16);
+    for (const [stride, strideHash] of this.#hashes) {
+      if (stride * this.#strideMs < time) for (let i = 0; i < 16; i++) hash[i]! ^= strideHash[i]!;
+    }
+    return hash;
+  }
+
+  hashAt(time: number): Uint8Array {
+    return Uint8Array.from(this.#hashes.get(Math.floor(time / this.#strideMs)) ?? new Uint8Array(16));
+  }
+
+  dropBefore(time: number): void {
+    for (const stride of [...this.#hashes.keys()]) if (stride * this.#strideMs < time) this.#hashes.delete(stride);
+    this.#floor = Math.max(this.#floor, time);
+    this.changed = true;
+  }
+
+  /** A copy to save (the saved value must not change with later events). */
+  save(): SavedStrides {
+    this.changed = false;
+    return {
+      strideMs: this.#strideMs,
+      floor: this.#floor,
+      hashes: [...this.#hashes].map(([stride, hash]) => [stride, hash.slice()] as const),
+    };
+  }
+}
+
+/** The smallest id dated `time`. */
+function idFloorBytes(time: number): Uint8Array {
+  return MessageId.fromParts(Math.max(0, time), 0, new Uint8Array(8)).bytes;
+}
+
+/** A queued event as a run entry (its id and envelope are views into the writer's buffer). */
+function toRunEntry(entry: OverlayEntry): RunEntry {
+  const event = entry.event!;
+  return { key: entry.key, ordinal: event.ordinal, envelope: event.envelope };
+}
+
+/**
+ * Copies a run LMDB handed out (lmdb-js may reuse the buffer) and checks its table. The copy is a
+ * plain Uint8Array: views of it are cheaper to make than views of a Buffer.
+ */
+function loadRun(key: Uint8Array, value: Uint8Array): LoadedRun {
+  const ownKey = Buffer.from(key);
+  return { key: ownKey, reader: new RunReader(new Uint8Array(value), ownKey) };
+}
+
+/**
+ * The events of `run` (none when undefined) with `changes[from, to)` applied: an entry with an
+ * event stores it (in place of one with the same id), a removal drops the id. In id order.
+ */
+function mergeRun(run: RunReader | undefined, changes: readonly OverlayEntry[], from: number, to: number): RunEntry[] {
+  const merged: RunEntry[] = [];
+  const count = run?.count ?? 0;
+  let i = 0;
+  let c = from;
+  while (i < count || c < to) {
+    const order = i >= count ? 1 : c >= to ? -1 : compareKeys(run!.key(i), changes[c]!.key);
+    if (order < 0) {
+      merged.push(run!.entry(i++));
+      continue;
+    }
+    if (order === 0) i++;
+    const change = changes[c++]!;
+    if (change.event !== null) merged.push(toRunEntry(change));
+  }
+  return merged;
+}
+
+/** A format-1 value (the ordinal, then the envelope), or undefined when it cannot hold an event. */
+function readFormat1(key: Uint8Array, value: Uint8Array): StoredEvent | undefined {
+  if (value.length < ORDINAL_BYTES + 17) return undefined;
+  const ordinal = value[0]! | (value[1]! << 8) | (value[2]! << 16) | (value[3]! * 2 ** 24);
+  return { key: Uint8Array.from(key), ordinal, envelope: Uint8Array.prototype.slice.call(value, ORDINAL_BYTES) };
+}
+
 /**
  * A queued event as readers get it: its key and envelope are views into the batch's buffer, which
  * is the value being written, so readers get copies (as they do of committed events), which they
  * may keep and change. The decoded form is the writer's own and is shared.
  */
 function owned(event: StoredEvent): StoredEvent {
-  const copy = (bytes: Uint8Array): Uint8Array => Uint8Array.prototype.slice.call(bytes) as Uint8Array;
   return event.decoded === undefined
-    ? { key: copy(event.key), ordinal: event.ordinal, envelope: copy(event.envelope) }
-    : { key: copy(event.key), ordinal: event.ordinal, envelope: copy(event.envelope), decoded: event.decoded };
-}
-
-function decodeStored(key: Uint8Array, value: Uint8Array): StoredEvent {
-  if (value.length < ORDINAL_BYTES) {
-    throw new NoatunError(ErrorCode.CORRUPT_FILE, `event log entry ${Buffer.from(key).toString('hex')} is truncated`);
-  }
-  const ordinal = value[0]! | (value[1]! << 8) | (value[2]! << 16) | (value[3]! * 2 ** 24);
-  // Copy: lmdb-js may reuse the buffer a range yields, and callers keep envelopes. (Through
-  // Uint8Array's slice: a Buffer's `slice` is a view, not a copy.)
-  return { key: Uint8Array.from(key), ordinal, envelope: Uint8Array.prototype.slice.call(value, ORDINAL_BYTES) };
+    ? { key: copyBytes(event.key), ordinal: event.ordinal, envelope: copyBytes(event.envelope) }
+    : { key: copyBytes(event.key), ordinal: event.ordinal, envelope: copyBytes(event.envelope), decoded: event.decoded };
 }

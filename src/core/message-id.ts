@@ -159,6 +159,11 @@ function writeTimestamp(bytes: Uint8Array, timestamp: number): void {
   bytes[5] = low & 0xff;
 }
 
+/** The ms timestamp of id bytes: their first 6 bytes, big-endian. */
+export function idTimestamp(b: Uint8Array): number {
+  return b[0]! * 2 ** 40 + b[1]! * 2 ** 32 + ((b[2]! << 24) >>> 0) + (b[3]! << 16) + (b[4]! << 8) + b[5]!;
+}
+
 /**
  * 16 id bytes as a 16-character latin1 string, for use as a JS `Map` key. Char codes 0–255 are
  * exactly the latin1 decoding; built in JS it is 3–4× faster than a Buffer round trip into C++,

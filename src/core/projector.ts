@@ -103,8 +103,15 @@ interface PruneStep {
 
 const META_PRUNE_HISTORY = 'pruneHistory';
 
-/** Reports progress of long replays. */
-export type ProgressCallback = (progress: { readonly phase: 'rebuild'; readonly done: number; readonly total: number }) => void;
+/**
+ * Reports progress of long work at open: `rebuild` (replaying the log into a fresh view), or
+ * `convert-log` (moving a log written before 5 Dec 2026 to the current format, once).
+ */
+export type ProgressCallback = (progress: {
+  readonly phase: 'rebuild' | 'convert-log';
+  readonly done: number;
+  readonly total: number;
+}) => void;
 
 /**
  * Errors that come from this machine, not from the event: they must never be recorded as apply

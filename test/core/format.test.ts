@@ -1,24 +1,38 @@
 /**
- * Databases written by earlier versions: `fixtures/db-2026-12-04/` was written by the code of
- * 4 Dec 2026 (undo journal format version 2; see `fixtures/make-format-fixture.ts`). Today's code
- * opens it without a rebuild, reaches the same view as a fresh replay of its events, and rewinds
- * through its old undo history for a late event.
+ * Databases written by earlier versions, by `fixtures/make-format-fixture.ts`:
+ * - `fixtures/db-2026-12-04/`: the code of 4 Dec 2026 (undo journal format version 2, event log
+ *   format 1: one LMDB entry per event);
+ * - `fixtures/db-2026-12-05/`: the code of 5 Dec 2026 (`01f7ce6`; journal version 3, log format 1).
+ * Today's code converts the log to runs (format 2) at open, keeps the view (no rebuild), reaches
+ * the same view as a fresh replay of the events, and rewinds through the old undo history for a
+ * late event.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
+import { open } from 'lmdb';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 import { FIXTURE_EVENTS, FIXTURE_T0, openShop } from './fixtures/format-app.js';
 
 test.after.always(removeTempDirs);
 
-const fixture = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'db-2026-12-04');
+const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
 
-function copyFixture(): string {
+function copyFixture(name: string): string {
   const dir = tempDir();
-  fs.cpSync(fixture, dir, { recursive: true });
+  fs.cpSync(path.join(fixtures, name), dir, { recursive: true });
   return dir;
+}
+
+/** The names of the databases inside an LMDB file (its root database's keys). */
+async function lmdbDatabases(file: string): Promise<string[]> {
+  const env = open({ path: file, readOnly: true });
+  try {
+    return [...env.getKeys()].map(String);
+  } finally {
+    await env.close();
+  }
 }
 
 /** A fresh database holding exactly `messages`, for comparison. */
@@ -28,14 +42,20 @@ async function replay(messages: Uint8Array[], now: number) {
   return db;
 }
 
-test('a database of the previous format opens as it is and reaches the same view as a replay', async (t) => {
-  const dir = copyFixture();
+for (const [name, journalVersion] of [
+  ['db-2026-12-04', 2],
+  ['db-2026-12-05', 3],
+] as const) {
+test(`a database of an earlier format (${name}) opens, its log converted, and reaches the same view as a replay`, async (t) => {
+  const dir = copyFixture(name);
   const journal = path.join(dir, 'view', 'journal.bin');
-  t.is(fs.readFileSync(journal).readUInt32LE(8), 2, 'the fixture keeps journal format version 2');
+  t.is(fs.readFileSync(journal).readUInt32LE(8), journalVersion, `the fixture keeps journal format version ${journalVersion}`);
+  t.deepEqual(await lmdbDatabases(path.join(dir, 'log.mdb')), ['events', 'meta'], 'the fixture keeps log format 1');
   // The clock when the fixture was closed (its last transaction): opening later would move the cutoff.
   const now = FIXTURE_T0 + (FIXTURE_EVENTS - 3) * 1000;
   const db = await openShop(dir, () => now);
   t.is(db.stats().openedBy, 'clean-load', 'no rebuild: the old view and journal are read');
+  t.deepEqual(await lmdbDatabases(path.join(dir, 'log.mdb')), ['meta', 'runs'], 'the log is converted');
   t.is(db.stats().stored, 283);
   t.is(db.stats().pruned, 17);
   const messages = [...db.messages()].map((m) => m.bytes);
@@ -45,7 +65,7 @@ test('a database of the previous format opens as it is and reaches the same view
   t.is(db.read((root) => root.revenue), fresh.read((root) => root.revenue));
   t.deepEqual(db.cutoffState(), fresh.cutoffState());
 
-  // A late event inside the kept history rewinds through the version 2 entries (no rebuild).
+  // A late event inside the kept history rewinds through the old entries (no rebuild).
   const late = await openShop(tempDir(), () => FIXTURE_T0 + (FIXTURE_EVENTS - 20) * 1000 + 500);
   await late.append({ put: 'item3', count: 99, note: 'late' });
   const [lateBytes] = [...late.messages()].map((m) => m.bytes);
@@ -62,3 +82,4 @@ test('a database of the previous format opens as it is and reaches the same view
   t.deepEqual(again.read((root) => root.stock.export()), both.read((root) => root.stock.export()));
   await Promise.all([again.close(), fresh.close(), both.close(), late.close()]);
 });
+}

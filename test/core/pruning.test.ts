@@ -7,7 +7,7 @@
 import test from 'ava';
 import { decodeEnvelope, encodeEnvelope, withParents } from '../../src/core/envelope.js';
 import { compareCutoffs, Database, MessageId, nominalCutoff, s } from '../../src/index.js';
-import { FakeClock, removeTempDirs, T0, tempDir } from '../helpers/temp.js';
+import { FakeClock, prng, removeTempDirs, T0, tempDir, testSeed } from '../helpers/temp.js';
 
 test.after.always(removeTempDirs);
 
@@ -475,3 +475,56 @@ test('prunes survive a late event that rewinds past them, and a reopen', async (
   t.is(db.stats().records, 1);
   await db.close();
 });
+
+/** The XOR of the ids of `messages` dated before `time`: what a cutoff hash must be. */
+function xorBefore(ids: readonly MessageId[], time: number): string {
+  const hash = new Uint8Array(16);
+  for (const id of ids) if (id.timestamp < time) for (let i = 0; i < 16; i++) hash[i]! ^= id.bytes[i]!;
+  return Buffer.from(hash).toString('hex');
+}
+
+for (const seed of [testSeed(), testSeed()]) {
+  test(`the cutoff hashes are the XOR of the stored ids before each cutoff, through late, backdated, removed and pruned events, reopens and a changed interval (seed ${seed})`, async (t) => {
+    const random = prng(seed);
+    const clock = new FakeClock();
+    const dir = tempDir();
+    let interval = 10 * MIN;
+    const openAt = () =>
+      Database.open<AddEvent, typeof Add>({ path: dir, root: Add, now: clock.now, cutoffIntervalMs: interval, apply: applyAdd });
+    let db = await openAt();
+    const late: Uint8Array[] = await remote(
+      Add,
+      applyAdd,
+      Array.from({ length: 30 }, (_, i) => [T0 + i * 97_000, { add: 1 }] as const),
+    );
+    for (let step = 0; step < 60; step++) {
+      const dice = random();
+      if (dice < 0.5) {
+        await db.transaction((tx) => {
+          for (let n = 1 + Math.floor(random() * 5); n > 0; n--) {
+            // Mostly now; sometimes backdated, also behind the cutoff.
+            const back = random() < 0.3 ? Math.floor(random() * 30 * MIN) : 0;
+            tx.append(random() < 0.5 ? { add: 1 } : { set: step }, back === 0 ? undefined : { time: clock.time - back });
+          }
+        });
+      } else if (dice < 0.65 && late.length > 0) {
+        await db.ingest(late.splice(0, 1 + Math.floor(random() * 4)));
+      } else if (dice < 0.75) {
+        const ids = [...db.messages()].map((m) => m.id);
+        if (ids.length > 0) await db.remove(ids[Math.floor(random() * ids.length)]!);
+      } else if (dice < 0.85) {
+        await db.close();
+        if (random() < 0.3) interval = (5 + Math.floor(random() * 20)) * MIN;
+        db = await openAt();
+      }
+      clock.advance(Math.floor(random() * 3 * MIN));
+      db.advanceCutoff();
+      const state = db.cutoffState();
+      const ids = [...db.messages()].map((m) => m.id);
+      t.is(Buffer.from(state.hash).toString('hex'), xorBefore(ids, state.time), `step ${step}: hash`);
+      t.is(Buffer.from(state.previousHash).toString('hex'), xorBefore(ids, state.previousTime), `step ${step}: previous hash`);
+    }
+    t.true(db.stats().pruned > 0, 'pruning ran');
+    await db.close();
+  });
+}

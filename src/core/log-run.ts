@@ -1,0 +1,166 @@
+/**
+ * A run: the events of one stretch of the log, stored as one LMDB value keyed by its first id
+ * (log format 2). Writing a batch of events as a few runs instead of one entry per event costs
+ * LMDB a put per run, and each event on disk only its envelope and 8 bytes (no key beside it, no
+ * node of its own).
+ *
+ * Layout, little-endian:
+ *
+ * | field                 | bytes          |
+ * |-----------------------|----------------|
+ * | count                 | 4              |
+ * | per event: ordinal    | 4              |
+ * | per event: end        | 4 (where its envelope ends, from the first envelope's start) |
+ * | envelopes             | back to back, in id order |
+ *
+ * An event's id is not stored apart: it is bytes 1–16 of its envelope (see `envelope.ts`).
+ */
+import { ErrorCode, NoatunError } from '../errors.js';
+import { compareIdBytes } from './message-id.js';
+
+/** What a run holds of one event: id, ordinal and envelope (views into the run's bytes). */
+export interface RunEntry {
+  readonly key: Uint8Array;
+  readonly ordinal: number;
+  readonly envelope: Uint8Array;
+}
+
+/**
+ * Most bytes a run takes when it holds more than one event: one LMDB overflow page (4 KiB less its
+ * 16-byte header), so a full run wastes nothing on disk, and reading one event reads at most a page.
+ * A larger event makes a run of its own.
+ */
+export const RUN_BYTES = 4080;
+
+const HEADER_BYTES = 4;
+const ENTRY_BYTES = 8;
+/** Where an envelope's id starts (after its version byte). */
+const ID_OFFSET = 1;
+const ID_BYTES = 16;
+
+/** The bytes of a run holding `count` events whose envelopes take `envelopeBytes`. */
+export function runSize(count: number, envelopeBytes: number): number {
+  return HEADER_BYTES + count * ENTRY_BYTES + envelopeBytes;
+}
+
+/** Encodes `entries` (in id order) as one run. */
+export function encodeRun(entries: readonly RunEntry[], from = 0, to = entries.length): Buffer {
+  let bytes = 0;
+  for (let i = from; i < to; i++) bytes += entries[i]!.envelope.byteLength;
+  const count = to - from;
+  const run = Buffer.allocUnsafe(runSize(count, bytes));
+  run.writeUInt32LE(count, 0);
+  const dataStart = HEADER_BYTES + count * ENTRY_BYTES;
+  let end = 0;
+  for (let i = from; i < to; i++) {
+    const { ordinal, envelope } = entries[i]!;
+    run.set(envelope, dataStart + end);
+    end += envelope.byteLength;
+    const at = HEADER_BYTES + (i - from) * ENTRY_BYTES;
+    run.writeUInt32LE(ordinal >>> 0, at);
+    run.writeUInt32LE(end, at + 4);
+  }
+  return run;
+}
+
+/**
+ * Splits `entries` (in id order) into runs of at most {@link RUN_BYTES} (one event may exceed it
+ * alone), and hands each to `write` with its first entry's id.
+ */
+export function writeRuns(entries: readonly RunEntry[], write: (first: Uint8Array, run: Buffer) => void): void {
+  let from = 0;
+  while (from < entries.length) {
+    let to = from + 1;
+    let bytes = entries[from]!.envelope.byteLength;
+    while (to < entries.length && runSize(to + 1 - from, bytes + entries[to]!.envelope.byteLength) <= RUN_BYTES) {
+      bytes += entries[to]!.envelope.byteLength;
+      to++;
+    }
+    write(entries[from]!.key, encodeRun(entries, from, to));
+    from = to;
+  }
+}
+
+/**
+ * A stored run, read in place: its bounds are checked once, then events are read by index. The
+ * views it hands out are into `bytes`, valid as long as those are.
+ */
+export class RunReader {
+  readonly bytes: Uint8Array;
+  readonly count: number;
+  readonly #view: DataView;
+  readonly #dataStart: number;
+
+  /**
+   * Checks the run's table against its length; a run that does not add up is a damaged file.
+   * `runKey` is its LMDB key, for the error.
+   */
+  constructor(bytes: Uint8Array, runKey: Uint8Array) {
+    this.bytes = bytes;
+    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const damaged = (reason: string) =>
+      new NoatunError(
+        ErrorCode.CORRUPT_FILE,
+        `the event log's run ${Buffer.from(runKey).toString('hex')} is damaged: ${reason}`,
+      );
+    if (bytes.byteLength < HEADER_BYTES) throw damaged('shorter than its header');
+    const count = this.#view.getUint32(0, true);
+    this.count = count;
+    this.#dataStart = HEADER_BYTES + count * ENTRY_BYTES;
+    if (count === 0 || this.#dataStart > bytes.byteLength) throw damaged(`${count} events do not fit`);
+    let previous = 0;
+    for (let i = 0; i < count; i++) {
+      const end = this.#end(i);
+      if (end - previous < ID_OFFSET + ID_BYTES) throw damaged(`event ${i} is too short to hold an id`);
+      previous = end;
+    }
+    if (this.#dataStart + previous !== bytes.byteLength) throw damaged('its envelopes do not fill it');
+  }
+
+  #end(i: number): number {
+    return this.#view.getUint32(HEADER_BYTES + i * ENTRY_BYTES + 4, true);
+  }
+
+  #start(i: number): number {
+    return i === 0 ? 0 : this.#end(i - 1);
+  }
+
+  /** The id of event `i` (a view). */
+  key(i: number): Uint8Array {
+    const at = this.#dataStart + this.#start(i) + ID_OFFSET;
+    return this.bytes.subarray(at, at + ID_BYTES);
+  }
+
+  /** The ordinal of event `i`. */
+  ordinal(i: number): number {
+    return this.#view.getUint32(HEADER_BYTES + i * ENTRY_BYTES, true);
+  }
+
+  /** The envelope of event `i` (a view). */
+  envelope(i: number): Uint8Array {
+    return this.bytes.subarray(this.#dataStart + this.#start(i), this.#dataStart + this.#end(i));
+  }
+
+  /** Event `i` as views into the run. */
+  entry(i: number): RunEntry {
+    return { key: this.key(i), ordinal: this.ordinal(i), envelope: this.envelope(i) };
+  }
+
+  /** The index of the first event whose id is ≥ `key` (`count` when none is). */
+  lowerBound(key: Uint8Array): number {
+    let low = 0;
+    let high = this.count;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (compareIdBytes(this.key(middle), key) < 0) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+
+  /** The index of the event with this id, or -1. */
+  indexOf(key: Uint8Array): number {
+    const i = this.lowerBound(key);
+    return i < this.count && compareIdBytes(this.key(i), key) === 0 ? i : -1;
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * The event log on its own (format 2: runs of events keyed by their first id), against a JS `Map`
+ * as the model: random puts above, between and inside runs, removals, events larger than a run,
+ * commits awaited or not, reopens. Also the conversion of format 1 (one LMDB entry per event),
+ * including one a crash cut short, and the refusal of a newer format.
+ *
+ * Replay a failure with NOATUN_SEED=<seed>; run more seeds with NOATUN_SEEDS=<count>.
+ */
+import * as path from 'node:path';
+import test from 'ava';
+import { open } from 'lmdb';
+import { EventLog, LOG_FORMAT, type StoredEvent } from '../../src/core/log.js';
+import { encodeRun, RUN_BYTES } from '../../src/core/log-run.js';
+import { ErrorCode, NoatunError } from '../../src/errors.js';
+import { prng, removeTempDirs, tempDir, testSeed } from '../helpers/temp.js';
+
+test.after.always(removeTempDirs);
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+
+/** An id: 6 bytes of time (big-endian, so ids sort by it), then 10 bytes from `random`. */
+function makeId(time: number, random: () => number): Uint8Array {
+  const id = new Uint8Array(16);
+  for (let i = 5; i >= 0; i--) {
+    id[i] = time % 256;
+    time = Math.floor(time / 256);
+  }
+  for (let i = 6; i < 16; i++) id[i] = Math.floor(random() * 256);
+  return id;
+}
+
+/** A stand-in envelope: version byte, the id, `size` filler bytes (the log reads only the id). */
+function makeEnvelope(id: Uint8Array, size: number, random: () => number): Uint8Array {
+  const envelope = new Uint8Array(17 + size);
+  envelope[0] = 1;
+  envelope.set(id, 1);
+  for (let i = 17; i < envelope.length; i++) envelope[i] = Math.floor(random() * 256);
+  return envelope;
+}
+
+/** A stored event whose key is a view of its envelope's id, as the database passes them. */
+function storedEvent(envelope: Uint8Array, ordinal: number): StoredEvent {
+  return { key: envelope.subarray(1, 17), ordinal, envelope };
+}
+
+interface ModelEvent {
+  readonly ordinal: number;
+  readonly envelope: string;
+}
+
+/** Everything the log says, compared with the model (sorted by id). */
+function check(t: import('ava').ExecutionContext, log: EventLog, model: Map<string, ModelEvent>, label: string, random: () => number) {
+  const expected = [...model.keys()].sort();
+  t.is(log.count(), expected.length, `${label}: count`);
+  t.deepEqual([...log.keys()].map(hex), expected, `${label}: keys`);
+  const range = [...log.range()];
+  t.deepEqual(
+    range.map((e) => [hex(e.key), e.ordinal, hex(e.envelope)]),
+    expected.map((k) => [k, model.get(k)!.ordinal, model.get(k)!.envelope]),
+    `${label}: range`,
+  );
+  t.is(log.lastKey() === undefined ? undefined : hex(log.lastKey()!), expected.at(-1), `${label}: lastKey`);
+  // From a few starts: stored ids, and ids between them.
+  for (let n = 0; n < 4 && expected.length > 0; n++) {
+    const at = Math.floor(random() * expected.length);
+    const start = Buffer.from(expected[at]!, 'hex');
+    if (random() < 0.5) start[15] = (start[15]! + 1) % 256;
+    const from = expected.filter((k) => k >= hex(start));
+    t.deepEqual([...log.keys(start)].map(hex), from, `${label}: keys from ${hex(start)}`);
+    t.deepEqual(
+      [...log.range(start)].map((e) => hex(e.key)),
+      from,
+      `${label}: range from ${hex(start)}`,
+    );
+  }
+  for (const key of expected.slice(0, 50)) {
+    const id = Buffer.from(key, 'hex');
+    t.true(log.has(id), `${label}: has ${key}`);
+    const stored = log.get(id)!;
+    t.is(stored.ordinal, model.get(key)!.ordinal);
+    t.is(hex(stored.envelope), model.get(key)!.envelope);
+  }
+}
+
+const seedCount = Number.parseInt(process.env.NOATUN_SEEDS ?? '3', 10);
+const seeds = process.env.NOATUN_SEED !== undefined ? [testSeed()] : Array.from({ length: seedCount }, () => testSeed());
+
+for (const seed of seeds) {
+  test(`the log holds what a Map holds, through runs rewritten, split and emptied, commits and reopens (seed ${seed})`, async (t) => {
+    const random = prng(seed);
+    const dir = tempDir();
+    let log = await EventLog.open(dir);
+    const model = new Map<string, ModelEvent>();
+    let ordinal = 1;
+    let clock = 1_000_000;
+    for (let round = 0; round < 40; round++) {
+      const ops = 1 + Math.floor(random() * 150);
+      for (let op = 0; op < ops; op++) {
+        const dice = random();
+        const stored = [...model.keys()];
+        if (dice < 0.2 && stored.length > 0) {
+          const key = stored[Math.floor(random() * stored.length)]!;
+          log.remove(Buffer.from(key, 'hex'));
+          model.delete(key);
+          continue;
+        }
+        // Mostly new ids above the rest (local writes); else anywhere in the past (late events).
+        const time = dice < 0.7 ? clock++ : 1_000_000 + Math.floor(random() * (clock - 1_000_000 + 1));
+        const id = makeId(time, random);
+        if (model.has(hex(id))) continue;
+        // Mostly small; now and then larger than a run.
+        const size = random() < 0.03 ? RUN_BYTES + Math.floor(random() * 3 * RUN_BYTES) : Math.floor(random() * 300);
+        const envelope = makeEnvelope(id, size, random);
+        log.put(storedEvent(envelope, ordinal));
+        model.set(hex(id), { ordinal, envelope: hex(envelope) });
+        ordinal++;
+      }
+      // Sometimes read before the commit (the overlay), sometimes after it; now and then reopen.
+      if (random() < 0.3) check(t, log, model, `round ${round}, queued`, random);
+      if (random() < 0.7) await log.written();
+      if (random() < 0.15) {
+        await log.close();
+        log = await EventLog.open(dir);
+        check(t, log, model, `round ${round}, reopened`, random);
+      }
+    }
+    await log.written();
+    check(t, log, model, 'end', random);
+    await log.close();
+    log = await EventLog.open(dir);
+    check(t, log, model, 'end, reopened', random);
+    await log.close();
+  });
+}
+
+/** Writes `events` as format 1 did: the database `events`, key the id, value ordinal + envelope. */
+async function writeFormat1(dir: string, events: readonly StoredEvent[]): Promise<void> {
+  const env = open({ path: path.join(dir, 'log.mdb'), compression: false, maxDbs: 8 });
+  const db = env.openDB<Buffer, Buffer>({ name: 'events', encoding: 'binary', keyEncoding: 'binary' });
+  await env.transaction(() => {
+    for (const event of events) {
+      const value = Buffer.alloc(4 + event.envelope.length);
+      value.writeUInt32LE(event.ordinal, 0);
+      value.set(event.envelope, 4);
+      db.put(Buffer.from(event.key), value);
+    }
+  });
+  await env.close();
+}
+
+function someEvents(count: number, seed: number): StoredEvent[] {
+  const random = prng(seed);
+  return Array.from({ length: count }, (_, i) => {
+    const id = makeId(5_000_000 + i, random);
+    return storedEvent(makeEnvelope(id, Math.floor(random() * 120), random), i + 1);
+  });
+}
+
+test('a log of format 1 is converted at open, in batches, and reads the same', async (t) => {
+  const dir = tempDir();
+  const events = someEvents(40_000, 7);
+  await writeFormat1(dir, events);
+  const progress: number[] = [];
+  const log = await EventLog.open(dir, ({ done, total }) => {
+    t.is(total, events.length);
+    progress.push(done);
+  });
+  t.deepEqual(progress, [16_384, 32_768, 40_000]);
+  const model = new Map(events.map((e) => [hex(e.key), { ordinal: e.ordinal, envelope: hex(e.envelope) }]));
+  check(t, log, model, 'converted', prng(1));
+  await log.close();
+  const env = open({ path: path.join(dir, 'log.mdb'), readOnly: true });
+  t.deepEqual([...env.getKeys()].map(String), ['meta', 'runs'], 'format 1 is gone');
+  t.is(env.openDB({ name: 'meta', encoding: 'msgpack' }).get('log.format'), LOG_FORMAT);
+  await env.close();
+});
+
+test('a conversion cut short (some events in runs, the rest still in format 1) resumes at the next open', async (t) => {
+  const dir = tempDir();
+  const events = someEvents(3_000, 8);
+  // What a crash after the first conversion transaction leaves: the first events as runs (and
+  // counted), the rest in `events`.
+  const moved = 1_200;
+  const env = open({ path: path.join(dir, 'log.mdb'), compression: false, maxDbs: 8 });
+  const runs = env.openDB<Buffer, Buffer>({ name: 'runs', encoding: 'binary', keyEncoding: 'binary' });
+  const meta = env.openDB({ name: 'meta', encoding: 'msgpack' });
+  await env.transaction(() => {
+    for (let i = 0; i < moved; i += 40) runs.put(Buffer.from(events[i]!.key), encodeRun(events.slice(i, Math.min(i + 40, moved))));
+    meta.put('log.count', moved);
+  });
+  await env.close();
+  await writeFormat1(dir, events.slice(moved));
+  const log = await EventLog.open(dir);
+  const model = new Map(events.map((e) => [hex(e.key), { ordinal: e.ordinal, envelope: hex(e.envelope) }]));
+  check(t, log, model, 'resumed', prng(2));
+  await log.close();
+});
+
+test('a log of a newer format is refused with a clear error, and left as it is', async (t) => {
+  const dir = tempDir();
+  const log = await EventLog.open(dir);
+  log.setMeta('log.format', LOG_FORMAT + 1);
+  await log.close();
+  const error = await t.throwsAsync(EventLog.open(dir), { instanceOf: NoatunError });
+  t.is(error.code, ErrorCode.CORRUPT_FILE);
+  t.regex(error.message, /has format 3; this version of Noatun reads formats 1 and 2/);
+});
+
+test('a damaged run is reported as a damaged file, naming the run', async (t) => {
+  const dir = tempDir();
+  const log = await EventLog.open(dir);
+  const events = someEvents(10, 9);
+  for (const event of events) log.put(event);
+  await log.close();
+  const env = open({ path: path.join(dir, 'log.mdb'), compression: false, maxDbs: 8 });
+  const runs = env.openDB<Buffer, Buffer>({ name: 'runs', encoding: 'binary', keyEncoding: 'binary' });
+  const key = Buffer.from(events[0]!.key);
+  const run = Buffer.from(runs.getBinary(key)!);
+  run.writeUInt32LE(1000, 0);
+  await runs.put(key, run);
+  await env.close();
+  const reopened = await EventLog.open(dir).catch((e: unknown) => e);
+  t.true(reopened instanceof NoatunError, 'opening reads the last run');
+  t.is((reopened as NoatunError).code, ErrorCode.CORRUPT_FILE);
+  t.regex((reopened as NoatunError).message, new RegExp(`run ${hex(key)} is damaged`));
+});
