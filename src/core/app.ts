@@ -4,9 +4,10 @@
  * by the `noatun` command (`noatun peer --app module.ts`) and opened by `noatun inspect`, and a
  * program opens it with `Database.open({ ...app, path })`.
  */
+
+import { ErrorCode, NoatunError } from '../errors.js';
 import { ObjectType } from '../view/composite.js';
 import type { ObjectSchema } from '../view/schema.js';
-import { ErrorCode, NoatunError } from '../errors.js';
 import type { Codec } from './codec.js';
 import type { ApplyFunction } from './projector.js';
 

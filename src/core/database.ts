@@ -33,6 +33,7 @@ import {
   createEnvelope,
   DEFAULT_ENVELOPE_LIMITS,
   decodeEnvelope,
+  detachEnvelope,
   type Envelope,
   encodeEnvelope,
   encodeEnvelopeInto,
@@ -1137,8 +1138,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   #defer(envelope: Envelope): boolean {
     const bytes = envelopeSize(envelope);
     if (this.#late.size >= DEFAULT_MAX_LATE_EVENTS || this.#lateBytes + bytes > DEFAULT_MAX_LATE_BYTES) return false;
-    this.#late.set(envelope.id.key, envelope);
-    const id = envelope.id.bytes;
+    const kept = detachEnvelope(envelope); // queued for long: in memory of its own
+    this.#late.set(kept.id.key, kept);
+    const id = kept.id.bytes;
     if (this.#lateHighest === undefined || Buffer.compare(id, this.#lateHighest) > 0) this.#lateHighest = id;
     this.#lateBytes += bytes;
     return true;

@@ -106,9 +106,28 @@ export function encodeEnvelopeInto(envelope: Envelope, target: Uint8Array, at: n
   return at + size;
 }
 
+/**
+ * The same envelope in memory of its own, exactly its size: for an envelope kept for long (parked,
+ * queued), so that it does not keep alive the pooled memory it was decoded into along with it.
+ */
+export function detachEnvelope(envelope: Envelope): Envelope {
+  return parse(encodeEnvelope(envelope), DEFAULT_ENVELOPE_LIMITS, false);
+}
+
 /** The same envelope with another parent list (pruning edits parents; the id stays valid). */
 export function withParents(envelope: Envelope, parents: readonly MessageId[]): Envelope {
   return { id: envelope.id, salt: envelope.salt, parents, payload: envelope.payload };
+}
+
+/**
+ * A copy of `input` in memory of its own: small ones in Node's shared Buffer pool (an ArrayBuffer
+ * per envelope, which `slice` makes, costs an allocation outside the heap and a finalizer each),
+ * seen through a plain Uint8Array, whose views are cheaper to make than a Buffer's.
+ */
+export function ownCopy(input: Uint8Array): Uint8Array {
+  const copy = Buffer.allocUnsafe(input.length);
+  copy.set(input);
+  return new Uint8Array(copy.buffer, copy.byteOffset, copy.byteLength);
 }
 
 /**
@@ -120,7 +139,7 @@ function parse(input: Uint8Array, limits: EnvelopeLimits, checked: boolean): Env
   if (!(input instanceof Uint8Array)) throw new BadFrameError('not a byte array', 0);
   if (input.length < FIXED_BYTES) throw new BadFrameError(`${input.length} bytes is too short`, 0);
   if (input[0] !== ENVELOPE_VERSION) throw new BadFrameError(`unknown version ${input[0]}`, 0);
-  const bytes = checked ? (Uint8Array.prototype.slice.call(input) as Uint8Array) : input;
+  const bytes = checked ? ownCopy(input) : input;
   let at = 1;
   const id = MessageId.adopt(bytes.subarray(at, at + 16));
   at += 16;

@@ -28,7 +28,7 @@ import {
   DEFAULT_MAX_PARKED_EVENTS_PER_SOURCE,
   DEFAULT_PARKED_TTL_MS,
 } from './constants.js';
-import { type Envelope, envelopeSize, withParents } from './envelope.js';
+import { detachEnvelope, type Envelope, envelopeSize, withParents } from './envelope.js';
 import { compareIdBytes, MessageId } from './message-id.js';
 
 /** Limits of the inbox (see the module comment). */
@@ -293,7 +293,8 @@ export class Inbox {
     ) {
       return false;
     }
-    const entry: Parked = { envelope, key, bytes, source, since, missing };
+    // Parked for up to its TTL: in memory of its own (see detachEnvelope).
+    const entry: Parked = { envelope: detachEnvelope(envelope), key, bytes, source, since, missing };
     this.#parked.set(key, entry);
     this.#wait(entry, missing);
     usage.count++;

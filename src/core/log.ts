@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Database as LmdbDatabase, open, type RootDatabase } from 'lmdb';
 import { ErrorCode, NoatunError } from '../errors.js';
-import type { Envelope } from './envelope.js';
+import { type Envelope, ownCopy } from './envelope.js';
 import { type RunEntry, RunReader, writeRuns } from './log-run.js';
 import { compareIdBytes, idKey, idTimestamp, MessageId } from './message-id.js';
 
@@ -66,7 +66,8 @@ const compareKeys = compareIdBytes;
 const asBuffer = (bytes: Uint8Array): Buffer =>
   Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
-const copyBytes = (bytes: Uint8Array): Uint8Array => Uint8Array.prototype.slice.call(bytes) as Uint8Array;
+/** A copy the caller owns (small ones in Node's Buffer pool: see `ownCopy`). */
+const copyBytes = ownCopy;
 
 /** A run read from LMDB: its key and its bytes (a copy of its own). */
 interface LoadedRun {

@@ -9,16 +9,16 @@
 import { ErrorCode, NoatunError } from '../errors.js';
 import type { Arena } from '../view/arena.js';
 import { Header } from '../view/arena.js';
-import type { ObjectSchema, View } from '../view/schema.js';
 import type { JournalMark } from '../view/journal.js';
+import type { ObjectSchema, View } from '../view/schema.js';
 import type { MaterializedView } from '../view/view.js';
 import { EventBook, Rec, RecFlag } from './bookkeeping.js';
-import { type BatchImprint, firstDifference, inAnotherWorld } from './determinism.js';
-import { Pruner } from './pruner.js';
 import type { Codec } from './codec.js';
+import { type BatchImprint, firstDifference, inAnotherWorld } from './determinism.js';
 import { decodeEnvelope, type Envelope, readEnvelopeUnchecked } from './envelope.js';
 import type { EventLog, StoredEvent } from './log.js';
 import { compareIdBytes, MessageId } from './message-id.js';
+import { Pruner } from './pruner.js';
 
 /** What `apply` receives besides the event and the root. */
 export interface ApplyContext {

@@ -14,7 +14,7 @@
  * its blockers becomes a candidate. Each cutoff step only looks at the new candidates and at the
  * blocked ones they may release, never at the whole table.
  */
-import { Rec, type EventBook } from './bookkeeping.js';
+import { type EventBook, Rec } from './bookkeeping.js';
 
 /**
  * A binary min-heap of (time, ordinal) pairs, in typed arrays: an open rebuilds it from every
