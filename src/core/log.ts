@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { type Database as LmdbDatabase, open, type RootDatabase } from 'lmdb';
 import { ErrorCode, NoatunError } from '../errors.js';
 import { type Envelope, ownCopy } from './envelope.js';
-import { type RunEntry, RunReader, writeRuns } from './log-run.js';
+import { RUN_BYTES, type RunEntry, RunReader, writeRuns } from './log-run.js';
 import { compareIdBytes, idKey, idTimestamp, MessageId } from './message-id.js';
 
 /** Format 1: bytes before the envelope in a stored value (the ordinal, little-endian). */
@@ -55,6 +55,8 @@ const META_COUNT = 'log.count';
 const META_STRIDES = 'log.strides';
 /** Format 1's database of one entry per event. */
 const FORMAT_1_EVENTS = 'events';
+/** The largest run kept for the next lookup (runs of small events are at most {@link RUN_BYTES}). */
+const CACHED_RUN_BYTES = 2 * RUN_BYTES;
 /** Events moved per transaction when converting format 1 (a crash resumes after the last one). */
 const CONVERSION_BATCH = 16_384;
 
@@ -218,14 +220,15 @@ export class EventLog {
       return cached.run;
     }
     const run = this.#floorRun(key);
-    if (run !== undefined) {
+    // Kept for the next lookup unless it is one large event (a run of many small ones is small).
+    if (run !== undefined && run.reader.bytes.byteLength <= CACHED_RUN_BYTES) {
       const reader = run.reader;
       this.#cached = { generation: this.#generation, run, first: reader.key(0), last: reader.key(reader.count - 1) };
     }
     return run;
   }
 
-  /** Reads the run with the greatest first id ≤ `key` (a copy), or undefined when there is none. */
+  /** Reads the run with the greatest first id ≤ `key` (a copy of its own), or undefined when there is none. */
   #floorRun(key: Uint8Array): LoadedRun | undefined {
     for (const { key: runKey, value } of this.#runs.getRange({ start: asBuffer(key), reverse: true, limit: 1 })) {
       return loadRun(runKey, value);
@@ -478,8 +481,8 @@ export class EventLog {
 
   /**
    * The events in LMDB from `start` (inclusive; the beginning when omitted), each as its run and
-   * index. A run is copied once when reached, so the views stay valid while the caller reads the
-   * log meanwhile.
+   * index. Each run is a copy of its own (see `loadRun`), so the views stay valid while the caller
+   * reads the log meanwhile.
    */
   *#committed(start: Uint8Array | undefined): Generator<[RunReader, number]> {
     let from: Uint8Array | undefined = start;
@@ -671,12 +674,13 @@ function toRunEntry(entry: OverlayEntry): RunEntry {
 }
 
 /**
- * Copies a run LMDB handed out (lmdb-js may reuse the buffer) and checks its table. The copy is a
- * plain Uint8Array: views of it are cheaper to make than views of a Buffer.
+ * A run LMDB handed out, its table checked. lmdb-js hands out binary values as copies of their
+ * own (never views of its map or of a reused buffer), so the run is read in place, through a plain
+ * Uint8Array (views of it are cheaper to make than views of a Buffer); the key is copied (16 bytes).
  */
 function loadRun(key: Uint8Array, value: Uint8Array): LoadedRun {
   const ownKey = Buffer.from(key);
-  return { key: ownKey, reader: new RunReader(new Uint8Array(value), ownKey) };
+  return { key: ownKey, reader: new RunReader(new Uint8Array(value.buffer, value.byteOffset, value.byteLength), ownKey) };
 }
 
 /**
