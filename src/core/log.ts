@@ -129,17 +129,12 @@ export class EventLog {
   static async open(directory: string, onConversion?: LogConversionProgress): Promise<EventLog> {
     const file = path.join(directory, 'log.mdb');
     fs.mkdirSync(directory, { recursive: true });
-    let env: RootDatabase;
+    // A compacted copy left by a conversion cut short (see #compactInPlace): the log is whole.
+    fs.rmSync(file + COMPACT_SUFFIX, { force: true });
+    const env = openEnv(file);
+    let converted = false;
     try {
-      env = open({ path: file, compression: false, maxDbs: 8 });
-    } catch (cause) {
-      throw new NoatunError(ErrorCode.CORRUPT_FILE, `cannot open the event log ${file}: ${(cause as Error).message}`, {
-        cause,
-      });
-    }
-    let log: EventLog | undefined;
-    try {
-      log = new EventLog(file, env);
+      const log = new EventLog(file, env);
       const format = log.#meta.get(META_FORMAT);
       if (format !== undefined && format !== LOG_FORMAT) {
         throw new NoatunError(
@@ -150,13 +145,18 @@ export class EventLog {
       log.#count = (log.#meta.get(META_COUNT) as number | undefined) ?? 0;
       log.#last = log.#readLastKey();
       // The root database's keys are the names of the databases in the file (a handful).
-      if ([...env.getKeys()].includes(FORMAT_1_EVENTS)) await log.#convertFormat1(onConversion);
+      if ([...env.getKeys()].includes(FORMAT_1_EVENTS)) {
+        await log.#convertFormat1(onConversion);
+        converted = true;
+      }
       if (format === undefined) await log.#meta.put(META_FORMAT, LOG_FORMAT);
-      return log;
+      if (!converted) return log;
     } catch (error) {
       await env.close();
       throw error;
     }
+    await compactInPlace(file, env);
+    return EventLog.open(directory);
   }
 
   /** Moves every event of format 1's `events` database into runs, then drops that database. */
@@ -665,6 +665,48 @@ class StrideHashes {
 /** The smallest id dated `time`. */
 function idFloorBytes(time: number): Uint8Array {
   return MessageId.fromParts(Math.max(0, time), 0, new Uint8Array(8)).bytes;
+}
+
+/** Opens the LMDB environment of the log file. */
+function openEnv(file: string): RootDatabase {
+  try {
+    return open({ path: file, compression: false, maxDbs: 8 });
+  } catch (cause) {
+    throw new NoatunError(ErrorCode.CORRUPT_FILE, `cannot open the event log ${file}: ${(cause as Error).message}`, {
+      cause,
+    });
+  }
+}
+
+/** The name of the compacted copy of the log while it is written (next to the log). */
+const COMPACT_SUFFIX = '.compact';
+
+/**
+ * Replaces the log file with a compacted copy and closes `env`. After a conversion the pages of
+ * format 1 are free but still in the file (LMDB files never shrink); the copy leaves them out. The
+ * copy is flushed before it replaces the log by a rename, so a crash leaves one whole log or the
+ * other (and a stray copy, removed at the next open).
+ */
+async function compactInPlace(file: string, env: RootDatabase): Promise<void> {
+  const copy = file + COMPACT_SUFFIX;
+  try {
+    await env.backup(copy, true);
+  } finally {
+    await env.close();
+  }
+  const fd = fs.openSync(copy, 'r+');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(copy, file);
+  const dir = fs.openSync(path.dirname(file), 'r');
+  try {
+    fs.fsyncSync(dir);
+  } finally {
+    fs.closeSync(dir);
+  }
 }
 
 /** A queued event as a run entry (its id and envelope are views into the writer's buffer). */
