@@ -380,10 +380,14 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     );
     this.#cutoff = log.getMeta<number>(META_CUTOFF) ?? 0;
     this.#strideMs = cutoffStrideMs(this.#cutoffIntervalMs);
-    const hashes = log.getMeta<Uint8Array[]>(META_CUTOFF_HASHES);
+    // [hash, previous hash, the stride the previous era was taken with] (the stride since 5 Dec 2026).
+    const hashes = log.getMeta<[Uint8Array, Uint8Array, number?]>(META_CUTOFF_HASHES);
     if (hashes !== undefined) {
-      this.#cutoffHash.set(hashes[0]!);
-      this.#previousHash.set(hashes[1]!);
+      this.#cutoffHash.set(hashes[0]);
+      this.#previousHash.set(hashes[1]);
+      // The cutoff interval changed since (or is not known): the previous era starts one stride of
+      // the new interval before the cutoff, and its hash must be taken there.
+      if (hashes[2] !== this.#strideMs && this.#cutoff !== 0) this.#retakePreviousHash();
     }
     this.#compactedBytes = log.getMeta<number>(META_COMPACTED_BYTES) ?? projector.view.stats().viewBytes;
     this.#pruneHold = log.getMeta<number>(META_PRUNE_HOLD) ?? 0;
@@ -651,16 +655,12 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     xorInto(this.#cutoffHash, this.#log.strideHashBefore(to));
     this.#previousHash.set(this.#cutoffHash);
     if (from <= to - this.#strideMs) xorInto(this.#previousHash, this.#log.strideHash(to - this.#strideMs));
-    else {
-      // The old cutoff lies inside the previous era (the cutoff interval changed since, and with
-      // it the stride): its ids before the old cutoff are not in that stride's hash.
-      for (const key of this.#log.keys(idFloor(to - this.#strideMs))) {
-        if (timestampOf(key) >= to) break;
-        xorInto(this.#previousHash, key);
-      }
-    }
     this.#log.dropStridesBefore(to);
+    const retake = from > to - this.#strideMs;
     this.#cutoff = to;
+    // The old cutoff lay inside the previous era (the cutoff interval changed since, and with it
+    // the stride): the ids of that era before the old cutoff are not in the log's stride hash.
+    if (retake) this.#retakePreviousHash();
     this.#log.setMeta(META_CUTOFF, to);
     let changed = false;
     for (const [key, head] of this.#heads) {
@@ -741,7 +741,17 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   }
 
   #saveCutoffHashes(): void {
-    this.#log.setMeta(META_CUTOFF_HASHES, [this.#cutoffHash.slice(), this.#previousHash.slice()]);
+    this.#log.setMeta(META_CUTOFF_HASHES, [this.#cutoffHash.slice(), this.#previousHash.slice(), this.#strideMs]);
+  }
+
+  /** The previous-era hash from the cutoff hash and the ids of the stride before the cutoff. */
+  #retakePreviousHash(): void {
+    this.#previousHash.set(this.#cutoffHash);
+    for (const key of this.#log.keys(idFloor(this.#cutoff - this.#strideMs))) {
+      if (timestampOf(key) >= this.#cutoff) break;
+      xorInto(this.#previousHash, key);
+    }
+    this.#saveCutoffHashes();
   }
 
   /**

@@ -483,7 +483,7 @@ function xorBefore(ids: readonly MessageId[], time: number): string {
   return Buffer.from(hash).toString('hex');
 }
 
-for (const seed of [testSeed(), testSeed()]) {
+for (const seed of process.env.NOATUN_SEED === undefined ? [testSeed(), testSeed()] : [testSeed()]) {
   test(`the cutoff hashes are the XOR of the stored ids before each cutoff, through late, backdated, removed and pruned events, reopens and a changed interval (seed ${seed})`, async (t) => {
     const random = prng(seed);
     const clock = new FakeClock();
