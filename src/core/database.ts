@@ -28,6 +28,17 @@ import {
   REBUILD_DUTY_CYCLE,
 } from './constants.js';
 import { CUTOFF_HASH_BYTES, type CutoffState, cutoffStrideMs, nominalCutoff, xorInto } from './cutoff.js';
+import type {
+  AppendOptions,
+  DatabaseListener,
+  DatabaseOptions,
+  DatabaseStats,
+  Explanation,
+  IngestOptions,
+  IngestResult,
+  StoredMessage,
+  Transaction,
+} from './database-contract.js';
 import { lockDirectory } from './directory-lock.js';
 import {
   createEnvelope,
@@ -41,236 +52,23 @@ import {
   readEnvelopeUnchecked,
   withParents,
 } from './envelope.js';
-import { Inbox, type InboxLimits, LOCAL_SOURCE } from './inbox.js';
+import { Inbox, LOCAL_SOURCE } from './inbox.js';
 import { EventLog, type StoredEvent } from './log.js';
 import { compareIdBytes, FRESH_SEQUENCE_MIN, IdMinter, idTimestamp, MessageId } from './message-id.js';
-import {
-  ApplyFailedError,
-  type ApplyFailure,
-  type ApplyFunction,
-  EngineWord,
-  type ProgressCallback,
-  Projector,
-  ViewRestoreError,
-} from './projector.js';
+import { ApplyFailedError, type ApplyFailure, EngineWord, Projector, ViewRestoreError } from './projector.js';
 
-/** Options of {@link Database.open}. */
-export interface DatabaseOptions<E, R> {
-  /** Directory of the database; created if missing. */
-  readonly path: string;
-  /** Schema of the view's root object. */
-  readonly root: R;
-  /** The deterministic fold of one event into the view. */
-  readonly apply: ApplyFunction<E, R>;
-  /**
-   * How events become payload bytes.
-   * @default MessagePack (msgpackr)
-   */
-  readonly codec?: Codec<E>;
-  /**
-   * The clock, in ms since the epoch; tests inject a fake one.
-   * @default Date.now
-   */
-  readonly now?: () => number;
-  /**
-   * How late an event may arrive (network delay plus offline time) before the past is final.
-   * @default 900000 (15 minutes)
-   */
-  readonly cutoffIntervalMs?: number;
-  /**
-   * Delete events whose effects were all overwritten (pruning lands with the cutoff).
-   * @default true
-   */
-  readonly autoPrune?: boolean;
-  /**
-   * Address space reserved for the view file.
-   * @default 8 GiB
-   */
-  readonly maxViewBytes?: number;
-  /**
-   * Address space reserved for the undo journal (the history a late event rewinds through); it
-   * costs no memory. Lower it (and `maxViewBytes`) where address space is scarce.
-   * @default 8 GiB
-   */
-  readonly maxUndoBytes?: number;
-  /**
-   * Undo history kept at most, in bytes (besides the cutoff, which drops history that is final):
-   * a late event older than the history kept is applied by a rebuild of the view from the log,
-   * which takes longer. Capped at half of `maxUndoBytes`.
-   * @default 256 MiB
-   */
-  readonly maxUndoHistoryBytes?: number;
-  /** Progress of long work (rebuilding the view from the log). */
-  readonly onProgress?: ProgressCallback;
-  /**
-   * Applies every local batch a second time in a world with another clock and other random
-   * numbers, and refuses it (`NON_DETERMINISTIC_APPLY`, nothing stored) when the results differ;
-   * a batch from another peer that differs is reported to `onNonDeterministicApply`. It doubles
-   * the cost of applying; meant for development and tests.
-   * @default false
-   */
-  readonly checkDeterminism?: boolean;
-  /** Hears about events from other peers whose apply was found not deterministic here. */
-  readonly onNonDeterministicApply?: (id: MessageId) => void;
-  /**
-   * Open even when the schema changed since the view was made and not one stored event applies
-   * with the new one (every event fails; the view would be empty). Without it such an open
-   * rejects with `SCHEMA_MISMATCH`, since a type change that breaks every event is more likely a
-   * mistake than a migration.
-   * @default false
-   */
-  readonly acceptSchemaChange?: boolean;
-  /**
-   * Limits on events from other peers: how far ahead of this clock they may be dated, and how many
-   * (and how many bytes) may wait for their parents, per sender and in total. See `InboxLimits`.
-   */
-  readonly inbox?: InboxLimits;
-}
-
-/** One stored event as {@link Database.messages} yields it. */
-export interface StoredMessage {
-  readonly id: MessageId;
-  /** Current parent list (pruning may shorten it). */
-  readonly parents: readonly MessageId[];
-  /** The encoded payload (decode with the database's codec). */
-  readonly payload: Uint8Array;
-  /** The envelope's wire form, as {@link Database.ingest} accepts it. */
-  readonly bytes: Uint8Array;
-}
-
-/** What {@link Database.ingest} did with a batch. */
-export interface IngestResult {
-  /** Newly stored events (including those counted in {@link unparked}). */
-  readonly stored: number;
-  /** Events already stored (or already waiting here). */
-  readonly duplicates: number;
-  /** Events waiting for their parents. */
-  readonly parked: number;
-  /** Parked events (from earlier batches) stored because this batch brought their parents; part of {@link stored}. */
-  readonly unparked: number;
-  /** Events dated too far ahead of this peer's clock (`inbox.maxClockSkewMs`); not stored. */
-  readonly future: number;
-  /** Events turned away because parking or the queue of late events was full; not stored. */
-  readonly refused: number;
-  /**
-   * Events behind the cutoff that are costly to store (a rewind or rebuild), queued to be stored
-   * together with others when the budget allows (see {@link Database.ingest}).
-   */
-  readonly deferred: number;
-}
-
-/** Options of {@link Database.ingest}. */
-export interface IngestOptions {
-  /**
-   * The peer that sent the batch (its id): parking limits are per sender, and {@link
-   * Database.peerLeft} lets go of what a sender that left had parked.
-   */
-  readonly peer?: string;
-}
-
-/** Counts and sizes from {@link Database.stats}. */
-export interface DatabaseStats {
-  /** Events in the log. */
-  readonly stored: number;
-  /** Events pruned since the database was created. */
-  readonly pruned: number;
-  /** Stored events whose apply threw (their writes were rolled back): `failures().length`. */
-  readonly failedApplies: number;
-  /** Update heads. */
-  readonly heads: number;
-  /** Events waiting for their parents. */
-  readonly parked: number;
-  /** Events behind the cutoff waiting for the budget to store them (see {@link Database.ingest}). */
-  readonly deferred: number;
-  /** Events re-applied after late arrivals since open. */
-  readonly reapplied: number;
-  /** Full rebuilds of the view since open. */
-  readonly rebuilds: number;
-  /** Bytes of the log file. */
-  readonly logBytes: number;
-  /** Bytes of the view in use. */
-  readonly viewBytes: number;
-  /** Bytes of undo history. */
-  readonly undoBytes: number;
-  /** How the view was obtained at open: trusted from disk, created, or rebuilt from the log. */
-  readonly openedBy: 'clean-load' | 'new' | 'rebuild';
-  /** The cutoff time (ms): the past before it is final. */
-  readonly cutoffTime: number;
-  /** Stored events that deleted something (kept until the cutoff passes them and their victims). */
-  readonly tombstones: number;
-  /** Pruning records in the view (one per stored event). */
-  readonly records: number;
-  /**
-   * While events that arrived from other peers behind the cutoff may still be followed by others
-   * they concern, pruning is paused: until the cutoff passes this time (ms). 0 when not paused.
-   */
-  readonly pruningPausedUntil: number;
-}
-
-/** A stored event as {@link DatabaseListener.stored} hears of it. */
-export interface StoredNotice {
-  readonly id: MessageId;
-  /** The envelope's wire form (do not modify). */
-  readonly bytes: Uint8Array;
-  /** Appended here (not ingested from another peer). */
-  readonly local: boolean;
-}
-
-/** Hears about changes to the set of stored events (see {@link Database.subscribe}). */
-export interface DatabaseListener {
-  /** Events were stored (and applied). */
-  stored?(events: readonly StoredNotice[]): void;
-  /** Events left the log: pruned, removed, or dropped as damaged. */
-  removed?(ids: readonly Uint8Array[]): void;
-}
-
-/** Why an event is (or is not) still stored: see {@link Database.explain}. */
-export interface Explanation {
-  readonly id: MessageId;
-  /** Whether the event is stored. */
-  readonly stored: boolean;
-  /** Data items (fields, map entries, list elements) whose current value it wrote. */
-  readonly owns: number;
-  /** Stored events that read data it wrote: it stays while they do. */
-  readonly readBy: MessageId[];
-  /** Stored events whose data it read. */
-  readonly read: MessageId[];
-  /** It deleted something: it stays until the cutoff passes it and the deleted data's writers are gone. */
-  readonly tombstone: boolean;
-  /** Stored events whose data it deleted. */
-  readonly deletedDataOf: MessageId[];
-  /** Its apply threw (its writes were rolled back); kept until the cutoff passes it. */
-  readonly failed: boolean;
-  /**
-   * When its last datum was overwritten or deleted (ms), or null while it owns data. It can be
-   * pruned once the cutoff is past this time.
-   */
-  readonly overwrittenAt: number | null;
-  /** The current cutoff time (ms). */
-  readonly cutoffTime: number;
-  /** One line per reason it is kept (empty when stored and about to be pruned, or not stored). */
-  readonly keptBecause: string[];
-}
-
-/**
- * Where a local event goes in time. By default it takes the current time (`now()`); `time` gives
- * another (a backdated event); `before`/`after` place it immediately before or after an existing
- * event with the same timestamp — e.g. an event that pre-empts or undoes another.
- */
-export interface AppendOptions {
-  /** The event's timestamp in ms since the epoch. */
-  readonly time?: number;
-  /** Place the event just before this id (same timestamp, next lower sequence value). */
-  readonly before?: MessageId;
-  /** Place the event just after this id (same timestamp, next higher sequence value). */
-  readonly after?: MessageId;
-}
-
-/** The transaction handle of {@link Database.transaction}. */
-export interface Transaction<E> {
-  /** Adds an event to the transaction; returns its id at once. */
-  append(event: E, options?: AppendOptions): MessageId;
-}
+export type {
+  AppendOptions,
+  DatabaseListener,
+  DatabaseOptions,
+  DatabaseStats,
+  Explanation,
+  IngestOptions,
+  IngestResult,
+  StoredMessage,
+  StoredNotice,
+  Transaction,
+} from './database-contract.js';
 
 const META_NEXT_ORDINAL = 'nextOrdinal';
 const META_HEADS = 'heads';
