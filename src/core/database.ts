@@ -27,7 +27,7 @@ import {
   DEFAULT_MAX_UNDO_HISTORY_BYTES,
   REBUILD_DUTY_CYCLE,
 } from './constants.js';
-import { CUTOFF_HASH_BYTES, type CutoffState, cutoffStrideMs, nominalCutoff, xorInto } from './cutoff.js';
+import type { CutoffState } from './cutoff.js';
 import type {
   AppendOptions,
   DatabaseListener,
@@ -52,9 +52,10 @@ import {
   readEnvelopeUnchecked,
   withParents,
 } from './envelope.js';
+import { Finality } from './finality.js';
 import { Inbox, LOCAL_SOURCE } from './inbox.js';
 import { EventLog, type StoredEvent } from './log.js';
-import { compareIdBytes, FRESH_SEQUENCE_MIN, IdMinter, idTimestamp, MessageId } from './message-id.js';
+import { compareIdBytes, FRESH_SEQUENCE_MIN, IdMinter, MessageId } from './message-id.js';
 import { ApplyFailedError, type ApplyFailure, EngineWord, Projector, ViewRestoreError } from './projector.js';
 
 export type {
@@ -74,11 +75,8 @@ const META_NEXT_ORDINAL = 'nextOrdinal';
 const META_HEADS = 'heads';
 const META_LOG_ID = 'logId';
 const META_PRUNED = 'pruned';
-const META_CUTOFF = 'cutoff';
-const META_CUTOFF_HASHES = 'cutoffHashes';
 const META_COMPACTED_BYTES = 'compactedBytes';
 const META_PRUNED_AT_COMPACTION = 'prunedAtCompaction';
-const META_PRUNE_HOLD = 'pruneHold';
 /** The view is compacted (rebuilt) only past this size (see `#compactionDue`). */
 const MIN_COMPACT_BYTES = 8 * 2 ** 20;
 /** How long the view may stay dirty after the last write before it is flushed and marked clean. */
@@ -125,30 +123,15 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   #broken: NoatunError | undefined;
   readonly #releaseLock: () => void;
   #nextOrdinal: number;
-  #cutoff: number;
-  /** XOR of the ids of stored events before the cutoff, and before the cutoff minus a stride. */
-  readonly #cutoffHash = new Uint8Array(CUTOFF_HASH_BYTES);
-  readonly #previousHash = new Uint8Array(CUTOFF_HASH_BYTES);
-  readonly #strideMs: number;
+  /** The cutoff, its hashes, the pruning hold and the ids pruned lately. */
+  readonly #finality: Finality;
   /** View bytes in use after the last rebuild: auto-compaction compares against it. */
   #compactedBytes: number;
   readonly #listeners = new Set<DatabaseListener>();
-  readonly #cutoffIntervalMs: number;
   readonly #autoPrune: boolean;
   /** See {@link DatabaseOptions.maxUndoHistoryBytes}. */
   readonly #maxUndoHistoryBytes: number;
   #openedBy: DatabaseStats['openedBy'];
-  /**
-   * Pruning waits until the cutoff is past this time (ms): the last time events arrived from
-   * another peer behind the cutoff (see {@link #holdPruning}). 0: no hold.
-   */
-  #pruneHold: number;
-  /**
-   * Ids pruned here recently (latin1 keys) and when (ms by `now()`), oldest first: a peer that
-   * still holds one offers it again, and storing it anew must not hold pruning again (see
-   * {@link ingest}). Kept for as long as a hold lasts, in memory (see {@link #forgetPrunedBefore}).
-   */
-  readonly #recentlyPruned = new Map<string, number>();
   #closed = false;
   #checkpointTimer: NodeJS.Timeout | undefined;
   #pendingWrites = 0;
@@ -170,29 +153,17 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#releaseLock = releaseLock;
     this.#openedBy = openedBy;
     this.#nextOrdinal = log.getMeta<number>(META_NEXT_ORDINAL) ?? 1;
-    this.#cutoffIntervalMs = options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS;
     this.#autoPrune = options.autoPrune ?? true;
     this.#maxUndoHistoryBytes = Math.min(
       options.maxUndoHistoryBytes ?? DEFAULT_MAX_UNDO_HISTORY_BYTES,
       Math.floor((options.maxUndoBytes ?? DEFAULT_MAX_JOURNAL_BYTES) / 2),
     );
-    this.#cutoff = log.getMeta<number>(META_CUTOFF) ?? 0;
-    this.#strideMs = cutoffStrideMs(this.#cutoffIntervalMs);
-    // [hash, previous hash, the stride the previous era was taken with] (the stride since 5 Dec 2026).
-    const hashes = log.getMeta<[Uint8Array, Uint8Array, number?]>(META_CUTOFF_HASHES);
-    if (hashes !== undefined) {
-      this.#cutoffHash.set(hashes[0]);
-      this.#previousHash.set(hashes[1]);
-      // The cutoff interval changed since (or is not known): the previous era starts one stride of
-      // the new interval before the cutoff, and its hash must be taken there.
-      if (hashes[2] !== this.#strideMs && this.#cutoff !== 0) this.#retakePreviousHash();
-    }
+    this.#finality = new Finality(log, options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS, () => this.#now());
     this.#compactedBytes = log.getMeta<number>(META_COMPACTED_BYTES) ?? projector.view.stats().viewBytes;
-    this.#pruneHold = log.getMeta<number>(META_PRUNE_HOLD) ?? 0;
     this.#inbox = new Inbox(
       {
         get cutoff() {
-          return database.#cutoff;
+          return database.#finality.time;
         },
         now: () => this.#now(),
         // A queued late event is known: offered again, it is a duplicate (and, as a parent, it
@@ -240,9 +211,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       );
       // With pruning, the cutoff hashes move by the log's per-stride hashes (before anything,
       // a rebuild's discards included, writes to the log).
-      if (options.autoPrune ?? true) {
-        log.trackStrides(cutoffStrideMs(options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS), log.getMeta<number>(META_CUTOFF) ?? 0);
-      }
+      if (options.autoPrune ?? true) Finality.trackStrides(log, options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS);
       let logId = log.getMeta<Uint8Array>(META_LOG_ID);
       if (logId === undefined) {
         logId = randomBytes(16);
@@ -323,14 +292,15 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    */
   async #afterDiscard(discarded: MessageId[]): Promise<void> {
     this.#discarded.push(...discarded);
-    for (const id of discarded) this.#finalizedGone(id.bytes);
+    for (const id of discarded) this.#finality.gone(id.bytes);
+    this.#finality.save();
     this.#notifyRemoved(discarded.map((id) => id.bytes));
     const parents = new Set<string>();
     const candidates: MessageId[] = [];
     for (const stored of this.#log.range()) {
       const envelope = readEnvelopeUnchecked(stored.envelope);
       for (const parent of envelope.parents) parents.add(keyOf(parent));
-      if (envelope.id.timestamp >= this.#cutoff) candidates.push(envelope.id);
+      if (envelope.id.timestamp >= this.#finality.time) candidates.push(envelope.id);
     }
     this.#heads.clear();
     for (const id of candidates) if (!parents.has(keyOf(id))) this.#heads.set(keyOf(id), id);
@@ -405,12 +375,13 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   advanceCutoff(to?: number): void {
     this.#assertOpen();
     this.#advanceCutoff();
-    if (to !== undefined && this.#autoPrune && to > this.#cutoff) {
-      const nominal = nominalCutoff(this.#now(), this.#cutoffIntervalMs);
-      if (!Number.isSafeInteger(to) || to % this.#strideMs !== 0 || to > nominal + this.#strideMs) {
+    if (to !== undefined && this.#autoPrune && to > this.#finality.time) {
+      const nominal = this.#finality.nominal();
+      const stride = this.#finality.strideMs;
+      if (!Number.isSafeInteger(to) || to % stride !== 0 || to > nominal + stride) {
         throw new NoatunError(
           ErrorCode.INVALID_ARGUMENT,
-          `cannot move the cutoff to ${to}: it must be a stride boundary at most one stride (${this.#strideMs} ms) past ${nominal}`,
+          `cannot move the cutoff to ${to}: it must be a stride boundary at most one stride (${stride} ms) past ${nominal}`,
         );
       }
       this.#moveCutoff(to);
@@ -436,8 +407,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   /** Moves the cutoff forward to the nominal cutoff of now (never backwards; not without autoPrune). */
   #advanceCutoff(): void {
     if (!this.#autoPrune) return;
-    const nominal = nominalCutoff(this.#now(), this.#cutoffIntervalMs);
-    if (nominal <= this.#cutoff) return;
+    const nominal = this.#finality.nominal();
+    if (nominal <= this.#finality.time) return;
     this.#moveCutoff(nominal);
   }
 
@@ -448,18 +419,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    * it is right however many strides the cutoff jumps.
    */
   #moveCutoff(to: number): void {
-    const from = this.#cutoff;
-    // The log keeps the XOR of each stride's ids from the cutoff on (see EventLog.trackStrides).
-    xorInto(this.#cutoffHash, this.#log.strideHashBefore(to));
-    this.#previousHash.set(this.#cutoffHash);
-    if (from <= to - this.#strideMs) xorInto(this.#previousHash, this.#log.strideHash(to - this.#strideMs));
-    this.#log.dropStridesBefore(to);
-    const retake = from > to - this.#strideMs;
-    this.#cutoff = to;
-    // The old cutoff lay inside the previous era (the cutoff interval changed since, and with it
-    // the stride): the ids of that era before the old cutoff are not in the log's stride hash.
-    if (retake) this.#retakePreviousHash();
-    this.#log.setMeta(META_CUTOFF, to);
+    this.#finality.moveTo(to);
     let changed = false;
     for (const [key, head] of this.#heads) {
       if (head.timestamp < to) {
@@ -468,88 +428,23 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       }
     }
     if (changed) this.#saveHeads();
-    this.#forgetPrunedBefore(this.#now());
     this.#prune();
     this.#projector.forgetHistoryBefore(to);
-    this.#saveCutoffHashes();
     if (this.#compactionDue()) this.#compact();
   }
 
   /**
    * Prunes what the cutoff made final (see {@link Projector.prune}) and accounts for it; nothing
-   * while pruning is held (see {@link #holdPruning}).
+   * while pruning is held (see `Finality.hold`).
    */
   #prune(): void {
-    if (!this.#autoPrune || this.#cutoff <= this.#pruneHold) return;
+    if (!this.#autoPrune || this.#finality.held) return;
     this.#markDirty();
-    const ids = this.#projector.prune(this.#cutoff);
+    const ids = this.#projector.prune(this.#finality.time);
     if (ids.length === 0) return;
-    const now = this.#now();
-    for (const id of ids) {
-      this.#finalizedGone(id);
-      // Deleted first, so that the map stays in time order (an id stored again and pruned again
-      // moves to the end) and #forgetPrunedBefore can stop at the first recent one.
-      const key = MessageId.adopt(id).key;
-      this.#recentlyPruned.delete(key);
-      this.#recentlyPruned.set(key, now);
-    }
+    this.#finality.pruned(ids);
     this.#log.setMeta(META_PRUNED, (this.#log.getMeta<number>(META_PRUNED) ?? 0) + ids.length);
-    this.#saveCutoffHashes();
     this.#notifyRemoved(ids);
-  }
-
-  /**
-   * Events from another peer were stored behind the cutoff: pruning waits until the cutoff passes
-   * now. Behind the cutoff the past is final, so a pruning decision there assumes everything before
-   * the cutoff is known; events arriving late break that assumption, and more may follow (a delete
-   * before the insert it deletes, a reader after the value it read was overwritten). Holding off
-   * for one cutoff interval lets late events that travel together all arrive before anything they
-   * concern is pruned, so the result does not depend on their order or batching.
-   */
-  #holdPruning(): void {
-    const now = this.#now();
-    if (now <= this.#pruneHold) return;
-    this.#pruneHold = now;
-    this.#log.setMeta(META_PRUNE_HOLD, now);
-  }
-
-  /** Whether pruning is held now. */
-  get #pruningHeld(): boolean {
-    return this.#cutoff <= this.#pruneHold;
-  }
-
-  /**
-   * Forgets ids pruned longer ago than a hold lasts (an interval and two strides): a peer that
-   * still offers one after that is not in a hold that outlasts ours, but holds the event for good
-   * (it was away while we pruned it): storing it again then lets the two agree.
-   */
-  #forgetPrunedBefore(now: number): void {
-    const horizon = now - (this.#cutoffIntervalMs + 2 * this.#strideMs);
-    for (const [key, time] of this.#recentlyPruned) {
-      if (time >= horizon) break;
-      this.#recentlyPruned.delete(key);
-    }
-  }
-
-  /** An event left the log: if it was before the cutoff, its id leaves the cutoff hashes. */
-  #finalizedGone(id: Uint8Array): void {
-    const time = timestampOf(id);
-    if (time < this.#cutoff) xorInto(this.#cutoffHash, id);
-    if (time < this.#cutoff - this.#strideMs) xorInto(this.#previousHash, id);
-  }
-
-  #saveCutoffHashes(): void {
-    this.#log.setMeta(META_CUTOFF_HASHES, [this.#cutoffHash.slice(), this.#previousHash.slice(), this.#strideMs]);
-  }
-
-  /** The previous-era hash from the cutoff hash and the ids of the stride before the cutoff. */
-  #retakePreviousHash(): void {
-    this.#previousHash.set(this.#cutoffHash);
-    for (const key of this.#log.keys(idFloor(this.#cutoff - this.#strideMs))) {
-      if (timestampOf(key) >= this.#cutoff) break;
-      xorInto(this.#previousHash, key);
-    }
-    this.#saveCutoffHashes();
   }
 
   /**
@@ -571,7 +466,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#markDirty();
     if (discarded.length !== 0) void this.#afterDiscard(discarded);
     this.#prune();
-    this.#projector.forgetHistoryBefore(this.#cutoff);
+    this.#projector.forgetHistoryBefore(this.#finality.time);
     this.#compactedBytes = this.#view.stats().viewBytes;
     this.#log.setMeta(META_COMPACTED_BYTES, this.#compactedBytes);
     this.#log.setMeta(META_PRUNED_AT_COMPACTION, this.#log.getMeta<number>(META_PRUNED) ?? 0);
@@ -590,17 +485,12 @@ export class Database<E, R extends ObjectSchema<unknown>> {
 
   /** The cutoff and the hashes of the finalized past, for comparing with another peer. */
   cutoffState(): CutoffState {
-    return {
-      time: this.#cutoff,
-      hash: this.#cutoffHash.slice(),
-      previousTime: Math.max(0, this.#cutoff - this.#strideMs),
-      previousHash: this.#previousHash.slice(),
-    };
+    return this.#finality.state();
   }
 
   /** The cutoff stride in ms (a tenth of the interval, whole minutes). */
   get cutoffStrideMs(): number {
-    return this.#strideMs;
+    return this.#finality.strideMs;
   }
 
   #saveHeads(): void {
@@ -612,7 +502,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
 
   /** The current cutoff time in ms (0 before any cutoff). */
   get cutoffTime(): number {
-    return this.#cutoff;
+    return this.#finality.time;
   }
 
   /**
@@ -645,8 +535,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
           : { timestamp: previous.timestamp + 1, sequence: FRESH_SEQUENCE_MIN };
       }
       // Before the cutoff even a transaction's chain has no links (peers refuse such parents).
-      parents = at.timestamp < this.#cutoff ? [] : [previous];
-    } else if (at.timestamp < this.#cutoff) {
+      parents = at.timestamp < this.#finality.time ? [] : [previous];
+    } else if (at.timestamp < this.#finality.time) {
       // An event before the cutoff has no parents: the finalized past gains no links.
       parents = [];
     } else {
@@ -690,12 +580,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       };
       this.#log.put(event);
       stored.push(event);
-      if (envelope.id.timestamp < this.#cutoff) {
-        xorInto(this.#cutoffHash, envelope.id.bytes);
-        if (envelope.id.timestamp < this.#cutoff - this.#strideMs) xorInto(this.#previousHash, envelope.id.bytes);
-        finalized = true;
-      }
-      if (envelope.id.timestamp >= this.#cutoff) {
+      // Behind the cutoff an event is final at once (its id joins the cutoff hashes) and no head.
+      if (this.#finality.stored(envelope.id)) finalized = true;
+      else {
         const parents = envelope.parents;
         // In a chain (a transaction, or a peer's run of them), each event's only parent is the one
         // before it, which was never made a head below: only the chain's ends change heads.
@@ -737,17 +624,15 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     }
     if (finalized) {
       // Events stored behind the cutoff are final at once: prune what they made redundant.
-      this.#saveCutoffHashes();
+      this.#finality.save();
       this.#prune();
     }
   }
 
   /** Puts heads and cutoff hashes back after a batch that was taken out of the log again. */
   #uncommit(envelopes: readonly Envelope[], headsBefore: readonly MessageId[]): void {
-    for (const envelope of envelopes) {
-      if (envelope.id.timestamp < this.#cutoff) this.#finalizedGone(envelope.id.bytes);
-    }
-    this.#saveCutoffHashes();
+    for (const envelope of envelopes) this.#finality.gone(envelope.id.bytes);
+    this.#finality.save();
     this.#heads.clear();
     for (const id of headsBefore) this.#heads.set(keyOf(id), id);
     this.#saveHeads();
@@ -870,7 +755,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   #admit(sorted: readonly Envelope[]): { stored: number; duplicates: number; refused: number; deferred: number } {
     let duplicates = 0;
     let refused = 0;
-    // New events behind the cutoff hold pruning (see #holdPruning). An event pruned here recently
+    // New events behind the cutoff hold pruning (see Finality.hold). An event pruned here recently
     // is offered again by a peer that still holds it (its own hold is longer): storing it again
     // is only worth it while pruning is held — some late event may have made it needed again, and
     // a peer that has that event offers it again later — and otherwise it would be pruned at once;
@@ -878,12 +763,12 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const accepted: Envelope[] = [];
     const prunedBefore: Envelope[] = [];
     for (const envelope of sorted) {
-      if (envelope.id.timestamp < this.#cutoff && this.#recentlyPruned.has(envelope.id.key)) prunedBefore.push(envelope);
+      if (envelope.id.timestamp < this.#finality.time && this.#finality.prunedLately(envelope.id.key)) prunedBefore.push(envelope);
       else accepted.push(envelope);
     }
-    if (accepted.some((envelope) => envelope.id.timestamp < this.#cutoff)) this.#holdPruning();
+    if (accepted.some((envelope) => envelope.id.timestamp < this.#finality.time)) this.#finality.hold();
     if (prunedBefore.length !== 0) {
-      if (this.#pruningHeld) accepted.push(...prunedBefore);
+      if (this.#finality.held) accepted.push(...prunedBefore);
       else duplicates += prunedBefore.length;
     }
     // Costly late events wait for the budget, unless it allows a turn now.
@@ -939,7 +824,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const key = envelope.id.bytes;
     if (!this.#projector.landsBeforeApplied(key)) return false;
     // Behind the cutoff, or before the history the byte budget kept: a rebuild is likely.
-    return envelope.id.timestamp < this.#cutoff || this.#projector.landsBeforeHistory(key);
+    return envelope.id.timestamp < this.#finality.time || this.#projector.landsBeforeHistory(key);
   }
 
   /** Queues a late event for the next rebuild; false when the queue is full. */
@@ -1011,9 +896,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     if (stored === undefined) return false;
     this.#markDirty();
     this.#log.remove(id.bytes);
-    if (id.timestamp < this.#cutoff) {
-      this.#finalizedGone(id.bytes);
-      this.#saveCutoffHashes();
+    if (id.timestamp < this.#finality.time) {
+      this.#finality.gone(id.bytes);
+      this.#finality.save();
     }
     if (this.#heads.delete(keyOf(id))) this.#saveHeads();
     this.#projector.unapply(stored, this.#options.onProgress);
@@ -1078,7 +963,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     // Verified when it was stored (minted here, or checked by ingest); every receiver checks it
     // again. Re-hashing here cost a sender a fifth of its time in an initial copy.
     const envelope = readEnvelopeUnchecked(bytes);
-    if (envelope.parents.length !== 0 && envelope.id.timestamp < this.#cutoff) {
+    if (envelope.parents.length !== 0 && envelope.id.timestamp < this.#finality.time) {
       // Final events have no parents (peers refuse a pre-cutoff event with parents).
       const bare = withParents(envelope, []);
       return { id: bare.id, parents: [], payload: bare.payload, bytes: encodeEnvelope(bare) };
@@ -1117,10 +1002,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       viewBytes: view.viewBytes,
       undoBytes: view.journalBytes,
       openedBy: this.#openedBy,
-      cutoffTime: this.#cutoff,
+      cutoffTime: this.#finality.time,
       tombstones: this.#countRecords(RecFlag.TOMBSTONE),
       records: this.#projector.book.count,
-      pruningPausedUntil: this.#pruningHeld ? this.#pruneHold : 0,
+      pruningPausedUntil: this.#finality.held ? this.#finality.holdUntil : 0,
     };
   }
 
@@ -1163,7 +1048,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#assertOpen();
     const book = this.#projector.book;
     const stored = this.#log.get(id.bytes);
-    const base = { id, cutoffTime: this.#cutoff };
+    const cutoff = this.#finality.time;
+    const base = { id, cutoffTime: cutoff };
     const r = stored === undefined ? -1 : book.find(stored.ordinal);
     if (stored === undefined || r === -1) {
       return { ...base, stored: stored !== undefined, owns: 0, readBy: [], read: [], tombstone: false, deletedDataOf: [], failed: false, overwrittenAt: null, keptBecause: [] };
@@ -1184,17 +1070,17 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const owns = u32[r + Rec.USES]!;
     const overwrittenAt = owns === 0 ? book.effectTime(r) : null;
     const keptBecause: string[] = [];
-    if ((flags & RecFlag.FAILED) !== 0 && overwrittenAt !== null && overwrittenAt >= this.#cutoff) {
+    if ((flags & RecFlag.FAILED) !== 0 && overwrittenAt !== null && overwrittenAt >= cutoff) {
       keptBecause.push('its apply failed: the failure is kept until the cutoff passes it');
     }
     if (owns !== 0) keptBecause.push(`it wrote ${owns} current value${owns === 1 ? '' : 's'} of the view`);
     if (readBy.length !== 0) keptBecause.push(`${readBy.length} stored event${readBy.length === 1 ? '' : 's'} read data it wrote`);
     if (deletedDataOf.length !== 0) keptBecause.push(`it deleted data of ${deletedDataOf.length} stored event${deletedDataOf.length === 1 ? '' : 's'} (a tombstone)`);
     if (!this.#autoPrune) keptBecause.push('autoPrune is off');
-    else if (overwrittenAt !== null && overwrittenAt >= this.#cutoff) {
-      keptBecause.push(`waiting for the cutoff (now ${new Date(this.#cutoff).toISOString()}) to pass ${new Date(overwrittenAt).toISOString()}`);
-    } else if (this.#pruningHeld) {
-      keptBecause.push(`pruning is paused until the cutoff passes ${new Date(this.#pruneHold).toISOString()} (events arrived behind the cutoff)`);
+    else if (overwrittenAt !== null && overwrittenAt >= cutoff) {
+      keptBecause.push(`waiting for the cutoff (now ${new Date(cutoff).toISOString()}) to pass ${new Date(overwrittenAt).toISOString()}`);
+    } else if (this.#finality.held) {
+      keptBecause.push(`pruning is paused until the cutoff passes ${new Date(this.#finality.holdUntil).toISOString()} (events arrived behind the cutoff)`);
     }
     return {
       ...base,
@@ -1254,14 +1140,6 @@ function refuseFailingSchema(projector: { failures(): ApplyFailure[] }, stored: 
     `the schema differs from the one this database's view was made with, and none of its ${stored} events applies with it (the first fails with ${failures[0]!.error}); open it with the schema its events were written for, migrate them, or pass acceptSchemaChange: true`,
   );
 }
-
-/** The smallest id with timestamp `time` (a range start). */
-function idFloor(time: number): Uint8Array {
-  return MessageId.fromParts(Math.max(0, time), 0, new Uint8Array(8)).bytes;
-}
-
-/** The ms timestamp of id bytes (48-bit big-endian prefix). */
-const timestampOf = idTimestamp;
 
 /** The (timestamp, sequence) of a new local event, from the append options. */
 function placement(minter: IdMinter, now: number, options: AppendOptions | undefined): { timestamp: number; sequence: number } {
