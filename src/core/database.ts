@@ -209,9 +209,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         options.path,
         onProgress === undefined ? undefined : ({ done, total }) => onProgress({ phase: 'convert-log', done, total }),
       );
-      // With pruning, the cutoff hashes move by the log's per-stride hashes (before anything,
-      // a rebuild's discards included, writes to the log).
-      if (options.autoPrune ?? true) Finality.trackStrides(log, options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS);
+      // The cutoff hashes move by the log's per-stride hashes: kept from here on (with pruning;
+      // before anything, a rebuild's discards included, writes to the log), or marked stale.
+      Finality.trackStrides(log, options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS, options.autoPrune ?? true);
       let logId = log.getMeta<Uint8Array>(META_LOG_ID);
       if (logId === undefined) {
         logId = randomBytes(16);

@@ -55,11 +55,14 @@ export class Finality {
   }
 
   /**
-   * Starts the log's per-stride hashes, which the cutoff moves by (see `EventLog.trackStrides`).
-   * With pruning only, before anything (a rebuild's discards included) writes to the log.
+   * Starts the log's per-stride hashes, which the cutoff moves by (see `EventLog.trackStrides`),
+   * before anything (a rebuild's discards included) writes to the log. Without pruning the cutoff
+   * stands still and they are not kept: the saved ones are marked stale instead, since the events
+   * of this session would be missing from them.
    */
-  static trackStrides(log: EventLog, intervalMs: number): void {
-    log.trackStrides(cutoffStrideMs(intervalMs), log.getMeta<number>(META_CUTOFF) ?? 0);
+  static trackStrides(log: EventLog, intervalMs: number, autoPrune: boolean): void {
+    if (autoPrune) log.trackStrides(cutoffStrideMs(intervalMs), log.getMeta<number>(META_CUTOFF) ?? 0);
+    else log.forgetStrides();
   }
 
   /** The cutoff time in ms (0 before any cutoff). */

@@ -282,8 +282,8 @@ export class EventLog {
    * stride and floor; otherwise computed from the log's ids from `floor` on. Call before any write.
    */
   trackStrides(strideMs: number, floor: number): void {
-    const saved = this.#meta.get(META_STRIDES) as SavedStrides | undefined;
-    if (saved !== undefined && saved.strideMs === strideMs && saved.floor === floor) {
+    const saved = this.#meta.get(META_STRIDES) as SavedStrides | null | undefined;
+    if (saved !== undefined && saved !== null && saved.strideMs === strideMs && saved.floor === floor) {
       this.#strides = new StrideHashes(strideMs, floor, saved.hashes);
       return;
     }
@@ -292,6 +292,15 @@ export class EventLog {
     strides.changed = true;
     this.#strides = strides;
     this.#schedule();
+  }
+
+  /**
+   * Marks the saved per-stride hashes stale: this session does not track them (a database opened
+   * without pruning), so the next one that does computes them afresh.
+   */
+  forgetStrides(): void {
+    this.#strides = undefined;
+    if (this.#meta.get(META_STRIDES) != null) this.setMeta(META_STRIDES, null);
   }
 
   /**

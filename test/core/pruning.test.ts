@@ -484,13 +484,14 @@ function xorBefore(ids: readonly MessageId[], time: number): string {
 }
 
 for (const seed of process.env.NOATUN_SEED === undefined ? [testSeed(), testSeed()] : [testSeed()]) {
-  test(`the cutoff hashes are the XOR of the stored ids before each cutoff, through late, backdated, removed and pruned events, reopens and a changed interval (seed ${seed})`, async (t) => {
+  test(`the cutoff hashes are the XOR of the stored ids before each cutoff, through late, backdated, removed and pruned events, reopens with a changed interval or without pruning (seed ${seed})`, async (t) => {
     const random = prng(seed);
     const clock = new FakeClock();
     const dir = tempDir();
     let interval = 10 * MIN;
+    let autoPrune = true;
     const openAt = () =>
-      Database.open<AddEvent, typeof Add>({ path: dir, root: Add, now: clock.now, cutoffIntervalMs: interval, apply: applyAdd });
+      Database.open<AddEvent, typeof Add>({ path: dir, root: Add, now: clock.now, cutoffIntervalMs: interval, autoPrune, apply: applyAdd });
     let db = await openAt();
     const late: Uint8Array[] = await remote(
       Add,
@@ -515,6 +516,8 @@ for (const seed of process.env.NOATUN_SEED === undefined ? [testSeed(), testSeed
       } else if (dice < 0.85) {
         await db.close();
         if (random() < 0.3) interval = (5 + Math.floor(random() * 20)) * MIN;
+        // Now and then a session without pruning: the cutoff stands still while events come.
+        autoPrune = random() >= 0.25;
         db = await openAt();
       }
       clock.advance(Math.floor(random() * 3 * MIN));
@@ -524,6 +527,16 @@ for (const seed of process.env.NOATUN_SEED === undefined ? [testSeed(), testSeed
       t.is(Buffer.from(state.hash).toString('hex'), xorBefore(ids, state.time), `step ${step}: hash`);
       t.is(Buffer.from(state.previousHash).toString('hex'), xorBefore(ids, state.previousTime), `step ${step}: previous hash`);
     }
+    // A last session with pruning, two intervals on: the hashes hold and pruning has run.
+    await db.close();
+    autoPrune = true;
+    db = await openAt();
+    clock.advance(2 * interval);
+    db.advanceCutoff();
+    const state = db.cutoffState();
+    const ids = [...db.messages()].map((m) => m.id);
+    t.is(Buffer.from(state.hash).toString('hex'), xorBefore(ids, state.time), 'at the end: hash');
+    t.is(Buffer.from(state.previousHash).toString('hex'), xorBefore(ids, state.previousTime), 'at the end: previous hash');
     t.true(db.stats().pruned > 0, 'pruning ran');
     await db.close();
   });
