@@ -6,8 +6,10 @@
  *
  * Replay a failure with NOATUN_SEED=<seed>; run more seeds with NOATUN_SEEDS=<count>.
  */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { open } from 'lmdb';
 import { EventLog, LOG_FORMAT, type StoredEvent } from '../../src/core/log.js';
@@ -230,4 +232,62 @@ test('a damaged run is reported as a damaged file, naming the run', async (t) =>
   t.true(reopened instanceof NoatunError, 'opening reads the last run');
   t.is((reopened as NoatunError).code, ErrorCode.CORRUPT_FILE);
   t.regex((reopened as NoatunError).message, new RegExp(`run ${hex(key)} is damaged`));
+});
+
+const converter = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'convert-log.ts');
+
+/**
+ * Runs the converter on `dir` and kills it with SIGKILL `delayMs` after it says `ready` (unless it
+ * finished first); resolves with what it got to: `converted`, or the last `moved` batch it
+ * reported before the kill (`ready` when none).
+ */
+function convertAndKill(dir: string, delayMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import=tsx', converter, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    let timer: NodeJS.Timeout | undefined;
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      if (timer === undefined && out.includes('ready')) timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      err += chunk.toString();
+    });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      const last = out.trim().split('\n').at(-1) ?? '';
+      if (signal === 'SIGKILL') resolve(last);
+      else if (code === 0 && out.includes('converted')) resolve('converted');
+      else reject(new Error(`the converter failed: ${err}`));
+    });
+  });
+}
+
+test('a conversion killed with SIGKILL at any moment (moving events, compacting) loses nothing: the next open finishes it', async (t) => {
+  const seed = testSeed();
+  t.log(`seed ${seed}`);
+  const random = prng(seed);
+  const events = someEvents(60_000, 11);
+  const model = new Map(events.map((e) => [hex(e.key), { ordinal: e.ordinal, envelope: hex(e.envelope) }]));
+  const pristine = tempDir();
+  await writeFormat1(pristine, events);
+  const rounds = Math.max(3, Math.ceil(Number.parseInt(process.env.NOATUN_KILL_ROUNDS ?? '20', 10) / 4));
+  const outcomes: string[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const dir = tempDir();
+    fs.cpSync(pristine, dir, { recursive: true });
+    // Twice in a row: a kill can land in a conversion that resumes one cut short before.
+    for (let kill = 0; kill < 2; kill++) outcomes.push(await convertAndKill(dir, Math.floor(random() * 400)));
+    const log = await EventLog.open(dir);
+    check(t, log, model, `round ${round}`, random);
+    await log.close();
+    t.false(fs.existsSync(path.join(dir, 'log.mdb.compact')));
+  }
+  t.log(`where the kills landed: ${outcomes.join(', ')}`);
+  t.true(
+    outcomes.some((outcome) => outcome !== 'converted'),
+    'some conversions were cut short',
+  );
 });
