@@ -16,7 +16,6 @@
  * An event's id is not stored apart: it is bytes 1–16 of its envelope (see `envelope.ts`).
  */
 import { ErrorCode, NoatunError } from '../errors.js';
-import { compareIdBytes } from './message-id.js';
 
 /** What a run holds of one event: id, ordinal and envelope (views into the run's bytes). */
 export interface RunEntry {
@@ -83,53 +82,69 @@ export function writeRuns(entries: readonly RunEntry[], write: (first: Uint8Arra
 }
 
 /**
- * A stored run, read in place: its bounds are checked once, then events are read by index. The
- * views it hands out are into `bytes`, valid as long as those are.
+ * A stored run, read in place: its header is checked when it is opened, and each event's bounds
+ * when it is read (so opening a run costs the same whatever it holds). The views it hands out are
+ * into `bytes`, valid as long as those are.
  */
 export class RunReader {
   readonly bytes: Uint8Array;
   readonly count: number;
   readonly #view: DataView;
   readonly #dataStart: number;
+  readonly #runKey: Uint8Array;
 
   /**
-   * Checks the run's table against its length; a run that does not add up is a damaged file.
+   * Checks the run's header against its length; a run that does not add up is a damaged file.
    * `runKey` is its LMDB key, for the error.
    */
   constructor(bytes: Uint8Array, runKey: Uint8Array) {
     this.bytes = bytes;
+    this.#runKey = runKey;
     this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const damaged = (reason: string) =>
-      new NoatunError(
-        ErrorCode.CORRUPT_FILE,
-        `the event log's run ${Buffer.from(runKey).toString('hex')} is damaged: ${reason}`,
-      );
-    if (bytes.byteLength < HEADER_BYTES) throw damaged('shorter than its header');
+    if (bytes.byteLength < HEADER_BYTES) throw this.#damaged('shorter than its header');
     const count = this.#view.getUint32(0, true);
     this.count = count;
     this.#dataStart = HEADER_BYTES + count * ENTRY_BYTES;
-    if (count === 0 || this.#dataStart > bytes.byteLength) throw damaged(`${count} events do not fit`);
-    let previous = 0;
-    for (let i = 0; i < count; i++) {
-      const end = this.#end(i);
-      if (end - previous < ID_OFFSET + ID_BYTES) throw damaged(`event ${i} is too short to hold an id`);
-      previous = end;
-    }
-    if (this.#dataStart + previous !== bytes.byteLength) throw damaged('its envelopes do not fill it');
+    if (count === 0 || this.#dataStart > bytes.byteLength) throw this.#damaged(`${count} events do not fit`);
+    if (this.#dataStart + this.#end(count - 1) !== bytes.byteLength) throw this.#damaged('its envelopes do not fill it');
+  }
+
+  #damaged(reason: string): NoatunError {
+    return new NoatunError(
+      ErrorCode.CORRUPT_FILE,
+      `the event log's run ${Buffer.from(this.#runKey).toString('hex')} is damaged: ${reason}`,
+    );
   }
 
   #end(i: number): number {
     return this.#view.getUint32(HEADER_BYTES + i * ENTRY_BYTES + 4, true);
   }
 
+  /** Where event `i`'s envelope starts in `bytes`, its bounds checked. */
   #start(i: number): number {
-    return i === 0 ? 0 : this.#end(i - 1);
+    const start = i === 0 ? 0 : this.#end(i - 1);
+    const end = this.#end(i);
+    if (start + ID_OFFSET + ID_BYTES > end || this.#dataStart + end > this.bytes.byteLength) {
+      throw this.#damaged(`event ${i} does not fit`);
+    }
+    return this.#dataStart + start;
   }
 
   /** The id of event `i` (a view). */
   key(i: number): Uint8Array {
-    const at = this.#dataStart + this.#start(i) + ID_OFFSET;
+    const at = this.#start(i) + ID_OFFSET;
     return this.bytes.subarray(at, at + ID_BYTES);
+  }
+
+  /** Orders event `i`'s id against `key` (negative, 0, positive), without a view. */
+  #compareKey(i: number, key: Uint8Array): number {
+    const bytes = this.bytes;
+    const at = this.#start(i) + ID_OFFSET;
+    for (let b = 0; b < ID_BYTES; b++) {
+      const d = bytes[at + b]! - key[b]!;
+      if (d !== 0) return d;
+    }
+    return 0;
   }
 
   /** The ordinal of event `i`. */
@@ -139,7 +154,7 @@ export class RunReader {
 
   /** The envelope of event `i` (a view). */
   envelope(i: number): Uint8Array {
-    return this.bytes.subarray(this.#dataStart + this.#start(i), this.#dataStart + this.#end(i));
+    return this.bytes.subarray(this.#start(i), this.#dataStart + this.#end(i));
   }
 
   /** Event `i` as views into the run. */
@@ -153,7 +168,7 @@ export class RunReader {
     let high = this.count;
     while (low < high) {
       const middle = (low + high) >>> 1;
-      if (compareIdBytes(this.key(middle), key) < 0) low = middle + 1;
+      if (this.#compareKey(middle, key) < 0) low = middle + 1;
       else high = middle;
     }
     return low;
@@ -162,6 +177,6 @@ export class RunReader {
   /** The index of the event with this id, or -1. */
   indexOf(key: Uint8Array): number {
     const i = this.lowerBound(key);
-    return i < this.count && compareIdBytes(this.key(i), key) === 0 ? i : -1;
+    return i < this.count && this.#compareKey(i, key) === 0 ? i : -1;
   }
 }

@@ -109,7 +109,9 @@ export class EventLog {
   #generation = 0;
   /** Per-stride XORs of stored ids, when tracked (see {@link trackStrides}). */
   #strides: StrideHashes | undefined;
-  /** The run of the last lookup: consecutive lookups of nearby ids read LMDB once. */
+  /** The key of the run the last lookup read from LMDB (see {@link #inRun}). */
+  #lastRunKey: Buffer | undefined;
+  /** A run looked up twice in a row, kept: consecutive lookups of nearby ids read LMDB once. */
   #cached: { generation: number; run: LoadedRun; first: Uint8Array; last: Uint8Array } | undefined;
 
   private constructor(file: string, env: RootDatabase) {
@@ -193,23 +195,29 @@ export class EventLog {
     // No writes pending (a peer serving its log): skip building the overlay's string key.
     const pending = this.#overlay.size === 0 ? undefined : this.#overlay.get(keyString(key));
     if (pending !== undefined) return pending.event === null ? undefined : owned(pending.event);
-    const run = this.#lookup(key);
-    if (run === undefined) return undefined;
-    const i = run.reader.indexOf(key);
-    if (i < 0) return undefined;
-    return { key: copyBytes(key), ordinal: run.reader.ordinal(i), envelope: copyBytes(run.reader.envelope(i)) };
+    return this.#inRun(key, (reader) => {
+      const i = reader.indexOf(key);
+      return i < 0 ? undefined : { key: copyBytes(key), ordinal: reader.ordinal(i), envelope: copyBytes(reader.envelope(i)) };
+    });
   }
 
   /** Whether an event with this id is stored. */
   has(key: Uint8Array): boolean {
     const pending = this.#overlay.size === 0 ? undefined : this.#overlay.get(keyString(key));
     if (pending !== undefined) return pending.event !== null;
-    const run = this.#lookup(key);
-    return run !== undefined && run.reader.indexOf(key) >= 0;
+    return this.#inRun(key, (reader) => reader.indexOf(key) >= 0) ?? false;
   }
 
-  /** The run that would hold `key` (the last one starting at or before it), or undefined. */
-  #lookup(key: Uint8Array): LoadedRun | undefined {
+  /**
+   * Calls `read` with the run that would hold `key` (the last one starting at or before it), or
+   * returns undefined when there is none. The run may be a view of lmdb-js's read buffer, valid
+   * only during the call: `read` must copy what it keeps and not read the log.
+   *
+   * Lookups in id order (a session serving a range, a rewind) mostly fall in the run of the one
+   * before: a run looked up twice in a row is copied and kept for the next ones. Scattered lookups
+   * never copy a run (4 KB) for one event.
+   */
+  #inRun<T>(key: Uint8Array, read: (reader: RunReader) => T): T | undefined {
     const cached = this.#cached;
     if (
       cached !== undefined &&
@@ -217,21 +225,36 @@ export class EventLog {
       compareKeys(cached.first, key) <= 0 &&
       compareKeys(key, cached.last) <= 0
     ) {
-      return cached.run;
+      return read(cached.run.reader);
     }
-    const run = this.#floorRun(key);
-    // Kept for the next lookup unless it is one large event (a run of many small ones is small).
-    if (run !== undefined && run.reader.bytes.byteLength <= CACHED_RUN_BYTES) {
-      const reader = run.reader;
-      this.#cached = { generation: this.#generation, run, first: reader.key(0), last: reader.key(reader.count - 1) };
+    // The key, then the value: measured, 1.4–1.9 µs against 2.6–3.0 µs for a range of one entry.
+    for (const found of this.#runs.getKeys({ start: asBuffer(key), reverse: true, limit: 1 }) as Iterable<Buffer>) {
+      const runKey = Buffer.from(found);
+      const value = this.#runs.getBinaryFast(runKey);
+      if (value === undefined) return undefined;
+      // lmdb-js's read buffer, its `length` set to the value's size (the buffer may be larger).
+      const view = value.subarray(0, value.length);
+      const again = this.#lastRunKey !== undefined && compareKeys(this.#lastRunKey, runKey) === 0;
+      this.#lastRunKey = runKey;
+      // Kept for the next lookup unless it is one large event (a run of many small ones is small).
+      if (!again || view.byteLength > CACHED_RUN_BYTES) return read(new RunReader(view, runKey));
+      const reader = new RunReader(ownCopy(view), runKey);
+      this.#cached = { generation: this.#generation, run: { key: runKey, reader }, first: reader.key(0), last: reader.key(reader.count - 1) };
+      return read(reader);
     }
-    return run;
+    return undefined;
   }
 
   /** Reads the run with the greatest first id ≤ `key` (a copy of its own), or undefined when there is none. */
   #floorRun(key: Uint8Array): LoadedRun | undefined {
-    for (const { key: runKey, value } of this.#runs.getRange({ start: asBuffer(key), reverse: true, limit: 1 })) {
-      return loadRun(runKey, value);
+    // The key, then the value: measured, 1.4–1.9 µs against 2.6–3.0 µs for a range of one entry.
+    for (const runKey of this.#runs.getKeys({ start: asBuffer(key), reverse: true, limit: 1 }) as Iterable<Buffer>) {
+      const ownKey = Buffer.from(runKey);
+      // lmdb-js's read buffer, valid until its next read, its `length` set to the value's size
+      // (the buffer itself may be larger): the value is copied at once (into the Buffer pool).
+      const value = this.#runs.getBinaryFast(ownKey);
+      if (value === undefined) return undefined;
+      return { key: ownKey, reader: new RunReader(ownCopy(value.subarray(0, value.length)), ownKey) };
     }
     return undefined;
   }

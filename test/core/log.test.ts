@@ -76,12 +76,23 @@ function check(t: import('ava').ExecutionContext, log: EventLog, model: Map<stri
       `${label}: range from ${hex(start)}`,
     );
   }
-  for (const key of expected.slice(0, 50)) {
+  // In id order (the second lookup of a run keeps it), then scattered (no run kept).
+  const sample = expected.slice(0, 50);
+  for (let n = 0; n < 50 && expected.length > 0; n++) sample.push(expected[Math.floor(random() * expected.length)]!);
+  for (const key of sample) {
     const id = Buffer.from(key, 'hex');
     t.true(log.has(id), `${label}: has ${key}`);
     const stored = log.get(id)!;
     t.is(stored.ordinal, model.get(key)!.ordinal);
     t.is(hex(stored.envelope), model.get(key)!.envelope);
+  }
+  // Ids not stored: next to stored ones (inside and between runs), and anywhere.
+  for (let n = 0; n < 30; n++) {
+    const id = expected.length > 0 && n % 2 === 0 ? Buffer.from(expected[Math.floor(random() * expected.length)]!, 'hex') : makeId(1_000_000 + Math.floor(random() * 50_000), random);
+    id[15] = (id[15]! + 1 + Math.floor(random() * 254)) % 256;
+    if (model.has(hex(id))) continue;
+    t.false(log.has(id), `${label}: has ${hex(id)}, not stored`);
+    t.is(log.get(id), undefined);
   }
 }
 
