@@ -47,18 +47,18 @@ import { createLibp2p } from 'libp2p';
 import { ErrorCode, NoatunError } from '../errors.js';
 import { addressKey, ipOf, TrustedNetworks } from './address.js';
 import { BanTable } from './ban-table.js';
-import { FrameType } from './frames.js';
 import {
   DEFAULT_INBOUND_CONNECTIONS_PER_SECOND,
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
   DEFAULT_MAX_PENDING_CONNECTIONS,
+  MAX_DIRECT_STREAMS_PER_CONNECTION,
   MAX_GOSSIP_FRAME_BYTES,
   MAX_STREAMS_PER_CONNECTION,
-  MAX_DIRECT_STREAMS_PER_CONNECTION,
   MAX_SYNC_STREAMS_PER_CONNECTION,
 } from './constants.js';
 import { DIRECT_PROTOCOL, DirectChannels } from './direct-channels.js';
+import { FrameType } from './frames.js';
 import { type ConnectionDirection, type DirectHandler, type GossipVerdict, type Link, MAX_FRAME_BYTES, type Session } from './link.js';
 import { FrameDecoder, prefixed } from './stream-framing.js';
 
@@ -218,8 +218,14 @@ class StreamSession implements Session {
         this.#fail(new NoatunError(ErrorCode.BAD_FRAME, 'the peer closed the session inside a frame'));
         return;
       }
-      this.#ended = true;
-      this.#wake();
+      // Told to the reader a turn later: when the connection goes (the peer hung up on us), its
+      // streams may end as if finished before the reset, or the disconnect that aborts them, is
+      // seen; then the reader gets that error instead of a session that looks complete.
+      setImmediate(() => {
+        if (this.#failure !== undefined) return;
+        this.#ended = true;
+        this.#wake();
+      });
     });
     stream.addEventListener('close', (event) => {
       if (event.error !== undefined) this.#fail(new NoatunError(ErrorCode.CLOSED, `session aborted: ${event.error.message}`, { cause: event.error }));
@@ -664,13 +670,16 @@ export class Libp2pLink implements Link {
   /** Refuses the peer for the ban time (`banMs`), aborts its sessions (the peer's side throws) and hangs up. */
   async disconnect(peerId: string, reason: string): Promise<void> {
     this.#bans.ban(peerId, reason);
-    this.#abortSessions(peerId, `disconnected: ${reason}`);
-    await this.#node.hangUp(peerIdFromString(peerId)).catch(() => {});
+    await this.#hangUp(peerId, `disconnected: ${reason}`);
   }
 
   /** Aborts the peer's sessions and closes the connection; the peer may connect again. */
   async hangUp(peerId: string): Promise<void> {
-    this.#abortSessions(peerId, 'hung up');
+    await this.#hangUp(peerId, 'hung up');
+  }
+
+  async #hangUp(peerId: string, why: string): Promise<void> {
+    this.#abortSessions(peerId, why);
     await this.#node.hangUp(peerIdFromString(peerId)).catch(() => {});
   }
 
