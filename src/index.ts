@@ -18,6 +18,9 @@ export type { AnyApp, App, AppDefinition } from './core/app.js';
 export { defineApp, isApp } from './core/app.js';
 export type { Codec } from './core/codec.js';
 export { messagePackCodec, PayloadError, validateMessagePack } from './core/codec.js';
+export type { CutoffComparison, CutoffState } from './core/cutoff.js';
+export { compareCutoffs, cutoffStrideMs, nominalCutoff } from './core/cutoff.js';
+export { Database } from './core/database.js';
 export type {
   AppendOptions,
   DatabaseListener,
@@ -29,15 +32,20 @@ export type {
   StoredMessage,
   StoredNotice,
   Transaction,
-} from './core/database.js';
-export type { CutoffComparison, CutoffState } from './core/cutoff.js';
-export { compareCutoffs, cutoffStrideMs, nominalCutoff } from './core/cutoff.js';
-export { Database } from './core/database.js';
-export { MessageId } from './core/message-id.js';
+} from './core/database-contract.js';
 export type { InboxLimits } from './core/inbox.js';
+export { MessageId } from './core/message-id.js';
 export type { ApplyContext, ApplyFailure, ApplyFunction, ProgressCallback } from './core/projector.js';
 export { ApplyFailedError } from './core/projector.js';
 export * as s from './core/schema.js';
+export {
+  CorruptFileError,
+  ErrorCode,
+  NoatunError,
+  SchemaMismatchError,
+  SystemCallError,
+  ValueError,
+} from './errors.js';
 export type {
   FieldNode,
   InspectOptions,
@@ -50,11 +58,3 @@ export type {
   OptionalNode,
   ViewNode,
 } from './view/inspect.js';
-export {
-  CorruptFileError,
-  ErrorCode,
-  NoatunError,
-  SchemaMismatchError,
-  SystemCallError,
-  ValueError,
-} from './errors.js';

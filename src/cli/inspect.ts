@@ -10,7 +10,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Codec, messagePackCodec } from '../core/codec.js';
-import { Database, type Explanation } from '../core/database.js';
+import { Database } from '../core/database.js';
+import type { Explanation } from '../core/database-contract.js';
 import { MessageId } from '../core/message-id.js';
 import { ErrorCode, NoatunError } from '../errors.js';
 import type { ViewNode } from '../view/inspect.js';

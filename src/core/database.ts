@@ -58,19 +58,6 @@ import { EventLog, type StoredEvent } from './log.js';
 import { compareIdBytes, FRESH_SEQUENCE_MIN, IdMinter, MessageId } from './message-id.js';
 import { ApplyFailedError, type ApplyFailure, EngineWord, Projector, ViewRestoreError } from './projector.js';
 
-export type {
-  AppendOptions,
-  DatabaseListener,
-  DatabaseOptions,
-  DatabaseStats,
-  Explanation,
-  IngestOptions,
-  IngestResult,
-  StoredMessage,
-  StoredNotice,
-  Transaction,
-} from './database-contract.js';
-
 const META_NEXT_ORDINAL = 'nextOrdinal';
 const META_HEADS = 'heads';
 const META_LOG_ID = 'logId';

@@ -7,7 +7,7 @@
  */
 import { CUTOFF_HASH_BYTES, type CutoffState, cutoffStrideMs, nominalCutoff, xorInto } from './cutoff.js';
 import type { EventLog } from './log.js';
-import { idKey, idTimestamp, MessageId } from './message-id.js';
+import { idFloor, idKey, idTimestamp, type MessageId } from './message-id.js';
 
 const META_CUTOFF = 'cutoff';
 /** [hash, previous hash, the stride the previous era was taken with] (the stride since 5 Dec 2026). */
@@ -133,7 +133,7 @@ export class Finality {
   /** The previous-era hash from the cutoff hash and the ids of the stride before the cutoff. */
   #retakePreviousHash(): void {
     this.#previousHash.set(this.#hash);
-    for (const key of this.#log.keys(MessageId.fromParts(Math.max(0, this.#time - this.strideMs), 0, new Uint8Array(8)).bytes)) {
+    for (const key of this.#log.keys(idFloor(this.#time - this.strideMs))) {
       if (idTimestamp(key) >= this.#time) break;
       xorInto(this.#previousHash, key);
     }

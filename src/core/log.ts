@@ -21,7 +21,7 @@ import { type Database as LmdbDatabase, open, type RootDatabase } from 'lmdb';
 import { ErrorCode, NoatunError } from '../errors.js';
 import { type Envelope, ownCopy } from './envelope.js';
 import { RUN_BYTES, type RunEntry, RunReader, writeRuns } from './log-run.js';
-import { compareIdBytes, idKey, idTimestamp, MessageId } from './message-id.js';
+import { compareIdBytes, idFloor, idKey, idTimestamp } from './message-id.js';
 
 /** Format 1: bytes before the envelope in a stored value (the ordinal, little-endian). */
 const ORDINAL_BYTES = 4;
@@ -302,7 +302,7 @@ export class EventLog {
       return;
     }
     const strides = new StrideHashes(strideMs, floor, []);
-    for (const key of this.keys(idFloorBytes(floor))) strides.toggle(key);
+    for (const key of this.keys(idFloor(floor))) strides.toggle(key);
     strides.changed = true;
     this.#strides = strides;
     this.#schedule();
@@ -683,11 +683,6 @@ class StrideHashes {
       hashes: [...this.#hashes].map(([stride, hash]) => [stride, hash.slice()] as const),
     };
   }
-}
-
-/** The smallest id dated `time`. */
-function idFloorBytes(time: number): Uint8Array {
-  return MessageId.fromParts(Math.max(0, time), 0, new Uint8Array(8)).bytes;
 }
 
 /** Opens the LMDB environment of the log file. */

@@ -159,6 +159,11 @@ function writeTimestamp(bytes: Uint8Array, timestamp: number): void {
   bytes[5] = low & 0xff;
 }
 
+/** The smallest id dated `time` (ms; 0 below 0): where a range of ids from that time starts. */
+export function idFloor(time: number): Uint8Array {
+  return MessageId.fromParts(Math.max(0, time), 0, new Uint8Array(8)).bytes;
+}
+
 /** The ms timestamp of id bytes: their first 6 bytes, big-endian. */
 export function idTimestamp(b: Uint8Array): number {
   return b[0]! * 2 ** 40 + b[1]! * 2 ** 32 + ((b[2]! << 24) >>> 0) + (b[3]! << 16) + (b[4]! << 8) + b[5]!;

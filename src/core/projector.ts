@@ -17,7 +17,7 @@ import type { Codec } from './codec.js';
 import { type BatchImprint, firstDifference, inAnotherWorld } from './determinism.js';
 import { decodeEnvelope, type Envelope, readEnvelopeUnchecked } from './envelope.js';
 import type { EventLog, StoredEvent } from './log.js';
-import { compareIdBytes, MessageId } from './message-id.js';
+import { compareIdBytes, idFloor, MessageId } from './message-id.js';
 import { Pruner } from './pruner.js';
 
 /** What `apply` receives besides the event and the root. */
@@ -422,7 +422,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     const arena = this.#arena;
     this.#ensureHistory(); // (before the journal changes: see project)
     let first: StoredEvent | undefined;
-    for (const stored of this.#log.range(MessageId.fromParts(time, 0, new Uint8Array(8)).bytes)) {
+    for (const stored of this.#log.range(idFloor(time))) {
       first = stored;
       break;
     }

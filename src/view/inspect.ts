@@ -19,7 +19,7 @@ import {
 import type { LeafType } from './leaf.js';
 import { MapType, MapWord } from './map.js';
 import type { ObjectSchema } from './schema.js';
-import { type Ordinal, asOrdinal } from './tracking.js';
+import { asOrdinal, type Ordinal } from './tracking.js';
 import type { MaterializedView } from './view.js';
 
 /**

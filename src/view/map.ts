@@ -34,8 +34,8 @@
 import { ErrorCode, NoatunError, ValueError } from '../errors.js';
 import type { Arena, WordOffset } from './arena.js';
 import {
-  alignUp,
   type AnyType,
+  alignUp,
   type CompositeType,
   describeKey,
   describeValue,

@@ -16,9 +16,9 @@ import {
   type AnyType,
   type ListAccessor,
   ListType,
+  ObjectType,
   type OpaqueListAccessor,
   OpaqueListType,
-  ObjectType,
   OptionalType,
 } from './composite.js';
 import {
@@ -40,8 +40,8 @@ import { type MapAccessor, MapType } from './map.js';
 // The accessor classes and the codec interface appear in the signatures of `s.*` (`s.MapView` is a
 // `MapAccessor`, `s.fixed` takes a `FixedCodec`), so their types are part of the public API.
 export type { ListAccessor, OpaqueListAccessor } from './composite.js';
-export type { MapAccessor } from './map.js';
 export type { FixedCodec } from './leaf.js';
+export type { MapAccessor } from './map.js';
 
 declare const PLAIN: unique symbol;
 declare const VIEWED: unique symbol;
