@@ -274,19 +274,21 @@ export class EventLog {
    */
   put(event: StoredEvent): void {
     this.#assertWritable();
-    const prior = this.#overlay.size === 0 ? undefined : this.#overlay.get(keyString(event.key));
+    const name = keyString(event.key);
+    const prior = this.#overlay.size === 0 ? undefined : this.#overlay.get(name);
     if (prior === undefined || prior.event === null) this.#countQueued++;
     if (this.#strides !== undefined) this.#strides.toggle(event.key);
-    this.#queue({ key: event.key, event });
+    this.#queue(name, { key: event.key, event });
   }
 
   /** Queues the removal of a stored event. */
   remove(key: Uint8Array): void {
     this.#assertWritable();
-    const prior = this.#overlay.get(keyString(key));
+    const name = keyString(key);
+    const prior = this.#overlay.get(name);
     if (prior === undefined || prior.event !== null) this.#countQueued--;
     if (this.#strides !== undefined) this.#strides.toggle(key);
-    this.#queue({ key: copyBytes(key), event: null });
+    this.#queue(name, { key: copyBytes(key), event: null });
   }
 
   /**
@@ -355,8 +357,9 @@ export class EventLog {
     return this.#meta.get(name) as T | undefined;
   }
 
-  #queue(entry: OverlayEntry): void {
-    this.#overlay.set(keyString(entry.key), entry);
+  /** Queues `entry`, whose id's {@link keyString} is `name`. */
+  #queue(name: string, entry: OverlayEntry): void {
+    this.#overlay.set(name, entry);
     this.#pending.push(entry);
     this.#schedule();
   }
@@ -571,6 +574,8 @@ export class EventLog {
 
   /** The id bytes of the last stored event (highest id), or undefined when empty. */
   lastKey(): Uint8Array | undefined {
+    // Nothing queued or in flight: the last id the commits kept track of is LMDB's.
+    if (this.#overlay.size === 0 && this.#committing === 0) return this.#last === undefined ? undefined : copyBytes(this.#last);
     let last: Uint8Array | undefined;
     for (const entry of this.#overlay.values()) {
       if (entry.event !== null && (last === undefined || compareKeys(entry.key, last) > 0)) last = entry.key;
