@@ -153,8 +153,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
           return database.#finality.time;
         },
         now: () => this.#now(),
-        // A queued late event is known: offered again, it is a duplicate (and, as a parent, it
-        // is behind the cutoff, where parents count as present anyway).
+        // A queued late event is known: offered again, it is a duplicate; as a parent after the
+        // cutoff, its children wait with it (see #waiting).
         isStored: (id) => this.#log.has(id) || (this.#late.size !== 0 && this.#late.has(MessageId.adopt(id).key)),
         highestStored: () => {
           const highest = this.#log.lastKey();
@@ -605,15 +605,23 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#markDirty(); // the projector may have rebuilt into a fresh view
     this.#view.lastApplied = this.#nextOrdinal - 1;
     this.#projector.trimHistory(this.#maxUndoHistoryBytes);
+    if (finalized) this.#finality.save();
+    // A listener that throws does not stop the rest: its error comes out once the batch is done.
+    let listenerError: unknown;
     if (this.#listeners.size !== 0) {
       const notices = stored.map((event, i) => ({ id: envelopes[i]!.id, bytes: event.envelope, local }));
-      for (const listener of this.#listeners) listener.stored?.(notices);
+      for (const listener of this.#listeners) {
+        try {
+          listener.stored?.(notices);
+        } catch (error) {
+          listenerError ??= error;
+        }
+      }
     }
-    if (finalized) {
-      // Events stored behind the cutoff are final at once: prune what they made redundant.
-      this.#finality.save();
-      this.#prune();
-    }
+    // Events stored behind the cutoff are final at once: prune what they made redundant (after
+    // the listeners heard of the batch, which the pruned ids may be part of).
+    if (finalized) this.#prune();
+    if (listenerError !== undefined) throw listenerError;
   }
 
   /** Puts heads and cutoff hashes back after a batch that was taken out of the log again. */
@@ -712,8 +720,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    * through the whole window of undo history and re-applied, or rebuilt from the log when the
    * history does not reach back that far. Such work is budgeted: it takes at most a tenth of the
    * time, so these events wait (in memory, bounded) for the next turn the budget allows and are
-   * stored together then (`deferred` counts them); a flood of old events cannot keep the peer
-   * re-applying its history.
+   * stored together then (`deferred` counts them), or when the database closes; a flood of old
+   * events cannot keep the peer re-applying its history. An event whose parent waits so (and is
+   * not behind the cutoff) waits with it: the log never holds an event after the cutoff without
+   * its parents.
    */
   async ingest(batch: Iterable<Uint8Array>, options: IngestOptions = {}): Promise<IngestResult> {
     this.#assertOpen();
@@ -758,14 +768,20 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       if (this.#finality.held) accepted.push(...prunedBefore);
       else duplicates += prunedBefore.length;
     }
-    // Costly late events wait for the budget, unless it allows a turn now.
-    const now: Envelope[] = [];
-    let deferred = 0;
+    // Costly late events wait for the budget, unless it allows a turn now; so do the events that
+    // need one of them as a parent (see #waiting).
     const turnAllowed = performance.now() >= this.#nextLateTurnAt;
-    for (const envelope of accepted) {
-      if (turnAllowed || !this.#isCostlyLate(envelope)) now.push(envelope);
-      else if (this.#defer(envelope)) deferred++;
-      else refused++;
+    const { now, later } = turnAllowed ? { now: accepted, later: [] } : this.#waiting(accepted);
+    let deferred = 0;
+    if (later.length !== 0) {
+      // All wait or none (their senders offer them again): a child must not wait for a parent
+      // that was refused.
+      let bytes = 0;
+      for (const envelope of later) bytes += envelopeSize(envelope);
+      if (this.#late.size + later.length <= DEFAULT_MAX_LATE_EVENTS && this.#lateBytes + bytes <= DEFAULT_MAX_LATE_BYTES) {
+        for (const envelope of later) this.#defer(envelope);
+        deferred = later.length;
+      } else refused += later.length;
     }
     const taken = turnAllowed && this.#late.size !== 0 ? this.#takeLate() : [];
     now.push(...taken);
@@ -814,6 +830,35 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     return envelope.id.timestamp < this.#finality.time || this.#projector.landsBeforeHistory(key);
   }
 
+  /**
+   * Splits accepted events into those stored now and those that wait for the budget: the costly
+   * late ones, and every event with a parent among those or already waiting, unless that parent
+   * is behind the cutoff (where parents need not be stored). The inbox counts a waiting event as
+   * stored, so it lets such children through; stored before their parent they would break the
+   * log's rule that an event after the cutoff has its parents (a crash or close loses what waits,
+   * and a fresh copy of the log could not store that child).
+   */
+  #waiting(accepted: readonly Envelope[]): { now: Envelope[]; later: Envelope[] } {
+    let later = accepted.filter((envelope) => this.#isCostlyLate(envelope));
+    if (later.length === 0 && this.#late.size === 0) return { now: [...accepted], later };
+    const held = new Set(later.map((envelope) => envelope.id.key));
+    const cutoff = this.#finality.time;
+    const waits = (envelope: Envelope) =>
+      envelope.parents.some((parent) => parent.timestamp >= cutoff && (held.has(parent.key) || this.#late.has(parent.key)));
+    // Parents may come after their children in a batch: repeat until nothing more waits.
+    for (let grew = true; grew; ) {
+      grew = false;
+      for (const envelope of accepted) {
+        if (!held.has(envelope.id.key) && waits(envelope)) {
+          held.add(envelope.id.key);
+          grew = true;
+        }
+      }
+    }
+    later = accepted.filter((envelope) => held.has(envelope.id.key));
+    return { now: accepted.filter((envelope) => !held.has(envelope.id.key)), later };
+  }
+
   /** Queues a late event for the next rebuild; false when the queue is full. */
   #defer(envelope: Envelope): boolean {
     const bytes = envelopeSize(envelope);
@@ -860,17 +905,23 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         this.#scheduleLate();
         return;
       }
-      const late = this.#takeLate();
-      if (late.length === 0) return;
-      late.sort((a, b) => MessageId.compare(a.id, b.id));
-      try {
-        this.#commitBudgeted(late);
-        void this.#durable().catch(() => {});
-      } catch {
-        // Refused as a batch (the view is full, say): their senders offer them again.
-      }
+      if (this.#storeLate()) void this.#durable().catch(() => {});
     }, wait);
     this.#lateTimer.unref();
+  }
+
+  /** Stores the queued late events as one batch; false when there were none or it was refused. */
+  #storeLate(): boolean {
+    const late = this.#takeLate();
+    if (late.length === 0) return false;
+    late.sort((a, b) => MessageId.compare(a.id, b.id));
+    try {
+      this.#commitBudgeted(late);
+      return true;
+    } catch {
+      // Refused as a batch (the view is full, say): their senders offer them again.
+      return false;
+    }
   }
 
   /**
@@ -1083,12 +1134,19 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     };
   }
 
-  /** Waits for pending writes, flushes the view, marks it clean and closes. Idempotent. */
+  /**
+   * Stores the events still waiting for the re-application budget (see {@link ingest}), waits for
+   * pending writes, flushes the view, marks it clean and closes. Idempotent.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
+    if (this.#lateTimer !== undefined) clearTimeout(this.#lateTimer);
+    // Events still waiting for the re-application budget are stored rather than dropped (their
+    // ingest was answered, and a local source may not offer them again); before the database
+    // counts as closed, since listeners hear of them and may read it.
+    if (this.#late.size !== 0 && this.#broken === undefined) this.#storeLate();
     this.#closed = true;
     if (this.#checkpointTimer !== undefined) clearTimeout(this.#checkpointTimer);
-    if (this.#lateTimer !== undefined) clearTimeout(this.#lateTimer);
     try {
       await this.#log.written();
       // A view that fell behind the log stays dirty: the next open rebuilds it.

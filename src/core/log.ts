@@ -87,8 +87,11 @@ export class EventLog {
   /** Entries and metadata queued in this turn, committed together by {@link #commit}. */
   #pending: OverlayEntry[] = [];
   #pendingMeta = new Map<string, unknown>();
-  /** Metadata of the transaction being committed, readable until it is. */
-  #committingMeta = new Map<string, unknown>();
+  /**
+   * Metadata of the transactions handed to LMDB and not yet done, oldest first, readable until
+   * they are (two may be in flight: a value queued in the older one only is still the latest).
+   */
+  readonly #committingMeta: Map<string, unknown>[] = [];
   #scheduled = false;
   /** Commits handed to LMDB and not yet done (their entries are still in the overlay). */
   #committing = 0;
@@ -353,7 +356,10 @@ export class EventLog {
   /** A metadata value (the latest queued or committed one). */
   getMeta<T>(name: string): T | undefined {
     if (this.#pendingMeta.has(name)) return this.#pendingMeta.get(name) as T;
-    if (this.#committingMeta.has(name)) return this.#committingMeta.get(name) as T;
+    for (let i = this.#committingMeta.length - 1; i >= 0; i--) {
+      const meta = this.#committingMeta[i]!;
+      if (meta.has(name)) return meta.get(name) as T;
+    }
     return this.#meta.get(name) as T | undefined;
   }
 
@@ -386,7 +392,7 @@ export class EventLog {
     this.#pendingMeta = new Map();
     this.#countQueued = 0;
     this.#countCommitting += counted;
-    this.#committingMeta = meta;
+    this.#committingMeta.push(meta);
     const metaDb = this.#meta;
     this.#committing++;
     const done = this.#env.transaction(() => {
@@ -412,7 +418,7 @@ export class EventLog {
           const key = keyString(entry.key);
           if (this.#overlay.get(key) === entry) this.#overlay.delete(key);
         }
-        if (this.#committingMeta === meta) this.#committingMeta = new Map();
+        this.#committingMeta.splice(this.#committingMeta.indexOf(meta), 1);
       },
       (error: unknown) => {
         this.#committing--;

@@ -507,6 +507,49 @@ test('undo history is kept within its byte budget, also without pruning; a late 
   await Promise.all([db.close(), other.close(), old.close()]);
 });
 
+test('an event whose parent waits for the re-application budget waits with it, and a close stores both', async (t) => {
+  const dir = tempDir();
+  const clock = new FakeClock(T0 + 1000);
+  let db = await openAdd(dir, clock, { autoPrune: false, maxUndoHistoryBytes: 8192 });
+  for (let i = 0; i < 200; i++) {
+    clock.advance(10);
+    await db.transaction((tx) => {
+      for (let j = 0; j < 5; j++) tx.append({ push: i * 5 + j });
+    });
+  }
+  // An event older than the undo history rebuilds the view and uses up the budget's turn.
+  const old = await openAdd(tempDir(), new FakeClock(T0 + 500));
+  await old.append({ push: 200_000 });
+  await db.ingest([...old.messages()].map((m) => m.bytes));
+  t.is(db.stats().rebuilds, 1);
+  // Another writer's event older than the history (it waits), then its child dated after every
+  // applied event (not costly itself): offered alone, and in one batch with the parent after it.
+  const otherClock = new FakeClock(T0 + 600);
+  const other = await openAdd(tempDir(), otherClock);
+  const parent = await other.append({ push: 300_000 });
+  otherClock.time = clock.now() + 5;
+  const child = await other.append({ push: 300_001 });
+  const grandchild = await other.append({ push: 300_002 });
+  const frames = new Map([...other.messages()].map((m) => [m.id.toString(), m.bytes]));
+  const frame = (id: MessageId) => frames.get(id.toString())!;
+  const first = await db.ingest([frame(parent)]);
+  t.is(first.deferred, 1);
+  const second = await db.ingest([frame(child)]);
+  t.deepEqual([second.stored, second.deferred], [0, 1], 'the child waits for its parent');
+  t.is(db.message(child), undefined);
+  const third = await db.ingest([frame(grandchild), frame(child)]);
+  t.deepEqual([third.stored, third.deferred, third.duplicates], [0, 1, 1], 'so does its child, in one batch with it');
+  t.is(db.stats().deferred, 3);
+  // A close stores what waits; the reopened log holds all three, applied in id order.
+  await db.close();
+  db = await openAdd(dir, clock, { autoPrune: false, maxUndoHistoryBytes: 8192 });
+  for (const id of [parent, child, grandchild]) t.not(db.message(id), undefined, `${id.toString()} stored`);
+  const items = db.read((root) => root.items.export());
+  t.deepEqual(items.slice(0, 2), [200_000, 300_000]);
+  t.deepEqual(items.slice(-2), [300_001, 300_002]);
+  await Promise.all([db.close(), old.close(), other.close()]);
+});
+
 test('a history over its budget at reopen is trimmed to the budget, not dropped', async (t) => {
   const dir = tempDir();
   const clock = new FakeClock(T0 + 1000);

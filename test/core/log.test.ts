@@ -216,6 +216,19 @@ test('a conversion cut short (some events in runs, the rest still in format 1) r
   await log.close();
 });
 
+test('metadata queued in one commit reads back while a later commit is in flight too', async (t) => {
+  const log = await EventLog.open(tempDir());
+  log.setMeta('a', 1);
+  await Promise.resolve(); // the first commit is handed to LMDB
+  log.setMeta('b', 2);
+  await Promise.resolve(); // and the second, before the first is done
+  t.is(log.getMeta('a'), 1);
+  t.is(log.getMeta('b'), 2);
+  await log.written();
+  t.deepEqual([log.getMeta('a'), log.getMeta('b')], [1, 2]);
+  await log.close();
+});
+
 test('a log of a newer format is refused with a clear error, and left as it is', async (t) => {
   const dir = tempDir();
   const log = await EventLog.open(dir);
