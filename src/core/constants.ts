@@ -73,6 +73,6 @@ export const DEFAULT_MAX_UNDO_HISTORY_BYTES = 256 * 2 ** 20;
 /**
  * The share of time that storing events behind the cutoff may take (a rewind through the undo
  * history, or a rebuild): after such a batch took t, the next may start t × (1 / share − 1) later.
- * @default 0.1
+ * The default of `DatabaseOptions.lateWorkShare`.
  */
 export const REBUILD_DUTY_CYCLE = 0.1;

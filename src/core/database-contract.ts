@@ -54,6 +54,15 @@ export interface DatabaseOptions<E, R> {
    * @default 256 MiB
    */
   readonly maxUndoHistoryBytes?: number;
+  /**
+   * The share of time that storing events behind the cutoff may take when they land before
+   * applied events (a rewind through the whole undo history, or a rebuild of the view): after such
+   * a batch took t, the next may start t × (1 / share − 1) later, and events arriving meanwhile
+   * wait in memory (`IngestResult.deferred`), to be stored together. 1 stores them at once,
+   * whatever it costs; lower shares keep a flood of old events from taking over the peer.
+   * @default 0.1
+   */
+  readonly lateWorkShare?: number;
   /** Progress of long work (rebuilding the view from the log). */
   readonly onProgress?: ProgressCallback;
   /**

@@ -118,6 +118,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   readonly #autoPrune: boolean;
   /** See {@link DatabaseOptions.maxUndoHistoryBytes}. */
   readonly #maxUndoHistoryBytes: number;
+  /** See `DatabaseOptions.lateWorkShare`. */
+  readonly #lateWorkShare: number;
   #openedBy: DatabaseStats['openedBy'];
   #closed = false;
   #checkpointTimer: NodeJS.Timeout | undefined;
@@ -141,6 +143,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#openedBy = openedBy;
     this.#nextOrdinal = log.getMeta<number>(META_NEXT_ORDINAL) ?? 1;
     this.#autoPrune = options.autoPrune ?? true;
+    this.#lateWorkShare = options.lateWorkShare ?? REBUILD_DUTY_CYCLE;
     this.#maxUndoHistoryBytes = Math.min(
       options.maxUndoHistoryBytes ?? DEFAULT_MAX_UNDO_HISTORY_BYTES,
       Math.floor((options.maxUndoBytes ?? DEFAULT_MAX_JOURNAL_BYTES) / 2),
@@ -182,6 +185,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const interval = options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS;
     if (!(Number.isFinite(interval) && interval >= 120_000)) {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'cutoffIntervalMs must be at least 120000 (2 minutes)');
+    }
+    const share = options.lateWorkShare;
+    if (share !== undefined && !(typeof share === 'number' && share > 0 && share <= 1)) {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'lateWorkShare must be a number greater than 0 and at most 1');
     }
     const history = options.maxUndoHistoryBytes;
     if (history !== undefined && !(Number.isSafeInteger(history) && history >= 4096)) {
@@ -839,24 +846,37 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    * and a fresh copy of the log could not store that child).
    */
   #waiting(accepted: readonly Envelope[]): { now: Envelope[]; later: Envelope[] } {
-    let later = accepted.filter((envelope) => this.#isCostlyLate(envelope));
-    if (later.length === 0 && this.#late.size === 0) return { now: [...accepted], later };
-    const held = new Set(later.map((envelope) => envelope.id.key));
+    const costly = accepted.filter((envelope) => this.#isCostlyLate(envelope));
+    if (costly.length === 0 && this.#late.size === 0) return { now: [...accepted], later: costly };
+    const held = new Set(costly.map((envelope) => envelope.id.key));
+    const queue = [...held];
+    // The batch's events by parent (parents may come after their children in a batch), then
+    // what waits spreads from parent to child.
     const cutoff = this.#finality.time;
-    const waits = (envelope: Envelope) =>
-      envelope.parents.some((parent) => parent.timestamp >= cutoff && (held.has(parent.key) || this.#late.has(parent.key)));
-    // Parents may come after their children in a batch: repeat until nothing more waits.
-    for (let grew = true; grew; ) {
-      grew = false;
-      for (const envelope of accepted) {
-        if (!held.has(envelope.id.key) && waits(envelope)) {
+    const children = new Map<string, Envelope[]>();
+    for (const envelope of accepted) {
+      for (const parent of envelope.parents) {
+        if (parent.timestamp < cutoff) continue;
+        if (this.#late.has(parent.key) && !held.has(envelope.id.key)) {
           held.add(envelope.id.key);
-          grew = true;
+          queue.push(envelope.id.key);
         }
+        const siblings = children.get(parent.key);
+        if (siblings === undefined) children.set(parent.key, [envelope]);
+        else siblings.push(envelope);
       }
     }
-    later = accepted.filter((envelope) => held.has(envelope.id.key));
-    return { now: accepted.filter((envelope) => !held.has(envelope.id.key)), later };
+    for (let key = queue.pop(); key !== undefined; key = queue.pop()) {
+      for (const child of children.get(key) ?? []) {
+        if (held.has(child.id.key)) continue;
+        held.add(child.id.key);
+        queue.push(child.id.key);
+      }
+    }
+    const now: Envelope[] = [];
+    const later: Envelope[] = [];
+    for (const envelope of accepted) (held.has(envelope.id.key) ? later : now).push(envelope);
+    return { now, later };
   }
 
   /** Queues a late event for the next rebuild; false when the queue is full. */
@@ -889,7 +909,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#commit(envelopes, false);
     if (costly) {
       const ended = performance.now();
-      this.#nextLateTurnAt = ended + (ended - started) * (1 / REBUILD_DUTY_CYCLE - 1);
+      this.#nextLateTurnAt = ended + (ended - started) * (1 / this.#lateWorkShare - 1);
     }
   }
 

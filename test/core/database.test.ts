@@ -14,7 +14,7 @@ test.after.always(removeTempDirs);
 const Add = s.object({ counter: s.u32(), items: s.list(s.u32()) });
 type AddEvent = { add: number } | { set: number } | { push: number } | { boom: true };
 
-function openAdd(dir: string, clock = new FakeClock(), extra: { autoPrune?: boolean; maxUndoHistoryBytes?: number } = {}) {
+function openAdd(dir: string, clock = new FakeClock(), extra: { autoPrune?: boolean; maxUndoHistoryBytes?: number; lateWorkShare?: number } = {}) {
   return Database.open<AddEvent, typeof Add>({
     path: dir,
     root: Add,
@@ -470,7 +470,8 @@ test('undo history is dropped at the cutoff, and a later event older than it reb
 test('undo history is kept within its byte budget, also without pruning; a late event older than it rebuilds', async (t) => {
   const budget = 8192;
   const clock = new FakeClock(T0 + 1000);
-  const db = await openAdd(tempDir(), clock, { autoPrune: false, maxUndoHistoryBytes: budget });
+  // (A share of time so small that the deferral below never depends on how fast this machine is.)
+  const db = await openAdd(tempDir(), clock, { autoPrune: false, maxUndoHistoryBytes: budget, lateWorkShare: 1e-4 });
   for (let i = 0; i < 200; i++) {
     clock.advance(10);
     await db.transaction((tx) => {
@@ -510,7 +511,9 @@ test('undo history is kept within its byte budget, also without pruning; a late 
 test('an event whose parent waits for the re-application budget waits with it, and a close stores both', async (t) => {
   const dir = tempDir();
   const clock = new FakeClock(T0 + 1000);
-  let db = await openAdd(dir, clock, { autoPrune: false, maxUndoHistoryBytes: 8192 });
+  // (A share of time so small that what waits below never depends on how fast this machine is.)
+  const options = { autoPrune: false, maxUndoHistoryBytes: 8192, lateWorkShare: 1e-4 };
+  let db = await openAdd(dir, clock, options);
   for (let i = 0; i < 200; i++) {
     clock.advance(10);
     await db.transaction((tx) => {
@@ -542,12 +545,21 @@ test('an event whose parent waits for the re-application budget waits with it, a
   t.is(db.stats().deferred, 3);
   // A close stores what waits; the reopened log holds all three, applied in id order.
   await db.close();
-  db = await openAdd(dir, clock, { autoPrune: false, maxUndoHistoryBytes: 8192 });
+  db = await openAdd(dir, clock, options);
   for (const id of [parent, child, grandchild]) t.not(db.message(id), undefined, `${id.toString()} stored`);
   const items = db.read((root) => root.items.export());
   t.deepEqual(items.slice(0, 2), [200_000, 300_000]);
   t.deepEqual(items.slice(-2), [300_001, 300_002]);
-  await Promise.all([db.close(), old.close(), other.close()]);
+  // With the whole of the time for such work (a share of 1), nothing waits.
+  const eager = await openAdd(tempDir(), clock, { autoPrune: false, maxUndoHistoryBytes: 8192, lateWorkShare: 1 });
+  for (const m of [...db.messages()].filter((m) => !frames.has(m.id.toString()))) await eager.ingest([m.bytes]);
+  const all = await eager.ingest([frame(parent), frame(child), frame(grandchild)]);
+  t.deepEqual([all.stored, all.deferred], [3, 0]);
+  for (const share of [0, -1, 1.5, Number.NaN]) {
+    const error = await t.throwsAsync(openAdd(tempDir(), clock, { lateWorkShare: share }));
+    t.is((error as NoatunError).code, 'INVALID_ARGUMENT', `lateWorkShare ${share}`);
+  }
+  await Promise.all([db.close(), old.close(), other.close(), eager.close()]);
 });
 
 test('a history over its budget at reopen is trimmed to the budget, not dropped', async (t) => {

@@ -112,6 +112,8 @@ export interface OpenOptions {
   readonly now: () => number;
   readonly intervalMs: number;
   readonly autoPrune?: boolean;
+  /** `DatabaseOptions.lateWorkShare` (the engine's default when omitted). */
+  readonly lateWorkShare?: number | undefined;
 }
 
 export function openApp(app: App<unknown>, options: OpenOptions): Promise<AnyDb> {
@@ -122,6 +124,7 @@ export function openApp(app: App<unknown>, options: OpenOptions): Promise<AnyDb>
     now: options.now,
     cutoffIntervalMs: options.intervalMs,
     autoPrune: options.autoPrune ?? true,
+    ...(options.lateWorkShare === undefined ? {} : { lateWorkShare: options.lateWorkShare }),
     // The randomized tests' apps must be deterministic: each local batch is applied twice.
     checkDeterminism: true,
   }) as Promise<AnyDb>;
