@@ -180,7 +180,7 @@ export class EventLog {
         if (event !== undefined) batch.push({ key: event.envelope.subarray(1, 17), event });
       }
       if (keys.length === 0) break;
-      await this.#env.transaction(() => {
+      await this.#env.childTransaction(() => {
         this.#count += this.#write(batch);
         this.#meta.put(META_COUNT, this.#count);
         for (const key of keys) old.remove(key);
@@ -395,7 +395,10 @@ export class EventLog {
     this.#committingMeta.push(meta);
     const metaDb = this.#meta;
     this.#committing++;
-    const done = this.#env.transaction(() => {
+    // A child transaction (of the batch lmdb-js writes): when the callback throws (a damaged run
+    // met while merging), lmdb-js aborts what the callback wrote; in a plain one it would commit
+    // the part written before the throw.
+    const done = this.#env.childTransaction(() => {
       this.#count += this.#write(entries);
       this.#countCommitting -= counted;
       metaDb.put(META_COUNT, this.#count);

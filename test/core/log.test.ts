@@ -258,6 +258,45 @@ test('a damaged run is reported as a damaged file, naming the run', async (t) =>
   t.regex((reopened as NoatunError).message, new RegExp(`run ${hex(key)} is damaged`));
 });
 
+test('a commit that meets a damaged run writes nothing of itself (the runs it changed before stay as they were)', async (t) => {
+  const dir = tempDir();
+  let log = await EventLog.open(dir);
+  // Ids 10 apart, so there is room between them; about 80 bytes each: a few runs.
+  const random = prng(11);
+  const events = Array.from({ length: 200 }, (_, i) => storedEvent(makeEnvelope(makeId(5_000_000 + 10 * i, random), 60, random), i + 1));
+  for (const event of events) log.put(event);
+  await log.close();
+  const env = open({ path: path.join(dir, 'log.mdb'), compression: false, maxDbs: 8 });
+  const runs = env.openDB<Buffer, Buffer>({ name: 'runs', encoding: 'binary', keyEncoding: 'binary' });
+  const keys = [...runs.getKeys()] as Buffer[];
+  t.true(keys.length >= 3, `${keys.length} runs`);
+  // Damage event 2 of the last run (its start, the end of event 1, points past its end); the
+  // header and the last event, which an open reads, stay sound.
+  const lastKey = Buffer.from(keys[keys.length - 1]!);
+  const run = Buffer.from(runs.getBinary(lastKey)!);
+  t.true(run.readUInt32LE(0) >= 4);
+  run.writeUInt32LE(run.readUInt32LE(4 + 2 * 8 + 4) + 1, 4 + 1 * 8 + 4);
+  await runs.put(lastKey, run);
+  await env.close();
+  log = await EventLog.open(dir);
+  const count = log.count();
+  // One event into the first run (a sound rewrite, done first), one into the damaged last run.
+  const intoFirst = storedEvent(makeEnvelope(makeId(5_000_000 + 5, random), 60, random), 1000);
+  const intoLast = storedEvent(makeEnvelope(makeId(5_000_000 + 10 * 199 - 5, random), 60, random), 1001);
+  log.put(intoFirst);
+  log.put(intoLast);
+  log.setMeta('marker', 1);
+  const failed = await log.written().catch((error: unknown) => error);
+  t.true(failed instanceof NoatunError, 'the commit fails');
+  await log.close().catch(() => {});
+  log = await EventLog.open(dir);
+  t.false(log.has(intoFirst.key), 'the first run was not rewritten');
+  t.is(log.get(events[0]!.key)?.ordinal, 1);
+  t.is(log.getMeta('marker'), undefined, 'nor the metadata of that commit');
+  t.is(log.count(), count);
+  await log.close();
+});
+
 const converter = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'convert-log.ts');
 
 /**
