@@ -394,17 +394,36 @@ export class EventLog {
     this.#countCommitting += counted;
     this.#committingMeta.push(meta);
     const metaDb = this.#meta;
-    this.#committing++;
-    // A child transaction (of the batch lmdb-js writes): when the callback throws (a damaged run
-    // met while merging), lmdb-js aborts what the callback wrote; in a plain one it would commit
-    // the part written before the throw.
-    const done = this.#env.childTransaction(() => {
-      this.#count += this.#write(entries);
+    let done: Promise<unknown>;
+    if (this.#committing === 0 && this.#appends(entries)) {
+      // Only new runs above every stored id, and nothing in flight: the runs are made now and
+      // handed to lmdb-js as one batch (one transaction), which its writer thread commits without
+      // calling back into this thread (a transaction callback waits for this thread to be free).
+      this.#count += entries.length;
       this.#countCommitting -= counted;
-      metaDb.put(META_COUNT, this.#count);
-      if (strides !== undefined) metaDb.put(META_STRIDES, strides);
-      for (const [name, value] of meta) metaDb.put(name, value);
-    });
+      const count = this.#count;
+      this.#generation++;
+      if (entries.length !== 0) this.#last = copyBytes(entries[entries.length - 1]!.key);
+      const runs = this.#runs;
+      done = this.#env.batch(() => {
+        writeRuns(entries.map(toRunEntry), (first, run) => runs.put(asBuffer(first), run));
+        metaDb.put(META_COUNT, count);
+        if (strides !== undefined) metaDb.put(META_STRIDES, strides);
+        for (const [name, value] of meta) metaDb.put(name, value);
+      });
+    } else {
+      // A child transaction (of the batch lmdb-js writes): when the callback throws (a damaged run
+      // met while merging), lmdb-js aborts what the callback wrote; in a plain one it would commit
+      // the part written before the throw.
+      done = this.#env.childTransaction(() => {
+        this.#count += this.#write(entries);
+        this.#countCommitting -= counted;
+        metaDb.put(META_COUNT, this.#count);
+        if (strides !== undefined) metaDb.put(META_STRIDES, strides);
+        for (const [name, value] of meta) metaDb.put(name, value);
+      });
+    }
+    this.#committing++;
     this.#lastWrite = done;
     done.then(
       () => {
@@ -439,17 +458,8 @@ export class EventLog {
    */
   #write(entries: readonly OverlayEntry[]): number {
     this.#generation++;
-    let appending = true;
-    let previous = this.#last;
-    for (const entry of entries) {
-      if (entry.event === null || (previous !== undefined && compareKeys(entry.key, previous) <= 0)) {
-        appending = false;
-        break;
-      }
-      previous = entry.key;
-    }
     const put = (first: Uint8Array, run: Buffer) => this.#runs.put(asBuffer(first), run);
-    if (appending) {
+    if (this.#appends(entries)) {
       if (entries.length === 0) return 0;
       writeRuns(entries.map(toRunEntry), put);
       this.#last = copyBytes(entries[entries.length - 1]!.key);
@@ -481,6 +491,16 @@ export class EventLog {
     }
     this.#last = this.#readLastKey();
     return delta;
+  }
+
+  /** Whether `entries` only store events, in id order, each above every id in LMDB. */
+  #appends(entries: readonly OverlayEntry[]): boolean {
+    let previous = this.#last;
+    for (const entry of entries) {
+      if (entry.event === null || (previous !== undefined && compareKeys(entry.key, previous) <= 0)) return false;
+      previous = entry.key;
+    }
+    return true;
   }
 
   /**
