@@ -725,8 +725,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    *
    * An event behind the cutoff that lands before applied events is costly: the view is rewound
    * through the whole window of undo history and re-applied, or rebuilt from the log when the
-   * history does not reach back that far. Such work is budgeted: it takes at most a tenth of the
-   * time, so these events wait (in memory, bounded) for the next turn the budget allows and are
+   * history does not reach back that far. Such work is budgeted: it takes at most
+   * `lateWorkShare` of the time (a tenth by default), so these events wait (in memory, bounded) for the next turn the budget allows and are
    * stored together then (`deferred` counts them), or when the database closes; a flood of old
    * events cannot keep the peer re-applying its history. An event whose parent waits so (and is
    * not behind the cutoff) waits with it: the log never holds an event after the cutoff without

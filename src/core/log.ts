@@ -395,10 +395,13 @@ export class EventLog {
     this.#committingMeta.push(meta);
     const metaDb = this.#meta;
     let done: Promise<unknown>;
-    if (this.#committing === 0 && this.#appends(entries)) {
+    if (this.#committing === 0 && this.#failure === undefined && this.#appends(entries)) {
       // Only new runs above every stored id, and nothing in flight: the runs are made now and
       // handed to lmdb-js as one batch (one transaction), which its writer thread commits without
       // calling back into this thread (a transaction callback waits for this thread to be free).
+      // (Made before the batch opens: a throw inside it would leave a part of it to be written.)
+      const made: [Buffer, Buffer][] = [];
+      writeRuns(entries.map(toRunEntry), (first, run) => made.push([asBuffer(first), run]));
       this.#count += entries.length;
       this.#countCommitting -= counted;
       const count = this.#count;
@@ -406,7 +409,7 @@ export class EventLog {
       if (entries.length !== 0) this.#last = copyBytes(entries[entries.length - 1]!.key);
       const runs = this.#runs;
       done = this.#env.batch(() => {
-        writeRuns(entries.map(toRunEntry), (first, run) => runs.put(asBuffer(first), run));
+        for (const [first, run] of made) runs.put(first, run);
         metaDb.put(META_COUNT, count);
         if (strides !== undefined) metaDb.put(META_STRIDES, strides);
         for (const [name, value] of meta) metaDb.put(name, value);

@@ -14,6 +14,8 @@ test.after.always(removeTempDirs);
 const Add = s.object({ counter: s.u32(), items: s.list(s.u32()) });
 type AddEvent = { add: number } | { set: number } | { push: number } | { boom: true };
 
+const hexOf = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+
 function openAdd(dir: string, clock = new FakeClock(), extra: { autoPrune?: boolean; maxUndoHistoryBytes?: number; lateWorkShare?: number } = {}) {
   return Database.open<AddEvent, typeof Add>({
     path: dir,
@@ -560,6 +562,38 @@ test('an event whose parent waits for the re-application budget waits with it, a
     t.is((error as NoatunError).code, 'INVALID_ARGUMENT', `lateWorkShare ${share}`);
   }
   await Promise.all([db.close(), old.close(), other.close(), eager.close()]);
+});
+
+test('a listener that throws does not stop the batch: its error comes out of ingest, and the cutoff hashes are saved as for any batch', async (t) => {
+  const authorClock = new FakeClock(T0);
+  const author = await openAdd(tempDir(), authorClock);
+  for (let i = 0; i < 5; i++) {
+    authorClock.advance(1000);
+    await author.append({ add: i });
+  }
+  const frames = [...author.messages()].map((m) => m.bytes.slice());
+  // Twenty minutes later every one of them is behind the receivers' cutoff.
+  const clock = new FakeClock(T0 + 20 * 60_000);
+  const dir = tempDir();
+  let db = await openAdd(dir, clock);
+  db.advanceCutoff();
+  db.subscribe({
+    stored() {
+      throw new Error('listener failed');
+    },
+  });
+  const error = await t.throwsAsync(db.ingest(frames));
+  t.is(error?.message, 'listener failed');
+  const calm = await openAdd(tempDir(), clock);
+  calm.advanceCutoff();
+  await calm.ingest(frames);
+  t.true(db.cutoffState().time > T0 + 5000, 'the events are behind the cutoff');
+  t.deepEqual([...db.ids()].map(hexOf), [...calm.ids()].map(hexOf));
+  t.deepEqual(db.cutoffState(), calm.cutoffState());
+  await db.close();
+  db = await openAdd(dir, clock);
+  t.deepEqual(db.cutoffState(), calm.cutoffState(), 'as saved');
+  await Promise.all([db.close(), calm.close(), author.close()]);
 });
 
 test('a history over its budget at reopen is trimmed to the budget, not dropped', async (t) => {
