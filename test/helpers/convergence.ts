@@ -204,7 +204,11 @@ export async function fixedPointDifference(
     const at = `cutoff ${source.cutoffTime}, ${frames.length} events ingested ${style}`;
     const idsS = storedIds(source);
     const idsF = storedIds(fresh);
-    if (idsS.join() !== idsF.join()) return `fixed point (${at}): the fresh copy stores other events at once: ${describeIdDifference(idsS, idsF, source.cutoffTime)}`;
+    if (idsS.join() !== idsF.join()) {
+      // (Parked: the source holds an event after the cutoff without its parent.)
+      const waiting = `the fresh copy has ${fresh.stats().parked} parked, ${fresh.stats().deferred} deferred`;
+      return `fixed point (${at}): the fresh copy stores other events at once: ${describeIdDifference(idsS, idsF, source.cutoffTime)}; ${waiting}`;
+    }
     const vs = orderedView(source);
     const vf = orderedView(fresh);
     if (vs !== vf) return `fixed point (${at}): the fresh copy has another view at once ${firstDifference(vs, vf)}`;
