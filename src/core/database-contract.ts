@@ -117,7 +117,8 @@ export interface IngestResult {
   readonly refused: number;
   /**
    * Events behind the cutoff that are costly to store (a rewind or rebuild), queued to be stored
-   * together with others when the budget allows (see `Database.ingest`).
+   * together with others when the budget allows (see `Database.ingest`), with the events that
+   * need one of them as a parent; stored at the latest by `close()`.
    */
   readonly deferred: number;
 }
