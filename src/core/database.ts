@@ -879,16 +879,17 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     return { now, later };
   }
 
-  /** Queues a late event for the next rebuild; false when the queue is full. */
-  #defer(envelope: Envelope): boolean {
+  /**
+   * Queues a late event for the next rebuild. The caller made sure the queue has room (see
+   * {@link #admit}; events put back after a refused turn were in it already).
+   */
+  #defer(envelope: Envelope): void {
     const bytes = envelopeSize(envelope);
-    if (this.#late.size >= DEFAULT_MAX_LATE_EVENTS || this.#lateBytes + bytes > DEFAULT_MAX_LATE_BYTES) return false;
     const kept = detachEnvelope(envelope); // queued for long: in memory of its own
     this.#late.set(kept.id.key, kept);
     const id = kept.id.bytes;
     if (this.#lateHighest === undefined || Buffer.compare(id, this.#lateHighest) > 0) this.#lateHighest = id;
     this.#lateBytes += bytes;
-    return true;
   }
 
   #takeLate(): Envelope[] {

@@ -401,12 +401,11 @@ export class EventLog {
       // calling back into this thread (a transaction callback waits for this thread to be free).
       // (Made before the batch opens: a throw inside it would leave a part of it to be written.)
       const made: [Buffer, Buffer][] = [];
-      writeRuns(entries.map(toRunEntry), (first, run) => made.push([asBuffer(first), run]));
+      this.#appendRuns(entries, (first, run) => made.push([asBuffer(first), run]));
       this.#count += entries.length;
       this.#countCommitting -= counted;
       const count = this.#count;
       this.#generation++;
-      if (entries.length !== 0) this.#last = copyBytes(entries[entries.length - 1]!.key);
       const runs = this.#runs;
       done = this.#env.batch(() => {
         for (const [first, run] of made) runs.put(first, run);
@@ -463,9 +462,7 @@ export class EventLog {
     this.#generation++;
     const put = (first: Uint8Array, run: Buffer) => this.#runs.put(asBuffer(first), run);
     if (this.#appends(entries)) {
-      if (entries.length === 0) return 0;
-      writeRuns(entries.map(toRunEntry), put);
-      this.#last = copyBytes(entries[entries.length - 1]!.key);
+      this.#appendRuns(entries, put);
       return entries.length;
     }
     // The last entry queued for an id is what stays; then in id order.
@@ -494,6 +491,13 @@ export class EventLog {
     }
     this.#last = this.#readLastKey();
     return delta;
+  }
+
+  /** Hands `entries` (appending: see {@link #appends}) to `put` as new runs; their last id is the log's last. */
+  #appendRuns(entries: readonly OverlayEntry[], put: (first: Uint8Array, run: Buffer) => void): void {
+    if (entries.length === 0) return;
+    writeRuns(entries.map(toRunEntry), put);
+    this.#last = copyBytes(entries[entries.length - 1]!.key);
   }
 
   /** Whether `entries` only store events, in id order, each above every id in LMDB. */
