@@ -34,8 +34,12 @@ export interface StoredEvent {
   readonly ordinal: number;
   /** The envelope in its canonical binary form. */
   readonly envelope: Uint8Array;
-  /** The decoded envelope, when the writer already has it (saves a parse on apply). */
-  readonly decoded?: Envelope;
+  /**
+   * The decoded envelope, when the writer already has it (saves a parse on apply). The database
+   * drops it once the batch is applied: a queued event stays in the log's overlay until its commit
+   * is durable, and the parsed envelope (its id, parents, payload view) need not stay with it.
+   */
+  decoded?: Envelope | undefined;
 }
 
 /** A queued write: an event to store, or (`event` null) the removal of one. */
