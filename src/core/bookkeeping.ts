@@ -16,8 +16,12 @@
  * - `reads` / `victims`: the events it read from, and the events whose data it destroyed. A
  *   tombstone stays while a victim is stored, or a replay without it would bring the data back.
  *
- * The table is an open-addressing hash keyed by ordinal (linear probing, backward-shift delete),
- * so the view holds records for stored events only and stays bounded when old events are pruned.
+ * Records live in chunks of {@link CHUNK_RECORDS} and never move; a removed record's place is
+ * reused by the next new one (a free list through their first words). They are found through an
+ * index: an open-addressing hash of `[ordinal, record word]` pairs keyed by ordinal (linear
+ * probing, backward-shift delete). So the view holds records for stored events only and stays
+ * bounded when old events are pruned, and a growing index moves and leaves behind 8 bytes per
+ * slot, not the records (with the records in the table, its outgrown copies were half the view).
  */
 import { ErrorCode, NoatunError } from '../errors.js';
 import type { Arena, WordOffset } from '../view/arena.js';
@@ -26,12 +30,18 @@ import type { Ordinal, TrackingContext } from '../view/tracking.js';
 
 /** Engine header words of the record table (after the projector's own, see `EngineWord`). */
 export const BookWord = {
-  /** Word offset of the record table, 0 before the first record. */
+  /** Word offset of the index (slots of `[ordinal, record word]`), 0 before the first record. */
   TABLE: Header.ENGINE + 5,
-  /** Slots in the table (a power of two). */
+  /** Slots in the index (a power of two). */
   CAPACITY: Header.ENGINE + 6,
-  /** Records in the table. */
+  /** Records. */
   COUNT: Header.ENGINE + 7,
+  /** The first removed record, whose place the next record takes (0: none); each links the next. */
+  FREE: Header.ENGINE + 8,
+  /** The next unused record place in the newest chunk. */
+  CHUNK_NEXT: Header.ENGINE + 9,
+  /** The end of the newest chunk. */
+  CHUNK_END: Header.ENGINE + 10,
 } as const;
 
 /** Word offsets inside one record. */
@@ -78,6 +88,10 @@ export const RecFlag = {
 } as const;
 
 const MIN_CAPACITY = 1024;
+/** Words of one index slot: `[ordinal, record word]` (ordinal 0: empty). */
+const SLOT_WORDS = 2;
+/** Records per chunk (53 KB). */
+const CHUNK_RECORDS = 1024;
 const EMPTY = new Uint32Array(0);
 const TWO_32 = 2 ** 32;
 
@@ -247,9 +261,9 @@ export class EventBook implements TrackingContext {
     const table = u32[BookWord.TABLE]!;
     const mask = capacity - 1;
     for (let i = slotOf(ordinal, mask); ; i = (i + 1) & mask) {
-      const r = table + i * RECORD_WORDS;
-      const o = u32[r]!;
-      if (o === ordinal) return r;
+      const slot = table + i * SLOT_WORDS;
+      const o = u32[slot]!;
+      if (o === ordinal) return u32[slot + 1]!;
       if (o === 0) return -1;
     }
   }
@@ -263,28 +277,57 @@ export class EventBook implements TrackingContext {
       this.#grow(Math.max(MIN_CAPACITY, capacity * 2));
       capacity = arena.u32[BookWord.CAPACITY]!;
     }
+    const r = this.#place();
     const u32 = arena.u32;
     const table = u32[BookWord.TABLE]!;
     const mask = capacity - 1;
     let i = slotOf(ordinal, mask);
-    while (u32[table + i * RECORD_WORDS] !== 0) {
-      if (u32[table + i * RECORD_WORDS] === ordinal) {
+    while (u32[table + i * SLOT_WORDS] !== 0) {
+      if (u32[table + i * SLOT_WORDS] === ordinal) {
         throw new NoatunError(ErrorCode.INTERNAL, `event ${ordinal} already has a pruning record`);
       }
       i = (i + 1) & mask;
     }
-    const r = table + i * RECORD_WORDS;
-    // The slot is empty (all zero): journaled as such, in 3 words instead of 16.
-    arena.jnZero(r, RECORD_WORDS);
-    u32.fill(0, r, r + RECORD_WORDS);
+    const slot = table + i * SLOT_WORDS;
+    // The slot is empty (all zero): journaled as such.
+    arena.jnZero(slot, SLOT_WORDS);
+    u32[slot] = ordinal;
+    u32[slot + 1] = r;
     u32[r] = ordinal;
     arena.set32(BookWord.COUNT, count + 1);
     return r;
   }
 
   /**
+   * Takes the place of a new record (zeroed, journaled): a removed record's, else the next in the
+   * newest chunk, else a new chunk's first.
+   */
+  #place(): WordOffset {
+    const arena = this.arena;
+    let u32 = arena.u32;
+    const free = u32[BookWord.FREE]!;
+    if (free !== 0) {
+      // A removed record is zero but for its first word, the link to the next removed one.
+      arena.set32(BookWord.FREE, u32[free]!);
+      arena.jnZero(free + 1, RECORD_WORDS - 1);
+      arena.set32(free, 0);
+      return free;
+    }
+    let next = u32[BookWord.CHUNK_NEXT]!;
+    if (next === 0 || next + RECORD_WORDS > u32[BookWord.CHUNK_END]!) {
+      next = arena.alloc(CHUNK_RECORDS * RECORD_WORDS);
+      u32 = arena.u32;
+      arena.set32(BookWord.CHUNK_END, next + CHUNK_RECORDS * RECORD_WORDS);
+    }
+    arena.set32(BookWord.CHUNK_NEXT, next + RECORD_WORDS);
+    // Never used since the chunk was allocated: zero, journaled as such.
+    arena.jnZero(next, RECORD_WORDS);
+    return next;
+  }
+
+  /**
    * Makes room for `records` records without growing (a rebuild knows how many it will make, so
-   * it does not leave a trail of outgrown tables behind).
+   * it does not leave a trail of outgrown indexes behind).
    */
   reserve(records: number): void {
     const needed = Math.max(MIN_CAPACITY, 2 ** Math.ceil(Math.log2((records * 4) / 3 + 1)));
@@ -292,53 +335,64 @@ export class EventBook implements TrackingContext {
   }
 
   /**
-   * Moves every record into a new table of `capacity` slots. The old one is garbage, retired to the
-   * arena, which gives its disk back once no rewind can return to it (the outgrown tables were
-   * about as large as the table in use: 27 MB of 67 on the warehouse benchmark).
+   * Moves every index entry into a new index of `capacity` slots (the records stay where they
+   * are). The old index is garbage, retired to the arena, which gives its disk back once no rewind
+   * can return to it.
    */
   #grow(capacity: number): void {
     const arena = this.arena;
-    const table = arena.alloc(capacity * RECORD_WORDS);
+    const table = arena.alloc(capacity * SLOT_WORDS);
     const u32 = arena.u32;
     const oldTable = u32[BookWord.TABLE]!;
     const oldCapacity = u32[BookWord.CAPACITY]!;
     const mask = capacity - 1;
     for (let s = 0; s < oldCapacity; s++) {
-      const from = oldTable + s * RECORD_WORDS;
+      const from = oldTable + s * SLOT_WORDS;
       const ordinal = u32[from]!;
       if (ordinal === 0) continue;
       let i = slotOf(ordinal, mask);
-      while (u32[table + i * RECORD_WORDS] !== 0) i = (i + 1) & mask;
-      u32.copyWithin(table + i * RECORD_WORDS, from, from + RECORD_WORDS);
+      while (u32[table + i * SLOT_WORDS] !== 0) i = (i + 1) & mask;
+      u32[table + i * SLOT_WORDS] = ordinal;
+      u32[table + i * SLOT_WORDS + 1] = u32[from + 1]!;
     }
     arena.set32(BookWord.TABLE, table);
     arena.set32(BookWord.CAPACITY, capacity);
-    if (oldTable !== 0) arena.retire(oldTable, oldCapacity * RECORD_WORDS);
+    if (oldTable !== 0) arena.retire(oldTable, oldCapacity * SLOT_WORDS);
   }
 
   /** Deletes the record of `ordinal` (journaled; backward-shift so lookups stay correct). */
   remove(ordinal: number): void {
     const arena = this.arena;
-    let hole = this.find(ordinal);
-    if (hole === -1) return;
     const u32 = arena.u32;
-    const table = u32[BookWord.TABLE]!;
     const capacity = u32[BookWord.CAPACITY]!;
+    if (capacity === 0) return;
+    const table = u32[BookWord.TABLE]!;
     const mask = capacity - 1;
-    let holeSlot = (hole - table) / RECORD_WORDS;
+    let holeSlot = slotOf(ordinal, mask);
+    for (; ; holeSlot = (holeSlot + 1) & mask) {
+      const o = u32[table + holeSlot * SLOT_WORDS]!;
+      if (o === ordinal) break;
+      if (o === 0) return;
+    }
+    let hole = table + holeSlot * SLOT_WORDS;
+    const r = u32[hole + 1]!;
     for (let i = (holeSlot + 1) & mask; ; i = (i + 1) & mask) {
-      const r = table + i * RECORD_WORDS;
-      const o = u32[r]!;
+      const slot = table + i * SLOT_WORDS;
+      const o = u32[slot]!;
       if (o === 0) break;
       const home = slotOf(o, mask);
-      // Move r into the hole unless its home lies cyclically in (hole, i].
+      // Move the entry into the hole unless its home lies cyclically in (hole, i].
       const between = holeSlot <= i ? home > holeSlot && home <= i : home > holeSlot || home <= i;
       if (between) continue;
-      arena.copyWords(hole, r, RECORD_WORDS);
-      hole = r;
+      arena.copyWords(hole, slot, SLOT_WORDS);
+      hole = slot;
       holeSlot = i;
     }
-    arena.zero(hole, RECORD_WORDS);
+    arena.zero(hole, SLOT_WORDS);
+    // The record's place goes to the next new record: zeroed, its first word linking the others.
+    arena.zero(r, RECORD_WORDS);
+    arena.set32(r, u32[BookWord.FREE]!);
+    arena.set32(BookWord.FREE, r);
     arena.set32(BookWord.COUNT, u32[BookWord.COUNT]! - 1);
   }
 
@@ -348,8 +402,8 @@ export class EventBook implements TrackingContext {
     const table = u32[BookWord.TABLE]!;
     const capacity = u32[BookWord.CAPACITY]!;
     for (let s = 0; s < capacity; s++) {
-      const r = table + s * RECORD_WORDS;
-      if (u32[r] !== 0) fn(r);
+      const slot = table + s * SLOT_WORDS;
+      if (u32[slot] !== 0) fn(u32[slot + 1]!);
     }
   }
 

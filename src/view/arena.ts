@@ -26,8 +26,12 @@ export type WordOffset = number;
 
 const MAGIC0 = 0x4e54414e; // bytes "NATNVEW1"
 const MAGIC1 = 0x31574556;
-/** Version of the view file format; bump when the layout of any type changes. */
-export const VIEW_FORMAT_VERSION = 3;
+/**
+ * Version of the view file format; bump when the layout of any type changes. A view of another
+ * version is rebuilt from the log at open (the log is the truth; the view is derived). 4: the
+ * pruning records in chunks behind an index (5 Dec 2026).
+ */
+export const VIEW_FORMAT_VERSION = 4;
 
 /** Word indices of the header fields. */
 export const Header = {

@@ -1,0 +1,136 @@
+/**
+ * The pruning records' table (src/core/bookkeeping.ts): records in chunks behind an index. Random
+ * inserts, removals and rewinds against a plain Map; every record must be found with what was
+ * written into it, the index must list exactly the live ones, a rewind must restore the arena byte
+ * for byte, and a removed record's place must be reused.
+ *
+ * Replay with NOATUN_SEED=<seed>; more seeds with NOATUN_SEEDS=<count>.
+ */
+import test from 'ava';
+import { EventBook, Rec } from '../../src/core/bookkeeping.js';
+import * as s from '../../src/view/schema.js';
+import type { JournalMark } from '../../src/view/journal.js';
+import { prng, removeTempDirs } from '../helpers/temp.js';
+import { openView } from '../view/view-helpers.js';
+
+test.after.always(removeTempDirs);
+
+const Root = s.object({ n: s.u32() });
+
+/** A 16-byte id that names its ordinal (so a record's id tells whose it is). */
+function idOf(ordinal: number): Uint8Array {
+  const id = new Uint8Array(16);
+  new DataView(id.buffer).setUint32(12, ordinal);
+  return id;
+}
+
+function record(book: EventBook, ordinal: number, time: number): void {
+  book.begin(ordinal, time);
+  book.finish(idOf(ordinal));
+}
+
+/** What is wrong with the table against the model (count, records, the index's set), or undefined. */
+function mismatch(book: EventBook, model: Map<number, number>, gone: readonly number[]): string | undefined {
+  const u32 = book.arena.u32;
+  if (book.count !== model.size) return `count ${book.count}, expected ${model.size}`;
+  const words = new Set<number>();
+  for (const [ordinal, time] of model) {
+    const r = book.find(ordinal);
+    if (r === -1) return `record ${ordinal} not found`;
+    if (u32[r + Rec.ORDINAL] !== ordinal || book.effectTime(r) !== time || !Buffer.from(book.idOf(r)).equals(idOf(ordinal))) {
+      return `record ${ordinal} holds another's content`;
+    }
+    words.add(r);
+  }
+  if (words.size !== model.size) return 'two records share a place';
+  for (const ordinal of gone) {
+    if (!model.has(ordinal) && book.find(ordinal) !== -1) return `removed record ${ordinal} still found`;
+  }
+  const listed: number[] = [];
+  book.forEach((r) => {
+    listed.push(u32[r]!);
+  });
+  listed.sort((a, b) => a - b);
+  const expected = [...model.keys()].sort((a, b) => a - b);
+  return listed.join() === expected.join() ? undefined : 'forEach lists other records';
+}
+
+const seedCount = Number.parseInt(process.env.NOATUN_SEEDS ?? '3', 10);
+const seeds =
+  process.env.NOATUN_SEED === undefined
+    ? Array.from({ length: seedCount }, () => (Math.random() * 2 ** 32) >>> 0)
+    : [Number.parseInt(process.env.NOATUN_SEED, 10) >>> 0];
+
+for (const seed of seeds) {
+  test(`records are found with their content through inserts, removals, index growth and rewinds (seed ${seed})`, (t) => {
+    const hint = `replay with NOATUN_SEED=${seed} npx ava test/core/bookkeeping.test.ts`;
+    const random = prng(seed);
+    const view = openView(Root);
+    const arena = view.arena;
+    const book = new EventBook(arena);
+    let model = new Map<number, number>();
+    const gone: number[] = [];
+    const snapshots: { mark: JournalMark; model: Map<number, number>; bytes: Buffer }[] = [];
+    let next = 1;
+    for (let step = 1; step <= 1500; step++) {
+      const mark = arena.mark(step);
+      snapshots.push({ mark, model: new Map(model), bytes: Buffer.from(arena.u8.subarray(0, arena.top * 4)) });
+      const r = random();
+      if (r < 0.6 || model.size === 0) {
+        // Several records per event, as a batch's applies make (one mark each in the engine; here
+        // several under one, so that one event both reuses places and takes new ones).
+        for (let n = 1 + Math.floor(random() * 8); n > 0; n--) {
+          const ordinal = next++;
+          const time = Math.floor(random() * 2 ** 40);
+          record(book, ordinal, time);
+          model.set(ordinal, time);
+        }
+      } else if (r < 0.93) {
+        const live = [...model.keys()];
+        for (let n = 1 + Math.floor(random() * 6); n > 0 && live.length !== 0; n--) {
+          const ordinal = live.splice(Math.floor(random() * live.length), 1)[0]!;
+          book.remove(ordinal);
+          model.delete(ordinal);
+          gone.push(ordinal);
+        }
+      } else {
+        const back = Math.max(0, snapshots.length - 1 - Math.floor(random() * 40));
+        const snapshot = snapshots[back]!;
+        arena.rewindTo(snapshot.mark);
+        snapshots.length = back;
+        model = new Map(snapshot.model);
+        const now = Buffer.from(arena.u8.subarray(0, arena.top * 4));
+        if (!now.equals(snapshot.bytes)) {
+          t.fail(`${hint}: the rewind to step ${back + 1} did not restore the arena`);
+          break;
+        }
+      }
+      const wrong = mismatch(book, model, gone.slice(-50));
+      if (wrong !== undefined) {
+        t.fail(`${hint}, step ${step}: ${wrong}`);
+        break;
+      }
+    }
+    t.pass();
+    view.close();
+  });
+}
+
+test("a removed record's place is taken by the next new record: the records take no more room than the most ever live", (t) => {
+  const view = openView(Root);
+  const arena = view.arena;
+  const book = new EventBook(arena);
+  arena.mark(1);
+  for (let ordinal = 1; ordinal <= 3000; ordinal++) record(book, ordinal, ordinal);
+  const firstPlaces = new Set<number>();
+  for (let ordinal = 1; ordinal <= 3000; ordinal++) firstPlaces.add(book.find(ordinal));
+  arena.mark(2);
+  for (let ordinal = 1; ordinal <= 2000; ordinal++) book.remove(ordinal);
+  arena.mark(3);
+  const top = arena.top;
+  for (let ordinal = 3001; ordinal <= 5000; ordinal++) record(book, ordinal, ordinal);
+  for (let ordinal = 3001; ordinal <= 5000; ordinal++) t.true(firstPlaces.has(book.find(ordinal)), `record ${ordinal} took a removed one's place`);
+  t.is(arena.top, top, 'no memory was allocated for them');
+  t.is(book.count, 3000);
+  view.close();
+});
