@@ -121,6 +121,14 @@ interface Usage {
   bytes: number;
 }
 
+/** Whether `envelopes` are in strictly increasing id order. */
+function inIdOrder(envelopes: readonly Envelope[]): boolean {
+  for (let i = 1; i < envelopes.length; i++) {
+    if (compareIdBytes(envelopes[i - 1]!.id.bytes, envelopes[i]!.id.bytes) >= 0) return false;
+  }
+  return true;
+}
+
 /** Events waiting for their parents, and the sorting of incoming batches. */
 export class Inbox {
   readonly #host: InboxHost;
@@ -185,7 +193,8 @@ export class Inbox {
       decoded.push(envelope);
     }
     for (const envelope of batch) decoded.push(finalWithoutParents(envelope, cutoff));
-    decoded.sort((a, b) => MessageId.compare(a.id, b.id));
+    // A copy or gossip sends its events in id order: a pass that finds them sorted saves the sort.
+    if (!inIdOrder(decoded)) decoded.sort((a, b) => MessageId.compare(a.id, b.id));
     const accepted: Envelope[] = [];
     const acceptedKeys = new Set<string>();
     // An initial copy or gossip brings ids above everything stored: those need no lookup.
@@ -254,7 +263,8 @@ export class Inbox {
       }
     }
     this.#highest = null;
-    accepted.sort((a, b) => MessageId.compare(a.id, b.id));
+    // Accepted in the order of the sorted batch, unless parked events were appended after it.
+    if (unparked !== 0) accepted.sort((a, b) => MessageId.compare(a.id, b.id));
     return { accepted, duplicates, parked, unparked, tooNew, refused };
   }
 
