@@ -109,15 +109,17 @@ function mapKv(): KvImplementation {
 
 const KvRoot = s.object({ mapping: s.map(s.string(), s.string()) });
 
-function noatunKv(): KvImplementation {
+/** Noatun on the key-value workload; `commitMode` as `DatabaseOptions` (the default when omitted). */
+function noatunKv(commitMode?: 'sync' | 'async'): KvImplementation {
   const dir = benchDir('kv-noatun');
   let db: Database<KvEvent, typeof KvRoot>;
   return {
-    name: 'noatun',
+    name: commitMode === undefined ? 'noatun' : `noatun (commitMode '${commitMode}')`,
     async open() {
       db = await Database.open<KvEvent, typeof KvRoot>({
         path: dir,
         root: KvRoot,
+        ...(commitMode === undefined ? {} : { commitMode }),
         apply([key, value], root) {
           if (value === null) root.mapping.delete(key);
           else root.mapping.set(key, value);
@@ -139,7 +141,12 @@ function noatunKv(): KvImplementation {
   };
 }
 
-const parts: Record<string, () => KvImplementation> = { sqlite: sqliteKv, map: mapKv, noatun: noatunKv };
+const parts: Record<string, () => KvImplementation> = {
+  sqlite: sqliteKv,
+  map: mapKv,
+  noatun: () => noatunKv(),
+  'noatun-sync': () => noatunKv('sync'),
+};
 
 /** Folds lookup results into a check value: hits, and a hash of every value's letters. */
 function lookupAll(impl: KvImplementation, keys: readonly string[]): number {
@@ -151,7 +158,7 @@ function lookupAll(impl: KvImplementation, keys: readonly string[]): number {
   return check;
 }
 
-/** One implementation of the `kv` benchmark (`sqlite`, `map`, `noatun`). */
+/** One implementation of the `kv` benchmark (`sqlite`, `map`, `noatun`, `noatun-sync`). */
 export async function runKvPart(part: string, options: { quick: boolean }): Promise<Row[]> {
   const workload = generate(options.quick);
   const impl = parts[part]!();

@@ -53,11 +53,12 @@ const parts: Record<string, () => WarehouseImplementation> = {
   noatun: () => noatunWarehouse({ autoPrune: false }),
   'noatun-prune': () => noatunWarehouse({ autoPrune: true }),
   'noatun-pipelined': () => noatunWarehouse({ autoPrune: true, inFlight: 4 }),
+  'noatun-prune-sync': () => noatunWarehouse({ autoPrune: true, commitMode: 'sync' }),
 };
 
 /**
  * One implementation of the `warehouse` benchmark (`sqlite`, `maps`, `noatun`, `noatun-prune`,
- * `noatun-pipelined`).
+ * `noatun-pipelined`, `noatun-prune-sync`).
  * Its check value folds every query result in order, so rows agree only when every answer does.
  */
 export async function runWarehousePart(part: string, options: { quick: boolean }): Promise<Row[]> {

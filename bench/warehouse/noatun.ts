@@ -55,8 +55,9 @@ export function apply(task: WarehouseTask, root: s.View<typeof Warehouse>): void
  * Noatun on the warehouse. `inFlight` (default 1: each transaction awaited before the next, as
  * SQLite's run) lets that many commits overlap. With pruning on, a virtual clock moves 10 s per transaction (the
  * workload spans ~80 minutes), so the cutoff advances and pruning really runs during the writes.
+ * `commitMode` as `DatabaseOptions` (the engine's default when omitted).
  */
-export function noatunWarehouse(options: { autoPrune: boolean; inFlight?: number }): WarehouseImplementation {
+export function noatunWarehouse(options: { autoPrune: boolean; inFlight?: number; commitMode?: 'sync' | 'async' }): WarehouseImplementation {
   const dir = benchDir('noatun');
   let db: Database<WarehouseTask, typeof Warehouse>;
   let now = Date.UTC(2025, 0, 1);
@@ -64,12 +65,13 @@ export function noatunWarehouse(options: { autoPrune: boolean; inFlight?: number
   const inFlight = options.inFlight ?? 1;
   const pending: Promise<unknown>[] = [];
   return {
-    name: `noatun (autoPrune ${options.autoPrune ? 'on' : 'off'}${inFlight > 1 ? `, ≤${inFlight} commits in flight` : ''})`,
+    name: `noatun (autoPrune ${options.autoPrune ? 'on' : 'off'}${inFlight > 1 ? `, ≤${inFlight} commits in flight` : ''}${options.commitMode === undefined ? '' : `, commitMode '${options.commitMode}'`})`,
     async open() {
       db = await Database.open<WarehouseTask, typeof Warehouse>({
         path: dir,
         root: Warehouse,
         autoPrune: options.autoPrune,
+        ...(options.commitMode === undefined ? {} : { commitMode: options.commitMode }),
         now: () => now,
         apply,
       });

@@ -190,6 +190,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     if (share !== undefined && !(typeof share === 'number' && share > 0 && share <= 1)) {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'lateWorkShare must be a number greater than 0 and at most 1');
     }
+    const commitMode = options.commitMode ?? 'async';
+    if (commitMode !== 'sync' && commitMode !== 'async') {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, "commitMode must be 'sync' or 'async'");
+    }
     const history = options.maxUndoHistoryBytes;
     if (history !== undefined && !(Number.isSafeInteger(history) && history >= 4096)) {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'maxUndoHistoryBytes must be a whole number of bytes, at least 4096');
@@ -203,6 +207,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         options.path,
         onProgress === undefined ? undefined : ({ done, total }) => onProgress({ phase: 'convert-log', done, total }),
       );
+      log.commitMode = commitMode;
       // The cutoff hashes move by the log's per-stride hashes: kept from here on (with pruning;
       // before anything, a rebuild's discards included, writes to the log), or marked stale.
       Finality.trackStrides(log, options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS, options.autoPrune ?? true);

@@ -114,6 +114,11 @@ export class EventLog {
   #last: Uint8Array | undefined;
   /** Bumped whenever LMDB's content may have changed: the run cache is stale then. */
   #generation = 0;
+  /**
+   * `'sync'`: each commit runs on this thread and is durable when {@link #commit} returns;
+   * `'async'`: commits go to lmdb-js's writer thread (see `DatabaseOptions.commitMode`).
+   */
+  commitMode: 'sync' | 'async' = 'async';
   /** Per-stride XORs of stored ids, when tracked (see {@link trackStrides}). */
   #strides: StrideHashes | undefined;
   /** The key of the run the last lookup read from LMDB (see {@link #inRun}). */
@@ -398,6 +403,10 @@ export class EventLog {
     this.#countCommitting += counted;
     this.#committingMeta.push(meta);
     const metaDb = this.#meta;
+    if (this.commitMode === 'sync' && this.#committing === 0 && this.#failure === undefined) {
+      this.#commitNow(entries, meta, counted, strides);
+      return;
+    }
     let done: Promise<unknown>;
     if (this.#committing === 0 && this.#failure === undefined && this.#appends(entries)) {
       // Only new runs above every stored id, and nothing in flight: the runs are made now and
@@ -454,6 +463,43 @@ export class EventLog {
         this.#failure ??= error;
       },
     );
+  }
+
+  /**
+   * Commits `entries` and `meta` in one LMDB transaction on this thread: durable (LMDB syncs the
+   * data, then writes its meta page synchronously) when it returns. A throw inside (a damaged run
+   * met while merging, a write that fails) aborts the transaction: nothing of it is written, and
+   * the log refuses further writes, as after a failed asynchronous commit.
+   */
+  #commitNow(entries: OverlayEntry[], meta: Map<string, unknown>, counted: number, strides: SavedStrides | undefined): void {
+    const metaDb = this.#meta;
+    let count = this.#count;
+    try {
+      this.#env.transactionSync(() => {
+        count += this.#write(entries);
+        metaDb.put(META_COUNT, count);
+        if (strides !== undefined) metaDb.put(META_STRIDES, strides);
+        for (const [name, value] of meta) metaDb.put(name, value);
+      });
+    } catch (error) {
+      // Not written: the entries stay in the overlay (reads keep seeing them), as queued.
+      this.#failure ??= error;
+      return;
+    } finally {
+      this.#generation++;
+      this.#countCommitting -= counted;
+      this.#committingMeta.splice(this.#committingMeta.indexOf(meta), 1);
+    }
+    this.#count = count;
+    // Committed: reads find the entries in LMDB; the overlay keeps only what was queued since
+    // (during the commit, nothing can be: it ran on this thread).
+    if (this.#pending.length === 0) this.#overlay.clear();
+    else {
+      for (const entry of entries) {
+        const key = keyString(entry.key);
+        if (this.#overlay.get(key) === entry) this.#overlay.delete(key);
+      }
+    }
   }
 
   /**

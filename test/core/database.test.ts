@@ -16,7 +16,11 @@ type AddEvent = { add: number } | { set: number } | { push: number } | { boom: t
 
 const hexOf = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
-function openAdd(dir: string, clock = new FakeClock(), extra: { autoPrune?: boolean; maxUndoHistoryBytes?: number; lateWorkShare?: number } = {}) {
+function openAdd(
+  dir: string,
+  clock = new FakeClock(),
+  extra: { autoPrune?: boolean; maxUndoHistoryBytes?: number; lateWorkShare?: number; commitMode?: 'sync' | 'async' } = {},
+) {
   return Database.open<AddEvent, typeof Add>({
     path: dir,
     root: Add,
@@ -562,6 +566,29 @@ test('an event whose parent waits for the re-application budget waits with it, a
     t.is((error as NoatunError).code, 'INVALID_ARGUMENT', `lateWorkShare ${share}`);
   }
   await Promise.all([db.close(), old.close(), other.close(), eager.close()]);
+});
+
+test("commits on this thread ('sync') and on lmdb-js's writer ('async', the default) store the same; another commitMode is refused", async (t) => {
+  const clock = new FakeClock();
+  const results: unknown[] = [];
+  for (const commitMode of ['sync', 'async'] as const) {
+    const dir = tempDir();
+    let db = await openAdd(dir, clock, { commitMode });
+    // Overlapping writes: in 'async' mode those made while a commit is in flight go together.
+    await Promise.all([db.append({ add: 1 }), db.transaction((tx) => tx.append({ push: 2 })), db.append({ add: 3 })]);
+    await db.transaction((tx) => {
+      for (let i = 0; i < 100; i++) tx.append({ push: i });
+    });
+    await db.close();
+    db = await openAdd(dir, clock, { commitMode });
+    t.is(db.stats().openedBy, 'clean-load', commitMode);
+    results.push({ stored: db.stats().stored, view: db.read((root) => root.export()) });
+    await db.close();
+  }
+  t.deepEqual(results[0], results[1]);
+  t.is((results[0] as { stored: number }).stored, 103);
+  const error = await t.throwsAsync(openAdd(tempDir(), clock, { commitMode: 'later' as 'sync' }));
+  t.is((error as NoatunError).code, 'INVALID_ARGUMENT');
 });
 
 test('a listener that throws does not stop the batch: its error comes out of ingest, and the cutoff hashes are saved as for any batch', async (t) => {

@@ -96,14 +96,24 @@ function check(t: import('ava').ExecutionContext, log: EventLog, model: Map<stri
   }
 }
 
+/** Opens the log with commits made on this thread (`sync`) or on lmdb-js's writer (`async`, the default). */
+async function openLog(dir: string, mode: 'sync' | 'async'): Promise<EventLog> {
+  const log = await EventLog.open(dir);
+  log.commitMode = mode;
+  return log;
+}
+
+const MODES = ['sync', 'async'] as const;
+
 const seedCount = Number.parseInt(process.env.NOATUN_SEEDS ?? '3', 10);
 const seeds = process.env.NOATUN_SEED !== undefined ? [testSeed()] : Array.from({ length: seedCount }, () => testSeed());
 
 for (const seed of seeds) {
-  test(`the log holds what a Map holds, through runs rewritten, split and emptied, commits and reopens (seed ${seed})`, async (t) => {
+  for (const mode of MODES) {
+  test(`the log holds what a Map holds, through runs rewritten, split and emptied, commits and reopens (${mode} commits, seed ${seed})`, async (t) => {
     const random = prng(seed);
     const dir = tempDir();
-    let log = await EventLog.open(dir);
+    let log = await openLog(dir, mode);
     const model = new Map<string, ModelEvent>();
     let ordinal = 1;
     let clock = 1_000_000;
@@ -134,17 +144,18 @@ for (const seed of seeds) {
       if (random() < 0.7) await log.written();
       if (random() < 0.15) {
         await log.close();
-        log = await EventLog.open(dir);
+        log = await openLog(dir, mode);
         check(t, log, model, `round ${round}, reopened`, random);
       }
     }
     await log.written();
     check(t, log, model, 'end', random);
     await log.close();
-    log = await EventLog.open(dir);
+    log = await openLog(dir, mode);
     check(t, log, model, 'end, reopened', random);
     await log.close();
   });
+  }
 }
 
 /** Writes `events` as format 1 did: the database `events`, key the id, value ordinal + envelope. */
@@ -217,7 +228,7 @@ test('a conversion cut short (some events in runs, the rest still in format 1) r
 });
 
 test('metadata queued in one commit reads back while a later commit is in flight too', async (t) => {
-  const log = await EventLog.open(tempDir());
+  const log = await openLog(tempDir(), 'async');
   log.setMeta('a', 1);
   await Promise.resolve(); // the first commit is handed to LMDB
   log.setMeta('b', 2);
@@ -258,9 +269,10 @@ test('a damaged run is reported as a damaged file, naming the run', async (t) =>
   t.regex((reopened as NoatunError).message, new RegExp(`run ${hex(key)} is damaged`));
 });
 
-test('a commit that meets a damaged run writes nothing of itself (the runs it changed before stay as they were)', async (t) => {
+for (const mode of MODES) {
+test(`a commit that meets a damaged run writes nothing of itself (the runs it changed before stay as they were; ${mode} commits)`, async (t) => {
   const dir = tempDir();
-  let log = await EventLog.open(dir);
+  let log = await openLog(dir, mode);
   // Ids 10 apart, so there is room between them; about 80 bytes each: a few runs.
   const random = prng(11);
   const events = Array.from({ length: 200 }, (_, i) => storedEvent(makeEnvelope(makeId(5_000_000 + 10 * i, random), 60, random), i + 1));
@@ -278,7 +290,7 @@ test('a commit that meets a damaged run writes nothing of itself (the runs it ch
   run.writeUInt32LE(run.readUInt32LE(4 + 2 * 8 + 4) + 1, 4 + 1 * 8 + 4);
   await runs.put(lastKey, run);
   await env.close();
-  log = await EventLog.open(dir);
+  log = await openLog(dir, mode);
   const count = log.count();
   // One event into the first run (a sound rewrite, done first), one into the damaged last run.
   const intoFirst = storedEvent(makeEnvelope(makeId(5_000_000 + 5, random), 60, random), 1000);
@@ -296,6 +308,7 @@ test('a commit that meets a damaged run writes nothing of itself (the runs it ch
   t.is(log.count(), count);
   await log.close();
 });
+}
 
 const converter = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'convert-log.ts');
 

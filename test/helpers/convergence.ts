@@ -114,6 +114,8 @@ export interface OpenOptions {
   readonly autoPrune?: boolean;
   /** `DatabaseOptions.lateWorkShare` (the engine's default when omitted). */
   readonly lateWorkShare?: number | undefined;
+  /** `DatabaseOptions.commitMode` (the engine's default when omitted). */
+  readonly commitMode?: 'sync' | 'async' | undefined;
 }
 
 export function openApp(app: App<unknown>, options: OpenOptions): Promise<AnyDb> {
@@ -125,6 +127,7 @@ export function openApp(app: App<unknown>, options: OpenOptions): Promise<AnyDb>
     cutoffIntervalMs: options.intervalMs,
     autoPrune: options.autoPrune ?? true,
     ...(options.lateWorkShare === undefined ? {} : { lateWorkShare: options.lateWorkShare }),
+    ...(options.commitMode === undefined ? {} : { commitMode: options.commitMode }),
     // The randomized tests' apps must be deterministic: each local batch is applied twice.
     checkDeterminism: true,
   }) as Promise<AnyDb>;
