@@ -519,9 +519,12 @@ test.serial('row 12, memory: a 5 MiB event written while connected does not hold
   t.deepEqual(hexIds(b.db), hexIds(a.db));
   await until(() => peer(b.replicator, 'a')?.expecting === 0, 'nothing expected any more', 5000);
   t.true(b.replicator.peers().every((p) => p.state !== 'refused' && p.state !== 'disconnected'), JSON.stringify(b.replicator.peers()));
-  // Both peers in this isolate; 16 times the event, as in row 7 (62 MiB measured once the
-  // one-time buffers have grown; without the first event, run alone, 82–87 MiB and 25 kept).
-  assertMemory(t, await watch.stop(), 80, 16);
+  // Both peers in this isolate. The peak counts the copies of the event that garbage collection
+  // has not freed yet, so it spreads widely from run to run of the same code: 0.1–96.8 MiB in six
+  // runs on 5 Dec (three of them on the code before that day's changes, one of those over 80). So
+  // 24 times the event: what it guards against, events held back or piling up, grows with their
+  // number, not with when the collector runs; what stays after a collection is bounded tightly.
+  assertMemory(t, await watch.stop(), 120, 16);
   await Promise.all([a.replicator.stop(), b.replicator.stop()]);
   await Promise.all([a.db.close(), b.db.close()]);
 });
