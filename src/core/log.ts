@@ -482,14 +482,15 @@ export class EventLog {
         for (const [name, value] of meta) metaDb.put(name, value);
       });
     } catch (error) {
-      // Not written: the entries stay in the overlay (reads keep seeing them), as queued.
+      // Not written: the entries stay in the overlay and the metadata with the committing ones
+      // (reads keep seeing them), as after a failed asynchronous commit.
+      this.#generation++;
       this.#failure ??= error;
       return;
-    } finally {
-      this.#generation++;
-      this.#countCommitting -= counted;
-      this.#committingMeta.splice(this.#committingMeta.indexOf(meta), 1);
     }
+    this.#generation++;
+    this.#countCommitting -= counted;
+    this.#committingMeta.splice(this.#committingMeta.indexOf(meta), 1);
     this.#count = count;
     // Committed: reads find the entries in LMDB; the overlay keeps only what was queued since
     // (during the commit, nothing can be: it ran on this thread).
