@@ -2,8 +2,10 @@
  * Databases written by earlier versions, by `fixtures/make-format-fixture.ts`:
  * - `fixtures/db-2026-12-04/`: the code of 4 Dec 2026 (undo journal format version 2, event log
  *   format 1: one LMDB entry per event);
- * - `fixtures/db-2026-12-05/`: the code of 5 Dec 2026 (`01f7ce6`; journal version 3, log format 1).
- * Today's code converts the log to runs (format 2) at open and rebuilds the view from it (view
+ * - `fixtures/db-2026-12-05/`: the code of 5 Dec 2026 (`01f7ce6`; journal version 3, log format 1);
+ * - `fixtures/db-2026-12-05-runs/`: the code of 5 Dec 2026 before the records' table changed
+ *   (`61938db`; journal version 3, log format 2, view format 3).
+ * Today's code converts the log to runs (format 2) at open where needed and rebuilds the view from it (view
  * format 4 keeps the pruning records in chunks behind an index; the view is derived, so one of an
  * earlier format is replayed from the log rather than converted), reaches the same view as a fresh
  * replay of the events, and rewinds through the rebuilt undo history for a late event. That
@@ -44,15 +46,17 @@ async function replay(messages: Uint8Array[], now: number) {
   return db;
 }
 
-for (const [name, journalVersion] of [
-  ['db-2026-12-04', 2],
-  ['db-2026-12-05', 3],
+for (const [name, journalVersion, logFormat] of [
+  ['db-2026-12-04', 2, 1],
+  ['db-2026-12-05', 3, 1],
+  ['db-2026-12-05-runs', 3, 2],
 ] as const) {
 test(`a database of an earlier format (${name}) opens, its log converted, and reaches the same view as a replay`, async (t) => {
   const dir = copyFixture(name);
   const journal = path.join(dir, 'view', 'journal.bin');
   t.is(fs.readFileSync(journal).readUInt32LE(8), journalVersion, `the fixture keeps journal format version ${journalVersion}`);
-  t.deepEqual(await lmdbDatabases(path.join(dir, 'log.mdb')), ['events', 'meta'], 'the fixture keeps log format 1');
+  t.is(fs.readFileSync(path.join(dir, 'view', 'view.bin')).readUInt32LE(8), 3, 'the fixture keeps view format 3');
+  t.deepEqual(await lmdbDatabases(path.join(dir, 'log.mdb')), logFormat === 1 ? ['events', 'meta'] : ['meta', 'runs'], `the fixture keeps log format ${logFormat}`);
   // The clock when the fixture was closed (its last transaction): opening later would move the cutoff.
   const now = FIXTURE_T0 + (FIXTURE_EVENTS - 3) * 1000;
   const db = await openShop(dir, () => now);
