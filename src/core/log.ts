@@ -446,16 +446,7 @@ export class EventLog {
         // once when nothing was queued since: the usual case, one commit per batch).
         this.#committing--;
         this.#generation++;
-        // (Not after a failed commit: its entries were never written, and reads keep seeing them.)
-        if (this.#committing === 0 && this.#pending.length === 0 && this.#failure === undefined) {
-          this.#overlay.clear();
-          entries.length = 0;
-        }
-        for (const entry of entries) {
-          const key = keyString(entry.key);
-          if (this.#overlay.get(key) === entry) this.#overlay.delete(key);
-        }
-        this.#committingMeta.splice(this.#committingMeta.indexOf(meta), 1);
+        this.#letGo(entries, meta);
       },
       (error: unknown) => {
         this.#committing--;
@@ -490,17 +481,26 @@ export class EventLog {
     }
     this.#generation++;
     this.#countCommitting -= counted;
-    this.#committingMeta.splice(this.#committingMeta.indexOf(meta), 1);
     this.#count = count;
-    // Committed: reads find the entries in LMDB; the overlay keeps only what was queued since
-    // (during the commit, nothing can be: it ran on this thread).
-    if (this.#pending.length === 0) this.#overlay.clear();
-    else {
-      for (const entry of entries) {
-        const key = keyString(entry.key);
-        if (this.#overlay.get(key) === entry) this.#overlay.delete(key);
-      }
+    this.#letGo(entries, meta);
+  }
+
+  /**
+   * A commit of `entries` and `meta` is written: reads see them in LMDB now, so the overlay and the
+   * committing metadata let go of them (the overlay all at once when nothing was queued or is in
+   * flight since: the usual case, one commit per batch). Not after a failed commit: its entries
+   * were never written, and reads keep seeing them.
+   */
+  #letGo(entries: OverlayEntry[], meta: Map<string, unknown>): void {
+    if (this.#committing === 0 && this.#pending.length === 0 && this.#failure === undefined) {
+      this.#overlay.clear();
+      entries.length = 0;
     }
+    for (const entry of entries) {
+      const key = keyString(entry.key);
+      if (this.#overlay.get(key) === entry) this.#overlay.delete(key);
+    }
+    this.#committingMeta.splice(this.#committingMeta.indexOf(meta), 1);
   }
 
   /**

@@ -10,7 +10,7 @@ import test from 'ava';
 import { EventBook, Rec } from '../../src/core/bookkeeping.js';
 import * as s from '../../src/view/schema.js';
 import type { JournalMark } from '../../src/view/journal.js';
-import { prng, removeTempDirs } from '../helpers/temp.js';
+import { prng, removeTempDirs, testSeed } from '../helpers/temp.js';
 import { openView } from '../view/view-helpers.js';
 
 test.after.always(removeTempDirs);
@@ -56,10 +56,7 @@ function mismatch(book: EventBook, model: Map<number, number>, gone: readonly nu
 }
 
 const seedCount = Number.parseInt(process.env.NOATUN_SEEDS ?? '3', 10);
-const seeds =
-  process.env.NOATUN_SEED === undefined
-    ? Array.from({ length: seedCount }, () => (Math.random() * 2 ** 32) >>> 0)
-    : [Number.parseInt(process.env.NOATUN_SEED, 10) >>> 0];
+const seeds = process.env.NOATUN_SEED !== undefined ? [testSeed()] : Array.from({ length: seedCount }, () => testSeed());
 
 for (const seed of seeds) {
   test(`records are found with their content through inserts, removals, index growth and rewinds (seed ${seed})`, (t) => {
