@@ -43,7 +43,7 @@ import { lockDirectory } from './directory-lock.js';
 import {
   createEnvelope,
   DEFAULT_ENVELOPE_LIMITS,
-  decodeEnvelope,
+  decodeEnvelopes,
   detachEnvelope,
   type Envelope,
   encodeEnvelope,
@@ -592,7 +592,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         }
         const next = envelopes[i + 1];
         if (!(next !== undefined && next.parents.length === 1 && sameId(next.parents[0]!, envelope.id))) {
-          this.#heads.set(keyOf(envelope.id), envelope.id);
+          // A copy: the id is a view into the whole batch's buffer (see decodeEnvelopes).
+          this.#heads.set(keyOf(envelope.id), MessageId.fromBytes(envelope.id.bytes));
         }
       }
     }
@@ -748,8 +749,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   async ingest(batch: Iterable<Uint8Array>, options: IngestOptions = {}): Promise<IngestResult> {
     this.#assertOpen();
     this.#advanceCutoff();
-    const decoded: Envelope[] = [];
-    for (const bytes of batch) decoded.push(decodeEnvelope(bytes));
+    const decoded = decodeEnvelopes(batch);
     const sorting = this.#inbox.sort(decoded, options.peer ?? LOCAL_SOURCE);
     const admitted = this.#admit(sorting.accepted);
     // Made before the wait, so that the batch's envelopes need not outlive it (see #commit).

@@ -122,6 +122,25 @@ interface Usage {
 }
 
 /** Whether `envelopes` are in strictly increasing id order. */
+/** Whether `sorted` (in id order) holds an event with id `bytes`: by bisection. */
+function includesId(sorted: readonly Envelope[], bytes: Uint8Array): boolean {
+  let high = sorted.length;
+  if (high === 0) return false;
+  // A parent is usually the event just before its child (the author's previous event).
+  const order = compareIdBytes(sorted[high - 1]!.id.bytes, bytes);
+  if (order <= 0) return order === 0;
+  let low = 0;
+  high--;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    const order = compareIdBytes(sorted[middle]!.id.bytes, bytes);
+    if (order === 0) return true;
+    if (order < 0) low = middle + 1;
+    else high = middle;
+  }
+  return false;
+}
+
 function inIdOrder(envelopes: readonly Envelope[]): boolean {
   for (let i = 1; i < envelopes.length; i++) {
     if (compareIdBytes(envelopes[i - 1]!.id.bytes, envelopes[i]!.id.bytes) >= 0) return false;
@@ -196,7 +215,9 @@ export class Inbox {
     // A copy or gossip sends its events in id order: a pass that finds them sorted saves the sort.
     if (!inIdOrder(decoded)) decoded.sort((a, b) => MessageId.compare(a.id, b.id));
     const accepted: Envelope[] = [];
-    const acceptedKeys = new Set<string>();
+    // Accepted events are found by bisection while they are in id order (this first pass), so a
+    // batch needs no string key per event unless something is parked.
+    const inBatch = (parent: MessageId) => includesId(accepted, parent.bytes);
     // An initial copy or gossip brings ids above everything stored: those need no lookup.
     const highest = host.highestStored();
     this.#highest = highest;
@@ -205,21 +226,22 @@ export class Inbox {
     let tooNew = 0;
     let refused = 0;
     for (const envelope of decoded) {
-      const key = envelope.id.key;
-      if (acceptedKeys.has(key) || (!isAbove(envelope.id.bytes, highest) && host.isStored(envelope.id.bytes))) {
+      const bytes = envelope.id.bytes;
+      // Sorted, so an accepted twin is the last accepted event.
+      const last = accepted.length === 0 ? undefined : accepted[accepted.length - 1]!;
+      if ((last !== undefined && compareIdBytes(last.id.bytes, bytes) === 0) || (!isAbove(bytes, highest) && host.isStored(bytes))) {
         duplicates++;
         continue;
       }
-      const waiting = this.#parked.get(key);
+      const waiting = this.#parked.size === 0 ? undefined : this.#parked.get(envelope.id.key);
       if (waiting !== undefined) {
         // The id hash does not cover the parents (they are dropped behind the cutoff), so a copy
         // from a hostile peer may name parents that never come. The waiting copy stays unless this
         // one is complete now: then this one is stored, and a forged copy cannot hold back the
         // true one for longer than one offer from an honest peer.
-        if (this.#missingParent(envelope, acceptedKeys) === undefined) {
+        if (this.#missingParent(envelope, inBatch) === undefined) {
           this.#drop(waiting);
           accepted.push(envelope);
-          acceptedKeys.add(key);
         } else {
           duplicates++;
         }
@@ -229,37 +251,42 @@ export class Inbox {
         tooNew++;
         continue;
       }
-      const missing = this.#missingParent(envelope, acceptedKeys);
+      const missing = this.#missingParent(envelope, inBatch);
       if (missing === undefined) {
         accepted.push(envelope);
-        acceptedKeys.add(key);
       } else {
         // Counted for this batch only if it came with it.
         const origin = origins?.get(envelope);
-        if (!this.#park(envelope, key, missing, origin ?? source)) refused++;
+        if (!this.#park(envelope, envelope.id.key, missing, origin ?? source)) refused++;
         else if (origin === undefined) parked++;
       }
     }
     // Parked events whose parents this batch brings can be stored too (cascading: each accepted
-    // event may free others, which the loop reaches as they are appended).
+    // event may free others, which the loop reaches as they are appended). They join out of id
+    // order, so from here the accepted events are found by key.
     let unparked = 0;
-    for (let i = 0; i < accepted.length; i++) {
-      const parentKey = accepted[i]!.id.key;
-      const waiting = this.#waiting.get(parentKey);
-      if (waiting === undefined) continue;
-      this.#waiting.delete(parentKey);
-      for (const key of waiting) {
-        const entry = this.#parked.get(key);
-        if (entry === undefined) continue;
-        const missing = this.#missingParent(entry.envelope, acceptedKeys);
-        if (missing !== undefined) {
-          this.#wait(entry, missing);
-          continue;
+    if (this.#waiting.size !== 0) {
+      const acceptedKeys = new Set<string>();
+      for (const envelope of accepted) acceptedKeys.add(envelope.id.key);
+      const byKey = (parent: MessageId) => acceptedKeys.has(parent.key);
+      for (let i = 0; i < accepted.length; i++) {
+        const parentKey = accepted[i]!.id.key;
+        const waiting = this.#waiting.get(parentKey);
+        if (waiting === undefined) continue;
+        this.#waiting.delete(parentKey);
+        for (const key of waiting) {
+          const entry = this.#parked.get(key);
+          if (entry === undefined) continue;
+          const missing = this.#missingParent(entry.envelope, byKey);
+          if (missing !== undefined) {
+            this.#wait(entry, missing);
+            continue;
+          }
+          this.#unpark(entry);
+          accepted.push(entry.envelope);
+          acceptedKeys.add(key);
+          unparked++;
         }
-        this.#unpark(entry);
-        accepted.push(entry.envelope);
-        acceptedKeys.add(key);
-        unparked++;
       }
     }
     this.#highest = null;
@@ -275,16 +302,16 @@ export class Inbox {
   }
 
   /** A parent that is neither stored, nor accepted in this batch, nor behind the cutoff. */
-  #missingParent(envelope: Envelope, accepted: ReadonlySet<string>): string | undefined {
+  #missingParent(envelope: Envelope, inBatch: (parent: MessageId) => boolean): string | undefined {
     const cutoff = this.#host.cutoff;
     for (const parent of envelope.parents) {
       if (parent.timestamp < cutoff) continue;
-      const key = parent.key;
-      if (accepted.has(key) || (!isAbove(parent.bytes, this.#highest) && this.#host.isStored(parent.bytes))) continue;
-      return key;
+      if (inBatch(parent) || (!isAbove(parent.bytes, this.#highest) && this.#host.isStored(parent.bytes))) continue;
+      return parent.key;
     }
     return undefined;
   }
+
 
   /**
    * Parks an event if the limits allow; false when they do not. `from` is the sender, or the entry

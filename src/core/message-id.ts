@@ -197,6 +197,9 @@ export function compareIdBytes(a: Uint8Array, b: Uint8Array): number {
 // The hash input is assembled in one reusable buffer and hashed with the one-shot `crypto.hash`:
 // creating a Hash object per event cost more than the hashing itself.
 let hashInput = new Uint8Array(4096);
+/** Views of {@link hashInput}'s first n bytes, by n, for n below {@link HASH_VIEWS}. */
+const hashViews: Uint8Array[] = [];
+const HASH_VIEWS = 1024;
 const EMPTY_HASH = new Uint8Array(8);
 
 /**
@@ -206,14 +209,24 @@ const EMPTY_HASH = new Uint8Array(8);
  */
 function idHash(timestamp: number, sequence: number, salt: Uint8Array, payload: Uint8Array): string {
   const size = 8 + salt.length + payload.length;
-  if (size > hashInput.length) hashInput = new Uint8Array(Math.max(size, hashInput.length * 2));
+  if (size > hashInput.length) {
+    hashInput = new Uint8Array(Math.max(size, hashInput.length * 2));
+    hashViews.length = 0;
+  }
   const input = hashInput;
   writeTimestamp(input, timestamp);
   input[6] = sequence >>> 8;
   input[7] = sequence & 0xff;
   input.set(salt, 8);
   input.set(payload, 8 + salt.length);
-  return hash('sha256', size === input.length ? input : input.subarray(0, size), 'binary');
+  // The view of the input's first `size` bytes, made once per size: one object per event was a
+  // tenth of what verifying a copied batch allocated.
+  let view = size < HASH_VIEWS ? hashViews[size] : undefined;
+  if (view === undefined) {
+    view = input.subarray(0, size);
+    if (size < HASH_VIEWS) hashViews[size] = view;
+  }
+  return hash('sha256', view, 'binary');
 }
 
 /** The 8-byte content hash of an event: the first 8 bytes of SHA-256 over timestamp, sequence, salt and payload. */
