@@ -63,6 +63,20 @@ export interface PeerInfo {
   readonly retryAt?: number;
 }
 
+/**
+ * A pending `syncedWith` call. A neighbour's answer is the end of a session that started after the
+ * call (both sides' final statuses are exchanged once the transfer is done), never a status: one
+ * sent before the call may still be on its way, and would report a sync that predates the
+ * writes the caller is waiting for. A far peer (not a neighbour) has no session with us: its
+ * status, asked for through the swarm, answers.
+ */
+export interface SyncWaiter {
+  /** Called with no argument once synced, with an error on stop. */
+  readonly settle: (error?: Error) => void;
+  /** {@link PeerRecord.sessionsStarted} at the call: only a later session answers it. */
+  readonly after: number;
+}
+
 /** What the replicator keeps of a peer. */
 export interface PeerRecord {
   readonly peerId: string;
@@ -97,8 +111,10 @@ export interface PeerRecord {
   retryAt: number;
   /** Delays of resyncs while statuses keep differing. */
   readonly resync: Backoff;
-  /** Settlers of `syncedWith` calls: called with no argument once synced, with an error on stop. */
-  waiters: ((error?: Error) => void)[];
+  /** Pending `syncedWith` calls (see {@link SyncWaiter}). */
+  waiters: SyncWaiter[];
+  /** Sessions with it started so far, either side first: the latest one's number. */
+  sessionsStarted: number;
   /** While refused: when the refusal ends (ms). */
   refusedUntil: number;
 }
@@ -152,6 +168,7 @@ export class PeerTable {
       retryAt: 0,
       resync: this.#makeBackoff(),
       waiters: [],
+      sessionsStarted: 0,
       refusedUntil: 0,
     };
     this.#records.set(peerId, record);

@@ -39,7 +39,7 @@ import { decodeFrame, FrameType, ProtocolError, peerStatusFrame, type Status } f
 import { GossipQueue } from './gossip-queue.js';
 import type { Libp2pLinkOptions } from './libp2p-link.js';
 import { type ConnectionDirection, type GossipVerdict, type Link, MAX_DIRECT_FRAME_BYTES, type Session } from './link.js';
-import { type PeerInfo, type PeerRecord, PeerTable, peerInfo } from './peer-table.js';
+import { type PeerInfo, type PeerRecord, PeerTable, peerInfo, type SyncWaiter } from './peer-table.js';
 import { Redialer } from './redial.js';
 import { Relay, relayFrameBytes } from './relay.js';
 import { type ReplicatorOptions, type ResolvedReplicatorOptions, resolveReplicatorOptions } from './replicator-options.js';
@@ -270,8 +270,9 @@ export class Replicator extends EventTarget {
   }
 
   /**
-   * Resolves once we and `peerId` hold the same events (as of a status exchange after the call).
-   * Starts a sync with it at once. Rejects with the signal's reason when `signal` aborts, and with
+   * Resolves once we and `peerId` hold the same events, as of a session with it that started after
+   * the call (or, for a peer that is not a neighbour, its status asked for through the swarm):
+   * what it held when the call was made, we hold then. Starts a sync with it at once. Rejects with the signal's reason when `signal` aborts, and with
    * `CLOSED` when the replicator stops first.
    */
   syncedWith(peerId: string, options: { signal?: AbortSignal } = {}): Promise<void> {
@@ -293,12 +294,13 @@ export class Replicator extends EventTarget {
         else reject(error);
       };
       const onAbort = () => {
-        peer.waiters = peer.waiters.filter((w) => w !== done);
+        peer.waiters = peer.waiters.filter((w) => w !== waiter);
         this.#holdOpen(-1);
         reject(signal!.reason);
       };
+      const waiter: SyncWaiter = { settle: done, after: peer.sessionsStarted };
       signal?.addEventListener('abort', onAbort, { once: true });
-      peer.waiters.push(done);
+      peer.waiters.push(waiter);
       this.#holdOpen(1);
       // Not a neighbour: its status comes through the swarm, when it is asked for.
       if (!peer.connected) this.#askFarPeers(250);
@@ -336,7 +338,7 @@ export class Replicator extends EventTarget {
     for (const peer of this.#peers.values()) {
       clearTimeout(peer.timer);
       peer.timer = undefined;
-      for (const waiter of peer.waiters.splice(0)) waiter(stopped);
+      for (const waiter of peer.waiters.splice(0)) waiter.settle(stopped);
     }
     for (const session of this.#sessions) session.abort(new NoatunError(ErrorCode.CLOSED, 'replicator stopped'));
     await this.#gossipFlush;
@@ -622,13 +624,24 @@ export class Replicator extends EventTarget {
     if (this.peerId < peerId) this.#schedule(peer, 0);
   }
 
-  #markSynced(peer: PeerRecord): void {
+  /**
+   * The peer holds what we hold: as of the end of session number `session`, or of a status (no
+   * `session`). Settles the `syncedWith` calls this answers (see {@link SyncWaiter}); those made
+   * while the session ran wait for the next one, which starts now.
+   */
+  #markSynced(peer: PeerRecord, session?: number): void {
     const wasSynced = peer.state === 'synced';
     peer.state = 'synced';
     peer.reason = undefined;
     peer.retryAt = 0;
     peer.resync.reset();
-    for (const waiter of peer.waiters.splice(0)) waiter();
+    if (peer.waiters.length !== 0) {
+      const answered = (waiter: SyncWaiter) => (session === undefined ? !peer.connected : waiter.after < session);
+      const settled = peer.waiters.filter(answered);
+      peer.waiters = peer.waiters.filter((waiter) => !answered(waiter));
+      for (const waiter of settled) waiter.settle();
+      if (peer.waiters.length !== 0 && session !== undefined) this.#schedule(peer, 0, true);
+    }
     if (!wasSynced) this.#emit('peer:synced', peer.peerId);
   }
 
@@ -917,6 +930,7 @@ export class Replicator extends EventTarget {
       }
       this.#limits.open(peerId);
       peer.active++;
+      const number = ++peer.sessionsStarted;
       this.#sessions.add(session);
       if (peer.state !== 'synced' && peer.state !== 'clock-drift') {
         peer.state = 'syncing';
@@ -930,7 +944,7 @@ export class Replicator extends EventTarget {
         peer.trusted = true;
         this.#redialer.remember(peerId);
         const { same, cutoffs } = this.#compare(result.final);
-        if (same) this.#markSynced(peer);
+        if (same) this.#markSynced(peer, number);
         else if (result.cut && peer.stored + peer.sent > before) {
           // A bound of ours ended the reconciliation and events moved: more to do, go on now.
           peer.state = 'differs';

@@ -140,3 +140,24 @@ test('a partition that heals: both sides write, then converge', async (t) => {
   t.is(dbs[0]!.stats().stored, 40);
   await shutdown(replicators, dbs);
 });
+
+test('syncedWith answers with a status exchanged after the call, never one already on its way', async (t) => {
+  const seed = testSeed();
+  t.log(`seed ${seed}`);
+  const random = prng(seed);
+  // Statuses go out every 20 ms and take 50 ms to arrive: when the writer writes, statuses from
+  // before its writes are always on their way, and they match the reader's.
+  const network = new MemoryNetwork({ seed, latencyMs: 50 });
+  const { dbs, start } = await swarm(2, network, 20);
+  const replicators = start();
+  await allSynced(replicators);
+  for (let round = 1; round <= 3; round++) {
+    const written = await dbs[0]!.transaction((tx) => {
+      for (let i = 0; i < 20; i++) tx.append({ kind: 'deposit', account: `a${Math.floor(random() * 4)}`, amount: 1 + Math.floor(random() * 9) });
+    });
+    await replicators[1]!.syncedWith('peer-00', { signal: AbortSignal.timeout(30_000) });
+    t.is(dbs[1]!.stats().stored, dbs[0]!.stats().stored, `round ${round}: synced means holding what the writer wrote before the call (${written.length} events)`);
+  }
+  assertConverged(t, dbs);
+  await shutdown(replicators, dbs);
+});
