@@ -145,7 +145,7 @@ const parts: Record<string, () => KvImplementation> = {
   sqlite: sqliteKv,
   map: mapKv,
   noatun: () => noatunKv(),
-  'noatun-async': () => noatunKv('async'),
+  'noatun-sync': () => noatunKv('sync'),
 };
 
 /** Folds lookup results into a check value: hits, and a hash of every value's letters. */
@@ -158,7 +158,7 @@ function lookupAll(impl: KvImplementation, keys: readonly string[]): number {
   return check;
 }
 
-/** One implementation of the `kv` benchmark (`sqlite`, `map`, `noatun`, `noatun-async`). */
+/** One implementation of the `kv` benchmark (`sqlite`, `map`, `noatun`, `noatun-sync`). */
 export async function runKvPart(part: string, options: { quick: boolean }): Promise<Row[]> {
   const workload = generate(options.quick);
   const impl = parts[part]!();

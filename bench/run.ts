@@ -44,12 +44,12 @@ const registry: Record<string, Bench> = {
     help: 'view micro-benchmarks against plain JS',
   },
   warehouse: {
-    parts: ['sqlite', 'maps', 'noatun', 'noatun-prune', 'noatun-pipelined', 'noatun-prune-async'],
+    parts: ['sqlite', 'maps', 'noatun', 'noatun-prune', 'noatun-pipelined', 'noatun-prune-sync'],
     run: async (part, options) => (await import('./warehouse/index.js')).runWarehousePart(part, options),
     help: "the original's warehouse workload: better-sqlite3, JS Maps, noatun",
   },
   kv: {
-    parts: ['sqlite', 'map', 'noatun', 'noatun-async'],
+    parts: ['sqlite', 'map', 'noatun', 'noatun-sync'],
     run: async (part, options) => (await import('./kv.js')).runKvPart(part, options),
     help: 'key-value upserts/deletes and point lookups: better-sqlite3, JS Map, noatun',
   },

@@ -52,14 +52,13 @@ const parts: Record<string, () => WarehouseImplementation> = {
   maps: mapsWarehouse,
   noatun: () => noatunWarehouse({ autoPrune: false }),
   'noatun-prune': () => noatunWarehouse({ autoPrune: true }),
-  // Transactions not awaited one by one overlap only when commits leave this thread.
-  'noatun-pipelined': () => noatunWarehouse({ autoPrune: true, inFlight: 4, commitMode: 'async' }),
-  'noatun-prune-async': () => noatunWarehouse({ autoPrune: true, commitMode: 'async' }),
+  'noatun-pipelined': () => noatunWarehouse({ autoPrune: true, inFlight: 4 }),
+  'noatun-prune-sync': () => noatunWarehouse({ autoPrune: true, commitMode: 'sync' }),
 };
 
 /**
  * One implementation of the `warehouse` benchmark (`sqlite`, `maps`, `noatun`, `noatun-prune`,
- * `noatun-pipelined`, `noatun-prune-async`).
+ * `noatun-pipelined`, `noatun-prune-sync`).
  * Its check value folds every query result in order, so rows agree only when every answer does.
  */
 export async function runWarehousePart(part: string, options: { quick: boolean }): Promise<Row[]> {

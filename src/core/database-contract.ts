@@ -65,15 +65,14 @@ export interface DatabaseOptions<E, R> {
   readonly lateWorkShare?: number;
   /**
    * How a commit reaches the disk; both are equally durable (a write resolves once LMDB has synced
-   * the commit). `'sync'`: on the calling thread, as SQLite does: the event loop waits for the
-   * disk's sync (well under a millisecond on an SSD, more on a slow disk), then takes one turn
-   * before the write resolves, so an app writing in a loop still lets it serve I/O between
-   * writes. `'async'`: on lmdb-js's writer thread: the event loop runs on during the sync, and
-   * writes made while a commit is in flight are committed together; it suits a slow disk under a
-   * peer that must keep serving the network. `'sync'` wrote 5–19% faster in the benchmarks
-   * (BENCHMARKS.md, runs N and O), and lmdb-js's commit needs this thread while it runs anyway,
-   * so `'async'` overlapped little.
-   * @default 'sync'
+   * the commit). `'async'`: on lmdb-js's writer thread: the event loop runs on meanwhile (a
+   * replicator keeps serving its peers), and writes made while a commit is in flight are committed
+   * together. `'sync'`: on the calling thread, as SQLite does: the event loop waits for the disk's
+   * sync (well under a millisecond on an SSD, more on a slow disk), then takes one turn before the
+   * write resolves, so an app writing in a loop still lets it serve I/O between writes. A single
+   * awaited append takes about a fifth less time with `'sync'`; throughput measured 7–19% better
+   * in one session's runs and within the noise (±12% here) in the next (BENCHMARKS.md, runs N and O).
+   * @default 'async'
    */
   readonly commitMode?: 'sync' | 'async';
   /** Progress of long work (rebuilding the view from the log). */

@@ -190,7 +190,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     if (share !== undefined && !(typeof share === 'number' && share > 0 && share <= 1)) {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'lateWorkShare must be a number greater than 0 and at most 1');
     }
-    const commitMode = options.commitMode ?? 'sync';
+    const commitMode = options.commitMode ?? 'async';
     if (commitMode !== 'sync' && commitMode !== 'async') {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, "commitMode must be 'sync' or 'async'");
     }

@@ -568,7 +568,7 @@ test('an event whose parent waits for the re-application budget waits with it, a
   await Promise.all([db.close(), old.close(), other.close(), eager.close()]);
 });
 
-test("commits on this thread ('sync', the default) and on lmdb-js's writer ('async') store the same; another commitMode is refused", async (t) => {
+test("commits on this thread ('sync') and on lmdb-js's writer ('async', the default) store the same; another commitMode is refused", async (t) => {
   const clock = new FakeClock();
   const results: unknown[] = [];
   for (const commitMode of ['sync', 'async'] as const) {

@@ -18,7 +18,7 @@
  * duplicates, and leaves sessions stalled or fills them with garbage: the honest peers must
  * refuse it and still converge. In a third of the seeds the peers open with `lateWorkShare` at
  * 0.5%, so costly late events wait in memory (`deferred`) far more often; in a third (drawn apart)
- * they commit on lmdb-js's writer thread (`commitMode: 'async'`) rather than on their own.
+ * they commit on their own thread (`commitMode: 'sync'`) rather than on lmdb-js's writer.
  *
  * Checks, after every partition heals, every peer reopens and all are synced:
  * 1. every peer has the same view, maps compared in iteration order (no sorting), equal to the
@@ -171,9 +171,9 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
   // a sliver of time, so costly late events wait in memory far more often than with the default
   // share: their children, a close or a kill meanwhile must not leave the log without a parent.
   const lateWorkShare = prng((seed ^ 0x27d4eb2f) >>> 0)() < 1 / 3 ? 0.005 : undefined;
-  // In a third of the seeds (a stream of its own too) the peers commit on lmdb-js's writer thread
-  // (`commitMode: 'async'`), where commits overlap and group, instead of on their own (the default).
-  const commitMode = prng((seed ^ 0x165667b1) >>> 0)() < 1 / 3 ? ('async' as const) : undefined;
+  // In a third of the seeds (a stream of its own too) the peers commit on their own thread
+  // (`commitMode: 'sync'`) instead of on lmdb-js's writer thread, where commits overlap and group.
+  const commitMode = prng((seed ^ 0x165667b1) >>> 0)() < 1 / 3 ? ('sync' as const) : undefined;
   let hostile: HostilePeer | undefined;
   const seedApp = appOf(seed, random);
   const app: App<unknown> = options.app === undefined ? seedApp : apps[options.app]!;
