@@ -12,6 +12,10 @@
  * state never slows the other. A part prints its rows as one JSON line; the parent checks that the
  * parts of a workload report the same check value, then prints the table.
  *
+ * `--repeat=N` runs every part N times (the parts of a workload in turn, so drift on the machine
+ * touches all alike) and reports, for each row, the run with the median rate, noting the range:
+ * single runs of one part spread ±12% on a 2-core machine.
+ *
  * `--child=<name>:<part>` runs one part in this process (what the parent spawns; also handy with
  * `node --cpu-prof --import=tsx bench/run.ts --child=warehouse:noatun`).
  */
@@ -86,7 +90,7 @@ const registry: Record<string, Bench> = {
 };
 
 function printHelp(): void {
-  console.log('npm run bench -- [workload…] [--quick] [--option=value…]\n');
+  console.log('npm run bench -- [workload…] [--quick] [--repeat=N] [--option=value…]\n');
   console.log('Workloads (all but the opt-in ones run when none is named):');
   for (const [name, bench] of Object.entries(registry)) {
     console.log(`  ${name.padEnd(10)}${bench.optIn === true ? '(opt-in) ' : ''}${bench.help ?? ''}`);
@@ -138,6 +142,32 @@ function spawnPart(spec: string, options: BenchOptions): Promise<Row[]> {
   });
 }
 
+/** A row's rate: events per second, or queries per second for rows without writes. */
+function rateOf(row: Row): number | undefined {
+  return row.eventsPerSecond ?? row.queriesPerSecond;
+}
+
+/**
+ * The rows of several runs of the same parts, one per row: the run with the median rate (the
+ * lower middle one of an even count), its note saying the range over the runs. Rows without a
+ * rate come from the first run.
+ */
+function medianRows(runs: readonly (readonly Row[])[]): Row[] {
+  if (runs.length === 1) return [...runs[0]!];
+  return runs[0]!.map((first, i) => {
+    const same = runs.map((run) => run[i]!).filter((row) => row.workload === first.workload && row.implementation === first.implementation);
+    const rated = same.filter((row) => rateOf(row) !== undefined).sort((a, b) => rateOf(a)! - rateOf(b)!);
+    if (rated.length === 0) return first;
+    const median = rated[(rated.length - 1) >> 1]!;
+    const range = `median of ${rated.length} runs (${fmtRate(rateOf(rated[0]!)!)}–${fmtRate(rateOf(rated[rated.length - 1]!)!)}/s)`;
+    return { ...median, note: median.note === undefined || median.note === '' ? range : `${median.note}; ${range}` };
+  });
+}
+
+function fmtRate(n: number): string {
+  return n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : `${(n / 1e3).toFixed(1)}k`;
+}
+
 /** Throws when the rows of one workload disagree on their check value. */
 function verifyChecks(rows: readonly Row[]): void {
   const first = new Map<string, Row>();
@@ -157,12 +187,20 @@ const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const childSpec = args.find((a) => a.startsWith('--child='))?.slice('--child='.length);
 /** The workloads' own options (`--name=value`), passed on to the parts. */
-const extra = args.filter((a) => a.startsWith('--') && a !== '--quick' && a !== '--help' && !a.startsWith('--child='));
+const extra = args.filter(
+  (a) => a.startsWith('--') && a !== '--quick' && a !== '--help' && !a.startsWith('--child=') && !a.startsWith('--repeat='),
+);
+const repeatText = args.find((a) => a.startsWith('--repeat='))?.slice('--repeat='.length);
+const repeat = repeatText === undefined ? 1 : Number(repeatText);
 if (childSpec !== undefined) {
   await runChild(childSpec, { quick, args: extra });
 } else if (args.includes('--help')) {
   printHelp();
 } else {
+  if (!(Number.isSafeInteger(repeat) && repeat >= 1)) {
+    console.error(`--repeat takes a whole number of runs, at least 1 (got "${repeatText}")`);
+    process.exit(2);
+  }
   const names = args.filter((a) => !a.startsWith('--'));
   for (const name of names) {
     if (!(name in registry)) {
@@ -180,7 +218,15 @@ if (childSpec !== undefined) {
   }
   const rows: Row[] = [];
   for (const name of chosen) {
-    for (const part of registry[name]!.parts) rows.push(...(await spawnPart(`${name}:${part}`, { quick, args: extra })));
+    const runs: Row[][] = [];
+    for (let run = 0; run < repeat; run++) {
+      const rowsOfRun: Row[] = [];
+      for (const part of registry[name]!.parts) rowsOfRun.push(...(await spawnPart(`${name}:${part}`, { quick, args: extra })));
+      // Every run's answers must agree, not only the ones reported.
+      verifyChecks(rowsOfRun);
+      runs.push(rowsOfRun);
+    }
+    rows.push(...medianRows(runs));
   }
   verifyChecks(rows);
   console.log(
