@@ -69,9 +69,10 @@ export interface DatabaseOptions<E, R> {
    * replicator keeps serving its peers), and writes made while a commit is in flight are committed
    * together. `'sync'`: on the calling thread, as SQLite does: the event loop waits for the disk's
    * sync (well under a millisecond on an SSD, more on a slow disk), then takes one turn before the
-   * write resolves, so an app writing in a loop still lets it serve I/O between writes. A single
-   * awaited append takes about a fifth less time with `'sync'`; throughput measured 7–19% better
-   * in one session's runs and within the noise (±12% here) in the next (BENCHMARKS.md, runs N and O).
+   * write resolves, so an app writing in a loop still lets it serve I/O between writes. With
+   * `'sync'` a single awaited append takes about a fifth less time, and the benchmarks' writes ran
+   * 3–7% faster in alternating runs (BENCHMARKS.md, run O): not enough to block the event loop
+   * during every sync by default.
    * @default 'async'
    */
   readonly commitMode?: 'sync' | 'async';
