@@ -130,6 +130,14 @@ export class EventBook implements TrackingContext {
   readonly #victims = new OrdinalList();
   /** Hears when an event's use count reaches 0 (the pruner's queue of candidates). */
   onZero: (ordinal: number, time: number) => void = () => {};
+  /**
+   * Records whose apply failed and tombstones, counted once and then kept as records come and go,
+   * for as long as {@link #countsOf} is the arena and its rewinds (`stats()` is polled, and a walk
+   * over every record per call grew with the database).
+   */
+  #failed = 0;
+  #tombstones = 0;
+  #countsOf: { arena: Arena; rewinds: number } | undefined;
 
   constructor(arena: Arena) {
     this.arena = arena;
@@ -215,6 +223,7 @@ export class EventBook implements TrackingContext {
       u32[r + Rec.EFFECT_HI] = Math.floor(this.#time / TWO_32);
       this.onZero(this.ordinal, this.#time);
     }
+    if (this.#countsKept()) this.#count(flags, 1);
     for (const owner of reads) {
       const w = this.find(owner);
       if (w !== -1) arena.set32(w + Rec.READERS, arena.u32[w + Rec.READERS]! + 1);
@@ -376,6 +385,7 @@ export class EventBook implements TrackingContext {
     }
     let hole = table + holeSlot * SLOT_WORDS;
     const r = u32[hole + 1]!;
+    if (this.#countsKept()) this.#count(u32[r + Rec.FLAGS]!, -1);
     for (let i = (holeSlot + 1) & mask; ; i = (i + 1) & mask) {
       const slot = table + i * SLOT_WORDS;
       const o = u32[slot]!;
@@ -394,6 +404,41 @@ export class EventBook implements TrackingContext {
     arena.set32(r, u32[BookWord.FREE]!);
     arena.set32(BookWord.FREE, r);
     arena.set32(BookWord.COUNT, u32[BookWord.COUNT]! - 1);
+  }
+
+  /** Records whose apply failed. */
+  get failedCount(): number {
+    this.#keepCounts();
+    return this.#failed;
+  }
+
+  /** Records of events that destroyed data (see {@link RecFlag.TOMBSTONE}). */
+  get tombstoneCount(): number {
+    this.#keepCounts();
+    return this.#tombstones;
+  }
+
+  /** Whether the kept counts are those of the arena as it is (no rewind, no other arena since). */
+  #countsKept(): boolean {
+    const at = this.#countsOf;
+    return at !== undefined && at.arena === this.arena && at.rewinds === this.arena.rewinds;
+  }
+
+  /** Counts afresh unless the kept counts are current. */
+  #keepCounts(): void {
+    if (this.#countsKept()) return;
+    this.#failed = 0;
+    this.#tombstones = 0;
+    const u32 = this.arena.u32;
+    this.forEach((r) => {
+      this.#count(u32[r + Rec.FLAGS]!, 1);
+    });
+    this.#countsOf = { arena: this.arena, rewinds: this.arena.rewinds };
+  }
+
+  #count(flags: number, by: 1 | -1): void {
+    if ((flags & RecFlag.FAILED) !== 0) this.#failed += by;
+    if ((flags & RecFlag.TOMBSTONE) !== 0) this.#tombstones += by;
   }
 
   /** Calls `fn` with the word of every record (do not change the table while iterating). */

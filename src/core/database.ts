@@ -1066,7 +1066,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     return {
       stored: this.#log.count(),
       pruned: this.#log.getMeta<number>(META_PRUNED) ?? 0,
-      failedApplies: this.#countRecords(RecFlag.FAILED),
+      failedApplies: this.#projector.book.failedCount,
       heads: this.#heads.size,
       parked: this.#inbox.count,
       deferred: this.#late.size,
@@ -1077,19 +1077,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       undoBytes: view.journalBytes,
       openedBy: this.#openedBy,
       cutoffTime: this.#finality.time,
-      tombstones: this.#countRecords(RecFlag.TOMBSTONE),
+      tombstones: this.#projector.book.tombstoneCount,
       records: this.#projector.book.count,
       pruningPausedUntil: this.#finality.held ? this.#finality.holdUntil : 0,
     };
-  }
-
-  #countRecords(flag: number): number {
-    const u32 = this.#view.arena.u32;
-    let n = 0;
-    this.#projector.book.forEach((r) => {
-      if ((u32[r + Rec.FLAGS]! & flag) !== 0) n++;
-    });
-    return n;
   }
 
   /**

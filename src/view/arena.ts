@@ -467,6 +467,11 @@ export class Arena {
    * compaction.
    */
   #retired: { readonly w: WordOffset; readonly words: number; readonly position: JournalMark }[] = [];
+  /**
+   * Rewinds so far. What is derived from the arena's contents outside it (counts kept in memory)
+   * is valid while this stays the same: a rewind restores words without telling anyone which.
+   */
+  rewinds = 0;
 
   /**
    * Notes that the block of `words` words at `w` is garbage from now on (the bump allocator never
@@ -481,6 +486,7 @@ export class Arena {
    * allocation and tracker change made since.
    */
   rewindTo(mark: JournalMark): void {
+    this.rewinds++;
     // Blocks let go after the mark are in use again once it is restored.
     if (this.#retired.length !== 0) this.#retired = this.#retired.filter((block) => block.position <= mark);
     const journal = this.journal;

@@ -2,12 +2,14 @@
  * The pruning records' table (src/core/bookkeeping.ts): records in chunks behind an index. Random
  * inserts, removals and rewinds against a plain Map; every record must be found with what was
  * written into it, the index must list exactly the live ones, a rewind must restore the arena byte
- * for byte, and a removed record's place must be reused.
+ * for byte, a removed record's place must be reused, and the counts of failed and tombstone
+ * records (kept in memory between rewinds) must match the records.
  *
  * Replay with NOATUN_SEED=<seed>; more seeds with NOATUN_SEEDS=<count>.
  */
 import test from 'ava';
 import { EventBook, Rec } from '../../src/core/bookkeeping.js';
+import type { Ordinal } from '../../src/view/tracking.js';
 import * as s from '../../src/view/schema.js';
 import type { JournalMark } from '../../src/view/journal.js';
 import { prng, removeTempDirs, testSeed } from '../helpers/temp.js';
@@ -24,9 +26,26 @@ function idOf(ordinal: number): Uint8Array {
   return id;
 }
 
-function record(book: EventBook, ordinal: number, time: number): void {
+/** What a record says of its event: 0 plain, 1 a tombstone (it destroyed data), 2 its apply failed. */
+type Kind = 0 | 1 | 2;
+
+function record(book: EventBook, ordinal: number, time: number, kind: Kind = 0): void {
   book.begin(ordinal, time);
-  book.finish(idOf(ordinal));
+  if (kind === 1) book.onDestroy(0 as Ordinal);
+  book.finish(idOf(ordinal), kind === 2 ? 'it threw' : undefined);
+}
+
+/** What is wrong with the kept counts against the kinds of the live records, or undefined. */
+function countsMismatch(book: EventBook, kinds: Map<number, Kind>): string | undefined {
+  let tombstones = 0;
+  let failed = 0;
+  for (const kind of kinds.values()) {
+    if (kind === 1) tombstones++;
+    if (kind === 2) failed++;
+  }
+  if (book.tombstoneCount !== tombstones) return `${book.tombstoneCount} tombstones counted, ${tombstones} live`;
+  if (book.failedCount !== failed) return `${book.failedCount} failed records counted, ${failed} live`;
+  return undefined;
 }
 
 /** What is wrong with the table against the model (count, records, the index's set), or undefined. */
@@ -66,12 +85,13 @@ for (const seed of seeds) {
     const arena = view.arena;
     const book = new EventBook(arena);
     let model = new Map<number, number>();
+    let kinds = new Map<number, Kind>();
     const gone: number[] = [];
-    const snapshots: { mark: JournalMark; model: Map<number, number>; bytes: Buffer }[] = [];
+    const snapshots: { mark: JournalMark; model: Map<number, number>; kinds: Map<number, Kind>; bytes: Buffer }[] = [];
     let next = 1;
     for (let step = 1; step <= 1500; step++) {
       const mark = arena.mark(step);
-      snapshots.push({ mark, model: new Map(model), bytes: Buffer.from(arena.u8.subarray(0, arena.top * 4)) });
+      snapshots.push({ mark, model: new Map(model), kinds: new Map(kinds), bytes: Buffer.from(arena.u8.subarray(0, arena.top * 4)) });
       const r = random();
       if (r < 0.6 || model.size === 0) {
         // Several records per event, as a batch's applies make (one mark each in the engine; here
@@ -79,8 +99,11 @@ for (const seed of seeds) {
         for (let n = 1 + Math.floor(random() * 8); n > 0; n--) {
           const ordinal = next++;
           const time = Math.floor(random() * 2 ** 40);
-          record(book, ordinal, time);
+          const pick = random();
+          const kind: Kind = pick < 0.2 ? 1 : pick < 0.3 ? 2 : 0;
+          record(book, ordinal, time, kind);
           model.set(ordinal, time);
+          kinds.set(ordinal, kind);
         }
       } else if (r < 0.93) {
         const live = [...model.keys()];
@@ -88,6 +111,7 @@ for (const seed of seeds) {
           const ordinal = live.splice(Math.floor(random() * live.length), 1)[0]!;
           book.remove(ordinal);
           model.delete(ordinal);
+          kinds.delete(ordinal);
           gone.push(ordinal);
         }
       } else {
@@ -96,13 +120,15 @@ for (const seed of seeds) {
         arena.rewindTo(snapshot.mark);
         snapshots.length = back;
         model = new Map(snapshot.model);
+        kinds = new Map(snapshot.kinds);
         const now = Buffer.from(arena.u8.subarray(0, arena.top * 4));
         if (!now.equals(snapshot.bytes)) {
           t.fail(`${hint}: the rewind to step ${back + 1} did not restore the arena`);
           break;
         }
       }
-      const wrong = mismatch(book, model, gone.slice(-50));
+      // The counts are read now and then, so that they are kept across many changes in between.
+      const wrong = mismatch(book, model, gone.slice(-50)) ?? (random() < 0.1 ? countsMismatch(book, kinds) : undefined);
       if (wrong !== undefined) {
         t.fail(`${hint}, step ${step}: ${wrong}`);
         break;
