@@ -121,7 +121,6 @@ interface Usage {
   bytes: number;
 }
 
-/** Whether `envelopes` are in strictly increasing id order. */
 /** Whether `sorted` (in id order) holds an event with id `bytes`: by bisection. */
 function includesId(sorted: readonly Envelope[], bytes: Uint8Array): boolean {
   let high = sorted.length;
@@ -141,6 +140,7 @@ function includesId(sorted: readonly Envelope[], bytes: Uint8Array): boolean {
   return false;
 }
 
+/** Whether `envelopes` are in strictly increasing id order. */
 function inIdOrder(envelopes: readonly Envelope[]): boolean {
   for (let i = 1; i < envelopes.length; i++) {
     if (compareIdBytes(envelopes[i - 1]!.id.bytes, envelopes[i]!.id.bytes) >= 0) return false;
@@ -311,7 +311,6 @@ export class Inbox {
     }
     return undefined;
   }
-
 
   /**
    * Parks an event if the limits allow; false when they do not. `from` is the sender, or the entry

@@ -272,8 +272,9 @@ export class Replicator extends EventTarget {
   /**
    * Resolves once we and `peerId` hold the same events, as of a session with it that started after
    * the call (or, for a peer that is not a neighbour, its status asked for through the swarm):
-   * what it held when the call was made, we hold then. Starts a sync with it at once. Rejects with the signal's reason when `signal` aborts, and with
-   * `CLOSED` when the replicator stops first.
+   * what it held when the call was made, we hold then. Starts a sync with it at once. Rejects
+   * with the signal's reason when `signal` aborts, and with `CLOSED` when the replicator stops
+   * first.
    */
   syncedWith(peerId: string, options: { signal?: AbortSignal } = {}): Promise<void> {
     return new Promise<void>((resolve, reject) => {
