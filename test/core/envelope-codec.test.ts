@@ -3,7 +3,7 @@
  */
 import { fc, testProp } from '@fast-check/ava';
 import test from 'ava';
-import { createEnvelope, decodeEnvelope, encodeEnvelope, envelopeIdOf, withParents } from '../../src/core/envelope.js';
+import { createEnvelope, decodeEnvelope, decodeEnvelopes, encodeEnvelope, envelopeIdOf, withParents } from '../../src/core/envelope.js';
 import { IdMinter, type MessageId } from '../../src/core/message-id.js';
 import type { NoatunError } from '../../src/errors.js';
 import { T0 } from '../helpers/temp.js';
@@ -25,6 +25,39 @@ testProp('an envelope decodes to what was encoded', [fc.uint8Array({ maxLength: 
     envelope.parents.map(String),
   );
   t.true(envelopeIdOf(encodeEnvelope(envelope)).equals(envelope.id));
+});
+
+testProp(
+  'a batch decodes as its envelopes one by one, into memory of its own',
+  [fc.array(fc.tuple(fc.uint8Array({ maxLength: 200 }), fc.nat({ max: 3 })), { maxLength: 12 })],
+  (t, samples) => {
+    const inputs = samples.map(([payload, parents]) => encodeEnvelope(sample(payload, parents)));
+    const expected = inputs.map((bytes) => decodeEnvelope(bytes));
+    const batch = decodeEnvelopes(inputs);
+    // The sender may reuse its buffers at once: what was decoded must not change with them.
+    for (const bytes of inputs) bytes.fill(0xee);
+    t.is(batch.length, expected.length);
+    batch.forEach((envelope, i) => {
+      t.true(envelope.id.equals(expected[i]!.id));
+      t.deepEqual(Array.from(envelope.payload), Array.from(expected[i]!.payload));
+      t.deepEqual(Array.from(envelope.salt), Array.from(expected[i]!.salt));
+      t.deepEqual(envelope.parents.map(String), expected[i]!.parents.map(String));
+    });
+  },
+);
+
+test('one bad envelope anywhere in a batch refuses the batch with its code', (t) => {
+  const good = [0, 1, 2].map((i) => encodeEnvelope(sample(new Uint8Array([i, i]), 1)));
+  for (const at of [0, 1, 2]) {
+    const forged = good.map((bytes) => Uint8Array.from(bytes));
+    forged[at]![forged[at]!.length - 1]! ^= 0x01;
+    t.is((t.throws(() => decodeEnvelopes(forged)) as NoatunError).code, 'FORGED_ID', `forged at ${at}`);
+    const truncated = good.map((bytes, i) => (i === at ? bytes.subarray(0, 10) : bytes));
+    t.is((t.throws(() => decodeEnvelopes(truncated)) as NoatunError).code, 'BAD_FRAME', `truncated at ${at}`);
+    const notBytes = good.map((bytes, i) => (i === at ? ('text' as unknown as Uint8Array) : bytes));
+    t.is((t.throws(() => decodeEnvelopes(notBytes)) as NoatunError).code, 'BAD_FRAME', `not bytes at ${at}`);
+  }
+  t.deepEqual(decodeEnvelopes([]), []);
 });
 
 test('every truncation of a valid envelope is refused with BAD_FRAME', (t) => {
