@@ -56,6 +56,34 @@ test('parking is bounded per sender, by count and bytes, and costs O(1) per even
   await victim.close();
 });
 
+test('a batch in any order, with twins: parents sent with it are found wherever they sit, twins count as duplicates', async (t) => {
+  const clock = new FakeClock(T0);
+  // Two authors' chains interleaved in time: in id order, an event's parent is two places back.
+  const authors = [await open(clock, { autoPrune: false }), await open(clock, { autoPrune: false })];
+  for (let i = 0; i < 40; i++) {
+    await authors[i % 2]!.append({ note: `e${i}` });
+    clock.advance(1);
+  }
+  const bytes = authors.flatMap((author) => [...author.messages()].map((m) => m.bytes));
+  for (const author of authors) await author.close();
+  const reference = await open(clock, { autoPrune: false });
+  await reference.ingest(bytes, { peer: 'a' });
+  for (const batch of [
+    [...bytes, ...bytes], // every event twice, each twin right after its first copy once sorted
+    [...bytes].reverse(), // children before their parents
+    [bytes[5]!, ...bytes.filter((_, i) => i % 2 === 0), bytes[5]!, ...bytes.filter((_, i) => i % 2 === 1)],
+  ]) {
+    const receiver = await open(clock, { autoPrune: false });
+    const result = await receiver.ingest(batch, { peer: 'b' });
+    t.is(result.stored, bytes.length);
+    t.is(result.duplicates, batch.length - bytes.length);
+    t.is(result.parked, 0);
+    t.deepEqual(receiver.read((root) => root.export()), reference.read((root) => root.export()));
+    await receiver.close();
+  }
+  await reference.close();
+});
+
 test('a forged parent list (parents are not in the id hash) cannot hold back the true copy', async (t) => {
   const clock = new FakeClock(T0);
   const [first, second] = await chain(clock, 2);
