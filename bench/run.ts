@@ -12,9 +12,10 @@
  * state never slows the other. A part prints its rows as one JSON line; the parent checks that the
  * parts of a workload report the same check value, then prints the table.
  *
- * `--repeat=N` runs every part N times (the parts of a workload in turn, so drift on the machine
- * touches all alike) and reports, for each row, the run with the median rate, noting the range:
- * single runs of one part spread ±12% on a 2-core machine.
+ * `--repeat=N` runs every part N times (the parts of a workload in turn, each run starting one part
+ * later, so that drift on the machine and the slow first process after a pause touch all alike)
+ * and reports, for each row, the run with the median rate, noting the range: single runs of one
+ * part spread ±12% on a 2-core machine.
  *
  * `--child=<name>:<part>` runs one part in this process (what the parent spawns; also handy with
  * `node --cpu-prof --import=tsx bench/run.ts --child=warehouse:noatun`).
@@ -220,8 +221,14 @@ if (childSpec !== undefined) {
   for (const name of chosen) {
     const runs: Row[][] = [];
     for (let run = 0; run < repeat; run++) {
-      const rowsOfRun: Row[] = [];
-      for (const part of registry[name]!.parts) rowsOfRun.push(...(await spawnPart(`${name}:${part}`, { quick, args: extra })));
+      const parts = registry[name]!.parts;
+      const rowsByPart = new Map<string, Row[]>();
+      for (let k = 0; k < parts.length; k++) {
+        const part = parts[(k + run) % parts.length]!;
+        rowsByPart.set(part, await spawnPart(`${name}:${part}`, { quick, args: extra }));
+      }
+      // In the workload's order again, so that the runs' rows line up.
+      const rowsOfRun = parts.flatMap((part) => rowsByPart.get(part)!);
       // Every run's answers must agree, not only the ones reported.
       verifyChecks(rowsOfRun);
       runs.push(rowsOfRun);
