@@ -184,7 +184,9 @@ export function decodeEnvelope(bytes: Uint8Array, limits: EnvelopeLimits = DEFAU
  * parts are views into it. (A copy of each envelope of its own, a Buffer from Node's pool and a
  * Uint8Array over it, was 8% of what the receiver of an initial copy allocated per event.) Whoever
  * keeps one of them for long detaches it first ({@link detachEnvelope}), so as not to hold the
- * whole batch.
+ * whole batch. The ids that `apply` and listeners see are views into it too: an app that keeps
+ * one keeps its batch's buffer (a frame's worth, 256 KiB by default), where it kept an 8 KiB slab
+ * of Node's pool before.
  */
 export function decodeEnvelopes(batch: Iterable<Uint8Array>, limits: EnvelopeLimits = DEFAULT_ENVELOPE_LIMITS): Envelope[] {
   const inputs: Uint8Array[] = [];
