@@ -64,7 +64,8 @@ export interface Row {
   readonly check?: string;
 }
 
-function fmt(n: number | undefined): string {
+/** A rate as the table prints it: `1.23M`, `45.6k`, or the number itself below a thousand. */
+export function fmt(n: number | undefined): string {
   if (n === undefined) return '';
   if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
   if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;

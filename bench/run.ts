@@ -22,7 +22,7 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { cleanup, peakRss, printTable, type Row } from './harness.js';
+import { cleanup, fmt, peakRss, printTable, type Row } from './harness.js';
 
 /** What a part is run with: `--quick`, and the `--name=value` options the workload takes. */
 interface BenchOptions {
@@ -160,13 +160,9 @@ function medianRows(runs: readonly (readonly Row[])[]): Row[] {
     const rated = same.filter((row) => rateOf(row) !== undefined).sort((a, b) => rateOf(a)! - rateOf(b)!);
     if (rated.length === 0) return first;
     const median = rated[(rated.length - 1) >> 1]!;
-    const range = `median of ${rated.length} runs (${fmtRate(rateOf(rated[0]!)!)}–${fmtRate(rateOf(rated[rated.length - 1]!)!)}/s)`;
+    const range = `median of ${rated.length} runs (${fmt(rateOf(rated[0]!))}–${fmt(rateOf(rated[rated.length - 1]!))}/s)`;
     return { ...median, note: median.note === undefined || median.note === '' ? range : `${median.note}; ${range}` };
   });
-}
-
-function fmtRate(n: number): string {
-  return n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : `${(n / 1e3).toFixed(1)}k`;
 }
 
 /** Throws when the rows of one workload disagree on their check value. */
