@@ -68,10 +68,13 @@ for (const commitMode of ['async', 'sync'] as const) {
       t.log(`${copies} envelopes crossed links for ${deliveries} deliveries: ${(copies / deliveries).toFixed(2)} per delivery`);
       t.true(copies <= 1.1 * deliveries, `seed ${seed}: ${copies} envelope copies for ${deliveries} deliveries`);
       // Statuses differ while events are in flight; that alone starts no session (without the
-      // delay of statusSyncDelayMs this swarm ran thousands).
+      // delay of statusSyncDelayMs this swarm ran thousands). A spread slower than the delay, on a
+      // loaded machine, still starts some: one seed gave 8–48 in eight quiet runs of the code
+      // before both modes ran here, and 52–56 under the CI's load; twice the peers bounds those
+      // and still fails the thousands.
       const during = sessions() - sessionsBefore;
       t.log(`${during} sessions while the events spread`);
-      t.true(during <= PEERS, `seed ${seed}: ${during} sessions while the events spread`);
+      t.true(during <= 2 * PEERS, `seed ${seed}: ${during} sessions while the events spread`);
       const ids = (p: (typeof peers)[number]) => [...p.db.ids()].map((id) => Buffer.from(id).toString('hex')).join();
       for (const p of peers) t.is(ids(p), ids(peers[0]!), `seed ${seed}: ${p.id} holds the same events`);
 
