@@ -17,7 +17,7 @@
  */
 import { CorruptFileError, ErrorCode, NoatunError, SchemaMismatchError } from '../errors.js';
 import { INITIAL_FILE_BYTES, VIEW_HEADER_BYTES, WORD_BYTES } from './constants.js';
-import { type JournalMark, JournalTag, type UndoJournal } from './journal.js';
+import { type JournalMark, JournalTag, SHORT_SET, type UndoJournal } from './journal.js';
 import { checksum, checksumFile, MappedFile } from './mapped-file.js';
 import type { Ordinal, TrackingContext } from './tracking.js';
 
@@ -333,9 +333,14 @@ export class Arena {
       const j = journal.words;
       const e = journal.end;
       j[e] = this.u32[w]!;
-      j[e + 1] = w;
-      j[e + 2] = JournalTag.SET1;
-      journal.end = e + 3;
+      if (w < SHORT_SET) {
+        j[e + 1] = SHORT_SET + w;
+        journal.end = e + 2;
+      } else {
+        j[e + 1] = w;
+        j[e + 2] = JournalTag.SET1;
+        journal.end = e + 3;
+      }
     }
   }
 
@@ -501,7 +506,13 @@ export class Arena {
     const u32 = this.u32;
     let e = journal.end;
     while (e > target) {
-      switch (j[e - 1]) {
+      const tag = j[e - 1]!;
+      if (tag >= SHORT_SET) {
+        u32[tag - SHORT_SET] = j[e - 2]!;
+        e -= 2;
+        continue;
+      }
+      switch (tag) {
         case JournalTag.SET1:
           u32[j[e - 2]!] = j[e - 3]!;
           e -= 3;
@@ -575,7 +586,13 @@ export class Arena {
     let current = segments[0]!;
     let e = journal.end;
     while (e > target) {
-      switch (j[e - 1]) {
+      const tag = j[e - 1]!;
+      if (tag >= SHORT_SET) {
+        current.set(tag - SHORT_SET, u32[tag - SHORT_SET]!);
+        e -= 2;
+        continue;
+      }
+      switch (tag) {
         case JournalTag.SET1:
           current.set(j[e - 2]!, u32[j[e - 2]!]!);
           e -= 3;

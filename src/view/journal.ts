@@ -7,11 +7,16 @@
  *
  * | entry            | words (in file order)              | tag |
  * |------------------|------------------------------------|-----|
+ * | one word, short  | old, word + 2^31 (word < 2^31)     | the last word itself (≥ 2^31; version 4) |
  * | one word         | old, word                          | 1   |
  * | two words        | old0, old1, word                   | 2   |
  * | n words          | old0 … old(n-1), word, n           | 3   |
  * | allocation top   | oldTop                             | 4   |
  * | event mark       | ordinal                            | 5   |
+ *
+ * Most entries are single words (a field, a counter, a hash slot): the short form takes two words
+ * where the tagged one takes three, a quarter of the journal. Words at or past 2^31 (a view over
+ * 8 GiB) take the tagged form.
  *
  * Positions ({@link JournalMark}) are logical word counts since the journal was created, so they
  * stay valid when old history is dropped by {@link UndoJournal.truncateBefore}.
@@ -34,10 +39,19 @@ export const JournalTag = {
   ZERON: 6,
 } as const;
 
+/**
+ * A last word at or above this is a short one-word entry `[old, SHORT_SET + w]` (format version 4):
+ * every tag is below it, and so is every word offset it is used for.
+ */
+export const SHORT_SET = 0x80000000;
+
 const MAGIC0 = 0x4e54414e; // "NATN" little-endian words spell "NATNJRN1"
 const MAGIC1 = 0x314e524a;
-/** Version 3 added {@link JournalTag.ZERON}; version 2 journals (without it) are read as they are. */
-const FORMAT_VERSION = 3;
+/**
+ * Version 3 added {@link JournalTag.ZERON}, version 4 the short entries ({@link SHORT_SET}); journals
+ * of versions 2 and 3 (without them) are read as they are.
+ */
+const FORMAT_VERSION = 4;
 const OLDEST_READABLE_VERSION = 2;
 const HEADER_WORDS = JOURNAL_HEADER_BYTES / WORD_BYTES;
 // Header word indices. Positions are stored as float64 (exact up to 2^53 words).
@@ -99,7 +113,7 @@ export class UndoJournal {
         this.file.close();
         throw new CorruptFileError(path, `unknown journal format version ${version}`, 8);
       }
-      // From here on this code may write ZERON entries: an older version must not read them.
+      // From here on this code may write ZERON and short entries: an older version must not read them.
       this.words[H_VERSION] = FORMAT_VERSION;
       this.dropped = this.#f64[H_DROPPED_F64]!;
       this.start = this.#f64[H_START_F64]!;
@@ -252,8 +266,9 @@ export class UndoJournal {
     const j = this.words;
     let e = this.end;
     while (e > this.start) {
-      const tag = j[e - 1];
-      if (tag === JournalTag.MARK) {
+      const tag = j[e - 1]!;
+      if (tag >= SHORT_SET) e -= 2;
+      else if (tag === JournalTag.MARK) {
         ordinals.push(j[e - 2]!);
         positions.push(e - 2 - HEADER_WORDS + this.dropped);
         e -= 2;

@@ -4,7 +4,9 @@
  *   format 1: one LMDB entry per event);
  * - `fixtures/db-2026-12-05/`: the code of 5 Dec 2026 (`01f7ce6`; journal version 3, log format 1);
  * - `fixtures/db-2026-12-05-runs/`: the code of 5 Dec 2026 before the records' table changed
- *   (`61938db`; journal version 3, log format 2, view format 3).
+ *   (`61938db`; journal version 3, log format 2, view format 3);
+ * - `fixtures/db-2026-12-05-journal3/`: the code of the evening of 5 Dec 2026 (`2eb70b6`; journal
+ *   version 3, log format 2, view format 4), the last before the journal's short entries (version 4).
  * Today's code converts the log to runs (format 2) at open where needed and rebuilds the view from it (view
  * format 4 keeps the pruning records in chunks behind an index; the view is derived, so one of an
  * earlier format is replayed from the log rather than converted), reaches the same view as a fresh
@@ -82,10 +84,50 @@ test(`a database of an earlier format (${name}) opens, its log converted, and re
   t.deepEqual(db.read((root) => root.stock.export()), both.read((root) => root.stock.export()));
   t.deepEqual(db.read((root) => root.sold.export()), both.read((root) => root.sold.export()));
   await db.close();
-  t.is(fs.readFileSync(journal).readUInt32LE(8), 3, 'written as version 3 from then on');
+  t.is(fs.readFileSync(journal).readUInt32LE(8), 4, 'written as version 4 from then on');
   const again = await openShop(dir, () => now);
   t.is(again.stats().openedBy, 'clean-load');
   t.deepEqual(again.read((root) => root.stock.export()), both.read((root) => root.stock.export()));
   await Promise.all([again.close(), fresh.close(), both.close(), late.close()]);
 });
 }
+
+test('a database whose journal predates the short entries (version 3) loads as it is and rewinds through old and new entries', async (t) => {
+  const dir = copyFixture('db-2026-12-05-journal3');
+  const journal = path.join(dir, 'view', 'journal.bin');
+  t.is(fs.readFileSync(journal).readUInt32LE(8), 3, 'the fixture keeps journal format version 3');
+  t.is(fs.readFileSync(path.join(dir, 'view', 'view.bin')).readUInt32LE(8), 4, 'the fixture keeps view format 4');
+  const now = FIXTURE_T0 + (FIXTURE_EVENTS - 3) * 1000;
+  const db = await openShop(dir, () => now);
+  t.is(db.stats().openedBy, 'clean-load', 'view and journal are used as they are: nothing to convert');
+  t.is(db.stats().stored, 283);
+  const messages = [...db.messages()].map((m) => m.bytes);
+  const fresh = await replay(messages, now);
+  t.deepEqual(db.read((root) => root.stock.export()), fresh.read((root) => root.stock.export()));
+  t.deepEqual(db.cutoffState(), fresh.cutoffState());
+
+  // A late event rewinds through the fixture's entries (three words per one-word entry) and
+  // re-applies with short ones; an older one then rewinds through both kinds.
+  const lateEvents: Uint8Array[] = [];
+  for (const [back, note] of [
+    [20, 'late'],
+    [40, 'later still'],
+  ] as const) {
+    const late = await openShop(tempDir(), () => FIXTURE_T0 + (FIXTURE_EVENTS - back) * 1000 + 500);
+    await late.append({ put: 'item3', count: back, note });
+    lateEvents.push([...late.messages()][0]!.bytes);
+    await late.close();
+    t.is((await db.ingest([lateEvents.at(-1)!])).stored, 1);
+  }
+  t.is(db.stats().rebuilds, 0, 'both were rewinds, not rebuilds');
+  const both = await replay([...messages, ...lateEvents], now);
+  t.deepEqual(db.read((root) => root.stock.export()), both.read((root) => root.stock.export()));
+  t.deepEqual(db.read((root) => root.sold.export()), both.read((root) => root.sold.export()));
+  t.is(db.read((root) => root.revenue), both.read((root) => root.revenue));
+  await db.close();
+  t.is(fs.readFileSync(journal).readUInt32LE(8), 4, 'written as version 4 from then on');
+  const again = await openShop(dir, () => now);
+  t.is(again.stats().openedBy, 'clean-load');
+  t.deepEqual(again.read((root) => root.stock.export()), both.read((root) => root.stock.export()));
+  await Promise.all([again.close(), fresh.close(), both.close()]);
+});

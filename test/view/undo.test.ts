@@ -196,7 +196,7 @@ test('a journal of format version 2 (without zero entries) is still read', (t) =
   again.rewindTo(snapshots[30]!.mark);
   t.true(Buffer.from(again.arena.u8.subarray(0, again.arena.top * 4)).equals(snapshots[30]!.bytes));
   again.close();
-  t.is(fs.readFileSync(file).readUInt32LE(8), 3, 'written as version 3 from then on');
+  t.is(fs.readFileSync(file).readUInt32LE(8), 4, 'written as version 4 from then on');
 });
 
 for (const keep of [1, 11]) {
