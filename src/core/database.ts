@@ -563,22 +563,27 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const stored: StoredEvent[] = [];
     const headsBefore = [...this.#heads.values()];
     let finalized = false;
-    // The batch's envelopes in one buffer: one allocation, not one per event.
+    // Envelopes decoded from bytes (received ones) are stored as those bytes; the others (local
+    // ones) are encoded into one buffer for the batch: one allocation, not one per event.
     let total = 0;
-    for (const envelope of envelopes) total += envelopeSize(envelope);
-    const values = Buffer.allocUnsafeSlow(total);
+    for (const envelope of envelopes) if (envelope.bytes === undefined) total += envelopeSize(envelope);
+    const values = total === 0 ? undefined : Buffer.allocUnsafeSlow(total);
     let at = 0;
     for (let i = 0; i < envelopes.length; i++) {
       const envelope = envelopes[i]!;
-      const start = at;
-      at = encodeEnvelopeInto(envelope, values, start);
-      const event: StoredEvent = {
+      let bytes = envelope.bytes;
+      let key: Uint8Array;
+      if (bytes === undefined) {
+        const start = at;
+        at = encodeEnvelopeInto(envelope, values!, start);
+        bytes = values!.subarray(start, at);
         // The id inside the envelope (byte 1 on) doubles as the log key.
-        key: values.subarray(start + 1, start + 17),
-        ordinal: this.#nextOrdinal++,
-        envelope: values.subarray(start, at),
-        decoded: envelope,
-      };
+        key = values!.subarray(start + 1, start + 17);
+      } else {
+        // The id was parsed as that view of the same bytes.
+        key = envelope.id.bytes;
+      }
+      const event: StoredEvent = { key, ordinal: this.#nextOrdinal++, envelope: bytes, decoded: envelope };
       this.#log.put(event);
       stored.push(event);
       // Behind the cutoff an event is final at once (its id joins the cutoff hashes) and no head.

@@ -50,6 +50,13 @@ export interface Envelope {
   readonly parents: readonly MessageId[];
   /** The event encoded by the database's codec. */
   readonly payload: Uint8Array;
+  /**
+   * The envelope's canonical encoding, when it was decoded from it (a view into the bytes it was
+   * parsed from; the other parts are views into the same bytes). The log stores these bytes as they
+   * are instead of encoding the envelope again. Absent on an envelope made here or edited
+   * ({@link withParents}).
+   */
+  readonly bytes?: Uint8Array;
 }
 
 /** A malformed envelope or frame; `offset` is where decoding stopped. */
@@ -167,7 +174,7 @@ function parse(bytes: Uint8Array, limits: EnvelopeLimits, checked: boolean): Env
     throw new BadFrameError(bytes.length < at + size ? 'payload runs past the end' : 'trailing bytes', at);
   }
   const payload = bytes.subarray(at, at + size);
-  return { id, salt, parents, payload };
+  return { id, salt, parents, payload, bytes };
 }
 
 /**
