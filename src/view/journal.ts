@@ -171,8 +171,12 @@ export class UndoJournal {
   }
 
   /**
-   * Forgets the history before `mark`: the view can no longer be rewound past it. Space is
-   * reclaimed by moving the kept entries to the front when that halves the file's use.
+   * Forgets the history before `mark`: the view can no longer be rewound past it. The kept entries
+   * move to the front of the file once a quarter as much as they hold was dropped before them, so
+   * the part of the file in use (its blocks on disk) stays within 1.25× the history. A move copies
+   * the history once per quarter of its size written; moving at half (2× on disk) measured the
+   * same write rate on the warehouse benchmark, whose journal took 15.8 MB while open against
+   * 10.7 MB now.
    */
   truncateBefore(mark: JournalMark): void {
     const physical = this.physical(mark);
@@ -182,7 +186,7 @@ export class UndoJournal {
     }
     this.start = physical;
     if (this.#marksKnown) this.#forgetDroppedMarks();
-    if (this.start - HEADER_WORDS >= this.end - this.start) this.#compact();
+    if ((this.start - HEADER_WORDS) * 4 >= this.end - this.start) this.#compact();
     this.persist();
   }
 
@@ -348,7 +352,7 @@ export class UndoJournal {
 
   /**
    * Gives the pages outside the kept history back to the file system: the dropped entries before
-   * it (the history moves to the front only once more is dropped than kept) and the file past it
+   * it (the history moves to the front only once a quarter of it was dropped) and the file past it
    * (it keeps the size of its largest history). They read as zeros afterwards; nothing reads them.
    * Done on close, not as history moves: a page given back costs a fault and a block allocation
    * when it is written again, 3–4% of the warehouse benchmark's write rate when done at every trim.

@@ -166,6 +166,34 @@ test('the mark index finds every kept mark after rewinds, re-applies, truncation
   again.close();
 });
 
+test('a journal whose history slides forward uses at most a quarter more of its file than it keeps, and still rewinds', (t) => {
+  const random = prng(41);
+  const view = openView(Root);
+  const journal = view.arena.journal;
+  const header = journal.start;
+  const marks: JournalMark[] = [];
+  const states: Buffer[] = [];
+  const keep = 200;
+  let highest = 0;
+  for (let ordinal = 1; ordinal <= 2000; ordinal++) {
+    marks.push(view.mark(ordinal));
+    states.push(Buffer.from(view.arena.u8.subarray(0, view.arena.top * 4)));
+    view.write(new Recorder(ordinal), (root) => randomWrite(random, root));
+    if (ordinal > keep) {
+      view.truncateBefore(marks[ordinal - keep]!);
+      // What was dropped in front of the history is at most a quarter of it: then it moves to
+      // the front of the file (the file's written part, its blocks on disk, is at most 1.25×).
+      t.true((journal.start - header) * 4 < journal.end - journal.start, `${journal.start - header} words dropped before ${journal.end - journal.start} kept`);
+      highest = Math.max(highest, (journal.end - header) / (journal.end - journal.start));
+    }
+  }
+  t.log(`most of the file in use against the history kept: ${highest.toFixed(2)}×`);
+  t.true(highest < 1.3);
+  view.rewindTo(marks[2000 - keep + 1]!);
+  t.true(Buffer.from(view.arena.u8.subarray(0, view.arena.top * 4)).equals(states[2000 - keep + 1]!));
+  view.close();
+});
+
 test('words that were zero are journaled as such and zeroed again by a rewind', (t) => {
   const view = openView(Root);
   const arena = view.arena;
