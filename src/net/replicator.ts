@@ -178,6 +178,7 @@ export class Replicator extends EventTarget {
     this.#unsubscribe = db.subscribe({
       stored: (events) =>
         this.#guard(() => {
+          this.#index.expectInserts(events.length);
           for (const event of events) {
             this.#index.insert(event.id.bytes);
             if (event.local) this.#publishEvent(event.bytes);

@@ -468,6 +468,38 @@ test('the index follows appends in time order and pruning from the oldest id', (
   t.deepEqual(index.fingerprint(null, null), modelFingerprint([]));
 });
 
+test('batches announced with expectInserts (the tree rebuilt at the next query) answer as inserts one by one do', (t) => {
+  const seed = testSeed();
+  t.log(`seed ${seed}`);
+  const random = prng(seed);
+  const pool = randomIds(20_000, random);
+  const announced = FingerprintIndex.fromSorted([]);
+  const single = FingerprintIndex.fromSorted([]);
+  const model = new Map<string, Uint8Array>();
+  let next = 0;
+  for (let round = 0; round < 60; round++) {
+    // Batches from one id to thousands, with deletes and queries between them.
+    const size = random() < 0.5 ? 1 + Math.floor(random() * 8) : Math.floor(random() * 1500);
+    announced.expectInserts(size);
+    for (let i = 0; i < size && next < pool.length; i++) {
+      const id = random() < 0.8 ? pool[next++]! : pool[Math.floor(random() * Math.max(1, next))]!;
+      t.is(announced.insert(id), single.insert(id));
+      model.set(hex(id), id);
+    }
+    for (let i = 0; i < 20 && model.size > 0; i++) {
+      const id = pool[Math.floor(random() * Math.max(1, next))]!;
+      t.is(announced.delete(id), single.delete(id));
+      model.delete(hex(id));
+    }
+    if (round % 3 === 0) {
+      const sorted = [...model.values()].sort(Buffer.compare);
+      checkIndex(t, announced, sorted, random, `seed ${seed}, round ${round}`);
+      t.deepEqual(announced.fingerprint(null, null), single.fingerprint(null, null));
+    }
+  }
+  checkIndex(t, announced, [...model.values()].sort(Buffer.compare), random, `seed ${seed}, end`);
+});
+
 test('building an index refuses ids out of order, repeated or of the wrong length', (t) => {
   const [a, b] = makeIds(2, prng(9));
   for (const ids of [[b!, a!], [a!, a!], [a!.subarray(0, 15)]]) {
