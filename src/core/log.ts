@@ -825,10 +825,12 @@ async function compactInPlace(file: string, env: RootDatabase): Promise<void> {
   }
 }
 
-/** A queued event as a run entry (its id and envelope are views into the writer's buffer). */
+/**
+ * A queued event as a run entry: the stored event itself, which has the id (the entry's key), the
+ * ordinal and the envelope a run holds (views into the writer's buffer), so no object per event.
+ */
 function toRunEntry(entry: OverlayEntry): RunEntry {
-  const event = entry.event!;
-  return { key: entry.key, ordinal: event.ordinal, envelope: event.envelope };
+  return entry.event!;
 }
 
 /**

@@ -218,9 +218,9 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     let failure: unknown;
     this.book.begin(stored.ordinal, id.timestamp);
     try {
-      // Always a Buffer: a payload parsed from a peer's frame is a plain Uint8Array, one read from
-      // the log or made here a Buffer, and MessagePack's byte fields take the payload's type; an
-      // apply that calls a Buffer method on them must see the same on every peer.
+      // Always a Buffer: MessagePack's byte fields take the payload's type, and an apply that calls
+      // a Buffer method on them must see the same on every peer. Parsed payloads are Buffers
+      // already (see `parse` in envelope.ts); a local event's may be a plain Uint8Array.
       const payload = envelope.payload;
       const event = this.#codec.decode(Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
       const result = view.writeWith(this.book, this.#apply, event, { id, time: id.timestamp }) as unknown;
