@@ -101,6 +101,35 @@ test('ingesting an event twice stores it once and applies it once', async (t) =>
   await Promise.all([source.close(), target.close()]);
 });
 
+test('received events are stored byte for byte as they came, whatever the sender does with its buffer after', async (t) => {
+  const clock = new FakeClock();
+  const source = await openAdd(tempDir(), clock);
+  await source.transaction((tx) => {
+    for (let i = 0; i < 20; i++) tx.append(i % 2 === 0 ? { add: i } : { push: i });
+  });
+  const sent = [...source.messages()].map((m) => Buffer.from(m.bytes));
+  // One buffer for the whole batch, as a frame is, overwritten as soon as ingest has returned.
+  const frame = Buffer.concat(sent);
+  const views: Uint8Array[] = [];
+  let at = 0;
+  for (const bytes of sent) {
+    views.push(frame.subarray(at, at + bytes.length));
+    at += bytes.length;
+  }
+  const dir = tempDir();
+  const target = await openAdd(dir, clock);
+  const ingested = target.ingest(views);
+  frame.fill(0xee);
+  t.is((await ingested).stored, 20);
+  t.deepEqual([...target.messages()].map((m) => hexOf(m.bytes)), sent.map(hexOf));
+  await target.close();
+  const again = await openAdd(dir, clock);
+  t.deepEqual([...again.messages()].map((m) => hexOf(m.bytes)), sent.map(hexOf));
+  t.deepEqual(again.read((root) => root.items.export()), source.read((root) => root.items.export()));
+  t.is(again.read((root) => root.counter), source.read((root) => root.counter));
+  await Promise.all([source.close(), again.close()]);
+});
+
 test('an event arriving before an earlier one gives the same view as in-order arrival', async (t) => {
   const clock = new FakeClock();
   const source = await openAdd(tempDir(), clock);
