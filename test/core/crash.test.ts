@@ -50,7 +50,9 @@ function runAndKill(script: string, args: readonly string[], delayMs: number): P
       stderr += chunk.toString();
     });
     child.on('error', reject);
-    child.on('exit', (_code, signal) => {
+    // 'close', not 'exit': 'exit' can come before the last acknowledgements are read from the
+    // pipe, and the events they name would go unchecked.
+    child.on('close', (_code, signal) => {
       clearTimeout(timer);
       if (signal !== 'SIGKILL') reject(new Error(`writer exited by itself: ${stderr}`));
       else resolve(acked);

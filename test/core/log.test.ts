@@ -331,7 +331,9 @@ function convertAndKill(dir: string, delayMs: number): Promise<string> {
       err += chunk.toString();
     });
     child.on('error', reject);
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': 'exit' can come before the last of the child's output is read, and a
+    // converter that printed `converted` and exited was then taken for a failure (CI, 5 Dec).
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
       const last = out.trim().split('\n').at(-1) ?? '';
       if (signal === 'SIGKILL') resolve(last);
