@@ -32,7 +32,8 @@ export class Child {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     this.#exited = new Promise((resolve) => {
-      this.process.once('exit', (code, signal) => {
+      // 'close' (stdio done), not 'exit': 'exit' can come before the last output is read.
+      this.process.once('close', (code, signal) => {
         this.#exitCode = code ?? (signal === null ? null : 128);
         resolve(this.#exitCode);
       });
