@@ -66,6 +66,12 @@ const META_COMPACTED_BYTES = 'compactedBytes';
 const META_PRUNED_AT_COMPACTION = 'prunedAtCompaction';
 /** The view is compacted (rebuilt) only past this size (see `#compactionDue`). */
 const MIN_COMPACT_BYTES = 8 * 2 ** 20;
+/**
+ * How far behind the nominal cutoff the log packs its runs (see `EventLog.packBefore`): events
+ * just behind the cutoff are the ones pruning still removes, and each removal from a pack
+ * unpacks it (measured in BENCHMARKS.md, run Q).
+ */
+const PACK_LAG_MS = 0;
 /** How long the view may stay dirty after the last write before it is flushed and marked clean. */
 const CHECKPOINT_DELAY_MS = 1000;
 
@@ -405,10 +411,14 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     }
   }
 
-  /** Moves the cutoff forward to the nominal cutoff of now (never backwards; not without autoPrune). */
+  /**
+   * Moves the cutoff forward to the nominal cutoff of now (never backwards; not without
+   * autoPrune), and the log's packing horizon with it (with or without autoPrune).
+   */
   #advanceCutoff(): void {
-    if (!this.#autoPrune) return;
     const nominal = this.#finality.nominal();
+    this.#log.packBefore(nominal - PACK_LAG_MS);
+    if (!this.#autoPrune) return;
     if (nominal <= this.#finality.time) return;
     this.#moveCutoff(nominal);
   }

@@ -1,6 +1,6 @@
 /**
  * A run: the events of one stretch of the log, stored as one LMDB value keyed by its first id
- * (log format 2). Writing a batch of events as a few runs instead of one entry per event costs
+ * (log format 2; format 3 may store a run packed: see `run-pack.ts`). Writing a batch of events as a few runs instead of one entry per event costs
  * LMDB a put per run, and each event on disk only its envelope and 8 bytes (no key beside it, no
  * node of its own).
  *

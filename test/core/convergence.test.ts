@@ -19,6 +19,10 @@ import { compareCutoffs, Database, type MessageId, s } from '../../src/index.js'
 import { MemoryNetwork, Replicator } from '../../src/net/index.js';
 import { cutoffKey, describeIdDifference, failureIds, holdClearance, storedIds } from '../helpers/convergence.js';
 import { FakeClock, prng, removeTempDirs, T0, tempDir, testSeed } from '../helpers/temp.js';
+import { EventLog } from '../../src/core/log.js';
+
+// Packs of 1 KiB of runs (not 32): the log packs what falls behind the cutoff as these tests go.
+EventLog.defaultPackBytes = 1024;
 
 test.after.always(removeTempDirs);
 

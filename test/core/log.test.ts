@@ -1,8 +1,9 @@
 /**
- * The event log on its own (format 2: runs of events keyed by their first id), against a JS `Map`
- * as the model: random puts above, between and inside runs, removals, events larger than a run,
- * commits awaited or not, reopens. Also the conversion of format 1 (one LMDB entry per event),
- * including one a crash cut short, and the refusal of a newer format.
+ * The event log on its own (format 3: runs of events keyed by their first id, those behind the
+ * packing horizon packed), against a JS `Map` as the model: random puts above, between and inside
+ * runs, removals, events larger than a run, commits awaited or not, packing in the background,
+ * reopens. Also the conversion of format 1 (one LMDB entry per event), including one a crash cut
+ * short, format 2 opened as it is, damaged packs, and the refusal of a newer format.
  *
  * Replay a failure with NOATUN_SEED=<seed>; run more seeds with NOATUN_SEEDS=<count>.
  */
@@ -32,12 +33,15 @@ function makeId(time: number, random: () => number): Uint8Array {
   return id;
 }
 
-/** A stand-in envelope: version byte, the id, `size` filler bytes (the log reads only the id). */
+/**
+ * A stand-in envelope: version byte, the id, `size` filler bytes (the log reads only the id). The
+ * filler has 3 bits per byte, so runs compress about as real ones do and get packed.
+ */
 function makeEnvelope(id: Uint8Array, size: number, random: () => number): Uint8Array {
   const envelope = new Uint8Array(17 + size);
   envelope[0] = 1;
   envelope.set(id, 1);
-  for (let i = 17; i < envelope.length; i++) envelope[i] = Math.floor(random() * 256);
+  for (let i = 17; i < envelope.length; i++) envelope[i] = Math.floor(random() * 8);
   return envelope;
 }
 
@@ -96,10 +100,14 @@ function check(t: import('ava').ExecutionContext, log: EventLog, model: Map<stri
   }
 }
 
-/** Opens the log with commits made on this thread (`sync`) or on lmdb-js's writer (`async`, the default). */
+/**
+ * Opens the log with commits made on this thread (`sync`) or on lmdb-js's writer (`async`, the
+ * default), packing runs of at most 8 KiB (so a few hundred events make several packs).
+ */
 async function openLog(dir: string, mode: 'sync' | 'async'): Promise<EventLog> {
   const log = await EventLog.open(dir);
   log.commitMode = mode;
+  log.packBytes = 8192;
   return log;
 }
 
@@ -117,6 +125,7 @@ for (const seed of seeds) {
     const model = new Map<string, ModelEvent>();
     let ordinal = 1;
     let clock = 1_000_000;
+    let packs = 0;
     for (let round = 0; round < 40; round++) {
       const ops = 1 + Math.floor(random() * 150);
       for (let op = 0; op < ops; op++) {
@@ -139,10 +148,15 @@ for (const seed of seeds) {
         model.set(hex(id), { ordinal, envelope: hex(envelope) });
         ordinal++;
       }
+      // The packing horizon moves now and then (packing runs in the background, beside the
+      // writes); sometimes everything behind it is packed before going on.
+      if (random() < 0.3) log.packBefore(1_000_000 + Math.floor(random() * (clock - 1_000_000 + 1)));
+      if (random() < 0.1) await log.packAll();
       // Sometimes read before the commit (the overlay), sometimes after it; now and then reopen.
       if (random() < 0.3) check(t, log, model, `round ${round}, queued`, random);
       if (random() < 0.7) await log.written();
       if (random() < 0.15) {
+        packs += log.packStats.packs;
         await log.close();
         log = await openLog(dir, mode);
         check(t, log, model, `round ${round}, reopened`, random);
@@ -150,10 +164,15 @@ for (const seed of seeds) {
     }
     await log.written();
     check(t, log, model, 'end', random);
+    log.packBefore(clock);
+    await log.packAll();
+    check(t, log, model, 'end, packed', random);
+    packs += log.packStats.packs;
     await log.close();
     log = await openLog(dir, mode);
     check(t, log, model, 'end, reopened', random);
     await log.close();
+    t.true(packs > 0, 'runs were packed');
   });
   }
 }
@@ -247,7 +266,7 @@ test('a log of a newer format is refused with a clear error, and left as it is',
   await log.close();
   const error = await t.throwsAsync(EventLog.open(dir), { instanceOf: NoatunError });
   t.is(error.code, ErrorCode.CORRUPT_FILE);
-  t.regex(error.message, /has format 3; this version of Noatun reads formats 1 and 2/);
+  t.regex(error.message, new RegExp(`has format ${LOG_FORMAT + 1}; this version of Noatun reads formats 1 to ${LOG_FORMAT}`));
 });
 
 test('a damaged run is reported as a damaged file, naming the run', async (t) => {
@@ -368,4 +387,49 @@ test('a conversion killed with SIGKILL at any moment (moving events, compacting)
     outcomes.some((outcome) => outcome !== 'converted'),
     'some conversions were cut short',
   );
+});
+
+test('a log of format 2 (runs, none packed) opens as it is and is marked format 3', async (t) => {
+  const dir = tempDir();
+  const events = someEvents(500, 12);
+  let log = await EventLog.open(dir);
+  for (const event of events) log.put(event);
+  log.setMeta('log.format', 2);
+  await log.close();
+  log = await openLog(dir, 'async');
+  t.is(LOG_FORMAT, 3);
+  t.is(log.getMeta('log.format'), 3);
+  const model = new Map(events.map((e) => [hex(e.key), { ordinal: e.ordinal, envelope: hex(e.envelope) }]));
+  check(t, log, model, 'format 2', prng(3));
+  log.packBefore(5_000_000 + events.length);
+  await log.packAll();
+  t.true(log.packStats.packs >= 3, `${log.packStats.packs} packs`);
+  check(t, log, model, 'packed', prng(4));
+  await log.close();
+});
+
+test('a damaged packed run is reported as a damaged file, naming the run', async (t) => {
+  const dir = tempDir();
+  const events = someEvents(400, 13);
+  let log = await openLog(dir, 'async');
+  for (const event of events) log.put(event);
+  log.packBefore(5_000_000 + events.length);
+  await log.packAll();
+  t.true(log.packStats.packs >= 2);
+  await log.close();
+  const env = open({ path: path.join(dir, 'log.mdb'), compression: false, maxDbs: 8 });
+  const runs = env.openDB<Buffer, Buffer>({ name: 'runs', encoding: 'binary', keyEncoding: 'binary' });
+  const key = Buffer.from(events[0]!.key);
+  const packed = Buffer.from(runs.getBinary(key)!);
+  t.is(packed.readUInt32LE(0), 0, 'the first run is packed');
+  packed[packed.length - 5]! ^= 0xff;
+  await runs.put(key, packed);
+  await env.close();
+  log = await openLog(dir, 'async');
+  const error = t.throws(() => log.get(events[1]!.key), { instanceOf: NoatunError });
+  t.is(error.code, ErrorCode.CORRUPT_FILE);
+  t.regex(error.message, new RegExp(`packed run ${hex(key)} is damaged`));
+  // The runs after it read as they did.
+  t.is(hex(log.get(events.at(-1)!.key)!.envelope), hex(events.at(-1)!.envelope));
+  await log.close();
 });

@@ -20,6 +20,10 @@ import { appendOrRefused, transactionOrRefused } from '../helpers/append.js';
 import { ordered } from '../helpers/apps.js';
 import { applyModel, applyOp, type Op, type Plain, Root, randomOp } from '../helpers/bank-app.js';
 import { FakeClock, prng, removeTempDirs, T0, tempDir } from '../helpers/temp.js';
+import { EventLog } from '../../src/core/log.js';
+
+// Packs of 1 KiB of runs (not 32): the log packs what falls behind the cutoff as these tests go.
+EventLog.defaultPackBytes = 1024;
 
 test.after.always(removeTempDirs);
 

@@ -34,6 +34,10 @@ import { appendOrRefused } from '../helpers/append.js';
 import { type App, bank, catalog, orderedView, positions, registry, warehouse } from '../helpers/apps.js';
 import { type AnyDb, firstDifference, fixedPointDifference, holdClearance, settled, stateDifference } from '../helpers/convergence.js';
 import { FakeClock, prng, removeTempDirs, T0, tempDir } from '../helpers/temp.js';
+import { EventLog } from '../../src/core/log.js';
+
+// Packs of 1 KiB of runs (not 32): the log packs what falls behind the cutoff as these tests go.
+EventLog.defaultPackBytes = 1024;
 
 test.after.always(removeTempDirs);
 
