@@ -64,6 +64,44 @@ export function encodeRun(entries: readonly RunEntry[], from = 0, to = entries.l
 }
 
 /**
+ * The runs `runs` (plain, in id order, each a sound run: see {@link RunReader}) as one run:
+ * their tables and envelopes copied as they are, no object per event.
+ */
+export function concatRuns(runs: readonly Uint8Array[]): Buffer {
+  let count = 0;
+  let bytes = 0;
+  for (const run of runs) {
+    const n = readCount(run);
+    count += n;
+    bytes += run.byteLength - HEADER_BYTES - n * ENTRY_BYTES;
+  }
+  const out = Buffer.allocUnsafe(runSize(count, bytes));
+  out.writeUInt32LE(count, 0);
+  let entry = HEADER_BYTES;
+  let data = HEADER_BYTES + count * ENTRY_BYTES;
+  const dataStart = data;
+  for (const run of runs) {
+    const n = readCount(run);
+    const view = new DataView(run.buffer, run.byteOffset, run.byteLength);
+    const shift = data - dataStart;
+    for (let i = 0; i < n; i++) {
+      const at = HEADER_BYTES + i * ENTRY_BYTES;
+      out.writeUInt32LE(view.getUint32(at, true), entry);
+      out.writeUInt32LE(view.getUint32(at + 4, true) + shift, entry + 4);
+      entry += ENTRY_BYTES;
+    }
+    out.set(run.subarray(HEADER_BYTES + n * ENTRY_BYTES), data);
+    data += run.byteLength - HEADER_BYTES - n * ENTRY_BYTES;
+  }
+  return out;
+}
+
+/** The count of a plain run. */
+function readCount(run: Uint8Array): number {
+  return (run[0]! | (run[1]! << 8) | (run[2]! << 16) | (run[3]! << 24)) >>> 0;
+}
+
+/**
  * Splits `entries` (in id order) into runs of at most {@link RUN_BYTES} (one event may exceed it
  * alone), and hands each to `write` with its first entry's id.
  */

@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import { type Database as LmdbDatabase, open, type RootDatabase } from 'lmdb';
 import { ErrorCode, NoatunError } from '../errors.js';
 import { type Envelope, ownCopy } from './envelope.js';
-import { encodeRun, RUN_BYTES, type RunEntry, RunReader, writeRuns } from './log-run.js';
+import { concatRuns, RUN_BYTES, type RunEntry, RunReader, writeRuns } from './log-run.js';
 import { compareIdBytes, idFloor, idKey, idTimestamp } from './message-id.js';
 import { isPacked, pack, unpack } from './run-pack.js';
 
@@ -767,10 +767,9 @@ export class EventLog {
     if (through !== undefined) this.#packedThrough = through;
     let packed: Buffer | undefined;
     if (sources.length !== 0) {
-      const entries: RunEntry[] = [];
-      for (const { reader } of sources) for (let i = 0; i < reader.count; i++) entries.push(reader.entry(i));
+      const plain = concatRuns(sources.map((source) => source.value));
       this.#claims.add(stretch);
-      packed = await new Promise<Buffer | undefined>((resolve) => pack(encodeRun(entries), resolve));
+      packed = await new Promise<Buffer | undefined>((resolve) => pack(plain, resolve));
       if (packed === undefined) this.#claims.delete(stretch);
       if (this.#closed || this.#failure !== undefined) return false;
     }
@@ -849,6 +848,7 @@ export class EventLog {
       if (compareKeys(entry.key, first) >= 0 && (next === undefined || compareKeys(entry.key, next) < 0)) return false;
     }
     for (const { key, value } of sources) {
+      // (Not `getBinaryFast`: a run rewritten with a large event would grow its buffer for good.)
       const now = this.#runs.getBinary(key);
       if (now === undefined || !value.equals(now)) return false;
     }
@@ -878,7 +878,7 @@ export class EventLog {
           compareKeys(key, through) > 0 ||
           isPacked(value) ||
           value.byteLength > RUN_BYTES ||
-          bytes + value.byteLength > this.packBytes ||
+          (sources.length !== 0 && bytes + value.byteLength > this.packBytes) ||
           // Part of a pack being made or written: packed already if that one is written.
           this.#claimed(key)
         ) {
@@ -910,7 +910,10 @@ export class EventLog {
     let skipped: Uint8Array | undefined;
     for (const { key, value } of this.#runs.getRange(start === undefined ? {} : { start: asBuffer(start) })) {
       if (start !== undefined && compareKeys(key, start) <= 0) continue;
-      if (isPacked(value) || value.byteLength > RUN_BYTES || bytes + value.byteLength > this.packBytes) {
+      if (sources.length !== 0 && bytes + value.byteLength > this.packBytes) {
+        return { sources, next: Buffer.from(key), through: through!, last: through! };
+      }
+      if (isPacked(value) || value.byteLength > RUN_BYTES) {
         if (sources.length !== 0) return { sources, next: Buffer.from(key), through: through!, last: through! };
         const reader = readRun(key, value);
         const last = reader.key(reader.count - 1);

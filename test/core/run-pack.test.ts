@@ -4,7 +4,7 @@
  */
 import * as zlib from 'node:zlib';
 import test from 'ava';
-import { encodeRun } from '../../src/core/log-run.js';
+import { concatRuns, encodeRun, type RunEntry } from '../../src/core/log-run.js';
 import { Codec, isPacked, pack, PACK_CODEC, PACK_HEADER_BYTES, unpack } from '../../src/core/run-pack.js';
 import { ErrorCode, NoatunError } from '../../src/errors.js';
 import { prng } from '../helpers/temp.js';
@@ -13,16 +13,28 @@ const KEY = new Uint8Array(16).fill(7);
 
 /** A plain run of `count` compressible events. */
 function plainRun(count: number, seed: number): Buffer {
+  return encodeRun(someEntries(count, seed));
+}
+
+/** `count` compressible events of 77 bytes, ids increasing. */
+function someEntries(count: number, seed: number): RunEntry[] {
   const random = prng(seed);
-  const entries = Array.from({ length: count }, (_, i) => {
+  return Array.from({ length: count }, (_, i) => {
     const envelope = new Uint8Array(17 + 60);
     envelope[0] = 1;
     envelope[6] = i;
     for (let b = 17; b < envelope.length; b++) envelope[b] = Math.floor(random() * 4);
     return { key: envelope.subarray(1, 17), ordinal: i + 1, envelope };
   });
-  return encodeRun(entries);
 }
+
+test('runs put together are the run of all their events', (t) => {
+  const entries = someEntries(100, 5).map((entry, i) => ({ ...entry, envelope: entry.envelope.subarray(0, 17 + (i % 50)) }));
+  const cuts = [0, 1, 37, 38, 90, 100];
+  const runs = cuts.slice(1).map((to, i) => encodeRun(entries, cuts[i]!, to));
+  t.deepEqual(concatRuns(runs), encodeRun(entries));
+  t.deepEqual(concatRuns([runs[2]!]), runs[2]);
+});
 
 /** `bytes` with a little-endian u32 written at `at`. */
 function withUInt32(bytes: Buffer, at: number, value: number): Buffer {
