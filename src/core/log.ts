@@ -24,6 +24,7 @@ import { ErrorCode, NoatunError } from '../errors.js';
 import { type Envelope, ownCopy } from './envelope.js';
 import { concatRuns, RUN_BYTES, type RunEntry, RunReader, writeRuns } from './log-run.js';
 import { compareIdBytes, idFloor, idKey, idTimestamp } from './message-id.js';
+import { type RecentRun, RecentRuns } from './recent-runs.js';
 import { isPacked, pack, unpack } from './run-pack.js';
 
 /** Format 1: bytes before the envelope in a stored value (the ordinal, little-endian). */
@@ -79,6 +80,8 @@ const FORMAT_1_EVENTS = 'events';
  * {@link RUN_BYTES}; packed ones unpack to at most {@link PACK_BYTES}).
  */
 const CACHED_RUN_BYTES = PACK_BYTES;
+/** Bytes of the newest runs kept in memory for packing, at most (see `recent-runs.ts`). */
+const RECENT_RUN_BYTES = 16 * 2 ** 20;
 /** Packs made ahead of the commits that write them, at most. */
 const MAX_READY_PACKS = 8;
 /** How long ready packs wait for a commit to ride with before they are committed on their own. */
@@ -120,6 +123,8 @@ interface PackStretch {
   readonly through: Uint8Array | undefined;
   /** The last id of the sources. */
   readonly last: Uint8Array;
+  /** The sources are runs this session appended, kept in memory (see `EventLog.#recent`). */
+  readonly fromMemory?: boolean;
 }
 
 /** The last id of `sources` (a copy). */
@@ -204,6 +209,13 @@ export class EventLog {
    * takes their runs (it would write their events twice).
    */
   readonly #claims = new Set<PackStretch>();
+  /** Claims one of whose runs a commit has rewritten or removed since: their packs are dropped. */
+  readonly #staleClaims = new Set<PackStretch>();
+  /**
+   * The newest runs as written in this session (see `recent-runs.ts`): the frontier packs them from
+   * here instead of reading them back from LMDB.
+   */
+  readonly #recent = new RecentRuns(RECENT_RUN_BYTES);
   /** Packs made and not yet handed to LMDB, oldest first (see {@link #takePacks}). */
   #ready: { stretch: PackStretch; packed: Buffer | undefined }[] = [];
   #packFlushTimer: NodeJS.Timeout | undefined;
@@ -221,7 +233,7 @@ export class EventLog {
   /** Plain bytes packed into one run at most (see {@link defaultPackBytes}). */
   packBytes = EventLog.defaultPackBytes;
   /** What packing did in this session, for stats and tests. */
-  readonly packStats = { packs: 0, runs: 0, plainBytes: 0, packedBytes: 0 };
+  readonly packStats = { packs: 0, runs: 0, plainBytes: 0, packedBytes: 0, fromMemory: 0, dropped: 0 };
 
   private constructor(file: string, env: RootDatabase) {
     this.path = file;
@@ -518,7 +530,10 @@ export class EventLog {
       // calling back into this thread (a transaction callback waits for this thread to be free).
       // (Made before the batch opens: a throw inside it would leave a part of it to be written.)
       const made: [Buffer, Buffer][] = [];
-      this.#appendRuns(entries, (first, run) => made.push([asBuffer(first), run]));
+      this.#appendRuns(entries, (first, run) => {
+        made.push([asBuffer(first), run]);
+        this.#remember(first, run);
+      });
       this.#count += entries.length;
       this.#countCommitting -= counted;
       const count = this.#count;
@@ -635,7 +650,10 @@ export class EventLog {
       if (through !== undefined && compareKeys(first, through) <= 0) this.#repack.set(keyString(first), copyBytes(first));
     };
     if (this.#appends(entries)) {
-      this.#appendRuns(entries, put);
+      this.#appendRuns(entries, (first, run) => {
+        put(first, run);
+        this.#remember(first, run);
+      });
       return entries.length;
     }
     // The last entry queued for an id is what stays; then in id order.
@@ -659,7 +677,12 @@ export class EventLog {
     for (const { run, from, to } of groups) {
       const merged = mergeRun(run?.reader, changes, from, to);
       if (run !== undefined) this.#runs.remove(run.key);
-      writeRuns(merged, put);
+      const written: RecentRun[] = [];
+      writeRuns(merged, (first, value) => {
+        put(first, value);
+        written.push({ key: Buffer.from(first), run: value });
+      });
+      if (run !== undefined) this.#rewritten(run.key, written);
       delta += merged.length - (run?.reader.count ?? 0);
     }
     this.#last = this.#readLastKey();
@@ -760,17 +783,26 @@ export class EventLog {
    */
   async #packStep(): Promise<boolean> {
     if (this.#ready.length >= MAX_READY_PACKS) return false;
-    const stretch = this.#repackStretch() ?? this.#frontierStretch();
+    let stretch = this.#repackStretch();
+    if (stretch === undefined) {
+      const fromMemory = this.#memoryStretch();
+      if (fromMemory === null) return false; // waiting for a full pack
+      stretch = fromMemory ?? this.#frontierStretch();
+    }
     if (stretch === undefined) return false;
     const { sources, through } = stretch;
-    // The frontier is claimed now, so that the next step reads on after it.
-    if (through !== undefined) this.#packedThrough = through;
+    // The frontier is claimed now, so that the next step reads on after it (and the runs kept in
+    // memory up to it are let go: a commit rewriting the pack would not replace them).
+    if (through !== undefined) {
+      this.#packedThrough = through;
+      this.#recent.dropThrough(through);
+    }
     let packed: Buffer | undefined;
     if (sources.length !== 0) {
       const plain = concatRuns(sources.map((source) => source.value));
       this.#claims.add(stretch);
       packed = await new Promise<Buffer | undefined>((resolve) => pack(plain, resolve));
-      if (packed === undefined) this.#claims.delete(stretch);
+      if (packed === undefined) this.#forgetClaim(stretch);
       if (this.#closed || this.#failure !== undefined) return false;
     }
     // Nothing worth packing (one large event's run, or runs that do not compress) behind the
@@ -810,13 +842,15 @@ export class EventLog {
       if (stretch.through !== undefined) through = stretch.through;
       if (packed === undefined) continue;
       if (!this.#unchanged(stretch)) {
-        this.#claims.delete(stretch);
+        this.packStats.dropped++;
+        this.#forgetClaim(stretch);
         for (const { key } of stretch.sources) this.#repack.set(keyString(key), key);
         continue;
       }
       taken.push({ stretch, packed });
       const stats = this.packStats;
       stats.packs++;
+      if (stretch.fromMemory === true) stats.fromMemory++;
       stats.runs += stretch.sources.length;
       for (const { value } of stretch.sources) stats.plainBytes += value.byteLength;
       stats.packedBytes += packed.byteLength;
@@ -832,9 +866,25 @@ export class EventLog {
       },
       // Written or not (a failed commit), their runs are free for other packs again.
       done: () => {
-        for (const { stretch } of taken) this.#claims.delete(stretch);
+        for (const { stretch } of taken) this.#forgetClaim(stretch);
       },
     };
+  }
+
+  /** Keeps an appended run for packing (see {@link #recent}). */
+  #remember(first: Uint8Array, run: Buffer): void {
+    if (this.#packHorizon !== undefined) this.#recent.append(Buffer.from(first), run);
+  }
+
+  /**
+   * A commit rewrote or removed the run `key`, writing `replacements` in its place: a pack claiming
+   * it is dropped, and the runs kept for packing keep mirroring the log.
+   */
+  #rewritten(key: Uint8Array, replacements: readonly RecentRun[]): void {
+    this.#recent.replace(key, replacements);
+    for (const claim of this.#claims) {
+      if (compareKeys(key, claim.sources[0]!.key) >= 0 && compareKeys(key, claim.last) <= 0) this.#staleClaims.add(claim);
+    }
   }
 
   /**
@@ -842,17 +892,27 @@ export class EventLog {
    * they cover is queued or in flight (a write handed to LMDB before the pack would otherwise be
    * undone by it; one handed over after it reads the pack).
    */
-  #unchanged({ sources, next }: PackStretch): boolean {
+  #unchanged(stretch: PackStretch): boolean {
+    const { sources, next } = stretch;
+    if (this.#staleClaims.has(stretch)) return false;
     const first = sources[0]!.key;
     for (const entry of this.#overlay.values()) {
       if (compareKeys(entry.key, first) >= 0 && (next === undefined || compareKeys(entry.key, next) < 0)) return false;
     }
+    // Runs kept in memory as written: a commit that rewrote one since the claim marked the claim
+    // stale; one that did so before it had replaced the run in #recent.
+    if (stretch.fromMemory) return true;
     for (const { key, value } of sources) {
       // (Not `getBinaryFast`: a run rewritten with a large event would grow its buffer for good.)
       const now = this.#runs.getBinary(key);
       if (now === undefined || !value.equals(now)) return false;
     }
     return true;
+  }
+
+  #forgetClaim(stretch: PackStretch): void {
+    this.#claims.delete(stretch);
+    this.#staleClaims.delete(stretch);
   }
 
   /** Whether the run `key` is one of the runs of a pack being made, ready or being written. */
@@ -892,6 +952,46 @@ export class EventLog {
       }
       if (sources.length !== 0) return { sources, next, through: undefined, last: lastId(sources) };
     }
+    return undefined;
+  }
+
+  /**
+   * The frontier's next pack from the runs kept as appended (see {@link #recent}), when the run
+   * right after the frontier is the first of them: null when they are but not a full pack of them
+   * is before the horizon yet; undefined when they cannot tell (then LMDB is read).
+   */
+  #memoryStretch(): PackStretch | null | undefined {
+    const recent = this.#recent;
+    const through = this.#packedThrough;
+    // Those at or behind the frontier were packed (or passed) by reading LMDB.
+    if (through !== undefined) recent.dropThrough(through);
+    const head = recent.first()?.key;
+    if (head === undefined) return undefined;
+    const after = through === undefined ? this.#firstRunKey() : this.#nextRunKey(through);
+    if (after === undefined || compareKeys(after, head) !== 0) return undefined;
+    const horizon = this.#packHorizon!;
+    const sources: PackSource[] = [];
+    let bytes = 0;
+    for (const { key, run } of recent) {
+      if (run.byteLength > RUN_BYTES) return sources.length === 0 ? undefined : this.#memoryPack(sources, key);
+      if (sources.length !== 0 && bytes + run.byteLength > this.packBytes) return this.#memoryPack(sources, key);
+      const reader = new RunReader(new Uint8Array(run.buffer, run.byteOffset, run.byteLength), key);
+      if (compareKeys(reader.key(reader.count - 1), horizon) >= 0) return null;
+      sources.push({ key, value: run, reader });
+      bytes += run.byteLength;
+    }
+    return null;
+  }
+
+  /** A pack of `sources` from {@link #recent}, the run `next` after them. */
+  #memoryPack(sources: PackSource[], next: Buffer): PackStretch {
+    const last = lastId(sources);
+    return { sources, next, through: last, last, fromMemory: true };
+  }
+
+  /** The first run key, or undefined when the log holds none. */
+  #firstRunKey(): Buffer | undefined {
+    for (const runKey of this.#runs.getKeys({ limit: 1 }) as Iterable<Buffer>) return Buffer.from(runKey);
     return undefined;
   }
 

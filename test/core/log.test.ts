@@ -433,3 +433,57 @@ test('a damaged packed run is reported as a damaged file, naming the run', async
   t.is(hex(log.get(events.at(-1)!.key)!.envelope), hex(events.at(-1)!.envelope));
   await log.close();
 });
+
+for (const mode of MODES) {
+test(`runs appended in this session are packed as kept, and a pack whose runs a later commit rewrote is dropped (${mode} commits)`, async (t) => {
+  const seed = testSeed();
+  t.log(`seed ${seed}`);
+  const random = prng(seed);
+  const dir = tempDir();
+  let log = await openLog(dir, mode);
+  const model = new Map<string, ModelEvent>();
+  let ordinal = 1;
+  let clock = 1_000_000;
+  let stats = { packs: 0, fromMemory: 0, dropped: 0 };
+  const add = (time: number) => {
+    const id = makeId(time, random);
+    const envelope = makeEnvelope(id, Math.floor(random() * 120), random);
+    log.put(storedEvent(envelope, ordinal));
+    model.set(hex(id), { ordinal: ordinal++, envelope: hex(envelope) });
+  };
+  log.packBefore(clock);
+  for (let round = 0; round < 120; round++) {
+    // A transaction of local writes, the horizon 300 ms behind, now and then a removal or a late
+    // event among what may be packing, and not always a wait for the commit.
+    const n = 1 + Math.floor(random() * 60);
+    for (let i = 0; i < n; i++) add(clock++);
+    log.packBefore(clock - 300);
+    if (random() < 0.2 && model.size > 0) {
+      const keys = [...model.keys()].sort();
+      const key = keys[Math.max(0, keys.length - 1 - Math.floor(random() * 600))]!;
+      log.remove(Buffer.from(key, 'hex'));
+      model.delete(key);
+    }
+    if (random() < 0.1) add(clock - 1 - Math.floor(random() * 600));
+    if (random() < 0.8) await log.written();
+    if (random() < 0.5) await new Promise((resolve) => setImmediate(resolve));
+    if (random() < 0.03) {
+      for (const k of Object.keys(stats) as (keyof typeof stats)[]) stats[k] += log.packStats[k];
+      await log.close();
+      log = await openLog(dir, mode);
+      log.packBefore(clock - 300);
+      check(t, log, model, `round ${round}, reopened`, random);
+    }
+  }
+  await log.packAll();
+  check(t, log, model, 'end', random);
+  for (const k of Object.keys(stats) as (keyof typeof stats)[]) stats[k] += log.packStats[k];
+  await log.close();
+  log = await openLog(dir, mode);
+  check(t, log, model, 'end, reopened', random);
+  await log.close();
+  t.log(`packs ${stats.packs}, of runs kept as appended ${stats.fromMemory}, dropped ${stats.dropped}`);
+  t.true(stats.fromMemory > 0, 'packs were made from the runs as appended');
+});
+}
+
