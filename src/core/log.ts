@@ -84,8 +84,6 @@ const CACHED_RUN_BYTES = PACK_BYTES;
 const RECENT_RUN_BYTES = 16 * 2 ** 20;
 /** Packs made ahead of the commits that write them, at most. */
 const MAX_READY_PACKS = 8;
-/** How long ready packs wait for a commit to ride with before they are committed on their own. */
-const PACK_FLUSH_MS = 50;
 /** Events moved per transaction when converting format 1 (a crash resumes after the last one). */
 const CONVERSION_BATCH = 16_384;
 
@@ -218,7 +216,6 @@ export class EventLog {
   readonly #recent = new RecentRuns(RECENT_RUN_BYTES);
   /** Packs made and not yet handed to LMDB, oldest first (see {@link #takePacks}). */
   #ready: { stretch: PackStretch; packed: Buffer | undefined }[] = [];
-  #packFlushTimer: NodeJS.Timeout | undefined;
   /** A packing step is scheduled (see {@link #schedulePack}). */
   #packScheduled = false;
   /** A packing step is reading, compressing or writing (see {@link #runPackStep}). */
@@ -809,24 +806,14 @@ export class EventLog {
     // frontier: nothing to write.
     if (packed === undefined && through === undefined) return true;
     this.#ready.push({ stretch, packed });
-    this.#flushPacksSoon();
     return this.#ready.length < MAX_READY_PACKS;
   }
 
   /**
-   * Ready packs ride with the next commit (no transaction, no sync of their own); when none comes
-   * soon, a commit of their own takes them.
-   */
-  #flushPacksSoon(): void {
-    if (this.#packFlushTimer !== undefined) return;
-    this.#packFlushTimer = setTimeout(() => {
-      this.#packFlushTimer = undefined;
-      if (this.#ready.length !== 0 && !this.#closed && this.#failure === undefined) this.#schedule();
-    }, PACK_FLUSH_MS);
-    this.#packFlushTimer.unref();
-  }
-
-  /**
+   * Ready packs ride with the next commit: no transaction or sync of their own, and no write the
+   * application did not cause (a database whose writes went quiet writes nothing more until its
+   * next write or its close, which takes them).
+   *
    * Takes the ready packs for the commit being handed to LMDB now, and returns what writes them
    * inside its transaction (undefined when there are none). A pack whose runs changed since they
    * were read, or whose ids a queued or in-flight write covers (this commit's too), is dropped and
@@ -1175,6 +1162,8 @@ export class EventLog {
   /** Waits for queued writes, then closes. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    // Packs made since the last commit go with this one.
+    if (this.#ready.length !== 0 && this.#failure === undefined) this.#schedule();
     this.#commit();
     this.#closed = true;
     try {
