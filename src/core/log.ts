@@ -82,6 +82,8 @@ const FORMAT_1_EVENTS = 'events';
 const CACHED_RUN_BYTES = PACK_BYTES;
 /** Bytes of the newest runs kept in memory for packing, at most (see `recent-runs.ts`). */
 const RECENT_RUN_BYTES = 16 * 2 ** 20;
+/** Compared with a run that is gone (never equal to one: a run has at least its count). */
+const EMPTY = Buffer.alloc(0);
 /** Packs made ahead of the commits that write them, at most. */
 const MAX_READY_PACKS = 8;
 /** Events moved per transaction when converting format 1 (a crash resumes after the last one). */
@@ -100,6 +102,11 @@ const copyBytes = ownCopy;
 
 /** Packs taken by a commit: what writes them inside its transaction, and what to call once it is done. */
 interface TakenPacks {
+  /**
+   * Whether `write` must run inside the transaction (it reads the runs it replaces there): not
+   * in a batch handed to lmdb-js's writer without a callback.
+   */
+  readonly inTransaction: boolean;
   readonly write: (runs: LmdbDatabase<Buffer, Buffer>, meta: LmdbDatabase<unknown, string>) => void;
   readonly done: () => void;
 }
@@ -521,7 +528,7 @@ export class EventLog {
       return;
     }
     let done: Promise<unknown>;
-    if (this.#committing === 0 && this.#failure === undefined && this.#appends(entries)) {
+    if (this.#committing === 0 && this.#failure === undefined && packs?.inTransaction !== true && this.#appends(entries)) {
       // Only new runs above every stored id, and nothing in flight: the runs are made now and
       // handed to lmdb-js as one batch (one transaction), which its writer thread commits without
       // calling back into this thread (a transaction callback waits for this thread to be free).
@@ -828,26 +835,32 @@ export class EventLog {
     for (const { stretch, packed } of ready) {
       if (stretch.through !== undefined) through = stretch.through;
       if (packed === undefined) continue;
-      if (!this.#unchanged(stretch)) {
-        this.packStats.dropped++;
-        this.#forgetClaim(stretch);
-        for (const { key } of stretch.sources) this.#repack.set(keyString(key), key);
+      if (!this.#mayPack(stretch)) {
+        this.#dropPack(stretch);
         continue;
       }
       taken.push({ stretch, packed });
-      const stats = this.packStats;
-      stats.packs++;
-      if (stretch.fromMemory === true) stats.fromMemory++;
-      stats.runs += stretch.sources.length;
-      for (const { value } of stretch.sources) stats.plainBytes += value.byteLength;
-      stats.packedBytes += packed.byteLength;
     }
     this.#schedulePack();
     return {
+      inTransaction: taken.length !== 0,
       write: (runs, meta) => {
         for (const { stretch, packed } of taken) {
+          // Inside the commit's transaction, after its own writes: the runs must be as they were
+          // taken, or the pack would undo a write that reached them meanwhile (an event inserted
+          // into the last of them once the run after it was emptied, say).
+          if (!stretch.sources.every(({ key, value }) => value.equals(runs.getBinary(key) ?? EMPTY))) {
+            this.#dropPack(stretch);
+            continue;
+          }
           for (const { key } of stretch.sources) runs.remove(key);
           runs.put(stretch.sources[0]!.key, packed);
+          const stats = this.packStats;
+          stats.packs++;
+          if (stretch.fromMemory === true) stats.fromMemory++;
+          stats.runs += stretch.sources.length;
+          for (const { value } of stretch.sources) stats.plainBytes += value.byteLength;
+          stats.packedBytes += packed.byteLength;
         }
         if (through !== undefined) meta.put(META_PACKED_THROUGH, through);
       },
@@ -856,6 +869,13 @@ export class EventLog {
         for (const { stretch } of taken) this.#forgetClaim(stretch);
       },
     };
+  }
+
+  /** A pack not written: its runs are packed again later. */
+  #dropPack(stretch: PackStretch): void {
+    this.packStats.dropped++;
+    this.#forgetClaim(stretch);
+    for (const { key } of stretch.sources) this.#repack.set(keyString(key), key);
   }
 
   /** Keeps an appended run for packing (see {@link #recent}). */
@@ -875,28 +895,21 @@ export class EventLog {
   }
 
   /**
-   * Whether the runs of `stretch` are still in LMDB as they were read, and no write to the ids
-   * they cover is queued or in flight (a write handed to LMDB before the pack would otherwise be
-   * undone by it; one handed over after it reads the pack).
+   * Whether `stretch` may still be packed as far as this thread knows: no commit rewrote one of its
+   * runs since it was taken, and no queued or in-flight write is to the ids they cover. (The runs
+   * are compared with what LMDB holds inside the transaction that writes the pack.)
    */
-  #unchanged(stretch: PackStretch): boolean {
+  #mayPack(stretch: PackStretch): boolean {
     const { sources, next } = stretch;
     if (this.#staleClaims.has(stretch)) return false;
     const first = sources[0]!.key;
     for (const entry of this.#overlay.values()) {
       if (compareKeys(entry.key, first) >= 0 && (next === undefined || compareKeys(entry.key, next) < 0)) return false;
     }
-    // Runs kept in memory as written: a commit that rewrote one since the claim marked the claim
-    // stale; one that did so before it had replaced the run in #recent.
-    if (stretch.fromMemory) return true;
-    for (const { key, value } of sources) {
-      // (Not `getBinaryFast`: a run rewritten with a large event would grow its buffer for good.)
-      const now = this.#runs.getBinary(key);
-      if (now === undefined || !value.equals(now)) return false;
-    }
     return true;
   }
 
+  /** The runs of `stretch` are free for other packs again. */
   #forgetClaim(stretch: PackStretch): void {
     this.#claims.delete(stretch);
     this.#staleClaims.delete(stretch);

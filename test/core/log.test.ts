@@ -487,3 +487,42 @@ test(`runs appended in this session are packed as kept, and a pack whose runs a 
 });
 }
 
+
+for (const mode of MODES) {
+test(`a pack is not written over an event that reached its last run after the run following it was emptied (${mode} commits)`, async (t) => {
+  // The pack of runs S1 and S2 is made while the run N after them still exists; then N's only
+  // event is removed, and an event X between N and the run M after it lands in S2 (its run now).
+  // The pack rides with X's commit: written over S2 as it was read, it would lose X (as a
+  // pruning-model seed, 764877002, once did). With commits on this thread the removal is written
+  // before the pack is read, so the race is met with lmdb-js's writer only; both must keep X.
+  const random = prng(21);
+  const log = await openLog(tempDir(), mode);
+  const model = new Map<string, ModelEvent>();
+  let ordinal = 1;
+  const commit = async (times: number[], size: number) => {
+    for (const time of times) {
+      const envelope = makeEnvelope(makeId(time, random), size, random);
+      log.put(storedEvent(envelope, ordinal));
+      model.set(hex(envelope.subarray(1, 17)), { ordinal: ordinal++, envelope: hex(envelope) });
+    }
+    await log.written();
+  };
+  const times = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+  await commit(times(1_000_000, 30), 90); // S1, about 3.3 KB
+  await commit(times(2_000_000, 30), 90); // S2
+  await commit([3_000_000], 3_000); // N, which does not fit in the pack
+  const n1 = [...model.keys()].at(-1)!;
+  await commit([5_000_000], 40); // M: X is not above every id (an append would make a run of its own)
+  log.packBefore(4_000_000);
+  // The pack is read at the next turn, while the removal of N's event is still being committed.
+  log.remove(Buffer.from(n1, 'hex'));
+  model.delete(n1);
+  await new Promise((resolve) => setImmediate(resolve));
+  await log.written();
+  await new Promise((resolve) => setTimeout(resolve, 50)); // compressed by now
+  await commit([3_500_000], 40); // X
+  await log.packAll();
+  check(t, log, model, 'after the pack', random);
+  await log.close();
+});
+}

@@ -37,7 +37,7 @@ import { FakeClock, prng, removeTempDirs, T0, tempDir } from '../helpers/temp.js
 import { EventLog } from '../../src/core/log.js';
 
 // Packs of 1 KiB of runs (not 32): the log packs what falls behind the cutoff as these tests go.
-EventLog.defaultPackBytes = 1024;
+EventLog.defaultPackBytes = Number(process.env.PB ?? 1024);
 
 test.after.always(removeTempDirs);
 
