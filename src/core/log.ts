@@ -214,8 +214,6 @@ export class EventLog {
    * takes their runs (it would write their events twice).
    */
   readonly #claims = new Set<PackStretch>();
-  /** Claims one of whose runs a commit has rewritten or removed since: their packs are dropped. */
-  readonly #staleClaims = new Set<PackStretch>();
   /**
    * The newest runs as written in this session (see `recent-runs.ts`): the frontier packs them from
    * here instead of reading them back from LMDB.
@@ -681,12 +679,13 @@ export class EventLog {
     for (const { run, from, to } of groups) {
       const merged = mergeRun(run?.reader, changes, from, to);
       if (run !== undefined) this.#runs.remove(run.key);
-      const written: RecentRun[] = [];
+      // The runs kept in memory for packing keep mirroring the log (see #recent).
+      const kept = run !== undefined && this.#recent.size !== 0 ? ([] as RecentRun[]) : undefined;
       writeRuns(merged, (first, value) => {
         put(first, value);
-        written.push({ key: Buffer.from(first), run: value });
+        kept?.push({ key: Buffer.from(first), run: value });
       });
-      if (run !== undefined) this.#rewritten(run.key, written);
+      if (kept !== undefined) this.#recent.replace(run!.key, kept);
       delta += merged.length - (run?.reader.count ?? 0);
     }
     this.#last = this.#readLastKey();
@@ -715,8 +714,7 @@ export class EventLog {
    * Packs, in the background, the runs whose events are all before `time` (the cutoff: events
    * there are final, so their runs rarely change again): plain runs in id order are merged by
    * {@link PACK_BYTES} and compressed (see `run-pack.ts`). The horizon never moves back. Each pack
-   * is compressed on Node's thread pool and written in a transaction of its own, once the runs it
-   * replaces are checked to be as they were read, with no write to them in flight.
+   * is compressed on Node's thread pool and written with the next commit (see {@link #takePacks}).
    */
   packBefore(time: number): void {
     // (An id's time is below 2^48: a nominal cutoff past it, a test's clock far in the future,
@@ -822,8 +820,8 @@ export class EventLog {
    * next write or its close, which takes them).
    *
    * Takes the ready packs for the commit being handed to LMDB now, and returns what writes them
-   * inside its transaction (undefined when there are none). A pack whose runs changed since they
-   * were read, or whose ids a queued or in-flight write covers (this commit's too), is dropped and
+   * inside its transaction (undefined when there are none). A pack whose ids a queued or in-flight
+   * write covers (this commit's too), or whose runs that transaction finds changed, is dropped and
    * its runs queued to be packed again.
    */
   #takePacks(): TakenPacks | undefined {
@@ -884,24 +882,12 @@ export class EventLog {
   }
 
   /**
-   * A commit rewrote or removed the run `key`, writing `replacements` in its place: a pack claiming
-   * it is dropped, and the runs kept for packing keep mirroring the log.
-   */
-  #rewritten(key: Uint8Array, replacements: readonly RecentRun[]): void {
-    this.#recent.replace(key, replacements);
-    for (const claim of this.#claims) {
-      if (compareKeys(key, claim.sources[0]!.key) >= 0 && compareKeys(key, claim.last) <= 0) this.#staleClaims.add(claim);
-    }
-  }
-
-  /**
-   * Whether `stretch` may still be packed as far as this thread knows: no commit rewrote one of its
-   * runs since it was taken, and no queued or in-flight write is to the ids they cover. (The runs
-   * are compared with what LMDB holds inside the transaction that writes the pack.)
+   * Whether `stretch` may still be packed as far as this thread knows: no queued or in-flight
+   * write is to the ids its runs cover (a cheap first check; the runs are compared with what LMDB
+   * holds inside the transaction that writes the pack).
    */
   #mayPack(stretch: PackStretch): boolean {
     const { sources, next } = stretch;
-    if (this.#staleClaims.has(stretch)) return false;
     const first = sources[0]!.key;
     for (const entry of this.#overlay.values()) {
       if (compareKeys(entry.key, first) >= 0 && (next === undefined || compareKeys(entry.key, next) < 0)) return false;
@@ -912,7 +898,6 @@ export class EventLog {
   /** The runs of `stretch` are free for other packs again. */
   #forgetClaim(stretch: PackStretch): void {
     this.#claims.delete(stretch);
-    this.#staleClaims.delete(stretch);
   }
 
   /** Whether the run `key` is one of the runs of a pack being made, ready or being written. */
@@ -1181,7 +1166,7 @@ export class EventLog {
     this.#closed = true;
     try {
       await this.#lastWrite;
-      // A pack being compressed is dropped (see #packStep); one being written is waited for.
+      // A pack still being compressed is waited for, and dropped (see #packStep).
       await this.#packWork;
       await this.#env.flushed;
     } finally {
