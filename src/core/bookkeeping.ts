@@ -16,12 +16,17 @@
  * - `reads` / `victims`: the events it read from, and the events whose data it destroyed. A
  *   tombstone stays while a victim is stored, or a replay without it would bring the data back.
  *
- * Records live in chunks of {@link CHUNK_RECORDS} and never move; a removed record's place is
+ * Records are allocated one by one from the arena and never move; a removed record's place is
  * reused by the next new one (a free list through their first words). They are found through an
- * index: an open-addressing hash of `[ordinal, record word]` pairs keyed by ordinal (linear
+ * index: an open-addressing hash of record words keyed by the ordinal each record holds (linear
  * probing, backward-shift delete). So the view holds records for stored events only and stays
- * bounded when old events are pruned, and a growing index moves and leaves behind 8 bytes per
+ * bounded when old events are pruned, and a growing index moves and leaves behind 4 bytes per
  * slot, not the records (with the records in the table, its outgrown copies were half the view).
+ *
+ * Sizes (view format 5): a record is 48 bytes and an index slot 4. Most events read from one or
+ * two others, and those reads are kept inside the record; only longer lists take a block. Fresh
+ * records come from the bump allocator, which journals nothing for memory it hands out during the
+ * running event, so a new record costs the journal only its index slot.
  */
 import { ErrorCode, NoatunError } from '../errors.js';
 import type { Arena, WordOffset } from '../view/arena.js';
@@ -38,36 +43,43 @@ export const BookWord = {
   COUNT: Header.ENGINE + 7,
   /** The first removed record, whose place the next record takes (0: none); each links the next. */
   FREE: Header.ENGINE + 8,
-  /** The next unused record place in the newest chunk. */
-  CHUNK_NEXT: Header.ENGINE + 9,
-  /** The end of the newest chunk. */
-  CHUNK_END: Header.ENGINE + 10,
+  // Engine words 9 and 10 held the records' chunk (view format 4); free since format 5.
 } as const;
 
 /** Word offsets inside one record. */
 export const Rec = {
   ORDINAL: 0,
-  FLAGS: 1,
-  USES: 2,
-  READERS: 3,
+  USES: 1,
+  READERS: 2,
   /** 4 words: the event's id bytes. */
-  ID: 4,
-  /** ms timestamp as two words (low 32 bits, high bits). */
-  EFFECT_LO: 8,
-  EFFECT_HI: 9,
-  /** Block `[n, ordinal × n]` of events this one read, or 0. */
-  READS: 10,
-  /** Block `[n, ordinal × n]` of events whose data this one destroyed, or 0. */
-  VICTIMS: 11,
+  ID: 3,
+  /** The ms timestamp's low 32 bits. */
+  EFFECT_LO: 7,
   /**
-   * Block `[bytes, UTF-8 text…]` of the failure message of a failed event, or 0: every peer and
-   * every reopen lists the failure from here.
+   * The ms timestamp's high 16 bits (timestamps have 48, see `MAX_TIMESTAMP`) in the low half; the
+   * record's flags ({@link RecFlag}) in the high half.
    */
-  FAILURE: 12,
+  EFFECT_HI_FLAGS: 8,
+  /**
+   * With {@link RecFlag.READS_INLINE}: the first event this one read (0: none), and the second in
+   * {@link READ2} (0: none). Without: block `[n, ordinal × n]` of the events it read.
+   */
+  READS: 9,
+  /** The second event read, with {@link RecFlag.READS_INLINE}. */
+  READ2: 10,
+  /**
+   * Block `[n, ordinal × n]` of events whose data this one destroyed, or 0. For a failed event (it
+   * destroyed nothing: its writes were rolled back) the block `[bytes, UTF-8 text…]` of its failure
+   * message: every peer and every reopen lists the failure from here.
+   */
+  VICTIMS: 11,
 } as const;
 
-/** Words of one record. */
-export const RECORD_WORDS = 13;
+/** Words of one record (even: the allocator's unit is 8 bytes). */
+export const RECORD_WORDS = 12;
+/** Where the flags sit in {@link Rec.EFFECT_HI_FLAGS}. */
+const FLAGS_SHIFT = 16;
+const EFFECT_HI_MASK = 0xffff;
 
 /** Flags of a record. */
 export const RecFlag = {
@@ -85,13 +97,11 @@ export const RecFlag = {
    * gone from all of them alike, and failing events cannot pile up for ever.
    */
   FAILED: 16,
+  /** The events it read are in the record itself (at most two), not in a block. */
+  READS_INLINE: 32,
 } as const;
 
 const MIN_CAPACITY = 1024;
-/** Words of one index slot: `[ordinal, record word]` (ordinal 0: empty). */
-const SLOT_WORDS = 2;
-/** Records per chunk (53 KB). */
-const CHUNK_RECORDS = 1024;
 const EMPTY = new Uint32Array(0);
 const TWO_32 = 2 ** 32;
 
@@ -191,8 +201,10 @@ export class EventBook implements TrackingContext {
   }
 
   #setEffect(r: WordOffset, time: number): void {
-    this.arena.set32(r + Rec.EFFECT_LO, time % TWO_32);
-    this.arena.set32(r + Rec.EFFECT_HI, Math.floor(time / TWO_32));
+    const arena = this.arena;
+    arena.set32(r + Rec.EFFECT_LO, time % TWO_32);
+    const w = r + Rec.EFFECT_HI_FLAGS;
+    arena.set32(w, ((arena.u32[w]! & ~EFFECT_HI_MASK) | Math.floor(time / TWO_32)) >>> 0);
   }
 
   /**
@@ -202,25 +214,34 @@ export class EventBook implements TrackingContext {
    */
   finish(id: Uint8Array, failure?: string): void {
     const failed = failure !== undefined;
-    const flags = failed ? RecFlag.FAILED | (this.#flags & RecFlag.READ) : this.#flags;
-    const uses = failed ? 0 : this.#uses;
     const reads = this.#reads.items;
+    const inline = reads.length <= 2;
+    const flags =
+      (failed ? RecFlag.FAILED | (this.#flags & RecFlag.READ) : this.#flags) | (inline ? RecFlag.READS_INLINE : 0);
+    const uses = failed ? 0 : this.#uses;
     const arena = this.arena;
-    const readsBlock = reads.length === 0 ? 0 : this.#block(reads);
-    const victimsBlock = failed || this.#victims.items.length === 0 ? 0 : this.#block(this.#victims.items);
-    const failureBlock = failed ? this.#text(failure) : 0;
+    const readsBlock = inline ? 0 : this.#block(reads);
+    const victimsBlock = failed
+      ? this.#text(failure)
+      : this.#victims.items.length === 0
+        ? 0
+        : this.#block(this.#victims.items);
+    // The record is fresh memory or a removed record's place, zero either way (journaled as such).
     const r = this.#insert(this.ordinal);
     const u32 = arena.u32;
-    u32[r + Rec.FLAGS] = flags;
     u32[r + Rec.USES] = uses;
-    u32[r + Rec.READERS] = 0;
     arena.u8.set(id, (r + Rec.ID) * 4);
-    u32[r + Rec.READS] = readsBlock;
+    if (inline) {
+      u32[r + Rec.READS] = reads.length === 0 ? 0 : reads[0]!;
+      u32[r + Rec.READ2] = reads.length === 2 ? reads[1]! : 0;
+    } else {
+      u32[r + Rec.READS] = readsBlock;
+    }
     u32[r + Rec.VICTIMS] = victimsBlock;
-    u32[r + Rec.FAILURE] = failureBlock;
+    u32[r + Rec.EFFECT_HI_FLAGS] = flags << FLAGS_SHIFT;
     if (uses === 0) {
       u32[r + Rec.EFFECT_LO] = this.#time % TWO_32;
-      u32[r + Rec.EFFECT_HI] = Math.floor(this.#time / TWO_32);
+      u32[r + Rec.EFFECT_HI_FLAGS] = ((flags << FLAGS_SHIFT) | Math.floor(this.#time / TWO_32)) >>> 0;
       this.onZero(this.ordinal, this.#time);
     }
     if (this.#countsKept()) this.#count(flags, 1);
@@ -239,9 +260,10 @@ export class EventBook implements TrackingContext {
     return at;
   }
 
-  /** The failure message of a failed record. */
+  /** The failure message of a failed record ('' for any other). */
   failureOf(r: WordOffset): string {
-    const at = this.arena.u32[r + Rec.FAILURE]!;
+    if ((this.flagsOf(r) & RecFlag.FAILED) === 0) return '';
+    const at = this.arena.u32[r + Rec.VICTIMS]!;
     if (at === 0) return '';
     return this.arena.buf.toString('utf8', (at + 1) * 4, (at + 1) * 4 + this.arena.u32[at]!);
   }
@@ -270,10 +292,9 @@ export class EventBook implements TrackingContext {
     const table = u32[BookWord.TABLE]!;
     const mask = capacity - 1;
     for (let i = slotOf(ordinal, mask); ; i = (i + 1) & mask) {
-      const slot = table + i * SLOT_WORDS;
-      const o = u32[slot]!;
-      if (o === ordinal) return u32[slot + 1]!;
-      if (o === 0) return -1;
+      const r = u32[table + i]!;
+      if (r === 0) return -1;
+      if (u32[r] === ordinal) return r;
     }
   }
 
@@ -291,47 +312,30 @@ export class EventBook implements TrackingContext {
     const table = u32[BookWord.TABLE]!;
     const mask = capacity - 1;
     let i = slotOf(ordinal, mask);
-    while (u32[table + i * SLOT_WORDS] !== 0) {
-      if (u32[table + i * SLOT_WORDS] === ordinal) {
-        throw new NoatunError(ErrorCode.INTERNAL, `event ${ordinal} already has a pruning record`);
-      }
+    for (let o = u32[table + i]!; o !== 0; o = u32[table + i]!) {
+      if (u32[o] === ordinal) throw new NoatunError(ErrorCode.INTERNAL, `event ${ordinal} already has a pruning record`);
       i = (i + 1) & mask;
     }
-    const slot = table + i * SLOT_WORDS;
-    // The slot is empty (all zero): journaled as such.
-    arena.jnZero(slot, SLOT_WORDS);
-    u32[slot] = ordinal;
-    u32[slot + 1] = r;
+    arena.set32(table + i, r);
     u32[r] = ordinal;
     arena.set32(BookWord.COUNT, count + 1);
     return r;
   }
 
   /**
-   * Takes the place of a new record (zeroed, journaled): a removed record's, else the next in the
-   * newest chunk, else a new chunk's first.
+   * Takes the place of a new record (zeroed, journaled): a removed record's, else fresh memory
+   * (which a rewind to before the running event takes back, so it needs no journal).
    */
   #place(): WordOffset {
     const arena = this.arena;
-    let u32 = arena.u32;
+    const u32 = arena.u32;
     const free = u32[BookWord.FREE]!;
-    if (free !== 0) {
-      // A removed record is zero but for its first word, the link to the next removed one.
-      arena.set32(BookWord.FREE, u32[free]!);
-      arena.jnZero(free + 1, RECORD_WORDS - 1);
-      arena.set32(free, 0);
-      return free;
-    }
-    let next = u32[BookWord.CHUNK_NEXT]!;
-    if (next === 0 || next + RECORD_WORDS > u32[BookWord.CHUNK_END]!) {
-      next = arena.alloc(CHUNK_RECORDS * RECORD_WORDS);
-      u32 = arena.u32;
-      arena.set32(BookWord.CHUNK_END, next + CHUNK_RECORDS * RECORD_WORDS);
-    }
-    arena.set32(BookWord.CHUNK_NEXT, next + RECORD_WORDS);
-    // Never used since the chunk was allocated: zero, journaled as such.
-    arena.jnZero(next, RECORD_WORDS);
-    return next;
+    if (free === 0) return arena.alloc(RECORD_WORDS);
+    // A removed record is zero but for its first word, the link to the next removed one.
+    arena.set32(BookWord.FREE, u32[free]!);
+    arena.jnZero(free + 1, RECORD_WORDS - 1);
+    arena.set32(free, 0);
+    return free;
   }
 
   /**
@@ -350,23 +354,21 @@ export class EventBook implements TrackingContext {
    */
   #grow(capacity: number): void {
     const arena = this.arena;
-    const table = arena.alloc(capacity * SLOT_WORDS);
+    const table = arena.alloc(capacity);
     const u32 = arena.u32;
     const oldTable = u32[BookWord.TABLE]!;
     const oldCapacity = u32[BookWord.CAPACITY]!;
     const mask = capacity - 1;
     for (let s = 0; s < oldCapacity; s++) {
-      const from = oldTable + s * SLOT_WORDS;
-      const ordinal = u32[from]!;
-      if (ordinal === 0) continue;
-      let i = slotOf(ordinal, mask);
-      while (u32[table + i * SLOT_WORDS] !== 0) i = (i + 1) & mask;
-      u32[table + i * SLOT_WORDS] = ordinal;
-      u32[table + i * SLOT_WORDS + 1] = u32[from + 1]!;
+      const r = u32[oldTable + s]!;
+      if (r === 0) continue;
+      let i = slotOf(u32[r]!, mask);
+      while (u32[table + i] !== 0) i = (i + 1) & mask;
+      u32[table + i] = r;
     }
     arena.set32(BookWord.TABLE, table);
     arena.set32(BookWord.CAPACITY, capacity);
-    if (oldTable !== 0) arena.retire(oldTable, oldCapacity * SLOT_WORDS);
+    if (oldTable !== 0) arena.retire(oldTable, oldCapacity);
   }
 
   /** Deletes the record of `ordinal` (journaled; backward-shift so lookups stay correct). */
@@ -377,28 +379,25 @@ export class EventBook implements TrackingContext {
     if (capacity === 0) return;
     const table = u32[BookWord.TABLE]!;
     const mask = capacity - 1;
-    let holeSlot = slotOf(ordinal, mask);
-    for (; ; holeSlot = (holeSlot + 1) & mask) {
-      const o = u32[table + holeSlot * SLOT_WORDS]!;
-      if (o === ordinal) break;
+    let hole = slotOf(ordinal, mask);
+    for (; ; hole = (hole + 1) & mask) {
+      const o = u32[table + hole]!;
       if (o === 0) return;
+      if (u32[o] === ordinal) break;
     }
-    let hole = table + holeSlot * SLOT_WORDS;
-    const r = u32[hole + 1]!;
-    if (this.#countsKept()) this.#count(u32[r + Rec.FLAGS]!, -1);
-    for (let i = (holeSlot + 1) & mask; ; i = (i + 1) & mask) {
-      const slot = table + i * SLOT_WORDS;
-      const o = u32[slot]!;
-      if (o === 0) break;
-      const home = slotOf(o, mask);
+    const r = u32[table + hole]!;
+    if (this.#countsKept()) this.#count(this.flagsOf(r), -1);
+    for (let i = (hole + 1) & mask; ; i = (i + 1) & mask) {
+      const moving = u32[table + i]!;
+      if (moving === 0) break;
+      const home = slotOf(u32[moving]!, mask);
       // Move the entry into the hole unless its home lies cyclically in (hole, i].
-      const between = holeSlot <= i ? home > holeSlot && home <= i : home > holeSlot || home <= i;
+      const between = hole <= i ? home > hole && home <= i : home > hole || home <= i;
       if (between) continue;
-      arena.copyWords(hole, slot, SLOT_WORDS);
-      hole = slot;
-      holeSlot = i;
+      arena.set32(table + hole, moving);
+      hole = i;
     }
-    arena.zero(hole, SLOT_WORDS);
+    arena.set32(table + hole, 0);
     // The record's place goes to the next new record: zeroed, its first word linking the others.
     arena.zero(r, RECORD_WORDS);
     arena.set32(r, u32[BookWord.FREE]!);
@@ -431,7 +430,7 @@ export class EventBook implements TrackingContext {
     this.#tombstones = 0;
     const u32 = this.arena.u32;
     this.forEach((r) => {
-      this.#count(u32[r + Rec.FLAGS]!, 1);
+      this.#count(u32[r + Rec.EFFECT_HI_FLAGS]! >>> FLAGS_SHIFT, 1);
     });
     this.#countsOf = { arena: this.arena, rewinds: this.arena.rewinds };
   }
@@ -447,15 +446,40 @@ export class EventBook implements TrackingContext {
     const table = u32[BookWord.TABLE]!;
     const capacity = u32[BookWord.CAPACITY]!;
     for (let s = 0; s < capacity; s++) {
-      const slot = table + s * SLOT_WORDS;
-      if (u32[slot] !== 0) fn(u32[slot + 1]!);
+      const r = u32[table + s]!;
+      if (r !== 0) fn(r);
     }
   }
 
   /** The time a record's uses reached 0, in ms. */
   effectTime(r: WordOffset): number {
     const u32 = this.arena.u32;
-    return u32[r + Rec.EFFECT_HI]! * TWO_32 + u32[r + Rec.EFFECT_LO]!;
+    return (u32[r + Rec.EFFECT_HI_FLAGS]! & EFFECT_HI_MASK) * TWO_32 + u32[r + Rec.EFFECT_LO]!;
+  }
+
+  /** The flags of a record ({@link RecFlag}). */
+  flagsOf(r: WordOffset): number {
+    return this.arena.u32[r + Rec.EFFECT_HI_FLAGS]! >>> FLAGS_SHIFT;
+  }
+
+  /**
+   * The ordinals of the events a record's event read: a view into the arena, valid until the next
+   * allocation or write.
+   */
+  reads(r: WordOffset): Uint32Array {
+    const u32 = this.arena.u32;
+    if ((u32[r + Rec.EFFECT_HI_FLAGS]! & (RecFlag.READS_INLINE << FLAGS_SHIFT)) === 0) return this.list(u32[r + Rec.READS]!);
+    const first = r + Rec.READS;
+    return u32.subarray(first, first + (u32[first] === 0 ? 0 : u32[first + 1] === 0 ? 1 : 2));
+  }
+
+  /**
+   * The ordinals of the events whose data a record's event destroyed (none for a failed event): a
+   * view into the arena, valid until the next allocation or write.
+   */
+  victims(r: WordOffset): Uint32Array {
+    if ((this.flagsOf(r) & RecFlag.FAILED) !== 0) return EMPTY;
+    return this.list(this.arena.u32[r + Rec.VICTIMS]!);
   }
 
   /** The id bytes of a record (a copy). */
@@ -464,10 +488,7 @@ export class EventBook implements TrackingContext {
     return this.arena.u8.slice(at, at + 16);
   }
 
-  /**
-   * The ordinals in a `[n, ...]` block at word `at` (0 = none): a view into the arena, valid until
-   * the next allocation or write.
-   */
+  /** The ordinals in a `[n, ...]` block at word `at` (0 = none), as {@link reads}. */
   list(at: WordOffset): Uint32Array {
     const u32 = this.arena.u32;
     if (at === 0) return EMPTY;

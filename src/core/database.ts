@@ -1143,11 +1143,11 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     };
     const readBy: MessageId[] = [];
     book.forEach((w) => {
-      if (book.list(u32[w + Rec.READS]!).includes(ordinal)) readBy.push(MessageId.fromBytes(book.idOf(w)));
+      if (book.reads(w).includes(ordinal)) readBy.push(MessageId.fromBytes(book.idOf(w)));
     });
-    const read = Array.from(book.list(u32[r + Rec.READS]!), idOfOrdinal).filter((x): x is MessageId => x !== undefined);
-    const deletedDataOf = Array.from(book.list(u32[r + Rec.VICTIMS]!), idOfOrdinal).filter((x): x is MessageId => x !== undefined);
-    const flags = u32[r + Rec.FLAGS]!;
+    const read = Array.from(book.reads(r), idOfOrdinal).filter((x): x is MessageId => x !== undefined);
+    const deletedDataOf = Array.from(book.victims(r), idOfOrdinal).filter((x): x is MessageId => x !== undefined);
+    const flags = book.flagsOf(r);
     const owns = u32[r + Rec.USES]!;
     const overwrittenAt = owns === 0 ? book.effectTime(r) : null;
     const keptBecause: string[] = [];

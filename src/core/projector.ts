@@ -12,7 +12,7 @@ import { Header } from '../view/arena.js';
 import type { JournalMark } from '../view/journal.js';
 import type { ObjectSchema, View } from '../view/schema.js';
 import type { MaterializedView } from '../view/view.js';
-import { EventBook, Rec, RecFlag } from './bookkeeping.js';
+import { EventBook, RecFlag } from './bookkeeping.js';
 import type { Codec } from './codec.js';
 import { type BatchImprint, firstDifference, inAnotherWorld } from './determinism.js';
 import { decodeEnvelope, type Envelope, readEnvelopeUnchecked } from './envelope.js';
@@ -255,7 +255,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     const u32 = this.#arena.u32;
     const out: ApplyFailure[] = [];
     book.forEach((r) => {
-      if ((u32[r + Rec.FLAGS]! & RecFlag.FAILED) === 0) return;
+      if ((book.flagsOf(r) & RecFlag.FAILED) === 0) return;
       out.push({ id: MessageId.fromBytes(book.idOf(r)), ordinal: u32[r]!, error: book.failureOf(r) });
     });
     return out.sort((a, b) => MessageId.compare(a.id, b.id));
@@ -503,7 +503,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
   #forget(r: number): void {
     const book = this.book;
     const ordinal = this.#arena.u32[r]!;
-    const reads = Array.from(book.list(this.#arena.u32[r + Rec.READS]!));
+    const reads = Array.from(book.reads(r));
     book.remove(ordinal);
     for (const owner of reads) book.dropReader(owner);
   }

@@ -179,9 +179,7 @@ export class Pruner {
     const u32 = book.arena.u32;
     const r = book.find(ordinal);
     if (u32[r + Rec.READERS]! > (this.#readersInPool.get(ordinal) ?? 0)) return true;
-    const victims = u32[r + Rec.VICTIMS]!;
-    for (let k = 0, n = victims === 0 ? 0 : u32[victims]!; k < n; k++) {
-      const victim = u32[victims + 1 + k]!;
+    for (const victim of book.victims(r)) {
       if (!this.#pool.has(victim) && book.find(victim) !== -1) return true;
     }
     return false;
@@ -206,14 +204,10 @@ export class Pruner {
         continue;
       }
       pool.add(ordinal);
-      const reads = u32[r + Rec.READS]!;
-      for (let k = 0, n = reads === 0 ? 0 : u32[reads]!; k < n; k++) {
-        const source = u32[reads + 1 + k]!;
+      for (const source of book.reads(r)) {
         this.#readersInPool.set(source, (this.#readersInPool.get(source) ?? 0) + 1);
       }
-      const victims = u32[r + Rec.VICTIMS]!;
-      for (let k = 0, n = victims === 0 ? 0 : u32[victims]!; k < n; k++) {
-        const victim = u32[victims + 1 + k]!;
+      for (const victim of book.victims(r)) {
         const list = this.#destroyers.get(victim);
         if (list === undefined) this.#destroyers.set(victim, [ordinal]);
         else list.push(ordinal);
@@ -234,10 +228,7 @@ export class Pruner {
     }
     while (stack.length !== 0) {
       const ordinal = stack.pop()!;
-      const r = book.find(ordinal);
-      const reads = u32[r + Rec.READS]!;
-      for (let k = 0, n = reads === 0 ? 0 : u32[reads]!; k < n; k++) {
-        const source = u32[reads + 1 + k]!;
+      for (const source of book.reads(book.find(ordinal))) {
         if (pool.has(source) && !region.has(source) && !this.#hardBlocked(source)) {
           region.add(source);
           stack.push(source);
@@ -253,9 +244,7 @@ export class Pruner {
     // The largest subset of the region whose readers and victims are all inside it (or gone).
     const readersInside = new Map<number, number>();
     for (const ordinal of region) {
-      const reads = u32[book.find(ordinal) + Rec.READS]!;
-      for (let k = 0, n = reads === 0 ? 0 : u32[reads]!; k < n; k++) {
-        const source = u32[reads + 1 + k]!;
+      for (const source of book.reads(book.find(ordinal))) {
         readersInside.set(source, (readersInside.get(source) ?? 0) + 1);
       }
     }
@@ -266,9 +255,7 @@ export class Pruner {
       const r = book.find(ordinal);
       let blocked = u32[r + Rec.READERS]! > (readersInside.get(ordinal) ?? 0);
       if (!blocked) {
-        const victims = u32[r + Rec.VICTIMS]!;
-        for (let k = 0, n = victims === 0 ? 0 : u32[victims]!; k < n; k++) {
-          const victim = u32[victims + 1 + k]!;
+        for (const victim of book.victims(r)) {
           if (!region.has(victim) && book.find(victim) !== -1) {
             blocked = true;
             break;
@@ -277,9 +264,7 @@ export class Pruner {
       }
       if (!blocked) continue;
       region.delete(ordinal);
-      const reads = u32[r + Rec.READS]!;
-      for (let k = 0, n = reads === 0 ? 0 : u32[reads]!; k < n; k++) {
-        const source = u32[reads + 1 + k]!;
+      for (const source of book.reads(r)) {
         readersInside.set(source, readersInside.get(source)! - 1);
         if (region.has(source)) work.push(source);
       }
@@ -289,9 +274,7 @@ export class Pruner {
       pool.delete(ordinal);
       this.#destroyers.delete(ordinal);
       this.#readersInPool.delete(ordinal);
-      const reads = u32[book.find(ordinal) + Rec.READS]!;
-      for (let k = 0, n = reads === 0 ? 0 : u32[reads]!; k < n; k++) {
-        const source = u32[reads + 1 + k]!;
+      for (const source of book.reads(book.find(ordinal))) {
         const left = (this.#readersInPool.get(source) ?? 1) - 1;
         if (left === 0) this.#readersInPool.delete(source);
         else this.#readersInPool.set(source, left);

@@ -353,6 +353,7 @@ function growList(a: Arena, w: WordOffset, elementWords: number, needed: number)
   u32.copyWithin(block, old, old + u32[w + L_LENGTH]! * elementWords);
   a.set32(w + L_BLOCK, block);
   a.set32(w + L_CAPACITY, next);
+  if (old !== 0) a.retire(old, capacity * elementWords);
 }
 
 /**

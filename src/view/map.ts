@@ -268,6 +268,7 @@ export class MapType implements CompositeType {
     const block = a.u32[w + H_BLOCK]!;
     if (block === 0) return;
     a.set32(block + B_FORWARD, CLEARED);
+    a.retire(block, this.#blockWords(a.u32[w + H_CAPACITY]!));
     a.set32(w + H_BLOCK, 0);
     a.set32(w + H_COUNT, 0);
     a.set32(w + H_CAPACITY, 0);
@@ -321,11 +322,17 @@ export class MapType implements CompositeType {
         u32[fresh + BLOCK_HEADER + position] = i + 1;
       }
       a.set32(old + B_FORWARD, fresh);
+      a.retire(old, this.#blockWords(oldCapacity));
     }
     u32[fresh + B_USED] = n;
     a.set32(w + H_BLOCK, fresh);
     a.set32(w + H_CAPACITY, capacity);
     a.set32(w + H_TABLE, table);
+  }
+
+  /** Words of a block whose table has `capacity` buckets. */
+  #blockWords(capacity: number): number {
+    return BLOCK_HEADER + alignUp(orderCapacity(capacity), 2) + capacity * this.bucketWords;
   }
 
   /**
@@ -384,7 +391,10 @@ export class MapType implements CompositeType {
   destroy(a: Arena, w: WordOffset): void {
     this.#destroyEntries(a, w);
     const block = a.u32[w + H_BLOCK]!;
-    if (block !== 0) a.set32(block + B_FORWARD, CLEARED);
+    if (block !== 0) {
+      a.set32(block + B_FORWARD, CLEARED);
+      a.retire(block, this.#blockWords(a.u32[w + H_CAPACITY]!));
+    }
     a.release(w + H_MEMBERSHIP);
     a.release(w + H_CLEAR_TRACKER);
     a.zero(w, this.words);

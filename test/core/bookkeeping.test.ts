@@ -1,14 +1,15 @@
 /**
- * The pruning records' table (src/core/bookkeeping.ts): records in chunks behind an index. Random
- * inserts, removals and rewinds against a plain Map; every record must be found with what was
- * written into it, the index must list exactly the live ones, a rewind must restore the arena byte
- * for byte, a removed record's place must be reused, and the counts of failed and tombstone
+ * The pruning records' table (src/core/bookkeeping.ts): records behind an index. Random inserts,
+ * removals and rewinds against a plain Map; every record must be found with what was written into
+ * it (time, id, flags, the events it read — inline up to two, in a block beyond —, its victims or
+ * its failure message), the index must list exactly the live ones, a rewind must restore the arena
+ * byte for byte, a removed record's place must be reused, and the counts of failed and tombstone
  * records (kept in memory between rewinds) must match the records.
  *
  * Replay with NOATUN_SEED=<seed>; more seeds with NOATUN_SEEDS=<count>.
  */
 import test from 'ava';
-import { EventBook, Rec } from '../../src/core/bookkeeping.js';
+import { EventBook, Rec, RecFlag } from '../../src/core/bookkeeping.js';
 import type { Ordinal } from '../../src/view/tracking.js';
 import * as s from '../../src/view/schema.js';
 import type { JournalMark } from '../../src/view/journal.js';
@@ -29,10 +30,40 @@ function idOf(ordinal: number): Uint8Array {
 /** What a record says of its event: 0 plain, 1 a tombstone (it destroyed data), 2 its apply failed. */
 type Kind = 0 | 1 | 2;
 
-function record(book: EventBook, ordinal: number, time: number, kind: Kind = 0): void {
+/** The events an event read, by its ordinal: none to five (inline up to two, a block beyond). */
+function readsOf(ordinal: number): number[] {
+  return Array.from({ length: ordinal % 6 }, (_, k) => ordinal * 7 + 1 + k);
+}
+
+/** The events whose data a tombstone destroyed, by its ordinal (ordinals no record has). */
+function victimsOf(ordinal: number): number[] {
+  return Array.from({ length: ordinal % 3 }, (_, k) => 2_000_000_000 + ordinal * 3 + k);
+}
+
+/** Writes the record of `ordinal`; `plain`: one that read nothing (needs no block). */
+function record(book: EventBook, ordinal: number, time: number, kind: Kind = 0, plain = false): void {
   book.begin(ordinal, time);
-  if (kind === 1) book.onDestroy(0 as Ordinal);
-  book.finish(idOf(ordinal), kind === 2 ? 'it threw' : undefined);
+  if (!plain) for (const source of readsOf(ordinal)) book.onRead(source as Ordinal);
+  if (kind === 1) {
+    book.onDestroy(0 as Ordinal);
+    for (const victim of victimsOf(ordinal)) book.onDestroy(victim as Ordinal);
+  }
+  book.finish(idOf(ordinal), kind === 2 ? `it threw (${ordinal})` : undefined);
+}
+
+/** What is wrong with the reads, victims, flags and failure message of the record of `ordinal`, or undefined. */
+function contentMismatch(book: EventBook, r: number, ordinal: number, kind: Kind): string | undefined {
+  const reads = Array.from(book.reads(r)).join();
+  if (reads !== readsOf(ordinal).join()) return `record ${ordinal} read [${reads}], expected [${readsOf(ordinal).join()}]`;
+  const victims = Array.from(book.victims(r)).join();
+  const expected = kind === 1 ? victimsOf(ordinal).join() : '';
+  if (victims !== expected) return `record ${ordinal} destroyed data of [${victims}], expected [${expected}]`;
+  const failed = (book.flagsOf(r) & RecFlag.FAILED) !== 0;
+  const tombstone = (book.flagsOf(r) & RecFlag.TOMBSTONE) !== 0;
+  if (failed !== (kind === 2) || tombstone !== (kind === 1)) return `record ${ordinal} has flags ${book.flagsOf(r)} for kind ${kind}`;
+  const failure = book.failureOf(r);
+  if (failure !== (kind === 2 ? `it threw (${ordinal})` : '')) return `record ${ordinal} has the failure message '${failure}'`;
+  return undefined;
 }
 
 /** What is wrong with the kept counts against the kinds of the live records, or undefined. */
@@ -49,7 +80,7 @@ function countsMismatch(book: EventBook, kinds: Map<number, Kind>): string | und
 }
 
 /** What is wrong with the table against the model (count, records, the index's set), or undefined. */
-function mismatch(book: EventBook, model: Map<number, number>, gone: readonly number[]): string | undefined {
+function mismatch(book: EventBook, model: Map<number, number>, kinds: Map<number, Kind>, gone: readonly number[]): string | undefined {
   const u32 = book.arena.u32;
   if (book.count !== model.size) return `count ${book.count}, expected ${model.size}`;
   const words = new Set<number>();
@@ -59,6 +90,8 @@ function mismatch(book: EventBook, model: Map<number, number>, gone: readonly nu
     if (u32[r + Rec.ORDINAL] !== ordinal || book.effectTime(r) !== time || !Buffer.from(book.idOf(r)).equals(idOf(ordinal))) {
       return `record ${ordinal} holds another's content`;
     }
+    const wrong = contentMismatch(book, r, ordinal, kinds.get(ordinal)!);
+    if (wrong !== undefined) return wrong;
     words.add(r);
   }
   if (words.size !== model.size) return 'two records share a place';
@@ -128,7 +161,7 @@ for (const seed of seeds) {
         }
       }
       // The counts are read now and then, so that they are kept across many changes in between.
-      const wrong = mismatch(book, model, gone.slice(-50)) ?? (random() < 0.1 ? countsMismatch(book, kinds) : undefined);
+      const wrong = mismatch(book, model, kinds, gone.slice(-50)) ?? (random() < 0.1 ? countsMismatch(book, kinds) : undefined);
       if (wrong !== undefined) {
         t.fail(`${hint}, step ${step}: ${wrong}`);
         break;
@@ -144,14 +177,14 @@ test("a removed record's place is taken by the next new record: the records take
   const arena = view.arena;
   const book = new EventBook(arena);
   arena.mark(1);
-  for (let ordinal = 1; ordinal <= 3000; ordinal++) record(book, ordinal, ordinal);
+  for (let ordinal = 1; ordinal <= 3000; ordinal++) record(book, ordinal, ordinal, 0, true);
   const firstPlaces = new Set<number>();
   for (let ordinal = 1; ordinal <= 3000; ordinal++) firstPlaces.add(book.find(ordinal));
   arena.mark(2);
   for (let ordinal = 1; ordinal <= 2000; ordinal++) book.remove(ordinal);
   arena.mark(3);
   const top = arena.top;
-  for (let ordinal = 3001; ordinal <= 5000; ordinal++) record(book, ordinal, ordinal);
+  for (let ordinal = 3001; ordinal <= 5000; ordinal++) record(book, ordinal, ordinal, 0, true);
   for (let ordinal = 3001; ordinal <= 5000; ordinal++) t.true(firstPlaces.has(book.find(ordinal)), `record ${ordinal} took a removed one's place`);
   t.is(arena.top, top, 'no memory was allocated for them');
   t.is(book.count, 3000);
