@@ -192,8 +192,8 @@ export class EventBook implements TrackingContext {
     const r = this.find(owner);
     if (r === -1) return; // Pruned owners own nothing; a missing record is not an error here.
     const arena = this.arena;
-    const uses = arena.u32[r + Rec.USES]! - 1;
-    arena.set32(r + Rec.USES, uses);
+    arena.add32(r + Rec.USES, -1);
+    const uses = arena.u32[r + Rec.USES]!;
     if (uses === 0) {
       this.#setEffect(r, this.#time);
       this.onZero(owner, this.#time);
@@ -247,7 +247,7 @@ export class EventBook implements TrackingContext {
     if (this.#countsKept()) this.#count(flags, 1);
     for (const owner of reads) {
       const w = this.find(owner);
-      if (w !== -1) arena.set32(w + Rec.READERS, arena.u32[w + Rec.READERS]! + 1);
+      if (w !== -1) arena.add32(w + Rec.READERS, 1);
     }
   }
 
@@ -318,7 +318,7 @@ export class EventBook implements TrackingContext {
     }
     arena.set32(table + i, r);
     u32[r] = ordinal;
-    arena.set32(BookWord.COUNT, count + 1);
+    arena.add32(BookWord.COUNT, 1);
     return r;
   }
 
@@ -402,7 +402,7 @@ export class EventBook implements TrackingContext {
     arena.zero(r, RECORD_WORDS);
     arena.set32(r, u32[BookWord.FREE]!);
     arena.set32(BookWord.FREE, r);
-    arena.set32(BookWord.COUNT, u32[BookWord.COUNT]! - 1);
+    arena.add32(BookWord.COUNT, -1);
   }
 
   /** Records whose apply failed. */
@@ -500,7 +500,7 @@ export class EventBook implements TrackingContext {
     const r = this.find(ordinal);
     if (r !== -1) {
       const readers = this.arena.u32[r + Rec.READERS]!;
-      if (readers > 0) this.arena.set32(r + Rec.READERS, readers - 1);
+      if (readers > 0) this.arena.add32(r + Rec.READERS, -1);
     }
     return r;
   }

@@ -17,7 +17,16 @@
  */
 import { CorruptFileError, ErrorCode, NoatunError, SchemaMismatchError } from '../errors.js';
 import { INITIAL_FILE_BYTES, VIEW_HEADER_BYTES, WORD_BYTES } from './constants.js';
-import { type JournalMark, JournalTag, SHORT_SET, type UndoJournal } from './journal.js';
+import {
+  ADDED_ONE,
+  COMPACT_WORDS,
+  type JournalMark,
+  JournalTag,
+  SHORT_SET,
+  SHORT_SET2,
+  TAKEN_ONE,
+  type UndoJournal,
+} from './journal.js';
 import { checksum, checksumFile, MappedFile } from './mapped-file.js';
 import type { Ordinal, TrackingContext } from './tracking.js';
 
@@ -303,6 +312,23 @@ export class Arena {
     }
   }
 
+  /**
+   * Journals the one-word value at `w` and its tracker at `w + 1` in one entry, and makes the
+   * running event the owner of the tracker (as {@link own}); the caller writes the value.
+   */
+  ownValue(w: WordOffset, opaque: boolean): void {
+    const ctx = this.writer();
+    const tw = w + 1;
+    const previous = this.u32[tw]!;
+    if (previous !== ctx.ordinal) {
+      ctx.onWrite(previous as Ordinal, opaque || this.opaqueWrites);
+      this.j2(w);
+      this.u32[tw] = ctx.ordinal;
+    } else {
+      this.j1(w);
+    }
+  }
+
   /** Releases the tracker at `tw` (the datum is destroyed) and clears it. */
   release(tw: WordOffset): void {
     const ctx = this.writer();
@@ -355,10 +381,33 @@ export class Arena {
       const u32 = this.u32;
       j[e] = u32[w]!;
       j[e + 1] = u32[w + 1]!;
-      j[e + 2] = w;
-      j[e + 3] = JournalTag.SET2;
-      journal.end = e + 4;
+      if (w < COMPACT_WORDS) {
+        j[e + 2] = SHORT_SET2 + w;
+        journal.end = e + 3;
+      } else {
+        j[e + 2] = w;
+        j[e + 3] = JournalTag.SET2;
+        journal.end = e + 4;
+      }
     }
+  }
+
+  /**
+   * Adds `delta` (+1 or -1) to word `w` with journaling: one word of journal, which says which
+   * way the word moved.
+   */
+  add32(w: WordOffset, delta: 1 | -1): void {
+    const u32 = this.u32;
+    if (w < this.floor) {
+      if (w >= COMPACT_WORDS) {
+        this.j1(w);
+      } else {
+        const journal = this.journal;
+        if (journal.end + 1 > journal.capacity) journal.reserve(1);
+        journal.words[journal.end++] = (delta === 1 ? ADDED_ONE : TAKEN_ONE) + w;
+      }
+    }
+    u32[w] = u32[w]! + delta;
   }
 
   /** Journals `n` words from `w` before they are overwritten. */
@@ -513,6 +562,21 @@ export class Arena {
         e -= 2;
         continue;
       }
+      if (tag >= TAKEN_ONE) {
+        if (tag >= SHORT_SET2) {
+          const w = tag - SHORT_SET2;
+          u32[w] = j[e - 3]!;
+          u32[w + 1] = j[e - 2]!;
+          e -= 3;
+        } else if (tag >= ADDED_ONE) {
+          u32[tag - ADDED_ONE]--;
+          e -= 1;
+        } else {
+          u32[tag - TAKEN_ONE]++;
+          e -= 1;
+        }
+        continue;
+      }
       switch (tag) {
         case JournalTag.SET1:
           u32[j[e - 2]!] = j[e - 3]!;
@@ -591,6 +655,19 @@ export class Arena {
       if (tag >= SHORT_SET) {
         current.set(tag - SHORT_SET, u32[tag - SHORT_SET]!);
         e -= 2;
+        continue;
+      }
+      if (tag >= TAKEN_ONE) {
+        if (tag >= SHORT_SET2) {
+          const w = tag - SHORT_SET2;
+          current.set(w, u32[w]!);
+          current.set(w + 1, u32[w + 1]!);
+          e -= 3;
+        } else {
+          const w = tag - (tag >= ADDED_ONE ? ADDED_ONE : TAKEN_ONE);
+          current.set(w, u32[w]!);
+          e -= 1;
+        }
         continue;
       }
       switch (tag) {

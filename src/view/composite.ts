@@ -397,7 +397,7 @@ export class ListType implements CompositeType {
     } catch (error) {
       throw ValueError.within(error, `[${length}]`);
     }
-    a.set32(w + L_LENGTH, length + 1);
+    a.add32(w + L_LENGTH, 1);
     return length + 1;
   }
 
@@ -493,7 +493,7 @@ export class ListAccessor<E, P> {
     const slot = a.u32[w + L_BLOCK]! + (length - 1) * this.#type.elementWords;
     const value = slotExport(this.#type.element, a, slot) as P;
     slotDestroy(this.#type.element, a, slot);
-    a.set32(w + L_LENGTH, length - 1);
+    a.add32(w + L_LENGTH, -1);
     return value;
   }
 
@@ -567,7 +567,7 @@ export class OpaqueListType implements CompositeType {
     } finally {
       a.opaqueWrites = previous;
     }
-    a.set32(w + L_LENGTH, length + 1);
+    a.add32(w + L_LENGTH, 1);
   }
 
   clearAt(a: Arena, w: WordOffset): void {

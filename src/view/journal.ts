@@ -8,6 +8,9 @@
  * | entry            | words (in file order)              | tag |
  * |------------------|------------------------------------|-----|
  * | one word, short  | old, word + 2^31 (word < 2^31)     | the last word itself (≥ 2^31; version 4) |
+ * | two words, short | old0, old1, word + 3 · 2^29 (word < 2^29) | the last word (version 5) |
+ * | one added        | word + 2^30 (word < 2^29)          | the last word: the word was incremented (version 5) |
+ * | one taken        | word + 2^29 (word < 2^29)          | the last word: the word was decremented (version 5) |
  * | one word         | old, word                          | 1   |
  * | two words        | old0, old1, word                   | 2   |
  * | n words          | old0 … old(n-1), word, n           | 3   |
@@ -15,8 +18,10 @@
  * | event mark       | ordinal                            | 5   |
  *
  * Most entries are single words (a field, a counter, a hash slot): the short form takes two words
- * where the tagged one takes three, a quarter of the journal. Words at or past 2^31 (a view over
- * 8 GiB) take the tagged form.
+ * where the tagged one takes three, a quarter of the journal. A value with its tracker next to it
+ * takes three words, and a counter moved by one (a use or reader count, a map's size) one word: its
+ * old value is the new one minus or plus one. Words at or past 2^31 (a view over 8 GiB; 2^29 and
+ * 2 GiB for the forms of version 5) take the tagged forms.
  *
  * Positions ({@link JournalMark}) are logical word counts since the journal was created, so they
  * stay valid when old history is dropped by {@link UndoJournal.truncateBefore}.
@@ -44,14 +49,24 @@ export const JournalTag = {
  * every tag is below it, and so is every word offset it is used for.
  */
 export const SHORT_SET = 0x80000000;
+/** A last word in `[SHORT_SET2, SHORT_SET)` is a short two-word entry `[old0, old1, SHORT_SET2 + w]` (version 5). */
+export const SHORT_SET2 = 0x60000000;
+/** A last word in `[ADDED_ONE, SHORT_SET2)` is the one-word entry of a word incremented by one (version 5). */
+export const ADDED_ONE = 0x40000000;
+/** A last word in `[TAKEN_ONE, ADDED_ONE)` is the one-word entry of a word decremented by one (version 5). */
+export const TAKEN_ONE = 0x20000000;
+/** Words below this can take the entries of version 5 (the view's first 2 GiB). */
+export const COMPACT_WORDS = 0x20000000;
 
 const MAGIC0 = 0x4e54414e; // "NATN" little-endian words spell "NATNJRN1"
 const MAGIC1 = 0x314e524a;
 /**
- * Version 3 added {@link JournalTag.ZERON}, version 4 the short entries ({@link SHORT_SET}); journals
- * of versions 2 and 3 (without them) are read as they are.
+ * Version 3 added {@link JournalTag.ZERON}, version 4 the short entries ({@link SHORT_SET}), version
+ * 5 the short two-word and counter entries ({@link SHORT_SET2}, {@link ADDED_ONE}, {@link TAKEN_ONE});
+ * journals of versions 2 to 4 (without them; no last word of theirs falls in those ranges) are read
+ * as they are.
  */
-const FORMAT_VERSION = 4;
+const FORMAT_VERSION = 5;
 const OLDEST_READABLE_VERSION = 2;
 const HEADER_WORDS = JOURNAL_HEADER_BYTES / WORD_BYTES;
 // Header word indices. Positions are stored as float64 (exact up to 2^53 words).
@@ -113,7 +128,7 @@ export class UndoJournal {
         this.file.close();
         throw new CorruptFileError(path, `unknown journal format version ${version}`, 8);
       }
-      // From here on this code may write ZERON and short entries: an older version must not read them.
+      // From here on this code may write the entries of version 5: an older version must not read them.
       this.words[H_VERSION] = FORMAT_VERSION;
       this.dropped = this.#f64[H_DROPPED_F64]!;
       this.start = this.#f64[H_START_F64]!;
@@ -272,6 +287,8 @@ export class UndoJournal {
     while (e > this.start) {
       const tag = j[e - 1]!;
       if (tag >= SHORT_SET) e -= 2;
+      else if (tag >= SHORT_SET2) e -= 3;
+      else if (tag >= TAKEN_ONE) e -= 1;
       else if (tag === JournalTag.MARK) {
         ordinals.push(j[e - 2]!);
         positions.push(e - 2 - HEADER_WORDS + this.dropped);

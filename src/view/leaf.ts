@@ -90,8 +90,7 @@ export class UintLeaf implements KeyType<number> {
 
   write(a: Arena, w: WordOffset, value: number, opaque: boolean): void {
     if (value >>> 0 !== value || value > this.max) invalid(this.kind, value);
-    a.own(w + 1, opaque);
-    a.j1(w);
+    a.ownValue(w, opaque);
     a.u32[w] = value;
   }
 
@@ -143,8 +142,7 @@ export class I32Leaf implements KeyType<number> {
 
   write(a: Arena, w: WordOffset, value: number, opaque: boolean): void {
     if ((value | 0) !== value) invalid('i32', value);
-    a.own(w + 1, opaque);
-    a.j1(w);
+    a.ownValue(w, opaque);
     a.i32[w] = value;
   }
 
@@ -196,8 +194,8 @@ export class BoolLeaf implements LeafType<boolean> {
 
   write(a: Arena, w: WordOffset, value: boolean, opaque: boolean): void {
     if (typeof value !== 'boolean') invalid('bool', value);
-    a.own(w + 1, opaque);
-    a.set32(w, value ? 1 : 0);
+    a.ownValue(w, opaque);
+    a.u32[w] = value ? 1 : 0;
   }
 
   destroy(a: Arena, w: WordOffset): void {

@@ -209,8 +209,8 @@ export class MapType implements CompositeType {
     // The key goes in before the value: importing the value may stage other keys.
     this.key.store(a, bucket + this.keyOffset);
     a.set32(block + BLOCK_HEADER + used, index + 1);
-    a.set32(block + B_USED, used + 1);
-    a.set32(w + H_COUNT, count + 1);
+    a.add32(block + B_USED, 1);
+    a.add32(w + H_COUNT, 1);
     a.own(w + H_MEMBERSHIP, false);
     try {
       slotInit(this.value, a, bucket + this.valueOffset, value);
@@ -237,7 +237,7 @@ export class MapType implements CompositeType {
     const block = a.u32[w + H_BLOCK]!;
     a.set32(block + BLOCK_HEADER + a.u32[bucket + this.orderOffset]!, 0);
     this.#removeBucket(a, w, bucket);
-    a.set32(w + H_COUNT, a.u32[w + H_COUNT]! - 1);
+    a.add32(w + H_COUNT, -1);
     a.own(w + H_MEMBERSHIP, false);
     return true;
   }

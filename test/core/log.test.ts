@@ -444,7 +444,7 @@ test(`runs appended in this session are packed as kept, and a pack whose runs a 
   const model = new Map<string, ModelEvent>();
   let ordinal = 1;
   let clock = 1_000_000;
-  let stats = { packs: 0, fromMemory: 0, dropped: 0 };
+  const stats = { packs: 0, fromMemory: 0, dropped: 0 };
   const add = (time: number) => {
     const id = makeId(time, random);
     const envelope = makeEnvelope(id, Math.floor(random() * 120), random);

@@ -194,6 +194,35 @@ test('a journal whose history slides forward uses at most a quarter more of its 
   view.close();
 });
 
+test('a counter moved by one takes one journal word and a value with its tracker three; a rewind restores both, also across a wrap', (t) => {
+  const view = openView(Root);
+  const arena = view.arena;
+  const block = arena.alloc(8);
+  arena.u32[block] = 5;
+  arena.u32[block + 2] = 0;
+  arena.u32[block + 4] = 0xffffffff;
+  arena.u32[block + 6] = 1234;
+  arena.u32[block + 7] = 77;
+  const before = Buffer.from(arena.u8.subarray(0, arena.top * 4));
+  const mark = view.mark(1);
+  const start = arena.journal.byteLength;
+  arena.add32(block, 1);
+  arena.add32(block, 1);
+  arena.add32(block + 2, -1);
+  arena.add32(block + 4, 1);
+  t.is(arena.journal.byteLength - start, 16, 'one word each');
+  t.deepEqual([arena.u32[block], arena.u32[block + 2], arena.u32[block + 4]], [7, 0xffffffff, 0]);
+  arena.j2(block + 6);
+  t.is(arena.journal.byteLength - start, 28, 'three words for two');
+  arena.u32[block + 6] = 1;
+  arena.u32[block + 7] = 2;
+  arena.set32(block + 2, 9);
+  arena.add32(block + 2, -1);
+  view.rewindTo(mark);
+  t.true(Buffer.from(arena.u8.subarray(0, arena.top * 4)).equals(before));
+  view.close();
+});
+
 test('words that were zero are journaled as such and zeroed again by a rewind', (t) => {
   const view = openView(Root);
   const arena = view.arena;
@@ -224,7 +253,7 @@ test('a journal of format version 2 (without zero entries) is still read', (t) =
   again.rewindTo(snapshots[30]!.mark);
   t.true(Buffer.from(again.arena.u8.subarray(0, again.arena.top * 4)).equals(snapshots[30]!.bytes));
   again.close();
-  t.is(fs.readFileSync(file).readUInt32LE(8), 4, 'written as version 4 from then on');
+  t.is(fs.readFileSync(file).readUInt32LE(8), 5, 'written as version 5 from then on');
 });
 
 for (const keep of [1, 11]) {
