@@ -69,6 +69,11 @@ const MAGIC1 = 0x314e524a;
 const FORMAT_VERSION = 5;
 const OLDEST_READABLE_VERSION = 2;
 const HEADER_WORDS = JOURNAL_HEADER_BYTES / WORD_BYTES;
+/**
+ * History is moved to the front of the file once the dropped entries before it reach this
+ * fraction's inverse of it (an eighth): the file's blocks then hold at most 1.125 times the history.
+ */
+const COMPACT_RATIO = 8;
 // Header word indices. Positions are stored as float64 (exact up to 2^53 words).
 const H_MAGIC0 = 0;
 const H_MAGIC1 = 1;
@@ -201,7 +206,7 @@ export class UndoJournal {
     }
     this.start = physical;
     if (this.#marksKnown) this.#forgetDroppedMarks();
-    if ((this.start - HEADER_WORDS) * 4 >= this.end - this.start) this.#compact();
+    if ((this.start - HEADER_WORDS) * COMPACT_RATIO >= this.end - this.start) this.#compact();
     this.persist();
   }
 
@@ -383,7 +388,11 @@ export class UndoJournal {
     const shift = this.start - HEADER_WORDS;
     if (shift === 0) return;
     this.words.copyWithin(HEADER_WORDS, this.start, this.end);
+    // The words left behind go back to the file system (they read as zeros) rather than being
+    // zeroed in place: the file keeps blocks for the history, not for its high-water mark.
+    // (Zeroed first: discarding rounds in to whole pages, and a file system may not punch holes.)
     this.words.fill(0, this.end - shift, this.end);
+    this.file.discard((this.end - shift) * WORD_BYTES, this.end * WORD_BYTES);
     this.dropped += shift;
     this.start -= shift;
     this.end -= shift;
