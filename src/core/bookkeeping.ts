@@ -23,10 +23,13 @@
  * bounded when old events are pruned, and a growing index moves and leaves behind 4 bytes per
  * slot, not the records (with the records in the table, its outgrown copies were half the view).
  *
- * Sizes (view format 5): a record is 48 bytes and an index slot 4. Most events read from one or
- * two others, and those reads are kept inside the record; only longer lists take a block. Fresh
- * records come from the bump allocator, which journals nothing for memory it hands out during the
- * running event, so a new record costs the journal only its index slot.
+ * Sizes (view format 6): a record is 40 bytes and an index slot 4. A record keeps the first 8
+ * bytes of its event's id (timestamp and sequence): with the ordinal they name the event, and the
+ * log finds the whole id from them (`EventLog.keysOf`) when pruning or a person needs it. Most
+ * events read from one to three others, and those reads are kept inside the record; only longer
+ * lists take a block. Fresh records come from the bump allocator, which journals nothing for
+ * memory it hands out during the running event, so a new record costs the journal only its index
+ * slot.
  */
 import { ErrorCode, NoatunError } from '../errors.js';
 import type { Arena, WordOffset } from '../view/arena.js';
@@ -51,32 +54,35 @@ export const Rec = {
   ORDINAL: 0,
   USES: 1,
   READERS: 2,
-  /** 4 words: the event's id bytes. */
-  ID: 3,
+  /** 2 words: the first 8 bytes of the event's id (its timestamp and sequence). */
+  ID_PREFIX: 3,
   /** The ms timestamp's low 32 bits. */
-  EFFECT_LO: 7,
+  EFFECT_LO: 5,
   /**
    * The ms timestamp's high 16 bits (timestamps have 48, see `MAX_TIMESTAMP`) in the low half; the
    * record's flags ({@link RecFlag}) in the high half.
    */
-  EFFECT_HI_FLAGS: 8,
+  EFFECT_HI_FLAGS: 6,
   /**
    * With {@link RecFlag.READS_INLINE}: the first event this one read (0: none), and the second in
    * {@link READ2} (0: none). Without: block `[n, ordinal × n]` of the events it read.
    */
-  READS: 9,
+  READS: 7,
   /** The second event read, with {@link RecFlag.READS_INLINE}. */
-  READ2: 10,
+  READ2: 8,
   /**
-   * Block `[n, ordinal × n]` of events whose data this one destroyed, or 0. For a failed event (it
-   * destroyed nothing: its writes were rolled back) the block `[bytes, UTF-8 text…]` of its failure
-   * message: every peer and every reopen lists the failure from here.
+   * Block `[n, ordinal × n]` of events whose data this one destroyed, or 0. With
+   * {@link RecFlag.READ3_INLINE} (an event that destroyed nothing) the third event it read. For a
+   * failed event (it destroyed nothing: its writes were rolled back) the block `[bytes, UTF-8
+   * text…]` of its failure message: every peer and every reopen lists the failure from here.
    */
-  VICTIMS: 11,
+  VICTIMS: 9,
 } as const;
 
 /** Words of one record (even: the allocator's unit is 8 bytes). */
-export const RECORD_WORDS = 12;
+export const RECORD_WORDS = 10;
+/** Bytes of the id a record keeps. */
+export const RECORD_ID_BYTES = 8;
 /** Where the flags sit in {@link Rec.EFFECT_HI_FLAGS}. */
 const FLAGS_SHIFT = 16;
 const EFFECT_HI_MASK = 0xffff;
@@ -97,8 +103,10 @@ export const RecFlag = {
    * gone from all of them alike, and failing events cannot pile up for ever.
    */
   FAILED: 16,
-  /** The events it read are in the record itself (at most two), not in a block. */
+  /** The events it read are in the record itself (at most two, or three with {@link READ3_INLINE}), not in a block. */
   READS_INLINE: 32,
+  /** It read three events and destroyed nothing: the third is in the victims' word. */
+  READ3_INLINE: 64,
 } as const;
 
 const MIN_CAPACITY = 1024;
@@ -208,16 +216,21 @@ export class EventBook implements TrackingContext {
   }
 
   /**
-   * Writes the record of the running event. `failure`: its apply threw with this message and was
-   * rolled back (the caller rewound the arena, which undid the use counts it had taken from
-   * others); the reads it made before failing stay, because the failure may depend on them.
+   * Writes the record of the running event (`id`: its id, of which the record keeps the first
+   * bytes). `failure`: its apply threw with this message and was rolled back (the caller rewound
+   * the arena, which undid the use counts it had taken from others); the reads it made before
+   * failing stay, because the failure may depend on them.
    */
   finish(id: Uint8Array, failure?: string): void {
     const failed = failure !== undefined;
     const reads = this.#reads.items;
-    const inline = reads.length <= 2;
+    // Up to two reads fit in the record, and a third in the victims' word when it is free.
+    const third = reads.length === 3 && !failed && this.#victims.items.length === 0;
+    const inline = reads.length <= 2 || third;
     const flags =
-      (failed ? RecFlag.FAILED | (this.#flags & RecFlag.READ) : this.#flags) | (inline ? RecFlag.READS_INLINE : 0);
+      (failed ? RecFlag.FAILED | (this.#flags & RecFlag.READ) : this.#flags) |
+      (inline ? RecFlag.READS_INLINE : 0) |
+      (third ? RecFlag.READ3_INLINE : 0);
     const uses = failed ? 0 : this.#uses;
     const arena = this.arena;
     const readsBlock = inline ? 0 : this.#block(reads);
@@ -230,14 +243,14 @@ export class EventBook implements TrackingContext {
     const r = this.#insert(this.ordinal);
     const u32 = arena.u32;
     u32[r + Rec.USES] = uses;
-    arena.u8.set(id, (r + Rec.ID) * 4);
+    arena.u8.set(id.subarray(0, RECORD_ID_BYTES), (r + Rec.ID_PREFIX) * 4);
     if (inline) {
       u32[r + Rec.READS] = reads.length === 0 ? 0 : reads[0]!;
-      u32[r + Rec.READ2] = reads.length === 2 ? reads[1]! : 0;
+      u32[r + Rec.READ2] = reads.length >= 2 ? reads[1]! : 0;
     } else {
       u32[r + Rec.READS] = readsBlock;
     }
-    u32[r + Rec.VICTIMS] = victimsBlock;
+    u32[r + Rec.VICTIMS] = third ? reads[2]! : victimsBlock;
     u32[r + Rec.EFFECT_HI_FLAGS] = flags << FLAGS_SHIFT;
     if (uses === 0) {
       u32[r + Rec.EFFECT_LO] = this.#time % TWO_32;
@@ -470,6 +483,8 @@ export class EventBook implements TrackingContext {
     const u32 = this.arena.u32;
     if ((u32[r + Rec.EFFECT_HI_FLAGS]! & (RecFlag.READS_INLINE << FLAGS_SHIFT)) === 0) return this.list(u32[r + Rec.READS]!);
     const first = r + Rec.READS;
+    // READS, READ2 and VICTIMS are consecutive words.
+    if ((u32[r + Rec.EFFECT_HI_FLAGS]! & (RecFlag.READ3_INLINE << FLAGS_SHIFT)) !== 0) return u32.subarray(first, first + 3);
     return u32.subarray(first, first + (u32[first] === 0 ? 0 : u32[first + 1] === 0 ? 1 : 2));
   }
 
@@ -478,14 +493,14 @@ export class EventBook implements TrackingContext {
    * view into the arena, valid until the next allocation or write.
    */
   victims(r: WordOffset): Uint32Array {
-    if ((this.flagsOf(r) & RecFlag.FAILED) !== 0) return EMPTY;
+    if ((this.flagsOf(r) & (RecFlag.FAILED | RecFlag.READ3_INLINE)) !== 0) return EMPTY;
     return this.list(this.arena.u32[r + Rec.VICTIMS]!);
   }
 
-  /** The id bytes of a record (a copy). */
-  idOf(r: WordOffset): Uint8Array {
-    const at = (r + Rec.ID) * 4;
-    return this.arena.u8.slice(at, at + 16);
+  /** The first {@link RECORD_ID_BYTES} bytes of a record's id (a copy). */
+  idPrefixOf(r: WordOffset): Uint8Array {
+    const at = (r + Rec.ID_PREFIX) * 4;
+    return this.arena.u8.slice(at, at + RECORD_ID_BYTES);
   }
 
   /** The ordinals in a `[n, ...]` block at word `at` (0 = none), as {@link reads}. */

@@ -1113,10 +1113,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    */
   inspectView(options?: InspectOptions): ObjectNode {
     this.#assertOpen();
-    const book = this.#projector.book;
+    const projector = this.#projector;
     return inspectView(this.#view, (ordinal) => {
-      const r = book.find(ordinal);
-      return r === -1 ? null : MessageId.fromBytes(book.idOf(r)).toString();
+      const id = projector.idOfOrdinal(ordinal);
+      return id === undefined ? null : MessageId.fromBytes(id).toString();
     }, options);
   }
 
@@ -1138,12 +1138,12 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const u32 = this.#view.arena.u32;
     const ordinal = stored.ordinal;
     const idOfOrdinal = (o: number): MessageId | undefined => {
-      const w = book.find(o);
-      return w === -1 ? undefined : MessageId.fromBytes(book.idOf(w));
+      const id = this.#projector.idOfOrdinal(o);
+      return id === undefined ? undefined : MessageId.fromBytes(id);
     };
     const readBy: MessageId[] = [];
     book.forEach((w) => {
-      if (book.reads(w).includes(ordinal)) readBy.push(MessageId.fromBytes(book.idOf(w)));
+      if (book.reads(w).includes(ordinal)) readBy.push(idOfOrdinal(u32[w]!)!);
     });
     const read = Array.from(book.reads(r), idOfOrdinal).filter((x): x is MessageId => x !== undefined);
     const deletedDataOf = Array.from(book.victims(r), idOfOrdinal).filter((x): x is MessageId => x !== undefined);
@@ -1219,8 +1219,9 @@ function asEngineError(error: unknown): NoatunError {
  * After a rebuild for a changed schema: throws `SCHEMA_MISMATCH` when every one of the `stored`
  * events failed to apply with the new schema (see {@link DatabaseOptions.acceptSchemaChange}).
  */
-function refuseFailingSchema(projector: { failures(): ApplyFailure[] }, stored: number): void {
-  if (stored === 0) return;
+function refuseFailingSchema(projector: { readonly book: { readonly failedCount: number }; failures(): ApplyFailure[] }, stored: number): void {
+  // Counted first: listing the failures looks each one's id up in the log.
+  if (stored === 0 || projector.book.failedCount < stored) return;
   const failures = projector.failures();
   if (failures.length < stored) return;
   throw new NoatunError(

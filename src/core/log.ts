@@ -327,6 +327,59 @@ export class EventLog {
     });
   }
 
+  /**
+   * The ids of stored events named by ordinal and the first {@link ID_PREFIX_BYTES} bytes of
+   * their id (timestamp and sequence: what the view's pruning records keep of it): `out[i]` answers
+   * `wanted[i]`, undefined when no stored event matches. Queued events count. Looked up in id
+   * order, so that a batch mostly reads runs already at hand.
+   */
+  keysOf(wanted: readonly IdPrefixOf[]): (Uint8Array | undefined)[] {
+    const out = new Array<Uint8Array | undefined>(wanted.length).fill(undefined);
+    let queued: Map<number, Uint8Array> | undefined;
+    if (this.#overlay.size !== 0) {
+      queued = new Map();
+      for (const entry of this.#overlay.values()) if (entry.event !== null) queued.set(entry.event.ordinal, entry.key);
+    }
+    const order = wanted.map((_, i) => i);
+    if (wanted.length > 1) order.sort((a, b) => compareKeys(wanted[a]!.prefix, wanted[b]!.prefix));
+    for (const i of order) {
+      const { prefix, ordinal } = wanted[i]!;
+      const key = queued?.get(ordinal);
+      out[i] = key !== undefined && startsWith(key, prefix) ? copyBytes(key) : this.#committedKeyOf(prefix, ordinal);
+    }
+    return out;
+  }
+
+  /**
+   * The id in LMDB of event `ordinal` whose id starts with `prefix`: its events with that prefix
+   * end in the run that would hold the prefix followed by 0xff bytes, and are read backwards from
+   * there (into the runs before, in the rare case that they start a run).
+   */
+  #committedKeyOf(prefix: Uint8Array, ordinal: number): Uint8Array | undefined {
+    let from: Uint8Array | undefined = new Uint8Array(16).fill(0xff);
+    from.set(prefix);
+    while (from !== undefined) {
+      const bound: Uint8Array = from;
+      const found = this.#inRun(bound, (reader): Uint8Array | null | undefined => {
+        let i = reader.lowerBound(bound);
+        if (i < reader.count && compareKeys(reader.key(i), bound) === 0) i++;
+        for (let j = i - 1; j >= 0; j--) {
+          const key = reader.key(j);
+          if (!startsWith(key, prefix)) return null;
+          if (reader.ordinal(j) === ordinal) return copyBytes(key);
+        }
+        // Every event of the run before `bound` has the prefix: the run before may hold more.
+        return undefined;
+      });
+      if (found === null) return undefined;
+      if (found !== undefined) return found;
+      // Not in this run and it starts with the prefix (or there is no run): go on before it.
+      const first: Uint8Array | undefined = this.#inRun(bound, (reader) => copyBytes(reader.key(0)));
+      from = first === undefined ? undefined : predecessor(first);
+    }
+    return undefined;
+  }
+
   /** Whether an event with this id is stored. */
   has(key: Uint8Array): boolean {
     const pending = this.#overlay.size === 0 ? undefined : this.#overlay.get(keyString(key));
@@ -1342,6 +1395,34 @@ function readFormat1(key: Uint8Array, value: Uint8Array): StoredEvent | undefine
  * is the value being written, so readers get copies (as they do of committed events), which they
  * may keep and change. The decoded form is the writer's own and is shared.
  */
+/** An event named as the view's pruning records name it (see {@link EventLog.keysOf}). */
+export interface IdPrefixOf {
+  /** The first {@link ID_PREFIX_BYTES} bytes of its id. */
+  readonly prefix: Uint8Array;
+  readonly ordinal: number;
+}
+
+/** Bytes of an id that name an event together with its ordinal: the timestamp and the sequence. */
+export const ID_PREFIX_BYTES = 8;
+
+function startsWith(key: Uint8Array, prefix: Uint8Array): boolean {
+  for (let b = 0; b < prefix.length; b++) if (key[b] !== prefix[b]) return false;
+  return true;
+}
+
+/** The greatest id below `key`, or undefined when `key` is all zeros. */
+function predecessor(key: Uint8Array): Uint8Array | undefined {
+  const out = Uint8Array.from(key);
+  for (let b = out.length - 1; b >= 0; b--) {
+    if (out[b] !== 0) {
+      out[b]!--;
+      return out;
+    }
+    out[b] = 0xff;
+  }
+  return undefined;
+}
+
 function owned(event: StoredEvent): StoredEvent {
   return event.decoded === undefined
     ? { key: copyBytes(event.key), ordinal: event.ordinal, envelope: copyBytes(event.envelope) }

@@ -12,7 +12,7 @@ import { Header } from '../view/arena.js';
 import type { JournalMark } from '../view/journal.js';
 import type { ObjectSchema, View } from '../view/schema.js';
 import type { MaterializedView } from '../view/view.js';
-import { EventBook, RecFlag } from './bookkeeping.js';
+import { EventBook, RECORD_ID_BYTES, RecFlag } from './bookkeeping.js';
 import type { Codec } from './codec.js';
 import { type BatchImprint, firstDifference, inAnotherWorld } from './determinism.js';
 import { decodeEnvelope, type Envelope, readEnvelopeUnchecked } from './envelope.js';
@@ -252,13 +252,37 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
   /** The stored events whose apply failed, in id order (from the records in the view). */
   failures(): ApplyFailure[] {
     const book = this.book;
-    const u32 = this.#arena.u32;
-    const out: ApplyFailure[] = [];
+    const failed: number[] = [];
     book.forEach((r) => {
-      if ((book.flagsOf(r) & RecFlag.FAILED) === 0) return;
-      out.push({ id: MessageId.fromBytes(book.idOf(r)), ordinal: u32[r]!, error: book.failureOf(r) });
+      if ((book.flagsOf(r) & RecFlag.FAILED) !== 0) failed.push(r);
     });
+    const ids = this.#idsOf(failed);
+    const u32 = this.#arena.u32;
+    const out = failed.map((r, i): ApplyFailure => ({ id: MessageId.fromBytes(ids[i]!), ordinal: u32[r]!, error: book.failureOf(r) }));
     return out.sort((a, b) => MessageId.compare(a.id, b.id));
+  }
+
+  /**
+   * The ids of the events of records `records` (their words), from the log (a record keeps only
+   * the first bytes of its id). A record whose event the log does not hold is an internal error:
+   * records are written for stored events and removed with them.
+   */
+  #idsOf(records: readonly number[]): Uint8Array[] {
+    const book = this.book;
+    const u32 = this.#arena.u32;
+    const keys = this.#log.keysOf(records.map((r) => ({ prefix: book.idPrefixOf(r), ordinal: u32[r]! })));
+    return keys.map((key, i) => {
+      if (key === undefined) {
+        throw new NoatunError(ErrorCode.INTERNAL, `the event log holds no event ${u32[records[i]!]} of the view's pruning records`);
+      }
+      return key;
+    });
+  }
+
+  /** The id of the stored event `ordinal` when it has a pruning record, else undefined. */
+  idOfOrdinal(ordinal: number): Uint8Array | undefined {
+    const r = this.book.find(ordinal);
+    return r === -1 ? undefined : this.#idsOf([r])[0];
   }
 
   /**
@@ -404,7 +428,10 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     const first = journal.firstMarkFrom(journal.oldest);
     if (first === -1) return true;
     const r = this.book.find(journal.words[journal.physical(first)]!);
-    return r === -1 || compareKeys(key, this.book.idOf(r)) < 0;
+    if (r === -1) return true;
+    // The record's first id bytes order the two unless they are the same.
+    const byPrefix = compareKeys(key.subarray(0, RECORD_ID_BYTES), this.book.idPrefixOf(r));
+    return byPrefix !== 0 ? byPrefix < 0 : compareKeys(key, this.#idsOf([r])[0]!) < 0;
   }
 
   /** Whether an event with id `key` would land before events already applied (a rewind or a rebuild). */
@@ -487,12 +514,9 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     this.#ensureHistory(); // (before the journal changes: see project)
     const book = this.book;
     const position = this.#arena.position;
-    const ids: Uint8Array[] = [];
-    for (const ordinal of ordinals) {
-      const r = book.find(ordinal);
-      ids.push(book.idOf(r));
-      this.#forget(r);
-    }
+    const records = ordinals.map((ordinal) => book.find(ordinal));
+    const ids = this.#idsOf(records);
+    for (const r of records) this.#forget(r);
     for (const id of ids) this.#log.remove(id);
     this.#pruneHistory.push({ position, ordinals });
     this.#savePruneHistory();

@@ -39,9 +39,10 @@ const MAGIC1 = 0x31574556;
  * Version of the view file format; bump when the layout of any type changes. A view of another
  * version is rebuilt from the log at open (the log is the truth; the view is derived). 4: the
  * pruning records in chunks behind an index (5 Dec 2026). 5: records of 48 bytes with up to two
- * reads inline, allocated one by one, behind an index of 4-byte slots (6 Dec 2026).
+ * reads inline, allocated one by one, behind an index of 4-byte slots; 6: records of 40 bytes
+ * keeping the first 8 bytes of the id (6 Dec 2026).
  */
-export const VIEW_FORMAT_VERSION = 5;
+export const VIEW_FORMAT_VERSION = 6;
 
 /** Word indices of the header fields. */
 export const Header = {

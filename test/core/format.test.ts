@@ -68,7 +68,7 @@ test(`a database of an earlier format (${name}) opens, its log converted, and re
   const now = FIXTURE_T0 + (FIXTURE_EVENTS - 3) * 1000;
   const db = await openShop(dir, () => now);
   t.is(db.stats().openedBy, 'rebuild', `a view of format ${viewFormat} is rebuilt from the log`);
-  t.is(fs.readFileSync(path.join(dir, 'view', 'view.bin')).readUInt32LE(8), 5, 'now of format 5');
+  t.is(fs.readFileSync(path.join(dir, 'view', 'view.bin')).readUInt32LE(8), 6, 'now of format 6');
   t.deepEqual(await lmdbDatabases(path.join(dir, 'log.mdb')), ['meta', 'runs'], 'the log is converted');
   t.is(db.stats().stored, 283);
   t.is(db.stats().pruned, 17);

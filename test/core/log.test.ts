@@ -526,3 +526,46 @@ test(`a pack is not written over an event that reached its last run after the ru
   await log.close();
 });
 }
+
+test('an event is found by its ordinal and the first 8 bytes of its id, among many sharing them across runs, queued, packed or not', async (t) => {
+  const random = prng(77);
+  const dir = tempDir();
+  const log = await EventLog.open(dir);
+  log.packBytes = 4096;
+  const prefix = makeId(5_000, random).subarray(0, 8);
+  /** An id with `prefix` (or the one just below or above it) and random last 8 bytes. */
+  const idWith = (first: Uint8Array) => {
+    const id = makeId(0, random);
+    id.set(first);
+    return id;
+  };
+  const below = Uint8Array.from(prefix);
+  below[7]!--;
+  const above = Uint8Array.from(prefix);
+  above[7]!++;
+  const events: StoredEvent[] = [];
+  let ordinal = 1;
+  // Enough events with the prefix to fill several runs, with neighbours on both sides.
+  for (const first of [below, prefix, above]) {
+    for (let i = 0; i < (first === prefix ? 60 : 10); i++) events.push(storedEvent(makeEnvelope(idWith(first), 200, random), ordinal++));
+  }
+  for (const event of events) log.put(event);
+  await log.written();
+  const lookUp = (list: readonly StoredEvent[]) => log.keysOf(list.map((e) => ({ prefix: e.key.subarray(0, 8), ordinal: e.ordinal })));
+  t.deepEqual(lookUp(events).map((k) => hex(k!)), events.map((e) => hex(e.key)), 'each found, in one batch');
+  for (const event of [events[10]!, events[40]!, events[69]!]) t.is(hex(lookUp([event])[0]!), hex(event.key), 'found alone');
+  t.is(log.keysOf([{ prefix, ordinal: 9999 }])[0], undefined, 'no event with that ordinal');
+  t.is(log.keysOf([{ prefix, ordinal: 1 }])[0], undefined, 'ordinal 1 has another prefix');
+  // Queued, not yet written: found as well.
+  const queued = [storedEvent(makeEnvelope(idWith(prefix), 200, random), ordinal++), storedEvent(makeEnvelope(idWith(above), 200, random), ordinal++)];
+  for (const event of queued) log.put(event);
+  t.deepEqual(lookUp(queued).map((k) => hex(k!)), queued.map((e) => hex(e.key)), 'queued ones found');
+  await log.written();
+  // Packed runs.
+  log.packBefore(Number.MAX_SAFE_INTEGER);
+  await log.packAll();
+  t.true(log.packStats.packs > 0, 'runs were packed');
+  const all = [...events, ...queued];
+  t.deepEqual(lookUp(all).map((k) => hex(k!)), all.map((e) => hex(e.key)), 'each found in packed runs');
+  await log.close();
+});
