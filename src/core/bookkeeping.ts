@@ -243,7 +243,9 @@ export class EventBook implements TrackingContext {
     const r = this.#insert(this.ordinal);
     const u32 = arena.u32;
     u32[r + Rec.USES] = uses;
-    arena.u8.set(id.subarray(0, RECORD_ID_BYTES), (r + Rec.ID_PREFIX) * 4);
+    // The id's first 8 bytes as two little-endian words (as the bytes lie in memory), without a view.
+    u32[r + Rec.ID_PREFIX] = (id[0]! | (id[1]! << 8) | (id[2]! << 16) | (id[3]! << 24)) >>> 0;
+    u32[r + Rec.ID_PREFIX + 1] = (id[4]! | (id[5]! << 8) | (id[6]! << 16) | (id[7]! << 24)) >>> 0;
     if (inline) {
       u32[r + Rec.READS] = reads.length === 0 ? 0 : reads[0]!;
       u32[r + Rec.READ2] = reads.length >= 2 ? reads[1]! : 0;
@@ -501,6 +503,13 @@ export class EventBook implements TrackingContext {
   idPrefixOf(r: WordOffset): Uint8Array {
     const at = (r + Rec.ID_PREFIX) * 4;
     return this.arena.u8.slice(at, at + RECORD_ID_BYTES);
+  }
+
+  /** Copies the first {@link RECORD_ID_BYTES} bytes of a record's id into `out` at `offset`. */
+  idPrefixInto(r: WordOffset, out: Uint8Array, offset: number): void {
+    const at = (r + Rec.ID_PREFIX) * 4;
+    const u8 = this.arena.u8;
+    for (let b = 0; b < RECORD_ID_BYTES; b++) out[offset + b] = u8[at + b]!;
   }
 
   /** The ordinals in a `[n, ...]` block at word `at` (0 = none), as {@link reads}. */

@@ -174,7 +174,19 @@ export class RunReader {
     return this.bytes.subarray(at, at + ID_BYTES);
   }
 
+  /** Whether event `i`'s id starts with `prefix`, without a view. */
+  keyStartsWith(i: number, prefix: Uint8Array): boolean {
+    const bytes = this.bytes;
+    const at = this.#start(i) + ID_OFFSET;
+    for (let b = 0; b < prefix.length; b++) if (bytes[at + b] !== prefix[b]) return false;
+    return true;
+  }
+
   /** Orders event `i`'s id against `key` (negative, 0, positive), without a view. */
+  compareKey(i: number, key: Uint8Array): number {
+    return this.#compareKey(i, key);
+  }
+
   #compareKey(i: number, key: Uint8Array): number {
     const bytes = this.bytes;
     const at = this.#start(i) + ID_OFFSET;

@@ -329,53 +329,86 @@ export class EventLog {
 
   /**
    * The ids of stored events named by ordinal and the first {@link ID_PREFIX_BYTES} bytes of
-   * their id (timestamp and sequence: what the view's pruning records keep of it): `out[i]` answers
-   * `wanted[i]`, undefined when no stored event matches. Queued events count. Looked up in id
-   * order, so that a batch mostly reads runs already at hand.
+   * their id (timestamp and sequence: what the view's pruning records keep of it): event `i` is
+   * `ordinals[i]` with prefix `prefixes[i * 8, i * 8 + 8)`, and `out[i]` its id, undefined when no
+   * stored event matches. Queued events count. Looked up in id order, so that a batch mostly reads
+   * runs already at hand.
    */
-  keysOf(wanted: readonly IdPrefixOf[]): (Uint8Array | undefined)[] {
-    const out = new Array<Uint8Array | undefined>(wanted.length).fill(undefined);
-    let queued: Map<number, Uint8Array> | undefined;
-    if (this.#overlay.size !== 0) {
-      queued = new Map();
-      for (const entry of this.#overlay.values()) if (entry.event !== null) queued.set(entry.event.ordinal, entry.key);
+  keysOf(prefixes: Uint8Array, ordinals: Uint32Array): (Uint8Array | undefined)[] {
+    const n = ordinals.length;
+    const out = new Array<Uint8Array | undefined>(n).fill(undefined);
+    const order = new Uint32Array(n);
+    for (let i = 0; i < n; i++) order[i] = i;
+    if (n > 1) {
+      // By prefix, as a number (rounded beyond 2^53: close enough for an order that only saves reads).
+      const rank = new Float64Array(n);
+      for (let i = 0, b = 0; i < n; i++, b += ID_PREFIX_BYTES) {
+        rank[i] =
+          (prefixes[b]! * 2 ** 24 + ((prefixes[b + 1]! << 16) | (prefixes[b + 2]! << 8) | prefixes[b + 3]!)) * 2 ** 32 +
+          (prefixes[b + 4]! * 2 ** 24 + ((prefixes[b + 5]! << 16) | (prefixes[b + 6]! << 8) | prefixes[b + 7]!));
+      }
+      order.sort((a, b) => rank[a]! - rank[b]!);
     }
-    const order = wanted.map((_, i) => i);
-    if (wanted.length > 1) order.sort((a, b) => compareKeys(wanted[a]!.prefix, wanted[b]!.prefix));
+    // A queued event is not in LMDB yet (an id is put only when not stored): those are looked up
+    // last, in an index of the queue made only if some event was not found (pruning asks for old ones).
+    let queued: Map<number, Uint8Array> | undefined;
+    // The batch keeps the run it read last (not the log's kept run, which other lookups rely on).
+    const batch: RunCache = { run: undefined };
     for (const i of order) {
-      const { prefix, ordinal } = wanted[i]!;
-      const key = queued?.get(ordinal);
-      out[i] = key !== undefined && startsWith(key, prefix) ? copyBytes(key) : this.#committedKeyOf(prefix, ordinal);
+      const prefix = prefixes.subarray(i * ID_PREFIX_BYTES, (i + 1) * ID_PREFIX_BYTES);
+      const ordinal = ordinals[i]!;
+      let key = this.#committedKeyOf(prefix, ordinal, batch);
+      if (key === undefined && this.#overlay.size !== 0) {
+        if (queued === undefined) {
+          queued = new Map();
+          for (const entry of this.#overlay.values()) if (entry.event !== null) queued.set(entry.event.ordinal, entry.key);
+        }
+        const pending = queued.get(ordinal);
+        if (pending !== undefined && startsWith(pending, prefix)) key = copyBytes(pending);
+      }
+      out[i] = key;
     }
     return out;
   }
+
+  /** Scratch for {@link #committedKeyOf}: a prefix followed by 0xff bytes. */
+  readonly #bound = new Uint8Array(16);
 
   /**
    * The id in LMDB of event `ordinal` whose id starts with `prefix`: its events with that prefix
    * end in the run that would hold the prefix followed by 0xff bytes, and are read backwards from
    * there (into the runs before, in the rare case that they start a run).
    */
-  #committedKeyOf(prefix: Uint8Array, ordinal: number): Uint8Array | undefined {
-    let from: Uint8Array | undefined = new Uint8Array(16).fill(0xff);
+  #committedKeyOf(prefix: Uint8Array, ordinal: number, batch: RunCache): Uint8Array | undefined {
+    let from: Uint8Array | undefined = this.#bound.fill(0xff);
     from.set(prefix);
     while (from !== undefined) {
-      const bound: Uint8Array = from;
-      const found = this.#inRun(bound, (reader): Uint8Array | null | undefined => {
-        let i = reader.lowerBound(bound);
-        if (i < reader.count && compareKeys(reader.key(i), bound) === 0) i++;
-        for (let j = i - 1; j >= 0; j--) {
-          const key = reader.key(j);
-          if (!startsWith(key, prefix)) return null;
-          if (reader.ordinal(j) === ordinal) return copyBytes(key);
-        }
-        // Every event of the run before `bound` has the prefix: the run before may hold more.
-        return undefined;
-      });
-      if (found === null) return undefined;
-      if (found !== undefined) return found;
-      // Not in this run and it starts with the prefix (or there is no run): go on before it.
-      const first: Uint8Array | undefined = this.#inRun(bound, (reader) => copyBytes(reader.key(0)));
-      from = first === undefined ? undefined : predecessor(first);
+      const reader = this.#runFor(from, batch);
+      if (reader === undefined) return undefined;
+      let i = reader.lowerBound(from);
+      if (i < reader.count && reader.compareKey(i, from) === 0) i++;
+      for (let j = i - 1; j >= 0; j--) {
+        if (!reader.keyStartsWith(j, prefix)) return undefined;
+        if (reader.ordinal(j) === ordinal) return Uint8Array.from(reader.key(j));
+      }
+      // Every event of the run before `from` has the prefix: the run before may hold more.
+      from = predecessor(reader.key(0));
+    }
+    return undefined;
+  }
+
+  /**
+   * The run that would hold `key` (the last one starting at or before it), or undefined: the
+   * batch's last run when it is that one, else read with its value in one lookup and kept in the
+   * batch for the next (a batch of {@link keysOf} comes in id order).
+   */
+  #runFor(key: Uint8Array, batch: RunCache): RunReader | undefined {
+    const kept = batch.run;
+    if (kept !== undefined && compareKeys(kept.first, key) <= 0 && compareKeys(key, kept.last) <= 0) return kept.reader;
+    for (const { key: runKey, value } of this.#runs.getRange({ start: asBuffer(key), reverse: true, limit: 1 })) {
+      const reader = loadRun(runKey, value).reader;
+      batch.run = { reader, first: reader.key(0), last: reader.key(reader.count - 1) };
+      return reader;
     }
     return undefined;
   }
@@ -899,8 +932,10 @@ export class EventLog {
         for (const { stretch, packed } of taken) {
           // Inside the commit's transaction, after its own writes: the runs must be as they were
           // taken, or the pack would undo a write that reached them meanwhile (an event inserted
-          // into the last of them once the run after it was emptied, say).
-          if (!stretch.sources.every(({ key, value }) => value.equals(runs.getBinary(key) ?? EMPTY))) {
+          // into the last of them once the run after it was emptied, say), and no other run may
+          // have come between them (a large event's run of its own, its neighbour rewritten as it
+          // was): the pack would cover it, and runs would overlap.
+          if (!sameRuns(runs, stretch.sources)) {
             this.#dropPack(stretch);
             continue;
           }
@@ -1395,15 +1430,29 @@ function readFormat1(key: Uint8Array, value: Uint8Array): StoredEvent | undefine
  * is the value being written, so readers get copies (as they do of committed events), which they
  * may keep and change. The decoded form is the writer's own and is shared.
  */
-/** An event named as the view's pruning records name it (see {@link EventLog.keysOf}). */
-export interface IdPrefixOf {
-  /** The first {@link ID_PREFIX_BYTES} bytes of its id. */
-  readonly prefix: Uint8Array;
-  readonly ordinal: number;
-}
-
 /** Bytes of an id that name an event together with its ordinal: the timestamp and the sequence. */
 export const ID_PREFIX_BYTES = 8;
+
+/**
+ * Whether `runs` holds exactly `sources` from the first of them to the last: the same keys, none
+ * between them, and the same bytes.
+ */
+function sameRuns(runs: LmdbDatabase<Buffer, Buffer>, sources: readonly PackSource[]): boolean {
+  const last = sources[sources.length - 1]!.key;
+  let i = 0;
+  for (const key of runs.getKeys({ start: asBuffer(sources[0]!.key) }) as Iterable<Buffer>) {
+    if (compareKeys(key, last) > 0) break;
+    const source = sources[i];
+    if (source === undefined || compareKeys(key, source.key) !== 0) return false;
+    i++;
+  }
+  return i === sources.length && sources.every(({ key, value }) => value.equals(runs.getBinary(asBuffer(key)) ?? EMPTY));
+}
+
+/** The run a batch of lookups read last (see `EventLog.keysOf`). */
+interface RunCache {
+  run: { readonly reader: RunReader; readonly first: Uint8Array; readonly last: Uint8Array } | undefined;
+}
 
 function startsWith(key: Uint8Array, prefix: Uint8Array): boolean {
   for (let b = 0; b < prefix.length; b++) if (key[b] !== prefix[b]) return false;

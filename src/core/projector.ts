@@ -270,7 +270,14 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
   #idsOf(records: readonly number[]): Uint8Array[] {
     const book = this.book;
     const u32 = this.#arena.u32;
-    const keys = this.#log.keysOf(records.map((r) => ({ prefix: book.idPrefixOf(r), ordinal: u32[r]! })));
+    const prefixes = new Uint8Array(records.length * RECORD_ID_BYTES);
+    const ordinals = new Uint32Array(records.length);
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]!;
+      book.idPrefixInto(r, prefixes, i * RECORD_ID_BYTES);
+      ordinals[i] = u32[r]!;
+    }
+    const keys = this.#log.keysOf(prefixes, ordinals);
     return keys.map((key, i) => {
       if (key === undefined) {
         throw new NoatunError(ErrorCode.INTERNAL, `the event log holds no event ${u32[records[i]!]} of the view's pruning records`);
