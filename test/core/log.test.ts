@@ -589,7 +589,7 @@ test('an event is found by its ordinal and the first 8 bytes of its id, among ma
   /** Looks up events by prefix and ordinal, as the pruning records name them. */
   const keysOf = (wanted: readonly { readonly prefix: Uint8Array; readonly ordinal: number }[]) => {
     const prefixes = new Uint8Array(wanted.length * 8);
-    wanted.forEach((w, i) => prefixes.set(w.prefix, i * 8));
+    for (const [i, w] of wanted.entries()) prefixes.set(w.prefix, i * 8);
     return log.keysOf(prefixes, Uint32Array.from(wanted, (w) => w.ordinal));
   };
   const lookUp = (list: readonly StoredEvent[]) => keysOf(list.map((e) => ({ prefix: e.key.subarray(0, 8), ordinal: e.ordinal })));
