@@ -382,6 +382,8 @@ export class EventLog {
   #committedKeyOf(prefix: Uint8Array, ordinal: number, batch: RunCache): Uint8Array | undefined {
     let from: Uint8Array | undefined = this.#bound.fill(0xff);
     from.set(prefix);
+    const kept = this.#keptKeyOf(from, prefix, ordinal, batch);
+    if (kept !== undefined) return kept;
     while (from !== undefined) {
       const reader = this.#runFor(from, batch);
       if (reader === undefined) return undefined;
@@ -393,6 +395,30 @@ export class EventLog {
       }
       // Every event of the run before `from` has the prefix: the run before may hold more.
       from = predecessor(reader.key(0));
+    }
+    return undefined;
+  }
+
+  /**
+   * The id of event `ordinal` with `prefix` when a run kept in memory (see {@link #recent}) holds
+   * it, else undefined (then LMDB is read). Those runs mirror the log as this session wrote it, but
+   * a hit needs no such promise: ordinals are never reused and an event's id never changes, so an
+   * entry with the ordinal and the prefix names the event wherever it is found.
+   */
+  #keptKeyOf(bound: Uint8Array, prefix: Uint8Array, ordinal: number, batch: RunCache): Uint8Array | undefined {
+    let reader = batch.kept;
+    if (reader === undefined || compareKeys(batch.keptFirst!, bound) > 0 || compareKeys(bound, batch.keptLast!) > 0) {
+      const run = this.#recent.floor(bound);
+      if (run === undefined) return undefined;
+      reader = new RunReader(new Uint8Array(run.run.buffer, run.run.byteOffset, run.run.byteLength), run.key);
+      batch.kept = reader;
+      batch.keptFirst = reader.key(0);
+      batch.keptLast = reader.key(reader.count - 1);
+    }
+    let i = reader.lowerBound(bound);
+    if (i < reader.count && reader.compareKey(i, bound) === 0) i++;
+    for (let j = i - 1; j >= 0 && reader.keyStartsWith(j, prefix); j--) {
+      if (reader.ordinal(j) === ordinal) return Uint8Array.from(reader.key(j));
     }
     return undefined;
   }
@@ -1452,6 +1478,10 @@ function sameRuns(runs: LmdbDatabase<Buffer, Buffer>, sources: readonly PackSour
 /** The run a batch of lookups read last (see `EventLog.keysOf`). */
 interface RunCache {
   run: { readonly reader: RunReader; readonly first: Uint8Array; readonly last: Uint8Array } | undefined;
+  /** The run kept in memory looked at last, with its first and last ids. */
+  kept?: RunReader;
+  keptFirst?: Uint8Array;
+  keptLast?: Uint8Array;
 }
 
 function startsWith(key: Uint8Array, prefix: Uint8Array): boolean {

@@ -76,6 +76,18 @@ export class RecentRuns {
     return true;
   }
 
+  /** The last kept run whose key is at or before `key`, or undefined when none is. */
+  floor(key: Uint8Array): RecentRun | undefined {
+    let low = this.#start;
+    let high = this.#runs.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (compareIdBytes(this.#runs[middle]!.key, key) <= 0) low = middle + 1;
+      else high = middle;
+    }
+    return low === this.#start ? undefined : this.#runs[low - 1];
+  }
+
   /** Lets go of everything. */
   clear(): void {
     this.#runs = [];

@@ -562,11 +562,13 @@ test(`a pack is not written over a run that came between its runs and left them 
 });
 }
 
-test('an event is found by its ordinal and the first 8 bytes of its id, among many sharing them across runs, queued, packed or not', async (t) => {
+test('an event is found by its ordinal and the first 8 bytes of its id, among many sharing them across runs, queued, kept in memory, packed or not', async (t) => {
   const random = prng(77);
   const dir = tempDir();
   const log = await EventLog.open(dir);
   log.packBytes = 4096;
+  // A packing horizon: the runs written are kept in memory too, and looked up there first.
+  log.packBefore(1);
   const prefix = makeId(5_000, random).subarray(0, 8);
   /** An id with `prefix` (or the one just below or above it) and random last 8 bytes. */
   const idWith = (first: Uint8Array) => {
@@ -584,6 +586,8 @@ test('an event is found by its ordinal and the first 8 bytes of its id, among ma
   for (const first of [below, prefix, above]) {
     for (let i = 0; i < (first === prefix ? 60 : 10); i++) events.push(storedEvent(makeEnvelope(idWith(first), 200, random), ordinal++));
   }
+  // In id order, as local writes come: appended as new runs, which are kept in memory too.
+  events.sort((a, b) => Buffer.compare(a.key, b.key));
   for (const event of events) log.put(event);
   await log.written();
   /** Looks up events by prefix and ordinal, as the pruning records name them. */
