@@ -488,6 +488,28 @@ test(`runs appended in this session are packed as kept, and a pack whose runs a 
 }
 
 
+/** `n` consecutive times from `from`. */
+const times = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+
+/**
+ * A fresh log and its model, for tests that set up a race by hand: `commit(times, size)` stores an
+ * event of `size` filler bytes at each time and waits for the commit.
+ */
+async function orderedCommits(mode: 'sync' | 'async', random: () => number) {
+  const log = await openLog(tempDir(), mode);
+  const model = new Map<string, ModelEvent>();
+  let ordinal = 1;
+  const commit = async (at: number[], size: number) => {
+    for (const time of at) {
+      const envelope = makeEnvelope(makeId(time, random), size, random);
+      log.put(storedEvent(envelope, ordinal));
+      model.set(hex(envelope.subarray(1, 17)), { ordinal: ordinal++, envelope: hex(envelope) });
+    }
+    await log.written();
+  };
+  return { log, model, commit };
+}
+
 for (const mode of MODES) {
 test(`a pack is not written over an event that reached its last run after the run following it was emptied (${mode} commits)`, async (t) => {
   // The pack of runs S1 and S2 is made while the run N after them still exists; then N's only
@@ -496,18 +518,7 @@ test(`a pack is not written over an event that reached its last run after the ru
   // pruning-model seed, 764877002, once did). With commits on this thread the removal is written
   // before the pack is read, so the race is met with lmdb-js's writer only; both must keep X.
   const random = prng(21);
-  const log = await openLog(tempDir(), mode);
-  const model = new Map<string, ModelEvent>();
-  let ordinal = 1;
-  const commit = async (times: number[], size: number) => {
-    for (const time of times) {
-      const envelope = makeEnvelope(makeId(time, random), size, random);
-      log.put(storedEvent(envelope, ordinal));
-      model.set(hex(envelope.subarray(1, 17)), { ordinal: ordinal++, envelope: hex(envelope) });
-    }
-    await log.written();
-  };
-  const times = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+  const { log, model, commit } = await orderedCommits(mode, random);
   await commit(times(1_000_000, 30), 90); // S1, about 3.3 KB
   await commit(times(2_000_000, 30), 90); // S2
   await commit([3_000_000], 3_000); // N, which does not fit in the pack
@@ -534,18 +545,7 @@ test(`a pack is not written over a run that came between its runs and left them 
   // between S1 and S2. The pack rides with a later commit: S1 and S2 are unchanged, but written,
   // the pack would cover B's run (runs overlapping: ids out of order, lookups missing events).
   const random = prng(22);
-  const log = await openLog(tempDir(), mode);
-  const model = new Map<string, ModelEvent>();
-  let ordinal = 1;
-  const commit = async (times: number[], size: number) => {
-    for (const time of times) {
-      const envelope = makeEnvelope(makeId(time, random), size, random);
-      log.put(storedEvent(envelope, ordinal));
-      model.set(hex(envelope.subarray(1, 17)), { ordinal: ordinal++, envelope: hex(envelope) });
-    }
-    await log.written();
-  };
-  const times = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+  const { log, model, commit } = await orderedCommits(mode, random);
   await commit(times(1_000_000, 30), 90); // S1, about 3.3 KB
   await commit(times(2_000_000, 30), 90); // S2
   await commit(times(3_000_000, 30), 90); // S3: with it, S1 and S2 make a full pack
