@@ -67,6 +67,11 @@ const META_STRIDES = 'log.strides';
 /** The last id of the packed frontier (see {@link EventLog.packBefore}). */
 const META_PACKED_THROUGH = 'log.packedThrough';
 /**
+ * Set once the runs were found in order, each starting after the last id of the one before (see
+ * {@link EventLog.open}): a log packed before 6 Dec 2026 could hold a pack laid over a run.
+ */
+const META_RUNS_IN_ORDER = 'log.runsInOrder';
+/**
  * Plain bytes of runs packed into one, at most. Larger packs compress better (zstd at level 1 over
  * the warehouse benchmark's runs: 2.38× in packs of 4 KiB, 2.62× of 16 KiB, 2.66× of 32 KiB,
  * 2.68× of 64 KiB) and waste less of their last overflow page, but reading one event unpacks the
@@ -278,6 +283,10 @@ export class EventLog {
       }
       // Format 2 has no packed runs: it is format 3 as it is (and an older version refuses it now).
       if (format !== LOG_FORMAT) await log.#meta.put(META_FORMAT, LOG_FORMAT);
+      if (log.#meta.get(META_RUNS_IN_ORDER) !== true) {
+        await log.#putRunsInOrder();
+        if (log.runsPutInOrder !== 0) log.#last = log.#readLastKey();
+      }
       if (!converted) return log;
     } catch (error) {
       await env.close();
@@ -286,6 +295,55 @@ export class EventLog {
     await compactInPlace(file, env);
     return EventLog.open(directory);
   }
+
+  /**
+   * Once per log: finds the stretches where a run starts at or before the last id of a run before
+   * it, and writes each again as runs in id order. Packing before 6 Dec 2026 could lay a pack over
+   * a run that came between its runs after they were read (see `sameRuns`): the events were all
+   * there, but out of order from run to run, so lookups missed some. Only a log that was packed
+   * can hold one; its runs are read once (packs unpacked), about a second for a million events.
+   */
+  async #putRunsInOrder(): Promise<void> {
+    const stretches: { keys: Buffer[]; entries: RunEntry[] }[] = [];
+    if (this.#packedThrough !== undefined) {
+      let stretch: { keys: Buffer[]; entries: RunEntry[] } | undefined;
+      let previous: LoadedRun | undefined;
+      let highest: Uint8Array | undefined;
+      for (const { key, value } of this.#runs.getRange({})) {
+        const run = loadRun(key, value);
+        const reader = run.reader;
+        if (highest !== undefined && compareKeys(reader.key(0), highest) <= 0) {
+          if (stretch === undefined) {
+            stretch = { keys: [previous!.key], entries: [] };
+            for (let i = 0; i < previous!.reader.count; i++) stretch.entries.push(previous!.reader.entry(i));
+          }
+          stretch.keys.push(run.key);
+          for (let i = 0; i < reader.count; i++) stretch.entries.push(reader.entry(i));
+        } else if (stretch !== undefined) {
+          stretches.push(stretch);
+          stretch = undefined;
+        }
+        const last = reader.key(reader.count - 1);
+        if (highest === undefined || compareKeys(last, highest) > 0) highest = last;
+        previous = run;
+      }
+      if (stretch !== undefined) stretches.push(stretch);
+    }
+    await this.#env.childTransaction(() => {
+      for (const { keys, entries } of stretches) {
+        for (const key of keys) this.#runs.remove(key);
+        entries.sort((a, b) => compareKeys(a.key, b.key));
+        const unique = entries.filter((entry, i) => i === 0 || compareKeys(entries[i - 1]!.key, entry.key) !== 0);
+        writeRuns(unique, (first, run) => this.#runs.put(asBuffer(first), run));
+      }
+      this.#meta.put(META_RUNS_IN_ORDER, true);
+    });
+    this.#generation++;
+    this.runsPutInOrder = stretches.length;
+  }
+
+  /** Stretches of runs {@link #putRunsInOrder} wrote again at this open (for tests and logs). */
+  runsPutInOrder = 0;
 
   /** Moves every event of format 1's `events` database into runs, then drops that database. */
   async #convertFormat1(onConversion?: LogConversionProgress): Promise<void> {
