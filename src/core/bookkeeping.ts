@@ -501,8 +501,9 @@ export class EventBook implements TrackingContext {
 
   /** The first {@link RECORD_ID_BYTES} bytes of a record's id (a copy). */
   idPrefixOf(r: WordOffset): Uint8Array {
-    const at = (r + Rec.ID_PREFIX) * 4;
-    return this.arena.u8.slice(at, at + RECORD_ID_BYTES);
+    const prefix = new Uint8Array(RECORD_ID_BYTES);
+    this.idPrefixInto(r, prefix, 0);
+    return prefix;
   }
 
   /** Copies the first {@link RECORD_ID_BYTES} bytes of a record's id into `out` at `offset`. */

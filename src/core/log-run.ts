@@ -184,10 +184,6 @@ export class RunReader {
 
   /** Orders event `i`'s id against `key` (negative, 0, positive), without a view. */
   compareKey(i: number, key: Uint8Array): number {
-    return this.#compareKey(i, key);
-  }
-
-  #compareKey(i: number, key: Uint8Array): number {
     const bytes = this.bytes;
     const at = this.#start(i) + ID_OFFSET;
     for (let b = 0; b < ID_BYTES; b++) {
@@ -218,7 +214,7 @@ export class RunReader {
     let high = this.count;
     while (low < high) {
       const middle = (low + high) >>> 1;
-      if (this.#compareKey(middle, key) < 0) low = middle + 1;
+      if (this.compareKey(middle, key) < 0) low = middle + 1;
       else high = middle;
     }
     return low;
@@ -227,6 +223,6 @@ export class RunReader {
   /** The index of the event with this id, or -1. */
   indexOf(key: Uint8Array): number {
     const i = this.lowerBound(key);
-    return i < this.count && this.#compareKey(i, key) === 0 ? i : -1;
+    return i < this.count && this.compareKey(i, key) === 0 ? i : -1;
   }
 }

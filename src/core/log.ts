@@ -445,12 +445,8 @@ export class EventLog {
     while (from !== undefined) {
       const reader = this.#runFor(from, batch);
       if (reader === undefined) return undefined;
-      let i = reader.lowerBound(from);
-      if (i < reader.count && reader.compareKey(i, from) === 0) i++;
-      for (let j = i - 1; j >= 0; j--) {
-        if (!reader.keyStartsWith(j, prefix)) return undefined;
-        if (reader.ordinal(j) === ordinal) return Uint8Array.from(reader.key(j));
-      }
+      const found = scanBack(reader, from, prefix, ordinal);
+      if (found !== undefined) return found ?? undefined;
       // Every event of the run before `from` has the prefix: the run before may hold more.
       from = predecessor(reader.key(0));
     }
@@ -464,21 +460,14 @@ export class EventLog {
    * entry with the ordinal and the prefix names the event wherever it is found.
    */
   #keptKeyOf(bound: Uint8Array, prefix: Uint8Array, ordinal: number, batch: RunCache): Uint8Array | undefined {
-    let reader = batch.kept;
-    if (reader === undefined || compareKeys(batch.keptFirst!, bound) > 0 || compareKeys(bound, batch.keptLast!) > 0) {
+    let reader = covering(batch.kept, bound);
+    if (reader === undefined) {
       const run = this.#recent.floor(bound);
       if (run === undefined) return undefined;
       reader = new RunReader(new Uint8Array(run.run.buffer, run.run.byteOffset, run.run.byteLength), run.key);
-      batch.kept = reader;
-      batch.keptFirst = reader.key(0);
-      batch.keptLast = reader.key(reader.count - 1);
+      batch.kept = cachedRun(reader);
     }
-    let i = reader.lowerBound(bound);
-    if (i < reader.count && reader.compareKey(i, bound) === 0) i++;
-    for (let j = i - 1; j >= 0 && reader.keyStartsWith(j, prefix); j--) {
-      if (reader.ordinal(j) === ordinal) return Uint8Array.from(reader.key(j));
-    }
-    return undefined;
+    return scanBack(reader, bound, prefix, ordinal) ?? undefined;
   }
 
   /**
@@ -487,11 +476,11 @@ export class EventLog {
    * batch for the next (a batch of {@link keysOf} comes in id order).
    */
   #runFor(key: Uint8Array, batch: RunCache): RunReader | undefined {
-    const kept = batch.run;
-    if (kept !== undefined && compareKeys(kept.first, key) <= 0 && compareKeys(key, kept.last) <= 0) return kept.reader;
+    const kept = covering(batch.run, key);
+    if (kept !== undefined) return kept;
     for (const { key: runKey, value } of this.#runs.getRange({ start: asBuffer(key), reverse: true, limit: 1 })) {
       const reader = loadRun(runKey, value).reader;
-      batch.run = { reader, first: reader.key(0), last: reader.key(reader.count - 1) };
+      batch.run = cachedRun(reader);
       return reader;
     }
     return undefined;
@@ -1535,11 +1524,41 @@ function sameRuns(runs: LmdbDatabase<Buffer, Buffer>, sources: readonly PackSour
 
 /** The run a batch of lookups read last (see `EventLog.keysOf`). */
 interface RunCache {
-  run: { readonly reader: RunReader; readonly first: Uint8Array; readonly last: Uint8Array } | undefined;
-  /** The run kept in memory looked at last, with its first and last ids. */
-  kept?: RunReader;
-  keptFirst?: Uint8Array;
-  keptLast?: Uint8Array;
+  /** The run read from LMDB last. */
+  run: CachedRun | undefined;
+  /** The run kept in memory looked at last. */
+  kept?: CachedRun;
+}
+
+/** A run with its first and last ids. */
+interface CachedRun {
+  readonly reader: RunReader;
+  readonly first: Uint8Array;
+  readonly last: Uint8Array;
+}
+
+function cachedRun(reader: RunReader): CachedRun {
+  return { reader, first: reader.key(0), last: reader.key(reader.count - 1) };
+}
+
+/** The run of `cached` when `key` lies within its ids, else undefined. */
+function covering(cached: CachedRun | undefined, key: Uint8Array): RunReader | undefined {
+  return cached !== undefined && compareKeys(cached.first, key) <= 0 && compareKeys(key, cached.last) <= 0 ? cached.reader : undefined;
+}
+
+/**
+ * Reads `reader`'s events backwards from the last at or before `bound` while their ids start with
+ * `prefix`: the id of the one with `ordinal` (a copy); null when an id without the prefix ends the
+ * search; undefined when every event before `bound` has the prefix (the run before may hold more).
+ */
+function scanBack(reader: RunReader, bound: Uint8Array, prefix: Uint8Array, ordinal: number): Uint8Array | null | undefined {
+  let i = reader.lowerBound(bound);
+  if (i < reader.count && reader.compareKey(i, bound) === 0) i++;
+  for (let j = i - 1; j >= 0; j--) {
+    if (!reader.keyStartsWith(j, prefix)) return null;
+    if (reader.ordinal(j) === ordinal) return Uint8Array.from(reader.key(j));
+  }
+  return undefined;
 }
 
 function startsWith(key: Uint8Array, prefix: Uint8Array): boolean {
