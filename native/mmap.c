@@ -1,7 +1,8 @@
 // Node-API addon: shared read-write file mappings for the view arena and the undo journal.
 //
 // One call reserves address space larger than the file; the file is then grown with ftruncate
-// from JavaScript and the existing mapping covers the new bytes, so the arena never remaps.
+// from JavaScript and the existing mapping covers the new bytes, so the arena never remaps. Pages
+// are given their blocks on disk (`allocate`) before they are written: see Allocate.
 //
 // The ArrayBuffers handed to JavaScript span the file, not the reservation: V8 counts every
 // external ArrayBuffer's length as external memory and forces a full garbage collection each time
@@ -17,6 +18,7 @@
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,6 +247,35 @@ static napi_value Advise(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// Reads the arguments `(fd, offset, length)` of a call on a byte range of a file; false when one
+// is missing, not a number, or negative.
+static bool file_range_args(napi_env env, napi_callback_info info, int32_t *fd, int64_t *offset, int64_t *length) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  return argc == 3 && napi_get_value_int32(env, argv[0], fd) == napi_ok &&
+         napi_get_value_int64(env, argv[1], offset) == napi_ok && napi_get_value_int64(env, argv[2], length) == napi_ok &&
+         *fd >= 0 && *offset >= 0 && *length >= 0;
+}
+
+// allocate(fd, offset, length): gives the file blocks on disk for [offset, offset + length)
+// (posix_fallocate; the file grows when the range passes its end). A write through the mapping
+// into a page without a block makes the kernel find one then, and when the file system is full
+// it can only answer with SIGBUS, which kills the process: so every page the view and the undo
+// journal write is given its block first, where a full disk is an error (ENOSPC) to report.
+// Where the file system cannot reserve blocks, the C library writes a zero into each one.
+static napi_value Allocate(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  int64_t offset, length;
+  if (!file_range_args(env, info, &fd, &offset, &length)) {
+    return throw_usage(env, "allocate(fd, offset, length) expects non-negative numbers");
+  }
+  if (length == 0) return NULL;
+  int err = posix_fallocate(fd, (off_t)offset, (off_t)length);
+  if (err != 0) return throw_syscall(env, "fallocate", err);
+  return NULL;
+}
+
 // discard(buffer, from, to): gives the file's blocks in [from, to) back to the file system
 // (madvise MADV_REMOVE: a hole is punched; the bytes read as zeros afterwards), rounded in to
 // whole pages. For space the caller no longer uses: the undo journal's pages outside its history
@@ -360,14 +391,9 @@ static napi_value checksum_result(napi_env env, const uint64_t sum[2]) {
 // does not, and the pages the first queries need are mapped when they touch them.
 #define CHUNK (1 << 20)
 static napi_value ChecksumFile(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
   int32_t fd;
   int64_t offset, length;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc != 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
-      napi_get_value_int64(env, argv[1], &offset) != napi_ok || napi_get_value_int64(env, argv[2], &length) != napi_ok ||
-      offset < 0 || length < 0) {
+  if (!file_range_args(env, info, &fd, &offset, &length)) {
     return throw_usage(env, "checksumFile(fd, offset, length) expects non-negative numbers");
   }
   unsigned char *chunk = malloc(CHUNK);
@@ -435,6 +461,7 @@ NAPI_MODULE_INIT() {
       {"sync", NULL, Sync, NULL, NULL, NULL, napi_default, NULL},
       {"advise", NULL, Advise, NULL, NULL, NULL, napi_default, NULL},
       {"discard", NULL, Discard, NULL, NULL, NULL, napi_default, NULL},
+      {"allocate", NULL, Allocate, NULL, NULL, NULL, napi_default, NULL},
       {"checksum", NULL, Checksum, NULL, NULL, NULL, napi_default, NULL},
       {"checksumFile", NULL, ChecksumFile, NULL, NULL, NULL, napi_default, NULL},
   };

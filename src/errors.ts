@@ -78,6 +78,13 @@ export const ErrorCode = {
    * stored.
    */
   RESOURCE_EXHAUSTED: 'RESOURCE_EXHAUSTED',
+  /**
+   * The file system has no room left for a write (no space, or a quota reached). A batch whose
+   * projection met it was undone and not stored: free space and write again. A commit of the event
+   * log that met it leaves the database refusing work until it is reopened (once there is space):
+   * every acknowledged write is kept, and the batches not acknowledged were not stored.
+   */
+  DISK_FULL: 'DISK_FULL',
   /** An internal invariant does not hold: a bug in Noatun. */
   INTERNAL: 'INTERNAL',
 } as const;
@@ -145,6 +152,25 @@ export class SystemCallError extends NoatunError {
     );
     this.syscall = syscall;
     this.errno = errno;
+    this.path = path;
+  }
+}
+
+/** errno values of a full file system: ENOSPC, and EDQUOT (a quota reached). */
+const NO_SPACE_ERRNOS = new Set([28, 122]);
+
+/** Whether a system call's errno says the file system has no room left. */
+export function isNoSpaceErrno(errno: number): boolean {
+  return NO_SPACE_ERRNOS.has(errno);
+}
+
+/** A write found no room on the file system ({@link ErrorCode.DISK_FULL}). */
+export class DiskFullError extends NoatunError {
+  /** The file that could not grow or be written. */
+  readonly path: string;
+
+  constructor(path: string, detail: string, options?: ErrorOptions) {
+    super(ErrorCode.DISK_FULL, `no space left on the file system of ${path}: ${detail}`, options);
     this.path = path;
   }
 }

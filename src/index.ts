@@ -40,6 +40,7 @@ export { ApplyFailedError } from './core/projector.js';
 export * as s from './core/schema.js';
 export {
   CorruptFileError,
+  DiskFullError,
   ErrorCode,
   NoatunError,
   SchemaMismatchError,

@@ -110,9 +110,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   #lateTimer: NodeJS.Timeout | undefined;
   readonly #discarded: MessageId[] = [];
   /**
-   * Set when projecting failed for a reason of this machine (view full, I/O): the events are in
-   * the log, the view is behind it, so every later call throws this until the database is
-   * reopened (which rebuilds the view, with a larger `maxViewBytes` if that was the cause).
+   * Set when the view could not be put back after a failed projection (it is behind the log), or
+   * when a commit of the log failed (a full disk: the view and the memory hold batches the log
+   * does not): every later call throws this until the database is reopened, which brings the view
+   * back to what the log holds (rebuilding it, with a larger `maxViewBytes` if that was the cause).
    */
   #broken: NoatunError | undefined;
   readonly #releaseLock: () => void;
@@ -473,7 +474,14 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   /** Rebuilds the view from the log into a fresh file: the space of overwritten data is reclaimed. */
   #compact(): void {
     this.#markDirty();
-    const discarded = this.#projector.rebuild(this.#options.onProgress);
+    let discarded: MessageId[];
+    try {
+      discarded = this.#projector.rebuild(this.#options.onProgress);
+    } catch (error) {
+      // A fresh view half made (the disk filled up, say): the next open rebuilds it.
+      this.#broken ??= asEngineError(error);
+      throw error;
+    }
     this.#view.lastApplied = this.#nextOrdinal - 1;
     this.#markDirty();
     if (discarded.length !== 0) void this.#afterDiscard(discarded);
@@ -698,6 +706,11 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#pendingWrites++;
     try {
       await this.#log.written();
+    } catch (error) {
+      // The log refuses writes from now on; so does the database, reads included: the view shows
+      // batches that were never stored (see #broken).
+      this.#broken ??= asEngineError(error);
+      throw error;
     } finally {
       this.#pendingWrites--;
       this.#scheduleCheckpoint();
@@ -726,9 +739,14 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         this.#scheduleCheckpoint();
         return;
       }
-      void this.#log.written().then(() => {
-        if (!this.#closed && this.#pendingWrites === 0) this.#checkpoint();
-      }, () => {});
+      void this.#log.written().then(
+        () => {
+          if (!this.#closed && this.#pendingWrites === 0) this.#checkpoint();
+        },
+        (error: unknown) => {
+          this.#broken ??= asEngineError(error);
+        },
+      );
     }, CHECKPOINT_DELAY_MS);
     this.#checkpointTimer.unref();
   }
@@ -1190,15 +1208,26 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     if (this.#late.size !== 0 && this.#broken === undefined) this.#storeLate();
     this.#closed = true;
     if (this.#checkpointTimer !== undefined) clearTimeout(this.#checkpointTimer);
+    // A failure reported before (the database is broken) is not thrown again.
+    const reported = this.#broken;
+    let failure: unknown;
     try {
       await this.#log.written();
-      // A view that fell behind the log stays dirty: the next open rebuilds it.
+      // A view that is not what the log holds stays dirty: the next open puts it right.
       if (this.#broken === undefined) this.#seal();
-    } finally {
+    } catch (error) {
+      this.#broken ??= asEngineError(error);
+      failure = error;
+    }
+    try {
       this.#view.close();
       await this.#log.close();
+    } catch (error) {
+      failure ??= error;
+    } finally {
       this.#releaseLock();
     }
+    if (failure !== undefined && reported === undefined) throw failure;
   }
 }
 

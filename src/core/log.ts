@@ -20,7 +20,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Database as LmdbDatabase, open, type RootDatabase } from 'lmdb';
-import { ErrorCode, NoatunError } from '../errors.js';
+import { DiskFullError, ErrorCode, isNoSpaceErrno, NoatunError } from '../errors.js';
 import { type Envelope, ownCopy } from './envelope.js';
 import { concatRuns, RUN_BYTES, type RunEntry, RunReader, writeRuns } from './log-run.js';
 import { compareIdBytes, idFloor, idKey, idTimestamp } from './message-id.js';
@@ -87,6 +87,11 @@ const FORMAT_1_EVENTS = 'events';
 const CACHED_RUN_BYTES = PACK_BYTES;
 /** Bytes of the newest runs kept in memory for packing, at most (see `recent-runs.ts`). */
 const RECENT_RUN_BYTES = 16 * 2 ** 20;
+/**
+ * A failed write counts as a full disk below this much free space on the log's file system (see
+ * `#describeFailure`): LMDB reports EIO for a full disk on some file systems.
+ */
+const LOW_SPACE_BYTES = 16 * 2 ** 20;
 /** Compared with a run that is gone (never equal to one: a run has at least its count). */
 const EMPTY = Buffer.alloc(0);
 /** Packs made ahead of the commits that write them, at most. */
@@ -175,7 +180,14 @@ export class EventLog {
   /** Commits handed to LMDB and not yet done (their entries are still in the overlay). */
   #committing = 0;
   #lastWrite: Promise<unknown> = Promise.resolve();
+  /** The first failed write (the log refuses writes from then on; see {@link written}). */
   #failure: unknown;
+  /**
+   * What the first failed write is reported as, once {@link #failureCause} is known: lmdb-js rejects
+   * a failed commit with a generic error whose `commitError` promise holds the system's.
+   */
+  #failureError: NoatunError | undefined;
+  #failureCause: Promise<unknown> | undefined;
   #closed = false;
   /** Events in LMDB as of the last transaction written (kept in the metadata too). */
   #count = 0;
@@ -668,6 +680,10 @@ export class EventLog {
   #commit(): void {
     if (!this.#scheduled) return;
     this.#scheduled = false;
+    // After a failed commit nothing more goes to LMDB (after an I/O error its environment may fail
+    // every transaction, and lmdb-js would reject a promise of its own that nothing observes);
+    // what is queued stays in memory until the database is reopened.
+    if (this.#failure !== undefined) return;
     const entries = this.#pending;
     const meta = this.#pendingMeta;
     const counted = this.#countQueued;
@@ -735,7 +751,7 @@ export class EventLog {
         this.#committing--;
         this.#generation++;
         packs?.done();
-        this.#failure ??= error;
+        this.#fail(error);
       },
     );
   }
@@ -768,7 +784,7 @@ export class EventLog {
       // (reads keep seeing them), as after a failed asynchronous commit.
       this.#generation++;
       packs?.done();
-      this.#failure ??= error;
+      this.#fail(error);
       return;
     }
     this.#generation++;
@@ -903,7 +919,7 @@ export class EventLog {
       }
       if (!more) break;
     }
-    if (this.#failure !== undefined) throw this.#writeFailure();
+    if (this.#failure !== undefined) throw await this.#reportedFailure();
   }
 
   #schedulePack(): void {
@@ -929,7 +945,7 @@ export class EventLog {
       },
       (error: unknown) => {
         this.#packBusy = false;
-        this.#failure ??= error;
+        this.#fail(error);
         return false;
       },
     );
@@ -1183,26 +1199,70 @@ export class EventLog {
    */
   async written(): Promise<void> {
     this.#commit();
-    await this.#lastWrite;
-    await this.#env.flushed;
+    try {
+      await this.#lastWrite;
+      await this.#env.flushed;
+    } catch (error) {
+      // Reported below, as the engine's error.
+      this.#fail(error);
+    }
     // A commit made on this thread is done before this line: without a turn of the event loop
     // here, an app writing in a loop (`for (…) await db.append(…)`) would never let it serve
     // I/O meanwhile, and a replicating peer's writes would leave in one burst. (A swarm of 50
     // peers writing so relayed 1.15–1.20 envelope copies per delivery without the turn, 1.01–1.02
     // with it, as with asynchronous commits: BENCHMARKS.md, run O.)
     if (this.commitMode === 'sync') await new Promise((resolve) => setImmediate(resolve));
-    if (this.#failure !== undefined) throw this.#writeFailure();
+    if (this.#failure !== undefined) throw await this.#reportedFailure();
   }
 
-  #writeFailure(): NoatunError {
-    return new NoatunError(ErrorCode.SYSTEM_CALL_FAILED, `writing the event log failed: ${String(this.#failure)}`, {
-      cause: this.#failure,
-    });
+  /**
+   * Records the first failed write. lmdb-js rejects a failed commit with a generic error and the
+   * system's error in a second, rejected promise (`commitError`), which nothing else observes: left
+   * alone, it would end the process as an unhandled rejection.
+   */
+  #fail(error: unknown): void {
+    if (this.#failure !== undefined) return;
+    this.#failure = error;
+    const inner = (error as { commitError?: unknown } | null)?.commitError;
+    this.#failureCause =
+      inner instanceof Promise
+        ? inner.then(
+            () => error,
+            (cause: unknown) => cause,
+          )
+        : Promise.resolve(error);
+  }
+
+  /** The first failed write as the engine reports it (see {@link #describeFailure}). */
+  async #reportedFailure(): Promise<NoatunError> {
+    const cause = await this.#failureCause;
+    this.#failureError ??= this.#describeFailure(cause ?? this.#failure);
+    return this.#failureError;
+  }
+
+  /**
+   * `DISK_FULL` when the system said so (ENOSPC, EDQUOT), or when the write failed with another
+   * error (LMDB reports EIO for a full disk on some file systems) while the log's file system has
+   * less than 16 MiB free; `SYSTEM_CALL_FAILED` otherwise. Either names the system's error.
+   */
+  #describeFailure(cause: unknown): NoatunError {
+    const e = cause as { code?: unknown; errno?: unknown } | null;
+    const errno = typeof e?.code === 'number' ? e.code : typeof e?.errno === 'number' ? Math.abs(e.errno) : 0;
+    let free: number | undefined;
+    try {
+      const stats = fs.statfsSync(this.path);
+      free = stats.bavail * stats.bsize;
+    } catch {}
+    const detail = `writing the event log failed (${String(cause)}${free === undefined ? '' : `; ${free} bytes free on its file system`}); the database refuses further writes until it is reopened, which keeps every acknowledged write`;
+    if (isNoSpaceErrno(errno) || (free !== undefined && free < LOW_SPACE_BYTES)) {
+      return new DiskFullError(this.path, detail, { cause });
+    }
+    return new NoatunError(ErrorCode.SYSTEM_CALL_FAILED, detail, { cause });
   }
 
   #assertWritable(): void {
     if (this.#closed) throw new NoatunError(ErrorCode.CLOSED, 'the database is closed');
-    if (this.#failure !== undefined) throw this.#writeFailure();
+    if (this.#failure !== undefined) throw this.#failureError ?? this.#describeFailure(this.#failure);
   }
 
   /** Queued entries from `start` (inclusive; all when omitted), in id order. */
@@ -1330,9 +1390,17 @@ export class EventLog {
       // A pack still being compressed is waited for, and dropped (see #packStep).
       await this.#packWork;
       await this.#env.flushed;
-    } finally {
-      await this.#env.close();
+    } catch (error) {
+      this.#fail(error);
     }
+    if (this.#failure === undefined) {
+      await this.#env.close();
+      return;
+    }
+    // After a failed commit lmdb-js never settles that commit's flush, and its close waits for it:
+    // the environment is closed without waiting (its files are released when it is done).
+    void this.#env.close().catch(() => {});
+    throw await this.#reportedFailure();
   }
 }
 
@@ -1406,7 +1474,7 @@ class StrideHashes {
 /** Opens the LMDB environment of the log file. */
 function openEnv(file: string): RootDatabase {
   try {
-    return open({ path: file, compression: false, maxDbs: 8 });
+    return open({ path: file, compression: false, maxDbs: 8, eventTurnBatching: false });
   } catch (cause) {
     throw new NoatunError(ErrorCode.CORRUPT_FILE, `cannot open the event log ${file}: ${(cause as Error).message}`, {
       cause,

@@ -115,8 +115,8 @@ export type ProgressCallback = (progress: {
 
 /**
  * Errors that come from this machine, not from the event: they must never be recorded as apply
- * failures, because another peer (or this one, another time) would not see them. A full view, a
- * failed system call, and running out of call stack or memory: how deep the stack is when `apply`
+ * failures, because another peer (or this one, another time) would not see them. A full view or
+ * disk, a failed system call, and running out of call stack or memory: how deep the stack is when `apply`
  * runs differs between an append, an ingest, a rewind and a rebuild, and between peers.
  */
 export function isEnvironmentFailure(error: unknown): boolean {
@@ -126,6 +126,7 @@ export function isEnvironmentFailure(error: unknown): boolean {
   if (!(error instanceof NoatunError)) return false;
   return (
     error.code === ErrorCode.VIEW_FULL ||
+    error.code === ErrorCode.DISK_FULL ||
     error.code === ErrorCode.SYSTEM_CALL_FAILED ||
     error.code === ErrorCode.CLOSED ||
     error.code === ErrorCode.INTERNAL
@@ -523,7 +524,15 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     const position = this.#arena.position;
     const records = ordinals.map((ordinal) => book.find(ordinal));
     const ids = this.#idsOf(records);
-    for (const r of records) this.#forget(r);
+    try {
+      for (const r of records) this.#forget(r);
+    } catch (error) {
+      // The journal found no room (a full disk): the records are put back as they were, and the
+      // pruner, which let go of these candidates, reads the records afresh at the next step.
+      this.view.rewindTo(position);
+      this.#pruner.reset();
+      throw error;
+    }
     for (const id of ids) this.#log.remove(id);
     this.#pruneHistory.push({ position, ordinals });
     this.#savePruneHistory();

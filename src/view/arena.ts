@@ -16,7 +16,7 @@
  * rewound, grown or unmapped.
  */
 import { CorruptFileError, ErrorCode, NoatunError, SchemaMismatchError } from '../errors.js';
-import { INITIAL_FILE_BYTES, VIEW_HEADER_BYTES, WORD_BYTES } from './constants.js';
+import { ALLOCATION_WORDS, INITIAL_FILE_BYTES, VIEW_HEADER_BYTES, WORD_BYTES } from './constants.js';
 import {
   ADDED_ONE,
   COMPACT_WORDS,
@@ -98,6 +98,13 @@ export class Arena {
   buf: Buffer;
   /** Words currently in the file. */
   capacity: number;
+  /**
+   * Blocks may be allocated below this word (never past {@link capacity}): up to there the file
+   * has its blocks on disk (see `MappedFile`: a write into a page without one raises SIGBUS when
+   * the disk is full). Everything below the top is written as it is allocated (zeroed), so the
+   * pages below the top have blocks, but for retired blocks given back, which nothing writes.
+   */
+  #limit: number;
   /** Allocation top (word index): everything at or above it is zero. */
   top: number;
   /** Writes below this word are journaled: the top at the last mark. */
@@ -124,6 +131,7 @@ export class Arena {
     this.i64 = new BigInt64Array(0);
     this.buf = Buffer.alloc(0);
     this.capacity = 0;
+    this.#limit = 0;
     this.top = 0;
     this.floor = 0;
     this.#topRecorded = false;
@@ -150,6 +158,9 @@ export class Arena {
       throw error;
     }
     arena.floor = arena.top;
+    // Past the top the file may have no blocks (it grew without them, or was made by an older
+    // version); below it, it has (see #limit).
+    arena.#limit = arena.top;
     return arena;
   }
 
@@ -164,6 +175,7 @@ export class Arena {
     const root = this.top;
     this.top += (options.rootWords + 1) & ~1;
     if (this.top > this.capacity) this.#growTo(this.top);
+    this.file.allocate(0, this.top * WORD_BYTES);
     this.u32[Header.ROOT] = root;
     this.u32[Header.TOP] = this.top;
   }
@@ -357,7 +369,7 @@ export class Arena {
   j1(w: WordOffset): void {
     if (w < this.floor) {
       const journal = this.journal;
-      if (journal.end + 3 > journal.capacity) journal.reserve(3);
+      if (journal.end + 3 > journal.limit) journal.reserve(3);
       const j = journal.words;
       const e = journal.end;
       j[e] = this.u32[w]!;
@@ -376,7 +388,7 @@ export class Arena {
   j2(w: WordOffset): void {
     if (w < this.floor) {
       const journal = this.journal;
-      if (journal.end + 4 > journal.capacity) journal.reserve(4);
+      if (journal.end + 4 > journal.limit) journal.reserve(4);
       const j = journal.words;
       const e = journal.end;
       const u32 = this.u32;
@@ -404,7 +416,7 @@ export class Arena {
         this.j1(w);
       } else {
         const journal = this.journal;
-        if (journal.end + 1 > journal.capacity) journal.reserve(1);
+        if (journal.end + 1 > journal.limit) journal.reserve(1);
         journal.words[journal.end++] = (delta === 1 ? ADDED_ONE : TAKEN_ONE) + w;
       }
     }
@@ -439,7 +451,7 @@ export class Arena {
       }
     }
     const journal = this.journal;
-    if (journal.end + 3 > journal.capacity) journal.reserve(3);
+    if (journal.end + 3 > journal.limit) journal.reserve(3);
     const j = journal.words;
     const e = journal.end;
     j[e] = w;
@@ -473,7 +485,7 @@ export class Arena {
   alloc(words: number): WordOffset {
     const at = this.top;
     const next = at + ((words + 1) & ~1);
-    if (next > this.capacity) this.#growTo(next);
+    if (next > this.#limit) this.#allocateTo(next);
     if (!this.#topRecorded) {
       const journal = this.journal;
       journal.reserve(2);
@@ -757,6 +769,18 @@ export class Arena {
   #growTo(words: number): void {
     this.file.grow(words * WORD_BYTES);
     this.#remap();
+  }
+
+  /**
+   * Gives the file blocks on disk up to word `words` at least (growing it first if needed), a
+   * little ahead: one system call per {@link ALLOCATION_WORDS}, and at most that much on disk past
+   * the top. Throws `DISK_FULL` (nothing changed) when the file system has no room.
+   */
+  #allocateTo(words: number): void {
+    if (words > this.capacity) this.#growTo(words);
+    const to = Math.min(this.capacity, Math.max(words, this.#limit + ALLOCATION_WORDS));
+    this.file.allocate(this.#limit * WORD_BYTES, to * WORD_BYTES);
+    this.#limit = to;
   }
 
   #remap(): void {

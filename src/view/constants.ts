@@ -36,6 +36,13 @@ export const INITIAL_FILE_BYTES = 64 * 1024;
 /** Page size used to round file growth. */
 export const PAGE_BYTES = 4096;
 
+/**
+ * Words the view and the undo journal give blocks on disk at a time, ahead of what they write
+ * (see `MappedFile.allocate`): one system call per 256 KiB written, and at most 256 KiB of each
+ * file on disk beyond what it holds.
+ */
+export const ALLOCATION_WORDS = (256 * 1024) / 4;
+
 /** The tracker value that means "owned by no event". Ordinals start at 1. */
 export const NO_OWNER = 0;
 

@@ -26,8 +26,8 @@
  * Positions ({@link JournalMark}) are logical word counts since the journal was created, so they
  * stay valid when old history is dropped by {@link UndoJournal.truncateBefore}.
  */
-import { CorruptFileError, ErrorCode, NoatunError } from '../errors.js';
-import { INITIAL_FILE_BYTES, JOURNAL_HEADER_BYTES, WORD_BYTES } from './constants.js';
+import { CorruptFileError, DiskFullError, ErrorCode, NoatunError } from '../errors.js';
+import { ALLOCATION_WORDS, INITIAL_FILE_BYTES, JOURNAL_HEADER_BYTES, WORD_BYTES } from './constants.js';
 import { checksum, MappedFile } from './mapped-file.js';
 
 /** A position in the journal, as returned by `mark()`; rewinding to it undoes everything after. */
@@ -98,6 +98,12 @@ export class UndoJournal {
   /** Physical capacity in words. */
   capacity: number;
   /**
+   * Entries may be written below this physical word index (never past {@link capacity}): up to
+   * there the file has its blocks on disk (see `MappedFile`: a write into a page without one
+   * raises SIGBUS when the disk is full). Writers check against it and call {@link reserve}.
+   */
+  limit: number;
+  /**
    * The marks in the journal, oldest first, as (ordinal, logical position) pairs in
    * `[#marksFirst, #marksEnd)`; built on first use by one backward scan, then kept up to date by
    * {@link noteMark} and {@link forgetMarksFrom}. Without it, finding the first event of the window
@@ -114,6 +120,7 @@ export class UndoJournal {
     this.words = new Uint32Array(0);
     this.#f64 = new Float64Array(0);
     this.capacity = 0;
+    this.limit = 0;
     this.#remap();
     if (this.file.created) {
       this.words[H_MAGIC0] = MAGIC0;
@@ -147,6 +154,9 @@ export class UndoJournal {
         throw new CorruptFileError(path, 'journal positions out of range', 16);
       }
     }
+    // A new file has its blocks (MappedFile.open); a closed journal gave back those past its end
+    // and before its start (#discardUnused), and a grown one never had blocks past what it wrote.
+    this.limit = this.file.created ? this.capacity : this.end;
   }
 
   /** Logical position of the end of the journal. */
@@ -169,18 +179,30 @@ export class UndoJournal {
     return (this.end - this.start) * WORD_BYTES;
   }
 
-  /** Makes room for `words` more words at the end. */
+  /**
+   * Makes room for `words` more words at the end, with blocks on disk. Throws `DISK_FULL` when the
+   * file system has no room for them (the journal is as it was), `VIEW_FULL` past its reservation.
+   */
   reserve(words: number): void {
-    if (this.end + words <= this.capacity) return;
-    // Moving the kept entries to the front pays when more is dropped than kept, and is a must
-    // when growing would pass the reservation (the history's byte budget is half of it).
-    const dropped = this.start - HEADER_WORDS;
-    if (dropped > this.end - this.start || (dropped > 0 && (this.end + words) * WORD_BYTES > this.file.reserveBytes)) {
-      this.#compact();
-      if (this.end + words <= this.capacity) return;
+    if (this.end + words <= this.limit) return;
+    if (this.end + words > this.capacity) {
+      // Moving the kept entries to the front pays when more is dropped than kept, and is a must
+      // when growing would pass the reservation (the history's byte budget is half of it).
+      const dropped = this.start - HEADER_WORDS;
+      if (dropped > this.end - this.start || (dropped > 0 && (this.end + words) * WORD_BYTES > this.file.reserveBytes)) {
+        this.#compact();
+      }
+      if (this.end + words > this.capacity) {
+        this.file.grow((this.end + words) * WORD_BYTES);
+        this.#remap();
+      }
     }
-    this.file.grow((this.end + words) * WORD_BYTES);
-    this.#remap();
+    if (this.end + words <= this.limit) return;
+    // Blocks a little ahead, so that the next entries need no system call: at most this much of
+    // the file is on disk beyond the history.
+    const to = Math.min(this.capacity, Math.max(this.end + words, this.limit + ALLOCATION_WORDS));
+    this.file.allocate(this.limit * WORD_BYTES, to * WORD_BYTES);
+    this.limit = to;
   }
 
   /** Writes the positions to the header (done at event marks and on close). */
@@ -206,7 +228,15 @@ export class UndoJournal {
     }
     this.start = physical;
     if (this.#marksKnown) this.#forgetDroppedMarks();
-    if ((this.start - HEADER_WORDS) * COMPACT_RATIO >= this.end - this.start) this.#compact();
+    if ((this.start - HEADER_WORDS) * COMPACT_RATIO >= this.end - this.start) {
+      try {
+        this.#compact();
+      } catch (error) {
+        // No room for the history at the front (its pages were given back at a close): it stays
+        // where it is, which serves rewinds as well; the next truncation tries again.
+        if (!(error instanceof DiskFullError)) throw error;
+      }
+    }
     this.persist();
   }
 
@@ -355,6 +385,8 @@ export class UndoJournal {
     this.dropped += this.end - HEADER_WORDS;
     this.start = HEADER_WORDS;
     this.end = HEADER_WORDS;
+    // (The pages before the old start may have been given back at a close.)
+    this.limit = HEADER_WORDS;
     this.persist();
   }
 
@@ -387,6 +419,10 @@ export class UndoJournal {
   #compact(): void {
     const shift = this.start - HEADER_WORDS;
     if (shift === 0) return;
+    // The pages before the history were given back if the journal was closed since, and the
+    // history moves there and zeros are written after it: blocks first (a full disk then throws
+    // before anything moved; what is not needed goes back below).
+    this.file.allocate(HEADER_WORDS * WORD_BYTES, this.start * WORD_BYTES);
     this.words.copyWithin(HEADER_WORDS, this.start, this.end);
     // The words left behind go back to the file system (they read as zeros) rather than being
     // zeroed in place: the file keeps blocks for the history, not for its high-water mark.
@@ -396,6 +432,7 @@ export class UndoJournal {
     this.dropped += shift;
     this.start -= shift;
     this.end -= shift;
+    this.limit = this.end;
     this.persist();
   }
 

@@ -1,17 +1,22 @@
 /**
  * A file mapped shared and read-write into this process, with address space reserved beyond its
- * end so that it can grow in place (ftruncate) without remapping. Used for the view arena and the
- * undo journal.
+ * end so that it can grow in place without remapping. Used for the view arena and the undo
+ * journal.
  *
- * Safety rule: touching a mapped page past the end of the file kills the process (SIGBUS). So the
+ * Safety rules: touching a mapped page past the end of the file kills the process (SIGBUS). So the
  * mapping's ArrayBuffer spans the file only ({@link MappedFile.byteLength}); {@link MappedFile.grow}
  * replaces it with a longer one over the same addresses, and callers re-create their typed arrays
- * from {@link MappedFile.buffer} after it.
+ * from {@link MappedFile.buffer} after it. Writing a page that has no block on disk makes the
+ * kernel find one at that moment, and on a full file system it can only answer with SIGBUS too:
+ * so a new file is given its blocks at once, and a caller writes only where it gave the file its
+ * blocks first ({@link MappedFile.allocate}: there a full disk is a {@link DiskFullError}): past
+ * what it allocated so far as the file grows, and where it gave pages back
+ * ({@link MappedFile.discard}).
  */
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { ErrorCode, NoatunError, SystemCallError } from '../errors.js';
+import { DiskFullError, ErrorCode, isNoSpaceErrno, NoatunError, SystemCallError } from '../errors.js';
 import { PAGE_BYTES } from './constants.js';
 
 /** The functions the addon exports (see native/mmap.c). */
@@ -22,6 +27,7 @@ export interface NativeMmap {
   sync(buffer: ArrayBuffer, offset: number, length: number): void;
   advise(buffer: ArrayBuffer, advice: number): void;
   discard(buffer: ArrayBuffer, from: number, to: number): boolean;
+  allocate(fd: number, offset: number, length: number): void;
   checksum(view: ArrayBufferView): Buffer;
   checksumFile(fd: number, offset: number, length: number): Buffer;
 }
@@ -108,6 +114,9 @@ export const Advice = {
 function fromSystemError(error: unknown, syscall: string, path: string): NoatunError {
   const e = error as { errno?: number; code?: string; syscall?: string; message?: string };
   const errno = typeof e.errno === 'number' ? Math.abs(e.errno) : 0;
+  if (isNoSpaceErrno(errno)) {
+    return new DiskFullError(path, `${e.syscall ?? syscall} failed (errno ${errno})`, { cause: error });
+  }
   return new SystemCallError(e.syscall ?? syscall, errno, e.code ?? e.message ?? 'unknown error', path, {
     cause: error,
   });
@@ -167,7 +176,12 @@ export class MappedFile {
       const created = size === 0;
       if (created) {
         size = roundUpToPage(Math.max(options.initialBytes, PAGE_BYTES));
-        fs.ftruncateSync(fd, size);
+        try {
+          loadNative().allocate(fd, 0, size);
+        } catch (error) {
+          fs.ftruncateSync(fd, 0); // an empty file counts as new at the next open
+          throw fromSystemError(error, 'fallocate', path);
+        }
       }
       if (size > reserveBytes) {
         throw new NoatunError(
@@ -211,8 +225,10 @@ export class MappedFile {
 
   /**
    * Grows the file to at least `minBytes` (doubling, rounded to pages, capped at the
-   * reservation). The mapping already covers the new bytes, which read as zero.
-   * Throws `VIEW_FULL` when the reservation is too small.
+   * reservation). The mapping already covers the new bytes, which read as zero; they have no
+   * blocks on disk yet (a doubling would take as much disk as the file held), so the caller
+   * {@link allocate}s what it is about to write. Throws `VIEW_FULL` when the reservation is too
+   * small.
    */
   grow(minBytes: number): void {
     this.#assertOpen();
@@ -267,6 +283,24 @@ export class MappedFile {
       return loadNative().discard(this.#buffer, from, Math.min(to, this.byteLength));
     } catch (error) {
       throw fromSystemError(error, 'madvise', this.path);
+    }
+  }
+
+  /**
+   * Gives bytes [`from`, `to`) of the file (capped at its length) their blocks on disk, rounded
+   * out to whole pages, before the caller writes there through the mapping. Cheap where they have
+   * them already. Throws `DISK_FULL` when the file system has no room (the bytes read and write as
+   * before where they had blocks).
+   */
+  allocate(from: number, to: number = this.byteLength): void {
+    this.#assertOpen();
+    const start = Math.floor(from / PAGE_BYTES) * PAGE_BYTES;
+    const end = Math.min(this.#byteLength, roundUpToPage(to));
+    if (end <= start) return;
+    try {
+      loadNative().allocate(this.#fd, start, end - start);
+    } catch (error) {
+      throw fromSystemError(error, 'fallocate', this.path);
     }
   }
 

@@ -1,0 +1,122 @@
+/**
+ * A full disk is an error, not a crash. Each scenario runs in a child process with a mount
+ * namespace of its own (`unshare --mount`, which needs root: the scenarios are skipped, and say
+ * so, where it is refused), on an 8 MiB tmpfs that it fills:
+ *
+ * - through the view (the memory map): a write into a page without a block on disk raised SIGBUS
+ *   and killed the process. Now the batch is refused with `DISK_FULL`, undone, and the database
+ *   goes on: reads see what was acknowledged, and once there is room again writes succeed in the
+ *   same session;
+ * - through the event log (LMDB): its failed commit surfaced as lmdb-js's own error, and an
+ *   unobserved rejection of lmdb-js ended the process. Now the write is refused with `DISK_FULL`,
+ *   the database refuses work until it is reopened, closes cleanly, and reopens (in the same
+ *   process) with every acknowledged event and none of the refused batch;
+ * - through `ingest`, as a peer's batches would fill it, and through replication over libp2p:
+ *   the replicator reports the failure and the process goes on; reopened with room, replication
+ *   brings the rest.
+ *
+ * After each, the reopened database holds exactly the acknowledged events (and one more written
+ * once there was room) and its view equals them.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import test, { type ExecutionContext } from 'ava';
+import { removeTempDirs, tempDir } from '../helpers/temp.js';
+
+test.after.always(removeTempDirs);
+
+const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'disk-full-child.ts');
+
+/** Whether this process may make a mount namespace and mount in it (root, or a user namespace). */
+const canMount =
+  process.platform === 'linux' &&
+  spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs -o size=1m tmpfs /mnt'], {
+    stdio: 'ignore',
+  }).status === 0;
+
+interface Report {
+  acked: number;
+  failure: string | null;
+  failureMessage: string | null;
+  readAfter: number | string;
+  writeAfterRoom: string;
+  close: string;
+  reopenedStored: number;
+  reopenedKeys: number;
+  reopenedMatches: boolean;
+  keysBelowAcked: number;
+  writeAfterReopen: string;
+  storedBeforeResume: number;
+  total: number;
+}
+
+function run(scenario: string, commitMode: string): Report {
+  const dir = tempDir('disk-full');
+  fs.mkdirSync(dir, { recursive: true });
+  const result = spawnSync(
+    'unshare',
+    ['--mount', '--propagation', 'private', process.execPath, '--import=tsx', child, dir, scenario, commitMode],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
+  if (result.status !== 0) {
+    throw new Error(`the ${scenario} child exited with ${result.status ?? result.signal}: ${result.stderr.slice(-2000)}`);
+  }
+  const line = result.stdout.trim().split('\n').at(-1)!;
+  return JSON.parse(line) as Report;
+}
+
+/**
+ * The event log met the full disk: the batch was refused, the database refused work until it was
+ * reopened, closed cleanly, and reopened with exactly the acknowledged events.
+ */
+function expectLogFilled(t: ExecutionContext, report: Report): void {
+  t.is(report.failure, 'DISK_FULL', report.failureMessage ?? '');
+  t.true(report.acked > 0);
+  t.is(report.readAfter, 'DISK_FULL');
+  t.is(report.writeAfterRoom, 'DISK_FULL');
+  t.is(report.close, 'ok');
+  t.is(report.reopenedStored, report.acked);
+  t.is(report.reopenedKeys, report.acked);
+  t.is(report.keysBelowAcked, report.acked);
+  t.true(report.reopenedMatches);
+  t.is(report.writeAfterReopen, 'ok');
+}
+
+const when = canMount ? test : test.skip;
+if (!canMount) console.log('disk-full.test.ts: skipped (needs root for a mount namespace with a small tmpfs)');
+
+for (const commitMode of ['async', 'sync']) {
+  when(`a view that fills the disk refuses the batch and goes on (${commitMode} commits)`, (t) => {
+    const report = run('view', commitMode);
+    t.is(report.failure, 'DISK_FULL', report.failureMessage ?? '');
+    t.true(report.acked > 0);
+    // Undone and still usable: the view holds exactly what was acknowledged.
+    t.is(report.readAfter, report.acked);
+    t.is(report.writeAfterRoom, 'ok');
+    t.is(report.close, 'ok');
+    t.is(report.reopenedStored, report.acked + 1);
+    t.is(report.reopenedKeys, report.acked + 1);
+    t.true(report.reopenedMatches);
+    t.is(report.writeAfterReopen, 'ok');
+  });
+
+  when(`an event log that fills the disk refuses writes until reopened, keeping what was acknowledged (${commitMode} commits)`, (t) => {
+    expectLogFilled(t, run('log', commitMode));
+  });
+}
+
+when('batches ingested from a peer that fill the disk are refused with DISK_FULL, and the database survives', (t) => {
+  expectLogFilled(t, run('ingest', 'async'));
+});
+
+when('a peer whose events fill the disk over libp2p leaves the process running; with room again, replication completes', (t) => {
+  const report = run('replicate', 'async');
+  t.is(report.failure, 'DISK_FULL', report.failureMessage ?? '');
+  t.is(report.close, 'ok');
+  t.true(report.storedBeforeResume > 0 && report.storedBeforeResume < report.total);
+  t.is(report.reopenedStored, report.total);
+  t.is(report.reopenedKeys, report.total);
+  t.true(report.reopenedMatches);
+});
