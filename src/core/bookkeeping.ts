@@ -491,6 +491,40 @@ export class EventBook implements TrackingContext {
   }
 
   /**
+   * The word of the arena where the ordinals {@link reads} lists begin; {@link readCount} of them
+   * follow. Nothing is allocated (the pruner walks these for every candidate).
+   */
+  readsAt(r: WordOffset): WordOffset {
+    const u32 = this.arena.u32;
+    if ((u32[r + Rec.EFFECT_HI_FLAGS]! & (RecFlag.READS_INLINE << FLAGS_SHIFT)) === 0) return u32[r + Rec.READS]! + 1;
+    return r + Rec.READS;
+  }
+
+  /** How many ordinals {@link reads} lists (see {@link readsAt}). */
+  readCount(r: WordOffset): number {
+    const u32 = this.arena.u32;
+    const flags = u32[r + Rec.EFFECT_HI_FLAGS]!;
+    if ((flags & (RecFlag.READS_INLINE << FLAGS_SHIFT)) === 0) {
+      const at = u32[r + Rec.READS]!;
+      return at === 0 ? 0 : u32[at]!;
+    }
+    if ((flags & (RecFlag.READ3_INLINE << FLAGS_SHIFT)) !== 0) return 3;
+    return u32[r + Rec.READS] === 0 ? 0 : u32[r + Rec.READ2] === 0 ? 1 : 2;
+  }
+
+  /** The word where the ordinals {@link victims} lists begin; {@link victimCount} of them follow. */
+  victimsAt(r: WordOffset): WordOffset {
+    return this.arena.u32[r + Rec.VICTIMS]! + 1;
+  }
+
+  /** How many ordinals {@link victims} lists (see {@link victimsAt}). */
+  victimCount(r: WordOffset): number {
+    if ((this.flagsOf(r) & (RecFlag.FAILED | RecFlag.READ3_INLINE)) !== 0) return 0;
+    const at = this.arena.u32[r + Rec.VICTIMS]!;
+    return at === 0 ? 0 : this.arena.u32[at]!;
+  }
+
+  /**
    * The ordinals of the events whose data a record's event destroyed (none for a failed event): a
    * view into the arena, valid until the next allocation or write.
    */

@@ -208,6 +208,48 @@ export class RunReader {
     return { key: this.key(i), ordinal: this.ordinal(i), envelope: this.envelope(i) };
   }
 
+  /**
+   * This run without the events `i` for which `drop[i]` is not 0, encoded as {@link encodeRun}
+   * encodes them (a run only shrinks), or undefined when none is left. Copies the bytes of the
+   * events kept, with no object per event: pruning rewrites a run this way for each event it
+   * removes.
+   */
+  without(drop: Uint8Array): Buffer | undefined {
+    let count = 0;
+    let bytes = 0;
+    for (let i = 0; i < this.count; i++) {
+      if (drop[i] !== 0) continue;
+      count++;
+      bytes += this.#dataStart + this.#end(i) - this.#start(i);
+    }
+    if (count === 0) return undefined;
+    const run = Buffer.allocUnsafe(runSize(count, bytes));
+    run.writeUInt32LE(count, 0);
+    const dataStart = HEADER_BYTES + count * ENTRY_BYTES;
+    let end = 0;
+    let k = 0;
+    // The envelopes kept are copied in stretches between the dropped ones.
+    let stretch = -1;
+    let stretchEnd = 0;
+    for (let i = 0; i <= this.count; i++) {
+      if (i === this.count || drop[i] !== 0) {
+        if (stretch >= 0) run.set(this.bytes.subarray(stretch, stretchEnd), dataStart + end - (stretchEnd - stretch));
+        stretch = -1;
+        continue;
+      }
+      const start = this.#start(i);
+      const stop = this.#dataStart + this.#end(i);
+      if (stretch < 0) stretch = start;
+      stretchEnd = stop;
+      end += stop - start;
+      const at = HEADER_BYTES + k * ENTRY_BYTES;
+      run.writeUInt32LE(this.ordinal(i), at);
+      run.writeUInt32LE(end, at + 4);
+      k++;
+    }
+    return run;
+  }
+
   /** The index of the first event whose id is ≥ `key` (`count` when none is). */
   lowerBound(key: Uint8Array): number {
     let low = 0;

@@ -852,6 +852,35 @@ export class EventLog {
     }
     let delta = 0;
     for (const { run, from, to } of groups) {
+      if (run !== undefined && run.reader.bytes.byteLength <= RUN_BYTES && removalsOnly(changes, from, to)) {
+        // Events removed from a plain run (what pruning does): its other events' bytes are copied
+        // into the one run that is left, without an entry object per event.
+        const reader = run.reader;
+        const drop = new Uint8Array(reader.count);
+        let dropped = 0;
+        for (let c = from, i = 0; c < to && i < reader.count; ) {
+          const order = reader.compareKey(i, changes[c]!.key);
+          if (order < 0) i++;
+          else if (order > 0) c++;
+          else {
+            drop[i++] = 1;
+            c++;
+            dropped++;
+          }
+        }
+        if (dropped === 0) continue;
+        this.#runs.remove(run.key);
+        const value = reader.without(drop);
+        const kept = this.#recent.size !== 0 ? ([] as RecentRun[]) : undefined;
+        if (value !== undefined) {
+          const first = reader.key(drop.indexOf(0));
+          put(first, value);
+          kept?.push({ key: Buffer.from(first), run: value });
+        }
+        if (kept !== undefined) this.#recent.replace(run.key, kept);
+        delta -= dropped;
+        continue;
+      }
       const merged = mergeRun(run?.reader, changes, from, to);
       if (run !== undefined) this.#runs.remove(run.key);
       // The runs kept in memory for packing keep mirroring the log (see #recent).
@@ -1535,6 +1564,12 @@ function loadRun(key: Uint8Array, value: Uint8Array): LoadedRun {
 function readRun(key: Uint8Array, value: Uint8Array): RunReader {
   const plain = isPacked(value) ? unpack(value, key) : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
   return new RunReader(plain, key);
+}
+
+/** Whether `changes[from, to)` only remove events. */
+function removalsOnly(changes: readonly OverlayEntry[], from: number, to: number): boolean {
+  for (let c = from; c < to; c++) if (changes[c]!.event !== null) return false;
+  return true;
 }
 
 /**

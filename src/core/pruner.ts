@@ -179,7 +179,8 @@ export class Pruner {
     const u32 = book.arena.u32;
     const r = book.find(ordinal);
     if (u32[r + Rec.READERS]! > (this.#readersInPool.get(ordinal) ?? 0)) return true;
-    for (const victim of book.victims(r)) {
+    for (let at = book.victimsAt(r), end = at + book.victimCount(r); at < end; at++) {
+      const victim = u32[at]!;
       if (!this.#pool.has(victim) && book.find(victim) !== -1) return true;
     }
     return false;
@@ -204,10 +205,12 @@ export class Pruner {
         continue;
       }
       pool.add(ordinal);
-      for (const source of book.reads(r)) {
+      for (let at = book.readsAt(r), end = at + book.readCount(r); at < end; at++) {
+        const source = u32[at]!;
         this.#readersInPool.set(source, (this.#readersInPool.get(source) ?? 0) + 1);
       }
-      for (const victim of book.victims(r)) {
+      for (let at = book.victimsAt(r), end = at + book.victimCount(r); at < end; at++) {
+        const victim = u32[at]!;
         const list = this.#destroyers.get(victim);
         if (list === undefined) this.#destroyers.set(victim, [ordinal]);
         else list.push(ordinal);
@@ -228,7 +231,9 @@ export class Pruner {
     }
     while (stack.length !== 0) {
       const ordinal = stack.pop()!;
-      for (const source of book.reads(book.find(ordinal))) {
+      const r = book.find(ordinal);
+      for (let at = book.readsAt(r), end = at + book.readCount(r); at < end; at++) {
+        const source = u32[at]!;
         if (pool.has(source) && !region.has(source) && !this.#hardBlocked(source)) {
           region.add(source);
           stack.push(source);
@@ -244,7 +249,9 @@ export class Pruner {
     // The largest subset of the region whose readers and victims are all inside it (or gone).
     const readersInside = new Map<number, number>();
     for (const ordinal of region) {
-      for (const source of book.reads(book.find(ordinal))) {
+      const r = book.find(ordinal);
+      for (let at = book.readsAt(r), end = at + book.readCount(r); at < end; at++) {
+        const source = u32[at]!;
         readersInside.set(source, (readersInside.get(source) ?? 0) + 1);
       }
     }
@@ -255,7 +262,8 @@ export class Pruner {
       const r = book.find(ordinal);
       let blocked = u32[r + Rec.READERS]! > (readersInside.get(ordinal) ?? 0);
       if (!blocked) {
-        for (const victim of book.victims(r)) {
+        for (let at = book.victimsAt(r), end = at + book.victimCount(r); at < end; at++) {
+          const victim = u32[at]!;
           if (!region.has(victim) && book.find(victim) !== -1) {
             blocked = true;
             break;
@@ -264,7 +272,8 @@ export class Pruner {
       }
       if (!blocked) continue;
       region.delete(ordinal);
-      for (const source of book.reads(r)) {
+      for (let at = book.readsAt(r), end = at + book.readCount(r); at < end; at++) {
+        const source = u32[at]!;
         readersInside.set(source, readersInside.get(source)! - 1);
         if (region.has(source)) work.push(source);
       }
@@ -274,7 +283,9 @@ export class Pruner {
       pool.delete(ordinal);
       this.#destroyers.delete(ordinal);
       this.#readersInPool.delete(ordinal);
-      for (const source of book.reads(book.find(ordinal))) {
+      const r = book.find(ordinal);
+      for (let at = book.readsAt(r), end = at + book.readCount(r); at < end; at++) {
+        const source = u32[at]!;
         const left = (this.#readersInPool.get(source) ?? 1) - 1;
         if (left === 0) this.#readersInPool.delete(source);
         else this.#readersInPool.set(source, left);

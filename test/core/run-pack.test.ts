@@ -4,7 +4,7 @@
  */
 import * as zlib from 'node:zlib';
 import test from 'ava';
-import { concatRuns, encodeRun, type RunEntry } from '../../src/core/log-run.js';
+import { concatRuns, encodeRun, type RunEntry, RunReader } from '../../src/core/log-run.js';
 import { Codec, isPacked, pack, PACK_CODEC, PACK_HEADER_BYTES, unpack } from '../../src/core/run-pack.js';
 import { ErrorCode, NoatunError } from '../../src/errors.js';
 import { prng } from '../helpers/temp.js';
@@ -34,6 +34,21 @@ test('runs put together are the run of all their events', (t) => {
   const runs = cuts.slice(1).map((to, i) => encodeRun(entries, cuts[i]!, to));
   t.deepEqual(concatRuns(runs), encodeRun(entries));
   t.deepEqual(concatRuns([runs[2]!]), runs[2]);
+});
+
+test('a run without some of its events is the run of the others', (t) => {
+  const entries = someEntries(40, 9).map((entry, i) => ({ ...entry, envelope: entry.envelope.subarray(0, 17 + (i % 13)) }));
+  const reader = new RunReader(encodeRun(entries), KEY);
+  const random = prng(11);
+  for (let round = 0; round < 200; round++) {
+    // Dropped at random, in stretches, at either end, all or none.
+    const share = [0, 0.1, 0.5, 0.9, 1][round % 5]!;
+    const drop = Uint8Array.from(entries, () => (random() < share ? 1 : 0));
+    const kept = entries.filter((_, i) => drop[i] === 0);
+    const run = reader.without(drop);
+    if (kept.length === 0) t.is(run, undefined);
+    else t.deepEqual(run, encodeRun(kept));
+  }
 });
 
 /** `bytes` with a little-endian u32 written at `at`. */
