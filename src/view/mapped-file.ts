@@ -28,6 +28,8 @@ export interface NativeMmap {
   advise(buffer: ArrayBuffer, advice: number): void;
   discard(buffer: ArrayBuffer, from: number, to: number): boolean;
   allocate(fd: number, offset: number, length: number): void;
+  /** Absent from a build of an older source (a stale `build/`): callers fall back to JavaScript. */
+  verifyIds?(all: Uint8Array, table: Uint32Array, count: number): number;
   checksum(view: ArrayBufferView): Buffer;
   checksumFile(fd: number, offset: number, length: number): Buffer;
 }
@@ -70,6 +72,17 @@ export function loadAddon(packageRoot: string): NativeMmap {
 function loadNative(): NativeMmap {
   native ??= loadAddon(PACKAGE_ROOT);
   return native;
+}
+
+/**
+ * Checks the ids of `count` envelopes lying in `all` in one native call (see `verifyIds` in
+ * native/mmap.c): row i of `table` holds where envelope i starts in `all`, where its payload starts
+ * and the payload's length. Returns the index of the first envelope whose id is not its content's
+ * hash, -1 when all are right, or undefined where the addon cannot (the caller checks each in JS).
+ */
+export function verifyIds(all: Uint8Array, table: Uint32Array, count: number): number | undefined {
+  const addon = loadNative();
+  return addon.verifyIds === undefined ? undefined : addon.verifyIds(all, table, count);
 }
 
 /**

@@ -78,6 +78,46 @@ test('trailing bytes and an unknown version are refused with BAD_FRAME', (t) => 
   t.is((t.throws(() => decodeEnvelope(versioned)) as NoatunError).code, 'BAD_FRAME');
 });
 
+testProp(
+  'a batch is refused exactly when one of its ids is not its hash, the first such named (native check against JavaScript)',
+  [
+    fc.array(fc.tuple(fc.uint8Array({ maxLength: 120 }), fc.nat({ max: 2 })), { minLength: 1, maxLength: 8 }),
+    fc.nat(),
+    fc.nat(),
+    fc.integer({ min: 1, max: 255 }),
+  ],
+  (t, samples, which, where, flip) => {
+    const inputs = samples.map(([payload, parents]) => encodeEnvelope(sample(payload, parents)));
+    // One byte of one envelope changed: of its id, salt or payload (hashed), or of its parents (not).
+    const target = inputs[which % inputs.length]!;
+    const at = 1 + (where % (target.length - 1));
+    target[at]! ^= flip;
+    let expected: string | undefined;
+    for (const bytes of inputs) {
+      try {
+        decodeEnvelope(bytes);
+      } catch (error) {
+        expected = (error as NoatunError).code;
+        break;
+      }
+    }
+    const outcome = (() => {
+      try {
+        decodeEnvelopes(inputs);
+        return undefined;
+      } catch (error) {
+        return (error as NoatunError).code;
+      }
+    })();
+    t.is(outcome, expected);
+    if (expected === 'FORGED_ID') {
+      const message = (t.throws(() => decodeEnvelopes(inputs)) as Error).message;
+      t.true(message.includes(envelopeIdOf(target).toString()), message);
+    }
+  },
+  { numRuns: 500 },
+);
+
 test('changing any payload or salt byte is refused with FORGED_ID', (t) => {
   const bytes = encodeEnvelope(sample(new Uint8Array([10, 20, 30]), 0));
   for (const at of [17, 20, 24, bytes.length - 1, bytes.length - 3]) {
