@@ -106,7 +106,7 @@ testProp(
         decodeEnvelopes(inputs);
         return undefined;
       } catch (error) {
-        return (error as NoatunError).code;
+        return (error as NoatunError).code as string;
       }
     })();
     t.is(outcome, expected);
