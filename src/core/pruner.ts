@@ -15,6 +15,7 @@
  * blocked ones they may release, never at the whole table.
  */
 import { type EventBook, Rec } from './bookkeeping.js';
+import { OrdinalCounts } from './ordinal-counts.js';
 
 /**
  * A binary min-heap of (time, ordinal) pairs, in typed arrays: an open rebuilds it from every
@@ -108,17 +109,19 @@ class TimeHeap {
   }
 }
 
+const NONE: readonly number[] = [];
+
 /** The incremental pruning decision (see the module comment). */
 export class Pruner {
   readonly #book: EventBook;
   /** Events whose uses reached 0, by the time they did (may hold stale entries: re-checked). */
   readonly #zeroed = new TimeHeap();
   /** Blocked candidates. */
-  readonly #pool = new Set<number>();
+  readonly #pool = new OrdinalCounts();
   /** For a victim: the pooled tombstones that destroyed its data. */
   readonly #destroyers = new Map<number, number[]>();
   /** For a source: how many of its readers are pooled. */
-  readonly #readersInPool = new Map<number, number>();
+  readonly #readersInPool = new OrdinalCounts();
   /**
    * The records have not been read since the last {@link reset}. Reading them walks every record
    * (a million for a million stored events), so it waits until a cutoff step needs the candidates:
@@ -178,7 +181,7 @@ export class Pruner {
     const book = this.#book;
     const u32 = book.arena.u32;
     const r = book.find(ordinal);
-    if (u32[r + Rec.READERS]! > (this.#readersInPool.get(ordinal) ?? 0)) return true;
+    if (u32[r + Rec.READERS]! > this.#readersInPool.get(ordinal)) return true;
     for (let at = book.victimsAt(r), end = at + book.victimCount(r); at < end; at++) {
       const victim = u32[at]!;
       if (!this.#pool.has(victim) && book.find(victim) !== -1) return true;
@@ -204,10 +207,10 @@ export class Pruner {
         this.#zeroed.push(book.effectTime(r), ordinal);
         continue;
       }
-      pool.add(ordinal);
+      pool.add(ordinal, 1);
       for (let at = book.readsAt(r), end = at + book.readCount(r); at < end; at++) {
         const source = u32[at]!;
-        this.#readersInPool.set(source, (this.#readersInPool.get(source) ?? 0) + 1);
+        this.#readersInPool.add(source, 1);
       }
       for (let at = book.victimsAt(r), end = at + book.victimCount(r); at < end; at++) {
         const victim = u32[at]!;
@@ -239,7 +242,7 @@ export class Pruner {
           stack.push(source);
         }
       }
-      for (const destroyer of this.#destroyers.get(ordinal) ?? []) {
+      for (const destroyer of this.#destroyers.get(ordinal) ?? NONE) {
         if (pool.has(destroyer) && !region.has(destroyer) && !this.#hardBlocked(destroyer)) {
           region.add(destroyer);
           stack.push(destroyer);
@@ -277,7 +280,7 @@ export class Pruner {
         readersInside.set(source, readersInside.get(source)! - 1);
         if (region.has(source)) work.push(source);
       }
-      for (const destroyer of this.#destroyers.get(ordinal) ?? []) if (region.has(destroyer)) work.push(destroyer);
+      for (const destroyer of this.#destroyers.get(ordinal) ?? NONE) if (region.has(destroyer)) work.push(destroyer);
     }
     for (const ordinal of region) {
       pool.delete(ordinal);
@@ -286,9 +289,7 @@ export class Pruner {
       const r = book.find(ordinal);
       for (let at = book.readsAt(r), end = at + book.readCount(r); at < end; at++) {
         const source = u32[at]!;
-        const left = (this.#readersInPool.get(source) ?? 1) - 1;
-        if (left === 0) this.#readersInPool.delete(source);
-        else this.#readersInPool.set(source, left);
+        this.#readersInPool.add(source, -1);
       }
     }
     return [...region];
