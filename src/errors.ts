@@ -164,6 +164,17 @@ export function isNoSpaceErrno(errno: number): boolean {
   return NO_SPACE_ERRNOS.has(errno);
 }
 
+/**
+ * `error` (a Node system error: `code` 'ENOSPC' or 'EDQUOT', or such an errno) as a
+ * {@link DiskFullError} about `path`; undefined when it is not about a full file system.
+ */
+export function diskFullFrom(error: unknown, path: string): DiskFullError | undefined {
+  const e = error as { code?: unknown; errno?: unknown; message?: unknown } | null;
+  const full =
+    e?.code === 'ENOSPC' || e?.code === 'EDQUOT' || (typeof e?.errno === 'number' && isNoSpaceErrno(Math.abs(e.errno)));
+  return full ? new DiskFullError(path, String(e?.message ?? error), { cause: error }) : undefined;
+}
+
 /** A write found no room on the file system ({@link ErrorCode.DISK_FULL}). */
 export class DiskFullError extends NoatunError {
   /** The file that could not grow or be written. */

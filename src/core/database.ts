@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ErrorCode, NoatunError } from '../errors.js';
+import { diskFullFrom, ErrorCode, NoatunError } from '../errors.js';
 import { DEFAULT_MAX_JOURNAL_BYTES, DEFAULT_MAX_VIEW_BYTES } from '../view/constants.js';
 import { type InspectOptions, inspectView, type ObjectNode } from '../view/inspect.js';
 import type { ObjectSchema, View } from '../view/schema.js';
@@ -209,6 +209,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     fs.mkdirSync(options.path, { recursive: true });
     const releaseLock = lockDirectory(options.path);
     let log: EventLog | undefined;
+    let view: MaterializedView<R> | undefined;
     try {
       const onProgress = options.onProgress;
       log = await EventLog.open(
@@ -239,7 +240,6 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         view.arena.u8.set(logId, EngineWord.LOG_ID * 4);
         return view;
       };
-      let view: MaterializedView<R> | undefined;
       let openedBy: DatabaseStats['openedBy'] = 'clean-load';
       let schemaChanged = false;
       try {
@@ -287,9 +287,17 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       db.#advanceCutoff();
       return db;
     } catch (error) {
-      await log?.close();
-      releaseLock();
-      throw error;
+      // The error that stopped the open is the one reported (closing may meet it again: a full
+      // disk), and the directory is unlocked whatever happens.
+      try {
+        view?.close();
+        await log?.close();
+      } catch {
+        // (reported above)
+      } finally {
+        releaseLock();
+      }
+      throw diskFullFrom(error, options.path) ?? error;
     }
   }
 

@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ErrorCode, NoatunError } from '../errors.js';
+import { diskFullFrom, ErrorCode, NoatunError } from '../errors.js';
 
 const openHere = new Set<string>();
 
@@ -40,6 +40,12 @@ export function lockDirectory(directory: string): () => void {
         }
       };
     } catch (error) {
+      const full = diskFullFrom(error, file);
+      if (full !== undefined) {
+        // The file may have been made, empty: it would only be taken over at the next open.
+        fs.rmSync(file, { force: true });
+        throw full;
+      }
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const owner = Number.parseInt(fs.readFileSync(file, 'utf8'), 10);
       if (Number.isInteger(owner) && owner !== process.pid && alive(owner)) {

@@ -13,7 +13,9 @@
  *   process) with every acknowledged event and none of the refused batch;
  * - through `ingest`, as a peer's batches would fill it, and through replication over libp2p:
  *   the replicator reports the failure and the process goes on; reopened with room, replication
- *   brings the rest.
+ *   brings the rest;
+ * - at open, on a file system already full or nearly (96 KiB left): refused with `DISK_FULL`, the
+ *   directory left unlocked, so that it opens once there is room.
  *
  * After each, the reopened database holds exactly the acknowledged events (and one more written
  * once there was room) and its view equals them.
@@ -50,6 +52,9 @@ interface Report {
   writeAfterReopen: string;
   storedBeforeResume: number;
   total: number;
+  openWhenFull: string;
+  openWhenNearlyFull: string;
+  storedAfterRoom: number;
 }
 
 function run(scenario: string, commitMode: string): Report {
@@ -119,4 +124,12 @@ when('a peer whose events fill the disk over libp2p leaves the process running; 
   t.is(report.reopenedStored, report.total);
   t.is(report.reopenedKeys, report.total);
   t.true(report.reopenedMatches);
+});
+
+when('opening a database on a full file system is refused with DISK_FULL, and it opens once there is room', (t) => {
+  const report = run('open', 'async');
+  t.is(report.openWhenFull, 'DISK_FULL');
+  // With a little room: the lock is taken, then the log or the view finds none.
+  t.is(report.openWhenNearlyFull, 'DISK_FULL');
+  t.is(report.storedAfterRoom, 1);
 });
