@@ -221,6 +221,8 @@ export class Inbox {
     // An initial copy or gossip brings ids above everything stored: those need no lookup.
     const highest = host.highestStored();
     this.#highest = highest;
+    // What isTooNew refuses, with the clock read once for the batch.
+    const latest = host.now() + this.maxClockSkewMs;
     let duplicates = 0;
     let parked = 0;
     let tooNew = 0;
@@ -247,7 +249,7 @@ export class Inbox {
         }
         continue;
       }
-      if (this.isTooNew(envelope.id.timestamp)) {
+      if (envelope.id.timestamp > latest) {
         tooNew++;
         continue;
       }
