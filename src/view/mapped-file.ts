@@ -54,9 +54,10 @@ let native: NativeMmap | undefined;
  */
 export function loadAddon(packageRoot: string): NativeMmap {
   const require = createRequire(import.meta.url);
+  let addon: NativeMmap;
   try {
     const load = require('node-gyp-build') as AddonLoader;
-    return load(packageRoot) as NativeMmap;
+    addon = load(packageRoot) as NativeMmap;
   } catch (cause) {
     throw new NoatunError(
       ErrorCode.NATIVE_ADDON_UNAVAILABLE,
@@ -67,6 +68,28 @@ export function loadAddon(packageRoot: string): NativeMmap {
       { cause },
     );
   }
+  return assertComplete(addon);
+}
+
+/** What the addon must export (`verifyIds` may be missing: its callers fall back to JavaScript). */
+const REQUIRED_FUNCTIONS = ['map', 'extend', 'unmap', 'sync', 'advise', 'discard', 'allocate', 'checksum', 'checksumFile'] as const;
+
+/**
+ * `addon` if it exports every function this source calls; else `NATIVE_ADDON_UNAVAILABLE`, naming
+ * what is missing. A local build of an older source wins over a newer prebuilt binary (see
+ * {@link loadAddon}) and lacks what came since: without this check the first call of it would
+ * fail deep inside a write.
+ */
+export function assertComplete(addon: NativeMmap): NativeMmap {
+  const missing = REQUIRED_FUNCTIONS.filter((name) => typeof addon[name] !== 'function');
+  if (missing.length !== 0) {
+    throw new NoatunError(
+      ErrorCode.NATIVE_ADDON_UNAVAILABLE,
+      `Noatun's native addon was built from an older source (it has no ${missing.join(', ')}): rebuild it with ` +
+        '`npm run build:native` in a checkout, or `npm rebuild noatun` where the package is installed',
+    );
+  }
+  return addon;
 }
 
 function loadNative(): NativeMmap {

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import test from 'ava';
 import { ErrorCode, NoatunError, SystemCallError } from '../../src/errors.js';
-import { Advice, checksum, checksumFile, loadAddon, MappedFile } from '../../src/view/mapped-file.js';
+import { Advice, assertComplete, checksum, checksumFile, loadAddon, MappedFile, type NativeMmap } from '../../src/view/mapped-file.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
 test.after.always(removeTempDirs);
@@ -28,6 +28,22 @@ test('a prebuilt addon that does not load fails with NATIVE_ADDON_UNAVAILABLE, n
   fs.writeFileSync(path.join(folder, 'not-noatun.node'), 'not a shared object');
   const error = t.throws(() => loadAddon(root), { instanceOf: NoatunError });
   t.is(error?.code, ErrorCode.NATIVE_ADDON_UNAVAILABLE);
+});
+
+test('an addon built from an older source is refused with NATIVE_ADDON_UNAVAILABLE, naming what it lacks', (t) => {
+  const complete = loadAddon(path.resolve(import.meta.dirname, '../..'));
+  t.is(assertComplete(complete), complete);
+  // The addon's functions are not enumerable: copies are made by name.
+  const without = (name: string) => {
+    const names = ['map', 'extend', 'unmap', 'sync', 'advise', 'discard', 'allocate', 'checksum', 'checksumFile', 'verifyIds'];
+    return Object.fromEntries(names.filter((n) => n !== name).map((n) => [n, complete[n as keyof NativeMmap]])) as unknown as NativeMmap;
+  };
+  t.notThrows(() => assertComplete(without('none')));
+  const error = t.throws(() => assertComplete(without('allocate')), { instanceOf: NoatunError });
+  t.is(error?.code, ErrorCode.NATIVE_ADDON_UNAVAILABLE);
+  t.regex(error?.message ?? '', /has no allocate\).*npm run build:native/);
+  // Without the batch check of ids it still loads: envelopes are checked in JavaScript then.
+  t.notThrows(() => assertComplete(without('verifyIds')));
 });
 
 test('a file grows inside its reservation without remapping, and the new bytes read as zero', (t) => {
