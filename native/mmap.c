@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 // One mapping and the ArrayBuffers over it. The address space is unmapped by whichever comes
@@ -336,8 +337,18 @@ static napi_value Allocate(napi_env env, napi_callback_info info) {
     return throw_usage(env, "allocate(fd, offset, length) expects non-negative numbers");
   }
   if (length == 0) return NULL;
+#if defined(__APPLE__)
+  // macOS has no posix_fallocate: the file only grows to the range's end there (its blocks are
+  // found when written, as before).
+  struct stat st;
+  if (fstat(fd, &st) != 0) return throw_syscall(env, "fstat", errno);
+  if (st.st_size < offset + length && ftruncate(fd, (off_t)(offset + length)) != 0) {
+    return throw_syscall(env, "ftruncate", errno);
+  }
+#else
   int err = posix_fallocate(fd, (off_t)offset, (off_t)length);
   if (err != 0) return throw_syscall(env, "fallocate", err);
+#endif
   return NULL;
 }
 
