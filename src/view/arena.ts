@@ -174,8 +174,8 @@ export class Arena {
     this.top = HEADER_WORDS;
     const root = this.top;
     this.top += (options.rootWords + 1) & ~1;
-    if (this.top > this.capacity) this.#growTo(this.top);
-    this.file.allocate(0, this.top * WORD_BYTES);
+    // (The new file's first 64 KiB have their blocks: only a larger root needs more.)
+    if (this.top > this.capacity) this.#allocateTo(this.top);
     this.u32[Header.ROOT] = root;
     this.u32[Header.TOP] = this.top;
   }
