@@ -152,3 +152,88 @@ when('a view reopened after its undo history slid (journal pages given back) fil
   t.true(report.journalHoleBytes > 0, 'the journal gave pages back before the reopen');
   expectViewFilled(t, report, true);
 });
+
+interface SweepStep {
+  spare: number;
+  operation: string;
+  rebuilds: number;
+  marker?: string;
+  afterRoom?: string;
+  close?: string;
+  reopen?: string;
+  viewWrong: string[];
+  stored: number;
+  storedIs: 'before' | 'after' | 'neither';
+}
+
+interface SweepReport {
+  operation: string;
+  before: number;
+  after: number;
+  steps: SweepStep[];
+}
+
+function sweep(operation: string): SweepReport {
+  const dir = tempDir('disk-full-sweep');
+  fs.mkdirSync(dir, { recursive: true });
+  const result = spawnSync('unshare', ['--mount', '--propagation', 'private', process.execPath, '--import=tsx', sweepChild, dir, operation], {
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  if (result.status !== 0) {
+    throw new Error(`the ${operation} sweep exited with ${result.status ?? result.signal}: ${result.stderr.slice(-2000)}`);
+  }
+  return JSON.parse(result.stdout.trim().split('\n').at(-1)!) as SweepReport;
+}
+
+const sweepChild = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'disk-full-sweep-child.ts');
+
+/**
+ * Every size of the sweep: the operation and the write after it either succeeded or were refused
+ * with DISK_FULL (nothing else, no crash), the database closed, and reopened with room it held the
+ * stored set from before or after the operation and the view those events give.
+ */
+function expectSweep(t: ExecutionContext, report: SweepReport): void {
+  t.true(report.steps.length >= 2, 'the sweep ran');
+  for (const step of report.steps) {
+    const at = `with ${step.spare} bytes left: ${JSON.stringify(step)}`;
+    t.true(['ok', 'DISK_FULL'].includes(step.operation), at);
+    if (step.marker !== undefined) t.true(['ok', 'DISK_FULL'].includes(step.marker), at);
+    if (step.close !== undefined) t.is(step.close, 'ok', at);
+    t.is(step.reopen, undefined, at);
+    t.deepEqual(step.viewWrong, [], at);
+    t.not(step.storedIs, 'neither', at);
+  }
+  // It went on until the operation had room to finish, twice.
+  const last = report.steps.slice(-2);
+  t.true(
+    last.every((step) => step.operation === 'ok' && step.marker === 'ok'),
+    JSON.stringify(last),
+  );
+}
+
+when('a compaction that meets a full disk at any point is refused with DISK_FULL; reopened with room, nothing is lost', (t) => {
+  const report = sweep('compact');
+  expectSweep(t, report);
+  const refused = report.steps.filter((step) => step.operation === 'DISK_FULL');
+  t.true(refused.length >= 5, `the disk filled during the rebuild at ${refused.length} sizes`);
+  for (const step of report.steps) t.is(step.rebuilds, 1);
+  for (const step of report.steps) t.is(step.storedIs, 'before');
+});
+
+when('rebuilding a missing view at open on a full disk is refused with DISK_FULL at any point, and succeeds once there is room', (t) => {
+  const report = sweep('rebuild');
+  expectSweep(t, report);
+  t.true(report.steps.filter((step) => step.operation === 'DISK_FULL').length >= 5);
+  for (const step of report.steps) t.is(step.storedIs, 'before');
+});
+
+when('a pruning pass on a full disk completes, and the pruned database reopens with the same view', (t) => {
+  const report = sweep('prune');
+  expectSweep(t, report);
+  t.true(report.after < report.before, 'the pass pruned');
+  // With no room at all: pruning only frees (log pages it deletes, view records it drops).
+  t.is(report.steps[0]!.spare, 0);
+  t.is(report.steps[0]!.operation, 'ok');
+  t.is(report.steps[0]!.storedIs, 'after');
+});
