@@ -918,7 +918,8 @@ export class EventLog {
    * Packs, in the background, the runs whose events are all before `time` (the cutoff: events
    * there are final, so their runs rarely change again): plain runs in id order are merged by
    * {@link PACK_BYTES} and compressed (see `run-pack.ts`). The horizon never moves back. Each pack
-   * is compressed on Node's thread pool and written with the next commit (see {@link #takePacks}).
+   * is compressed in a step of its own between events (a setImmediate turn, about 15 µs for a
+   * pack) and written with the next commit (see {@link #takePacks}).
    */
   packBefore(time: number): void {
     // (An id's time is below 2^48: a nominal cutoff past it, a test's clock far in the future,
@@ -1007,7 +1008,7 @@ export class EventLog {
     if (sources.length !== 0) {
       const plain = concatRuns(sources.map((source) => source.value));
       this.#claims.add(stretch);
-      packed = await new Promise<Buffer | undefined>((resolve) => pack(plain, resolve));
+      packed = pack(plain);
       if (packed === undefined) this.#forgetClaim(stretch);
       if (this.#closed || this.#failure !== undefined) return false;
     }

@@ -57,7 +57,7 @@ function withUInt32(bytes: Buffer, at: number, value: number): Buffer {
   return bytes;
 }
 
-const packed = (plain: Buffer): Promise<Buffer | undefined> => new Promise((resolve) => pack(plain, resolve));
+const packed = async (plain: Buffer): Promise<Buffer | undefined> => pack(plain);
 
 test('a packed run unpacks to the plain run it was made of', async (t) => {
   const plain = plainRun(300, 1);
