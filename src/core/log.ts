@@ -918,8 +918,8 @@ export class EventLog {
    * Packs, in the background, the runs whose events are all before `time` (the cutoff: events
    * there are final, so their runs rarely change again): plain runs in id order are merged by
    * {@link PACK_BYTES} and compressed (see `run-pack.ts`). The horizon never moves back. Each pack
-   * is compressed in a step of its own between events (a setImmediate turn, about 15 µs for a
-   * pack) and written with the next commit (see {@link #takePacks}).
+   * is compressed in a step of its own between events (a setImmediate turn, about 30 µs for a
+   * pack of 32 KiB) and written with the next commit (see {@link #takePacks}).
    */
   packBefore(time: number): void {
     // (An id's time is below 2^48: a nominal cutoff past it, a test's clock far in the future,

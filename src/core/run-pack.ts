@@ -51,9 +51,9 @@ export function isPacked(value: Uint8Array): boolean {
  * when compressing failed or saved less than an eighth (the run stays plain).
  *
  * Not on Node's thread pool: a one-shot asynchronous compression makes a compression context per
- * call, and starting it took the main thread longer (56 µs for 64 KiB with zstd) than the whole
- * synchronous compression does (28 µs), besides 250 µs of the pool's CPU against 37 (BENCHMARKS.md,
- * run T).
+ * call. Starting one took the main thread about as long (30–45 µs for 32 KiB with zstd) as the
+ * whole synchronous compression does (28 µs), and the pool then spent about 220 µs of CPU on it
+ * against 35 µs in all for the synchronous one (BENCHMARKS.md, run T).
  */
 export function pack(plain: Buffer): Buffer | undefined {
   let compressed: Buffer;
