@@ -14,7 +14,7 @@ export interface GossipBatch {
 
 /** The queue; see the module comment. */
 export class GossipQueue {
-  readonly #batches = new Map<string, Uint8Array[]>();
+  #batches = new Map<string, Uint8Array[]>();
   #bytes = 0;
   /** Envelopes dropped for lack of room. */
   dropped = 0;
@@ -35,7 +35,9 @@ export class GossipQueue {
   /** Takes everything queued, one batch per sender. */
   drain(): GossipBatch[] {
     const batches = [...this.#batches].map(([from, envelopes]) => ({ from, envelopes }));
-    this.#batches.clear();
+    // A new map, not clear(): the table clear() leaves behind keeps the envelopes alive through
+    // minor collections once it is in the old generation (see EventLog's overlay).
+    this.#batches = new Map();
     this.#bytes = 0;
     return batches;
   }

@@ -106,7 +106,7 @@ export class Relay {
   readonly #offers = new Map<string, Uint8Array[]>();
   #offerTimer: NodeJS.Timeout | undefined;
   /** Ids to ask for at the end of this turn, per neighbour. */
-  readonly #asks = new Map<string, Uint8Array[]>();
+  #asks = new Map<string, Uint8Array[]>();
   #askScheduled = false;
   /** Ids asked for, in the order of their next try, and how many each neighbour offered first. */
   readonly #wanted = new Map<string, Wanted>();
@@ -318,7 +318,8 @@ export class Relay {
       for (const [to, ids] of this.#asks) {
         for (let at = 0; at < ids.length; at += MAX_IDS_PER_FRAME) this.#host.send(to, idsFrame(FrameType.WANT, ids.slice(at, at + MAX_IDS_PER_FRAME)));
       }
-      this.#asks.clear();
+      // A new map, not clear() (see GossipQueue.drain).
+      this.#asks = new Map();
     });
   }
 
