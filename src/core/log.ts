@@ -806,7 +806,7 @@ export class EventLog {
       // A new map, not clear(): V8's clear() gives the map a new table and leaves the old one with
       // its entries (for iterators). Once that table is in the old generation it is garbage only a
       // major collection finds, and minor ones keep what its slots point to alive: with clear(),
-      // 7–8 MB survived each scavenge of the warehouse's writes, 1.4–1.6 MB with a new map
+      // 7–8 MB survived each scavenge of the warehouse's writes, 1.3–1.6 MB with a new map
       // (BENCHMARKS.md, run T).
       this.#overlay = new Map();
       entries.length = 0;

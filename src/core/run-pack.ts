@@ -51,9 +51,9 @@ export function isPacked(value: Uint8Array): boolean {
  * when compressing failed or saved less than an eighth (the run stays plain).
  *
  * Not on Node's thread pool: a one-shot asynchronous compression makes a compression context per
- * call. Starting one took the main thread about as long (30–45 µs for 32 KiB with zstd) as the
- * whole synchronous compression does (28 µs), and the pool then spent about 220 µs of CPU on it
- * against 35 µs in all for the synchronous one (BENCHMARKS.md, run T).
+ * call. Starting one took the main thread about as long (31–46 µs for 32 KiB with zstd) as the
+ * whole synchronous compression does (28–38 µs), and the pool then spent 204–233 µs of CPU on it
+ * against 33–48 µs in all for the synchronous one (BENCHMARKS.md, run T).
  */
 export function pack(plain: Buffer): Buffer | undefined {
   let compressed: Buffer;
