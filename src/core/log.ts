@@ -1016,7 +1016,6 @@ export class EventLog {
       this.#claims.add(stretch);
       packed = pack(plain);
       if (packed === undefined) this.#forgetClaim(stretch);
-      if (this.#closed || this.#failure !== undefined) return false;
     }
     // Nothing worth packing (one large event's run, or runs that do not compress) behind the
     // frontier: nothing to write.
@@ -1423,7 +1422,8 @@ export class EventLog {
     this.#closed = true;
     try {
       await this.#lastWrite;
-      // A pack still being compressed is waited for, and dropped (see #packStep).
+      // The last pack step's promise settles (steps compress synchronously, and none starts once
+      // the log is closed: packs ready before the commit above went with it).
       await this.#packWork;
       await this.#env.flushed;
     } catch (error) {
