@@ -61,7 +61,6 @@ export function noatunWarehouse(options: { autoPrune: boolean; inFlight?: number
   const dir = benchDir('noatun');
   let db: Database<WarehouseTask, typeof Warehouse>;
   let now = Date.UTC(2025, 0, 1);
-  const queue: number[] = [];
   const inFlight = options.inFlight ?? 1;
   const pending: Promise<unknown>[] = [];
   return {
@@ -95,8 +94,7 @@ export function noatunWarehouse(options: { autoPrune: boolean; inFlight?: number
       return db.read((root) => {
         const boxes = root.boxes;
         let total = 0;
-        queue.length = 0;
-        queue.push(start);
+        const queue = [start];
         for (let i = 0; i < queue.length; i++) {
           const box = boxes.get(queue[i]!)!;
           total += box.articles.get(article) ?? 0;

@@ -7,7 +7,6 @@
  * projection carries on: every peer that applies the same events ends in the same state.
  */
 import { ErrorCode, NoatunError } from '../errors.js';
-import type { Arena } from '../view/arena.js';
 import { Header } from '../view/arena.js';
 import type { JournalMark } from '../view/journal.js';
 import type { ObjectSchema, View } from '../view/schema.js';
@@ -200,10 +199,6 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     this.#pruneHistory = log.getMeta<PruneStep[]>(META_PRUNE_HISTORY) ?? [];
   }
 
-  get #arena(): Arena {
-    return this.view.arena;
-  }
-
 
   /**
    * Applies one stored event at the end of the view. A failing apply is rolled back and recorded
@@ -258,7 +253,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
       if ((book.flagsOf(r) & RecFlag.FAILED) !== 0) failed.push(r);
     });
     const ids = this.#idsOf(failed);
-    const u32 = this.#arena.u32;
+    const u32 = this.view.arena.u32;
     const out = failed.map((r, i): ApplyFailure => ({ id: MessageId.fromBytes(ids[i]!), ordinal: u32[r]!, error: book.failureOf(r) }));
     return out.sort((a, b) => MessageId.compare(a.id, b.id));
   }
@@ -270,7 +265,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
    */
   #idsOf(records: readonly number[]): Uint8Array[] {
     const book = this.book;
-    const u32 = this.#arena.u32;
+    const u32 = this.view.arena.u32;
     const prefixes = new Uint8Array(records.length * RECORD_ID_BYTES);
     const ordinals = new Uint32Array(records.length);
     for (let i = 0; i < records.length; i++) {
@@ -304,8 +299,8 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     this.#ensureHistory();
     if (batch === undefined) return this.#project(added, onProgress);
     // All or nothing: on any failure the view is restored to what it was before the batch.
-    const before = this.#arena.position;
-    const topBefore = this.#arena.top;
+    const before = this.view.arena.position;
+    const topBefore = this.view.arena.top;
     const beforeMax = this.appliedMax;
     this.#late = undefined;
     if (batch.strict) this.#strict = added;
@@ -372,7 +367,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
 
   /** What the events since journal position `before` wrote (see {@link BatchImprint}). */
   #imprint(before: JournalMark, topBefore: number): BatchImprint {
-    const arena = this.#arena;
+    const arena = this.view.arena;
     // The first segment holds what was written before the first event's mark: nothing.
     const events = arena.changesSince(before).slice(1);
     return { events, top: arena.top, fresh: arena.u32.slice(topBefore, arena.top) };
@@ -411,7 +406,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     }
     if (successor === undefined) return this.#applyFrom(first.key);
     this.#ensureHistory();
-    const mark = this.#arena.findMark(successor.ordinal);
+    const mark = this.view.arena.findMark(successor.ordinal);
     if (mark === -1) {
       this.#late = { mark, successor: successor.key, undone: [] };
       this.rebuild(onProgress);
@@ -432,7 +427,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
    * before the oldest kept event might still rewind.
    */
   landsBeforeHistory(key: Uint8Array): boolean {
-    const journal = this.#arena.journal;
+    const journal = this.view.arena.journal;
     const first = journal.firstMarkFrom(journal.oldest);
     if (first === -1) return true;
     const r = this.book.find(journal.words[journal.physical(first)]!);
@@ -454,7 +449,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
    * older than what is kept forces a rebuild instead.
    */
   forgetHistoryBefore(time: number): void {
-    const arena = this.#arena;
+    const arena = this.view.arena;
     this.#ensureHistory(); // (before the journal changes: see project)
     let first: StoredEvent | undefined;
     for (const stored of this.#log.range(idFloor(time))) {
@@ -480,19 +475,19 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
    * pruning, where the cutoff never trims) keep a bounded journal this way.
    */
   trimHistory(maxBytes: number): void {
-    const journal = this.#arena.journal;
+    const journal = this.view.arena.journal;
     if (journal.byteLength <= maxBytes) return;
     this.#ensureHistory();
     const keepFrom = journal.position - Math.floor(maxBytes / 4);
     const mark = journal.firstMarkFrom(keepFrom);
-    this.#arena.truncateBefore(mark === -1 ? this.#arena.position : mark);
+    this.view.arena.truncateBefore(mark === -1 ? this.view.arena.position : mark);
     this.#trimPruneHistory();
   }
 
   /** Undoes the event `stored` (already removed from the log) and re-applies what followed it. */
   unapply(stored: StoredEvent, onProgress?: ProgressCallback): void {
     this.#ensureHistory();
-    const mark = this.#arena.findMark(stored.ordinal);
+    const mark = this.view.arena.findMark(stored.ordinal);
     if (mark === -1) {
       this.rebuild(onProgress);
       return;
@@ -521,7 +516,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     if (ordinals.length === 0) return [];
     this.#ensureHistory(); // (before the journal changes: see project)
     const book = this.book;
-    const position = this.#arena.position;
+    const position = this.view.arena.position;
     const records = ordinals.map((ordinal) => book.find(ordinal));
     const ids = this.#idsOf(records);
     try {
@@ -542,7 +537,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
   /** Deletes a record and the read edges it held. */
   #forget(r: number): void {
     const book = this.book;
-    const ordinal = this.#arena.u32[r]!;
+    const ordinal = this.view.arena.u32[r]!;
     const reads = Array.from(book.reads(r));
     book.remove(ordinal);
     for (const owner of reads) book.dropReader(owner);
@@ -573,7 +568,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
    */
   #redoPrunes(undone: readonly PruneStep[]): void {
     if (undone.length === 0) return;
-    const position = this.#arena.position;
+    const position = this.view.arena.position;
     const ordinals: number[] = [];
     for (const step of undone) {
       for (const ordinal of step.ordinals) {
@@ -589,7 +584,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
 
   /** Drops prune steps older than the kept undo history (no rewind can reach them). */
   #trimPruneHistory(): void {
-    const oldest = this.#arena.journal.oldest;
+    const oldest = this.view.arena.journal.oldest;
     const history = this.#pruneHistory;
     let drop = 0;
     while (drop < history.length && history[drop]!.position < oldest) drop++;

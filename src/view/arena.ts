@@ -114,6 +114,8 @@ export class Arena {
   session: number;
   /** True while a session runs. */
   active: boolean;
+  /** True once closed (the file's own flag, kept here so a session's start reads one field). */
+  closed: boolean;
   /** The running event's tracking context, or null outside apply (read-only). */
   ctx: TrackingContext | null;
   /** While true (inside an opaque list's push), every write is reported as opaque. */
@@ -137,6 +139,7 @@ export class Arena {
     this.#topRecorded = false;
     this.session = 1;
     this.active = false;
+    this.closed = false;
     this.ctx = null;
     this.opaqueWrites = false;
     this.#remap();
@@ -269,13 +272,18 @@ export class Arena {
    * one it is read-only. Sessions do not nest.
    */
   begin(ctx: TrackingContext | null): number {
-    if (this.file.closed) throw new NoatunError(ErrorCode.CLOSED, 'the view is closed');
-    if (this.active) {
-      throw new NoatunError(ErrorCode.SESSION_NESTED, 'a view session is already running (read/apply callbacks do not nest)');
-    }
+    // The refusals are a call of their own: this runs before every query and every event's apply,
+    // and V8 inlines a function by its size, throws included.
+    if (this.active || this.closed) this.refuseSession();
     this.active = true;
     this.ctx = ctx;
     return ++this.session;
+  }
+
+  /** Throws why a session cannot begin (closed, or one is running). */
+  refuseSession(): never {
+    if (this.closed) throw new NoatunError(ErrorCode.CLOSED, 'the view is closed');
+    throw new NoatunError(ErrorCode.SESSION_NESTED, 'a view session is already running (read/apply callbacks do not nest)');
   }
 
   /** Ends the session: every accessor made in it becomes unusable. */
@@ -297,11 +305,19 @@ export class Arena {
 
   /** Reports a read of the datum whose tracker is at word `tw` (inside apply only). */
   read(tw: WordOffset): void {
-    const ctx = this.ctx;
-    if (ctx !== null) {
-      const owner = this.u32[tw]!;
-      if (owner !== ctx.ordinal) ctx.onRead(owner as Ordinal);
-    }
+    // Kept this small (queries call it at every step and V8 inlines by size); apply's part is
+    // a call of its own.
+    if (this.ctx !== null) this.readInApply(tw);
+  }
+
+  /**
+   * {@link read} inside apply (a tracking context is set): reports the tracker's owner unless it
+   * is the running event. Generated accessors call it after checking `ctx` themselves.
+   */
+  readInApply(tw: WordOffset): void {
+    const ctx = this.ctx!;
+    const owner = this.u32[tw]!;
+    if (owner !== ctx.ordinal) ctx.onRead(owner as Ordinal);
   }
 
   /** Throws unless the session may write; returns the tracking context. */
@@ -760,6 +776,7 @@ export class Arena {
   close(): void {
     if (this.file.closed) return;
     this.active = false;
+    this.closed = true;
     this.ctx = null;
     this.session++;
     this.file.close();

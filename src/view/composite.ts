@@ -31,6 +31,12 @@ export interface CompositeType {
   exportAt(a: Arena, w: WordOffset): unknown;
   /** Releases every tracker of the value at `w` and zeroes it. */
   destroy(a: Arena, w: WordOffset): void;
+  /**
+   * For a container (list, map): the accessor class {@link get} constructs, taking
+   * `(arena, session, w)`, so an object accessor can construct it directly; with `readOnly`,
+   * the class for read sessions (see {@link ObjectType.ReadAccessor}).
+   */
+  accessorClass?(readOnly?: boolean): new (a: Arena, session: number, w: WordOffset) => unknown;
 }
 
 /** Any type of the view. */
@@ -130,6 +136,22 @@ export interface Field {
 /** Names an object type cannot use for fields: its accessor's own members. */
 const RESERVED_FIELDS = new Set(['export', 'assign', 'toJSON', 'constructor', '__proto__']);
 
+/**
+ * The method that moves an accessor of a value that never moves (the root and what is laid out
+ * inline in it) into another session, with the child accessors it keeps: the view reuses the
+ * root's accessors for every session instead of making them anew (see MaterializedView). A symbol,
+ * so it is no name an application sees.
+ */
+export const ENTER = Symbol('noatun.enterSession');
+
+/**
+ * An accessor that can be moved into another session ({@link ENTER}): those of maps and lists,
+ * and those of objects made by {@link ObjectType.Accessor} and {@link ObjectType.RootAccessor}.
+ */
+export interface ReusableAccessor {
+  [ENTER](session: number): void;
+}
+
 /** The accessor constructor generated for an object type. */
 export type ObjectAccessorClass = new (a: Arena, session: number, w: WordOffset) => object;
 
@@ -142,6 +164,8 @@ export class ObjectType implements CompositeType {
   readonly align: 1 | 2;
   readonly description: string;
   #accessor: ObjectAccessorClass | undefined;
+  #readAccessor: ObjectAccessorClass | undefined;
+  #rootAccessor: ObjectAccessorClass | undefined;
 
   constructor(shape: Record<string, AnyType>) {
     const fields: Field[] = [];
@@ -167,12 +191,35 @@ export class ObjectType implements CompositeType {
 
   /** The generated accessor class (built on first use). */
   get Accessor(): ObjectAccessorClass {
-    this.#accessor ??= generateObjectAccessor(this);
+    this.#accessor ??= generateObjectAccessor(this, 'write');
     return this.#accessor;
   }
 
+  /**
+   * The accessor class of read sessions (queries), generated apart from {@link Accessor}, the one
+   * apply uses. Its reads report nothing (a read session tracks nothing) and it reaches the read
+   * classes of the containers and objects inside. Two classes because V8 compiles each function
+   * once for all its callers: a getter apply has made hot carries apply's tracking code into its
+   * compiled form, and V8 then judges it too big to inline into a query.
+   */
+  get ReadAccessor(): ObjectAccessorClass {
+    this.#readAccessor ??= generateObjectAccessor(this, 'read');
+    return this.#readAccessor;
+  }
+
+  /**
+   * The accessor class of the root of read sessions: a {@link ReadAccessor} that makes the
+   * accessors of everything inline in it once (`$keep()`) and keeps them, so a view reuses them
+   * for every session, moving them in with {@link ENTER}.
+   */
+  get RootAccessor(): ObjectAccessorClass {
+    this.#rootAccessor ??= generateObjectAccessor(this, 'root');
+    return this.#rootAccessor;
+  }
+
   get(a: Arena, session: number, w: WordOffset): object {
-    return new this.Accessor(a, session, w);
+    const Accessor = this.#accessor ?? this.Accessor;
+    return new Accessor(a, session, w);
   }
 
   assign(a: Arena, w: WordOffset, value: unknown): void {
@@ -209,19 +256,46 @@ export class ObjectType implements CompositeType {
 }
 
 /**
+ * What an object accessor class is for: `write` for apply (tracked reads; container children made
+ * on first access and kept), `read` for queries (reads report nothing; children made on each
+ * access and kept nowhere), `root` for the root of read sessions (as `read`, but every child made
+ * once and kept, moved into each session with the root).
+ */
+type AccessorMode = 'write' | 'read' | 'root';
+
+/**
  * Builds the accessor class of an object type with `new Function`, so that every field getter has
  * its offset as a constant and calls one specific type's method (a monomorphic, inlinable site).
+ *
+ * The getters are kept small because V8 inlines by bytecode size, and a query only runs at the
+ * speed of plain JS when the accessors it goes through are inlined into it: then V8 also need not
+ * allocate the accessors it does not keep. Hence no session check in a container field's getter
+ * (the child checks its own session, the same one, on every use) and, in read classes, no child
+ * kept on the accessor (a kept child is a store V8 cannot remove).
  */
-function generateObjectAccessor(type: ObjectType): ObjectAccessorClass {
+function generateObjectAccessor(type: ObjectType, mode: AccessorMode): ObjectAccessorClass {
   const lines: string[] = [];
   const types: AnyType[] = [];
+  const keeps: string[] = [];
+  const kept = (t: AnyType) => !t.leaf && !(t instanceof OptionalType);
+  const keeping = mode !== 'read';
   lines.push('const Accessor = class ObjectAccessor {');
   // Declared fields are defined on the instance (not assigned), so they never reach the
   // prototype chain's guard below.
   lines.push('  $a; $s; $w;');
-  type.fields.forEach((field, i) => {
-    if (!field.type.leaf && !(field.type instanceof OptionalType)) lines.push(`  $c${i} = undefined;`);
-  });
+  if (keeping) {
+    type.fields.forEach((field, i) => {
+      if (kept(field.type)) lines.push(`  $c${i} = undefined;`);
+    });
+    // The children it keeps are inline, so they never move either: they go along.
+    // (A root has made all of them: no check needed, and a smaller method for V8 to inline.)
+    const enters = type.fields
+      .map((field, i) =>
+        !kept(field.type) ? '' : mode === 'root' ? ` this.$c${i}[ENTER](s);` : ` if (this.$c${i} !== undefined) this.$c${i}[ENTER](s);`,
+      )
+      .join('');
+    lines.push(`  [ENTER](s) { this.$s = s;${enters} }`);
+  }
   lines.push('  constructor(a, s, w) { this.$a = a; this.$s = s; this.$w = w; }');
   type.fields.forEach((field, i) => {
     types.push(field.type);
@@ -229,19 +303,30 @@ function generateObjectAccessor(type: ObjectType): ObjectAccessorClass {
     const check = 'const a = this.$a; if (this.$s !== a.session) a.stale();';
     // Setters name the field in a value error (the path grows as the error passes each level).
     const guard = (call: string) => `try { ${call}; } catch (e) { throw WITHIN(e, ${key}); }`;
+    const at = `this.$w + ${field.offset}`;
     if (field.type.leaf) {
-      lines.push(`  get [${key}]() { ${check} return T${i}.get(a, this.$w + ${field.offset}); }`);
-      lines.push(`  set [${key}](v) { ${check} ${guard(`T${i}.set(a, this.$w + ${field.offset}, v)`)} }`);
+      const read = mode === 'write' ? 'get' : 'peek';
+      lines.push(`  get [${key}]() { return T${i}.${read}(this.$arena(), ${at}); }`);
     } else if (field.type instanceof OptionalType) {
-      lines.push(`  get [${key}]() { ${check} return T${i}.get(a, this.$s, this.$w + ${field.offset}); }`);
-      lines.push(`  set [${key}](v) { ${check} ${guard(`T${i}.assign(a, this.$w + ${field.offset}, v)`)} }`);
+      lines.push(`  get [${key}]() { ${check} return T${i}.get(a, this.$s, ${at}); }`);
     } else {
-      lines.push(
-        `  get [${key}]() { ${check} return this.$c${i} ??= T${i}.get(a, this.$s, this.$w + ${field.offset}); }`,
-      );
-      lines.push(`  set [${key}](v) { ${check} ${guard(`T${i}.assign(a, this.$w + ${field.offset}, v)`)} }`);
+      const make = classFor(field.type) === undefined ? `T${i}.get(this.$a, this.$s, ${at})` : `new C${i}(this.$a, this.$s, ${at})`;
+      if (mode === 'write') {
+        lines.push(`  get [${key}]() { return this.$c${i} ?? this.$make${i}(); }`);
+        lines.push(`  $make${i}() { return (this.$c${i} = ${make}); }`);
+      } else if (mode === 'read') {
+        lines.push(`  get [${key}]() { return ${make}; }`);
+      } else {
+        lines.push(`  get [${key}]() { return this.$c${i}; }`);
+        keeps.push(`this.$c${i} = ${make};${field.type instanceof ObjectType ? ` this.$c${i}.$keep();` : ''}`);
+      }
     }
+    if (field.type.leaf) lines.push(`  set [${key}](v) { ${check} ${guard(`T${i}.set(a, ${at}, v)`)} }`);
+    else lines.push(`  set [${key}](v) { ${check} ${guard(`T${i}.assign(a, ${at}, v)`)} }`);
   });
+  // Makes and keeps every child (the root of read sessions, once).
+  if (mode === 'root') lines.push(`  $keep() { ${keeps.join(' ')} }`);
+  lines.push('  $arena() { const a = this.$a; if (this.$s !== a.session) a.stale(); return a; }');
   lines.push('  export() { const a = this.$a; if (this.$s !== a.session) a.stale(); return SELF.exportAt(a, this.$w); }');
   lines.push('  assign(v) { const a = this.$a; if (this.$s !== a.session) a.stale(); SELF.assign(a, this.$w, v); }');
   lines.push('  toJSON() { return JSONIFY(this.export()); }');
@@ -251,9 +336,15 @@ function generateObjectAccessor(type: ObjectType): ObjectAccessorClass {
   // accessor object and never reach the view.
   lines.push('Object.setPrototypeOf(Accessor.prototype, UNKNOWN_GUARD);');
   lines.push('return Accessor;');
-  const params = ['SELF', 'JSONIFY', 'WITHIN', 'UNKNOWN_GUARD', ...types.map((_, i) => `T${i}`)];
+  // The class a container field's accessor is made from, for this mode.
+  function classFor(t: AnyType): unknown {
+    if (t instanceof ObjectType) return mode === 'write' ? t.Accessor : mode === 'read' ? t.ReadAccessor : t.RootAccessor;
+    return !t.leaf && t.accessorClass !== undefined ? t.accessorClass(mode !== 'write') : undefined;
+  }
+  const classes = types.map(classFor);
+  const params = ['SELF', 'JSONIFY', 'WITHIN', 'UNKNOWN_GUARD', 'ENTER', ...types.map((_, i) => `T${i}`), ...types.map((_, i) => `C${i}`)];
   const factory = new Function(...params, lines.join('\n')) as (...args: unknown[]) => ObjectAccessorClass;
-  return factory(type, jsonify, ValueError.within, unknownFieldGuard(type), ...types);
+  return factory(type, jsonify, ValueError.within, unknownFieldGuard(type), ENTER, ...types, ...classes);
 }
 
 /**
@@ -369,6 +460,9 @@ export class ListType implements CompositeType {
   readonly element: AnyType;
   readonly elementWords: number;
   readonly description: string;
+  /** The accessor classes generated for this list type ({@link generateListAccessor}), made on first use. */
+  #accessor: ListAccessorClass | undefined;
+  #readAccessor: ListAccessorClass | undefined;
 
   constructor(element: AnyType) {
     this.element = element;
@@ -378,7 +472,18 @@ export class ListType implements CompositeType {
   }
 
   get(a: Arena, session: number, w: WordOffset): ListAccessor<unknown, unknown> {
-    return new ListAccessor(this, a, session, w);
+    const Accessor = this.#accessor ?? this.accessorClass();
+    return new Accessor(a, session, w);
+  }
+
+  /** The accessor class generated for this list type ({@link generateListAccessor}), or its read-session class. */
+  accessorClass(readOnly = false): ListAccessorClass {
+    if (readOnly) {
+      this.#readAccessor ??= generateListAccessor(this, true);
+      return this.#readAccessor;
+    }
+    this.#accessor ??= generateListAccessor(this, false);
+    return this.#accessor;
   }
 
   assign(a: Arena, w: WordOffset, value: unknown): void {
@@ -428,50 +533,66 @@ export class ListType implements CompositeType {
 
 /** The accessor of a list. `E` is what elements read as, `P` the plain value they take. */
 export class ListAccessor<E, P> {
-  readonly #type: ListType;
-  readonly #a: Arena;
-  readonly #s: number;
-  readonly #w: WordOffset;
+  // Not #private: the class generated per list type (whose prototype is this one) sets and reads
+  // them, and its instances are made by its own constructor (see generateListAccessor).
+  private readonly $type: ListType;
+  private readonly $a: Arena;
+  private $s: number;
+  private readonly $w: WordOffset;
 
   constructor(type: ListType, a: Arena, session: number, w: WordOffset) {
-    this.#type = type;
-    this.#a = a;
-    this.#s = session;
-    this.#w = w;
+    this.$type = type;
+    this.$a = a;
+    this.$s = session;
+    this.$w = w;
   }
 
-  #arena(): Arena {
-    const a = this.#a;
-    if (this.#s !== a.session) a.stale();
+  private $arena(): Arena {
+    const a = this.$a;
+    if (this.$s !== a.session) a.stale();
     return a;
+  }
+
+  /** See {@link ENTER}: a list inline in the root is reused for every session. */
+  [ENTER](session: number): void {
+    this.$s = session;
   }
 
   /** Number of elements (a tracked read of the list's length). */
   get length(): number {
-    const a = this.#arena();
-    a.read(this.#w + L_LENGTH_TRACKER);
-    return a.u32[this.#w + L_LENGTH]!;
+    // Written out rather than through $arena(): queries call this at every step, and V8 inlines
+    // by bytecode size.
+    const a = this.$a;
+    const w = this.$w;
+    if (this.$s !== a.session) a.stale();
+    a.read(w + L_LENGTH_TRACKER);
+    return a.u32[w + L_LENGTH]!;
   }
 
   /** The element at `index`, or `undefined` past the end. */
   get(index: number): E | undefined {
-    const a = this.#arena();
-    const w = this.#w;
+    const a = this.$a;
+    const w = this.$w;
+    const s = this.$s;
+    if (s !== a.session) a.stale();
     a.read(w + L_LENGTH_TRACKER);
-    if (index >>> 0 !== index || index >= a.u32[w + L_LENGTH]!) return undefined;
-    return slotGet(this.#type.element, a, this.#s, a.u32[w + L_BLOCK]! + index * this.#type.elementWords) as E;
+    const u32 = a.u32;
+    if (index >>> 0 !== index || index >= u32[w + L_LENGTH]!) return undefined;
+    // What the class generated per list type does with constants (generateListAccessor).
+    const type = this.$type;
+    return slotGet(type.element, a, s, u32[w + L_BLOCK]! + index * type.elementWords) as E;
   }
 
   /** Replaces the element at `index` (which must exist). */
   set(index: number, value: P): void {
-    const a = this.#arena();
-    const w = this.#w;
+    const a = this.$arena();
+    const w = this.$w;
     a.read(w + L_LENGTH_TRACKER);
     if (index >>> 0 !== index || index >= a.u32[w + L_LENGTH]!) {
       throw new NoatunError(ErrorCode.INDEX_OUT_OF_RANGE, `list index ${index} is out of range`);
     }
     try {
-      slotAssign(this.#type.element, a, a.u32[w + L_BLOCK]! + index * this.#type.elementWords, value);
+      slotAssign(this.$type.element, a, a.u32[w + L_BLOCK]! + index * this.$type.elementWords, value);
     } catch (error) {
       throw ValueError.within(error, `[${index}]`);
     }
@@ -479,37 +600,37 @@ export class ListAccessor<E, P> {
 
   /** Appends a value; returns the new length. */
   push(value: P): number {
-    return this.#type.pushAt(this.#arena(), this.#w, value);
+    return this.$type.pushAt(this.$arena(), this.$w, value);
   }
 
   /** Removes the last element and returns it as a plain value (`undefined` when empty). */
   pop(): P | undefined {
-    const a = this.#arena();
-    const w = this.#w;
+    const a = this.$arena();
+    const w = this.$w;
     a.read(w + L_LENGTH_TRACKER);
     a.own(w + L_LENGTH_TRACKER, false);
     const length = a.u32[w + L_LENGTH]!;
     if (length === 0) return undefined;
-    const slot = a.u32[w + L_BLOCK]! + (length - 1) * this.#type.elementWords;
-    const value = slotExport(this.#type.element, a, slot) as P;
-    slotDestroy(this.#type.element, a, slot);
+    const slot = a.u32[w + L_BLOCK]! + (length - 1) * this.$type.elementWords;
+    const value = slotExport(this.$type.element, a, slot) as P;
+    slotDestroy(this.$type.element, a, slot);
     a.add32(w + L_LENGTH, -1);
     return value;
   }
 
   /** Removes every element. */
   clear(): void {
-    this.#type.clearAt(this.#arena(), this.#w);
+    this.$type.clearAt(this.$arena(), this.$w);
   }
 
   /** Replaces the contents with the given plain values. */
   assign(values: readonly P[]): void {
-    this.#type.assign(this.#arena(), this.#w, values);
+    this.$type.assign(this.$arena(), this.$w, values);
   }
 
   /** The elements as a plain array. */
   export(): P[] {
-    return this.#type.exportAt(this.#arena(), this.#w) as P[];
+    return this.$type.exportAt(this.$arena(), this.$w) as P[];
   }
 
   toJSON(): unknown {
@@ -520,6 +641,50 @@ export class ListAccessor<E, P> {
   *[Symbol.iterator](): IterableIterator<E> {
     for (let i = 0; i < this.length; i++) yield this.get(i) as E;
   }
+}
+
+/** The accessor class of one list type. */
+type ListAccessorClass = new (a: Arena, session: number, w: WordOffset) => ListAccessor<unknown, unknown>;
+
+/**
+ * Generates the accessor class of a list type: its own constructor and a `get` that reads this
+ * element type with the element size as a constant, over {@link ListAccessor}'s prototype for
+ * everything else. A class of its own per list type (not a subclass: V8 constructs subclasses far
+ * slower), so a query's `list.get` is monomorphic and V8 can inline it; the shared `get` is
+ * polymorphic as soon as a program has two list types.
+ */
+function generateListAccessor(type: ListType, readOnly: boolean): ListAccessorClass {
+  const element = type.element;
+  const read = element.leaf
+    ? `ELEMENT.${readOnly ? 'peek' : 'get'}(a, e)`
+    : element instanceof ObjectType
+      ? 'new ACCESSOR(a, s, a.u32[e])'
+      : 'ELEMENT.get(a, s, a.u32[e])';
+  // A read session tracks nothing: its class reports no reads (see ObjectType.ReadAccessor).
+  const track = readOnly ? '' : `a.read(w + ${L_LENGTH_TRACKER});`;
+  const length = readOnly
+    ? `get length() { const a = this.$a; if (this.$s !== a.session) a.stale(); return a.u32[this.$w + ${L_LENGTH}]; }`
+    : '';
+  const body = `
+    class GeneratedListAccessor {
+      constructor(a, s, w) { this.$type = TYPE; this.$a = a; this.$s = s; this.$w = w; }
+      get(index) {
+        const a = this.$a;
+        const s = this.$s;
+        if (s !== a.session) a.stale();
+        const w = this.$w;
+        ${track}
+        const u32 = a.u32;
+        if (index >>> 0 !== index || index >= u32[w + ${L_LENGTH}]) return undefined;
+        const e = u32[w + ${L_BLOCK}] + index * ${type.elementWords};
+        return ${read};
+      }
+      ${length}
+    }
+    Object.setPrototypeOf(GeneratedListAccessor.prototype, BASE.prototype);
+    return GeneratedListAccessor;`;
+  const accessor = element instanceof ObjectType ? (readOnly ? element.ReadAccessor : element.Accessor) : undefined;
+  return new Function('BASE', 'TYPE', 'ELEMENT', 'ACCESSOR', body)(ListAccessor, type, element, accessor) as ListAccessorClass;
 }
 
 // ------------------------------------------------------------------ opaque lists
@@ -597,7 +762,7 @@ export class OpaqueListType implements CompositeType {
 export class OpaqueListAccessor<E, P> {
   readonly #type: OpaqueListType;
   readonly #a: Arena;
-  readonly #s: number;
+  #s: number;
   readonly #w: WordOffset;
 
   constructor(type: OpaqueListType, a: Arena, session: number, w: WordOffset) {
@@ -611,6 +776,11 @@ export class OpaqueListAccessor<E, P> {
     const a = this.#a;
     if (this.#s !== a.session) a.stale();
     return a;
+  }
+
+  /** See {@link ENTER}: a list inline in the root is reused for every session. */
+  [ENTER](session: number): void {
+    this.#s = session;
   }
 
   /** Appends a value (no read: concurrent pushers never depend on each other). */

@@ -38,7 +38,9 @@ import {
   alignUp,
   type CompositeType,
   describeKey,
+  ObjectType,
   describeValue,
+  ENTER,
   isPlainRecord,
   jsonify,
   slotAlign,
@@ -50,7 +52,7 @@ import {
   slotWords,
 } from './composite.js';
 import { MAP_INITIAL_CAPACITY, NO_OWNER } from './constants.js';
-import type { KeyType } from './leaf.js';
+import { I32Leaf, type KeyType, UintLeaf } from './leaf.js';
 import type { Ordinal } from './tracking.js';
 
 /** Words of a map's header, relative to the map. */
@@ -113,6 +115,9 @@ export class MapType implements CompositeType {
   /** Words of one bucket (even, so 8-byte values stay aligned). */
   readonly bucketWords: number;
   readonly description: string;
+  /** The accessor classes generated for this map type ({@link generateMapAccessor}), made on first use. */
+  #accessor: MapAccessorClass | undefined;
+  #readAccessor: MapAccessorClass | undefined;
   /** Where the last unsuccessful {@link find} stopped: the empty bucket an insert takes (-1: no table). */
   freeBucket = -1;
   /** The bucket number of {@link freeBucket}. */
@@ -135,7 +140,18 @@ export class MapType implements CompositeType {
   }
 
   get(a: Arena, session: number, w: WordOffset): MapAccessor<unknown, unknown, unknown> {
-    return new MapAccessor(this, a, session, w);
+    const Accessor = this.#accessor ?? this.accessorClass();
+    return new Accessor(a, session, w);
+  }
+
+  /** The accessor class generated for this map type ({@link generateMapAccessor}), or its read-session class. */
+  accessorClass(readOnly = false): MapAccessorClass {
+    if (readOnly) {
+      this.#readAccessor ??= generateMapAccessor(this, true);
+      return this.#readAccessor;
+    }
+    this.#accessor ??= generateMapAccessor(this, false);
+    return this.#accessor;
   }
 
   /** The bucket at order position `position` of the map at `w` (current block), or -1 if dead. */
@@ -475,45 +491,53 @@ export class MapCursor {
  * accessor for composites), `P` the plain value `set` takes. Iteration is in insertion order.
  */
 export class MapAccessor<K, E, P> {
-  readonly #type: MapType;
-  readonly #a: Arena;
-  readonly #s: number;
-  readonly #w: WordOffset;
+  // Not #private: the class generated per map type (whose prototype is this one) sets and reads
+  // them, and its instances are made by its own constructor (see generateMapAccessor).
+  private readonly $type: MapType;
+  private readonly $a: Arena;
+  private $s: number;
+  private readonly $w: WordOffset;
 
   constructor(type: MapType, a: Arena, session: number, w: WordOffset) {
-    this.#type = type;
-    this.#a = a;
-    this.#s = session;
-    this.#w = w;
+    this.$type = type;
+    this.$a = a;
+    this.$s = session;
+    this.$w = w;
   }
 
-  #arena(): Arena {
-    const a = this.#a;
-    if (this.#s !== a.session) a.stale();
+  private $arena(): Arena {
+    const a = this.$a;
+    if (this.$s !== a.session) a.stale();
     return a;
+  }
+
+  /** See {@link ENTER}: a map inline in the root is reused for every session. */
+  [ENTER](session: number): void {
+    this.$s = session;
   }
 
   /** The value under `key` (an accessor for composite values), or `undefined`. */
   get(key: K): E | undefined {
-    const a = this.#arena();
-    const type = this.#type;
-    const entry = type.find(a, this.#w, type.key.prepare(key));
+    // What the class generated per map type does with constants (generateMapAccessor), generically.
+    const a = this.$arena();
+    const type = this.$type;
+    const entry = type.find(a, this.$w, type.key.prepare(key));
     if (entry < 0) {
-      a.read(this.#w + H_MEMBERSHIP);
+      a.read(this.$w + H_MEMBERSHIP);
       return undefined;
     }
     // Finding the key observes that it exists: a read of its tracker (its inserter).
     a.read(entry + type.keyOffset + type.key.tracker);
-    return slotGet(type.value, a, this.#s, entry + type.valueOffset) as E;
+    return slotGet(type.value, a, this.$s, entry + type.valueOffset) as E;
   }
 
   /** Whether `key` is present (a tracked read either way). */
   has(key: K): boolean {
-    const a = this.#arena();
-    const type = this.#type;
-    const entry = type.find(a, this.#w, type.key.prepare(key));
+    const a = this.$arena();
+    const type = this.$type;
+    const entry = type.find(a, this.$w, type.key.prepare(key));
     if (entry < 0) {
-      a.read(this.#w + H_MEMBERSHIP);
+      a.read(this.$w + H_MEMBERSHIP);
       return false;
     }
     a.read(entry + type.keyOffset + type.key.tracker);
@@ -522,23 +546,23 @@ export class MapAccessor<K, E, P> {
 
   /** Inserts or replaces the value under `key` (imported from a plain value); a new key goes last. */
   set(key: K, value: P): this {
-    this.#type.setAt(this.#arena(), this.#w, key, value);
+    this.$type.setAt(this.$arena(), this.$w, key, value);
     return this;
   }
 
   /** Removes `key`; returns whether it was present. Always makes the event a tombstone. */
   delete(key: K): boolean {
-    return this.#type.deleteAt(this.#arena(), this.#w, key);
+    return this.$type.deleteAt(this.$arena(), this.$w, key);
   }
 
   /** Removes every entry. */
   clear(): void {
-    this.#type.clearAt(this.#arena(), this.#w);
+    this.$type.clearAt(this.$arena(), this.$w);
   }
 
   /** Replaces the contents with the entries of a `Map` (or a plain object for string keys), in their order. */
   assign(entries: Map<K, P> | Record<string, P>): void {
-    this.#type.assign(this.#arena(), this.#w, entries);
+    this.$type.assign(this.$arena(), this.$w, entries);
   }
 
   /**
@@ -546,13 +570,13 @@ export class MapAccessor<K, E, P> {
    * count depends on each present key's insertion), so it costs O(size) there.
    */
   get size(): number {
-    const a = this.#arena();
-    const w = this.#w;
+    const a = this.$arena();
+    const w = this.$w;
     a.read(w + H_MEMBERSHIP);
     if (a.ctx !== null) {
-      const type = this.#type;
+      const type = this.$type;
       const keyTracker = type.keyOffset + type.key.tracker;
-      const cursor = type.cursor(a, w, this.#s);
+      const cursor = type.cursor(a, w, this.$s);
       for (let entry = cursor.next(); entry !== -1; entry = cursor.next()) a.read(entry + keyTracker);
     }
     return a.u32[w + H_COUNT]!;
@@ -562,12 +586,12 @@ export class MapAccessor<K, E, P> {
    * The live entries' words, in insertion order; each visited key is a tracked read (iterating
    * observes which keys exist). Changes made during the loop behave as on a JS `Map`.
    */
-  *#entryWords(): Generator<WordOffset, void, undefined> {
-    const a = this.#arena();
-    const type = this.#type;
-    a.read(this.#w + H_MEMBERSHIP);
+  private *$entryWords(): Generator<WordOffset, void, undefined> {
+    const a = this.$arena();
+    const type = this.$type;
+    a.read(this.$w + H_MEMBERSHIP);
     const keyTracker = type.keyOffset + type.key.tracker;
-    const cursor = type.cursor(a, this.#w, this.#s);
+    const cursor = type.cursor(a, this.$w, this.$s);
     for (let entry = cursor.next(); entry !== -1; entry = cursor.next()) {
       a.read(entry + keyTracker);
       yield entry;
@@ -576,24 +600,24 @@ export class MapAccessor<K, E, P> {
 
   /** Keys in insertion order. */
   *keys(): IterableIterator<K> {
-    const a = this.#a;
-    const type = this.#type;
-    for (const entry of this.#entryWords()) yield type.key.peek(a, entry + type.keyOffset) as K;
+    const a = this.$a;
+    const type = this.$type;
+    for (const entry of this.$entryWords()) yield type.key.peek(a, entry + type.keyOffset) as K;
   }
 
   /** Values in insertion order. */
   *values(): IterableIterator<E> {
-    const a = this.#a;
-    const type = this.#type;
-    for (const entry of this.#entryWords()) yield slotGet(type.value, a, this.#s, entry + type.valueOffset) as E;
+    const a = this.$a;
+    const type = this.$type;
+    for (const entry of this.$entryWords()) yield slotGet(type.value, a, this.$s, entry + type.valueOffset) as E;
   }
 
   /** `[key, value]` pairs in insertion order. */
   *entries(): IterableIterator<[K, E]> {
-    const a = this.#a;
-    const type = this.#type;
-    for (const entry of this.#entryWords()) {
-      yield [type.key.peek(a, entry + type.keyOffset) as K, slotGet(type.value, a, this.#s, entry + type.valueOffset) as E];
+    const a = this.$a;
+    const type = this.$type;
+    for (const entry of this.$entryWords()) {
+      yield [type.key.peek(a, entry + type.keyOffset) as K, slotGet(type.value, a, this.$s, entry + type.valueOffset) as E];
     }
   }
 
@@ -608,10 +632,90 @@ export class MapAccessor<K, E, P> {
 
   /** The entries as a JS `Map` of plain values, in insertion order. */
   export(): Map<K, P> {
-    return this.#type.exportAt(this.#arena(), this.#w) as Map<K, P>;
+    return this.$type.exportAt(this.$arena(), this.$w) as Map<K, P>;
   }
 
   toJSON(): unknown {
     return jsonify(this.export());
   }
+}
+
+/** The accessor class of one map type. */
+type MapAccessorClass = new (a: Arena, session: number, w: WordOffset) => MapAccessor<unknown, unknown, unknown>;
+
+/**
+ * Generates the accessor class of a map type: a class of its own (its prototype is
+ * {@link MapAccessor}'s, for every other method; V8 constructs subclasses far slower) whose `get`
+ * is the probe of {@link MapType.find} and the value read of `slotGet` written out with this
+ * type's bucket offsets as constants, calling this key type's and value type's code directly
+ * (integer keys are compared in place, without staging). Each map type then has a `get` of its
+ * own, whose calls V8 sees as monomorphic and can inline into the query; a shared `get` is
+ * polymorphic as soon as a program has two map types.
+ *
+ * Tracking as everywhere: in apply, a hit reads the key's tracker (the key exists) and a miss the
+ * membership tracker (the key is absent). The class of read sessions (`readOnly`) reports nothing
+ * and reads leaves untracked (see ObjectType.ReadAccessor).
+ */
+function generateMapAccessor(type: MapType, readOnly: boolean): MapAccessorClass {
+  const key = type.key;
+  const value = type.value;
+  const keyTracker = type.keyOffset + key.tracker;
+  const valueWord = `b + ${type.valueOffset}`;
+  let check: string;
+  let hash: string;
+  let same: string;
+  // hashU32 written out (the same function of the key): a call to it would count its size once
+  // more against V8's inlining budget of the query.
+  const mix = (x: string) =>
+    `let hash = ${x}; hash ^= hash >>> 16; hash = IMUL(hash, 0x85ebca6b); hash ^= hash >>> 13; hash = IMUL(hash, 0xc2b2ae35); hash ^= hash >>> 16;`;
+  if (key instanceof UintLeaf) {
+    check = `if (key >>> 0 !== key${key.max === 0xffffffff ? '' : ` || key > ${key.max}`}) KEY.prepare(key);`;
+    hash = mix('key');
+    same = `u32[b + ${type.keyOffset}] === key`;
+  } else if (key instanceof I32Leaf) {
+    check = 'if ((key | 0) !== key) KEY.prepare(key);';
+    hash = mix('key >>> 0');
+    same = `a.i32[b + ${type.keyOffset}] === key`;
+  } else {
+    check = '';
+    hash = 'const hash = KEY.prepare(key);';
+    same = `KEY.matches(a, b + ${type.keyOffset})`;
+  }
+  let found: string;
+  if (value.leaf) found = `VALUE.${readOnly ? 'peek' : 'get'}(a, ${valueWord})`;
+  // (Apply reports the read first, so it reads the words afresh; a query reports nothing.)
+  else if (value instanceof ObjectType) found = `new ACCESSOR(a, this.$s, ${readOnly ? 'u32' : 'a.u32'}[${valueWord}])`;
+  else found = `VALUE.get(a, this.$s, ${readOnly ? 'u32' : 'a.u32'}[${valueWord}])`;
+  const body = `
+    class GeneratedMapAccessor {
+      constructor(a, s, w) { this.$type = TYPE; this.$a = a; this.$s = s; this.$w = w; }
+      get(key) {
+        const a = this.$a;
+        if (this.$s !== a.session) a.stale();
+        ${check}
+        ${hash}
+        const w = this.$w;
+        const u32 = a.u32;
+        const mask = u32[w + ${H_CAPACITY}] - 1;
+        if (mask >= 0) {
+          const table = u32[w + ${H_TABLE}];
+          const state = (hash | ${OCCUPIED}) >>> 0;
+          for (let i = hash & mask; ; i = (i + 1) & mask) {
+            const b = table + i * ${type.bucketWords};
+            const s = u32[b];
+            if (s === 0) break;
+            if (s === state && ${same}) {
+              ${readOnly ? '' : `if (a.ctx !== null) a.readInApply(b + ${keyTracker});`}
+              return ${found};
+            }
+          }
+        }
+        ${readOnly ? '' : `if (a.ctx !== null) a.readInApply(w + ${H_MEMBERSHIP});`}
+        return undefined;
+      }
+    }
+    Object.setPrototypeOf(GeneratedMapAccessor.prototype, BASE.prototype);
+    return GeneratedMapAccessor;`;
+  const accessor = value instanceof ObjectType ? (readOnly ? value.ReadAccessor : value.Accessor) : undefined;
+  return new Function('BASE', 'TYPE', 'KEY', 'VALUE', 'ACCESSOR', 'IMUL', body)(MapAccessor, type, key, value, accessor, Math.imul) as MapAccessorClass;
 }

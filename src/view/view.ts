@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ErrorCode, NoatunError } from '../errors.js';
 import { Arena, HeaderFlag } from './arena.js';
-import type { ObjectType } from './composite.js';
+import { ENTER, type ObjectType, type ReusableAccessor } from './composite.js';
 import { DEFAULT_MAX_JOURNAL_BYTES, DEFAULT_MAX_VIEW_BYTES, MAX_ADDRESSABLE_VIEW_BYTES } from './constants.js';
 import { type JournalMark, UndoJournal } from './journal.js';
 import { type Infer, type ObjectSchema, schemaHash, type View as ViewOf } from './schema.js';
@@ -52,11 +52,26 @@ export class MaterializedView<R extends ObjectSchema<unknown>> {
   readonly schemaHash: string;
   readonly directory: string;
   #rootType: ObjectType;
+  /**
+   * The root's accessor for apply, made once and moved into each session (`#enter`), with the
+   * accessors of what is inline in it: a query's fixed cost is mostly its session, and making
+   * these anew was most of it. Reusing them loosens nothing that matters: outside a session they
+   * throw as any accessor does, and inside one they read the view as it is, as new ones would.
+   */
+  readonly #root: ReusableAccessor;
+  /** The root's accessor for read sessions (ObjectType.RootAccessor), reused the same way. */
+  readonly #readRoot: ReusableAccessor;
 
   private constructor(arena: Arena, root: R, hash: Uint8Array, directory: string) {
     this.arena = arena;
     this.root = root;
     this.#rootType = root as unknown as ObjectType;
+    // Made in session 0, which never runs (sessions count from 2), so it is unusable until entered.
+    this.#root = new this.#rootType.Accessor(arena, 0, arena.root) as ReusableAccessor;
+    const readRoot = new this.#rootType.RootAccessor(arena, 0, arena.root) as ReusableAccessor & { $keep(): void };
+    // It makes the accessors of everything inline in it now, and keeps them.
+    readRoot.$keep();
+    this.#readRoot = readRoot;
     this.schemaHash = Buffer.from(hash).toString('hex');
     this.directory = directory;
   }
@@ -102,12 +117,19 @@ export class MaterializedView<R extends ObjectSchema<unknown>> {
    * until `fn` returns; keep plain values (`export()`), not accessors.
    */
   read<T>(fn: (root: ViewOf<R>) => T): T {
+    // The arena's begin() and end() written out for a session without a tracking context (its
+    // `ctx` is null outside sessions already): every query pays for this function, and V8
+    // inlines it and the query into the caller only while their bytecode fits its budget.
     const a = this.arena;
-    const session = a.begin(null);
+    if (a.active || a.closed) a.refuseSession();
+    a.active = true;
+    const root = this.#readRoot;
+    root[ENTER](++a.session);
     try {
-      return fn(this.#rootType.get(a, session, a.root) as ViewOf<R>);
+      return fn(root as ViewOf<R>);
     } finally {
-      a.end();
+      a.active = false;
+      a.session++;
     }
   }
 
@@ -119,7 +141,7 @@ export class MaterializedView<R extends ObjectSchema<unknown>> {
     const a = this.arena;
     const session = a.begin(ctx);
     try {
-      return fn(this.#rootType.get(a, session, a.root) as ViewOf<R>);
+      return fn(this.#enter(session));
     } finally {
       a.end();
     }
@@ -133,10 +155,17 @@ export class MaterializedView<R extends ObjectSchema<unknown>> {
     const arena = this.arena;
     const session = arena.begin(ctx);
     try {
-      return fn(a, this.#rootType.get(arena, session, arena.root) as ViewOf<R>, b);
+      return fn(a, this.#enter(session), b);
     } finally {
       arena.end();
     }
+  }
+
+  /** The root accessor, moved into session `session`. */
+  #enter(session: number): ViewOf<R> {
+    const root = this.#root;
+    root[ENTER](session);
+    return root as ViewOf<R>;
   }
 
   /** The whole view as a plain value. */
