@@ -14,7 +14,7 @@
 import { ErrorCode, NoatunError, ValueError } from '../errors.js';
 import type { Arena, WordOffset } from './arena.js';
 import { LIST_INITIAL_CAPACITY } from './constants.js';
-import type { LeafType } from './leaf.js';
+import { type LeafType, UintLeaf } from './leaf.js';
 
 /** A composite type: its value is handed out as an accessor, not as a plain value. */
 export interface CompositeType {
@@ -655,8 +655,11 @@ type ListAccessorClass = new (a: Arena, session: number, w: WordOffset) => ListA
  */
 function generateListAccessor(type: ListType, readOnly: boolean): ListAccessorClass {
   const element = type.element;
+  // (A query reads an element of an unsigned integer type in place, not through its type's peek().)
   const read = element.leaf
-    ? `ELEMENT.${readOnly ? 'peek' : 'get'}(a, e)`
+    ? readOnly && element instanceof UintLeaf
+      ? 'u32[e]'
+      : `ELEMENT.${readOnly ? 'peek' : 'get'}(a, e)`
     : element instanceof ObjectType
       ? 'new ACCESSOR(a, s, a.u32[e])'
       : 'ELEMENT.get(a, s, a.u32[e])';
@@ -667,7 +670,7 @@ function generateListAccessor(type: ListType, readOnly: boolean): ListAccessorCl
     : '';
   const body = `
     class GeneratedListAccessor {
-      constructor(a, s, w) { this.$type = TYPE; this.$a = a; this.$s = s; this.$w = w; }
+      constructor(a, s, w) { this.$a = a; this.$s = s; this.$w = w; }
       get(index) {
         const a = this.$a;
         const s = this.$s;
@@ -681,6 +684,8 @@ function generateListAccessor(type: ListType, readOnly: boolean): ListAccessorCl
       }
       ${length}
     }
+    // The type is the same for every instance: on the prototype, where ListAccessor's methods find it.
+    GeneratedListAccessor.prototype.$type = TYPE;
     Object.setPrototypeOf(GeneratedListAccessor.prototype, BASE.prototype);
     return GeneratedListAccessor;`;
   const accessor = element instanceof ObjectType ? (readOnly ? element.ReadAccessor : element.Accessor) : undefined;

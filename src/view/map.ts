@@ -661,8 +661,11 @@ function generateMapAccessor(type: MapType, readOnly: boolean): MapAccessorClass
   const value = type.value;
   const keyTracker = type.keyOffset + key.tracker;
   const valueWord = `b + ${type.valueOffset}`;
+  let integer = false;
   let check: string;
   let hash: string;
+  // Whether the bucket at b holds the key; integer keys compare in place, so their bucket's hash
+  // need not be compared first (an occupied bucket holding the key has the key's hash).
   let same: string;
   // hashU32 written out (the same function of the key): a call to it would count its size once
   // more against V8's inlining budget of the query.
@@ -672,23 +675,27 @@ function generateMapAccessor(type: MapType, readOnly: boolean): MapAccessorClass
     check = `if (key >>> 0 !== key${key.max === 0xffffffff ? '' : ` || key > ${key.max}`}) KEY.prepare(key);`;
     hash = mix('key');
     same = `u32[b + ${type.keyOffset}] === key`;
+    integer = true;
   } else if (key instanceof I32Leaf) {
     check = 'if ((key | 0) !== key) KEY.prepare(key);';
     hash = mix('key >>> 0');
     same = `a.i32[b + ${type.keyOffset}] === key`;
+    integer = true;
   } else {
     check = '';
     hash = 'const hash = KEY.prepare(key);';
     same = `KEY.matches(a, b + ${type.keyOffset})`;
   }
   let found: string;
-  if (value.leaf) found = `VALUE.${readOnly ? 'peek' : 'get'}(a, ${valueWord})`;
+  // (A query reads a value of an unsigned integer type in place, not through its type's peek().)
+  if (value instanceof UintLeaf && readOnly) found = `u32[${valueWord}]`;
+  else if (value.leaf) found = `VALUE.${readOnly ? 'peek' : 'get'}(a, ${valueWord})`;
   // (Apply reports the read first, so it reads the words afresh; a query reports nothing.)
   else if (value instanceof ObjectType) found = `new ACCESSOR(a, this.$s, ${readOnly ? 'u32' : 'a.u32'}[${valueWord}])`;
   else found = `VALUE.get(a, this.$s, ${readOnly ? 'u32' : 'a.u32'}[${valueWord}])`;
   const body = `
     class GeneratedMapAccessor {
-      constructor(a, s, w) { this.$type = TYPE; this.$a = a; this.$s = s; this.$w = w; }
+      constructor(a, s, w) { this.$a = a; this.$s = s; this.$w = w; }
       get(key) {
         const a = this.$a;
         if (this.$s !== a.session) a.stale();
@@ -699,12 +706,12 @@ function generateMapAccessor(type: MapType, readOnly: boolean): MapAccessorClass
         const mask = u32[w + ${H_CAPACITY}] - 1;
         if (mask >= 0) {
           const table = u32[w + ${H_TABLE}];
-          const state = (hash | ${OCCUPIED}) >>> 0;
+          ${integer ? '' : `const state = (hash | ${OCCUPIED}) >>> 0;`}
           for (let i = hash & mask; ; i = (i + 1) & mask) {
             const b = table + i * ${type.bucketWords};
             const s = u32[b];
             if (s === 0) break;
-            if (s === state && ${same}) {
+            if (${integer ? '' : 's === state && '}${same}) {
               ${readOnly ? '' : `if (a.ctx !== null) a.readInApply(b + ${keyTracker});`}
               return ${found};
             }
@@ -714,6 +721,8 @@ function generateMapAccessor(type: MapType, readOnly: boolean): MapAccessorClass
         return undefined;
       }
     }
+    // The type is the same for every instance: on the prototype, where MapAccessor's methods find it.
+    GeneratedMapAccessor.prototype.$type = TYPE;
     Object.setPrototypeOf(GeneratedMapAccessor.prototype, BASE.prototype);
     return GeneratedMapAccessor;`;
   const accessor = value instanceof ObjectType ? (readOnly ? value.ReadAccessor : value.Accessor) : undefined;
