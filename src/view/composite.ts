@@ -651,7 +651,8 @@ type ListAccessorClass = new (a: Arena, session: number, w: WordOffset) => ListA
  * element type with the element size as a constant, over {@link ListAccessor}'s prototype for
  * everything else. A class of its own per list type (not a subclass: V8 constructs subclasses far
  * slower), so a query's `list.get` is monomorphic and V8 can inline it; the shared `get` is
- * polymorphic as soon as a program has two list types.
+ * polymorphic as soon as a program has two list types. The class of read sessions (`readOnly`)
+ * reports no reads and reads elements untracked (see ObjectType.ReadAccessor).
  */
 function generateListAccessor(type: ListType, readOnly: boolean): ListAccessorClass {
   const element = type.element;
