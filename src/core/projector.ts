@@ -199,7 +199,6 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     this.#pruneHistory = log.getMeta<PruneStep[]>(META_PRUNE_HISTORY) ?? [];
   }
 
-
   /**
    * Applies one stored event at the end of the view. A failing apply is rolled back and recorded
    * (identically on every peer), unless the event is one of a strict batch: then it is rolled
