@@ -152,6 +152,27 @@ export interface ReusableAccessor {
   [ENTER](session: number): void;
 }
 
+/**
+ * The two accessor classes of a container type (map, list), each generated on first use: the one
+ * apply uses and the one of read sessions (see {@link ObjectType.ReadAccessor}).
+ */
+export class AccessorClasses<C> {
+  /** Apply's class once generated: the type's `get` reads it directly. */
+  write: C | undefined;
+  #read: C | undefined;
+  readonly #generate: (readOnly: boolean) => C;
+
+  constructor(generate: (readOnly: boolean) => C) {
+    this.#generate = generate;
+  }
+
+  /** The class for read sessions (`readOnly`) or for apply. */
+  of(readOnly: boolean): C {
+    if (readOnly) return (this.#read ??= this.#generate(true));
+    return (this.write ??= this.#generate(false));
+  }
+}
+
 /** The accessor constructor generated for an object type. */
 export type ObjectAccessorClass = new (a: Arena, session: number, w: WordOffset) => object;
 
@@ -460,9 +481,8 @@ export class ListType implements CompositeType {
   readonly element: AnyType;
   readonly elementWords: number;
   readonly description: string;
-  /** The accessor classes generated for this list type ({@link generateListAccessor}), made on first use. */
-  #accessor: ListAccessorClass | undefined;
-  #readAccessor: ListAccessorClass | undefined;
+  /** The accessor classes generated for this list type ({@link generateListAccessor}). */
+  readonly #classes = new AccessorClasses<ListAccessorClass>((readOnly) => generateListAccessor(this, readOnly));
 
   constructor(element: AnyType) {
     this.element = element;
@@ -472,18 +492,13 @@ export class ListType implements CompositeType {
   }
 
   get(a: Arena, session: number, w: WordOffset): ListAccessor<unknown, unknown> {
-    const Accessor = this.#accessor ?? this.accessorClass();
+    const Accessor = this.#classes.write ?? this.#classes.of(false);
     return new Accessor(a, session, w);
   }
 
   /** The accessor class generated for this list type ({@link generateListAccessor}), or its read-session class. */
   accessorClass(readOnly = false): ListAccessorClass {
-    if (readOnly) {
-      this.#readAccessor ??= generateListAccessor(this, true);
-      return this.#readAccessor;
-    }
-    this.#accessor ??= generateListAccessor(this, false);
-    return this.#accessor;
+    return this.#classes.of(readOnly);
   }
 
   assign(a: Arena, w: WordOffset, value: unknown): void {
@@ -532,20 +547,14 @@ export class ListType implements CompositeType {
 }
 
 /** The accessor of a list. `E` is what elements read as, `P` the plain value they take. */
-export class ListAccessor<E, P> {
-  // Not #private: the class generated per list type (whose prototype is this one) sets and reads
-  // them, and its instances are made by its own constructor (see generateListAccessor).
-  private readonly $type: ListType;
-  private readonly $a: Arena;
-  private $s: number;
-  private readonly $w: WordOffset;
-
-  constructor(type: ListType, a: Arena, session: number, w: WordOffset) {
-    this.$type = type;
-    this.$a = a;
-    this.$s = session;
-    this.$w = w;
-  }
+export abstract class ListAccessor<E, P> {
+  // Every list accessor is made by the class generated for its list type (generateListAccessor),
+  // whose prototype is this one: its constructor sets these (the type is on its prototype), so
+  // they are declared here, not #private.
+  private declare readonly $type: ListType;
+  private declare readonly $a: Arena;
+  private declare $s: number;
+  private declare readonly $w: WordOffset;
 
   private $arena(): Arena {
     const a = this.$a;
@@ -569,19 +578,11 @@ export class ListAccessor<E, P> {
     return a.u32[w + L_LENGTH]!;
   }
 
-  /** The element at `index`, or `undefined` past the end. */
-  get(index: number): E | undefined {
-    const a = this.$a;
-    const w = this.$w;
-    const s = this.$s;
-    if (s !== a.session) a.stale();
-    a.read(w + L_LENGTH_TRACKER);
-    const u32 = a.u32;
-    if (index >>> 0 !== index || index >= u32[w + L_LENGTH]!) return undefined;
-    // What the class generated per list type does with constants (generateListAccessor).
-    const type = this.$type;
-    return slotGet(type.element, a, s, u32[w + L_BLOCK]! + index * type.elementWords) as E;
-  }
+  /**
+   * The element at `index`, or `undefined` past the end (a tracked read of the length in apply).
+   * Written out per list type (generateListAccessor).
+   */
+  abstract get(index: number): E | undefined;
 
   /** Replaces the element at `index` (which must exist). */
   set(index: number, value: P): void {

@@ -34,6 +34,7 @@
 import { ErrorCode, NoatunError, ValueError } from '../errors.js';
 import type { Arena, WordOffset } from './arena.js';
 import {
+  AccessorClasses,
   type AnyType,
   alignUp,
   type CompositeType,
@@ -115,9 +116,8 @@ export class MapType implements CompositeType {
   /** Words of one bucket (even, so 8-byte values stay aligned). */
   readonly bucketWords: number;
   readonly description: string;
-  /** The accessor classes generated for this map type ({@link generateMapAccessor}), made on first use. */
-  #accessor: MapAccessorClass | undefined;
-  #readAccessor: MapAccessorClass | undefined;
+  /** The accessor classes generated for this map type ({@link generateMapAccessor}). */
+  readonly #classes = new AccessorClasses<MapAccessorClass>((readOnly) => generateMapAccessor(this, readOnly));
   /** Where the last unsuccessful {@link find} stopped: the empty bucket an insert takes (-1: no table). */
   freeBucket = -1;
   /** The bucket number of {@link freeBucket}. */
@@ -140,18 +140,13 @@ export class MapType implements CompositeType {
   }
 
   get(a: Arena, session: number, w: WordOffset): MapAccessor<unknown, unknown, unknown> {
-    const Accessor = this.#accessor ?? this.accessorClass();
+    const Accessor = this.#classes.write ?? this.#classes.of(false);
     return new Accessor(a, session, w);
   }
 
   /** The accessor class generated for this map type ({@link generateMapAccessor}), or its read-session class. */
   accessorClass(readOnly = false): MapAccessorClass {
-    if (readOnly) {
-      this.#readAccessor ??= generateMapAccessor(this, true);
-      return this.#readAccessor;
-    }
-    this.#accessor ??= generateMapAccessor(this, false);
-    return this.#accessor;
+    return this.#classes.of(readOnly);
   }
 
   /** The bucket at order position `position` of the map at `w` (current block), or -1 if dead. */
@@ -490,20 +485,14 @@ export class MapCursor {
  * The accessor of a map. `K` is the key type, `E` what values read as (plain for leaves, an
  * accessor for composites), `P` the plain value `set` takes. Iteration is in insertion order.
  */
-export class MapAccessor<K, E, P> {
-  // Not #private: the class generated per map type (whose prototype is this one) sets and reads
-  // them, and its instances are made by its own constructor (see generateMapAccessor).
-  private readonly $type: MapType;
-  private readonly $a: Arena;
-  private $s: number;
-  private readonly $w: WordOffset;
-
-  constructor(type: MapType, a: Arena, session: number, w: WordOffset) {
-    this.$type = type;
-    this.$a = a;
-    this.$s = session;
-    this.$w = w;
-  }
+export abstract class MapAccessor<K, E, P> {
+  // Every map accessor is made by the class generated for its map type (generateMapAccessor),
+  // whose prototype is this one: its constructor sets these (the type is on its prototype), so
+  // they are declared here, not #private.
+  private declare readonly $type: MapType;
+  private declare readonly $a: Arena;
+  private declare $s: number;
+  private declare readonly $w: WordOffset;
 
   private $arena(): Arena {
     const a = this.$a;
@@ -516,20 +505,12 @@ export class MapAccessor<K, E, P> {
     this.$s = session;
   }
 
-  /** The value under `key` (an accessor for composite values), or `undefined`. */
-  get(key: K): E | undefined {
-    // What the class generated per map type does with constants (generateMapAccessor), generically.
-    const a = this.$arena();
-    const type = this.$type;
-    const entry = type.find(a, this.$w, type.key.prepare(key));
-    if (entry < 0) {
-      a.read(this.$w + H_MEMBERSHIP);
-      return undefined;
-    }
-    // Finding the key observes that it exists: a read of its tracker (its inserter).
-    a.read(entry + type.keyOffset + type.key.tracker);
-    return slotGet(type.value, a, this.$s, entry + type.valueOffset) as E;
-  }
+  /**
+   * The value under `key` (an accessor for composite values), or `undefined`. Written out per
+   * map type (generateMapAccessor); in apply, finding the key reads its tracker (its inserter) and
+   * missing it reads the membership tracker.
+   */
+  abstract get(key: K): E | undefined;
 
   /** Whether `key` is present (a tracked read either way). */
   has(key: K): boolean {
