@@ -56,7 +56,7 @@ import { Finality } from './finality.js';
 import { Inbox, LOCAL_SOURCE } from './inbox.js';
 import { EventLog, type StoredEvent } from './log.js';
 import { compareIdBytes, FRESH_SEQUENCE_MIN, IdMinter, MessageId } from './message-id.js';
-import { ApplyFailedError, type ApplyFailure, EngineWord, Projector, ViewRestoreError } from './projector.js';
+import { ApplyFailedError, UnconfirmedBatchError, type ApplyFailure, EngineWord, Projector, ViewRestoreError } from './projector.js';
 
 const META_NEXT_ORDINAL = 'nextOrdinal';
 const META_HEADS = 'heads';
@@ -64,6 +64,11 @@ const META_LOG_ID = 'logId';
 const META_PRUNED = 'pruned';
 const META_COMPACTED_BYTES = 'compactedBytes';
 const META_PRUNED_AT_COMPACTION = 'prunedAtCompaction';
+/**
+ * The ordinals (first, last) of a local batch written to the log before it was applied, until
+ * the next commit (see {@link Database.open}); null otherwise.
+ */
+const META_UNCONFIRMED = 'unconfirmed';
 /** The view is compacted (rebuilt) only past this size (see `#compactionDue`). */
 const MIN_COMPACT_BYTES = 8 * 2 ** 20;
 /**
@@ -217,6 +222,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         onProgress === undefined ? undefined : ({ done, total }) => onProgress({ phase: 'convert-log', done, total }),
       );
       log.commitMode = commitMode;
+      // The log's writer thread starts while the view opens (see log-writer.ts).
+      const writerStarted = commitMode === 'async' ? log.startWriter() : undefined;
       // The cutoff hashes move by the log's per-stride hashes: kept from here on (with pruning;
       // before anything, a rebuild's discards included, writes to the log), or marked stale.
       Finality.trackStrides(log, options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS, options.autoPrune ?? true);
@@ -267,8 +274,19 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         return freshView();
       };
       let discarded: MessageId[] = [];
+      let withdrawn: MessageId[] = [];
       if (openedBy === 'rebuild') {
-        discarded = projector.replayAll(options.onProgress);
+        // The last commit may hold a local batch not yet applied when the process stopped (see
+        // #commit). A view that was sealed after it has it applied; a replay applies it as its
+        // append would have, and takes it out if it fails: that append was never acknowledged.
+        const unconfirmed = log.getMeta<[number, number] | null>(META_UNCONFIRMED) ?? undefined;
+        try {
+          discarded = projector.replayAll(options.onProgress, unconfirmed);
+        } catch (error) {
+          if (!(error instanceof UnconfirmedBatchError)) throw error;
+          withdrawn = withdrawBatch(log, error.range);
+          discarded = projector.rebuild(options.onProgress);
+        }
         view = projector.view;
         view.lastApplied = storedNext - 1;
         if (schemaChanged && options.acceptSchemaChange !== true) {
@@ -281,10 +299,11 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         }
       }
       const db = new Database<E, R>(options, log, projector, releaseLock, openedBy);
-      if (discarded.length > 0) await db.#afterDiscard(discarded);
+      if (discarded.length > 0 || withdrawn.length > 0) await db.#afterDiscard(discarded, withdrawn);
       // A rebuilt view has fresh records: events that were kept only by the old bookkeeping go now.
       if (openedBy === 'rebuild') db.#prune();
       db.#advanceCutoff();
+      await writerStarted;
       return db;
     } catch (error) {
       // The error that stopped the open is the one reported (closing may meet it again: a full
@@ -302,14 +321,16 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   }
 
   /**
-   * After damaged records were dropped: heads are recomputed from what is stored (a dropped event
+   * After damaged records were dropped (`discarded`), or an unconfirmed local batch that fails to
+   * apply was taken out (`withdrawn`): heads are recomputed from what is stored (a dropped event
    * may have been a head or a parent), and the drop is made durable.
    */
-  async #afterDiscard(discarded: MessageId[]): Promise<void> {
+  async #afterDiscard(discarded: MessageId[], withdrawn: MessageId[] = []): Promise<void> {
     this.#discarded.push(...discarded);
-    for (const id of discarded) this.#finality.gone(id.bytes);
+    const removed = [...discarded, ...withdrawn];
+    for (const id of removed) this.#finality.gone(id.bytes);
     this.#finality.save();
-    this.#notifyRemoved(discarded.map((id) => id.bytes));
+    this.#notifyRemoved(removed.map((id) => id.bytes));
     const parents = new Set<string>();
     const candidates: MessageId[] = [];
     for (const stored of this.#log.range()) {
@@ -348,7 +369,11 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#assertOpen();
     this.#advanceCutoff();
     const envelope = this.#mint(event, undefined, options);
-    this.#commit([envelope], true);
+    try {
+      this.#commit([envelope], true);
+    } catch (error) {
+      throw await this.#failedLocal(error);
+    }
     await this.#durable();
     return envelope.id;
   }
@@ -374,7 +399,11 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     }
     if (envelopes.length === 0) return [];
     const ids = envelopes.map((e) => e.id);
-    this.#commit(envelopes, true);
+    try {
+      this.#commit(envelopes, true);
+    } catch (error) {
+      throw await this.#failedLocal(error);
+    }
     // Nothing of the batch but its ids waits for the commit to be durable (see #commit).
     envelopes.length = 0;
     await this.#durable();
@@ -633,6 +662,14 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#log.setMeta(META_NEXT_ORDINAL, this.#nextOrdinal);
     this.#saveHeads();
     this.#markDirty();
+    // A local batch goes to the log's writer thread now, and is written while it is applied here
+    // (BENCHMARKS.md, run V). Should it fail to apply, it is taken out again by the next commit
+    // (the projector's undo, below), which the caller waits for. Until that next commit the log
+    // marks the batch: a crash in between leaves it there, and the open after re-applies it as it
+    // would have been applied here, taking it out if it fails (see open).
+    if (local) {
+      this.#log.startCommit({ name: META_UNCONFIRMED, value: [stored[0]!.ordinal, stored[stored.length - 1]!.ordinal] });
+    }
     try {
       this.#projector.project(stored, this.#options.onProgress, {
         strict: local,
@@ -676,6 +713,16 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     // the listeners heard of the batch, which the pruned ids may be part of).
     if (finalized) this.#prune();
     if (listenerError !== undefined) throw listenerError;
+  }
+
+  /**
+   * A local batch failed to commit (see {@link #commit}). Its events may have been written to the
+   * log already (see the writer thread there): `error` comes out once their removal is written
+   * too, so a rejected append has stored nothing.
+   */
+  async #failedLocal(error: unknown): Promise<unknown> {
+    if (this.#broken === undefined) await this.#log.written().catch(() => {});
+    return error;
   }
 
   /** Puts heads and cutoff hashes back after a batch that was taken out of the log again. */
@@ -1290,6 +1337,20 @@ function placement(minter: IdMinter, now: number, options: AppendOptions | undef
  * Whether a view loaded from disk can be trusted: closed cleanly, made from this log, at its last
  * ordinal, and undamaged (its checksum matches).
  */
+/**
+ * Takes the events of ordinals `range` (a local batch whose apply fails: see `Database.open`) out
+ * of the log, with the log's mark of it; returns their ids.
+ */
+function withdrawBatch(log: EventLog, range: readonly [number, number]): MessageId[] {
+  const ids: MessageId[] = [];
+  for (const stored of log.range()) {
+    if (stored.ordinal >= range[0] && stored.ordinal <= range[1]) ids.push(MessageId.fromBytes(Uint8Array.from(stored.key)));
+  }
+  for (const id of ids) log.remove(id.bytes);
+  log.setMeta(META_UNCONFIRMED, null);
+  return ids;
+}
+
 function viewMatches(view: MaterializedView<ObjectSchema<unknown>>, logId: Uint8Array, nextOrdinal: number): boolean {
   if (view.dirty) return false;
   if (view.lastApplied !== nextOrdinal - 1) return false;

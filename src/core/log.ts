@@ -23,6 +23,7 @@ import { type Database as LmdbDatabase, open, type RootDatabase } from 'lmdb';
 import { DiskFullError, ErrorCode, isNoSpaceErrno, NoatunError } from '../errors.js';
 import { type Envelope, ownCopy } from './envelope.js';
 import { concatRuns, RUN_BYTES, type RunEntry, RunReader, writeRuns } from './log-run.js';
+import { LogWriter, META, RUNS, WriteOps } from './log-writer.js';
 import { compareIdBytes, idFloor, idKey, idTimestamp } from './message-id.js';
 import { type RecentRun, RecentRuns } from './recent-runs.js';
 import { isPacked, pack, unpack } from './run-pack.js';
@@ -117,8 +118,26 @@ interface TakenPacks {
    * in a batch handed to lmdb-js's writer without a callback.
    */
   readonly inTransaction: boolean;
-  readonly write: (runs: LmdbDatabase<Buffer, Buffer>, meta: LmdbDatabase<unknown, string>) => void;
+  /**
+   * Writes the packs into `to` (their runs checked against `runs` first) and the frontier with
+   * `putMeta`. `touched`: run keys the same commit writes before (the writer thread's commits are
+   * worked out here, where `runs` does not show them yet): a pack over one of them is dropped.
+   */
+  readonly write: (
+    runs: LmdbDatabase<Buffer, Buffer>,
+    to: RunWrites,
+    putMeta: (name: string, value: unknown) => void,
+    touched?: readonly Uint8Array[],
+  ) => void;
+  /** The packed frontier to save: all that `write` writes when not {@link inTransaction}. */
+  readonly through: Uint8Array | undefined;
   readonly done: () => void;
+}
+
+/** Where a commit's run writes go: LMDB inside a transaction, or the writer thread's list. */
+interface RunWrites {
+  put(key: Buffer, value: Buffer): unknown;
+  remove(key: Buffer): unknown;
 }
 
 /** A plain run read for packing: its key, its value as read, and the value read as a run. */
@@ -181,6 +200,16 @@ export class EventLog {
   /** Commits handed to LMDB and not yet done (their entries are still in the overlay). */
   #committing = 0;
   #lastWrite: Promise<unknown> = Promise.resolve();
+  /**
+   * The writer thread (see `log-writer.ts`), in `'async'` mode once {@link startWriter} ran; while
+   * it is starting, commits go to lmdb-js.
+   */
+  #writer: LogWriter | undefined;
+  /**
+   * The last commit issued while one handed to the writer thread may not be done: every commit
+   * waits for it before it starts (LMDB's lock alone would not keep them in order), until it settles.
+   */
+  #afterWriter: Promise<unknown> | undefined;
   /** The first failed write (the log refuses writes from then on; see {@link written}). */
   #failure: unknown;
   /**
@@ -375,7 +404,7 @@ export class EventLog {
       }
       if (keys.length === 0) break;
       await this.#env.childTransaction(() => {
-        this.#count += this.#write(batch);
+        this.#count += this.#write(batch, this.#runs);
         this.#meta.put(META_COUNT, this.#count);
         for (const key of keys) old.remove(key);
       });
@@ -643,6 +672,40 @@ export class EventLog {
     return this.#strides;
   }
 
+  /**
+   * Whether logs opened from now on start a writer thread for their asynchronous commits (see
+   * {@link startWriter}); tests turn it off to cover lmdb-js's own path.
+   */
+  static writerThread = true;
+
+  /**
+   * Starts the writer thread (see `log-writer.ts`): once it is up, `'async'` commits made with
+   * nothing in flight go there instead of to lmdb-js (see {@link #commit}). Resolves once it is
+   * up (or could not start: commits then stay with lmdb-js).
+   */
+  startWriter(): Promise<void> {
+    if (this.#writer === undefined && !this.#closed && EventLog.writerThread) this.#writer = new LogWriter(this.path);
+    return this.#writer?.started ?? Promise.resolve();
+  }
+
+  /**
+   * Commits what is queued now, when the writer thread takes it: `'async'` mode, the thread up,
+   * nothing in flight. The commit then runs while this thread goes on. Returns whether it did; if not,
+   * the commit is made as usual (by {@link written}, or at the end of this turn).
+   *
+   * `mark`, a metadata value, is written with this commit and set to null by the next one (the
+   * database marks a batch it has not applied yet this way: see `Database.open`).
+   */
+  startCommit(mark?: { readonly name: string; readonly value: unknown }): boolean {
+    if (!this.#scheduled || this.commitMode !== 'async' || this.#writer?.ready !== true) return false;
+    if (this.#committing !== 0 || this.#failure !== undefined || this.#closed) return false;
+    if (mark !== undefined) this.#pendingMeta.set(mark.name, mark.value);
+    this.#commit();
+    // The mark is cleared by whichever commit comes next, without asking for one.
+    if (mark !== undefined) this.#pendingMeta.set(mark.name, null);
+    return true;
+  }
+
   /** Queues a metadata value; it commits in the same transaction as the events queued with it. */
   setMeta(name: string, value: unknown): void {
     this.#assertWritable();
@@ -702,7 +765,16 @@ export class EventLog {
       return;
     }
     let done: Promise<unknown>;
-    if (this.#committing === 0 && this.#failure === undefined && packs?.inTransaction !== true && this.#appends(entries)) {
+    const writer = this.#writer;
+    if (this.#committing === 0 && writer?.ready === true) {
+      try {
+        done = this.#commitOnWriter(writer, entries, meta, counted, strides, packs);
+      } catch (error) {
+        // A damaged run met while merging: nothing was handed to the thread; the commit failed.
+        done = Promise.reject(error);
+      }
+      this.#afterWriter = done;
+    } else if (this.#committing === 0 && packs?.inTransaction !== true && this.#appends(entries)) {
       // Only new runs above every stored id, and nothing in flight: the runs are made now and
       // handed to lmdb-js as one batch (one transaction), which its writer thread commits without
       // calling back into this thread (a transaction callback waits for this thread to be free).
@@ -719,26 +791,25 @@ export class EventLog {
       const runs = this.#runs;
       done = this.#env.batch(() => {
         for (const [first, run] of made) runs.put(first, run);
-        packs?.write(runs, metaDb);
+        packs?.write(runs, runs, (name, value) => metaDb.put(name, value));
         metaDb.put(META_COUNT, count);
         if (strides !== undefined) metaDb.put(META_STRIDES, strides);
         for (const [name, value] of meta) metaDb.put(name, value);
       });
+    } else if (this.#afterWriter !== undefined) {
+      // Behind a commit of the writer thread: started once that one is done.
+      done = this.#afterWriter.then(() => this.#childCommit(entries, meta, counted, strides, packs));
+      this.#afterWriter = done;
     } else {
-      // A child transaction (of the batch lmdb-js writes): when the callback throws (a damaged run
-      // met while merging), lmdb-js aborts what the callback wrote; in a plain one it would commit
-      // the part written before the throw.
-      done = this.#env.childTransaction(() => {
-        this.#count += this.#write(entries);
-        packs?.write(this.#runs, metaDb);
-        this.#countCommitting -= counted;
-        metaDb.put(META_COUNT, this.#count);
-        if (strides !== undefined) metaDb.put(META_STRIDES, strides);
-        for (const [name, value] of meta) metaDb.put(name, value);
-      });
+      done = this.#childCommit(entries, meta, counted, strides, packs);
     }
     this.#committing++;
     this.#lastWrite = done;
+    const issued = done;
+    const settled = () => {
+      if (this.#afterWriter === issued) this.#afterWriter = undefined;
+    };
+    done.then(settled, settled);
     done.then(
       () => {
         // Committed: reads see the entries in LMDB now, the overlay can let go of them (all at
@@ -758,6 +829,83 @@ export class EventLog {
   }
 
   /**
+   * Commits on the writer thread (nothing in flight): what the transaction writes is worked out
+   * here, against what LMDB holds now (every earlier commit is written), and the thread writes it.
+   * This thread is free meanwhile; its read transaction moves on to the commit before the overlay
+   * lets go of the entries.
+   */
+  #commitOnWriter(
+    writer: LogWriter,
+    entries: OverlayEntry[],
+    meta: Map<string, unknown>,
+    counted: number,
+    strides: SavedStrides | undefined,
+    packs: TakenPacks | undefined,
+  ): Promise<unknown> {
+    const ops = new WriteOps();
+    const touched: Uint8Array[] = [];
+    const to: RunWrites = {
+      put: (key, value) => {
+        ops.put(RUNS, key, value);
+        touched.push(key);
+      },
+      remove: (key) => {
+        ops.remove(RUNS, key);
+        touched.push(key);
+      },
+    };
+    const appends = this.#appends(entries);
+    if (appends) {
+      this.#appendRuns(entries, (first, run) => {
+        to.put(asBuffer(first), run);
+        this.#remember(first, run);
+      });
+      this.#count += entries.length;
+    } else {
+      this.#count += this.#write(entries, to, false);
+    }
+    this.#countCommitting -= counted;
+    this.#generation++;
+    packs?.write(this.#runs, to, (name, value) => ops.put(META, name, this.#encodeMeta(value)), touched);
+    ops.put(META, META_COUNT, this.#encodeMeta(this.#count));
+    if (strides !== undefined) ops.put(META, META_STRIDES, this.#encodeMeta(strides));
+    for (const [name, value] of meta) ops.put(META, name, this.#encodeMeta(value));
+    return writer.commit(ops).then(() => {
+      this.#env.resetReadTxn();
+      if (!appends) this.#last = this.#readLastKey();
+    });
+  }
+
+  /**
+   * Commits through lmdb-js's writer thread in a child transaction (of the batch lmdb-js writes):
+   * when the callback throws (a damaged run met while merging), lmdb-js aborts what the callback
+   * wrote; in a plain one it would commit the part written before the throw.
+   */
+  #childCommit(
+    entries: OverlayEntry[],
+    meta: Map<string, unknown>,
+    counted: number,
+    strides: SavedStrides | undefined,
+    packs: TakenPacks | undefined,
+  ): Promise<unknown> {
+    const metaDb = this.#meta;
+    return this.#env.childTransaction(() => {
+      this.#count += this.#write(entries, this.#runs);
+      packs?.write(this.#runs, this.#runs, (name, value) => metaDb.put(name, value));
+      this.#countCommitting -= counted;
+      metaDb.put(META_COUNT, this.#count);
+      if (strides !== undefined) metaDb.put(META_STRIDES, strides);
+      for (const [name, value] of meta) metaDb.put(name, value);
+    });
+  }
+
+  /** A metadata value as lmdb-js would store it (for the writer thread, which writes bytes). */
+  #encodeMeta(value: unknown): Uint8Array {
+    // A copy: the encoder reuses its buffer.
+    return Uint8Array.prototype.slice.call((this.#meta as unknown as { encoder: { encode(v: unknown): Uint8Array } }).encoder.encode(value));
+  }
+
+  /**
    * Commits `entries` and `meta` in one LMDB transaction on this thread: durable (LMDB syncs the
    * data, then writes its meta page synchronously) when it returns. A throw inside (a damaged run
    * met while merging, a write that fails) aborts the transaction: nothing of it is written, and
@@ -774,8 +922,8 @@ export class EventLog {
     let count = this.#count;
     try {
       this.#env.transactionSync(() => {
-        count += this.#write(entries);
-        packs?.write(this.#runs, metaDb);
+        count += this.#write(entries, this.#runs);
+        packs?.write(this.#runs, this.#runs, (name, value) => metaDb.put(name, value));
         metaDb.put(META_COUNT, count);
         if (strides !== undefined) metaDb.put(META_STRIDES, strides);
         for (const [name, value] of meta) metaDb.put(name, value);
@@ -824,11 +972,11 @@ export class EventLog {
    * become new runs without reading any; otherwise each run an entry falls in is read, merged with
    * its entries, and written again (as several runs if it outgrew one).
    */
-  #write(entries: readonly OverlayEntry[]): number {
+  #write(entries: readonly OverlayEntry[], sink: RunWrites, readLast = true): number {
     this.#generation++;
     const through = this.#packedThrough;
     const put = (first: Uint8Array, run: Buffer): void => {
-      this.#runs.put(asBuffer(first), run);
+      sink.put(asBuffer(first), run);
       // A plain run behind the packed frontier (a pack that lost an event, rewritten): pack it again.
       if (through !== undefined && compareKeys(first, through) <= 0) this.#repack.set(keyString(first), copyBytes(first));
     };
@@ -875,7 +1023,7 @@ export class EventLog {
           }
         }
         if (dropped === 0) continue;
-        this.#runs.remove(run.key);
+        sink.remove(run.key);
         const value = reader.without(drop);
         const kept = this.#recent.size !== 0 ? ([] as RecentRun[]) : undefined;
         if (value !== undefined) {
@@ -888,7 +1036,7 @@ export class EventLog {
         continue;
       }
       const merged = mergeRun(run?.reader, changes, from, to);
-      if (run !== undefined) this.#runs.remove(run.key);
+      if (run !== undefined) sink.remove(run.key);
       // The runs kept in memory for packing keep mirroring the log (see #recent).
       const kept = run !== undefined && this.#recent.size !== 0 ? ([] as RecentRun[]) : undefined;
       writeRuns(merged, (first, value) => {
@@ -898,7 +1046,8 @@ export class EventLog {
       if (kept !== undefined) this.#recent.replace(run!.key, kept);
       delta += merged.length - (run?.reader.count ?? 0);
     }
-    this.#last = this.#readLastKey();
+    // (Read from the transaction; without one, the caller reads it once the commit is written.)
+    if (readLast) this.#last = this.#readLastKey();
     if (this.#repack.size !== 0) this.#schedulePack();
     return delta;
   }
@@ -1052,19 +1201,20 @@ export class EventLog {
     this.#schedulePack();
     return {
       inTransaction: taken.length !== 0,
-      write: (runs, meta) => {
+      through,
+      write: (runs, to, putMeta, touched) => {
         for (const { stretch, packed } of taken) {
           // Inside the commit's transaction, after its own writes: the runs must be as they were
           // taken, or the pack would undo a write that reached them meanwhile (an event inserted
           // into the last of them once the run after it was emptied, say), and no other run may
           // have come between them (a large event's run of its own, its neighbour rewritten as it
           // was): the pack would cover it, and runs would overlap.
-          if (!sameRuns(runs, stretch.sources)) {
+          if (!sameRuns(runs, stretch.sources) || (touched !== undefined && touchesStretch(touched, stretch.sources))) {
             this.#dropPack(stretch);
             continue;
           }
-          for (const { key } of stretch.sources) runs.remove(key);
-          runs.put(stretch.sources[0]!.key, packed);
+          for (const { key } of stretch.sources) to.remove(key);
+          to.put(stretch.sources[0]!.key, packed);
           const stats = this.packStats;
           stats.packs++;
           if (stretch.fromMemory === true) stats.fromMemory++;
@@ -1072,7 +1222,7 @@ export class EventLog {
           for (const { value } of stretch.sources) stats.plainBytes += value.byteLength;
           stats.packedBytes += packed.byteLength;
         }
-        if (through !== undefined) meta.put(META_PACKED_THROUGH, through);
+        if (through !== undefined) putMeta(META_PACKED_THROUGH, through);
       },
       // Written or not (a failed commit), their runs are free for other packs again.
       done: () => {
@@ -1417,7 +1567,8 @@ export class EventLog {
   async close(): Promise<void> {
     if (this.#closed) return;
     // Packs made since the last commit go with this one.
-    if (this.#ready.length !== 0 && this.#failure === undefined) this.#schedule();
+    // (And metadata queued without asking for a commit: see startCommit.)
+    if ((this.#ready.length !== 0 || this.#pendingMeta.size !== 0) && this.#failure === undefined) this.#schedule();
     this.#commit();
     this.#closed = true;
     try {
@@ -1430,11 +1581,13 @@ export class EventLog {
       this.#fail(error);
     }
     if (this.#failure === undefined) {
+      await this.#writer?.close();
       await this.#env.close();
       return;
     }
     // After a failed commit lmdb-js never settles that commit's flush, and its close waits for it:
     // the environment is closed without waiting (its files are released when it is done).
+    void this.#writer?.close().catch(() => {});
     void this.#env.close().catch(() => {});
     throw await this.#reportedFailure();
   }
@@ -1630,6 +1783,13 @@ function sameRuns(runs: LmdbDatabase<Buffer, Buffer>, sources: readonly PackSour
     i++;
   }
   return i === sources.length && sources.every(({ key, value }) => value.equals(runs.getBinary(asBuffer(key)) ?? EMPTY));
+}
+
+/** Whether a key in `touched` lies within the runs of `sources` (from the first's key to the last's). */
+function touchesStretch(touched: readonly Uint8Array[], sources: readonly PackSource[]): boolean {
+  const first = sources[0]!.key;
+  const last = sources[sources.length - 1]!.key;
+  return touched.some((key) => compareKeys(key, first) >= 0 && compareKeys(key, last) <= 0);
 }
 
 /** The run a batch of lookups read last (see `EventLog.keysOf`). */

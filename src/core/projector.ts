@@ -74,6 +74,20 @@ export class ApplyFailedError extends NoatunError {
   }
 }
 
+/**
+ * A replay met a failure in the local batch it was told had not been confirmed (see
+ * {@link Projector.replayAll}): the batch must be taken out of the log, as at its append.
+ */
+export class UnconfirmedBatchError extends NoatunError {
+  /** The batch's ordinals (first, last). */
+  readonly range: readonly [number, number];
+
+  constructor(range: readonly [number, number], cause: unknown) {
+    super(ErrorCode.APPLY_FAILED, `the last local batch (ordinals ${range[0]}–${range[1]}) fails to apply: ${String(cause)}`, { cause });
+    this.range = range;
+  }
+}
+
 /** A late batch's rewind: to the mark of `successor` (-1: a rebuild), undoing these prunes. */
 interface LateRewind {
   readonly mark: JournalMark | -1;
@@ -169,8 +183,18 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
    */
   #strict: readonly StoredEvent[] | undefined;
 
+  /**
+   * The ordinals (first, last) of a local batch a replay applies strictly, as it was first
+   * applied (see {@link replayAll}).
+   */
+  #strictRange: readonly [number, number] | undefined;
+  /** The ordinal of the event a replay is applying. */
+  #replaying = 0;
+
   /** Whether `ordinal` is one of the strict batch's events (asked only when an apply fails). */
   #isStrict(ordinal: number): boolean {
+    const range = this.#strictRange;
+    if (range !== undefined && ordinal >= range[0] && ordinal <= range[1]) return true;
     return this.#strict?.some((stored) => stored.ordinal === ordinal) === true;
   }
 
@@ -628,8 +652,29 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
   /**
    * Re-applies every stored event from an empty view. The caller has reset the view (a fresh
    * file); `onProgress` hears about every 1% (and the end).
+   *
+   * `unconfirmed`: the ordinals (first, last) of a local batch that was written to the log before
+   * it was applied and was never known to apply (see `Database.open`). Its events are applied as
+   * at their append: if one fails, or the machine fails applying it, the replay stops with
+   * {@link UnconfirmedBatchError}.
    */
-  replayAll(onProgress?: ProgressCallback): MessageId[] {
+  replayAll(onProgress?: ProgressCallback, unconfirmed?: readonly [number, number]): MessageId[] {
+    this.#strictRange = unconfirmed;
+    try {
+      return this.#replayAll(onProgress);
+    } catch (error) {
+      const at = this.#replaying;
+      const inBatch = unconfirmed !== undefined && at >= unconfirmed[0] && at <= unconfirmed[1];
+      if (inBatch && (error instanceof ApplyFailedError || isEnvironmentFailure(error))) {
+        throw new UnconfirmedBatchError(unconfirmed, error);
+      }
+      throw error;
+    } finally {
+      this.#strictRange = undefined;
+    }
+  }
+
+  #replayAll(onProgress?: ProgressCallback): MessageId[] {
     const total = this.#log.count();
     const step = Math.max(1, Math.floor(total / 100));
     let done = 0;
@@ -648,6 +693,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
         this.#log.remove(stored.key);
         continue;
       }
+      this.#replaying = stored.ordinal;
       this.applyOne({ key: stored.key, ordinal: stored.ordinal, envelope: stored.envelope, decoded: intact });
       this.appliedMax = stored.key;
     }

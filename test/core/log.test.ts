@@ -101,17 +101,20 @@ function check(t: import('ava').ExecutionContext, log: EventLog, model: Map<stri
 }
 
 /**
- * Opens the log with commits made on this thread (`sync`) or on lmdb-js's writer (`async`, the
- * default), packing runs of at most 8 KiB (so a few hundred events make several packs).
+ * Opens the log with commits made on this thread (`sync`), on lmdb-js's writer (`async`), or on
+ * the log's writer thread when nothing is in flight (`thread`: `async` with the thread started, as
+ * a database opens it), packing runs of at most 8 KiB (so a few hundred events make several packs).
  */
-async function openLog(dir: string, mode: 'sync' | 'async'): Promise<EventLog> {
+async function openLog(dir: string, mode: Mode): Promise<EventLog> {
   const log = await EventLog.open(dir);
-  log.commitMode = mode;
+  log.commitMode = mode === 'sync' ? 'sync' : 'async';
+  if (mode === 'thread') await log.startWriter();
   log.packBytes = 8192;
   return log;
 }
 
-const MODES = ['sync', 'async'] as const;
+const MODES = ['sync', 'async', 'thread'] as const;
+type Mode = (typeof MODES)[number];
 
 const seedCount = Number.parseInt(process.env.NOATUN_SEEDS ?? '3', 10);
 const seeds = process.env.NOATUN_SEED !== undefined ? [testSeed()] : Array.from({ length: seedCount }, () => testSeed());
@@ -534,7 +537,7 @@ const times = (from: number, n: number) => Array.from({ length: n }, (_, i) => f
  * A fresh log and its model, for tests that set up a race by hand: `commit(times, size)` stores an
  * event of `size` filler bytes at each time and waits for the commit.
  */
-async function orderedCommits(mode: 'sync' | 'async', random: () => number) {
+async function orderedCommits(mode: Mode, random: () => number) {
   const log = await openLog(tempDir(), mode);
   const model = new Map<string, ModelEvent>();
   let ordinal = 1;

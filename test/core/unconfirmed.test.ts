@@ -1,0 +1,98 @@
+/**
+ * A local transaction is handed to the log's writer thread before it is applied, so it can be
+ * written while it is applied (BENCHMARKS.md, run V). Should its apply fail, it is taken out of
+ * the log again before the append rejects; these tests kill the process in between, inside the
+ * apply, and check what the next open makes of the batch left in the log: taken out when its
+ * apply fails (the append was never acknowledged, and a rejected append stores nothing), kept when
+ * it applies.
+ */
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import test from 'ava';
+import { tempDir } from '../helpers/temp.js';
+import { openUnconfirmedDb } from './fixtures/unconfirmed-app.js';
+
+const writer = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'unconfirmed-writer.ts');
+
+/** Runs the writer until it kills itself; resolves with what it printed. */
+function runWriter(dir: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import=tsx', writer, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      err += chunk.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (_code, signal) => {
+      if (signal !== 'SIGKILL') reject(new Error(`the writer was not killed: ${out} ${err}`));
+      else resolve(out);
+    });
+  });
+}
+
+test('a batch whose apply fails, left in the log by a kill before it was taken out, is taken out at the next open', async (t) => {
+  const dir = tempDir();
+  t.is(await runWriter(dir), 'acknowledged\n');
+  let db = await openUnconfirmedDb(dir, 'throw');
+  t.is(db.stats().openedBy, 'rebuild');
+  t.is(db.stats().stored, 3);
+  t.deepEqual(
+    db.read((root) => ({ sum: root.sum, values: root.values.export() })),
+    { sum: 6, values: [1, 2, 3] },
+  );
+  t.deepEqual(db.failures(), []);
+  const stored = [...db.messages()].map((m) => m.id.toString());
+  t.deepEqual(db.heads().map(String), [stored[2]]);
+  t.deepEqual(db.discarded(), [], 'a withdrawn batch is not reported as damaged records');
+  await db.close();
+  // Durable: the next open (a clean one) finds the same.
+  db = await openUnconfirmedDb(dir, 'throw');
+  t.is(db.stats().openedBy, 'clean-load');
+  t.is(db.stats().stored, 3);
+  t.is(db.read((root) => root.sum), 6);
+  await db.close();
+});
+
+test('a batch that applies, left in the log by a kill while it was applied, stays at the next open', async (t) => {
+  const dir = tempDir();
+  t.is(await runWriter(dir), 'acknowledged\n');
+  const db = await openUnconfirmedDb(dir, 'pass');
+  t.is(db.stats().openedBy, 'rebuild');
+  t.is(db.stats().stored, 6);
+  t.deepEqual(
+    db.read((root) => ({ sum: root.sum, values: root.values.export() })),
+    { sum: 66, values: [1, 2, 3, 10, 20, 30] },
+  );
+  t.deepEqual(db.failures(), []);
+  await db.close();
+});
+
+test('a transaction whose apply fails rejects once its batch is out of the log again: nothing of it is stored, before or after a reopen', async (t) => {
+  const dir = tempDir();
+  let db = await openUnconfirmedDb(dir, 'throw');
+  await db.transaction((tx) => {
+    for (const value of [1, 2, 3]) tx.append({ value });
+  });
+  const before = [...db.messages()].map((m) => m.id.toString());
+  const error = await t.throwsAsync(
+    db.transaction((tx) => {
+      tx.append({ value: 10 });
+      tx.append({ value: 20, boom: true });
+    }),
+  );
+  t.is((error as { code?: string }).code, 'APPLY_FAILED');
+  t.deepEqual([...db.messages()].map((m) => m.id.toString()), before);
+  t.is(db.stats().stored, 3);
+  await db.append({ value: 4 });
+  t.deepEqual(db.read((root) => root.values.export()), [1, 2, 3, 4]);
+  await db.close();
+  db = await openUnconfirmedDb(dir, 'pass');
+  t.is(db.stats().stored, 4);
+  t.deepEqual(db.read((root) => root.values.export()), [1, 2, 3, 4]);
+  await db.close();
+});
