@@ -65,14 +65,14 @@ export interface DatabaseOptions<E, R> {
   readonly lateWorkShare?: number;
   /**
    * How a commit reaches the disk; both are equally durable (a write resolves once LMDB has synced
-   * the commit). `'async'`: on lmdb-js's writer thread: the event loop runs on meanwhile (a
-   * replicator keeps serving its peers), and writes made while a commit is in flight are committed
-   * together. `'sync'`: on the calling thread, as SQLite does: the event loop waits for the disk's
-   * sync (well under a millisecond on an SSD, more on a slow disk), then takes one turn before the
-   * write resolves, so an app writing in a loop still lets it serve I/O between writes. With
-   * `'sync'` a single awaited append takes about a fifth less time, and the benchmarks' writes ran
-   * 3–7% faster in alternating runs (BENCHMARKS.md, run O): not enough to block the event loop
-   * during every sync by default.
+   * the commit). `'async'`: on the log's writer thread (a worker the database starts at open), and
+   * a batch is handed to it before it is applied, so the disk's write and sync run while the batch
+   * is applied; the event loop runs on meanwhile (a replicator keeps serving its peers), and writes
+   * made while a commit is in flight are committed together. `'sync'`: on the calling thread, as
+   * SQLite does: the event loop waits for the disk's sync (well under a millisecond on an SSD, more
+   * on a slow disk), then takes one turn before the write resolves, so an app writing in a loop
+   * still lets it serve I/O between writes. Since the writer thread, `'async'` writes are the
+   * faster ones (BENCHMARKS.md, run V).
    * @default 'async'
    */
   readonly commitMode?: 'sync' | 'async';

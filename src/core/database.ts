@@ -65,8 +65,8 @@ const META_PRUNED = 'pruned';
 const META_COMPACTED_BYTES = 'compactedBytes';
 const META_PRUNED_AT_COMPACTION = 'prunedAtCompaction';
 /**
- * The ordinals (first, last) of a local batch written to the log before it was applied, until
- * the next commit (see {@link Database.open}); null otherwise.
+ * The ordinals (first, last) of a batch written to the log before it was applied, and 1 for a
+ * local one (0 for a peer's), until the next commit (see {@link Database.open}); null otherwise.
  */
 const META_UNCONFIRMED = 'unconfirmed';
 /** The view is compacted (rebuilt) only past this size (see `#compactionDue`). */
@@ -276,10 +276,11 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       let discarded: MessageId[] = [];
       let withdrawn: MessageId[] = [];
       if (openedBy === 'rebuild') {
-        // The last commit may hold a local batch not yet applied when the process stopped (see
-        // #commit). A view that was sealed after it has it applied; a replay applies it as its
-        // append would have, and takes it out if it fails: that append was never acknowledged.
-        const unconfirmed = log.getMeta<[number, number] | null>(META_UNCONFIRMED) ?? undefined;
+        // The last commit may hold a batch not yet applied when the process stopped (see #commit).
+        // A view that was sealed after it has it applied; a replay applies it as it was to be
+        // applied then, and takes it out if that fails: it was never acknowledged (a local
+        // append), or its senders offer it again (a peer's).
+        const unconfirmed = log.getMeta<[number, number, number] | null>(META_UNCONFIRMED) ?? undefined;
         try {
           discarded = projector.replayAll(options.onProgress, unconfirmed);
         } catch (error) {
@@ -662,14 +663,13 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#log.setMeta(META_NEXT_ORDINAL, this.#nextOrdinal);
     this.#saveHeads();
     this.#markDirty();
-    // A local batch goes to the log's writer thread now, and is written while it is applied here
-    // (BENCHMARKS.md, run V). Should it fail to apply, it is taken out again by the next commit
-    // (the projector's undo, below), which the caller waits for. Until that next commit the log
-    // marks the batch: a crash in between leaves it there, and the open after re-applies it as it
-    // would have been applied here, taking it out if it fails (see open).
-    if (local) {
-      this.#log.startCommit({ name: META_UNCONFIRMED, value: [stored[0]!.ordinal, stored[stored.length - 1]!.ordinal] });
-    }
+    // The batch goes to the log's writer thread now, and is written while it is applied here
+    // (BENCHMARKS.md, run V). Should it fail to apply (a local event's apply throws, this machine
+    // fails), it is taken out again by the next commit (the projector's undo, below), which an
+    // append waits for. Until that next commit the log marks the batch: a crash in between leaves
+    // it there, and the open after re-applies it as it would have been applied here, taking it
+    // out if it fails so (see open).
+    this.#log.startCommit({ name: META_UNCONFIRMED, value: [stored[0]!.ordinal, stored[stored.length - 1]!.ordinal, local ? 1 : 0] });
     try {
       this.#projector.project(stored, this.#options.onProgress, {
         strict: local,

@@ -205,11 +205,13 @@ export class EventLog {
    * it is starting, commits go to lmdb-js.
    */
   #writer: LogWriter | undefined;
+  /** The commit the writer thread is writing: no other starts meanwhile (see {@link #commit}). */
+  #onWriter: Promise<unknown> | undefined;
   /**
-   * The last commit issued while one handed to the writer thread may not be done: every commit
-   * waits for it before it starts (LMDB's lock alone would not keep them in order), until it settles.
+   * Settles with the commit of what was queued while the writer thread was busy, once it is
+   * made (see {@link #commit}); {@link written} waits for it.
    */
-  #afterWriter: Promise<unknown> | undefined;
+  #deferred: PromiseWithResolvers<unknown> | undefined;
   /** The first failed write (the log refuses writes from then on; see {@link written}). */
   #failure: unknown;
   /**
@@ -743,6 +745,12 @@ export class EventLog {
    */
   #commit(): void {
     if (!this.#scheduled) return;
+    if (this.#onWriter !== undefined && this.#failure === undefined) {
+      // The writer thread is busy: what is queued waits, still scheduled, and goes in one commit
+      // when it is done (a commit of lmdb-js's started meanwhile could be written before it).
+      this.#deferred ??= Promise.withResolvers<unknown>();
+      return;
+    }
     this.#scheduled = false;
     // After a failed commit nothing more goes to LMDB (after an I/O error its environment may fail
     // every transaction, and lmdb-js would reject a promise of its own that nothing observes);
@@ -773,7 +781,7 @@ export class EventLog {
         // A damaged run met while merging: nothing was handed to the thread; the commit failed.
         done = Promise.reject(error);
       }
-      this.#afterWriter = done;
+      this.#onWriter = done;
     } else if (this.#committing === 0 && packs?.inTransaction !== true && this.#appends(entries)) {
       // Only new runs above every stored id, and nothing in flight: the runs are made now and
       // handed to lmdb-js as one batch (one transaction), which its writer thread commits without
@@ -796,20 +804,11 @@ export class EventLog {
         if (strides !== undefined) metaDb.put(META_STRIDES, strides);
         for (const [name, value] of meta) metaDb.put(name, value);
       });
-    } else if (this.#afterWriter !== undefined) {
-      // Behind a commit of the writer thread: started once that one is done.
-      done = this.#afterWriter.then(() => this.#childCommit(entries, meta, counted, strides, packs));
-      this.#afterWriter = done;
     } else {
       done = this.#childCommit(entries, meta, counted, strides, packs);
     }
     this.#committing++;
     this.#lastWrite = done;
-    const issued = done;
-    const settled = () => {
-      if (this.#afterWriter === issued) this.#afterWriter = undefined;
-    };
-    done.then(settled, settled);
     done.then(
       () => {
         // Committed: reads see the entries in LMDB now, the overlay can let go of them (all at
@@ -817,13 +816,24 @@ export class EventLog {
         this.#committing--;
         this.#generation++;
         packs?.done();
+        if (this.#onWriter === done) this.#onWriter = undefined;
         this.#letGo(entries, meta);
+        // What was queued while the thread wrote goes now, together.
+        const deferred = this.#deferred;
+        if (deferred !== undefined) {
+          this.#deferred = undefined;
+          this.#commit();
+          deferred.resolve(this.#lastWrite);
+        }
       },
       (error: unknown) => {
         this.#committing--;
         this.#generation++;
         packs?.done();
+        if (this.#onWriter === done) this.#onWriter = undefined;
         this.#fail(error);
+        this.#deferred?.reject(error);
+        this.#deferred = undefined;
       },
     );
   }
@@ -1385,7 +1395,8 @@ export class EventLog {
   async written(): Promise<void> {
     this.#commit();
     try {
-      await this.#lastWrite;
+      // (A commit deferred behind the writer thread's comes after every one made before it.)
+      await (this.#deferred?.promise ?? this.#lastWrite);
       await this.#env.flushed;
     } catch (error) {
       // Reported below, as the engine's error.
@@ -1572,7 +1583,7 @@ export class EventLog {
     this.#commit();
     this.#closed = true;
     try {
-      await this.#lastWrite;
+      await (this.#deferred?.promise ?? this.#lastWrite);
       // The last pack step's promise settles (steps compress synchronously, and none starts once
       // the log is closed: packs ready before the commit above went with it).
       await this.#packWork;

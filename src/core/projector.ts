@@ -75,15 +75,15 @@ export class ApplyFailedError extends NoatunError {
 }
 
 /**
- * A replay met a failure in the local batch it was told had not been confirmed (see
- * {@link Projector.replayAll}): the batch must be taken out of the log, as at its append.
+ * A replay met a failure in the batch it was told had not been confirmed (see
+ * {@link Projector.replayAll}): the batch must be taken out of the log, as it would have been.
  */
 export class UnconfirmedBatchError extends NoatunError {
   /** The batch's ordinals (first, last). */
   readonly range: readonly [number, number];
 
   constructor(range: readonly [number, number], cause: unknown) {
-    super(ErrorCode.APPLY_FAILED, `the last local batch (ordinals ${range[0]}–${range[1]}) fails to apply: ${String(cause)}`, { cause });
+    super(ErrorCode.APPLY_FAILED, `the last batch (ordinals ${range[0]}–${range[1]}) fails to apply: ${String(cause)}`, { cause });
     this.range = range;
   }
 }
@@ -653,20 +653,20 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
    * Re-applies every stored event from an empty view. The caller has reset the view (a fresh
    * file); `onProgress` hears about every 1% (and the end).
    *
-   * `unconfirmed`: the ordinals (first, last) of a local batch that was written to the log before
-   * it was applied and was never known to apply (see `Database.open`). Its events are applied as
-   * at their append: if one fails, or the machine fails applying it, the replay stops with
-   * {@link UnconfirmedBatchError}.
+   * `unconfirmed`: the ordinals (first, last) of a batch that was written to the log before it
+   * was applied and was never known to apply (see `Database.open`), and whether it was local
+   * (1). Its events are applied as they were to be then: if this machine fails applying one, or a
+   * local one's apply throws, the replay stops with {@link UnconfirmedBatchError}.
    */
-  replayAll(onProgress?: ProgressCallback, unconfirmed?: readonly [number, number]): MessageId[] {
-    this.#strictRange = unconfirmed;
+  replayAll(onProgress?: ProgressCallback, unconfirmed?: readonly [number, number, number?]): MessageId[] {
+    this.#strictRange = unconfirmed !== undefined && unconfirmed[2] !== 0 ? [unconfirmed[0], unconfirmed[1]] : undefined;
     try {
       return this.#replayAll(onProgress);
     } catch (error) {
       const at = this.#replaying;
       const inBatch = unconfirmed !== undefined && at >= unconfirmed[0] && at <= unconfirmed[1];
       if (inBatch && (error instanceof ApplyFailedError || isEnvironmentFailure(error))) {
-        throw new UnconfirmedBatchError(unconfirmed, error);
+        throw new UnconfirmedBatchError([unconfirmed[0], unconfirmed[1]], error);
       }
       throw error;
     } finally {

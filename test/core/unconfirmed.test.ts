@@ -16,9 +16,9 @@ import { openUnconfirmedDb } from './fixtures/unconfirmed-app.js';
 const writer = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'unconfirmed-writer.ts');
 
 /** Runs the writer until it kills itself; resolves with what it printed. */
-function runWriter(dir: string): Promise<string> {
+function runWriter(dir: string, how: 'local' | 'peer' = 'local'): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import=tsx', writer, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import=tsx', writer, dir, how], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (chunk: Buffer) => {
@@ -94,5 +94,21 @@ test('a transaction whose apply fails rejects once its batch is out of the log a
   db = await openUnconfirmedDb(dir, 'pass');
   t.is(db.stats().stored, 4);
   t.deepEqual(db.read((root) => root.values.export()), [1, 2, 3, 4]);
+  await db.close();
+});
+
+test("a peer's batch left in the log by a kill while it was applied stays at the next open, with its failure recorded", async (t) => {
+  // A peer's event whose apply fails is stored and its failure recorded, identically on every
+  // peer: only this machine failing (a full view, the stack) takes a peer's batch out again.
+  const dir = tempDir();
+  t.is(await runWriter(dir, 'peer'), 'acknowledged\n');
+  const db = await openUnconfirmedDb(path.join(dir, 'target'), 'throw');
+  t.is(db.stats().openedBy, 'rebuild');
+  t.is(db.stats().stored, 6);
+  t.deepEqual(
+    db.read((root) => ({ sum: root.sum, values: root.values.export() })),
+    { sum: 46, values: [1, 2, 3, 10, 30] },
+  );
+  t.is(db.failures().length, 1);
   await db.close();
 });
