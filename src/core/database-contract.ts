@@ -182,6 +182,12 @@ export interface DatabaseStats {
    * they concern, pruning is paused: until the cutoff passes this time (ms). 0 when not paused.
    */
   readonly pruningPausedUntil: number;
+  /**
+   * Where asynchronous commits go (see `DatabaseOptions.commitMode`): `'running'`, the log's
+   * writer thread; `'starting'`, lmdb-js's writer until the thread is up (some tens of
+   * milliseconds after open); `'off'`, with `commitMode: 'sync'` or when the thread could not start.
+   */
+  readonly writerThread: 'starting' | 'running' | 'off';
 }
 
 /** A stored event as `DatabaseListener.stored` hears of it. */

@@ -222,8 +222,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         onProgress === undefined ? undefined : ({ done, total }) => onProgress({ phase: 'convert-log', done, total }),
       );
       log.commitMode = commitMode;
-      // The log's writer thread starts while the view opens (see log-writer.ts).
-      const writerStarted = commitMode === 'async' ? log.startWriter() : undefined;
+      // The log's writer thread starts while the view opens (see log-writer.ts); the open does
+      // not wait for it (commits go to lmdb-js until it is up: see DatabaseStats.writerThread).
+      if (commitMode === 'async') void log.startWriter();
       // The cutoff hashes move by the log's per-stride hashes: kept from here on (with pruning;
       // before anything, a rebuild's discards included, writes to the log), or marked stale.
       Finality.trackStrides(log, options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS, options.autoPrune ?? true);
@@ -304,7 +305,6 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       // A rebuilt view has fresh records: events that were kept only by the old bookkeeping go now.
       if (openedBy === 'rebuild') db.#prune();
       db.#advanceCutoff();
-      await writerStarted;
       return db;
     } catch (error) {
       // The error that stopped the open is the one reported (closing may meet it again: a full
@@ -459,9 +459,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   #advanceCutoff(): void {
     const nominal = this.#finality.nominal();
     this.#log.packBefore(nominal - PACK_LAG_MS);
-    if (!this.#autoPrune) return;
-    if (nominal <= this.#finality.time) return;
-    this.#moveCutoff(nominal);
+    if (this.#autoPrune && nominal > this.#finality.time) this.#moveCutoff(nominal);
+    // After the pruning (whose removals a pack made before it would have to drop).
+    this.#log.packNow();
   }
 
   /**
@@ -1172,6 +1172,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       tombstones: this.#projector.book.tombstoneCount,
       records: this.#projector.book.count,
       pruningPausedUntil: this.#finality.held ? this.#finality.holdUntil : 0,
+      writerThread: this.#log.writerThread,
     };
   }
 

@@ -181,6 +181,11 @@ export class LogWriter {
     this.#worker.on('exit', () => fail(new Error("the log's writer thread stopped")));
   }
 
+  /** Whether the thread has stopped, or could not start. */
+  get stopped(): boolean {
+    return this.#dead !== undefined;
+  }
+
   /** Whether the thread takes commits (it has opened the environment and has not stopped). */
   get ready(): boolean {
     return this.#ready && this.#dead === undefined;

@@ -603,6 +603,14 @@ test("commits on this thread ('sync') and on the log's writer thread ('async', t
   for (const commitMode of ['sync', 'async'] as const) {
     const dir = tempDir();
     let db = await openAdd(dir, clock, { commitMode });
+    if (commitMode === 'sync') t.is(db.stats().writerThread, 'off');
+    else {
+      // The writer thread starts with the open, which does not wait for it.
+      t.not(db.stats().writerThread, 'off');
+      const deadline = Date.now() + 30_000;
+      while (db.stats().writerThread !== 'running' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+      t.is(db.stats().writerThread, 'running');
+    }
     // Overlapping writes: in 'async' mode those made while a commit is in flight go together.
     await Promise.all([db.append({ add: 1 }), db.transaction((tx) => tx.append({ push: 2 })), db.append({ add: 3 })]);
     await db.transaction((tx) => {

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { tempDir } from '../helpers/temp.js';
-import { openUnconfirmedDb } from './fixtures/unconfirmed-app.js';
+import { openUnconfirmedDb, writerRunning } from './fixtures/unconfirmed-app.js';
 
 const writer = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'unconfirmed-writer.ts');
 
@@ -75,6 +75,7 @@ test('a batch that applies, left in the log by a kill while it was applied, stay
 test('a transaction whose apply fails rejects once its batch is out of the log again: nothing of it is stored, before or after a reopen', async (t) => {
   const dir = tempDir();
   let db = await openUnconfirmedDb(dir, 'throw');
+  await writerRunning(db);
   await db.transaction((tx) => {
     for (const value of [1, 2, 3]) tx.append({ value });
   });
