@@ -65,14 +65,14 @@ export interface DatabaseOptions<E, R> {
   readonly lateWorkShare?: number;
   /**
    * How a commit reaches the disk; both are equally durable (a write resolves once LMDB has synced
-   * the commit). `'async'`: on the log's writer thread (a worker the database starts at open), and
-   * a batch is handed to it before it is applied, so the disk's write and sync run while the batch
-   * is applied; the event loop runs on meanwhile (a replicator keeps serving its peers), and writes
-   * made while a commit is in flight are committed together. `'sync'`: on the calling thread, as
-   * SQLite does: the event loop waits for the disk's sync (well under a millisecond on an SSD, more
-   * on a slow disk), then takes one turn before the write resolves, so an app writing in a loop
-   * still lets it serve I/O between writes. Since the writer thread, `'async'` writes are the
-   * faster ones (BENCHMARKS.md, run V).
+   * the commit). `'async'`: on the log's writer thread (a worker the database starts at its first
+   * write), and a batch is handed to it before it is applied, so the disk's write and sync run
+   * while the batch is applied; the event loop runs on meanwhile (a replicator keeps serving its
+   * peers), and writes made while a commit is in flight are committed together. `'sync'`: on the
+   * calling thread, as SQLite does: the event loop waits for the disk's sync (well under a
+   * millisecond on an SSD, more on a slow disk), then takes one turn before the write resolves, so
+   * an app writing in a loop still lets it serve I/O between writes. Since the writer thread,
+   * `'async'` writes are the faster ones (BENCHMARKS.md, run V).
    * @default 'async'
    */
   readonly commitMode?: 'sync' | 'async';
@@ -184,8 +184,9 @@ export interface DatabaseStats {
   readonly pruningPausedUntil: number;
   /**
    * Where asynchronous commits go (see `DatabaseOptions.commitMode`): `'running'`, the log's
-   * writer thread; `'starting'`, lmdb-js's writer until the thread is up (some tens of
-   * milliseconds after open); `'off'`, with `commitMode: 'sync'` or when the thread could not start.
+   * writer thread; `'starting'`, lmdb-js's writer until the thread is up (it starts with the first
+   * write or ingest, and is up some tens of milliseconds later); `'off'`, before that first write,
+   * with `commitMode: 'sync'`, or when the thread could not start.
    */
   readonly writerThread: 'starting' | 'running' | 'off';
 }

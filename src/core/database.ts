@@ -222,9 +222,6 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         onProgress === undefined ? undefined : ({ done, total }) => onProgress({ phase: 'convert-log', done, total }),
       );
       log.commitMode = commitMode;
-      // The log's writer thread starts while the view opens (see log-writer.ts); the open does
-      // not wait for it (commits go to lmdb-js until it is up: see DatabaseStats.writerThread).
-      if (commitMode === 'async') void log.startWriter();
       // The cutoff hashes move by the log's per-stride hashes: kept from here on (with pruning;
       // before anything, a rebuild's discards included, writes to the log), or marked stale.
       Finality.trackStrides(log, options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS, options.autoPrune ?? true);
@@ -669,6 +666,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     // append waits for. Until that next commit the log marks the batch: a crash in between leaves
     // it there, and the open after re-applies it as it would have been applied here, taking it
     // out if it fails so (see open).
+    // (The writer thread starts with the first batch, not at the open: a process that only reads
+    // never starts it, and an open is not slowed by its start, some tens of milliseconds.)
+    if (this.#log.commitMode === 'async') void this.#log.startWriter();
     this.#log.startCommit({ name: META_UNCONFIRMED, value: [stored[0]!.ordinal, stored[stored.length - 1]!.ordinal, local ? 1 : 0] });
     try {
       this.#projector.project(stored, this.#options.onProgress, {

@@ -75,10 +75,10 @@ test('a batch that applies, left in the log by a kill while it was applied, stay
 test('a transaction whose apply fails rejects once its batch is out of the log again: nothing of it is stored, before or after a reopen', async (t) => {
   const dir = tempDir();
   let db = await openUnconfirmedDb(dir, 'throw');
-  await writerRunning(db);
   await db.transaction((tx) => {
     for (const value of [1, 2, 3]) tx.append({ value });
   });
+  await writerRunning(db);
   const before = [...db.messages()].map((m) => m.id.toString());
   const error = await t.throwsAsync(
     db.transaction((tx) => {
