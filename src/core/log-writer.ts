@@ -133,8 +133,16 @@ parentPort.on('message', (message) => {
 parentPort.postMessage({ ready: true });
 `;
 
+/** Writer threads running (or starting) in this process (this JavaScript thread's). */
+let running = 0;
+
 /** The writer thread of one log file. */
 export class LogWriter {
+  /** Writer threads running (or starting) in this process: see `EventLog.maxWriterThreads`. */
+  static get running(): number {
+    return running;
+  }
+
   readonly #worker: Worker;
   readonly #waiting = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
   #next = 0;
@@ -151,6 +159,7 @@ export class LogWriter {
     const lmdb = createRequire(import.meta.url).resolve('lmdb');
     // No loader flags of this process: the worker runs plain JavaScript.
     this.#worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { file, lmdb } });
+    running++;
     this.#worker.unref();
     this.#worker.on('message', (message: FromWorker | { failed: string }) => {
       if ('ready' in message) {
@@ -178,7 +187,10 @@ export class LogWriter {
       this.#waiting.clear();
     };
     this.#worker.on('error', fail);
-    this.#worker.on('exit', () => fail(new Error("the log's writer thread stopped")));
+    this.#worker.on('exit', () => {
+      running--;
+      fail(new Error("the log's writer thread stopped"));
+    });
   }
 
   /** Whether the thread has stopped, or could not start. */

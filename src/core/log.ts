@@ -687,12 +687,23 @@ export class EventLog {
   static writerThread = true;
 
   /**
+   * Writer threads a process (a JavaScript thread) runs at most: each is a V8 isolate of its own
+   * (about 16 MiB), and a process that opens many databases at once (a test suite ran 12 GB with
+   * one per database) would start one for each. Logs opened past the limit commit through lmdb-js,
+   * as before run V, until a thread stops (its database closed) and a later write starts one.
+   */
+  static maxWriterThreads = 4;
+
+  /**
    * Starts the writer thread (see `log-writer.ts`): once it is up, `'async'` commits made with
    * nothing in flight go there instead of to lmdb-js (see {@link #commit}). Resolves once it is
-   * up (or could not start: commits then stay with lmdb-js).
+   * up (or could not start: commits then stay with lmdb-js). With {@link maxWriterThreads}
+   * running in this process, none starts (a later call may, once one stopped).
    */
   startWriter(): Promise<void> {
-    if (this.#writer === undefined && !this.#closed && EventLog.writerThread) this.#writer = new LogWriter(this.path);
+    if (this.#writer === undefined && !this.#closed && EventLog.writerThread && LogWriter.running < EventLog.maxWriterThreads) {
+      this.#writer = new LogWriter(this.path);
+    }
     return this.#writer?.started ?? Promise.resolve();
   }
 

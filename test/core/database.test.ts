@@ -7,6 +7,11 @@ import * as path from 'node:path';
 import test from 'ava';
 import { Database, MessageId, NoatunError, s } from '../../src/index.js';
 import { FakeClock, prng, removeTempDirs, T0, tempDir } from '../helpers/temp.js';
+import { EventLog } from '../../src/core/log.js';
+
+// The tests of this file run at once, each with databases of its own: every one may have its
+// writer thread (the commit-mode test waits for its database's).
+EventLog.maxWriterThreads = 64;
 
 test.after.always(removeTempDirs);
 

@@ -108,12 +108,17 @@ function check(t: import('ava').ExecutionContext, log: EventLog, model: Map<stri
 async function openLog(dir: string, mode: Mode): Promise<EventLog> {
   const log = await EventLog.open(dir);
   log.commitMode = mode === 'sync' ? 'sync' : 'async';
-  if (mode === 'thread') await log.startWriter();
+  if (mode === 'thread') {
+    await log.startWriter();
+    if (log.writerThread !== 'running') throw new Error(`the writer thread is ${log.writerThread}`);
+  }
   log.packBytes = 8192;
   return log;
 }
 
 const MODES = ['sync', 'async', 'thread'] as const;
+// The tests run at once: every log in 'thread' mode gets its writer thread.
+EventLog.maxWriterThreads = 64;
 type Mode = (typeof MODES)[number];
 
 const seedCount = Number.parseInt(process.env.NOATUN_SEEDS ?? '3', 10);
