@@ -273,12 +273,14 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       };
       let discarded: MessageId[] = [];
       let withdrawn: MessageId[] = [];
+      // The last commit may hold a batch not yet applied when the process stopped (see #commit).
+      // A view that was sealed after it has it applied (the mark only goes now: it must not name
+      // that batch once later commits come); a replay applies it as it was to be applied then,
+      // and takes it out if that fails: it was never acknowledged (a local append), or its
+      // senders offer it again (a peer's).
+      const unconfirmed = log.getMeta<[number, number, number] | null>(META_UNCONFIRMED) ?? undefined;
+      if (unconfirmed !== undefined) log.setMeta(META_UNCONFIRMED, null);
       if (openedBy === 'rebuild') {
-        // The last commit may hold a batch not yet applied when the process stopped (see #commit).
-        // A view that was sealed after it has it applied; a replay applies it as it was to be
-        // applied then, and takes it out if that fails: it was never acknowledged (a local
-        // append), or its senders offer it again (a peer's).
-        const unconfirmed = log.getMeta<[number, number, number] | null>(META_UNCONFIRMED) ?? undefined;
         try {
           discarded = projector.replayAll(options.onProgress, unconfirmed);
         } catch (error) {
@@ -319,8 +321,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   }
 
   /**
-   * After damaged records were dropped (`discarded`), or an unconfirmed local batch that fails to
-   * apply was taken out (`withdrawn`): heads are recomputed from what is stored (a dropped event
+   * After damaged records were dropped (`discarded`), or an unconfirmed batch that fails to apply
+   * was taken out (`withdrawn`): heads are recomputed from what is stored (a dropped event
    * may have been a head or a parent), and the drop is made durable.
    */
   async #afterDiscard(discarded: MessageId[], withdrawn: MessageId[] = []): Promise<void> {
@@ -1335,12 +1337,8 @@ function placement(minter: IdMinter, now: number, options: AppendOptions | undef
 }
 
 /**
- * Whether a view loaded from disk can be trusted: closed cleanly, made from this log, at its last
- * ordinal, and undamaged (its checksum matches).
- */
-/**
- * Takes the events of ordinals `range` (a local batch whose apply fails: see `Database.open`) out
- * of the log, with the log's mark of it; returns their ids.
+ * Takes the events of ordinals `range` (a batch that fails to apply as it was to be applied: see
+ * `Database.open`) out of the log, with the log's mark of it; returns their ids.
  */
 function withdrawBatch(log: EventLog, range: readonly [number, number]): MessageId[] {
   const ids: MessageId[] = [];
@@ -1352,6 +1350,10 @@ function withdrawBatch(log: EventLog, range: readonly [number, number]): Message
   return ids;
 }
 
+/**
+ * Whether a view loaded from disk can be trusted: closed cleanly, made from this log, at its last
+ * ordinal, and undamaged (its checksum matches).
+ */
 function viewMatches(view: MaterializedView<ObjectSchema<unknown>>, logId: Uint8Array, nextOrdinal: number): boolean {
   if (view.dirty) return false;
   if (view.lastApplied !== nextOrdinal - 1) return false;
