@@ -72,7 +72,7 @@ export interface DatabaseOptions<E, R> {
    * calling thread, as SQLite does: the event loop waits for the disk's sync (well under a
    * millisecond on an SSD, more on a slow disk), then takes one turn before the write resolves, so
    * an app writing in a loop still lets it serve I/O between writes. Since the writer thread,
-   * `'async'` writes are the faster ones (BENCHMARKS.md, run V).
+   * `'async'` writes are as fast as `'sync'` ones or faster (0–10% in BENCHMARKS.md, run V).
    * @default 'async'
    */
   readonly commitMode?: 'sync' | 'async';
