@@ -30,10 +30,6 @@ export class WriteOps {
   readonly #values: (Uint8Array | null)[] = [];
   #bytes = 0;
 
-  get size(): number {
-    return this.#targets.length;
-  }
-
   put(target: Target, key: Uint8Array | string, value: Uint8Array): void {
     this.#targets.push(target);
     this.#keys.push(key);
