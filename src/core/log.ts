@@ -93,6 +93,8 @@ const RECENT_RUN_BYTES = 16 * 2 ** 20;
  * `#describeFailure`): LMDB reports EIO for a full disk on some file systems.
  */
 const LOW_SPACE_BYTES = 16 * 2 ** 20;
+/** Free bytes below which a batch is not committed before it is applied (see `EventLog.#roomy`). */
+const ROOMY_BYTES = 256 * 2 ** 20;
 /** Compared with a run that is gone (never equal to one: a run has at least its count). */
 const EMPTY = Buffer.alloc(0);
 /** Packs made ahead of the commits that write them, at most. */
@@ -707,6 +709,28 @@ export class EventLog {
     return this.#writer?.started ?? Promise.resolve();
   }
 
+  #roomCheckedAt = -Infinity;
+  #room = true;
+
+  /**
+   * Whether the log's file system has room to spare (checked at most every 100 ms). Near a full
+   * disk a batch is not committed before it is applied: a view that fills the disk refuses the
+   * batch and the database goes on, but a log commit that meets the full disk makes the log refuse
+   * writes until a reopen (see {@link #fail}), and an early commit could meet it first.
+   */
+  #roomy(): boolean {
+    const now = performance.now();
+    if (now - this.#roomCheckedAt < 100) return this.#room;
+    this.#roomCheckedAt = now;
+    try {
+      const stats = fs.statfsSync(this.path);
+      this.#room = stats.bavail * stats.bsize >= ROOMY_BYTES;
+    } catch {
+      this.#room = false;
+    }
+    return this.#room;
+  }
+
   /** The writer thread's state: see `DatabaseStats.writerThread`. */
   get writerThread(): 'starting' | 'running' | 'off' {
     const writer = this.#writer;
@@ -725,6 +749,7 @@ export class EventLog {
   startCommit(mark?: { readonly name: string; readonly value: unknown }): boolean {
     if (!this.#scheduled || this.commitMode !== 'async' || this.#writer?.ready !== true) return false;
     if (this.#committing !== 0 || this.#failure !== undefined || this.#closed) return false;
+    if (!this.#roomy()) return false;
     if (mark !== undefined) this.#pendingMeta.set(mark.name, mark.value);
     this.#commit();
     // The mark is cleared by whichever commit comes next, without asking for one.
