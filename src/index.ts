@@ -16,7 +16,7 @@
  */
 export type { AnyApp, App, AppDefinition } from './core/app.js';
 export { defineApp, isApp } from './core/app.js';
-export type { Codec } from './core/codec.js';
+export type { Codec, Copied } from './core/codec.js';
 export { messagePackCodec, PayloadError, validateMessagePack } from './core/codec.js';
 export type { CutoffComparison, CutoffState } from './core/cutoff.js';
 export { compareCutoffs, cutoffStrideMs, nominalCutoff } from './core/cutoff.js';

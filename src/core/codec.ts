@@ -14,7 +14,22 @@ export interface Codec<E> {
    * meant). `append` calls it before encoding.
    */
   validate?(event: E): void;
+  /**
+   * Optional: the value `apply` gets on the author's machine, made without a round trip through
+   * bytes. Returns `{ value }`, a fresh copy of `event` that this codec carries unchanged — for
+   * which `decode(encode(value))` is identical to `value`: the same types and prototypes, the same
+   * keys in the same order, numbers equal by `Object.is` — or undefined when it cannot promise
+   * that for this event. With a copy, the database encodes the copy (not the event, which the
+   * application may still change) and hands the copy itself to the author's `apply`, instead of
+   * decoding the bytes it has just encoded; every other peer decodes those bytes to an identical
+   * value. An event that is copied is not passed to {@link validate}: the copy must refuse (return
+   * undefined for) anything `validate` would refuse.
+   */
+  copy?(event: E): Copied<E>;
 }
+
+/** What {@link Codec.copy} gives: the copied value, or undefined for an event it leaves to the bytes. */
+export type Copied<E> = { readonly value: E } | undefined;
 
 /** An event value the codec cannot carry as it is; `path` says where inside the event. */
 export class PayloadError extends NoatunError {
@@ -134,6 +149,71 @@ function walkPayload(v: unknown, steps: (string | number)[], depth: number, seen
   seen?.delete(object);
 }
 
+/** What {@link copyPlain} returns for a value it leaves to encoding and decoding. */
+const NOT_COPIED: unique symbol = Symbol('not copied');
+
+/**
+ * A fresh copy of `v` when it is made only of values MessagePack (msgpackr, as configured in
+ * {@link messagePackCodec}) carries unchanged, else {@link NOT_COPIED}. Each case mirrors what
+ * the encoder writes and the decoder builds (test/core/codec-copy.test.ts tries them all
+ * against a real round trip):
+ * - `undefined`, booleans, and numbers other than −0 are written and read back as they are;
+ *   −0 is written as the integer 0, so the copy has 0. Integers beyond 32 bits are written as
+ *   floats (never as 64-bit integers, which would come back as bigints).
+ * - A string is written as UTF-8. A lone surrogate has no UTF-8 form and comes back replaced, so
+ *   only well-formed strings are copied.
+ * - An array comes back as a plain array of the same length; a hole comes back as `undefined`.
+ * - A plain object (prototype `Object.prototype` or null) comes back as a plain object with
+ *   `Object.prototype`, with its own enumerable string keys in the same order. The decoder
+ *   renames a `__proto__` key, so such an object is not copied; nor one with Symbol keys
+ *   (`validate` refuses them), or with a key `hasOwnProperty` or `toJSON`. A shared sub-object is copied once per place, as it is written.
+ * - Anything else (bigints, byte arrays, dates, class instances, functions, cycles, nesting past
+ *   {@link MAX_PAYLOAD_DEPTH}) is left to the encoder and decoder, and to `validate`.
+ * Every property is read once, and the copy is what is encoded: a getter that answers
+ * differently each time cannot make the author's apply see something else than the bytes say.
+ */
+function copyPlain(v: unknown, depth: number): unknown {
+  switch (typeof v) {
+    case 'string':
+      return v.isWellFormed() ? v : NOT_COPIED;
+    case 'number':
+      return v === 0 ? 0 : v;
+    case 'boolean':
+    case 'undefined':
+      return v;
+    case 'object':
+      break;
+    default:
+      return NOT_COPIED;
+  }
+  if (v === null) return null;
+  if (depth >= MAX_PAYLOAD_DEPTH) return NOT_COPIED;
+  if (Array.isArray(v)) {
+    const length = v.length;
+    const out: unknown[] = [];
+    for (let i = 0; i < length; i++) {
+      const element = copyPlain(v[i], depth + 1);
+      if (element === NOT_COPIED) return NOT_COPIED;
+      out.push(element);
+    }
+    return out;
+  }
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) return NOT_COPIED;
+  if (Object.getOwnPropertySymbols(v).length !== 0) return NOT_COPIED;
+  const out: Record<string, unknown> = {};
+  for (const key in v) {
+    if (!Object.hasOwn(v, key)) continue;
+    // (With an own `hasOwnProperty` that is no function, the encoder writes inherited keys too;
+    // a `toJSON` that is no function makes it throw, unless the object's constructor is Object.)
+    if (key === '__proto__' || key === 'hasOwnProperty' || key === 'toJSON' || !key.isWellFormed()) return NOT_COPIED;
+    const value = copyPlain((v as Record<string, unknown>)[key], depth + 1);
+    if (value === NOT_COPIED) return NOT_COPIED;
+    out[key] = value;
+  }
+  return out;
+}
+
 /**
  * The default codec: MessagePack (msgpackr) without records or structured cloning, so the bytes
  * are plain MessagePack that any implementation can read.
@@ -144,5 +224,9 @@ export function messagePackCodec<E>(): Codec<E> {
     encode: (event) => packr.pack(event),
     decode: (bytes) => packr.unpack(bytes) as E,
     validate: validateMessagePack,
+    copy(event) {
+      const value = copyPlain(event, 0);
+      return value === NOT_COPIED ? undefined : { value: value as E };
+    },
   };
 }

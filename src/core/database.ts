@@ -19,7 +19,7 @@ import type { ObjectSchema, View } from '../view/schema.js';
 import { untracked } from '../view/tracking.js';
 import { MaterializedView } from '../view/view.js';
 import { Rec, RecFlag } from './bookkeeping.js';
-import { type Codec, messagePackCodec } from './codec.js';
+import { type Codec, type Copied, messagePackCodec } from './codec.js';
 import {
   DEFAULT_CUTOFF_INTERVAL_MS,
   DEFAULT_MAX_LATE_BYTES,
@@ -368,9 +368,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   async append(event: E, options?: AppendOptions): Promise<MessageId> {
     this.#assertOpen();
     this.#advanceCutoff();
-    const envelope = this.#mint(event, undefined, options);
+    const copies: Copied<E>[] = [];
+    const envelope = this.#mint(event, undefined, options, copies);
     try {
-      this.#commit([envelope], true);
+      this.#commit([envelope], true, copies);
     } catch (error) {
       throw await this.#failedLocal(error);
     }
@@ -386,9 +387,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#assertOpen();
     this.#advanceCutoff();
     const envelopes: Envelope[] = [];
+    const copies: Copied<E>[] = [];
     const tx: Transaction<E> = {
       append: (event: E, options?: AppendOptions) => {
-        const envelope = this.#mint(event, envelopes[envelopes.length - 1]?.id, options);
+        const envelope = this.#mint(event, envelopes[envelopes.length - 1]?.id, options, copies);
         envelopes.push(envelope);
         return envelope.id;
       },
@@ -400,12 +402,13 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     if (envelopes.length === 0) return [];
     const ids = envelopes.map((e) => e.id);
     try {
-      this.#commit(envelopes, true);
+      this.#commit(envelopes, true, copies);
     } catch (error) {
       throw await this.#failedLocal(error);
     }
     // Nothing of the batch but its ids waits for the commit to be durable (see #commit).
     envelopes.length = 0;
+    copies.length = 0;
     await this.#durable();
     return ids;
   }
@@ -565,13 +568,16 @@ export class Database<E, R extends ObjectSchema<unknown>> {
 
   /**
    * Makes the envelope of a local event. Its parents are the heads older than it, or just
-   * `previous` (the transaction's previous event, which the new one must follow).
+   * `previous` (the transaction's previous event, which the new one must follow). Pushes onto
+   * `copies` what the codec's `copy` gave for the event (see {@link Codec.copy}): what is
+   * encoded, and what the author's apply gets instead of decoding the payload.
    */
-  #mint(event: E, previous: MessageId | undefined, options?: AppendOptions): Envelope {
-    this.#codec.validate?.(event);
+  #mint(event: E, previous: MessageId | undefined, options: AppendOptions | undefined, copies: Copied<E>[]): Envelope {
+    const copied = this.#codec.copy?.(event);
+    if (copied === undefined) this.#codec.validate?.(event);
     let payload: Uint8Array;
     try {
-      payload = this.#codec.encode(event);
+      payload = this.#codec.encode(copied === undefined ? event : copied.value);
     } catch (cause) {
       throw new NoatunError(ErrorCode.PAYLOAD_INVALID, `event: the codec cannot encode it (${String(cause)})`, { cause });
     }
@@ -607,7 +613,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       const max = DEFAULT_ENVELOPE_LIMITS.maxParents;
       if (parents.length > max) parents = parents.sort(MessageId.compare).slice(-max);
     }
-    return createEnvelope({ timestamp: at.timestamp, payload, parents, minter: this.#minter, at });
+    const envelope = createEnvelope({ timestamp: at.timestamp, payload, parents, minter: this.#minter, at });
+    copies.push(copied);
+    return envelope;
   }
 
   /**
@@ -616,7 +624,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    * or this machine fails (a full view, the call stack or memory ran out) — the view, the log, the
    * heads and the cutoff hashes are put back as they were and the error is thrown.
    */
-  #commit(envelopes: readonly Envelope[], local: boolean): void {
+  #commit(envelopes: readonly Envelope[], local: boolean, copies?: readonly Copied<E>[]): void {
     const stored: StoredEvent[] = [];
     const headsBefore = [...this.#heads.values()];
     let finalized = false;
@@ -640,7 +648,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         // The id was parsed as that view of the same bytes.
         key = envelope.id.bytes;
       }
-      const event: StoredEvent = { key, ordinal: this.#nextOrdinal++, envelope: bytes, decoded: envelope };
+      const event: StoredEvent = { key, ordinal: this.#nextOrdinal++, envelope: bytes, decoded: envelope, copy: copies?.[i] };
       this.#log.put(event);
       stored.push(event);
       // Behind the cutoff an event is final at once (its id joins the cutoff hashes) and no head.
@@ -694,7 +702,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     // and whatever is still reachable then is copied and soon promoted: a batch's parsed
     // envelopes kept alive that long cost more in garbage collection than the rest of the write
     // (BENCHMARKS.md, run N).
-    for (const event of stored) event.decoded = undefined;
+    for (const event of stored) {
+      event.decoded = undefined;
+      event.copy = undefined;
+    }
     this.#markDirty(); // the projector may have rebuilt into a fresh view
     this.#projector.view.lastApplied = this.#nextOrdinal - 1;
     this.#projector.trimHistory(this.#maxUndoHistoryBytes);

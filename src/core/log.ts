@@ -45,6 +45,11 @@ export interface StoredEvent {
    * is durable, and the parsed envelope (its id, parents, payload view) need not stay with it.
    */
   decoded?: Envelope | undefined;
+  /**
+   * A local event's value as the codec copied it ({@link Codec.copy}): its first apply takes it
+   * (and clears it) instead of decoding the payload. Dropped with {@link decoded}.
+   */
+  copy?: { readonly value: unknown } | undefined;
 }
 
 /** A queued write: an event to store, or (`event` null) the removal of one. */

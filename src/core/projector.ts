@@ -240,8 +240,17 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
       // Always a Buffer: MessagePack's byte fields take the payload's type, and an apply that calls
       // a Buffer method on them must see the same on every peer. Parsed payloads are Buffers
       // already (see `parse` in envelope.ts); a local event's may be a plain Uint8Array.
-      const payload = envelope.payload;
-      const event = this.#codec.decode(Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
+      // A local event's first apply gets the codec's copy: the same value the payload decodes to
+      // (see Codec.copy), without decoding it. Taken once: an apply may change its event.
+      const copy = stored.copy;
+      let event: E;
+      if (copy !== undefined) {
+        stored.copy = undefined;
+        event = copy.value as E;
+      } else {
+        const payload = envelope.payload;
+        event = this.#codec.decode(Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
+      }
       const result = view.writeWith(this.book, this.#apply, event, { id, time: id.timestamp }) as unknown;
       if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
         failure = new NoatunError(ErrorCode.INVALID_ARGUMENT, 'apply must be synchronous (it returned a promise)');
