@@ -202,8 +202,9 @@ function copyPlain(v: unknown, depth: number): unknown {
   if (proto !== Object.prototype && proto !== null) return NOT_COPIED;
   if (Object.getOwnPropertySymbols(v).length !== 0) return NOT_COPIED;
   const out: Record<string, unknown> = {};
-  for (const key in v) {
-    if (!Object.hasOwn(v, key)) continue;
+  const keys = Object.keys(v); // the own enumerable string keys, in the order the encoder writes them
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
     // (With an own `hasOwnProperty` that is no function, the encoder writes inherited keys too;
     // a `toJSON` that is no function makes it throw, unless the object's constructor is Object.)
     if (key === '__proto__' || key === 'hasOwnProperty' || key === 'toJSON' || !key.isWellFormed()) return NOT_COPIED;
