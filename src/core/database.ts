@@ -631,7 +631,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     // Envelopes decoded from bytes (received ones) are stored as those bytes; the others (local
     // ones) are encoded into one buffer for the batch: one allocation, not one per event.
     let total = 0;
-    for (const envelope of envelopes) if (envelope.bytes === undefined) total += envelopeSize(envelope);
+    // (Indexed loops on this path: a for-of runs the iterator protocol, one object a step, until
+    // the function is optimized, and a peer's batches are few and long.)
+    for (let i = 0; i < envelopes.length; i++) if (envelopes[i]!.bytes === undefined) total += envelopeSize(envelopes[i]!);
     const values = total === 0 ? undefined : Buffer.allocUnsafeSlow(total);
     let at = 0;
     for (let i = 0; i < envelopes.length; i++) {
@@ -658,7 +660,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         // In a chain (a transaction, or a peer's run of them), each event's only parent is the one
         // before it, which was never made a head below: only the chain's ends change heads.
         if (!(i !== 0 && parents.length === 1 && sameId(parents[0]!, envelopes[i - 1]!.id))) {
-          for (const parent of parents) this.#heads.delete(keyOf(parent));
+          for (let p = 0; p < parents.length; p++) this.#heads.delete(keyOf(parents[p]!));
         }
         const next = envelopes[i + 1];
         if (!(next !== undefined && next.parents.length === 1 && sameId(next.parents[0]!, envelope.id))) {
@@ -702,9 +704,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     // and whatever is still reachable then is copied and soon promoted: a batch's parsed
     // envelopes kept alive that long cost more in garbage collection than the rest of the write
     // (BENCHMARKS.md, run N).
-    for (const event of stored) {
-      event.decoded = undefined;
-      event.copy = undefined;
+    for (let i = 0; i < stored.length; i++) {
+      stored[i]!.decoded = undefined;
+      stored[i]!.copy = undefined;
     }
     this.#markDirty(); // the projector may have rebuilt into a fresh view
     this.#projector.view.lastApplied = this.#nextOrdinal - 1;
@@ -884,7 +886,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     // either way it must not start a new hold, or two peers would hand it back and forth forever.
     const accepted: Envelope[] = [];
     const prunedBefore: Envelope[] = [];
-    for (const envelope of sorted) {
+    for (let i = 0; i < sorted.length; i++) {
+      const envelope = sorted[i]!;
       if (envelope.id.timestamp < this.#finality.time && this.#finality.prunedLately(envelope.id.key)) prunedBefore.push(envelope);
       else accepted.push(envelope);
     }

@@ -211,7 +211,8 @@ export class Inbox {
       origins!.set(envelope, entry);
       decoded.push(envelope);
     }
-    for (const envelope of batch) decoded.push(finalWithoutParents(envelope, cutoff));
+    // (Indexed loops: see Database's #commit.)
+    for (let i = 0; i < batch.length; i++) decoded.push(finalWithoutParents(batch[i]!, cutoff));
     // A copy or gossip sends its events in id order: a pass that finds them sorted saves the sort.
     if (!inIdOrder(decoded)) decoded.sort((a, b) => MessageId.compare(a.id, b.id));
     const accepted: Envelope[] = [];
@@ -227,7 +228,8 @@ export class Inbox {
     let parked = 0;
     let tooNew = 0;
     let refused = 0;
-    for (const envelope of decoded) {
+    for (let i = 0; i < decoded.length; i++) {
+      const envelope = decoded[i]!;
       const bytes = envelope.id.bytes;
       // Sorted, so an accepted twin is the last accepted event.
       const last = accepted.length === 0 ? undefined : accepted[accepted.length - 1]!;
@@ -306,7 +308,9 @@ export class Inbox {
   /** A parent that is neither stored, nor accepted in this batch, nor behind the cutoff. */
   #missingParent(envelope: Envelope, inBatch: (parent: MessageId) => boolean): string | undefined {
     const cutoff = this.#host.cutoff;
-    for (const parent of envelope.parents) {
+    const parents = envelope.parents;
+    for (let i = 0; i < parents.length; i++) {
+      const parent = parents[i]!;
       if (parent.timestamp < cutoff) continue;
       if (inBatch(parent) || (!isAbove(parent.bytes, this.#highest) && this.#host.isStored(parent.bytes))) continue;
       return parent.key;

@@ -1023,7 +1023,8 @@ export class EventLog {
       this.#overlay = new Map();
       entries.length = 0;
     }
-    for (const entry of entries) {
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
       const key = keyString(entry.key);
       if (this.#overlay.get(key) === entry) this.#overlay.delete(key);
     }
@@ -1126,7 +1127,8 @@ export class EventLog {
   /** Whether `entries` only store events, in id order, each above every id in LMDB. */
   #appends(entries: readonly OverlayEntry[]): boolean {
     let previous = this.#last;
-    for (const entry of entries) {
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
       if (entry.event === null || (previous !== undefined && compareKeys(entry.key, previous) <= 0)) return false;
       previous = entry.key;
     }

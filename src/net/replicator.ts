@@ -179,7 +179,8 @@ export class Replicator extends EventTarget {
       stored: (events) =>
         this.#guard(() => {
           this.#index.expectInserts(events.length);
-          for (const event of events) {
+          for (let i = 0; i < events.length; i++) {
+            const event = events[i]!;
             this.#index.insert(event.id.bytes);
             if (event.local) this.#publishEvent(event.bytes);
           }
