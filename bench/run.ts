@@ -49,7 +49,7 @@ const registry: Record<string, Bench> = {
     help: 'view micro-benchmarks against plain JS',
   },
   warehouse: {
-    parts: ['sqlite', 'maps', 'noatun', 'noatun-prune', 'noatun-pipelined', 'noatun-prune-sync'],
+    parts: ['sqlite', 'sqlite-normal', 'maps', 'noatun', 'noatun-prune', 'noatun-pipelined', 'noatun-prune-sync'],
     run: async (part, options) => (await import('./warehouse/index.js')).runWarehousePart(part, options),
     help: "the original's warehouse workload: better-sqlite3, JS Maps, noatun",
   },

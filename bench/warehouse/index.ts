@@ -48,7 +48,8 @@ async function measure(impl: WarehouseImplementation, workload: Workload, quick:
 }
 
 const parts: Record<string, () => WarehouseImplementation> = {
-  sqlite: sqliteWarehouse,
+  sqlite: () => sqliteWarehouse('FULL'),
+  'sqlite-normal': () => sqliteWarehouse('NORMAL'),
   maps: mapsWarehouse,
   noatun: () => noatunWarehouse({ autoPrune: false }),
   'noatun-prune': () => noatunWarehouse({ autoPrune: true }),
@@ -57,7 +58,7 @@ const parts: Record<string, () => WarehouseImplementation> = {
 };
 
 /**
- * One implementation of the `warehouse` benchmark (`sqlite`, `maps`, `noatun`, `noatun-prune`,
+ * One implementation of the `warehouse` benchmark (`sqlite`, `sqlite-normal`, `maps`, `noatun`, `noatun-prune`,
  * `noatun-pipelined`, `noatun-prune-sync`).
  * Its check value folds every query result in order, so rows agree only when every answer does.
  */
