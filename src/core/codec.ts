@@ -153,6 +153,17 @@ function walkPayload(v: unknown, steps: (string | number)[], depth: number, seen
 const NOT_COPIED: unique symbol = Symbol('not copied');
 
 /**
+ * Most array elements and object keys one copy takes (2^24, as many bytes as the largest payload
+ * the database accepts: each encodes to a byte at least). A larger event is left to the encoder,
+ * which refuses it with an error, where copying it first could exhaust the heap (an array of a
+ * billion holes costs nothing to make, and a billion slots to copy).
+ */
+const MAX_COPY_SLOTS = 2 ** 24;
+
+/** Slots the copy running now may still take (see {@link MAX_COPY_SLOTS}). */
+let copySlots = 0;
+
+/**
  * A fresh copy of `v` when it is made only of values MessagePack (msgpackr, as configured in
  * {@link messagePackCodec}) carries unchanged, else {@link NOT_COPIED}. Each case mirrors what
  * the encoder writes and the decoder builds (test/core/codec-copy.test.ts tries them all
@@ -168,7 +179,8 @@ const NOT_COPIED: unique symbol = Symbol('not copied');
  *   renames a `__proto__` key, so such an object is not copied; nor one with Symbol keys
  *   (`validate` refuses them), or with a key `hasOwnProperty` or `toJSON`. A shared sub-object is copied once per place, as it is written.
  * - Anything else (bigints, byte arrays, dates, class instances, functions, cycles, nesting past
- *   {@link MAX_PAYLOAD_DEPTH}) is left to the encoder and decoder, and to `validate`.
+ *   {@link MAX_PAYLOAD_DEPTH}, more than {@link MAX_COPY_SLOTS} elements and keys) is left to the
+ *   encoder and decoder, and to `validate`.
  * Every property is read once, and the copy is what is encoded: a getter that answers
  * differently each time cannot make the author's apply see something else than the bytes say.
  */
@@ -190,6 +202,8 @@ function copyPlain(v: unknown, depth: number): unknown {
   if (depth >= MAX_PAYLOAD_DEPTH) return NOT_COPIED;
   if (Array.isArray(v)) {
     const length = v.length;
+    copySlots -= length;
+    if (copySlots < 0) return NOT_COPIED;
     const out: unknown[] = [];
     for (let i = 0; i < length; i++) {
       const element = copyPlain(v[i], depth + 1);
@@ -203,6 +217,8 @@ function copyPlain(v: unknown, depth: number): unknown {
   if (Object.getOwnPropertySymbols(v).length !== 0) return NOT_COPIED;
   const out: Record<string, unknown> = {};
   const keys = Object.keys(v); // the own enumerable string keys, in the order the encoder writes them
+  copySlots -= keys.length;
+  if (copySlots < 0) return NOT_COPIED;
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i]!;
     // (With an own `hasOwnProperty` that is no function, the encoder writes inherited keys too;
@@ -226,6 +242,7 @@ export function messagePackCodec<E>(): Codec<E> {
     decode: (bytes) => packr.unpack(bytes) as E,
     validate: validateMessagePack,
     copy(event) {
+      copySlots = MAX_COPY_SLOTS;
       const value = copyPlain(event, 0);
       return value === NOT_COPIED ? undefined : { value: value as E };
     },

@@ -238,6 +238,12 @@ test('the copy leaves each edge to the bytes, and reads a getter once', (t) => {
   const cycle: Record<string, unknown> = {};
   cycle.self = cycle;
   t.is(codec.copy(cycle), undefined);
+  // Too many slots to copy (each encodes to a byte at least, past the largest payload): left to
+  // the encoder, which refuses them with an error, instead of copying a billion holes.
+  t.is(codec.copy(new Array(1e9)), undefined);
+  const holes = new Array(2 ** 20);
+  t.is(codec.copy(Array.from({ length: 17 }, () => holes)), undefined);
+  t.not(codec.copy(Array.from({ length: 15 }, () => holes)), undefined);
   t.is(codec.copy(-0)?.value, 0);
   const holey = [1, 2, 3];
   delete holey[1];
