@@ -177,7 +177,8 @@ let copySlots = 0;
  * - A plain object (prototype `Object.prototype` or null) comes back as a plain object with
  *   `Object.prototype`, with its own enumerable string keys in the same order. The decoder
  *   renames a `__proto__` key, so such an object is not copied; nor one with Symbol keys
- *   (`validate` refuses them), or with a key `hasOwnProperty` or `toJSON`. A shared sub-object is copied once per place, as it is written.
+ *   (`validate` refuses them), or with a key `hasOwnProperty` or `toJSON`. A shared sub-object
+ *   is copied once per place, as it is written.
  * - Anything else (bigints, byte arrays, dates, class instances, functions, cycles, nesting past
  *   {@link MAX_PAYLOAD_DEPTH}, more than {@link MAX_COPY_SLOTS} elements and keys) is left to the
  *   encoder and decoder, and to `validate`.
