@@ -181,6 +181,27 @@ function lastId(sources: readonly PackSource[]): Uint8Array {
 }
 
 /** A plain run from LMDB for packing (lmdb-js hands out values as copies of their own). */
+/** What one commit writes, as {@link EventLog} takes it from its queue. */
+interface CommitBatch {
+  /** The queued puts and removals. */
+  readonly entries: OverlayEntry[];
+  /** The queued metadata. */
+  readonly meta: Map<string, unknown>;
+  /** How much the entries change the count of stored events. */
+  readonly counted: number;
+  /** The per-stride hashes, when they changed. */
+  readonly strides: SavedStrides | undefined;
+  /** Packs that ride with the commit (see `#takePacks`). */
+  readonly packs: TakenPacks | undefined;
+}
+
+/** Writes a commit's metadata through `put`: the count of stored events `count`, then the rest. */
+function putMeta(batch: CommitBatch, count: number, put: (name: string, value: unknown) => void): void {
+  put(META_COUNT, count);
+  if (batch.strides !== undefined) put(META_STRIDES, batch.strides);
+  for (const [name, value] of batch.meta) put(name, value);
+}
+
 function plainSource(key: Uint8Array, value: Uint8Array): PackSource {
   const ownKey = Buffer.from(key);
   const bytes = asBuffer(value);
@@ -824,15 +845,16 @@ export class EventLog {
     const metaDb = this.#meta;
     // Packs made in the background ride with this commit (see #takePacks).
     const packs = this.#failure === undefined ? this.#takePacks() : undefined;
+    const batch: CommitBatch = { entries, meta, counted, strides, packs };
     if (this.commitMode === 'sync' && this.#committing === 0 && this.#failure === undefined) {
-      this.#commitNow(entries, meta, counted, strides, packs);
+      this.#commitNow(batch);
       return;
     }
     let done: Promise<unknown>;
     const writer = this.#writer;
     if (this.#committing === 0 && writer?.ready === true) {
       try {
-        done = this.#commitOnWriter(writer, entries, meta, counted, strides, packs);
+        done = this.#commitOnWriter(writer, batch);
       } catch (error) {
         // A damaged run met while merging: nothing was handed to the thread; the commit failed.
         done = Promise.reject(error);
@@ -855,13 +877,12 @@ export class EventLog {
       const runs = this.#runs;
       done = this.#env.batch(() => {
         for (const [first, run] of made) runs.put(first, run);
-        packs?.write(runs, runs, (name, value) => metaDb.put(name, value));
-        metaDb.put(META_COUNT, count);
-        if (strides !== undefined) metaDb.put(META_STRIDES, strides);
-        for (const [name, value] of meta) metaDb.put(name, value);
+        const put = (name: string, value: unknown) => metaDb.put(name, value);
+        packs?.write(runs, runs, put);
+        putMeta(batch, count, put);
       });
     } else {
-      done = this.#childCommit(entries, meta, counted, strides, packs);
+      done = this.#childCommit(batch);
     }
     this.#committing++;
     this.#lastWrite = done;
@@ -900,14 +921,8 @@ export class EventLog {
    * This thread is free meanwhile; its read transaction moves on to the commit before the overlay
    * lets go of the entries.
    */
-  #commitOnWriter(
-    writer: LogWriter,
-    entries: OverlayEntry[],
-    meta: Map<string, unknown>,
-    counted: number,
-    strides: SavedStrides | undefined,
-    packs: TakenPacks | undefined,
-  ): Promise<unknown> {
+  #commitOnWriter(writer: LogWriter, batch: CommitBatch): Promise<unknown> {
+    const { entries, counted, packs } = batch;
     const ops = new WriteOps();
     const touched: Uint8Array[] = [];
     const to: RunWrites = {
@@ -932,10 +947,9 @@ export class EventLog {
     }
     this.#countCommitting -= counted;
     this.#generation++;
-    packs?.write(this.#runs, to, (name, value) => ops.put(META, name, this.#encodeMeta(value)), touched);
-    ops.put(META, META_COUNT, this.#encodeMeta(this.#count));
-    if (strides !== undefined) ops.put(META, META_STRIDES, this.#encodeMeta(strides));
-    for (const [name, value] of meta) ops.put(META, name, this.#encodeMeta(value));
+    const put = (name: string, value: unknown) => ops.put(META, name, this.#encodeMeta(value));
+    packs?.write(this.#runs, to, put, touched);
+    putMeta(batch, this.#count, put);
     return writer.commit(ops).then(() => {
       this.#env.resetReadTxn();
       if (!appends) this.#last = this.#readLastKey();
@@ -947,21 +961,14 @@ export class EventLog {
    * when the callback throws (a damaged run met while merging), lmdb-js aborts what the callback
    * wrote; in a plain one it would commit the part written before the throw.
    */
-  #childCommit(
-    entries: OverlayEntry[],
-    meta: Map<string, unknown>,
-    counted: number,
-    strides: SavedStrides | undefined,
-    packs: TakenPacks | undefined,
-  ): Promise<unknown> {
+  #childCommit(batch: CommitBatch): Promise<unknown> {
     const metaDb = this.#meta;
     return this.#env.childTransaction(() => {
-      this.#count += this.#write(entries, this.#runs);
-      packs?.write(this.#runs, this.#runs, (name, value) => metaDb.put(name, value));
-      this.#countCommitting -= counted;
-      metaDb.put(META_COUNT, this.#count);
-      if (strides !== undefined) metaDb.put(META_STRIDES, strides);
-      for (const [name, value] of meta) metaDb.put(name, value);
+      this.#count += this.#write(batch.entries, this.#runs);
+      const put = (name: string, value: unknown) => metaDb.put(name, value);
+      batch.packs?.write(this.#runs, this.#runs, put);
+      this.#countCommitting -= batch.counted;
+      putMeta(batch, this.#count, put);
     });
   }
 
@@ -977,22 +984,16 @@ export class EventLog {
    * met while merging, a write that fails) aborts the transaction: nothing of it is written, and
    * the log refuses further writes, as after a failed asynchronous commit.
    */
-  #commitNow(
-    entries: OverlayEntry[],
-    meta: Map<string, unknown>,
-    counted: number,
-    strides: SavedStrides | undefined,
-    packs: TakenPacks | undefined,
-  ): void {
+  #commitNow(batch: CommitBatch): void {
+    const { entries, meta, counted, packs } = batch;
     const metaDb = this.#meta;
     let count = this.#count;
     try {
       this.#env.transactionSync(() => {
         count += this.#write(entries, this.#runs);
-        packs?.write(this.#runs, this.#runs, (name, value) => metaDb.put(name, value));
-        metaDb.put(META_COUNT, count);
-        if (strides !== undefined) metaDb.put(META_STRIDES, strides);
-        for (const [name, value] of meta) metaDb.put(name, value);
+        const put = (name: string, value: unknown) => metaDb.put(name, value);
+        packs?.write(this.#runs, this.#runs, put);
+        putMeta(batch, count, put);
       });
     } catch (error) {
       // Not written: the entries stay in the overlay and the metadata with the committing ones
