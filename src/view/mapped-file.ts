@@ -28,6 +28,8 @@ export interface NativeMmap {
   advise(buffer: ArrayBuffer, advice: number): void;
   discard(buffer: ArrayBuffer, from: number, to: number): boolean;
   allocate(fd: number, offset: number, length: number): void;
+  /** Absent from a build of an older source: pages then fault in when first written, as before. */
+  prefault?(buffer: ArrayBuffer, from: number, to: number): boolean;
   /** Absent from a build of an older source (a stale `build/`): callers fall back to JavaScript. */
   verifyIds?(all: Uint8Array, table: Uint32Array, count: number): number;
   checksum(view: ArrayBufferView): Buffer;
@@ -339,6 +341,32 @@ export class MappedFile {
       throw fromSystemError(error, 'fallocate', this.path);
     }
   }
+
+  /**
+   * Makes the pages of [`from`, `to`) present and writable on a background thread (see `prefault`
+   * in native/mmap.c), so that the writes this thread makes there next take no page fault. For
+   * pages that have their blocks already ({@link allocate}). Does nothing where the platform
+   * cannot; never throws (a page not made present faults when written, as without this).
+   */
+  prefault(from: number, to: number): void {
+    if (this.#fd < 0 || !this.#prefaults) return;
+    const end = Math.min(to, this.#byteLength);
+    if (end <= from) return;
+    try {
+      if (loadNative().prefault?.(this.#buffer, from, end) !== true) this.#prefaults = false;
+    } catch {
+      this.#prefaults = false;
+    }
+  }
+
+  /**
+   * Whether files opened from now on make the pages they write next present ahead (see
+   * {@link prefault}); tests turn it off.
+   */
+  static prefaults = true;
+
+  /** False once {@link prefault} found the platform (or the addon) cannot. */
+  #prefaults = MappedFile.prefaults;
 
   /**
    * Unmaps and closes. Typed arrays over the mapping become empty (their buffer is detached), so

@@ -647,6 +647,59 @@ test("commits on this thread ('sync') and on the log's writer thread ('async', t
   t.is((error as NoatunError).code, 'INVALID_ARGUMENT');
 });
 
+test("the writer thread's commits reuse one shared buffer as they grow and shrink, and one too large for it has its own: every event is stored as written", async (t) => {
+  const Texts = s.object({ texts: s.map(s.string(), s.string()) });
+  const dir = tempDir();
+  const open = () =>
+    Database.open<[string, string], typeof Texts>({
+      path: dir,
+      root: Texts,
+      maxViewBytes: 256 * 2 ** 20,
+      apply([key, text], root) {
+        root.texts.set(key, text);
+      },
+    });
+  let db = await open();
+  await db.append(['start', 'x']);
+  const deadline = Date.now() + 30_000;
+  while (db.stats().writerThread !== 'running' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+  t.is(db.stats().writerThread, 'running');
+  const random = prng(7);
+  const written = new Map<string, string>([['start', 'x']]);
+  // Commits of about 1 KiB to 9 MiB (past the 8 MiB the shared buffer takes), up and down, some
+  // of them in flight together (those go in one commit).
+  const sizes = [1000, 200_000, 3_000_000, 40_000, 9_500_000, 600_000, 2_000, 5_000_000, 100];
+  for (let round = 0; round < sizes.length; round++) {
+    const pending: Promise<unknown>[] = [];
+    for (let part = 0; part < (round % 3 === 0 ? 2 : 1); part++) {
+      pending.push(
+        db.transaction((tx) => {
+          let left = sizes[round]!;
+          for (let i = 0; left > 0; i++) {
+            const size = Math.min(left, 1 + Math.floor(random() * 2_000_000));
+            left -= size;
+            const key = `${round}.${part}.${i}`;
+            const text = String.fromCharCode(97 + (round % 26)).repeat(size);
+            written.set(key, text);
+            tx.append([key, text]);
+          }
+        }),
+      );
+    }
+    await Promise.all(pending);
+  }
+  await db.close();
+  // The view is made again from the log: what the log holds is what the thread wrote.
+  fs.rmSync(path.join(dir, 'view'), { recursive: true });
+  db = await open();
+  t.is(db.stats().openedBy, 'rebuild');
+  t.is(db.stats().stored, written.size);
+  const stored = db.read((root) => new Map([...root.texts.entries()].map(([key, text]) => [key, text] as const)));
+  t.is(stored.size, written.size);
+  for (const [key, text] of written) if (stored.get(key) !== text) t.fail(`${key}: ${stored.get(key)?.length} characters instead of ${text.length}`);
+  await db.close();
+});
+
 test('a listener that throws does not stop the batch: its error comes out of ingest, and the cutoff hashes are saved as for any batch', async (t) => {
   const authorClock = new FakeClock(T0);
   const author = await openAdd(tempDir(), authorClock);
