@@ -361,7 +361,7 @@ export class MappedFile {
 
   /**
    * Whether files opened from now on make the pages they write next present ahead (see
-   * {@link prefault}); tests turn it off.
+   * {@link prefault}): a switch to measure with and without (BENCHMARKS.md, run X).
    */
   static prefaults = true;
 
