@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -361,6 +362,32 @@ static napi_value Allocate(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// The arguments (buffer, from, to) of a call on a byte range of a mapping, `name` being the call:
+// the mapping, with 0 <= from <= to <= its reservation; NULL (a JavaScript exception pending)
+// otherwise.
+static mapping_t *mapping_range(napi_env env, napi_callback_info info, const char *name, int64_t *from, int64_t *to) {
+  char message[96];
+  snprintf(message, sizeof message, "%s(buffer, from, to) expects 0 <= from <= to", name);
+  mapping_t *m = range_call(env, info, message, "madvise", from, to);
+  if (m == NULL) return NULL;
+  if (*to < *from) {
+    throw_usage(env, message);
+    return NULL;
+  }
+  if ((uint64_t)*to > m->length) {
+    snprintf(message, sizeof message, "%s range is outside the mapping", name);
+    throw_usage(env, message);
+    return NULL;
+  }
+  return m;
+}
+
+// The size of a memory page (4096 where the system does not say).
+static int64_t page_bytes(void) {
+  long page = sysconf(_SC_PAGESIZE);
+  return page > 0 ? (int64_t)page : 4096;
+}
+
 // discard(buffer, from, to): gives the file's blocks in [from, to) back to the file system
 // (madvise MADV_REMOVE: a hole is punched; the bytes read as zeros afterwards), rounded in to
 // whole pages. For space the caller no longer uses: the undo journal's pages outside its history
@@ -368,16 +395,12 @@ static napi_value Allocate(napi_env env, napi_callback_info info) {
 // file system cannot do it (the bytes then stay as they were).
 static napi_value Discard(napi_env env, napi_callback_info info) {
   int64_t from, to;
-  const char *usage = "discard(buffer, from, to) expects 0 <= from <= to";
-  mapping_t *m = range_call(env, info, usage, "madvise", &from, &to);
+  mapping_t *m = mapping_range(env, info, "discard", &from, &to);
   if (m == NULL) return NULL;
-  if (to < from) return throw_usage(env, usage);
-  if ((uint64_t)to > m->length) return throw_usage(env, "discard range is outside the mapping");
   napi_value result;
   bool done = false;
 #ifdef MADV_REMOVE
-  int64_t page = (int64_t)sysconf(_SC_PAGESIZE);
-  if (page <= 0) page = 4096;
+  int64_t page = page_bytes();
   int64_t start = (from + page - 1) / page * page;
   int64_t end = to / page * page;
   if (start >= end) done = true;
@@ -431,19 +454,15 @@ static void prefault_complete(napi_env env, napi_status status, void *data) {
 
 static napi_value Prefault(napi_env env, napi_callback_info info) {
   int64_t from, to;
-  const char *usage = "prefault(buffer, from, to) expects 0 <= from <= to";
-  mapping_t *m = range_call(env, info, usage, "madvise", &from, &to);
+  mapping_t *m = mapping_range(env, info, "prefault", &from, &to);
   if (m == NULL) return NULL;
-  if (to < from) return throw_usage(env, usage);
-  if ((uint64_t)to > m->length) return throw_usage(env, "prefault range is outside the mapping");
   napi_value result;
 #ifdef MADV_POPULATE_WRITE
   if (prefault_unsupported) {
     napi_get_boolean(env, false, &result);
     return result;
   }
-  int64_t page = (int64_t)sysconf(_SC_PAGESIZE);
-  if (page <= 0) page = 4096;
+  int64_t page = page_bytes();
   int64_t start = from / page * page;
   int64_t end = (to + page - 1) / page * page;
   if ((uint64_t)end > m->length) end = (int64_t)m->length;
