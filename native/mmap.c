@@ -40,6 +40,7 @@ typedef struct {
   void *addr;
   size_t length;       // the reservation
   int unmapped;        // written under `lock` (a prefault on a worker thread reads it there)
+  unsigned discards;   // discards so far, written under `lock`: a prefault asked for before one is dropped
   pthread_mutex_t lock;
   int references;      // buffers' finalizers + wraps not yet run
   int live_buffers;    // buffers not yet collected
@@ -403,8 +404,13 @@ static napi_value Discard(napi_env env, napi_callback_info info) {
   int64_t page = page_bytes();
   int64_t start = (from + page - 1) / page * page;
   int64_t end = to / page * page;
+  // A prefault still queued would fault the range in again and give the file its blocks back:
+  // taking the lock waits for one in progress, and the count makes every earlier one a no-op.
+  pthread_mutex_lock(&m->lock);
+  m->discards++;
   if (start >= end) done = true;
   else done = madvise((char *)m->addr + start, (size_t)(end - start), MADV_REMOVE) == 0;
+  pthread_mutex_unlock(&m->lock);
 #endif
   napi_get_boolean(env, done, &result);
   return result;
@@ -417,12 +423,15 @@ static napi_value Discard(napi_env env, napi_callback_info info) {
 // each event writes a few hundred new bytes. The view and the journal ask for the pages they have
 // just given blocks to (see `MappedFile.prefault`), which they write next. MADV_POPULATE_WRITE
 // (Linux 5.14) faults the pages in without writing to them, so a write of the JavaScript thread to
-// the same page meanwhile is safe. Returns false where the platform cannot (nothing is done); the
-// outcome of the work itself is not reported (a page it could not make present faults as before).
+// the same page meanwhile is safe. A discard of the mapping after the call makes the work a no-op,
+// so that it cannot give back blocks the discard took. Returns false where the platform cannot
+// (nothing is done); the outcome of the work itself is not reported (a page it could not make
+// present faults as before).
 typedef struct {
   mapping_t *mapping;
   size_t start;
   size_t length;
+  unsigned discards;   // the mapping's count when asked for: a discard since makes this a no-op
   napi_async_work work;
 } prefault_t;
 
@@ -434,7 +443,7 @@ static void prefault_execute(napi_env env, void *data) {
   prefault_t *p = (prefault_t *)data;
 #ifdef MADV_POPULATE_WRITE
   pthread_mutex_lock(&p->mapping->lock);
-  if (!p->mapping->unmapped &&
+  if (!p->mapping->unmapped && p->mapping->discards == p->discards &&
       madvise((char *)p->mapping->addr + p->start, p->length, MADV_POPULATE_WRITE) != 0 && errno == EINVAL) {
     prefault_unsupported = 1;
   }
@@ -472,6 +481,7 @@ static napi_value Prefault(napi_env env, napi_callback_info info) {
     p->mapping = m;
     p->start = (size_t)start;
     p->length = (size_t)(end - start);
+    p->discards = m->discards;  // (only this thread writes it)
     napi_value name;
     napi_create_string_utf8(env, "noatun.prefault", NAPI_AUTO_LENGTH, &name);
     if (napi_create_async_work(env, NULL, name, prefault_execute, prefault_complete, p, &p->work) != napi_ok) {

@@ -346,7 +346,8 @@ export class MappedFile {
    * Makes the pages of [`from`, `to`) present and writable on a background thread (see `prefault`
    * in native/mmap.c), so that the writes this thread makes there next take no page fault. For
    * pages that have their blocks already ({@link allocate}). Does nothing where the platform
-   * cannot; never throws (a page not made present faults when written, as without this).
+   * cannot; never throws (a page not made present faults when written, as without this). A
+   * {@link discard} made before the work runs cancels it, whatever its range.
    */
   prefault(from: number, to: number): void {
     if (this.#fd < 0 || !this.#prefaults) return;
