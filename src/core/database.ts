@@ -644,8 +644,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         const start = at;
         at = encodeEnvelopeInto(envelope, values!, start);
         bytes = values!.subarray(start, at);
-        // The id inside the envelope (byte 1 on) doubles as the log key.
-        key = values!.subarray(start + 1, start + 17);
+        // The id's own bytes double as the log key (the same 16 bytes: no view of them is made).
+        key = envelope.id.bytes;
       } else {
         // The id was parsed as that view of the same bytes.
         key = envelope.id.bytes;

@@ -74,6 +74,26 @@ testProp('toString and parse round-trip; compare agrees with byte order', [fc.ui
   t.is(MessageId.compare(a, b), Math.sign(Buffer.compare(Buffer.from(x), Buffer.from(y))));
 });
 
+test('ids made in bulk (sharing slabs of bytes) each keep their own 16 bytes, and fromBytes copies', (t) => {
+  const minter = new IdMinter();
+  const ids: MessageId[] = [];
+  const texts: string[] = [];
+  for (let i = 0; i < 1000; i++) {
+    const id = i % 3 === 0 ? MessageId.fromParts(T0 + i, 0x4000 + i, new Uint8Array(8).fill(i & 0xff)) : minter.mint(T0 + i, salt, payload);
+    ids.push(id);
+    texts.push(id.toString());
+  }
+  const source = Uint8Array.from(ids[5]!.bytes);
+  const copy = MessageId.fromBytes(source);
+  source.fill(0xee);
+  for (let i = 0; i < 1000; i++) {
+    if (ids[i]!.toString() !== texts[i] || ids[i]!.bytes.length !== 16) return void t.fail(`id ${i} changed`);
+  }
+  t.is(copy.toString(), texts[5]);
+  t.is(MessageId.parse(texts[999]!).toString(), texts[999]);
+  t.is(new Set(texts).size, 1000);
+});
+
 test('malformed id strings and byte arrays are refused with INVALID_ARGUMENT', (t) => {
   for (const bad of ['', 'xyz', '0'.repeat(31), 'G'.repeat(32), '0'.repeat(32).toUpperCase().replace('0', 'A')]) {
     t.is((t.throws(() => MessageId.parse(bad)) as NoatunError).code, 'INVALID_ARGUMENT', bad);
