@@ -24,6 +24,7 @@ import { DiskFullError, ErrorCode, isNoSpaceErrno, NoatunError } from '../errors
 import { type Envelope, ownCopy } from './envelope.js';
 import { concatRuns, RUN_BYTES, type RunEntry, RunReader, writeRuns } from './log-run.js';
 import { LogWriter, META, RUNS, WriteOps } from './log-writer.js';
+import { LogOverlay } from './log-overlay.js';
 import { compareIdBytes, idFloor, idKey, idTimestamp } from './message-id.js';
 import { type RecentRun, RecentRuns } from './recent-runs.js';
 import { isPacked, pack, unpack } from './run-pack.js';
@@ -53,10 +54,12 @@ export interface StoredEvent {
 }
 
 /** A queued write: an event to store, or (`event` null) the removal of one. */
-export interface OverlayEntry {
+interface OverlayEntry {
   readonly key: Uint8Array;
   /** The stored event, or null for a queued removal. */
   readonly event: StoredEvent | null;
+  /** The number of the commit that writes it (see {@link LogOverlay.release}). */
+  readonly commit: number;
 }
 
 /** Progress of converting a log of format 1 at open: `done` of `total` events moved. */
@@ -185,6 +188,8 @@ function lastId(sources: readonly PackSource[]): Uint8Array {
 interface CommitBatch {
   /** The queued puts and removals. */
   readonly entries: OverlayEntry[];
+  /** The commit's number (see {@link OverlayEntry.commit}). */
+  readonly commit: number;
   /** The queued metadata. */
   readonly meta: Map<string, unknown>;
   /** How much the entries change the count of stored events. */
@@ -221,7 +226,9 @@ export class EventLog {
   readonly #runs: LmdbDatabase<Buffer, Buffer>;
   readonly #meta: LmdbDatabase<unknown, string>;
   /** Queued and committing entries by id (reads see them before LMDB does); see {@link #letGo}. */
-  #overlay = new Map<string, OverlayEntry>();
+  readonly #overlay = new LogOverlay<OverlayEntry>();
+  /** The number of the commit that takes what is queued now (see {@link OverlayEntry.commit}). */
+  #nextCommit = 0;
   /** Entries and metadata queued in this turn, committed together by {@link #commit}. */
   #pending: OverlayEntry[] = [];
   #pendingMeta = new Map<string, unknown>();
@@ -438,7 +445,8 @@ export class EventLog {
         const event = readFormat1(key, value);
         // An entry too short for an envelope is no event; one whose envelope names another id is
         // filed under that id, and the rebuild's check of every envelope drops it as damaged.
-        if (event !== undefined) batch.push({ key: event.envelope.subarray(1, 17), event });
+        // (Written directly, never in the overlay: no commit number.)
+        if (event !== undefined) batch.push({ key: event.envelope.subarray(1, 17), event, commit: -1 });
       }
       if (keys.length === 0) break;
       await this.#env.childTransaction(() => {
@@ -456,8 +464,7 @@ export class EventLog {
 
   /** The stored event with this id, or undefined. */
   get(key: Uint8Array): StoredEvent | undefined {
-    // No writes pending (a peer serving its log): skip building the overlay's string key.
-    const pending = this.#overlay.size === 0 ? undefined : this.#overlay.get(keyString(key));
+    const pending = this.#overlay.get(key);
     if (pending !== undefined) return pending.event === null ? undefined : owned(pending.event);
     return this.#inRun(key, (reader) => {
       const i = reader.indexOf(key);
@@ -568,7 +575,7 @@ export class EventLog {
 
   /** Whether an event with this id is stored. */
   has(key: Uint8Array): boolean {
-    const pending = this.#overlay.size === 0 ? undefined : this.#overlay.get(keyString(key));
+    const pending = this.#overlay.get(key);
     if (pending !== undefined) return pending.event !== null;
     return this.#inRun(key, (reader) => reader.indexOf(key) >= 0) ?? false;
   }
@@ -641,21 +648,21 @@ export class EventLog {
    */
   put(event: StoredEvent): void {
     this.#assertWritable();
-    const name = keyString(event.key);
-    const prior = this.#overlay.size === 0 ? undefined : this.#overlay.get(name);
+    const entry: OverlayEntry = { key: event.key, event, commit: this.#nextCommit };
+    const prior = this.#overlay.set(entry);
     if (prior === undefined || prior.event === null) this.#countQueued++;
     if (this.#strides !== undefined) this.#strides.toggle(event.key);
-    this.#queue(name, { key: event.key, event });
+    this.#queue(entry);
   }
 
   /** Queues the removal of a stored event. */
   remove(key: Uint8Array): void {
     this.#assertWritable();
-    const name = keyString(key);
-    const prior = this.#overlay.get(name);
+    const entry: OverlayEntry = { key: copyBytes(key), event: null, commit: this.#nextCommit };
+    const prior = this.#overlay.set(entry);
     if (prior === undefined || prior.event !== null) this.#countQueued--;
     if (this.#strides !== undefined) this.#strides.toggle(key);
-    this.#queue(name, { key: copyBytes(key), event: null });
+    this.#queue(entry);
   }
 
   /**
@@ -802,9 +809,8 @@ export class EventLog {
     return this.#meta.get(name) as T | undefined;
   }
 
-  /** Queues `entry`, whose id's {@link keyString} is `name`. */
-  #queue(name: string, entry: OverlayEntry): void {
-    this.#overlay.set(name, entry);
+  /** Queues `entry` (already the overlay's entry of its id) for the next commit. */
+  #queue(entry: OverlayEntry): void {
     this.#pending.push(entry);
     this.#schedule();
   }
@@ -838,6 +844,7 @@ export class EventLog {
     const counted = this.#countQueued;
     const strides = this.#strides?.changed === true ? this.#strides.save() : undefined;
     this.#pending = [];
+    const commit = this.#nextCommit++;
     this.#pendingMeta = new Map();
     this.#countQueued = 0;
     this.#countCommitting += counted;
@@ -845,7 +852,7 @@ export class EventLog {
     const metaDb = this.#meta;
     // Packs made in the background ride with this commit (see #takePacks).
     const packs = this.#failure === undefined ? this.#takePacks() : undefined;
-    const batch: CommitBatch = { entries, meta, counted, strides, packs };
+    const batch: CommitBatch = { entries, commit, meta, counted, strides, packs };
     if (this.commitMode === 'sync' && this.#committing === 0 && this.#failure === undefined) {
       this.#commitNow(batch);
       return;
@@ -894,7 +901,7 @@ export class EventLog {
         this.#generation++;
         packs?.done();
         if (this.#onWriter === done) this.#onWriter = undefined;
-        this.#letGo(entries, meta);
+        this.#letGo(entries, meta, commit);
         // What was queued while the thread wrote goes now, together.
         const deferred = this.#deferred;
         if (deferred !== undefined) {
@@ -1007,7 +1014,7 @@ export class EventLog {
     packs?.done();
     this.#countCommitting -= counted;
     this.#count = count;
-    this.#letGo(entries, meta);
+    this.#letGo(entries, meta, batch.commit);
   }
 
   /**
@@ -1016,21 +1023,10 @@ export class EventLog {
    * flight since: the usual case, one commit per batch). Not after a failed commit: its entries
    * were never written, and reads keep seeing them.
    */
-  #letGo(entries: OverlayEntry[], meta: Map<string, unknown>): void {
-    if (this.#committing === 0 && this.#pending.length === 0 && this.#failure === undefined) {
-      // A new map, not clear(): V8's clear() gives the map a new table and leaves the old one with
-      // its entries (for iterators). Once that table is in the old generation it is garbage only a
-      // major collection finds, and minor ones keep what its slots point to alive: with clear(),
-      // 7–8 MB survived each scavenge of the warehouse's writes, 1.3–1.6 MB with a new map
-      // (BENCHMARKS.md, run T).
-      this.#overlay = new Map();
-      entries.length = 0;
-    }
-    for (let i = 0; i < entries.length; i++) {
-      const entry = entries[i]!;
-      const key = keyString(entry.key);
-      if (this.#overlay.get(key) === entry) this.#overlay.delete(key);
-    }
+  #letGo(entries: OverlayEntry[], meta: Map<string, unknown>, commit: number): void {
+    if (this.#committing === 0 && this.#pending.length === 0 && this.#failure === undefined) this.#overlay.clear();
+    else this.#overlay.release(commit, entries);
+    entries.length = 0;
     this.#committingMeta.splice(this.#committingMeta.indexOf(meta), 1);
   }
 
@@ -1639,7 +1635,7 @@ export class EventLog {
       const reader = loadRun(key, value).reader;
       for (let i = reader.count - 1; i >= 0; i--) {
         const id = reader.key(i);
-        const queued = overlay.size === 0 ? undefined : overlay.get(keyString(id));
+        const queued = overlay.get(id);
         if (queued !== undefined && queued.event === null) continue;
         if (last === undefined || compareKeys(id, last) > 0) last = id;
         break search;
