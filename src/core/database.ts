@@ -639,17 +639,14 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     for (let i = 0; i < envelopes.length; i++) {
       const envelope = envelopes[i]!;
       let bytes = envelope.bytes;
-      let key: Uint8Array;
       if (bytes === undefined) {
         const start = at;
         at = encodeEnvelopeInto(envelope, values!, start);
         bytes = values!.subarray(start, at);
-        // The id's own bytes double as the log key (the same 16 bytes: no view of them is made).
-        key = envelope.id.bytes;
-      } else {
-        // The id was parsed as that view of the same bytes.
-        key = envelope.id.bytes;
       }
+      // The id's bytes are the log key: a received id is a view of its envelope's bytes already,
+      // and a local one has bytes of its own (no other view of them is made).
+      const key = envelope.id.bytes;
       const event: StoredEvent = { key, ordinal: this.#nextOrdinal++, envelope: bytes, decoded: envelope, copy: copies?.[i] };
       this.#log.put(event);
       stored.push(event);

@@ -28,16 +28,16 @@ export const FRESH_SEQUENCE_MAX = 0xbfff;
 
 const HEX = /^[0-9a-f]{32}$/;
 
-/** Ids per slab of {@link idBytes}. */
-const SLAB_IDS = 256;
+/** Ids per slab of {@link idBytes} (1 KiB: the slab's own cost is spread over enough ids, and a kept id keeps little). */
+const SLAB_IDS = 64;
 let slab = new Uint8Array(16 * SLAB_IDS);
 let slabAt = slab.length;
 
 /**
- * 16 fresh bytes for an id: a view into a shared slab of 4 KiB, as Node's Buffer pools small
+ * 16 fresh bytes for an id: a view into a shared slab of 1 KiB, as Node's Buffer pools small
  * buffers. A view takes 104 bytes of heap where a Uint8Array of its own takes 232 (its buffer
  * too); ids are made for every event written, and the garbage they leave is collected on the
- * writing thread. A kept id keeps its slab (4 KiB) alive.
+ * writing thread. A kept id keeps its slab (1 KiB) alive.
  */
 function idBytes(): Uint8Array {
   if (slabAt === slab.length) {
