@@ -790,18 +790,13 @@ export class Arena {
 
   /**
    * Gives the file blocks on disk up to word `words` at least (growing it first if needed), ahead
-   * by {@link ALLOCATION_WORDS} past that: one system call per that much written, and at most
-   * twice that on disk past the top. The pages given blocks are made present in the background
-   * (see `MappedFile.prefault`): the writes that reach them take no page fault. Throws `DISK_FULL`
-   * (nothing changed) when the file system has no room.
+   * by {@link ALLOCATION_WORDS} past that, their pages made present in the background (see
+   * `MappedFile.allocateAhead`). Throws `DISK_FULL` (nothing changed) when the file system has no
+   * room.
    */
   #allocateTo(words: number): void {
     if (words > this.capacity) this.#growTo(words);
-    const from = this.#limit;
-    const to = Math.min(this.capacity, Math.max(words, from + ALLOCATION_WORDS) + ALLOCATION_WORDS);
-    this.file.allocate(from * WORD_BYTES, to * WORD_BYTES);
-    this.#limit = to;
-    this.file.prefault(from * WORD_BYTES, to * WORD_BYTES);
+    this.#limit = this.file.allocateAhead(this.#limit * WORD_BYTES, words * WORD_BYTES, ALLOCATION_WORDS * WORD_BYTES) / WORD_BYTES;
   }
 
   #remap(): void {

@@ -198,14 +198,9 @@ export class UndoJournal {
       }
     }
     if (this.end + words <= this.limit) return;
-    // Blocks ahead, so that the next entries need no system call: at most twice this much of the
-    // file is on disk beyond the history. Made present in the background (see
-    // `MappedFile.prefault`), so that the entries written there take no page fault.
-    const from = this.limit;
-    const to = Math.min(this.capacity, Math.max(this.end + words, from + ALLOCATION_WORDS) + ALLOCATION_WORDS);
-    this.file.allocate(from * WORD_BYTES, to * WORD_BYTES);
-    this.limit = to;
-    this.file.prefault(from * WORD_BYTES, to * WORD_BYTES);
+    // Blocks ahead, so that the next entries need no system call and take no page fault (see
+    // `MappedFile.allocateAhead`): at most twice this much of the file is on disk beyond the history.
+    this.limit = this.file.allocateAhead(this.limit * WORD_BYTES, (this.end + words) * WORD_BYTES, ALLOCATION_WORDS * WORD_BYTES) / WORD_BYTES;
   }
 
   /** Writes the positions to the header (done at event marks and on close). */

@@ -343,6 +343,21 @@ export class MappedFile {
   }
 
   /**
+   * Gives blocks on disk from byte `from` (where the caller's blocks end) to `ahead` bytes past
+   * both `need` and `from + ahead`, capped at the file's length, and makes those pages present in
+   * the background ({@link prefault}); returns where the blocks end now. So a writer that calls
+   * this only when it passes that end makes one system call per `ahead` bytes written and has at
+   * most twice that on disk past what it wrote. Throws `DISK_FULL` (nothing changed) when the file
+   * system has no room.
+   */
+  allocateAhead(from: number, need: number, ahead: number): number {
+    const to = Math.min(this.#byteLength, Math.max(need, from + ahead) + ahead);
+    this.allocate(from, to);
+    this.prefault(from, to);
+    return to;
+  }
+
+  /**
    * Makes the pages of [`from`, `to`) present and writable on a background thread (see `prefault`
    * in native/mmap.c), so that the writes this thread makes there next take no page fault. For
    * pages that have their blocks already ({@link allocate}). Does nothing where the platform

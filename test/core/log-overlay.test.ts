@@ -18,6 +18,11 @@ function id(n: number): Uint8Array {
   return new Uint8Array(key.buffer, key.byteOffset, 16);
 }
 
+/** The number {@link id} made `key` from. */
+function numberOf(key: Uint8Array): number {
+  return Buffer.from(key.buffer, key.byteOffset, 16).readUInt32BE(12);
+}
+
 for (let round = 0; round < 3; round++) {
   test(`every id finds its latest entry, as in a Map, through appends, writes below and again, commits and clears (round ${round})`, (t) => {
     const seed = testSeed() + round;
@@ -43,7 +48,7 @@ for (let round = 0; round < 3; round++) {
         }
       }
       const values = [...overlay.values()];
-      if (values.length !== model.size || values.some((item) => model.get(item.key.subarray(12).reduce((a, b) => a * 256 + b, 0)) !== item)) {
+      if (values.length !== model.size || values.some((item) => model.get(numberOf(item.key)) !== item)) {
         t.fail(`step ${step}: values() differs from the model`);
         return false;
       }
@@ -80,7 +85,7 @@ for (let round = 0; round < 3; round++) {
         const done = commits.shift();
         if (done === undefined) continue;
         for (const item of done.entries) {
-          const n = item.key.subarray(12).reduce((a, b) => a * 256 + b, 0);
+          const n = numberOf(item.key);
           if (model.get(n) === item) model.delete(n);
         }
         // Nothing queued or in flight after it: the log may drop everything at once instead.
