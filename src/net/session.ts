@@ -446,9 +446,10 @@ export class SessionRun {
    * Ingests a batch (one frame's envelopes, or one envelope assembled from parts) and acknowledges
    * it once durable. The batch is applied now (ingest's synchronous part); its durable commit
    * overlaps the next batch's decoding and projection. Acknowledging after the commit also bounds
-   * how far the sender runs ahead.
+   * how far the sender runs ahead. Returns the oldest ingest in flight when there are
+   * {@link MAX_INGESTS_IN_FLIGHT}, for the caller to wait for.
    */
-  async #ingest(envelopes: Uint8Array[], count: number, release?: () => void): Promise<void> {
+  #ingest(envelopes: Uint8Array[], count: number, release?: () => void): Promise<unknown> | undefined {
     const peer = this.#peer;
     peer.received += count;
     const ingested = this.#host.db.ingest(envelopes, { peer: peer.peerId }).then((result) => {
@@ -477,7 +478,8 @@ export class SessionRun {
       this.#session.abort(error instanceof Error ? error : new Error(String(error)));
     });
     this.#ingesting.push(ingested);
-    if (this.#ingesting.length >= MAX_INGESTS_IN_FLIGHT) await this.#ingesting.shift();
+    // (Not an async function, which would hold the batch while it waits: see Database.ingest.)
+    return this.#ingesting.length >= MAX_INGESTS_IN_FLIGHT ? this.#ingesting.shift() : undefined;
   }
 
   /** Takes one piece of an envelope sent in parts; the last one is ingested. */

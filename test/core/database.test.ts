@@ -4,6 +4,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import test from 'ava';
 import { Database, MessageId, NoatunError, s } from '../../src/index.js';
 import { FakeClock, prng, removeTempDirs, T0, tempDir } from '../helpers/temp.js';
@@ -103,6 +105,32 @@ test('ingesting an event twice stores it once and applies it once', async (t) =>
   t.is(again.duplicates, 2);
   t.is(target.stats().stored, 1);
   t.is(target.read((root) => root.counter), 5);
+  await Promise.all([source.close(), target.close()]);
+});
+
+test('an ingest waiting for its commit holds nothing of its batch', async (t) => {
+  // An async ingest kept its locals (the batch, its parsed envelopes: about 1 KB an event) until
+  // the commit was durable, and with ingests in flight the young generation's collections copied
+  // them again and again. The batch array stands for them: unreachable once ingest has returned.
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  const source = await openAdd(tempDir());
+  await source.transaction((tx) => {
+    for (let i = 0; i < 50; i++) tx.append({ add: 1 });
+  });
+  // Synchronous commits: the ingest resolves only after a turn of the event loop of its own, which
+  // comes after the one this test waits for below (with the writer thread, the order would race).
+  const target = await openAdd(tempDir(), new FakeClock(), { commitMode: 'sync' });
+  let batch: Uint8Array[] | undefined = [...source.messages()].map((m) => m.bytes);
+  const ingested = target.ingest(batch);
+  const held = new WeakRef(batch);
+  batch = undefined;
+  // A WeakRef keeps its target until the task that made it ends.
+  await new Promise((resolve) => setImmediate(resolve));
+  gc();
+  t.is(held.deref(), undefined, 'the batch is still reachable while its commit is awaited');
+  t.is((await ingested).stored, 50);
+  t.is(target.read((root) => root.counter), 50);
   await Promise.all([source.close(), target.close()]);
 });
 
