@@ -4,10 +4,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as v8 from 'node:v8';
-import * as vm from 'node:vm';
 import test from 'ava';
 import { Database, MessageId, NoatunError, s } from '../../src/index.js';
+import { gc } from '../helpers/memory.js';
 import { FakeClock, prng, removeTempDirs, T0, tempDir } from '../helpers/temp.js';
 import { EventLog } from '../../src/core/log.js';
 
@@ -112,8 +111,6 @@ test('an ingest waiting for its commit holds nothing of its batch', async (t) =>
   // An async ingest kept its locals (the batch, its parsed envelopes: about 1 KB an event) until
   // the commit was durable, and with ingests in flight the young generation's collections copied
   // them again and again. The batch array stands for them: unreachable once ingest has returned.
-  v8.setFlagsFromString('--expose-gc');
-  const gc = vm.runInNewContext('gc') as () => void;
   const source = await openAdd(tempDir());
   await source.transaction((tx) => {
     for (let i = 0; i < 50; i++) tx.append({ add: 1 });

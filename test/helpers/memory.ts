@@ -8,7 +8,8 @@ import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 
 v8.setFlagsFromString('--expose-gc');
-const gc = vm.runInNewContext('gc') as () => void;
+/** One full garbage collection, now (the memory of dead array buffers follows a moment later). */
+export const gc = vm.runInNewContext('gc') as () => void;
 
 /** Heap in use and external memory of this isolate, in bytes. */
 export function memoryNow(): { heap: number; external: number } {
