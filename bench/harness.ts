@@ -42,6 +42,47 @@ export function bytesOnDisk(target: string): number {
   return total;
 }
 
+/**
+ * CPU seconds used so far by this process's threads, by kind: `main` (the JavaScript thread:
+ * the engine's work, the application's, SQLite's), `v8` (V8's own threads: optimizing compiler
+ * and garbage collector), `other` (worker threads such as the log's writer, libuv's pool). From
+ * `/proc/self/task` (Linux); undefined elsewhere.
+ */
+export function threadCpu(): { main: number; v8: number; other: number } | undefined {
+  const tasks = '/proc/self/task';
+  if (!fs.existsSync(tasks)) return undefined;
+  const ticks = 100; // USER_HZ: what Linux counts utime and stime in.
+  const cpu = { main: 0, v8: 0, other: 0 };
+  for (const task of fs.readdirSync(tasks)) {
+    let stat: string;
+    try {
+      stat = fs.readFileSync(path.join(tasks, task, 'stat'), 'utf8');
+    } catch {
+      continue; // The thread ended meanwhile.
+    }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const seconds = (Number(fields[11]) + Number(fields[12])) / ticks;
+    if (Number(task) === process.pid) cpu.main += seconds;
+    else if (name.startsWith('V8 ') || name.startsWith('V8Worker')) cpu.v8 += seconds;
+    else cpu.other += seconds;
+  }
+  return cpu;
+}
+
+/**
+ * What `fn` cost in CPU by kind of thread (see {@link threadCpu}), as a note: "CPU main 1.83 s,
+ * V8 0.77 s, other 0.25 s" (empty where the figures are not available).
+ */
+export async function cpuNote(fn: () => Promise<void>): Promise<string> {
+  const before = threadCpu();
+  await fn();
+  const after = threadCpu();
+  if (before === undefined || after === undefined) return '';
+  const d = (k: 'main' | 'v8' | 'other') => (after[k] - before[k]).toFixed(2);
+  return `CPU main ${d('main')} s, V8 ${d('v8')} s, other ${d('other')} s`;
+}
+
 /** Peak resident set size of this process so far, in bytes. */
 export function peakRss(): number {
   return process.resourceUsage().maxRSS * 1024;

@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import Sqlite from 'better-sqlite3';
 import { Database, s } from '../src/index.js';
-import { benchDir, bytesOnDisk, cleanup, type Row, seeded, time } from './harness.js';
+import { benchDir, bytesOnDisk, cleanup, cpuNote, type Row, seeded, time } from './harness.js';
 
 /** One event: an upsert (`value` set) or a delete (`value` null). */
 type KvEvent = [key: string, value: string | null];
@@ -164,8 +164,11 @@ export async function runKvPart(part: string, options: { quick: boolean }): Prom
   const impl = parts[part]!();
   console.log(`kv (${impl.name}): ${workload.transactions.length} transactions, ${workload.events} events, ${workload.lookups.length} lookups`);
   await impl.open();
+  let cpu = '';
   const writes = await time(async () => {
-    for (const batch of workload.transactions) await impl.write(batch);
+    cpu = await cpuNote(async () => {
+      for (const batch of workload.transactions) await impl.write(batch);
+    });
   });
   // The first pass gives the check value and warms the lookup path up.
   const check = lookupAll(impl, workload.lookups);
@@ -190,7 +193,7 @@ export async function runKvPart(part: string, options: { quick: boolean }): Prom
       queriesPerSecond: lookups / reads.seconds,
       diskBytes: disk,
       check: String(check),
-      note: `check ${check}${description === undefined ? '' : `; ${description}`}`,
+      note: `check ${check}${description === undefined ? '' : `; ${description}`}${cpu === '' ? '' : `; writes: ${cpu}`}`,
     },
   ];
 }

@@ -3,7 +3,7 @@
  * reports write and query rates. All implementations must produce the same query results: the
  * parent compares the check values and fails on a mismatch.
  */
-import { cleanup, peakRss, type Row, time } from '../harness.js';
+import { cleanup, cpuNote, peakRss, type Row, time } from '../harness.js';
 import { mapsWarehouse } from './maps.js';
 import { noatunWarehouse } from './noatun.js';
 import { sqliteWarehouse } from './sqlite.js';
@@ -11,9 +11,12 @@ import { generateWorkload, type WarehouseImplementation, type Workload } from '.
 
 async function measure(impl: WarehouseImplementation, workload: Workload, quick: boolean) {
   await impl.open();
+  let cpu = '';
   const writes = await time(async () => {
-    for (const tasks of workload.transactions) await impl.write(tasks);
-    await impl.drain?.();
+    cpu = await cpuNote(async () => {
+      for (const tasks of workload.transactions) await impl.write(tasks);
+      await impl.drain?.();
+    });
   });
   // The check value: every query's result, XOR-folded with its position.
   let check = 0;
@@ -44,6 +47,7 @@ async function measure(impl: WarehouseImplementation, workload: Workload, quick:
     results,
     disk,
     description,
+    cpu,
   };
 }
 
@@ -79,7 +83,7 @@ export async function runWarehousePart(part: string, options: { quick: boolean }
       peakRssBytes: peakRss(),
       diskBytes: result.disk,
       check: result.results.join(','),
-      note: `check ${result.check}${result.description === undefined ? '' : `; ${result.description}`}`,
+      note: `check ${result.check}${result.description === undefined ? '' : `; ${result.description}`}${result.cpu === '' ? '' : `; writes: ${result.cpu}`}`,
     },
   ];
 }
