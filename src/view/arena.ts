@@ -20,6 +20,7 @@ import { ALLOCATION_WORDS, INITIAL_FILE_BYTES, VIEW_HEADER_BYTES, WORD_BYTES } f
 import {
   ADDED_ONE,
   COMPACT_WORDS,
+  JOURNAL_HEADER_WORDS,
   type JournalMark,
   JournalTag,
   SHORT_SET,
@@ -574,16 +575,33 @@ export class Arena {
     // Blocks let go after the mark are in use again once it is restored.
     if (this.#retired.length !== 0) this.#retired = this.#retired.filter((block) => block.position <= mark);
     const journal = this.journal;
-    const target = journal.physical(mark);
-    if (target < journal.start || target > journal.end) {
+    if (mark < journal.oldest || mark > journal.position) {
       throw new NoatunError(
         ErrorCode.INTERNAL,
         `cannot rewind to journal position ${mark}: history is kept from ${journal.oldest} to ${journal.position}`,
       );
     }
+    if (journal.wrapped && mark < journal.dropped) {
+      // Back into the older stretch of the ring: all of the newer one first.
+      journal.end = this.#undo(journal.end, JOURNAL_HEADER_WORDS, mark);
+      journal.unwrap();
+    }
+    journal.end = this.#undo(journal.end, journal.physical(mark), mark);
+    journal.persist();
+    journal.forgetMarksFrom(mark);
+    this.floor = this.top;
+    this.#topRecorded = false;
+  }
+
+  /**
+   * Undoes the journal's entries from physical word `end` back to `target` (the caller's
+   * rewind to `mark`, for the error), newest first; returns `target`.
+   */
+  #undo(end: number, target: number, mark: JournalMark): number {
+    const journal = this.journal;
     const j = journal.words;
     const u32 = this.u32;
-    let e = journal.end;
+    let e = end;
     while (e > target) {
       const tag = j[e - 1]!;
       if (tag >= SHORT_SET) {
@@ -650,11 +668,7 @@ export class Arena {
     if (e !== target) {
       throw new NoatunError(ErrorCode.INTERNAL, `journal position ${mark} is not an entry boundary`);
     }
-    journal.end = e;
-    journal.persist();
-    journal.forgetMarksFrom(mark);
-    this.floor = this.top;
-    this.#topRecorded = false;
+    return e;
   }
 
   /**
@@ -673,12 +687,22 @@ export class Arena {
    */
   changesSince(from: JournalMark): Map<number, number>[] {
     const journal = this.journal;
-    const target = journal.physical(from);
+    const segments: Map<number, number>[] = [new Map()];
+    // The newer stretch of a wrapped ring first, when `from` is in the older one.
+    if (journal.wrapped && from < journal.dropped) {
+      this.#changesIn(JOURNAL_HEADER_WORDS, journal.end, segments);
+      this.#changesIn(journal.physical(from), journal.wrapEnd, segments);
+    } else this.#changesIn(journal.physical(from), journal.end, segments);
+    return segments.reverse();
+  }
+
+  /** Adds the changes of the entries in physical `[target, end)` to `segments` (see {@link changesSince}). */
+  #changesIn(target: number, end: number, segments: Map<number, number>[]): void {
+    const journal = this.journal;
     const j = journal.words;
     const u32 = this.u32;
-    const segments: Map<number, number>[] = [new Map()];
-    let current = segments[0]!;
-    let e = journal.end;
+    let current = segments[segments.length - 1]!;
+    let e = end;
     while (e > target) {
       const tag = j[e - 1]!;
       if (tag >= SHORT_SET) {
@@ -737,14 +761,13 @@ export class Arena {
           throw new CorruptFileError(journal.file.path, `unknown journal entry tag ${j[e - 1]}`, (e - 1) * WORD_BYTES);
       }
     }
-    return segments.reverse();
   }
 
   /** True when the oldest entry kept in the journal is the mark of `ordinal`. */
   historyStartsAt(ordinal: number): boolean {
     const journal = this.journal;
     return (
-      journal.end - journal.start >= 2 &&
+      journal.byteLength >= 2 * WORD_BYTES &&
       journal.words[journal.start + 1] === JournalTag.MARK &&
       journal.words[journal.start] === ordinal
     );

@@ -25,8 +25,15 @@
  *
  * Positions ({@link JournalMark}) are logical word counts since the journal was created, so they
  * stay valid when old history is dropped by {@link UndoJournal.truncateBefore}.
+ *
+ * The file is a ring (format version 6): once history was dropped from its front, new entries go
+ * there instead of past the end, and the history is two stretches, the older from `start` to
+ * `wrapEnd` and the newer from the first entry word to `end`. No entry is split between them.
+ * Before the ring, the kept history was moved to the front of the file whenever an eighth of it
+ * had been dropped, and the pages it left were given back and then faulted in again as the
+ * history grew into them: about 5% of the warehouse benchmark's writes (BENCHMARKS.md, run AA).
  */
-import { CorruptFileError, DiskFullError, ErrorCode, NoatunError } from '../errors.js';
+import { CorruptFileError, ErrorCode, NoatunError } from '../errors.js';
 import { ALLOCATION_WORDS, INITIAL_FILE_BYTES, JOURNAL_HEADER_BYTES, WORD_BYTES } from './constants.js';
 import { checksum, MappedFile } from './mapped-file.js';
 
@@ -62,18 +69,23 @@ const MAGIC0 = 0x4e54414e; // "NATN" little-endian words spell "NATNJRN1"
 const MAGIC1 = 0x314e524a;
 /**
  * Version 3 added {@link JournalTag.ZERON}, version 4 the short entries ({@link SHORT_SET}), version
- * 5 the short two-word and counter entries ({@link SHORT_SET2}, {@link ADDED_ONE}, {@link TAKEN_ONE});
- * journals of versions 2 to 4 (without them; no last word of theirs falls in those ranges) are read
- * as they are.
+ * 5 the short two-word and counter entries ({@link SHORT_SET2}, {@link ADDED_ONE}, {@link TAKEN_ONE}),
+ * version 6 the ring (`wrapEnd`). Journals of versions 2 to 5 (without them; no last word of theirs
+ * falls in those ranges, and none is wrapped) are read as they are.
  */
-const FORMAT_VERSION = 5;
+const FORMAT_VERSION = 6;
 const OLDEST_READABLE_VERSION = 2;
-const HEADER_WORDS = JOURNAL_HEADER_BYTES / WORD_BYTES;
+/** The first version whose header may hold a wrapped ring's `wrapEnd`. */
+const RING_VERSION = 6;
+/** Physical word index of the first entry word. */
+export const JOURNAL_HEADER_WORDS = JOURNAL_HEADER_BYTES / WORD_BYTES;
+const HEADER_WORDS = JOURNAL_HEADER_WORDS;
 /**
- * History is moved to the front of the file once the dropped entries before it reach this
- * fraction's inverse of it (an eighth): the file's blocks then hold at most 1.125 times the history.
+ * New entries go to the front of the file (the ring wraps) once the history dropped there is at
+ * least this fraction's inverse of what is kept (an eighth), so the file's blocks hold about 1.125
+ * times the history; with less room there, the file grows instead.
  */
-const COMPACT_RATIO = 8;
+const WRAP_RATIO = 8;
 // Header word indices. Positions are stored as float64 (exact up to 2^53 words).
 const H_MAGIC0 = 0;
 const H_MAGIC1 = 1;
@@ -82,6 +94,7 @@ const H_DROPPED_F64 = 2; // float64 index: bytes 16..24
 const H_START_F64 = 3; // bytes 24..32
 const H_END_F64 = 4; // bytes 32..40
 const H_CHECKSUM = 10; // 4 words: bytes 40..56
+const H_WRAP_END_F64 = 7; // bytes 56..64 (version 6)
 
 /** The undo journal's storage. The arena appends and pops entries through {@link words}. */
 export class UndoJournal {
@@ -93,7 +106,18 @@ export class UndoJournal {
   end: number;
   /** Physical word index of the first entry still kept. */
   start: number;
-  /** Words dropped from the front by compaction (logical = physical - HEADER_WORDS + dropped). */
+  /**
+   * 0 while the history is one stretch, `[start, end)`. Once the ring has wrapped, the physical
+   * word index one past the older stretch, `[start, wrapEnd)`; the newer is `[HEADER_WORDS, end)`,
+   * and `end <= start`.
+   */
+  wrapEnd: number;
+  /**
+   * The logical position of the first entry word (of the newer stretch's, once wrapped): logical
+   * = physical - HEADER_WORDS + dropped there, and in the older stretch of a wrapped ring logical
+   * = physical - wrapEnd + dropped. The words of history dropped from the file before it, until the
+   * older stretch moved on (see `#widen`): then it may be below 0.
+   */
   dropped: number;
   /** Physical capacity in words. */
   capacity: number;
@@ -129,6 +153,7 @@ export class UndoJournal {
       this.dropped = 0;
       this.start = HEADER_WORDS;
       this.end = HEADER_WORDS;
+      this.wrapEnd = 0;
       this.persist();
     } else {
       if (this.file.byteLength < JOURNAL_HEADER_BYTES || this.words[H_MAGIC0] !== MAGIC0 || this.words[H_MAGIC1] !== MAGIC1) {
@@ -140,23 +165,30 @@ export class UndoJournal {
         this.file.close();
         throw new CorruptFileError(path, `unknown journal format version ${version}`, 8);
       }
-      // From here on this code may write the entries of version 5: an older version must not read them.
+      // From here on this code may write the entries of version 5 and wrap the ring: an older
+      // version must not read them.
       this.words[H_VERSION] = FORMAT_VERSION;
       this.dropped = this.#f64[H_DROPPED_F64]!;
       this.start = this.#f64[H_START_F64]!;
       this.end = this.#f64[H_END_F64]!;
-      if (
-        !Number.isSafeInteger(this.dropped) ||
-        this.dropped < 0 ||
-        !(this.start >= HEADER_WORDS && this.start <= this.end && this.end <= this.capacity)
-      ) {
+      this.wrapEnd = version >= RING_VERSION ? this.#f64[H_WRAP_END_F64]! : 0;
+      const stretches =
+        this.wrapEnd === 0
+          ? this.start >= HEADER_WORDS && this.start <= this.end && this.end <= this.capacity
+          : this.end >= HEADER_WORDS && this.end <= this.start && this.start < this.wrapEnd && this.wrapEnd <= this.capacity;
+      if (!Number.isSafeInteger(this.dropped) || !Number.isSafeInteger(this.wrapEnd) || !stretches || this.oldest < 0) {
         this.file.close();
         throw new CorruptFileError(path, 'journal positions out of range', 16);
       }
     }
-    // A new file has its blocks (MappedFile.open); a closed journal gave back those past its end
-    // and before its start (#discardUnused), and a grown one never had blocks past what it wrote.
+    // A new file has its blocks (MappedFile.open); a closed journal gave back those outside its
+    // history (#discardUnused), and a grown one never had blocks past what it wrote.
     this.limit = this.file.created ? this.capacity : this.end;
+  }
+
+  /** Whether the history is in two stretches (see {@link wrapEnd}). */
+  get wrapped(): boolean {
+    return this.wrapEnd !== 0;
   }
 
   /** Logical position of the end of the journal. */
@@ -166,17 +198,36 @@ export class UndoJournal {
 
   /** Logical position of the oldest entry still kept; rewinding before it is impossible. */
   get oldest(): JournalMark {
-    return (this.start - HEADER_WORDS + this.dropped) as JournalMark;
+    return (this.start - (this.wrapEnd === 0 ? HEADER_WORDS : this.wrapEnd) + this.dropped) as JournalMark;
   }
 
-  /** Physical index of a logical position. */
+  /**
+   * Physical index of a logical position of the kept history. The end of the older stretch of a
+   * wrapped ring is the start of the newer (the position `dropped`): this gives the newer's.
+   */
   physical(mark: JournalMark): number {
-    return mark - this.dropped + HEADER_WORDS;
+    return mark >= this.dropped || this.wrapEnd === 0 ? mark - this.dropped + HEADER_WORDS : mark - this.dropped + this.wrapEnd;
   }
 
   /** Bytes of history kept. */
   get byteLength(): number {
-    return (this.end - this.start) * WORD_BYTES;
+    return (this.wrapEnd === 0 ? this.end - this.start : this.end - HEADER_WORDS + this.wrapEnd - this.start) * WORD_BYTES;
+  }
+
+  /**
+   * Makes the history one stretch again when the newer one is empty (a rewind went back into the
+   * older one): the older stretch's positions then follow the rule of one stretch. The caller
+   * moves `end` into the older stretch next.
+   */
+  unwrap(): void {
+    if (this.wrapEnd === 0 || this.end !== HEADER_WORDS) {
+      throw new NoatunError(ErrorCode.INTERNAL, 'the journal can only be unwrapped with nothing in its newer stretch');
+    }
+    this.dropped -= this.wrapEnd - HEADER_WORDS;
+    this.end = this.wrapEnd;
+    this.wrapEnd = 0;
+    // Blocks past the old stretch's end are not known to be there.
+    this.limit = this.end;
   }
 
   /**
@@ -185,22 +236,61 @@ export class UndoJournal {
    */
   reserve(words: number): void {
     if (this.end + words <= this.limit) return;
-    if (this.end + words > this.capacity) {
-      // Moving the kept entries to the front pays when more is dropped than kept, and is a must
-      // when growing would pass the reservation (the history's byte budget is half of it).
-      const dropped = this.start - HEADER_WORDS;
-      if (dropped > this.end - this.start || (dropped > 0 && (this.end + words) * WORD_BYTES > this.file.reserveBytes)) {
-        this.#compact();
-      }
-      if (this.end + words > this.capacity) {
+    // The newer stretch reached the older one: the history grew past the ring.
+    if (this.wrapEnd !== 0 && this.end + words > this.start) this.#widen(words);
+    if (this.wrapEnd === 0) {
+      const front = this.start - HEADER_WORDS;
+      const kept = this.end - this.start;
+      // The front has room enough to be worth going round to (or growing would pass the
+      // reservation, whose half is the history's byte budget).
+      if (front >= words && (front * WRAP_RATIO >= kept || (this.end + words) * WORD_BYTES > this.file.reserveBytes)) {
+        this.#wrap();
+      } else if (this.end + words > this.capacity) {
         this.file.grow((this.end + words) * WORD_BYTES);
         this.#remap();
       }
     }
     if (this.end + words <= this.limit) return;
     // Blocks ahead, so that the next entries need no system call and take no page fault (see
-    // `MappedFile.allocateAhead`): at most twice this much of the file is on disk beyond the history.
-    this.limit = this.file.allocateAhead(this.limit * WORD_BYTES, (this.end + words) * WORD_BYTES, ALLOCATION_WORDS * WORD_BYTES) / WORD_BYTES;
+    // `MappedFile.allocateAhead`): at most twice this much of the file is on disk beyond the
+    // history; a wrapped ring's newer stretch never reaches into the older.
+    const cap = this.wrapEnd === 0 ? this.capacity : this.start;
+    this.limit =
+      this.file.allocateAhead(this.limit * WORD_BYTES, (this.end + words) * WORD_BYTES, ALLOCATION_WORDS * WORD_BYTES, cap * WORD_BYTES) /
+      WORD_BYTES;
+  }
+
+  /** Goes round: new entries go to the front of the file, before the history's start. */
+  #wrap(): void {
+    this.wrapEnd = this.end;
+    this.dropped += this.end - HEADER_WORDS;
+    this.end = HEADER_WORDS;
+    // The front's blocks may have been given back at a close: allocated as it is written.
+    this.limit = HEADER_WORDS;
+    this.persist();
+  }
+
+  /**
+   * Makes room in a wrapped ring whose newer stretch ran into the older one (the history grew):
+   * the older stretch moves on by an eighth of the history (at least `words`), the file growing
+   * as needed. Its positions stay what they were (they count from `wrapEnd`, which moves with it).
+   * Moving the newer stretch after the older one instead would copy less, but leave the front of
+   * the file unused until the ring came round again: the file grew to nearly twice the history in
+   * the warehouse benchmark.
+   */
+  #widen(words: number): void {
+    const shift = Math.max(words, Math.ceil(this.byteLength / WORD_BYTES / WRAP_RATIO));
+    const wrapEnd = this.wrapEnd + shift;
+    if (wrapEnd > this.capacity) {
+      this.file.grow(wrapEnd * WORD_BYTES);
+      this.#remap();
+    }
+    // Blocks first: a full disk throws before anything moved.
+    this.file.allocate(this.wrapEnd * WORD_BYTES, wrapEnd * WORD_BYTES);
+    this.words.copyWithin(this.start + shift, this.start, this.wrapEnd);
+    this.start += shift;
+    this.wrapEnd = wrapEnd;
+    this.persist();
   }
 
   /** Writes the positions to the header (done at event marks and on close). */
@@ -208,41 +298,37 @@ export class UndoJournal {
     this.#f64[H_DROPPED_F64] = this.dropped;
     this.#f64[H_START_F64] = this.start;
     this.#f64[H_END_F64] = this.end;
+    this.#f64[H_WRAP_END_F64] = this.wrapEnd;
   }
 
   /**
-   * Forgets the history before `mark`: the view can no longer be rewound past it. The kept entries
-   * move to the front of the file once a quarter as much as they hold was dropped before them, so
-   * the part of the file in use (its blocks on disk) stays within 1.25× the history. A move copies
-   * the history once per quarter of its size written; moving at half (2× on disk) measured the
-   * same write rate on the warehouse benchmark, whose journal took 15.8 MB while open against
-   * 10.7 MB now.
+   * Forgets the history before `mark`: the view can no longer be rewound past it. The words it
+   * held are written over when the ring comes round to them (see {@link reserve}).
    */
   truncateBefore(mark: JournalMark): void {
-    const physical = this.physical(mark);
-    if (physical <= this.start) return;
-    if (physical > this.end) {
+    if (mark <= this.oldest) return;
+    if (mark > this.position) {
       throw new NoatunError(ErrorCode.INTERNAL, `journal truncation past its end (${mark} > ${this.position})`);
     }
-    this.start = physical;
+    // Past the older stretch of a wrapped ring: what is left is the newer one.
+    if (this.wrapEnd !== 0 && mark >= this.dropped) this.wrapEnd = 0;
+    this.start = this.physical(mark);
     if (this.#marksKnown) this.#forgetDroppedMarks();
-    if ((this.start - HEADER_WORDS) * COMPACT_RATIO >= this.end - this.start) {
-      try {
-        this.#compact();
-      } catch (error) {
-        // No room for the history at the front (its pages were given back at a close): it stays
-        // where it is, which serves rewinds as well; the next truncation tries again.
-        if (!(error instanceof DiskFullError)) throw error;
-      }
-    }
     this.persist();
   }
 
-  /** The checksum (16 bytes, see {@link checksum}) of the kept entries and their positions. */
+  /**
+   * The checksum (16 bytes, see {@link checksum}) of the kept entries and their positions (with
+   * `wrapEnd` once wrapped: one stretch is checked as by version 5, so its seal stays valid).
+   */
   computeChecksum(): Buffer {
-    const positions = Buffer.from(this.#f64.buffer, this.#f64.byteOffset + H_DROPPED_F64 * 8, 24);
-    const entries = checksum(this.words.subarray(this.start, this.end));
-    return checksum(Buffer.concat([positions, entries]));
+    const header = this.#f64.buffer;
+    const positions = Buffer.from(header, this.#f64.byteOffset + H_DROPPED_F64 * 8, 24);
+    if (this.wrapEnd === 0) return checksum(Buffer.concat([positions, checksum(this.words.subarray(this.start, this.end))]));
+    const wrapEnd = Buffer.from(header, this.#f64.byteOffset + H_WRAP_END_F64 * 8, 8);
+    const bytes = (from: number, to: number) => Buffer.from(this.words.buffer, this.words.byteOffset + from * WORD_BYTES, (to - from) * WORD_BYTES);
+    const entries = Buffer.concat([bytes(this.start, this.wrapEnd), bytes(HEADER_WORDS, this.end)]);
+    return checksum(Buffer.concat([positions, wrapEnd, checksum(entries)]));
   }
 
   /** Stores the checksum of the kept entries in the header. */
@@ -315,25 +401,9 @@ export class UndoJournal {
   #indexMarks(): void {
     const ordinals: number[] = [];
     const positions: number[] = [];
-    const j = this.words;
-    let e = this.end;
-    while (e > this.start) {
-      const tag = j[e - 1]!;
-      if (tag >= SHORT_SET) e -= 2;
-      else if (tag >= SHORT_SET2) e -= 3;
-      else if (tag >= TAKEN_ONE) e -= 1;
-      else if (tag === JournalTag.MARK) {
-        ordinals.push(j[e - 2]!);
-        positions.push(e - 2 - HEADER_WORDS + this.dropped);
-        e -= 2;
-      } else if (tag === JournalTag.SET1) e -= 3;
-      else if (tag === JournalTag.SET2) e -= 4;
-      else if (tag === JournalTag.SETN) e -= j[e - 2]! + 3;
-      else if (tag === JournalTag.TOP) e -= 2;
-      else if (tag === JournalTag.ZERON) e -= 3;
-      // A damaged entry: older marks cannot be reached (rewinding there would fail too), so
-      // they are not indexed and asking for them finds none (the caller rebuilds instead).
-      else break;
+    // The newer stretch of a wrapped ring, then the older one.
+    if (this.wrapEnd === 0 || this.#scanMarks(HEADER_WORDS, this.end, HEADER_WORDS, ordinals, positions)) {
+      this.#scanMarks(this.start, this.wrapEnd === 0 ? this.end : this.wrapEnd, this.wrapEnd === 0 ? HEADER_WORDS : this.wrapEnd, ordinals, positions);
     }
     const n = ordinals.length;
     const capacity = Math.max(1024, 2 ** Math.ceil(Math.log2(n + 1)));
@@ -346,6 +416,35 @@ export class UndoJournal {
     this.#marksFirst = 0;
     this.#marksEnd = n;
     this.#marksKnown = true;
+  }
+
+  /**
+   * Collects the marks of the entries in physical `[from, to)`, newest first, with their logical
+   * positions (`base`: the physical word where that stretch's positions count from, see
+   * {@link physical}). False when a damaged entry stopped the scan.
+   */
+  #scanMarks(from: number, to: number, base: number, ordinals: number[], positions: number[]): boolean {
+    const j = this.words;
+    let e = to;
+    while (e > from) {
+      const tag = j[e - 1]!;
+      if (tag >= SHORT_SET) e -= 2;
+      else if (tag >= SHORT_SET2) e -= 3;
+      else if (tag >= TAKEN_ONE) e -= 1;
+      else if (tag === JournalTag.MARK) {
+        ordinals.push(j[e - 2]!);
+        positions.push(e - 2 - base + this.dropped);
+        e -= 2;
+      } else if (tag === JournalTag.SET1) e -= 3;
+      else if (tag === JournalTag.SET2) e -= 4;
+      else if (tag === JournalTag.SETN) e -= j[e - 2]! + 3;
+      else if (tag === JournalTag.TOP) e -= 2;
+      else if (tag === JournalTag.ZERON) e -= 3;
+      // A damaged entry: older marks cannot be reached (rewinding there would fail too), so
+      // they are not indexed and asking for them finds none (the caller rebuilds instead).
+      else return false;
+    }
+    return true;
   }
 
   /** Makes the index ready to search: built, and without the marks of truncated history. */
@@ -383,6 +482,7 @@ export class UndoJournal {
     this.dropped += this.end - HEADER_WORDS;
     this.start = HEADER_WORDS;
     this.end = HEADER_WORDS;
+    this.wrapEnd = 0;
     // (The pages before the old start may have been given back at a close.)
     this.limit = HEADER_WORDS;
     this.persist();
@@ -391,7 +491,7 @@ export class UndoJournal {
   /** Flushes the journal to disk. */
   sync(): void {
     this.persist();
-    this.file.sync(0, this.end * WORD_BYTES);
+    this.file.sync(0, Math.max(this.end, this.wrapEnd) * WORD_BYTES);
   }
 
   close(): void {
@@ -403,35 +503,20 @@ export class UndoJournal {
   }
 
   /**
-   * Gives the pages outside the kept history back to the file system: the dropped entries before
-   * it (the history moves to the front only once a quarter of it was dropped) and the file past it
-   * (it keeps the size of its largest history). They read as zeros afterwards; nothing reads them.
-   * Done on close, not as history moves: a page given back costs a fault and a block allocation
-   * when it is written again, 3–4% of the warehouse benchmark's write rate when done at every trim.
+   * Gives the pages outside the kept history back to the file system: those before and after it,
+   * or, once wrapped, between its two stretches and after the older one (the file keeps the size
+   * of its largest history). They read as zeros afterwards; nothing reads them. Done on close,
+   * not as history moves: a page given back costs a fault and a block allocation when it is
+   * written again, 3–4% of the warehouse benchmark's write rate when done at every trim.
    */
   #discardUnused(): void {
-    this.file.discard(HEADER_WORDS * WORD_BYTES, this.start * WORD_BYTES);
-    this.file.discard(this.end * WORD_BYTES);
-  }
-
-  #compact(): void {
-    const shift = this.start - HEADER_WORDS;
-    if (shift === 0) return;
-    // The pages before the history were given back if the journal was closed since, and the
-    // history moves there and zeros are written after it: blocks first (a full disk then throws
-    // before anything moved; what is not needed goes back below).
-    this.file.allocate(HEADER_WORDS * WORD_BYTES, this.start * WORD_BYTES);
-    this.words.copyWithin(HEADER_WORDS, this.start, this.end);
-    // The words left behind go back to the file system (they read as zeros) rather than being
-    // zeroed in place: the file keeps blocks for the history, not for its high-water mark.
-    // (Zeroed first: discarding rounds in to whole pages, and a file system may not punch holes.)
-    this.words.fill(0, this.end - shift, this.end);
-    this.file.discard((this.end - shift) * WORD_BYTES, this.end * WORD_BYTES);
-    this.dropped += shift;
-    this.start -= shift;
-    this.end -= shift;
-    this.limit = this.end;
-    this.persist();
+    if (this.wrapEnd === 0) {
+      this.file.discard(HEADER_WORDS * WORD_BYTES, this.start * WORD_BYTES);
+      this.file.discard(this.end * WORD_BYTES);
+    } else {
+      this.file.discard(this.end * WORD_BYTES, this.start * WORD_BYTES);
+      this.file.discard(this.wrapEnd * WORD_BYTES);
+    }
   }
 
   #remap(): void {

@@ -344,14 +344,14 @@ export class MappedFile {
 
   /**
    * Gives blocks on disk from byte `from` (where the caller's blocks end) to `ahead` bytes past
-   * both `need` and `from + ahead`, capped at the file's length, and makes those pages present in
-   * the background ({@link prefault}); returns where the blocks end now. So a writer that calls
-   * this only when it passes that end makes one system call per `ahead` bytes written and has at
-   * most twice that on disk past what it wrote. Throws `DISK_FULL` (nothing changed) when the file
-   * system has no room.
+   * both `need` and `from + ahead`, capped at the file's length (or at `cap`, for a writer that
+   * must not reach past it), and makes those pages present in the background ({@link prefault});
+   * returns where the blocks end now. So a writer that calls this only when it passes that end
+   * makes one system call per `ahead` bytes written and has at most twice that on disk past what
+   * it wrote. Throws `DISK_FULL` (nothing changed) when the file system has no room.
    */
-  allocateAhead(from: number, need: number, ahead: number): number {
-    const to = Math.min(this.#byteLength, Math.max(need, from + ahead) + ahead);
+  allocateAhead(from: number, need: number, ahead: number, cap: number = this.#byteLength): number {
+    const to = Math.min(this.#byteLength, cap, Math.max(need, from + ahead) + ahead);
     this.allocate(from, to);
     this.prefault(from, to);
     return to;

@@ -90,7 +90,7 @@ test(`a database of an earlier format (${name}) opens, its log converted, and re
   t.deepEqual(db.read((root) => root.stock.export()), both.read((root) => root.stock.export()));
   t.deepEqual(db.read((root) => root.sold.export()), both.read((root) => root.sold.export()));
   await db.close();
-  t.is(fs.readFileSync(journal).readUInt32LE(8), 5, 'written as version 5 from then on');
+  t.is(fs.readFileSync(journal).readUInt32LE(8), 6, 'written as version 6 from then on');
   const again = await openShop(dir, () => now);
   t.is(again.stats().openedBy, 'clean-load');
   t.deepEqual(again.read((root) => root.stock.export()), both.read((root) => root.stock.export()));
