@@ -279,7 +279,10 @@ export class UndoJournal {
    * the warehouse benchmark.
    */
   #widen(words: number): void {
-    const shift = Math.max(words, Math.ceil(this.byteLength / WORD_BYTES / WRAP_RATIO));
+    // (Less than an eighth when the file would pass its reservation; growing throws VIEW_FULL
+    // only when not even `words` fit.)
+    const room = Math.floor(this.file.reserveBytes / WORD_BYTES) - this.wrapEnd;
+    const shift = Math.max(words, Math.min(Math.ceil(this.byteLength / WORD_BYTES / WRAP_RATIO), room));
     const wrapEnd = this.wrapEnd + shift;
     if (wrapEnd > this.capacity) {
       this.file.grow(wrapEnd * WORD_BYTES);
