@@ -5,7 +5,7 @@
  * events: after warm-up they must stay flat, with stored events within the live keys plus the
  * cutoff window.
  */
-import { Database, s } from '../src/index.js';
+import { Database, s } from 'noatun';
 import { benchDir, bytesOnDisk, cleanup, type Row, seeded, time } from './harness.js';
 
 const Positions = s.object({ at: s.map(s.u32(), s.object({ x: s.i32(), y: s.i32() })) });

@@ -6,7 +6,7 @@
  */
 import * as path from 'node:path';
 import Sqlite from 'better-sqlite3';
-import { Database, s } from '../src/index.js';
+import { Database, s } from 'noatun';
 import { benchDir, bytesOnDisk, cleanup, cpuNote, type Row, seeded, time } from './harness.js';
 
 /** One event: an upsert (`value` set) or a delete (`value` null). */

@@ -4,7 +4,7 @@
  * in-order ingest of one event (the durable commit), per event re-applied, next to the cost per
  * event of appending in order (DESIGN target: O(k), at most 2× applying k events).
  */
-import { Database, s } from '../src/index.js';
+import { Database, s } from 'noatun';
 import { benchDir, cleanup, type Row } from './harness.js';
 
 const Root = s.object({ counts: s.map(s.u32(), s.u32()), total: s.u32() });

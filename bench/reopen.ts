@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Sqlite from 'better-sqlite3';
-import { Database, s } from '../src/index.js';
+import { Database, s } from 'noatun';
 import { benchDir, bytesOnDisk, cleanup, type Row, seeded, time } from './harness.js';
 
 const Root = s.object({ counters: s.map(s.u32(), s.u32()) });

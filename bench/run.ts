@@ -19,6 +19,12 @@
  *
  * `--child=<name>:<part>` runs one part in this process (what the parent spawns; also handy with
  * `node --cpu-prof --import=tsx bench/run.ts --child=warehouse:noatun`).
+ *
+ * The benchmarks import the package by its name, `noatun`, so `npm run bench` (which builds first)
+ * measures the compiled `dist/` that programs run. tsx's transform of the sources is slower on the
+ * write paths (BENCHMARKS.md, run AB); `npm run bench:source` runs them anyway (the
+ * `noatun-source` condition), without a build. `view` and `swarm` use modules the package does not
+ * export and always run the sources.
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';

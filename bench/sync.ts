@@ -13,10 +13,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { Database, s } from '../src/index.js';
-import { FingerprintIndex } from '../src/net/fingerprint-index.js';
-import { Reconciler } from '../src/net/reconcile.js';
-import { Replicator } from '../src/net/replicator.js';
+import { Database, s } from 'noatun';
+import { FingerprintIndex, Reconciler, Replicator } from 'noatun/net';
 import { benchDir, cleanup, type Row, seeded, time } from './harness.js';
 
 const Root = s.object({ counters: s.map(s.u32(), s.u32()), total: s.u32() });

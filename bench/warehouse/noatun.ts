@@ -2,7 +2,7 @@
  * The warehouse on Noatun: each transaction is one durable commit of its tasks; queries walk the
  * boxes' children breadth-first in the memory-mapped view.
  */
-import { Database, s } from '../../src/index.js';
+import { Database, s } from 'noatun';
 import { benchDir, bytesOnDisk } from '../harness.js';
 import type { WarehouseImplementation, WarehouseTask } from './workload.js';
 
