@@ -205,11 +205,12 @@ function copyPlain(v: unknown, depth: number): unknown {
     const length = v.length;
     copySlots -= length;
     if (copySlots < 0) return NOT_COPIED;
-    const out: unknown[] = [];
+    // Made at its length (a push onto an empty array gives it room for 17), then filled.
+    const out: unknown[] = new Array(length);
     for (let i = 0; i < length; i++) {
       const element = copyPlain(v[i], depth + 1);
       if (element === NOT_COPIED) return NOT_COPIED;
-      out.push(element);
+      out[i] = element;
     }
     return out;
   }

@@ -18,6 +18,7 @@
  */
 import { hash } from 'node:crypto';
 import { ErrorCode, NoatunError } from '../errors.js';
+import { nativeIdHash } from '../view/mapped-file.js';
 
 /** Largest timestamp an id can carry (2^48 - 1 ms, in the year 10889). */
 export const MAX_TIMESTAMP = 2 ** 48 - 1;
@@ -217,20 +218,24 @@ export function compareIdBytes(a: Uint8Array, b: Uint8Array): number {
   return Buffer.compare(a, b);
 }
 
-// The hash input is assembled in one reusable buffer and hashed with the one-shot `crypto.hash`:
-// creating a Hash object per event cost more than the hashing itself.
+// The hash input is assembled in one reusable buffer and hashed with the addon's `idHash` (SHA-256
+// through Node's OpenSSL, the digest written back into the buffer): 130 ns for a 100-byte event,
+// where `crypto.hash` takes 270 ns, most of it around the hashing (BENCHMARKS.md, run AB). Where
+// the addon has no `idHash` (a build of an older source), the one-shot `crypto.hash`, whose
+// latin1 string result costs less than a Buffer.
 let hashInput = new Uint8Array(4096);
-/** Views of {@link hashInput}'s first n bytes, by n, for n below {@link HASH_VIEWS}. */
+/** Views of {@link hashInput}'s first n bytes, by n, for n below {@link HASH_VIEWS} (for `crypto.hash`). */
 const hashViews: Uint8Array[] = [];
 const HASH_VIEWS = 1024;
 const EMPTY_HASH = new Uint8Array(8);
+/** The addon's `idHash`; null where there is none (resolved at the first hash). */
+let native: ((input: Uint8Array, length: number) => void) | null | undefined;
 
 /**
- * The content hash of an event as a latin1 ("binary") string, one char per byte: SHA-256 over timestamp,
- * sequence, salt and payload. A string result costs `crypto.hash` about a quarter of what a
- * Buffer result does (no buffer object per event); an id holds the first 8 char codes.
+ * Writes an event's 8-byte content hash to `out[at, at + 8)`: the first 8 bytes of SHA-256 over
+ * its timestamp, sequence, salt and payload.
  */
-function idHash(timestamp: number, sequence: number, salt: Uint8Array, payload: Uint8Array): string {
+function idHashInto(timestamp: number, sequence: number, salt: Uint8Array, payload: Uint8Array, out: Uint8Array, at: number): void {
   const size = 8 + salt.length + payload.length;
   if (size > hashInput.length) {
     hashInput = new Uint8Array(Math.max(size, hashInput.length * 2));
@@ -242,6 +247,12 @@ function idHash(timestamp: number, sequence: number, salt: Uint8Array, payload: 
   input[7] = sequence & 0xff;
   input.set(salt, 8);
   input.set(payload, 8 + salt.length);
+  if (native === undefined) native = nativeIdHash() ?? null;
+  if (native !== null) {
+    native(input, size);
+    for (let i = 0; i < 8; i++) out[at + i] = input[i]!;
+    return;
+  }
   // The view of the input's first `size` bytes, made once per size: one per event was 4% of what
   // the receiver of an initial copy allocated.
   let view = size < HASH_VIEWS ? hashViews[size] : undefined;
@@ -249,22 +260,35 @@ function idHash(timestamp: number, sequence: number, salt: Uint8Array, payload: 
     view = input.subarray(0, size);
     if (size < HASH_VIEWS) hashViews[size] = view;
   }
-  return hash('sha256', view, 'binary');
+  const digest = hash('sha256', view, 'binary');
+  for (let i = 0; i < 8; i++) out[at + i] = digest.charCodeAt(i);
+}
+
+/**
+ * Chooses how ids are hashed: `'native'` (the addon's `idHash`, the default where the addon has it)
+ * or `'crypto'` (`node:crypto`). For tests, which compare the two; returns whether the addon has one.
+ */
+export function useIdHash(kind: 'native' | 'crypto'): boolean {
+  const found = nativeIdHash();
+  native = kind === 'native' ? (found ?? null) : null;
+  return found !== undefined;
 }
 
 /** The 8-byte content hash of an event: the first 8 bytes of SHA-256 over timestamp, sequence, salt and payload. */
 export function computeIdHash(timestamp: number, sequence: number, salt: Uint8Array, payload: Uint8Array): Uint8Array {
-  const digest = idHash(timestamp, sequence, salt, payload);
   const out = new Uint8Array(8);
-  for (let i = 0; i < 8; i++) out[i] = digest.charCodeAt(i);
+  idHashInto(timestamp, sequence, salt, payload, out, 0);
   return out;
 }
 
+/** Where {@link verifyId} puts the hash it compares. */
+const verifyScratch = new Uint8Array(8);
+
 /** True when `id`'s hash part matches the content. */
 export function verifyId(id: MessageId, salt: Uint8Array, payload: Uint8Array): boolean {
-  const digest = idHash(id.timestamp, id.sequence, salt, payload);
+  idHashInto(id.timestamp, id.sequence, salt, payload, verifyScratch, 0);
   const bytes = id.bytes;
-  for (let i = 0; i < 8; i++) if (bytes[8 + i] !== digest.charCodeAt(i)) return false;
+  for (let i = 0; i < 8; i++) if (bytes[8 + i] !== verifyScratch[i]) return false;
   return true;
 }
 
@@ -309,9 +333,7 @@ export class IdMinter {
   /** Mints an id at an exact (timestamp, sequence), e.g. from `predecessor()`/`successor()`. */
   mintAt(timestamp: number, sequence: number, salt: Uint8Array, payload: Uint8Array): MessageId {
     const id = MessageId.fromParts(timestamp, sequence, EMPTY_HASH);
-    const digest = idHash(timestamp, sequence, salt, payload);
-    const bytes = id.bytes;
-    for (let i = 0; i < 8; i++) bytes[8 + i] = digest.charCodeAt(i);
+    idHashInto(timestamp, sequence, salt, payload, id.bytes, 8);
     if (timestamp > this.#lastTimestamp || (timestamp === this.#lastTimestamp && sequence > this.#lastSequence)) {
       this.#lastTimestamp = timestamp;
       this.#lastSequence = sequence;

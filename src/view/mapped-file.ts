@@ -32,6 +32,8 @@ export interface NativeMmap {
   prefault?(buffer: ArrayBuffer, from: number, to: number): boolean;
   /** Absent from a build of an older source (a stale `build/`): callers fall back to JavaScript. */
   verifyIds?(all: Uint8Array, table: Uint32Array, count: number): number;
+  /** Absent from a build of an older source: callers fall back to `node:crypto`. */
+  idHash?(input: Uint8Array, length: number): void;
   checksum(view: ArrayBufferView): Buffer;
   checksumFile(fd: number, offset: number, length: number): Buffer;
 }
@@ -108,6 +110,22 @@ function loadNative(): NativeMmap {
 export function verifyIds(all: Uint8Array, table: Uint32Array, count: number): number | undefined {
   const addon = loadNative();
   return addon.verifyIds === undefined ? undefined : addon.verifyIds(all, table, count);
+}
+
+/**
+ * The addon's `idHash(input, length)` (see native/mmap.c: SHA-256 over the first `length` bytes of
+ * `input`, whose first 8 bytes it overwrites with the digest's first 8), or undefined where the
+ * addon has none or cannot be loaded (the caller hashes with `node:crypto`).
+ */
+export function nativeIdHash(): ((input: Uint8Array, length: number) => void) | undefined {
+  let addon: NativeMmap;
+  try {
+    addon = loadNative();
+  } catch {
+    return undefined;
+  }
+  // (A Node-API function does not use `this`: it can be called unbound.)
+  return addon.idHash;
 }
 
 /**

@@ -2,9 +2,10 @@
  * MessageId: order, the sequence field's reserved bits, predecessor/successor, parse/format and
  * the content hash (spec scenarios 1–3).
  */
+import { createHash } from 'node:crypto';
 import { fc, testProp } from '@fast-check/ava';
 import test from 'ava';
-import { computeIdHash, FRESH_SEQUENCE_MAX, FRESH_SEQUENCE_MIN, IdMinter, MessageId, verifyId } from '../../src/core/message-id.js';
+import { computeIdHash, FRESH_SEQUENCE_MAX, FRESH_SEQUENCE_MIN, IdMinter, MessageId, useIdHash, verifyId } from '../../src/core/message-id.js';
 import type { NoatunError } from '../../src/errors.js';
 import { T0 } from '../helpers/temp.js';
 
@@ -106,6 +107,41 @@ test('the timestamp reads back for the whole 48-bit range', (t) => {
     t.is(MessageId.fromParts(time, 0x4000, new Uint8Array(8)).timestamp, time);
   }
 });
+
+// The hash is computed by the addon (native/mmap.c `idHash`), or by node:crypto where the addon has
+// none; both are checked against node:crypto over the bytes the id covers, for small payloads and
+// ones past the reusable input buffer (4096 bytes), in turn (the buffer is shared between calls).
+testProp(
+  "an id's hash is the first 8 bytes of SHA-256 over timestamp, sequence, salt and payload",
+  [
+    fc.integer({ min: 0, max: 2 ** 48 - 1 }),
+    fc.integer({ min: 0, max: 0xffff }),
+    fc.uint8Array({ minLength: 8, maxLength: 8 }),
+    fc.oneof(fc.uint8Array({ maxLength: 200 }), fc.uint8Array({ minLength: 4080, maxLength: 9000 })),
+  ],
+  (t, timestamp, sequence, salt, payload) => {
+    const input = new Uint8Array(16 + payload.length);
+    const view = new DataView(input.buffer);
+    view.setUint16(0, Math.floor(timestamp / 2 ** 32));
+    view.setUint32(2, timestamp % 2 ** 32);
+    view.setUint16(6, sequence);
+    input.set(salt, 8);
+    input.set(payload, 16);
+    const expected = Array.from(createHash('sha256').update(input).digest().subarray(0, 8));
+    try {
+      for (const kind of ['native', 'crypto'] as const) {
+        t.true(useIdHash(kind), 'the addon hashes ids');
+        t.deepEqual(Array.from(computeIdHash(timestamp, sequence, salt, payload)), expected, kind);
+        const id = new IdMinter().mintAt(timestamp, sequence, salt, payload);
+        t.deepEqual(Array.from(id.bytes.subarray(8)), expected, kind);
+        t.true(verifyId(id, salt, payload), kind);
+      }
+    } finally {
+      useIdHash('native');
+    }
+  },
+  { numRuns: 300 },
+);
 
 test('the content hash covers salt and payload but not parents, and verification catches changes', (t) => {
   const minter = new IdMinter();
