@@ -268,7 +268,7 @@ function idHashInto(timestamp: number, sequence: number, salt: Uint8Array, paylo
  * Chooses how ids are hashed: `'native'` (the addon's `idHash`, the default where the addon has it)
  * or `'crypto'` (`node:crypto`). For tests, which compare the two; returns whether the addon has one.
  */
-export function useIdHash(kind: 'native' | 'crypto'): boolean {
+export function chooseIdHash(kind: 'native' | 'crypto'): boolean {
   const found = nativeIdHash();
   native = kind === 'native' ? (found ?? null) : null;
   return found !== undefined;

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { fc, testProp } from '@fast-check/ava';
 import test from 'ava';
-import { computeIdHash, FRESH_SEQUENCE_MAX, FRESH_SEQUENCE_MIN, IdMinter, MessageId, useIdHash, verifyId } from '../../src/core/message-id.js';
+import { computeIdHash, FRESH_SEQUENCE_MAX, FRESH_SEQUENCE_MIN, IdMinter, MessageId, chooseIdHash, verifyId } from '../../src/core/message-id.js';
 import type { NoatunError } from '../../src/errors.js';
 import { T0 } from '../helpers/temp.js';
 
@@ -130,14 +130,14 @@ testProp(
     const expected = Array.from(createHash('sha256').update(input).digest().subarray(0, 8));
     try {
       for (const kind of ['native', 'crypto'] as const) {
-        t.true(useIdHash(kind), 'the addon hashes ids');
+        t.true(chooseIdHash(kind), 'the addon hashes ids');
         t.deepEqual(Array.from(computeIdHash(timestamp, sequence, salt, payload)), expected, kind);
         const id = new IdMinter().mintAt(timestamp, sequence, salt, payload);
         t.deepEqual(Array.from(id.bytes.subarray(8)), expected, kind);
         t.true(verifyId(id, salt, payload), kind);
       }
     } finally {
-      useIdHash('native');
+      chooseIdHash('native');
     }
   },
   { numRuns: 300 },
