@@ -221,8 +221,9 @@ export function compareIdBytes(a: Uint8Array, b: Uint8Array): number {
 // The hash input is assembled in one reusable buffer and hashed with the addon's `idHash` (SHA-256
 // through Node's OpenSSL, the digest written back into the buffer): 130 ns for a 100-byte event,
 // where `crypto.hash` takes 270 ns, most of it around the hashing (BENCHMARKS.md, run AB). Where
-// the addon has no `idHash` (a build of an older source), the one-shot `crypto.hash`, whose
-// latin1 string result costs less than a Buffer.
+// the addon has no `idHash` (a build of an older source, or a Node whose crypto library is not
+// OpenSSL 3) or it fails, the one-shot `crypto.hash`, whose latin1 string result costs less than a
+// Buffer.
 let hashInput = new Uint8Array(4096);
 /** Views of {@link hashInput}'s first n bytes, by n, for n below {@link HASH_VIEWS} (for `crypto.hash`). */
 const hashViews: Uint8Array[] = [];
@@ -249,9 +250,14 @@ function idHashInto(timestamp: number, sequence: number, salt: Uint8Array, paylo
   input.set(payload, 8 + salt.length);
   if (native === undefined) native = nativeIdHash() ?? null;
   if (native !== null) {
-    native(input, size);
-    for (let i = 0; i < 8; i++) out[at + i] = input[i]!;
-    return;
+    try {
+      native(input, size);
+      for (let i = 0; i < 8; i++) out[at + i] = input[i]!;
+      return;
+    } catch {
+      // OpenSSL refused (it cannot allocate, or has no SHA-256 to fetch): node:crypto from now on.
+      native = null;
+    }
   }
   // The view of the input's first `size` bytes, made once per size: one per event was 4% of what
   // the receiver of an initial copy allocated.
