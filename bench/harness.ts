@@ -32,6 +32,22 @@ export function cleanup(): void {
   for (const dir of made.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 }
 
+/** What `--warm` adds to an implementation's name in the table. */
+export const WARM_SUFFIX = ' [warm]';
+
+/**
+ * For `--warm`: opens `impl` (a database of its own), runs `write` on it and closes it, unmeasured.
+ * Without it a part measures a fresh process, as an application's first writes after a start: V8
+ * compiles the JavaScript of the write path while it runs, on the machine's cores. With it the
+ * measured writes run with that code already compiled, as in a process that has been writing a
+ * while (BENCHMARKS.md, run AC).
+ */
+export async function warmUp<I extends { open(): Promise<void>; close(): Promise<void> }>(impl: I, write: (impl: I) => Promise<void>): Promise<void> {
+  await impl.open();
+  await write(impl);
+  await impl.close();
+}
+
 /** Bytes of all files under `target` (a file or a directory). */
 export function bytesOnDisk(target: string): number {
   const stat = fs.statSync(target, { throwIfNoEntry: false });

@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import Sqlite from 'better-sqlite3';
 import { Database, s } from 'noatun';
-import { benchDir, bytesOnDisk, cleanup, cpuNote, type Row, seeded, time } from './harness.js';
+import { benchDir, bytesOnDisk, cleanup, cpuNote, type Row, seeded, time, WARM_SUFFIX, warmUp } from './harness.js';
 
 /** One event: an upsert (`value` set) or a delete (`value` null). */
 type KvEvent = [key: string, value: string | null];
@@ -148,6 +148,10 @@ const parts: Record<string, () => KvImplementation> = {
   'noatun-sync': () => noatunKv('sync'),
 };
 
+async function writeAll(impl: KvImplementation, workload: KvWorkload): Promise<void> {
+  for (const batch of workload.transactions) await impl.write(batch);
+}
+
 /** Folds lookup results into a check value: hits, and a hash of every value's letters. */
 function lookupAll(impl: KvImplementation, keys: readonly string[]): number {
   let check = 0;
@@ -158,17 +162,23 @@ function lookupAll(impl: KvImplementation, keys: readonly string[]): number {
   return check;
 }
 
-/** One implementation of the `kv` benchmark (`sqlite`, `map`, `noatun`, `noatun-sync`). */
-export async function runKvPart(part: string, options: { quick: boolean }): Promise<Row[]> {
+/**
+ * One implementation of the `kv` benchmark (`sqlite`, `map`, `noatun`, `noatun-sync`). With
+ * `--warm`, the writes run once on a database of their own first, in the same process and not
+ * measured, so that the measured writes run with the JavaScript already compiled (see
+ * {@link warmUp}).
+ */
+export async function runKvPart(part: string, options: { quick: boolean; args: readonly string[] }): Promise<Row[]> {
   const workload = generate(options.quick);
+  const warm = options.args.includes('--warm');
+  if (warm) await warmUp(parts[part]!(), (impl) => writeAll(impl, workload));
   const impl = parts[part]!();
-  console.log(`kv (${impl.name}): ${workload.transactions.length} transactions, ${workload.events} events, ${workload.lookups.length} lookups`);
+  const name = warm ? `${impl.name}${WARM_SUFFIX}` : impl.name;
+  console.log(`kv (${name}): ${workload.transactions.length} transactions, ${workload.events} events, ${workload.lookups.length} lookups`);
   await impl.open();
   let cpu = '';
   const writes = await time(async () => {
-    cpu = await cpuNote(async () => {
-      for (const batch of workload.transactions) await impl.write(batch);
-    });
+    cpu = await cpuNote(() => writeAll(impl, workload));
   });
   // The first pass gives the check value and warms the lookup path up.
   const check = lookupAll(impl, workload.lookups);
@@ -188,7 +198,7 @@ export async function runKvPart(part: string, options: { quick: boolean }): Prom
   return [
     {
       workload: 'key-value (upserts/deletes; point lookups, half hits)',
-      implementation: impl.name,
+      implementation: name,
       eventsPerSecond: workload.events / writes.seconds,
       queriesPerSecond: lookups / reads.seconds,
       diskBytes: disk,

@@ -57,12 +57,14 @@ const registry: Record<string, Bench> = {
   warehouse: {
     parts: ['sqlite', 'sqlite-normal', 'maps', 'noatun', 'noatun-prune', 'noatun-pipelined', 'noatun-prune-sync'],
     run: async (part, options) => (await import('./warehouse/index.js')).runWarehousePart(part, options),
-    help: "the original's warehouse workload: better-sqlite3, JS Maps, noatun",
+    options: ['warm'],
+    help: "the original's warehouse workload: better-sqlite3, JS Maps, noatun (--warm: the writes once unmeasured first, in the same process)",
   },
   kv: {
     parts: ['sqlite', 'map', 'noatun', 'noatun-sync'],
     run: async (part, options) => (await import('./kv.js')).runKvPart(part, options),
-    help: 'key-value upserts/deletes and point lookups: better-sqlite3, JS Map, noatun',
+    options: ['warm'],
+    help: 'key-value upserts/deletes and point lookups: better-sqlite3, JS Map, noatun (--warm: as for warehouse)',
   },
   reopen: {
     parts: ['sqlite', 'noatun'],

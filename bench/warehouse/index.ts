@@ -3,7 +3,7 @@
  * reports write and query rates. All implementations must produce the same query results: the
  * parent compares the check values and fails on a mismatch.
  */
-import { cleanup, cpuNote, peakRss, type Row, time } from '../harness.js';
+import { cleanup, cpuNote, peakRss, type Row, time, WARM_SUFFIX, warmUp } from '../harness.js';
 import { mapsWarehouse } from './maps.js';
 import { noatunWarehouse } from './noatun.js';
 import { sqliteWarehouse } from './sqlite.js';
@@ -13,10 +13,7 @@ async function measure(impl: WarehouseImplementation, workload: Workload, quick:
   await impl.open();
   let cpu = '';
   const writes = await time(async () => {
-    cpu = await cpuNote(async () => {
-      for (const tasks of workload.transactions) await impl.write(tasks);
-      await impl.drain?.();
-    });
+    cpu = await cpuNote(() => writeAll(impl, workload));
   });
   // The check value: every query's result, XOR-folded with its position.
   let check = 0;
@@ -51,6 +48,11 @@ async function measure(impl: WarehouseImplementation, workload: Workload, quick:
   };
 }
 
+async function writeAll(impl: WarehouseImplementation, workload: Workload): Promise<void> {
+  for (const tasks of workload.transactions) await impl.write(tasks);
+  await impl.drain?.();
+}
+
 const parts: Record<string, () => WarehouseImplementation> = {
   sqlite: () => sqliteWarehouse('FULL'),
   'sqlite-normal': () => sqliteWarehouse('NORMAL'),
@@ -65,19 +67,24 @@ const parts: Record<string, () => WarehouseImplementation> = {
  * One implementation of the `warehouse` benchmark (`sqlite`, `sqlite-normal`, `maps`, `noatun`, `noatun-prune`,
  * `noatun-pipelined`, `noatun-prune-sync`).
  * Its check value folds every query result in order, so rows agree only when every answer does.
+ * With `--warm`, the writes run once on a database of their own first, in the same process and not
+ * measured (see `warmUp` in the harness).
  */
-export async function runWarehousePart(part: string, options: { quick: boolean }): Promise<Row[]> {
+export async function runWarehousePart(part: string, options: { quick: boolean; args: readonly string[] }): Promise<Row[]> {
   const workload = generateWorkload(1, options.quick ? 12 : 500);
+  const warm = options.args.includes('--warm');
+  if (warm) await warmUp(parts[part]!(), (impl) => writeAll(impl, workload));
   const impl = parts[part]!();
+  const name = warm ? `${impl.name}${WARM_SUFFIX}` : impl.name;
   console.log(
-    `warehouse (${impl.name}): seed ${workload.seed}, ${workload.transactions.length} transactions, ${workload.events} events, ${workload.queries.length} distinct queries`,
+    `warehouse (${name}): seed ${workload.seed}, ${workload.transactions.length} transactions, ${workload.events} events, ${workload.queries.length} distinct queries`,
   );
   const result = await measure(impl, workload, options.quick);
   cleanup();
   return [
     {
       workload: 'warehouse',
-      implementation: impl.name,
+      implementation: name,
       eventsPerSecond: result.eventsPerSecond,
       queriesPerSecond: result.queriesPerSecond,
       peakRssBytes: peakRss(),
