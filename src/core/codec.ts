@@ -28,8 +28,12 @@ export interface Codec<E> {
   copy?(event: E): Copied<E>;
 }
 
-/** What {@link Codec.copy} gives: the copied value, or undefined for an event it leaves to the bytes. */
-export type Copied<E> = { readonly value: E } | undefined;
+/**
+ * What {@link Codec.copy} gives: the copied value, or undefined for an event it leaves to the bytes.
+ * `bytes`, when given, are what `encode(value)` gives (the codec made them while copying); the
+ * database then does not encode the value again.
+ */
+export type Copied<E> = { readonly value: E; readonly bytes?: Uint8Array } | undefined;
 
 /** An event value the codec cannot carry as it is; `path` says where inside the event. */
 export class PayloadError extends NoatunError {
@@ -149,7 +153,7 @@ function walkPayload(v: unknown, steps: (string | number)[], depth: number, seen
   seen?.delete(object);
 }
 
-/** What {@link copyPlain} returns for a value it leaves to encoding and decoding. */
+/** What {@link copyPacked} returns for a value it leaves to encoding and decoding. */
 const NOT_COPIED: unique symbol = Symbol('not copied');
 
 /**
@@ -163,9 +167,159 @@ const MAX_COPY_SLOTS = 2 ** 24;
 /** Slots the copy running now may still take (see {@link MAX_COPY_SLOTS}). */
 let copySlots = 0;
 
+// ------------------------------------------------------------------ copying and encoding at once
+
 /**
- * A fresh copy of `v` when it is made only of values MessagePack (msgpackr, as configured in
- * {@link messagePackCodec}) carries unchanged, else {@link NOT_COPIED}. Each case mirrors what
+ * Where {@link copyPacked} writes: a pool the payloads are views of, as msgpackr's are of its
+ * buffer (a view of a pool costs less than a buffer of its own); a fresh one once it is full.
+ */
+const POOL_BYTES = 64 * 1024;
+/** A pool grown past this for a large event is replaced by a fresh one after it. */
+const MAX_KEPT_POOL_BYTES = 1024 * 1024;
+let packPool = Buffer.allocUnsafeSlow(POOL_BYTES);
+/** Where the value being written started in {@link packPool}, and where it is now. */
+let packStart = 0;
+let packAt = 0;
+/** Whether a value is being written (see `copy` in {@link messagePackCodec}). */
+let packing = false;
+
+/** Makes room for `bytes` more bytes at {@link packAt}, moving what this value wrote so far into a new pool if need be. */
+function packRoom(bytes: number): void {
+  if (packAt + bytes <= packPool.length) return;
+  const written = packAt - packStart;
+  const pool = Buffer.allocUnsafeSlow(Math.max(POOL_BYTES, 2 ** Math.ceil(Math.log2(written + bytes + 1))));
+  packPool.copy(pool, 0, packStart, packAt);
+  packPool = pool;
+  packStart = 0;
+  packAt = written;
+}
+
+/** Writes a string as msgpackr does: UTF-8 (the string is well-formed), after the smallest header for its byte length. */
+function packString(v: string): void {
+  const n = v.length;
+  // Room for the longest the string can take, after the header that length would need; the
+  // bytes move back when a shorter header does.
+  const most = 3 * n;
+  const header = most < 0x20 ? 1 : most < 0x100 ? 2 : most < 0x10000 ? 3 : 5;
+  packRoom(header + most);
+  const pool = packPool;
+  const from = packAt + header;
+  let length: number;
+  if (n < 64) {
+    let at = from;
+    for (let i = 0; i < n; i++) {
+      let c = v.charCodeAt(i);
+      if (c < 0x80) pool[at++] = c;
+      else if (c < 0x800) {
+        pool[at++] = (c >> 6) | 0xc0;
+        pool[at++] = (c & 0x3f) | 0x80;
+      } else if ((c & 0xfc00) === 0xd800) {
+        // A surrogate pair (a well-formed string has no lone one).
+        c = 0x10000 + ((c & 0x03ff) << 10) + (v.charCodeAt(++i) & 0x03ff);
+        pool[at++] = (c >> 18) | 0xf0;
+        pool[at++] = ((c >> 12) & 0x3f) | 0x80;
+        pool[at++] = ((c >> 6) & 0x3f) | 0x80;
+        pool[at++] = (c & 0x3f) | 0x80;
+      } else {
+        pool[at++] = (c >> 12) | 0xe0;
+        pool[at++] = ((c >> 6) & 0x3f) | 0x80;
+        pool[at++] = (c & 0x3f) | 0x80;
+      }
+    }
+    length = at - from;
+  } else {
+    length = pool.write(v, from);
+  }
+  let at = packAt;
+  const needed = length < 0x20 ? 1 : length < 0x100 ? 2 : length < 0x10000 ? 3 : 5;
+  if (needed < header) pool.copyWithin(at + needed, from, from + length);
+  if (needed === 1) pool[at++] = 0xa0 | length;
+  else if (needed === 2) {
+    pool[at++] = 0xd9;
+    pool[at++] = length;
+  } else if (needed === 3) {
+    pool[at++] = 0xda;
+    pool[at++] = length >> 8;
+    pool[at++] = length & 0xff;
+  } else {
+    pool[at++] = 0xdb;
+    pool.writeUInt32BE(length, at);
+    at += 4;
+  }
+  packAt = at + length;
+}
+
+/** Writes a number as msgpackr does (without records): the smallest integer form up to 32 bits, else a float64. */
+function packNumber(v: number): void {
+  packRoom(9);
+  const pool = packPool;
+  let at = packAt;
+  if (v >>> 0 === v) {
+    if (v < 0x80) pool[at++] = v;
+    else if (v < 0x100) {
+      pool[at++] = 0xcc;
+      pool[at++] = v;
+    } else if (v < 0x10000) {
+      pool[at++] = 0xcd;
+      pool[at++] = v >> 8;
+      pool[at++] = v & 0xff;
+    } else {
+      pool[at++] = 0xce;
+      pool.writeUInt32BE(v, at);
+      at += 4;
+    }
+  } else if (v >> 0 === v) {
+    if (v >= -0x20) pool[at++] = 0x100 + v;
+    else if (v >= -0x80) {
+      pool[at++] = 0xd0;
+      pool[at++] = v + 0x100;
+    } else if (v >= -0x8000) {
+      pool[at++] = 0xd1;
+      pool.writeInt16BE(v, at);
+      at += 2;
+    } else {
+      pool[at++] = 0xd2;
+      pool.writeInt32BE(v, at);
+      at += 4;
+    }
+  } else {
+    pool[at++] = 0xcb;
+    pool.writeDoubleBE(v, at);
+    at += 8;
+  }
+  packAt = at;
+}
+
+/** Writes a one-byte value (nil, a boolean) or undefined (fixext 1 of type 0, as msgpackr writes it). */
+function packByte(byte: number): void {
+  packRoom(3);
+  packPool[packAt++] = byte;
+  if (byte === 0xd4) {
+    packPool[packAt++] = 0;
+    packPool[packAt++] = 0;
+  }
+}
+
+/** Writes a collection's header: `short` (0x90 for arrays) below 16 items, else `long16` or `long16 + 1` and the count. */
+function packHeader(count: number, short: number, long16: number): void {
+  packRoom(5);
+  const pool = packPool;
+  if (short !== 0 && count < 0x10) pool[packAt++] = short | count;
+  else if (count < 0x10000) {
+    pool[packAt++] = long16;
+    pool[packAt++] = count >> 8;
+    pool[packAt++] = count & 0xff;
+  } else {
+    pool[packAt++] = long16 + 1;
+    pool.writeUInt32BE(count, packAt);
+    packAt += 4;
+  }
+}
+
+/**
+ * A fresh copy of `v`, written as MessagePack at {@link packAt} too, when it is made only of
+ * values MessagePack (msgpackr, as configured in {@link messagePackCodec}) carries unchanged, else
+ * {@link NOT_COPIED}. Each case mirrors what
  * the encoder writes and the decoder builds (test/core/codec-copy.test.ts tries them all
  * against a real round trip):
  * - `undefined`, booleans, and numbers other than −0 are written and read back as they are;
@@ -184,31 +338,48 @@ let copySlots = 0;
  *   encoder and decoder, and to `validate`.
  * Every property is read once, and the copy is what is encoded: a getter that answers
  * differently each time cannot make the author's apply see something else than the bytes say.
+ *
+ * The bytes are exactly what msgpackr (with the default codec's options: no records) writes for
+ * the copy, in one walk instead of a copy and an encoding: integers up to 32 bits in their smallest
+ * form and other numbers as float64, strings as UTF-8 after the smallest header, arrays with the
+ * smallest header, objects always as a map 16 (msgpackr writes the count after the entries), and
+ * `undefined` as fixext 1 of type 0. An object of more than 65,535 keys, which msgpackr refuses, is
+ * not copied. test/core/codec-copy.test.ts compares the bytes with msgpackr's.
  */
-function copyPlain(v: unknown, depth: number): unknown {
+function copyPacked(v: unknown, depth: number): unknown {
   switch (typeof v) {
     case 'string':
-      return v.isWellFormed() ? v : NOT_COPIED;
+      if (!v.isWellFormed()) return NOT_COPIED;
+      packString(v);
+      return v;
     case 'number':
+      packNumber(v);
       return v === 0 ? 0 : v;
     case 'boolean':
+      packByte(v ? 0xc3 : 0xc2);
+      return v;
     case 'undefined':
+      packByte(0xd4);
       return v;
     case 'object':
       break;
     default:
       return NOT_COPIED;
   }
-  if (v === null) return null;
+  if (v === null) {
+    packByte(0xc0);
+    return null;
+  }
   if (depth >= MAX_PAYLOAD_DEPTH) return NOT_COPIED;
   if (Array.isArray(v)) {
     const length = v.length;
     copySlots -= length;
     if (copySlots < 0) return NOT_COPIED;
+    packHeader(length, 0x90, 0xdc);
     // Made at its length (a push onto an empty array gives it room for 17), then filled.
     const out: unknown[] = new Array(length);
     for (let i = 0; i < length; i++) {
-      const element = copyPlain(v[i], depth + 1);
+      const element = copyPacked(v[i], depth + 1);
       if (element === NOT_COPIED) return NOT_COPIED;
       out[i] = element;
     }
@@ -219,14 +390,17 @@ function copyPlain(v: unknown, depth: number): unknown {
   if (Object.getOwnPropertySymbols(v).length !== 0) return NOT_COPIED;
   const out: Record<string, unknown> = {};
   const keys = Object.keys(v); // the own enumerable string keys, in the order the encoder writes them
+  if (keys.length > 0xffff) return NOT_COPIED;
   copySlots -= keys.length;
   if (copySlots < 0) return NOT_COPIED;
+  packHeader(keys.length, 0, 0xde);
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i]!;
     // (With an own `hasOwnProperty` that is no function, the encoder writes inherited keys too;
     // a `toJSON` that is no function makes it throw, unless the object's constructor is Object.)
     if (key === '__proto__' || key === 'hasOwnProperty' || key === 'toJSON' || !key.isWellFormed()) return NOT_COPIED;
-    const value = copyPlain((v as Record<string, unknown>)[key], depth + 1);
+    packString(key);
+    const value = copyPacked((v as Record<string, unknown>)[key], depth + 1);
     if (value === NOT_COPIED) return NOT_COPIED;
     out[key] = value;
   }
@@ -235,7 +409,8 @@ function copyPlain(v: unknown, depth: number): unknown {
 
 /**
  * The default codec: MessagePack (msgpackr) without records or structured cloning, so the bytes
- * are plain MessagePack that any implementation can read.
+ * are plain MessagePack that any implementation can read. Its `copy` gives the copy's bytes too
+ * (see {@link copyPacked}).
  */
 export function messagePackCodec<E>(): Codec<E> {
   const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 'bigint' });
@@ -244,9 +419,33 @@ export function messagePackCodec<E>(): Codec<E> {
     decode: (bytes) => packr.unpack(bytes) as E,
     validate: validateMessagePack,
     copy(event) {
+      // A getter of the event that appends another event copies that one while this one is half
+      // written: it is left to the encoder (which keeps the two apart).
+      if (packing) return undefined;
+      packing = true;
       copySlots = MAX_COPY_SLOTS;
-      const value = copyPlain(event, 0);
-      return value === NOT_COPIED ? undefined : { value: value as E };
+      packStart = packAt;
+      let value: unknown;
+      try {
+        value = copyPacked(event, 0);
+      } catch (error) {
+        // A getter that threw, or no memory for the pool: nothing of this value stays written.
+        packAt = packStart;
+        throw error;
+      } finally {
+        packing = false;
+      }
+      if (value === NOT_COPIED) {
+        packAt = packStart;
+        return undefined;
+      }
+      const bytes = packPool.subarray(packStart, packAt);
+      // A large event's pool is not kept for the next ones (its payload keeps it while it needs it).
+      if (packPool.length > MAX_KEPT_POOL_BYTES) {
+        packPool = Buffer.allocUnsafeSlow(POOL_BYTES);
+        packAt = 0;
+      }
+      return { value: value as E, bytes };
     },
   };
 }

@@ -577,7 +577,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     if (copied === undefined) this.#codec.validate?.(event);
     let payload: Uint8Array;
     try {
-      payload = this.#codec.encode(copied === undefined ? event : copied.value);
+      payload = copied?.bytes ?? this.#codec.encode(copied === undefined ? event : copied.value);
     } catch (cause) {
       throw new NoatunError(ErrorCode.PAYLOAD_INVALID, `event: the codec cannot encode it (${String(cause)})`, { cause });
     }
