@@ -1,7 +1,8 @@
 // Node-API addon: shared read-write file mappings for the view arena and the undo journal (with
 // their pages made present ahead on libuv's pool), and the operations that pay for a native call:
 // checksums of the view, the id checks of a batch of received envelopes, and the hash of a new id
-// (both SHA-256 through Node's own OpenSSL).
+// (both SHA-256 through Node's own OpenSSL), and the compression of the log's packed runs (through
+// Node's own zstd).
 //
 // One call reserves address space larger than the file; the file is then grown with ftruncate
 // from JavaScript and the existing mapping covers the new bytes, so the arena never remaps. Pages
@@ -374,6 +375,60 @@ static napi_value IdHash(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// zstd, as Node exports it (from 22.15 and 23.8): declared here, as Node ships no zstd header, and
+// referenced weakly like the OpenSSL functions above: where Node has no zstd (or does not export
+// it) the addon loads all the same, without zstdCompress, and runs are packed with node:zlib.
+typedef struct ZSTD_CCtx_s ZSTD_CCtx;
+extern ZSTD_CCtx *ZSTD_createCCtx(void);
+extern size_t ZSTD_freeCCtx(ZSTD_CCtx *cctx);
+extern size_t ZSTD_CCtx_setParameter(ZSTD_CCtx *cctx, int param, int value);
+extern size_t ZSTD_compress2(ZSTD_CCtx *cctx, void *dst, size_t dst_capacity, const void *src, size_t src_size);
+extern unsigned ZSTD_isError(size_t code);
+#pragma weak ZSTD_createCCtx
+#pragma weak ZSTD_freeCCtx
+#pragma weak ZSTD_CCtx_setParameter
+#pragma weak ZSTD_compress2
+#pragma weak ZSTD_isError
+// Parameters of the stable API (zstd.h): ZSTD_c_compressionLevel, ZSTD_c_checksumFlag.
+#define ZSTD_C_COMPRESSION_LEVEL 100
+#define ZSTD_C_CHECKSUM_FLAG 201
+
+// zstdCompress(input, output, at): compresses `input` (level 1, with zstd's checksum of the
+// content) into `output` from byte `at`; returns the compressed length, or -1 when it did not fit
+// in the rest of `output` (or zstd failed). One compression context per thread, kept for the
+// thread's life: node:zlib's zstdCompressSync makes one per call, and making it (its tables, its
+// allocations) cost as much as compressing a 32 KiB run (src/core/run-pack.ts).
+static napi_value ZstdCompress(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  napi_typedarray_type input_type, output_type;
+  size_t input_length, output_length;
+  void *input, *output;
+  uint32_t at;
+  if (argc != 3 || napi_get_typedarray_info(env, argv[0], &input_type, &input_length, &input, NULL, NULL) != napi_ok ||
+      input_type != napi_uint8_array || napi_get_typedarray_info(env, argv[1], &output_type, &output_length, &output, NULL, NULL) != napi_ok ||
+      output_type != napi_uint8_array || napi_get_value_uint32(env, argv[2], &at) != napi_ok || at > output_length) {
+    return throw_usage(env, "zstdCompress(input: Uint8Array, output: Uint8Array, at: number), at <= output.length");
+  }
+  static __thread ZSTD_CCtx *context = NULL;
+  if (context == NULL) {
+    ZSTD_CCtx *fresh = ZSTD_createCCtx();
+    if (fresh == NULL) return throw_syscall(env, "ZSTD_createCCtx", ENOMEM);
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(fresh, ZSTD_C_COMPRESSION_LEVEL, 1)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(fresh, ZSTD_C_CHECKSUM_FLAG, 1))) {
+      ZSTD_freeCCtx(fresh);
+      return throw_syscall(env, "ZSTD_CCtx_setParameter", EINVAL);
+    }
+    context = fresh;
+  }
+  // (ZSTD_compress2 starts a new frame with the context's parameters: nothing of the last call stays.)
+  size_t written = ZSTD_compress2(context, (unsigned char *)output + at, output_length - at, input, input_length);
+  napi_value result;
+  napi_create_double(env, ZSTD_isError(written) ? -1.0 : (double)written, &result);
+  return result;
+}
+
 // allocate(fd, offset, length): gives the file blocks on disk for [offset, offset + length)
 // (posix_fallocate; the file grows when the range passes its end). A write through the mapping
 // into a page without a block makes the kernel find one then, and when the file system is full
@@ -712,6 +767,11 @@ NAPI_MODULE_INIT() {
   if (EVP_MD_fetch != NULL && EVP_DigestInit_ex2 != NULL) {
     napi_property_descriptor id_hash = {"idHash", NULL, IdHash, NULL, NULL, NULL, napi_default, NULL};
     napi_define_properties(env, exports, 1, &id_hash);
+  }
+  if (ZSTD_createCCtx != NULL && ZSTD_freeCCtx != NULL && ZSTD_CCtx_setParameter != NULL && ZSTD_compress2 != NULL &&
+      ZSTD_isError != NULL) {
+    napi_property_descriptor zstd = {"zstdCompress", NULL, ZstdCompress, NULL, NULL, NULL, napi_default, NULL};
+    napi_define_properties(env, exports, 1, &zstd);
   }
   return exports;
 }

@@ -21,6 +21,7 @@
  */
 import * as zlib from 'node:zlib';
 import { ErrorCode, NoatunError } from '../errors.js';
+import { nativeZstdCompress } from '../view/mapped-file.js';
 
 /** How a packed run is compressed: the codec byte of its header. */
 export const Codec = {
@@ -56,6 +57,12 @@ export function isPacked(value: Uint8Array): boolean {
  * against 33–48 µs in all for the synchronous one (BENCHMARKS.md, run T).
  */
 export function pack(plain: Buffer): Buffer | undefined {
+  // The packed value may take at most this much, or it stays plain.
+  const room = plain.byteLength - (plain.byteLength >>> 3);
+  if (PACK_CODEC === Codec.Zstd) {
+    native ??= nativeZstdCompress() ?? null;
+    if (native !== null) return packNatively(native, plain, room);
+  }
   let compressed: Buffer;
   try {
     compressed =
@@ -66,13 +73,55 @@ export function pack(plain: Buffer): Buffer | undefined {
   } catch {
     return undefined;
   }
-  if (PACK_HEADER_BYTES + compressed.byteLength > plain.byteLength - (plain.byteLength >>> 3)) return undefined;
+  if (PACK_HEADER_BYTES + compressed.byteLength > room) return undefined;
   const packed = Buffer.allocUnsafe(PACK_HEADER_BYTES + compressed.byteLength);
-  packed.writeUInt32LE(0, 0);
-  packed.writeUInt32LE(PACK_CODEC, 4);
-  packed.writeUInt32LE(plain.byteLength, 8);
+  writeHeader(packed, plain.byteLength);
   packed.set(compressed, PACK_HEADER_BYTES);
   return packed;
+}
+
+/** The addon's zstd (see `zstdCompress` in native/mmap.c); null where there is none (resolved at the first pack). */
+let native: ((input: Uint8Array, output: Uint8Array, at: number) => number) | null | undefined;
+/** Where {@link packNatively} compresses to before the packed value is copied out at its size. */
+let scratch = Buffer.allocUnsafeSlow(0);
+
+/**
+ * {@link pack} with the addon's zstd: the same frame (level 1, with its checksum), from a context
+ * the thread keeps, where `node:zlib` makes one for each call: its making cost as much as the
+ * compression of a 32 KiB run (BENCHMARKS.md, run AC). Compressed into a reused buffer with room
+ * for `room` bytes at most: a run that would not save an eighth does not fit there.
+ */
+function packNatively(compress: (input: Uint8Array, output: Uint8Array, at: number) => number, plain: Buffer, room: number): Buffer | undefined {
+  if (room <= PACK_HEADER_BYTES) return undefined;
+  if (scratch.byteLength < room) scratch = Buffer.allocUnsafeSlow(Math.max(room, 64 * 1024));
+  let length: number;
+  try {
+    length = compress(plain, scratch.subarray(0, room), PACK_HEADER_BYTES);
+  } catch {
+    return undefined;
+  }
+  if (length < 0) return undefined;
+  const packed = Buffer.allocUnsafe(PACK_HEADER_BYTES + length);
+  writeHeader(packed, plain.byteLength);
+  scratch.copy(packed, PACK_HEADER_BYTES, PACK_HEADER_BYTES, PACK_HEADER_BYTES + length);
+  return packed;
+}
+
+/**
+ * Chooses how zstd packs are compressed: `'native'` (the addon's, the default where it has one) or
+ * `'zlib'` (`node:zlib`). For tests, which try both; returns whether the addon has one.
+ */
+export function choosePackCompressor(kind: 'native' | 'zlib'): boolean {
+  const found = nativeZstdCompress();
+  native = kind === 'native' ? (found ?? null) : null;
+  return found !== undefined;
+}
+
+/** Writes a packed value's header (see the layout above) for a plain run of `plainBytes`. */
+function writeHeader(packed: Buffer, plainBytes: number): void {
+  packed.writeUInt32LE(0, 0);
+  packed.writeUInt32LE(PACK_CODEC, 4);
+  packed.writeUInt32LE(plainBytes, 8);
 }
 
 /**

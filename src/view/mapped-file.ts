@@ -34,6 +34,8 @@ export interface NativeMmap {
   verifyIds?(all: Uint8Array, table: Uint32Array, count: number): number;
   /** Absent from a build of an older source: callers fall back to `node:crypto`. */
   idHash?(input: Uint8Array, length: number): void;
+  /** Absent where Node exports no zstd, or from a build of an older source: callers use `node:zlib`. */
+  zstdCompress?(input: Uint8Array, output: Uint8Array, at: number): number;
   checksum(view: ArrayBufferView): Buffer;
   checksumFile(fd: number, offset: number, length: number): Buffer;
 }
@@ -126,6 +128,22 @@ export function nativeIdHash(): ((input: Uint8Array, length: number) => void) | 
   }
   // (A Node-API function does not use `this`: it can be called unbound.)
   return addon.idHash;
+}
+
+/**
+ * The addon's `zstdCompress(input, output, at)` (see native/mmap.c: compresses `input` with zstd
+ * at level 1, with its checksum, into `output` from `at`; returns the compressed length, or -1 when
+ * it does not fit), or undefined where the addon has none or cannot be loaded (the caller uses
+ * `node:zlib`).
+ */
+export function nativeZstdCompress(): ((input: Uint8Array, output: Uint8Array, at: number) => number) | undefined {
+  let addon: NativeMmap;
+  try {
+    addon = loadNative();
+  } catch {
+    return undefined;
+  }
+  return addon.zstdCompress;
 }
 
 /**

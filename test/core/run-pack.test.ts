@@ -5,7 +5,7 @@
 import * as zlib from 'node:zlib';
 import test from 'ava';
 import { concatRuns, encodeRun, type RunEntry, RunReader } from '../../src/core/log-run.js';
-import { Codec, isPacked, pack, PACK_CODEC, PACK_HEADER_BYTES, unpack } from '../../src/core/run-pack.js';
+import { Codec, choosePackCompressor, isPacked, pack, PACK_CODEC, PACK_HEADER_BYTES, unpack } from '../../src/core/run-pack.js';
 import { ErrorCode, NoatunError } from '../../src/errors.js';
 import { prng } from '../helpers/temp.js';
 
@@ -58,6 +58,43 @@ function withUInt32(bytes: Buffer, at: number, value: number): Buffer {
 }
 
 const packed = async (plain: Buffer): Promise<Buffer | undefined> => pack(plain);
+
+// (Serial: the compressor is chosen for the module, and the tests below pack with the default.)
+test.serial('the addon and node:zlib pack alike: what either packs unpacks to the plain run, and neither keeps a pack that saves less than an eighth', (t) => {
+  const random = prng(12);
+  const hasNative = choosePackCompressor('native');
+  t.teardown(() => choosePackCompressor('native'));
+  if (PACK_CODEC !== Codec.Zstd) {
+    t.pass('this Node has no zstd: packs are deflated');
+    return;
+  }
+  t.true(hasNative, 'the addon compresses with the zstd Node exports');
+  for (let round = 0; round < 60; round++) {
+    // From runs that compress well to runs of random bytes, around the threshold too.
+    const noise = round / 60;
+    const entries = someEntries(20 + Math.floor(random() * 400), round).map((entry) => {
+      for (let b = 17; b < entry.envelope.length; b++) if (random() < noise) entry.envelope[b] = Math.floor(random() * 256);
+      return entry;
+    });
+    const plain = encodeRun(entries);
+    const room = plain.length - (plain.length >>> 3);
+    for (const kind of ['native', 'zlib'] as const) {
+      choosePackCompressor(kind);
+      const value = pack(plain);
+      if (value === undefined) continue;
+      t.true(value.length <= room, `${kind}, round ${round}: ${value.length} bytes of at most ${room}`);
+      t.is(value.readUInt32LE(4), Codec.Zstd);
+      t.deepEqual(Buffer.from(unpack(value, KEY)), plain, `${kind}, round ${round}`);
+    }
+    // Both agree where the pack pays clearly, and where it clearly does not.
+    choosePackCompressor('zlib');
+    const byZlib = pack(plain);
+    choosePackCompressor('native');
+    const byNative = pack(plain);
+    if (byZlib !== undefined && byZlib.length < room - 64) t.not(byNative, undefined, `round ${round}: only node:zlib packs it`);
+    if (byNative !== undefined && byNative.length < room - 64) t.not(byZlib, undefined, `round ${round}: only the addon packs it`);
+  }
+});
 
 test('a packed run unpacks to the plain run it was made of', async (t) => {
   const plain = plainRun(300, 1);
