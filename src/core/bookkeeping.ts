@@ -113,25 +113,32 @@ const MIN_CAPACITY = 1024;
 const EMPTY = new Uint32Array(0);
 const TWO_32 = 2 ** 32;
 
-/** A small set of ordinals in insertion order: linear search while small, a Set beyond. */
+/**
+ * A small set of ordinals in insertion order: linear search while small, a Set beyond. The first
+ * {@link count} of {@link items} are its ordinals: clearing it (twice per event applied) only
+ * resets the count, where shortening the array each time cost a call into V8's runtime.
+ */
 class OrdinalList {
   readonly items: number[] = [];
+  count = 0;
   #set: Set<number> | undefined;
 
   add(ordinal: number): void {
     const items = this.items;
+    const count = this.count;
     if (this.#set !== undefined) {
       if (this.#set.has(ordinal)) return;
       this.#set.add(ordinal);
     } else {
-      for (let i = 0; i < items.length; i++) if (items[i] === ordinal) return;
-      if (items.length === 16) this.#set = new Set(items).add(ordinal);
+      for (let i = 0; i < count; i++) if (items[i] === ordinal) return;
+      if (count === 16) this.#set = new Set(items.slice(0, count)).add(ordinal);
     }
-    items.push(ordinal);
+    items[count] = ordinal;
+    this.count = count + 1;
   }
 
   clear(): void {
-    this.items.length = 0;
+    this.count = 0;
     this.#set = undefined;
   }
 }
@@ -224,21 +231,23 @@ export class EventBook implements TrackingContext {
   finish(id: Uint8Array, failure?: string): void {
     const failed = failure !== undefined;
     const reads = this.#reads.items;
+    const readCount = this.#reads.count;
+    const victimCount = this.#victims.count;
     // Up to two reads fit in the record, and a third in the victims' word when it is free.
-    const third = reads.length === 3 && !failed && this.#victims.items.length === 0;
-    const inline = reads.length <= 2 || third;
+    const third = readCount === 3 && !failed && victimCount === 0;
+    const inline = readCount <= 2 || third;
     const flags =
       (failed ? RecFlag.FAILED | (this.#flags & RecFlag.READ) : this.#flags) |
       (inline ? RecFlag.READS_INLINE : 0) |
       (third ? RecFlag.READ3_INLINE : 0);
     const uses = failed ? 0 : this.#uses;
     const arena = this.arena;
-    const readsBlock = inline ? 0 : this.#block(reads);
+    const readsBlock = inline ? 0 : this.#block(reads, readCount);
     const victimsBlock = failed
       ? this.#text(failure)
-      : this.#victims.items.length === 0
+      : victimCount === 0
         ? 0
-        : this.#block(this.#victims.items);
+        : this.#block(this.#victims.items, victimCount);
     // The record is fresh memory or a removed record's place, zero either way (journaled as such).
     const r = this.#insert(this.ordinal);
     const u32 = arena.u32;
@@ -247,8 +256,8 @@ export class EventBook implements TrackingContext {
     u32[r + Rec.ID_PREFIX] = (id[0]! | (id[1]! << 8) | (id[2]! << 16) | (id[3]! << 24)) >>> 0;
     u32[r + Rec.ID_PREFIX + 1] = (id[4]! | (id[5]! << 8) | (id[6]! << 16) | (id[7]! << 24)) >>> 0;
     if (inline) {
-      u32[r + Rec.READS] = reads.length === 0 ? 0 : reads[0]!;
-      u32[r + Rec.READ2] = reads.length >= 2 ? reads[1]! : 0;
+      u32[r + Rec.READS] = readCount === 0 ? 0 : reads[0]!;
+      u32[r + Rec.READ2] = readCount >= 2 ? reads[1]! : 0;
     } else {
       u32[r + Rec.READS] = readsBlock;
     }
@@ -260,8 +269,8 @@ export class EventBook implements TrackingContext {
       this.onZero(this.ordinal, this.#time);
     }
     if (this.#countsKept()) this.#count(flags, 1);
-    for (const owner of reads) {
-      const w = this.find(owner);
+    for (let i = 0; i < readCount; i++) {
+      const w = this.find(reads[i]!);
       if (w !== -1) arena.add32(w + Rec.READERS, 1);
     }
   }
@@ -283,12 +292,12 @@ export class EventBook implements TrackingContext {
     return this.arena.buf.toString('utf8', (at + 1) * 4, (at + 1) * 4 + this.arena.u32[at]!);
   }
 
-  /** Allocates `[n, ...ordinals]`. */
-  #block(ordinals: readonly number[]): WordOffset {
-    const at = this.arena.alloc(ordinals.length + 1);
+  /** Allocates `[count, ...the first count ordinals]`. */
+  #block(ordinals: readonly number[], count: number): WordOffset {
+    const at = this.arena.alloc(count + 1);
     const u32 = this.arena.u32;
-    u32[at] = ordinals.length;
-    for (let i = 0; i < ordinals.length; i++) u32[at + 1 + i] = ordinals[i]!;
+    u32[at] = count;
+    for (let i = 0; i < count; i++) u32[at + 1 + i] = ordinals[i]!;
     return at;
   }
 

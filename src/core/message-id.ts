@@ -57,10 +57,11 @@ export class MessageId {
   #key: string | undefined;
   #timestamp: number;
 
-  private constructor(bytes: Uint8Array) {
+  private constructor(bytes: Uint8Array, timestamp = -1) {
     this.bytes = bytes;
     this.#key = undefined;
-    this.#timestamp = -1;
+    // -1: computed from the bytes when first asked (see the getter).
+    this.#timestamp = timestamp;
   }
 
   /**
@@ -110,7 +111,9 @@ export class MessageId {
     bytes[6] = sequence >>> 8;
     bytes[7] = sequence & 0xff;
     for (let i = 0; i < 8; i++) bytes[8 + i] = hash[i]!;
-    return new MessageId(bytes);
+    // The timestamp is known (every new local id is asked for it, several times); as the bytes
+    // give it, so −0 as 0.
+    return new MessageId(bytes, timestamp || 0);
   }
 
   /** Orders ids by their bytes: -1, 0 or 1. */
