@@ -70,11 +70,12 @@ for (const commitMode of ['async', 'sync'] as const) {
       // Statuses differ while events are in flight; that alone starts no session (without the
       // delay of statusSyncDelayMs this swarm ran thousands). A spread slower than the delay, on a
       // loaded machine, still starts some: one seed gave 8–48 in eight quiet runs of the code
-      // before both modes ran here, and 52–56 under the CI's load; twice the peers bounds those
-      // and still fails the thousands.
+      // before both modes ran here, and 52–56 under the CI's load; seed 3980137611 gave 106 in a
+      // full CI run (6 Dec; 12–48 in six runs of this file alone). Three times the peers bounds
+      // those and still fails the thousands.
       const during = sessions() - sessionsBefore;
       t.log(`${during} sessions while the events spread`);
-      t.true(during <= 2 * PEERS, `seed ${seed}: ${during} sessions while the events spread`);
+      t.true(during <= 3 * PEERS, `seed ${seed}: ${during} sessions while the events spread`);
       const ids = (p: (typeof peers)[number]) => [...p.db.ids()].map((id) => Buffer.from(id).toString('hex')).join();
       for (const p of peers) t.is(ids(p), ids(peers[0]!), `seed ${seed}: ${p.id} holds the same events`);
 
