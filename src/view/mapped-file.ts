@@ -120,14 +120,8 @@ export function verifyIds(all: Uint8Array, table: Uint32Array, count: number): n
  * addon has none or cannot be loaded (the caller hashes with `node:crypto`).
  */
 export function nativeIdHash(): ((input: Uint8Array, length: number) => void) | undefined {
-  let addon: NativeMmap;
-  try {
-    addon = loadNative();
-  } catch {
-    return undefined;
-  }
   // (A Node-API function does not use `this`: it can be called unbound.)
-  return addon.idHash;
+  return addonIfLoaded()?.idHash;
 }
 
 /**
@@ -137,13 +131,16 @@ export function nativeIdHash(): ((input: Uint8Array, length: number) => void) | 
  * `node:zlib`).
  */
 export function nativeZstdCompress(): ((input: Uint8Array, output: Uint8Array, at: number) => number) | undefined {
-  let addon: NativeMmap;
+  return addonIfLoaded()?.zstdCompress;
+}
+
+/** The addon, or undefined where it cannot be loaded (for the functions callers can do without). */
+function addonIfLoaded(): NativeMmap | undefined {
   try {
-    addon = loadNative();
+    return loadNative();
   } catch {
     return undefined;
   }
-  return addon.zstdCompress;
 }
 
 /**
