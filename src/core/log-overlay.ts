@@ -62,6 +62,28 @@ export class LogOverlay<T extends OverlayItem> {
     return prior;
   }
 
+  /**
+   * Whether an entry's id lies in [`from`, `to`) (`to` undefined: no upper bound). A binary search
+   * of the sorted entries and a look at the others: packing asks this for every pack it makes, and
+   * walking {@link values} cost an iterator step per queued entry (a transaction's worth, with a
+   * commit in flight).
+   */
+  hasIn(from: Uint8Array, to: Uint8Array | undefined): boolean {
+    for (const entry of this.#byName.values()) {
+      if (compareIdBytes(entry.key, from) >= 0 && (to === undefined || compareIdBytes(entry.key, to) < 0)) return true;
+    }
+    const sorted = this.#sorted;
+    // The first entry at or after `from`.
+    let low = 0;
+    let high = sorted.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (compareIdBytes(sorted[mid]!.key, from) < 0) low = mid + 1;
+      else high = mid;
+    }
+    return low < sorted.length && (to === undefined || compareIdBytes(sorted[low]!.key, to) < 0);
+  }
+
   /** Every entry, in no particular order. */
   *values(): Generator<T> {
     yield* this.#byName.values();

@@ -1344,11 +1344,7 @@ export class EventLog {
    */
   #mayPack(stretch: PackStretch): boolean {
     const { sources, next } = stretch;
-    const first = sources[0]!.key;
-    for (const entry of this.#overlay.values()) {
-      if (compareKeys(entry.key, first) >= 0 && (next === undefined || compareKeys(entry.key, next) < 0)) return false;
-    }
-    return true;
+    return !this.#overlay.hasIn(sources[0]!.key, next);
   }
 
   /** The runs of `stretch` are free for other packs again. */

@@ -53,6 +53,16 @@ for (let round = 0; round < 3; round++) {
         return false;
       }
       for (let probe = 0; probe < 5; probe++) {
+        // A range [from, to), or [from, ∞): whether an entry lies in it, as the model says.
+        const from = Math.floor(random() * (top + 100));
+        const to = random() < 0.2 ? undefined : from + Math.floor(random() * 40);
+        const expected = [...model.keys()].some((n) => n >= from && (to === undefined || n < to));
+        if (overlay.hasIn(id(from), to === undefined ? undefined : id(to)) !== expected) {
+          t.fail(`step ${step}: hasIn(${from}, ${to}) is ${!expected}, the model says ${expected}`);
+          return false;
+        }
+      }
+      for (let probe = 0; probe < 5; probe++) {
         const n = Math.floor(random() * (top + 2_000));
         if (!model.has(n) && overlay.get(id(n)) !== undefined) {
           t.fail(`step ${step}: id ${n} has no entry but finds one`);
