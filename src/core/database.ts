@@ -41,7 +41,6 @@ import type {
 } from './database-contract.js';
 import { lockDirectory } from './directory-lock.js';
 import {
-  createEnvelope,
   DEFAULT_ENVELOPE_LIMITS,
   decodeEnvelopes,
   detachEnvelope,
@@ -49,6 +48,7 @@ import {
   encodeEnvelope,
   encodeEnvelopeInto,
   envelopeSize,
+  mintEnvelope,
   readEnvelopeUnchecked,
   withParents,
 } from './envelope.js';
@@ -590,22 +590,38 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       );
     }
     // A time ahead of the clock is the app's choice (peers accept the event once it is due).
-    let at = placement(this.#minter, this.#now(), options);
+    // (The usual case, no options, without the object `placement` returns: see IdMinter.plan.)
+    const minter = this.#minter;
+    let timestamp: number;
+    let sequence: number;
+    if (options === undefined) {
+      minter.plan(this.#now());
+      timestamp = minter.plannedTimestamp;
+      sequence = minter.plannedSequence;
+    } else {
+      const at = placement(minter, this.#now(), options);
+      timestamp = at.timestamp;
+      sequence = at.sequence;
+    }
     let parents: MessageId[];
     if (previous !== undefined) {
-      if (at.timestamp < previous.timestamp || (at.timestamp === previous.timestamp && at.sequence <= previous.sequence)) {
-        at = previous.sequence < 0xffff
-          ? { timestamp: previous.timestamp, sequence: previous.sequence + 1 }
-          : { timestamp: previous.timestamp + 1, sequence: FRESH_SEQUENCE_MIN };
+      if (timestamp < previous.timestamp || (timestamp === previous.timestamp && sequence <= previous.sequence)) {
+        if (previous.sequence < 0xffff) {
+          timestamp = previous.timestamp;
+          sequence = previous.sequence + 1;
+        } else {
+          timestamp = previous.timestamp + 1;
+          sequence = FRESH_SEQUENCE_MIN;
+        }
       }
       // Before the cutoff even a transaction's chain has no links (peers refuse such parents).
-      parents = at.timestamp < this.#finality.time ? [] : [previous];
-    } else if (at.timestamp < this.#finality.time) {
+      parents = timestamp < this.#finality.time ? [] : [previous];
+    } else if (timestamp < this.#finality.time) {
       // An event before the cutoff has no parents: the finalized past gains no links.
       parents = [];
     } else {
       // Heads newer than a backdated event cannot be its parents (a parent precedes its child).
-      const probe = MessageId.fromParts(at.timestamp, at.sequence, new Uint8Array(8));
+      const probe = MessageId.fromParts(timestamp, sequence, new Uint8Array(8));
       parents = [];
       for (const head of this.#heads.values()) if (MessageId.compare(head, probe) < 0) parents.push(head);
       // Peers refuse envelopes with more parents than the limit; the newest heads matter most
@@ -613,7 +629,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       const max = DEFAULT_ENVELOPE_LIMITS.maxParents;
       if (parents.length > max) parents = parents.sort(MessageId.compare).slice(-max);
     }
-    const envelope = createEnvelope({ timestamp: at.timestamp, payload, parents, minter: this.#minter, at });
+    const envelope = mintEnvelope(minter, timestamp, sequence, payload, parents);
     copies.push(copied);
     return envelope;
   }

@@ -285,19 +285,23 @@ function nextSalt(): Uint8Array {
 
 /** Makes a new envelope: random salt, minted id, sorted parents. */
 export function createEnvelope(options: CreateEnvelopeOptions): Envelope {
+  const at = options.at ?? options.minter.next(options.timestamp);
+  return mintEnvelope(options.minter, at.timestamp, at.sequence, options.payload, options.parents);
+}
+
+/**
+ * {@link createEnvelope} at an exact (timestamp, sequence), its parts as arguments: the database
+ * makes every local event this way, and an options object (and the minter's planned time as one)
+ * cost an allocation each.
+ */
+export function mintEnvelope(minter: IdMinter, timestamp: number, sequence: number, payload: Uint8Array, parents: readonly MessageId[]): Envelope {
   const salt = nextSalt();
-  const id =
-    options.at === undefined
-      ? options.minter.mint(options.timestamp, salt, options.payload)
-      : options.minter.mintAt(options.at.timestamp, options.at.sequence, salt, options.payload);
-  const parents =
-    options.parents.length <= 1
-      ? options.parents
-      : [...options.parents].sort(MessageId.compare).filter((p, i, all) => i === 0 || !p.equals(all[i - 1]!));
-  for (const parent of parents) {
-    if (MessageId.compare(parent, id) >= 0) {
-      throw new NoatunError(ErrorCode.INTERNAL, `parent ${parent} is not older than the new event ${id}`);
+  const id = minter.mintAt(timestamp, sequence, salt, payload);
+  const sorted = parents.length <= 1 ? parents : [...parents].sort(MessageId.compare).filter((p, i, all) => i === 0 || !p.equals(all[i - 1]!));
+  for (let i = 0; i < sorted.length; i++) {
+    if (MessageId.compare(sorted[i]!, id) >= 0) {
+      throw new NoatunError(ErrorCode.INTERNAL, `parent ${sorted[i]} is not older than the new event ${id}`);
     }
   }
-  return { id, salt, parents, payload: options.payload };
+  return { id, salt, parents: sorted, payload };
 }

@@ -310,21 +310,35 @@ export function verifyId(id: MessageId, salt: Uint8Array, payload: Uint8Array): 
 export class IdMinter {
   #lastTimestamp = -1;
   #lastSequence = 0;
+  /** {@link next}'s timestamp, as the last {@link plan} left it. */
+  plannedTimestamp = 0;
+  /** {@link next}'s sequence, as the last {@link plan} left it. */
+  plannedSequence = 0;
 
   /** The (timestamp, sequence) the next event at `time` would get, without taking it. */
   next(time: number): { readonly timestamp: number; readonly sequence: number } {
+    this.plan(time);
+    return { timestamp: this.plannedTimestamp, sequence: this.plannedSequence };
+  }
+
+  /**
+   * {@link next} without the object (every local event asks): sets {@link plannedTimestamp} and
+   * {@link plannedSequence}.
+   */
+  plan(time: number): void {
     const timestamp = Math.min(Math.max(0, Math.floor(time)), MAX_TIMESTAMP);
+    this.plannedTimestamp = timestamp;
     if (timestamp > this.#lastTimestamp) {
-      return { timestamp, sequence: FRESH_SEQUENCE_MIN + Math.floor(Math.random() * 0x4000) };
-    }
-    if (timestamp === this.#lastTimestamp && this.#lastSequence < FRESH_SEQUENCE_MAX) {
-      return { timestamp, sequence: this.#lastSequence + 1 };
-    }
-    if (timestamp < this.#lastTimestamp) {
+      this.plannedSequence = FRESH_SEQUENCE_MIN + Math.floor(Math.random() * 0x4000);
+    } else if (timestamp === this.#lastTimestamp && this.#lastSequence < FRESH_SEQUENCE_MAX) {
+      this.plannedSequence = this.#lastSequence + 1;
+    } else if (timestamp < this.#lastTimestamp) {
       // A backdated event: it is not a successor of the local chain; give it a fresh sequence.
-      return { timestamp, sequence: FRESH_SEQUENCE_MIN + Math.floor(Math.random() * 0x4000) };
+      this.plannedSequence = FRESH_SEQUENCE_MIN + Math.floor(Math.random() * 0x4000);
+    } else {
+      this.plannedTimestamp = Math.min(timestamp + 1, MAX_TIMESTAMP);
+      this.plannedSequence = FRESH_SEQUENCE_MIN;
     }
-    return { timestamp: Math.min(timestamp + 1, MAX_TIMESTAMP), sequence: FRESH_SEQUENCE_MIN };
   }
 
   /** An id with the timestamp and sequence of {@link next}, minimal hash: for previews. */
