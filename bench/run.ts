@@ -158,8 +158,10 @@ function rateOf(row: Row): number | undefined {
 
 /**
  * The rows of several runs of the same parts, one per row: the run with the median rate (the
- * lower middle one of an even count), its note saying the range over the runs. Rows without a
- * rate come from the first run.
+ * lower middle one of an even count), its note saying the range over the runs. A row with both
+ * writes and queries (the warehouse) takes the median of its query rates too, from their own runs:
+ * a query rate is one measurement per run, and the run of median write rate may hold a low one.
+ * Rows without a rate come from the first run.
  */
 function medianRows(runs: readonly (readonly Row[])[]): Row[] {
   if (runs.length === 1) return [...runs[0]!];
@@ -168,8 +170,15 @@ function medianRows(runs: readonly (readonly Row[])[]): Row[] {
     const rated = same.filter((row) => rateOf(row) !== undefined).sort((a, b) => rateOf(a)! - rateOf(b)!);
     if (rated.length === 0) return first;
     const median = rated[(rated.length - 1) >> 1]!;
-    const range = `median of ${rated.length} runs (${fmt(rateOf(rated[0]!))}–${fmt(rateOf(rated[rated.length - 1]!))}/s)`;
-    return { ...median, note: median.note === undefined || median.note === '' ? range : `${median.note}; ${range}` };
+    let note = `median of ${rated.length} runs (${fmt(rateOf(rated[0]!))}–${fmt(rateOf(rated[rated.length - 1]!))}/s)`;
+    let row: Row = median;
+    const queries = same.map((r) => r.queriesPerSecond).filter((q): q is number => q !== undefined);
+    if (median.eventsPerSecond !== undefined && queries.length > 1) {
+      queries.sort((a, b) => a - b);
+      row = { ...median, queriesPerSecond: queries[(queries.length - 1) >> 1]! };
+      note += `; queries/s median of ${queries.length} runs (${fmt(queries[0])}–${fmt(queries[queries.length - 1])}/s)`;
+    }
+    return { ...row, note: row.note === undefined || row.note === '' ? note : `${row.note}; ${note}` };
   });
 }
 
