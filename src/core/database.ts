@@ -56,7 +56,15 @@ import { Finality } from './finality.js';
 import { Inbox, LOCAL_SOURCE } from './inbox.js';
 import { EventLog, type StoredEvent } from './log.js';
 import { compareIdBytes, FRESH_SEQUENCE_MIN, IdMinter, MessageId } from './message-id.js';
-import { ApplyFailedError, UnconfirmedBatchError, type ApplyFailure, EngineWord, Projector, ViewRestoreError } from './projector.js';
+import {
+  ApplyFailedError,
+  type ApplyFailure,
+  EngineWord,
+  isEnvironmentFailure,
+  Projector,
+  UnconfirmedBatchError,
+  ViewRestoreError,
+} from './projector.js';
 
 const META_NEXT_ORDINAL = 'nextOrdinal';
 const META_HEADS = 'heads';
@@ -567,14 +575,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   }
 
   /**
-   * Makes the envelope of a local event. Its parents are the heads older than it, or just
-   * `previous` (the transaction's previous event, which the new one must follow). Pushes onto
-   * `copies` what the codec's `copy` gave for the event (see {@link Codec.copy}): what is
-   * encoded, and what the author's apply gets instead of decoding the payload.
+   * The payload of a local event: `copied` (the codec's copy of `event`, see {@link #mint}) or
+   * `event` encoded, refused as every peer would refuse it.
    */
-  #mint(event: E, previous: MessageId | undefined, options: AppendOptions | undefined, copies: Copied<E>[]): Envelope {
-    const copied = this.#codec.copy?.(event);
-    if (copied === undefined) this.#codec.validate?.(event);
+  #encode(event: E, copied: Copied<E>): Uint8Array {
     let payload: Uint8Array;
     try {
       payload = copied?.bytes ?? this.#codec.encode(copied === undefined ? event : copied.value);
@@ -589,6 +593,19 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         `the event encodes to ${payload.length} bytes; the limit is ${limit} bytes (${limit / 2 ** 20} MiB) per event`,
       );
     }
+    return payload;
+  }
+
+  /**
+   * Makes the envelope of a local event. Its parents are the heads older than it, or just
+   * `previous` (the transaction's previous event, which the new one must follow). Pushes onto
+   * `copies` what the codec's `copy` gave for the event (see {@link Codec.copy}): what is
+   * encoded, and what the author's apply gets instead of decoding the payload.
+   */
+  #mint(event: E, previous: MessageId | undefined, options: AppendOptions | undefined, copies: Copied<E>[]): Envelope {
+    const copied = this.#codec.copy?.(event);
+    if (copied === undefined) this.#codec.validate?.(event);
+    const payload = this.#encode(event, copied);
     // A time ahead of the clock is the app's choice (peers accept the event once it is due).
     // (The usual case, no options, without the object `placement` returns: see IdMinter.plan.)
     const minter = this.#minter;
@@ -1129,16 +1146,43 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   /**
    * Shows what the view would be with `event` applied now, without storing anything: applies it
    * on top of the view, runs `fn` read-only, then rewinds.
+   *
+   * `apply` gets the value `append` would give it (the codec's copy, or the payload decoded), and
+   * an event `append` would refuse is refused the same way (`PAYLOAD_INVALID`, `EVENT_TOO_LARGE`;
+   * an apply that throws: `APPLY_FAILED`), so a preview never shows what an append cannot do.
    */
   preview<T>(event: E, fn: (root: View<R>) => T): T {
     this.#assertOpen();
+    const copied = this.#codec.copy?.(event);
+    if (copied === undefined) this.#codec.validate?.(event);
+    const payload = this.#encode(event, copied);
+    const codec = this.#codec;
     const view = this.#projector.view;
+    const time = this.#now();
+    const id = this.#minter.peek(time);
+    const apply = this.#options.apply;
     const mark = view.mark(0);
     try {
-      const time = this.#now();
-      const id = this.#minter.peek(time);
-      const apply = this.#options.apply;
-      view.write(untracked, (root) => apply(event, root, { id, time: id.timestamp }));
+      view.write(untracked, (root) => {
+        let failure: unknown;
+        try {
+          // Decoded in here, as the projector decodes: a codec that fails on its own bytes fails
+          // the event.
+          const value =
+            copied !== undefined
+              ? copied.value
+              : codec.decode(Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
+          const result = apply(value, root, { id, time: id.timestamp }) as unknown;
+          if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
+            failure = new NoatunError(ErrorCode.INVALID_ARGUMENT, 'apply must be synchronous (it returned a promise)');
+          }
+        } catch (error) {
+          // As at an append (see Projector.applyOne): a failure of this machine is not the event's.
+          if (isEnvironmentFailure(error) && error instanceof NoatunError) throw error;
+          failure = error;
+        }
+        if (failure !== undefined) throw new ApplyFailedError(id, failure);
+      });
       return view.read(fn);
     } finally {
       view.rewindTo(mark);

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import test from 'ava';
-import { Database, MessageId, NoatunError, s } from '../../src/index.js';
+import { type Codec, Database, MessageId, NoatunError, s } from '../../src/index.js';
 import { gc } from '../helpers/memory.js';
 import { FakeClock, prng, removeTempDirs, T0, tempDir } from '../helpers/temp.js';
 import { EventLog } from '../../src/core/log.js';
@@ -233,6 +233,110 @@ test('preview shows the view with an event applied and keeps nothing', async (t)
   );
   t.is(db.read((root) => root.counter), 2);
   t.is(db.stats().stored, 2);
+  await db.close();
+});
+
+/**
+ * What a preview shows for `event`, and what an append of it leaves: the apply's own report of
+ * the value it got (type, JSON, keys, -0), or the refusal's code. They must be the same.
+ */
+async function previewAndAppend(event: unknown, codec?: Codec<unknown>): Promise<[string, string]> {
+  const Shown = s.object({ text: s.string() });
+  const db = await Database.open<unknown, typeof Shown>({
+    path: tempDir(),
+    root: Shown,
+    ...(codec === undefined ? {} : { codec }),
+    apply(e, root) {
+      const v = (e as { v: unknown }).v;
+      const json = JSON.stringify(v, (_, x: unknown) => (typeof x === 'bigint' ? `${x}n` : x));
+      root.text = `${Object.prototype.toString.call(v)} ${json} ${Object.keys(e as object).join(',')} ${Object.is(v, -0)}`;
+    },
+  });
+  const refusal = (error: unknown) => `refused ${(error as NoatunError).code}`;
+  let previewed: string;
+  try {
+    previewed = db.preview(event, (root) => root.text);
+  } catch (error) {
+    previewed = refusal(error);
+  }
+  let appended: string;
+  try {
+    await db.append(event);
+    appended = db.read((root) => root.text);
+  } catch (error) {
+    appended = refusal(error);
+  }
+  await db.close();
+  return [previewed, appended];
+}
+test('a preview gives apply the value an append gives it, and refuses what an append refuses', async (t) => {
+  class Point {
+    x = 1;
+  }
+  const sparse: unknown[] = [1];
+  sparse[2] = 3; // a hole at 1
+  const values: Record<string, unknown> = {
+    date: new Date(0),
+    undefined: undefined,
+    map: new Map([[1, 2]]),
+    'negative zero': -0,
+    NaN: Number.NaN,
+    bytes: new Uint8Array([1, 2]),
+    'class instance': new Point(),
+    'huge bigint': 2n ** 70n,
+    'sparse array': sparse,
+    function: () => 1,
+    symbol: Symbol('x'),
+    Float32Array: new Float32Array([1.5]),
+    'too large': 'x'.repeat(17 * 2 ** 20),
+  };
+  const json: Codec<unknown> = {
+    encode: (event) => Buffer.from(JSON.stringify(event)),
+    decode: (bytes) => JSON.parse(Buffer.from(bytes).toString()) as unknown,
+  };
+  const shown: string[] = [];
+  for (const [name, v] of Object.entries(values)) {
+    const [previewed, appended] = await previewAndAppend({ v });
+    t.is(previewed, appended, `${name} (default codec)`);
+    shown.push(previewed);
+    if (name === 'symbol' || name === 'huge bigint' || name === 'function') continue; // JSON drops or throws: not this test's point
+    const [p2, a2] = await previewAndAppend({ v }, json);
+    t.is(p2, a2, `${name} (JSON codec)`);
+  }
+  // What previews showed before they went through the codec: -0 kept its sign, bytes stayed a
+  // plain Uint8Array, and a Map, a class instance or an event over the limit were applied.
+  t.true(shown.includes('[object Number] 0 v false'));
+  t.true(shown.includes('refused PAYLOAD_INVALID'));
+  t.true(shown.includes('refused EVENT_TOO_LARGE'));
+});
+
+test('a preview whose apply throws or is async fails as an append would, and changes nothing', async (t) => {
+  const db = await openAdd(tempDir());
+  await db.append({ add: 1 });
+  const before = db.read((root) => root.export());
+  const Boom = s.object({ counter: s.u32() });
+  for (const apply of [
+    (_: { add: number }, root: s.View<typeof Boom>) => {
+      root.counter = 99;
+      throw new Error('boom');
+    },
+    async (_: { add: number }, root: s.View<typeof Boom>) => {
+      root.counter = 99;
+    },
+  ]) {
+    const dir = tempDir();
+    const other = await Database.open<{ add: number }, typeof Boom>({ path: dir, root: Boom, apply });
+    const previewed = t.throws(() => other.preview({ add: 1 }, (root) => root.counter));
+    const appended = await t.throwsAsync(other.append({ add: 1 }));
+    t.is((previewed as NoatunError).code, 'APPLY_FAILED');
+    t.is((previewed as NoatunError).code, (appended as NoatunError).code);
+    t.is(other.read((root) => root.counter), 0);
+    await other.close();
+  }
+  // A preview inside a read is refused for the session, not blamed on the event.
+  const nested = t.throws(() => db.read(() => db.preview({ add: 1 }, (root) => root.counter)));
+  t.not((nested as NoatunError).code, 'APPLY_FAILED');
+  t.deepEqual(db.read((root) => root.export()), before);
   await db.close();
 });
 
