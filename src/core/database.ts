@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { diskFullFrom, ErrorCode, NoatunError } from '../errors.js';
+import { diskFullFrom, ErrorCode, NoatunError, SystemCallError } from '../errors.js';
 import { DEFAULT_MAX_JOURNAL_BYTES, DEFAULT_MAX_VIEW_BYTES } from '../view/constants.js';
 import { type InspectOptions, inspectView, type ObjectNode } from '../view/inspect.js';
 import type { ObjectSchema, View } from '../view/schema.js';
@@ -204,8 +204,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'path must be a directory name');
     }
     const interval = options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS;
-    if (!(Number.isFinite(interval) && interval >= 120_000)) {
-      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'cutoffIntervalMs must be at least 120000 (2 minutes)');
+    if (!(Number.isSafeInteger(interval) && interval >= 120_000)) {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'cutoffIntervalMs must be a whole number of ms, at least 120000 (2 minutes)');
     }
     const share = options.lateWorkShare;
     if (share !== undefined && !(typeof share === 'number' && share > 0 && share <= 1)) {
@@ -219,7 +219,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     if (history !== undefined && !(Number.isSafeInteger(history) && history >= 4096)) {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'maxUndoHistoryBytes must be a whole number of bytes, at least 4096');
     }
-    fs.mkdirSync(options.path, { recursive: true });
+    checkCodec(options.codec);
+    if (options.now !== undefined) checkClock(options.now);
+    makeDirectory(options.path);
     const releaseLock = lockDirectory(options.path);
     let log: EventLog | undefined;
     let view: MaterializedView<R> | undefined;
@@ -1431,6 +1433,50 @@ function withdrawBatch(log: EventLog, range: readonly [number, number]): Message
   for (const id of ids) log.remove(id.bytes);
   log.setMeta(META_UNCONFIRMED, null);
   return ids;
+}
+
+/** Refuses a codec without the functions the database calls, before anything is opened. */
+function checkCodec(codec: Codec<unknown> | undefined): void {
+  if (codec === undefined) return;
+  const methods = codec as unknown as Record<string, unknown>;
+  for (const name of ['encode', 'decode']) {
+    if (typeof methods[name] !== 'function') throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `codec.${name} must be a function`);
+  }
+  for (const name of ['copy', 'validate']) {
+    if (methods[name] !== undefined && typeof methods[name] !== 'function') {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `codec.${name} must be a function when given`);
+    }
+  }
+}
+
+/**
+ * Refuses a clock whose time is not ms since the epoch (a string, NaN, infinite, before 1970):
+ * read once at open, where the mistake is made, not at every event. (A time past the ids' 48 bits
+ * is allowed: such a database can still ingest and read; appending there is refused.)
+ */
+function checkClock(now: () => number): void {
+  if (typeof now !== 'function') throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'now must be a function returning ms since the epoch');
+  const time = now() as unknown;
+  if (typeof time !== 'number' || !(time >= 0 && Number.isFinite(time))) {
+    const shown = typeof time === 'string' ? JSON.stringify(time) : String(time);
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `now() returned ${shown}: it must return the time in ms since the epoch (a finite number, at least 0)`);
+  }
+}
+
+/** Makes the database's directory, or says clearly why it cannot be one. */
+function makeDirectory(directory: string): void {
+  try {
+    fs.mkdirSync(directory, { recursive: true });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `path ${directory} cannot be a directory: it, or a folder above it, is a file`, {
+        cause: error,
+      });
+    }
+    const errno = Math.abs((error as NodeJS.ErrnoException).errno ?? 0);
+    throw diskFullFrom(error, directory) ?? new SystemCallError('mkdir', errno, code ?? String(error), directory, { cause: error });
+  }
 }
 
 /**

@@ -4,6 +4,7 @@
  * with the path), values that do not fit a field (`VALUE_INVALID` naming the field) and
  * assignments to fields the schema does not have (`UNKNOWN_FIELD`).
  */
+import * as fs from 'node:fs';
 import test from 'ava';
 import { Database, type MessageId, NoatunError, s } from '../../src/index.js';
 import { FakeClock, removeTempDirs, tempDir } from '../helpers/temp.js';
@@ -128,4 +129,45 @@ test('a schema change that every stored event fails with is refused at open (SCH
   const again = await Database.open<{ add: number }, typeof Old>({ path: dir, root: Old, apply: (e, r) => void (r.total += e.add) });
   t.is(again.read((r) => r.total), 3);
   await again.close();
+});
+
+test('open refuses a clock, a codec, an interval or a path that cannot work, with INVALID_ARGUMENT and what is wrong', async (t) => {
+  const base = { root: Root, apply };
+  const refused = async (options: Record<string, unknown>, message: RegExp, name: string) => {
+    const path = tempDir();
+    const error = await t.throwsAsync(Database.open<Ev, typeof Root>({ path, ...base, ...options } as never), undefined, name);
+    t.is((error as NoatunError).code, 'INVALID_ARGUMENT', name);
+    t.regex((error as Error).message, message, name);
+  };
+  // A clock returning a string, NaN, infinity or a time before 1970.
+  await refused({ now: () => '1767225600000' }, /now\(\) returned "1767225600000"/, 'string clock');
+  await refused({ now: () => Number.NaN }, /now\(\) returned NaN/, 'NaN clock');
+  await refused({ now: () => Number.POSITIVE_INFINITY }, /now\(\) returned Infinity/, 'infinite clock');
+  await refused({ now: () => -1000 }, /now\(\) returned -1000/, 'negative clock');
+  await refused({ now: Date.UTC(2026, 0, 1) }, /now must be a function/, 'clock not a function');
+  // A codec without encode or decode, or with a copy that is not a function.
+  await refused({ codec: { encode: (e: unknown) => Buffer.from(JSON.stringify(e)) } }, /codec\.decode must be a function/, 'no decode');
+  await refused({ codec: { encode: 5, decode: () => ({}) } }, /codec\.encode must be a function/, 'encode not a function');
+  await refused({ codec: { encode: () => new Uint8Array(), decode: () => ({}), copy: true } }, /codec\.copy must be a function/, 'copy not a function');
+  // An interval that is not a whole number of ms.
+  await refused({ cutoffIntervalMs: 1e300 }, /whole number of ms/, 'huge interval');
+  await refused({ cutoffIntervalMs: 120_000.5 }, /whole number of ms/, 'fractional interval');
+  // A path that is a file, or lies under one.
+  const file = `${tempDir()}/a-file`;
+  fs.writeFileSync(file, 'x');
+  for (const path of [file, `${file}/db`]) {
+    const error = await t.throwsAsync(Database.open<Ev, typeof Root>({ path, ...base }));
+    t.is((error as NoatunError).code, 'INVALID_ARGUMENT', path);
+    t.regex((error as Error).message, /is a file/);
+  }
+  // What does work: a clock at 0, with fractions of a ms, and a codec of two functions.
+  const db = await Database.open<Ev, typeof Root>({
+    path: tempDir(),
+    ...base,
+    now: () => 1.5,
+    codec: { encode: (e) => Buffer.from(JSON.stringify(e)), decode: (bytes) => JSON.parse(Buffer.from(bytes).toString()) as Ev },
+  });
+  await db.append({ kind: 'ok' });
+  t.is(db.read((root) => root.count), 1);
+  await db.close();
 });
