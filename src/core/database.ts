@@ -17,6 +17,7 @@ import { DEFAULT_MAX_JOURNAL_BYTES, DEFAULT_MAX_VIEW_BYTES } from '../view/const
 import { type InspectOptions, inspectView, type ObjectNode } from '../view/inspect.js';
 import type { ObjectSchema, View } from '../view/schema.js';
 import { untracked } from '../view/tracking.js';
+import { describeValue } from '../view/composite.js';
 import { MaterializedView } from '../view/view.js';
 import { Rec, RecFlag } from './bookkeeping.js';
 import { type Codec, type Copied, messagePackCodec } from './codec.js';
@@ -395,6 +396,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    */
   async transaction(fn: (tx: Transaction<E>) => void): Promise<MessageId[]> {
     this.#assertOpen();
+    if (typeof fn !== 'function') throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `transaction takes a function, got ${describeValue(fn)}`);
     this.#advanceCutoff();
     const envelopes: Envelope[] = [];
     const copies: Copied<E>[] = [];
@@ -785,9 +787,21 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   /**
    * Registers a listener for stored and removed events (the replicator keeps its id index and
    * gossip with it). Listeners run synchronously inside the call that changed the log; they must
-   * not call back into the database. Returns the function that unregisters it.
+   * not call back into the database. A listener that throws does not stop the others, nor undo
+   * the change: the call that made it throws the listener's error once it is done (an append
+   * then rejects although its events are stored). Returns the function that unregisters it.
    */
   subscribe(listener: DatabaseListener): () => void {
+    // Checked here: a listener that is not one would throw at every later commit, after it.
+    const members = listener as unknown as Record<string, unknown> | null;
+    if (members === null || typeof members !== 'object') {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `a listener must be an object with stored() and/or removed(), got ${describeValue(listener)}`);
+    }
+    for (const name of ['stored', 'removed']) {
+      if (members[name] !== undefined && typeof members[name] !== 'function') {
+        throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `a listener's ${name} must be a function`);
+      }
+    }
     this.#listeners.add(listener);
     return () => {
       this.#listeners.delete(listener);
@@ -900,6 +914,12 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   /** The synchronous part of {@link ingest}: validates, sorts and stores the batch. */
   #ingestNow(batch: Iterable<Uint8Array>, options: IngestOptions): IngestResult {
     this.#assertOpen();
+    if (batch === null || typeof (batch as { [Symbol.iterator]?: unknown })?.[Symbol.iterator] !== 'function') {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `ingest takes an iterable of envelopes (Uint8Array), got ${describeValue(batch)}`);
+    }
+    if (options === null || typeof options !== 'object' || (options.peer !== undefined && typeof options.peer !== 'string')) {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'ingest options must be an object, and its peer a string');
+    }
     this.#advanceCutoff();
     const decoded = decodeEnvelopes(batch);
     const sorting = this.#inbox.sort(decoded, options.peer ?? LOCAL_SOURCE);
@@ -1116,7 +1136,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    */
   async remove(id: MessageId): Promise<boolean> {
     this.#assertOpen();
-    const stored = this.#log.get(id.bytes);
+    const stored = this.#log.get(idBytes(id, 'id'));
     if (stored === undefined) return false;
     this.#markDirty();
     this.#log.remove(id.bytes);
@@ -1155,6 +1175,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    */
   preview<T>(event: E, fn: (root: View<R>) => T): T {
     this.#assertOpen();
+    if (typeof fn !== 'function') throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `preview takes a function, got ${describeValue(fn)}`);
     const copied = this.#codec.copy?.(event);
     if (copied === undefined) this.#codec.validate?.(event);
     const payload = this.#encode(event, copied);
@@ -1197,9 +1218,12 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    */
   *messages(options: { readonly after?: MessageId } = {}): Generator<StoredMessage> {
     this.#assertOpen();
-    const after = options.after;
-    for (const stored of this.#log.range(after?.bytes)) {
-      if (after !== undefined && Buffer.compare(stored.key, after.bytes) === 0) continue;
+    if (options === null || typeof options !== 'object') {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `messages() takes { after }, got ${describeValue(options)}`);
+    }
+    const after = options.after === undefined ? undefined : idBytes(options.after, 'after');
+    for (const stored of this.#log.range(after)) {
+      if (after !== undefined && Buffer.compare(stored.key, after) === 0) continue;
       yield this.#toMessage(stored.envelope);
     }
   }
@@ -1207,7 +1231,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   /** One stored event by id, in the form {@link ingest} accepts, or undefined. */
   message(id: MessageId): StoredMessage | undefined {
     this.#assertOpen();
-    const stored = this.#log.get(id.bytes);
+    const stored = this.#log.get(idBytes(id, 'id'));
     return stored === undefined ? undefined : this.#toMessage(stored.envelope);
   }
 
@@ -1292,7 +1316,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   explain(id: MessageId): Explanation {
     this.#assertOpen();
     const book = this.#projector.book;
-    const stored = this.#log.get(id.bytes);
+    const stored = this.#log.get(idBytes(id, 'id'));
     const cutoff = this.#finality.time;
     const base = { id, cutoffTime: cutoff };
     const r = stored === undefined ? -1 : book.find(stored.ordinal);
@@ -1408,12 +1432,15 @@ function refuseFailingSchema(projector: { readonly book: { readonly failedCount:
 /** The (timestamp, sequence) of a new local event, from the append options. */
 function placement(minter: IdMinter, now: number, options: AppendOptions | undefined): { timestamp: number; sequence: number } {
   if (options === undefined) return minter.next(now);
+  if (options === null || typeof options !== 'object') {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `append options must be an object ({ time }, { before } or { after }), got ${describeValue(options)}`);
+  }
   const { time, before, after } = options;
   if ([time, before, after].filter((o) => o !== undefined).length > 1) {
     throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'give at most one of time, before and after');
   }
-  if (before !== undefined) return MessageId.fromBytes(before.bytes).predecessor();
-  if (after !== undefined) return MessageId.fromBytes(after.bytes).successor();
+  if (before !== undefined) return MessageId.fromBytes(idBytes(before, 'before')).predecessor();
+  if (after !== undefined) return MessageId.fromBytes(idBytes(after, 'after')).successor();
   if (time !== undefined) {
     if (!Number.isSafeInteger(time) || time < 0) throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `time ${time} is not a ms timestamp`);
     return minter.next(time);
@@ -1433,6 +1460,18 @@ function withdrawBatch(log: EventLog, range: readonly [number, number]): Message
   for (const id of ids) log.remove(id.bytes);
   log.setMeta(META_UNCONFIRMED, null);
   return ids;
+}
+
+/**
+ * The 16 bytes of an id argument, or `INVALID_ARGUMENT` naming it (an id from another copy of
+ * this package is taken: only its bytes are read).
+ */
+function idBytes(id: MessageId, name: string): Uint8Array {
+  const bytes = (id as { bytes?: unknown } | null | undefined)?.bytes;
+  if (!(bytes instanceof Uint8Array && bytes.length === 16)) {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${name} must be a MessageId (MessageId.parse makes one from its hex form), got ${describeValue(id)}`);
+  }
+  return bytes;
 }
 
 /** Refuses a codec without the functions the database calls, before anything is opened. */

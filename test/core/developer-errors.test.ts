@@ -171,3 +171,50 @@ test('open refuses a clock, a codec, an interval or a path that cannot work, wit
   t.is(db.read((root) => root.count), 1);
   await db.close();
 });
+
+test('arguments of the wrong kind are refused with INVALID_ARGUMENT and change nothing; a listener that is not one is refused at subscribe', async (t) => {
+  const db = await open();
+  try {
+    const first = await db.append({ kind: 'ok' });
+    const outcome = async (f: () => unknown) => {
+      try {
+        await f();
+        return 'ok';
+      } catch (error) {
+        return `refused ${(error as NoatunError).code}`;
+      }
+    };
+    const refuses = async (name: string, values: readonly unknown[], call: (v: never) => unknown) => {
+      for (const value of values) {
+        const shown = typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value);
+        t.is(await outcome(() => call(value as never)), 'refused INVALID_ARGUMENT', `${name}(${shown})`);
+      }
+    };
+    const notIds = [undefined, null, 'abc', 42, {}, { bytes: new Uint8Array(3) }];
+    await refuses('explain', notIds, (v) => db.explain(v));
+    await refuses('message', notIds, (v) => db.message(v));
+    await refuses('remove', notIds, (v) => db.remove(v));
+    await refuses('messages after', notIds.slice(1), (v) => [...db.messages({ after: v })]);
+    await refuses('append after', notIds.slice(1), (v) => db.append({ kind: 'ok' }, { after: v }));
+    await refuses('append before', notIds.slice(1), (v) => db.append({ kind: 'ok' }, { before: v }));
+    const notOptions = [null, 'abc', 42];
+    await refuses('messages', notOptions, (v) => [...db.messages(v)]);
+    await refuses('append options', notOptions, (v) => db.append({ kind: 'ok' }, v));
+    await refuses('ingest options', notOptions, (v) => db.ingest([], v));
+    await refuses('ingest peer', [null, 42, {}], (v) => db.ingest([], { peer: v }));
+    await refuses('ingest', [undefined, null, 42, {}], (v) => db.ingest(v));
+    const notFunctions = [undefined, null, 'abc', 42, {}];
+    await refuses('transaction', notFunctions, (v) => db.transaction(v));
+    await refuses('preview', notFunctions, (v) => db.preview({ kind: 'ok' }, v));
+    // A listener is checked when it is given: before, one that was not an object was taken, and
+    // every later append rejected (after storing its event) when the listener was called.
+    await refuses('subscribe', [undefined, null, 'abc', 42, { stored: 'yes' }, { removed: 1 }], (v) => db.subscribe(v));
+    // Nothing was stored or changed by any of it, and writes go on as before.
+    t.is(db.stats().stored, 1);
+    t.is(db.read((root) => root.count), 1);
+    await db.append({ kind: 'ok' }, { after: first });
+    t.is(db.read((root) => root.count), 2);
+  } finally {
+    await db.close();
+  }
+});
