@@ -514,6 +514,10 @@ export class FixedLeaf<T> implements KeyType<T> {
   readonly codec: FixedCodec<T>;
 
   constructor(codec: FixedCodec<T>) {
+    const shape = codec as Partial<FixedCodec<T>> | null;
+    if (shape === null || typeof shape !== 'object' || typeof shape.name !== 'string' || typeof shape.encode !== 'function' || typeof shape.decode !== 'function') {
+      throw new NoatunError(ErrorCode.SCHEMA_INVALID, 's.fixed() takes a codec { name, size, encode, decode }: a string, a number and two functions');
+    }
     if (!Number.isInteger(codec.size) || codec.size < 1 || codec.size > 1024) {
       throw new NoatunError(ErrorCode.SCHEMA_INVALID, `fixed-size bytes must be 1 to 1024 bytes, not ${codec.size}`);
     }

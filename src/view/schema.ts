@@ -147,7 +147,11 @@ export function i64(): KeySchema<bigint> & LeafSchema<bigint> {
 export function time(): LeafSchema<number> {
   return new F64Leaf('time') as unknown as LeafSchema<number>;
 }
-/** A UTF-8 string. */
+/**
+ * A UTF-8 string. A lone surrogate (half of a pair, as `text.slice(0, n)` can leave of an emoji)
+ * has no UTF-8 form and reads back as U+FFFD, on every peer alike: two strings that differ only
+ * there are one value, and one map key.
+ */
 export function string(): KeySchema<string> & LeafSchema<string> {
   return new BytesLeaf<string>('string') as unknown as KeySchema<string> & LeafSchema<string>;
 }

@@ -348,6 +348,9 @@ test('bad schemas throw SCHEMA_INVALID', (t) => {
     () => s.object({ x: 5 as never }),
     () => s.opaque(Point as never),
     () => s.bytes(0),
+    // A codec missing its functions (it failed only when a value was first written or read).
+    () => s.fixed({ name: 'point', size: 4 } as never),
+    () => s.fixed({ size: 4, encode: () => undefined, decode: () => 0 } as never),
   ]) {
     const error = t.throws(make);
     t.is((error as NoatunError).code, 'SCHEMA_INVALID');
