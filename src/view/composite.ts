@@ -590,7 +590,7 @@ export abstract class ListAccessor<E, P> {
     const a = this.$arena();
     const w = this.$w;
     a.read(w + L_LENGTH_TRACKER);
-    if (index >>> 0 !== index || index >= a.u32[w + L_LENGTH]!) {
+    if (typeof index !== 'number' || index >>> 0 !== index || index >= a.u32[w + L_LENGTH]!) {
       throw new NoatunError(ErrorCode.INDEX_OUT_OF_RANGE, `list index ${index} is out of range`);
     }
     try {
@@ -681,7 +681,7 @@ function generateListAccessor(type: ListType, readOnly: boolean): ListAccessorCl
         const w = this.$w;
         ${track}
         const u32 = a.u32;
-        if (index >>> 0 !== index || index >= u32[w + ${L_LENGTH}]) return undefined;
+        if (typeof index !== 'number' || index >>> 0 !== index || index >= u32[w + ${L_LENGTH}]) return undefined;
         const e = u32[w + ${L_BLOCK}] + index * ${type.elementWords};
         return ${read};
       }
@@ -813,7 +813,7 @@ export class OpaqueListAccessor<E, P> {
     const a = this.#arena();
     a.opaqueRead();
     const w = this.#w;
-    if (index >>> 0 !== index || index >= a.u32[w + L_LENGTH]!) return undefined;
+    if (typeof index !== 'number' || index >>> 0 !== index || index >= a.u32[w + L_LENGTH]!) return undefined;
     return slotGet(this.#type.element, a, this.#s, a.u32[w + L_BLOCK]! + index * this.#type.elementWords) as E;
   }
 

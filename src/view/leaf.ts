@@ -50,7 +50,14 @@ export interface KeyType<T> extends LeafType<T> {
 }
 
 function invalid(kind: string, value: unknown): never {
-  const shown = typeof value === 'bigint' ? `${value}n` : typeof value === 'string' ? JSON.stringify(value) : String(value);
+  const shown =
+    typeof value === 'bigint'
+      ? `${value}n`
+      : typeof value === 'string'
+        ? value.length > 60
+          ? `${JSON.stringify(value.slice(0, 40))}… (${value.length} characters)`
+          : JSON.stringify(value)
+        : String(value);
   throw new ValueError(`${shown} is not a valid ${kind}`);
 }
 
@@ -89,7 +96,8 @@ export class UintLeaf implements KeyType<number> {
   }
 
   write(a: Arena, w: WordOffset, value: number, opaque: boolean): void {
-    if (value >>> 0 !== value || value > this.max) invalid(this.kind, value);
+    // (typeof first: `>>>` throws a TypeError of its own for a bigint or a symbol.)
+    if (typeof value !== 'number' || value >>> 0 !== value || value > this.max) invalid(this.kind, value);
     a.ownValue(w, opaque);
     a.u32[w] = value;
   }
@@ -100,7 +108,7 @@ export class UintLeaf implements KeyType<number> {
   }
 
   prepare(key: number): number {
-    if (key >>> 0 !== key || key > this.max) invalid(`${this.kind} key`, key);
+    if (typeof key !== 'number' || key >>> 0 !== key || key > this.max) invalid(`${this.kind} key`, key);
     this.#staged = key;
     return hashU32(key);
   }
@@ -141,7 +149,7 @@ export class I32Leaf implements KeyType<number> {
   }
 
   write(a: Arena, w: WordOffset, value: number, opaque: boolean): void {
-    if ((value | 0) !== value) invalid('i32', value);
+    if (typeof value !== 'number' || (value | 0) !== value) invalid('i32', value);
     a.ownValue(w, opaque);
     a.i32[w] = value;
   }
@@ -152,7 +160,7 @@ export class I32Leaf implements KeyType<number> {
   }
 
   prepare(key: number): number {
-    if ((key | 0) !== key) invalid('i32 key', key);
+    if (typeof key !== 'number' || (key | 0) !== key) invalid('i32 key', key);
     this.#staged = key;
     return hashU32(key >>> 0);
   }

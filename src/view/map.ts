@@ -653,12 +653,12 @@ function generateMapAccessor(type: MapType, readOnly: boolean): MapAccessorClass
   const mix = (x: string) =>
     `let hash = ${x}; hash ^= hash >>> 16; hash = IMUL(hash, 0x85ebca6b); hash ^= hash >>> 13; hash = IMUL(hash, 0xc2b2ae35); hash ^= hash >>> 16;`;
   if (key instanceof UintLeaf) {
-    check = `if (key >>> 0 !== key${key.max === 0xffffffff ? '' : ` || key > ${key.max}`}) KEY.prepare(key);`;
+    check = `if (typeof key !== 'number' || key >>> 0 !== key${key.max === 0xffffffff ? '' : ` || key > ${key.max}`}) KEY.prepare(key);`;
     hash = mix('key');
     same = `u32[b + ${type.keyOffset}] === key`;
     integer = true;
   } else if (key instanceof I32Leaf) {
-    check = 'if ((key | 0) !== key) KEY.prepare(key);';
+    check = "if (typeof key !== 'number' || (key | 0) !== key) KEY.prepare(key);";
     hash = mix('key >>> 0');
     same = `a.i32[b + ${type.keyOffset}] === key`;
     integer = true;

@@ -54,10 +54,10 @@ const randomValue: Record<MapName, (r: () => number) => unknown> = {
 
 /** Keys a caller may get wrong: each must be refused the same way by both kinds of accessor. */
 const wrongKeys: Record<MapName, unknown[]> = {
-  byU8: [-1, 256, 1.5, Number.NaN, '1', null],
-  byU16: [-1, 65536, 0.5, '0'],
-  byU32: [-1, 2 ** 32, 1.25, Number.POSITIVE_INFINITY, '7', undefined],
-  byI32: [2 ** 31, -(2 ** 31) - 1, 0.5, '1'],
+  byU8: [-1, 256, 1.5, Number.NaN, '1', null, 1n],
+  byU16: [-1, 65536, 0.5, '0', Symbol('k')],
+  byU32: [-1, 2 ** 32, 1.25, Number.POSITIVE_INFINITY, '7', undefined, 7n, Symbol('k')],
+  byI32: [2 ** 31, -(2 ** 31) - 1, 0.5, '1', -1n],
   byString: [1, null, new Uint8Array(1)],
   byBytes: [new Uint8Array(2), 'abc', 3],
   byBig: [-1n, 2n ** 64n, 1],
@@ -110,6 +110,8 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
           t.deepEqual(inRead, inApply, `${mapName}.get(${String(probe)}) at step ${step}`);
           if ('code' in (inRead as object)) {
             t.true(wrongKeys[mapName].includes(probe), `${mapName}.get(${String(probe)}) threw ${JSON.stringify(inRead)}`);
+            // A code of ours (VALUE_INVALID), not a TypeError of the language (a bigint or a symbol met `>>>`).
+            t.regex((inRead as { code: string }).code, /^[A-Z_]+$/, `${mapName}.get(${String(probe)})`);
           } else {
             const expected = model.get(mapName)!.get(modelKey(probe));
             t.deepEqual((inRead as { value: unknown }).value, expected, `${mapName}.get(${String(probe)}) against the model`);
@@ -141,7 +143,7 @@ test('values reached through maps and lists read the same in both kinds of sessi
       first: [first.n, first.tags.get(0), first.more.get('m')],
       counts: [root.counts.length, root.counts.get(0), root.counts.get(1), root.counts.get(2)],
       inner: [root.inner.deep.get(3), root.inner.deep.get(4), root.inner.list.length, root.inner.list.get(0)],
-      wrongIndices: [-1, 0.5, Number.NaN, 2 ** 32, '0'].map((index) => root.counts.get(index as number)),
+      wrongIndices: [-1, 0.5, Number.NaN, 2 ** 32, '0', 0n].map((index) => root.counts.get(index as never)),
     };
   };
   const expected = {
@@ -151,7 +153,7 @@ test('values reached through maps and lists read the same in both kinds of sessi
     first: [2, 'z', undefined],
     counts: [2, 65535, 0, undefined],
     inner: [4, undefined, 1, 8],
-    wrongIndices: [undefined, undefined, undefined, undefined, undefined],
+    wrongIndices: [undefined, undefined, undefined, undefined, undefined, undefined],
   };
   t.deepEqual(view.read(walk), expected);
   t.deepEqual(view.write(new Recorder(1), walk), expected);

@@ -330,11 +330,22 @@ test('values that do not fit their type throw VALUE_INVALID', (t) => {
     ['list not array', (r) => r.list.assign('x' as never)],
     ['map key', (r) => r.map.set(-1, 1)],
     ['u32 decremented below 0', (r) => (r.u -= 1)],
+    // A bigint or a symbol where a number goes (a TypeError of the language before).
+    ['u32 bigint', (r) => (r.u = 5n as never)],
+    ['u8 symbol', (r) => (r.b = Symbol('x') as never)],
+    ['i32 bigint', (r) => (r.i = -1n as never)],
+    ['map bigint key', (r) => r.map.set(1n as never, 1)],
+    ['map bigint value', (r) => r.map.set(1, 1n as never)],
+    ['list bigint element', (r) => r.list.push(1n as never)],
   ];
   for (const [what, write] of bad) {
     const error = t.throws(() => view.write(untracked, write), undefined, what);
     t.is((error as NoatunError).code, 'VALUE_INVALID', what);
   }
+  // A long string is quoted in part: the message stays readable.
+  const long = t.throws(() => view.write(untracked, (r) => (r.u = 'x'.repeat(100_000) as never)));
+  t.regex((long as Error).message, /… \(100000 characters\) is not a valid u32$/);
+  t.true((long as Error).message.length < 200);
   t.deepEqual(view.read((root) => root.u), 0);
   view.close();
 });
