@@ -436,6 +436,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    */
   advanceCutoff(to?: number): void {
     this.#assertOpen();
+    if (to !== undefined && !Number.isSafeInteger(to)) {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `advanceCutoff takes a stride boundary in ms, got ${describeValue(to)}`);
+    }
     this.#advanceCutoff();
     if (to !== undefined && this.#autoPrune && to > this.#finality.time) {
       const nominal = this.#finality.nominal();

@@ -203,6 +203,7 @@ test('arguments of the wrong kind are refused with INVALID_ARGUMENT and change n
     await refuses('ingest options', notOptions, (v) => db.ingest([], v));
     await refuses('ingest peer', [null, 42, {}], (v) => db.ingest([], { peer: v }));
     await refuses('ingest', [undefined, null, 42, {}], (v) => db.ingest(v));
+    await refuses('advanceCutoff', [null, 'abc', 1.5, {}, Number.NaN], (v) => db.advanceCutoff(v));
     const notFunctions = [undefined, null, 'abc', 42, {}];
     await refuses('transaction', notFunctions, (v) => db.transaction(v));
     await refuses('preview', notFunctions, (v) => db.preview({ kind: 'ok' }, v));
