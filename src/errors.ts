@@ -175,6 +175,17 @@ export function diskFullFrom(error: unknown, path: string): DiskFullError | unde
   return full ? new DiskFullError(path, String(e?.message ?? error), { cause: error }) : undefined;
 }
 
+/**
+ * A Node system error (from `fs`) of a call on `path` as this library's: {@link DiskFullError}
+ * for a full file system, else a {@link SystemCallError} with its errno (EMFILE when no file
+ * descriptor is left, say). Anything that is not a system error is returned as it is.
+ */
+export function systemErrorFrom(error: unknown, syscall: string, path: string): unknown {
+  const e = error as NodeJS.ErrnoException | null;
+  if (typeof e?.code !== 'string' || typeof e.errno !== 'number') return error;
+  return diskFullFrom(error, path) ?? new SystemCallError(e.syscall ?? syscall, Math.abs(e.errno), e.code, path, { cause: error });
+}
+
 /** A write found no room on the file system ({@link ErrorCode.DISK_FULL}). */
 export class DiskFullError extends NoatunError {
   /** The file that could not grow or be written. */

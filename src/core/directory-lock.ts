@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { diskFullFrom, ErrorCode, NoatunError } from '../errors.js';
+import { diskFullFrom, ErrorCode, NoatunError, systemErrorFrom } from '../errors.js';
 
 const openHere = new Set<string>();
 
@@ -46,8 +46,16 @@ export function lockDirectory(directory: string): () => void {
         fs.rmSync(file, { force: true });
         throw full;
       }
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const owner = Number.parseInt(fs.readFileSync(file, 'utf8'), 10);
+      // (Out of file descriptors, say: a clear error, not Node's.)
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw systemErrorFrom(error, 'open', file);
+      let owner: number;
+      try {
+        owner = Number.parseInt(fs.readFileSync(file, 'utf8'), 10);
+      } catch (cause) {
+        // Released between the two calls: try again.
+        if ((cause as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw systemErrorFrom(cause, 'read', file);
+      }
       if (Number.isInteger(owner) && owner !== process.pid && alive(owner)) {
         throw new NoatunError(ErrorCode.DATABASE_LOCKED, `${directory} is open in process ${owner}`);
       }

@@ -20,7 +20,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Database as LmdbDatabase, open, type RootDatabase } from 'lmdb';
-import { DiskFullError, ErrorCode, isNoSpaceErrno, NoatunError } from '../errors.js';
+import { DiskFullError, ErrorCode, isNoSpaceErrno, NoatunError, SystemCallError } from '../errors.js';
 import { type Envelope, ownCopy } from './envelope.js';
 import { concatRuns, RUN_BYTES, type RunEntry, RunReader, writeRuns } from './log-run.js';
 import { LogWriter, META, RUNS, WriteOps } from './log-writer.js';
@@ -1751,14 +1751,47 @@ class StrideHashes {
   }
 }
 
-/** Opens the LMDB environment of the log file. */
+/** File descriptors an LMDB environment opens (its data, lock and meta files), and one spare. */
+const ENV_DESCRIPTORS = 4;
+
+/**
+ * Opens the LMDB environment of the log file.
+ *
+ * lmdb-js (3.5.6) frees an environment twice when LMDB's open fails after it has registered the
+ * environment, and the process dies of it (SIGSEGV). Running out of file descriptors
+ * (`ulimit -n`) does that. So the descriptors the open needs are taken and given back first, and
+ * running out of them is an error here instead of a crash there.
+ */
 function openEnv(file: string): RootDatabase {
+  ensureDescriptors(file, ENV_DESCRIPTORS);
   try {
     return open({ path: file, compression: false, maxDbs: 8, eventTurnBatching: false });
   } catch (cause) {
     throw new NoatunError(ErrorCode.CORRUPT_FILE, `cannot open the event log ${file}: ${(cause as Error).message}`, {
       cause,
     });
+  }
+}
+
+/** Throws `SYSTEM_CALL_FAILED` (EMFILE or ENFILE) when fewer than `count` file descriptors are free. */
+function ensureDescriptors(file: string, count: number): void {
+  const taken: number[] = [];
+  try {
+    for (let i = 0; i < count; i++) taken.push(fs.openSync(path.dirname(file), 'r'));
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    if (e.code === 'EMFILE' || e.code === 'ENFILE') {
+      throw new SystemCallError(
+        'open',
+        Math.abs(e.errno ?? 0),
+        `${e.code}: no file descriptor left to open the event log (close files, or raise the limit: ulimit -n)`,
+        file,
+        { cause: error },
+      );
+    }
+    // Anything else is for LMDB's own open to meet and report.
+  } finally {
+    for (const fd of taken) fs.closeSync(fd);
   }
 }
 
