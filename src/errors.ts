@@ -176,14 +176,17 @@ export function diskFullFrom(error: unknown, path: string): DiskFullError | unde
 }
 
 /**
- * A Node system error (from `fs`) of a call on `path` as this library's: {@link DiskFullError}
- * for a full file system, else a {@link SystemCallError} with its errno (EMFILE when no file
- * descriptor is left, say). Anything that is not a system error is returned as it is.
+ * A failed system call on `path` (a Node `fs` error, or the native addon's) as this library's:
+ * {@link DiskFullError} for a full file system, else a {@link SystemCallError} with its errno
+ * (EMFILE when no file descriptor is left, say).
  */
-export function systemErrorFrom(error: unknown, syscall: string, path: string): unknown {
-  const e = error as NodeJS.ErrnoException | null;
-  if (typeof e?.code !== 'string' || typeof e.errno !== 'number') return error;
-  return diskFullFrom(error, path) ?? new SystemCallError(e.syscall ?? syscall, Math.abs(e.errno), e.code, path, { cause: error });
+export function systemErrorFrom(error: unknown, syscall: string, path: string): NoatunError {
+  const e = error as { errno?: number; code?: string; syscall?: string; message?: string };
+  const errno = typeof e.errno === 'number' ? Math.abs(e.errno) : 0;
+  if (isNoSpaceErrno(errno)) {
+    return new DiskFullError(path, `${e.syscall ?? syscall} failed (errno ${errno})`, { cause: error });
+  }
+  return new SystemCallError(e.syscall ?? syscall, errno, e.code ?? e.message ?? 'unknown error', path, { cause: error });
 }
 
 /** A write found no room on the file system ({@link ErrorCode.DISK_FULL}). */

@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { diskFullFrom, ErrorCode, NoatunError, SystemCallError } from '../errors.js';
+import { diskFullFrom, ErrorCode, NoatunError, systemErrorFrom } from '../errors.js';
 import { DEFAULT_MAX_JOURNAL_BYTES, DEFAULT_MAX_VIEW_BYTES } from '../view/constants.js';
 import { type InspectOptions, inspectView, type ObjectNode } from '../view/inspect.js';
 import type { ObjectSchema, View } from '../view/schema.js';
@@ -583,9 +583,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
 
   /**
    * The payload of a local event: `copied` (the codec's copy of `event`, see {@link #mint}) or
-   * `event` encoded, refused as every peer would refuse it.
+   * `event` validated and encoded, refused as every peer would refuse it.
    */
   #encode(event: E, copied: Copied<E>): Uint8Array {
+    if (copied === undefined) this.#codec.validate?.(event);
     let payload: Uint8Array;
     try {
       payload = copied?.bytes ?? this.#codec.encode(copied === undefined ? event : copied.value);
@@ -611,7 +612,6 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    */
   #mint(event: E, previous: MessageId | undefined, options: AppendOptions | undefined, copies: Copied<E>[]): Envelope {
     const copied = this.#codec.copy?.(event);
-    if (copied === undefined) this.#codec.validate?.(event);
     const payload = this.#encode(event, copied);
     // A time ahead of the clock is the app's choice (peers accept the event once it is due).
     // (The usual case, no options, without the object `placement` returns: see IdMinter.plan.)
@@ -1180,7 +1180,6 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#assertOpen();
     if (typeof fn !== 'function') throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `preview takes a function, got ${describeValue(fn)}`);
     const copied = this.#codec.copy?.(event);
-    if (copied === undefined) this.#codec.validate?.(event);
     const payload = this.#encode(event, copied);
     const codec = this.#codec;
     const view = this.#projector.view;
@@ -1516,8 +1515,7 @@ function makeDirectory(directory: string): void {
         cause: error,
       });
     }
-    const errno = Math.abs((error as NodeJS.ErrnoException).errno ?? 0);
-    throw diskFullFrom(error, directory) ?? new SystemCallError('mkdir', errno, code ?? String(error), directory, { cause: error });
+    throw systemErrorFrom(error, 'mkdir', directory);
   }
 }
 

@@ -16,7 +16,7 @@
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { DiskFullError, ErrorCode, isNoSpaceErrno, NoatunError, SystemCallError } from '../errors.js';
+import { DiskFullError, ErrorCode, NoatunError, systemErrorFrom } from '../errors.js';
 import { PAGE_BYTES } from './constants.js';
 
 /** The functions the addon exports (see native/mmap.c). */
@@ -163,12 +163,12 @@ export function checksumFile(path: string, offset: number, length: number): Buff
   try {
     fd = fs.openSync(path, 'r');
   } catch (error) {
-    throw fromSystemError(error, 'open', path);
+    throw systemErrorFrom(error, 'open', path);
   }
   try {
     return loadNative().checksumFile(fd, offset, length);
   } catch (error) {
-    throw fromSystemError(error, 'pread', path);
+    throw systemErrorFrom(error, 'pread', path);
   } finally {
     fs.closeSync(fd);
   }
@@ -181,17 +181,6 @@ export const Advice = {
   SEQUENTIAL: 2,
   WILLNEED: 3,
 } as const;
-
-function fromSystemError(error: unknown, syscall: string, path: string): NoatunError {
-  const e = error as { errno?: number; code?: string; syscall?: string; message?: string };
-  const errno = typeof e.errno === 'number' ? Math.abs(e.errno) : 0;
-  if (isNoSpaceErrno(errno)) {
-    return new DiskFullError(path, `${e.syscall ?? syscall} failed (errno ${errno})`, { cause: error });
-  }
-  return new SystemCallError(e.syscall ?? syscall, errno, e.code ?? e.message ?? 'unknown error', path, {
-    cause: error,
-  });
-}
 
 /** Options of {@link MappedFile.open}. */
 export interface MappedFileOptions {
@@ -240,7 +229,7 @@ export class MappedFile {
     try {
       fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
     } catch (error) {
-      throw fromSystemError(error, 'open', path);
+      throw systemErrorFrom(error, 'open', path);
     }
     try {
       let size = fs.fstatSync(fd).size;
@@ -251,7 +240,7 @@ export class MappedFile {
           loadNative().allocate(fd, 0, size);
         } catch (error) {
           fs.ftruncateSync(fd, 0); // an empty file counts as new at the next open
-          throw fromSystemError(error, 'fallocate', path);
+          throw systemErrorFrom(error, 'fallocate', path);
         }
       }
       if (size > reserveBytes) {
@@ -265,13 +254,13 @@ export class MappedFile {
         buffer = loadNative().map(fd, reserveBytes, size, true);
       } catch (error) {
         if (error instanceof NoatunError) throw error;
-        throw fromSystemError(error, 'mmap', path);
+        throw systemErrorFrom(error, 'mmap', path);
       }
       return new MappedFile(path, fd, buffer, size, reserveBytes, created, options.limitOption ?? 'maxViewBytes');
     } catch (error) {
       fs.closeSync(fd);
       if (error instanceof NoatunError) throw error;
-      throw fromSystemError(error, 'ftruncate', path);
+      throw systemErrorFrom(error, 'ftruncate', path);
     }
   }
 
@@ -314,7 +303,7 @@ export class MappedFile {
     try {
       fs.ftruncateSync(this.#fd, target);
     } catch (error) {
-      throw fromSystemError(error, 'ftruncate', this.path);
+      throw systemErrorFrom(error, 'ftruncate', this.path);
     }
     // A longer ArrayBuffer over the same mapping (see native/mmap.c: buffers span the file, not
     // the reservation, because V8 counts their length as external memory).
@@ -328,7 +317,7 @@ export class MappedFile {
     try {
       loadNative().sync(this.#buffer, offset, length);
     } catch (error) {
-      throw fromSystemError(error, 'msync', this.path);
+      throw systemErrorFrom(error, 'msync', this.path);
     }
   }
 
@@ -338,7 +327,7 @@ export class MappedFile {
     try {
       loadNative().advise(this.#buffer, advice);
     } catch (error) {
-      throw fromSystemError(error, 'madvise', this.path);
+      throw systemErrorFrom(error, 'madvise', this.path);
     }
   }
 
@@ -353,7 +342,7 @@ export class MappedFile {
     try {
       return loadNative().discard(this.#buffer, from, Math.min(to, this.byteLength));
     } catch (error) {
-      throw fromSystemError(error, 'madvise', this.path);
+      throw systemErrorFrom(error, 'madvise', this.path);
     }
   }
 
@@ -371,7 +360,7 @@ export class MappedFile {
     try {
       loadNative().allocate(this.#fd, start, end - start);
     } catch (error) {
-      throw fromSystemError(error, 'fallocate', this.path);
+      throw systemErrorFrom(error, 'fallocate', this.path);
     }
   }
 
