@@ -56,6 +56,7 @@ import {
 import { Finality } from './finality.js';
 import { Inbox, LOCAL_SOURCE } from './inbox.js';
 import { EventLog, type StoredEvent } from './log.js';
+import { logDamageFrom } from './log-file-check.js';
 import { compareIdBytes, FRESH_SEQUENCE_MIN, IdMinter, MessageId } from './message-id.js';
 import {
   ApplyFailedError,
@@ -266,6 +267,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         schemaChanged = code === ErrorCode.SCHEMA_MISMATCH;
       }
       const storedNext = log.getMeta<number>(META_NEXT_ORDINAL) ?? 1;
+      if (view !== undefined && !view.arena.created && storedNext === 1) refuseOrphanView(view, logId, log.path, viewDir);
       if (view !== undefined && !view.arena.created && !viewMatches(view, logId, storedNext)) {
         view.close();
         view = undefined;
@@ -327,7 +329,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       } finally {
         releaseLock();
       }
-      throw diskFullFrom(error, options.path) ?? error;
+      throw diskFullFrom(error, options.path) ?? logDamageFrom(error, path.join(options.path, 'log.mdb')) ?? error;
     }
   }
 
@@ -535,7 +537,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       discarded = this.#projector.rebuild(this.#options.onProgress);
     } catch (error) {
       // A fresh view half made (the disk filled up, say): the next open rebuilds it.
-      this.#broken ??= asEngineError(error);
+      this.#broken ??= asEngineError(error, this.#log.path);
       throw error;
     }
     this.#projector.view.lastApplied = this.#nextOrdinal - 1;
@@ -734,7 +736,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         throw error;
       }
       this.#uncommit(envelopes, headsBefore);
-      throw local && !(error instanceof NoatunError) ? new ApplyFailedError(envelopes[0]!.id, error) : asEngineError(error);
+      throw local && !(error instanceof NoatunError) ? new ApplyFailedError(envelopes[0]!.id, error) : asEngineError(error, this.#log.path);
     }
     // The log keeps the batch's records until the commit is durable; their parsed envelopes are
     // not needed any more. While the commit is awaited the thread is idle, V8 collects garbage,
@@ -829,7 +831,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     } catch (error) {
       // The log refuses writes from now on; so does the database, reads included: the view shows
       // batches that were never stored (see #broken).
-      this.#broken ??= asEngineError(error);
+      this.#broken ??= asEngineError(error, this.#log.path);
       throw error;
     } finally {
       this.#pendingWrites--;
@@ -864,7 +866,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
           if (!this.#closed && this.#pendingWrites === 0) this.#checkpoint();
         },
         (error: unknown) => {
-          this.#broken ??= asEngineError(error);
+          this.#broken ??= asEngineError(error, this.#log.path);
         },
       );
     }, CHECKPOINT_DELAY_MS);
@@ -1388,7 +1390,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       // A view that is not what the log holds stays dirty: the next open puts it right.
       if (this.#broken === undefined) this.#seal();
     } catch (error) {
-      this.#broken ??= asEngineError(error);
+      this.#broken ??= asEngineError(error, this.#log.path);
       failure = error;
     }
     try {
@@ -1407,8 +1409,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
  * An error out of projection as the engine reports it: a `NoatunError` as is; anything else (the
  * call stack or memory ran out while applying) as {@link ErrorCode.RESOURCE_EXHAUSTED}.
  */
-function asEngineError(error: unknown): NoatunError {
+function asEngineError(error: unknown, logFile: string): NoatunError {
   if (error instanceof NoatunError) return error;
+  const damage = logDamageFrom(error, logFile);
+  if (damage !== undefined) return damage;
   return new NoatunError(
     ErrorCode.RESOURCE_EXHAUSTED,
     `applying the batch ran out of resources on this machine (${String(error)}); nothing of it was stored`,
@@ -1517,6 +1521,23 @@ function makeDirectory(directory: string): void {
     }
     throw systemErrorFrom(error, 'mkdir', directory);
   }
+}
+
+/**
+ * Refuses to open a log that has never stored an event beside a view that applied events of
+ * another log: the log was deleted, emptied or replaced, and making a fresh view would throw away
+ * the only thing left of those events (`CORRUPT_FILE`). A view of this log (a crash before its
+ * first commit was durable) or of none is rebuilt as usual.
+ */
+function refuseOrphanView(view: MaterializedView<ObjectSchema<unknown>>, logId: Uint8Array, logPath: string, viewDir: string): void {
+  const applied = view.lastApplied;
+  if (applied <= 0) return;
+  const stored = view.arena.u8.subarray(EngineWord.LOG_ID * 4, EngineWord.LOG_ID * 4 + 16);
+  if (stored.every((byte) => byte === 0) || Buffer.compare(stored, Buffer.from(logId)) === 0) return;
+  throw new NoatunError(
+    ErrorCode.CORRUPT_FILE,
+    `the event log ${logPath} holds no event, but the view beside it has applied ${applied} events of another log: the log was deleted, emptied or replaced. Restore the log from a backup; or, to start afresh and let the peers send the events again, remove the view directory ${viewDir} (the view is only derived from the log)`,
+  );
 }
 
 /**

@@ -22,6 +22,7 @@ import * as path from 'node:path';
 import { type Database as LmdbDatabase, open, type RootDatabase } from 'lmdb';
 import { DiskFullError, ErrorCode, isNoSpaceErrno, NoatunError, SystemCallError } from '../errors.js';
 import { type Envelope, ownCopy } from './envelope.js';
+import { checkLogFile } from './log-file-check.js';
 import { concatRuns, RUN_BYTES, type RunEntry, RunReader, writeRuns } from './log-run.js';
 import { LogWriter, META, RUNS, WriteOps } from './log-writer.js';
 import { LogOverlay } from './log-overlay.js';
@@ -1759,11 +1760,13 @@ const ENV_DESCRIPTORS = 4;
  *
  * lmdb-js (3.5.6) frees an environment twice when LMDB's open fails after it has registered the
  * environment, and the process dies of it (SIGSEGV). Running out of file descriptors
- * (`ulimit -n`) does that. So the descriptors the open needs are taken and given back first, and
- * running out of them is an error here instead of a crash there.
+ * (`ulimit -n`) does that, and so does a damaged file. So the descriptors the open needs are
+ * taken and given back first, and the file's meta pages are checked (see `log-file-check.ts`):
+ * either is an error here instead of a crash there.
  */
 function openEnv(file: string): RootDatabase {
   ensureDescriptors(file, ENV_DESCRIPTORS);
+  checkLogFile(file);
   try {
     return open({ path: file, compression: false, maxDbs: 8, eventTurnBatching: false });
   } catch (cause) {

@@ -707,6 +707,15 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
       this.appliedMax = stored.key;
     }
     if (done % step !== 0 || total === 0) onProgress?.({ phase: 'rebuild', done, total });
+    // The log counts its events in the same transactions that store them. Fewer read back means
+    // LMDB's own pages are damaged (it has no checksums: a garbage page can end a cursor early);
+    // a view of what was read would silently lack the rest.
+    if (done < total) {
+      throw new NoatunError(
+        ErrorCode.CORRUPT_FILE,
+        `the event log ${this.#log.path} is damaged: it counts ${total} events, but only ${done} could be read. Restore it from a backup, or move the database directory away and let the peers send the events again`,
+      );
+    }
     return discarded;
   }
 

@@ -1,0 +1,152 @@
+/**
+ * Checks the log's LMDB file before LMDB opens it, so that a damaged or foreign file is an error
+ * and not the end of the process.
+ *
+ * Why: lmdb-js 3.5.6 frees an environment twice whenever LMDB's `mdb_env_open` fails (src/env.cpp:
+ * `openEnv` deletes it, then `closeEnv` reads it), and the process dies of a segmentation fault.
+ * Every refusal of LMDB's open does that: a file that is not LMDB's (magic, version), one cut short
+ * before its second meta page, one LMDB may not open for writing. And LMDB trusts its meta pages:
+ * a file cut short after them (a tree's root or its last page beyond the end) opens, and the first
+ * read of a missing page dies of SIGBUS. So what LMDB's open reads — the meta pages — is read here
+ * first, and whatever would make LMDB fail or read past the end is refused with an error.
+ *
+ * The layout is LMDB's (liblmdb `mdb.c`, as lmdb-js 3.5 builds it on 64-bit Linux): a page header
+ * of 24 bytes (page number, txnid, pad, flags, lower/upper), then at byte 24 of a meta page
+ * `MDB_meta`: magic u32, version u32, address u64, map size u64, two `MDB_db` of 48 bytes (pad,
+ * which in the first is the page size, u32; flags u16; depth u16; branch, leaf and overflow pages,
+ * entries and root u64), last page u64, txnid u64. LMDB reads a meta at 0 and at the page size;
+ * with overlapping sync (lmdb-js's default on Linux) a third at half the page size, written
+ * without magic or version.
+ *
+ * A sound file always passes: every page up to the last one a meta names has been written (LMDB
+ * writes a commit's pages before its meta), so the file holds them, and a tree's root is one of
+ * them. The check reads at most three small stretches of the file.
+ */
+import * as fs from 'node:fs';
+import { ErrorCode, NoatunError, systemErrorFrom } from '../errors.js';
+
+const PAGE_HEADER = 24;
+/** Bytes of `MDB_meta` LMDB reads after the page header (its `MDB_metabuf`). */
+const META_BYTES = 144;
+const MDB_MAGIC = 0xbeefc0de;
+const MDB_DATA_VERSION = 2;
+const P_META = 0x08;
+const MDB_OVERLAPPINGSYNC = 0x1000;
+/** Offsets inside a meta page. */
+const FLAGS_AT = 18;
+const MAGIC_AT = PAGE_HEADER;
+const VERSION_AT = PAGE_HEADER + 4;
+const PAGE_SIZE_AT = PAGE_HEADER + 24;
+const ENV_FLAGS_AT = PAGE_HEADER + 28;
+const FREE_ROOT_AT = PAGE_HEADER + 24 + 40;
+const MAIN_ROOT_AT = PAGE_HEADER + 24 + 48 + 40;
+const LAST_PAGE_AT = PAGE_HEADER + 24 + 96;
+const TXNID_AT = LAST_PAGE_AT + 8;
+/** LMDB's page sizes: a power of two from its minimum to its maximum. */
+const MIN_PAGE_SIZE = 512;
+const MAX_PAGE_SIZE = 0x10000;
+
+/**
+ * Throws `CORRUPT_FILE` when LMDB would refuse the log file `file` or read past its end, and
+ * `SYSTEM_CALL_FAILED` when it or its lock file cannot be opened for reading and writing. A
+ * missing or empty file passes: LMDB makes a new log of it (and a lock file where there is none).
+ */
+export function checkLogFile(file: string): void {
+  const lockFile = `${file}-lock`;
+  try {
+    fs.closeSync(fs.openSync(lockFile, fs.constants.O_RDWR));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw systemErrorFrom(error, 'open', lockFile);
+  }
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDWR);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'EISDIR') throw damaged(file, 'it is a directory', error);
+    throw systemErrorFrom(error, 'open', file);
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size === 0) return;
+    const first = read(fd, 0, PAGE_HEADER + META_BYTES, size, file);
+    const view = new DataView(first.buffer, first.byteOffset, first.byteLength);
+    if ((view.getUint16(FLAGS_AT, true) & P_META) === 0 || view.getUint32(MAGIC_AT, true) !== MDB_MAGIC) {
+      throw damaged(file, 'its first page is not an LMDB meta page (the file is damaged, or not a log)');
+    }
+    const version = view.getUint32(VERSION_AT, true) & 0xffff;
+    if (version !== MDB_DATA_VERSION) throw damaged(file, `its LMDB data version is ${version}, not ${MDB_DATA_VERSION}`);
+    const pageSize = view.getUint32(PAGE_SIZE_AT, true);
+    if (pageSize < MIN_PAGE_SIZE || pageSize > MAX_PAGE_SIZE || (pageSize & (pageSize - 1)) !== 0) {
+      throw damaged(file, `its meta page gives a page size of ${pageSize}`);
+    }
+    checkMeta(view, 0, pageSize, size, file);
+    const overlapping = (view.getUint16(ENV_FLAGS_AT, true) & MDB_OVERLAPPINGSYNC) !== 0;
+    for (const at of overlapping ? [pageSize / 2, pageSize] : [pageSize]) {
+      const bytes = read(fd, at, PAGE_HEADER + META_BYTES, size, file);
+      checkMeta(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), at, pageSize, size, file);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Checks the meta at byte `at` (read into `meta`): one that names a transaction must name pages
+ * the file holds. (LMDB picks among the metas by transaction id, and after a reboot it may pick
+ * the older one: each must be sound. One without a transaction is never picked.)
+ */
+function checkMeta(meta: DataView, at: number, pageSize: number, size: number, file: string): void {
+  if (meta.getBigUint64(TXNID_AT, true) === 0n && at !== 0) return;
+  const lastPage = meta.getBigUint64(LAST_PAGE_AT, true);
+  const pages = BigInt(Math.floor(size / pageSize));
+  if (lastPage >= pages) {
+    throw damaged(file, `it is ${size} bytes long, and its meta page at byte ${at} names page ${lastPage} of ${pageSize} bytes (cut short?)`);
+  }
+  for (const rootAt of [FREE_ROOT_AT, MAIN_ROOT_AT]) {
+    const root = meta.getBigUint64(rootAt, true);
+    if (root !== 0xffffffffffffffffn && (root < 2n || root > lastPage)) {
+      throw damaged(file, `its meta page at byte ${at} names page ${root} as a tree's root, outside pages 2 to ${lastPage}`);
+    }
+  }
+}
+
+/** Reads `length` bytes at `at`; a file that ends before them is damaged (LMDB reads them whole). */
+function read(fd: number, at: number, length: number, size: number, file: string): Buffer {
+  if (at + length > size) throw damaged(file, `it is ${size} bytes long, shorter than its meta pages`);
+  const bytes = Buffer.alloc(length);
+  let got = 0;
+  while (got < length) {
+    const n = fs.readSync(fd, bytes, got, length - got, at + got);
+    if (n === 0) throw damaged(file, `it ended at ${at + got} bytes while its meta page was read`);
+    got += n;
+  }
+  return bytes;
+}
+
+function damaged(file: string, reason: string, cause?: unknown): NoatunError {
+  return new NoatunError(
+    ErrorCode.CORRUPT_FILE,
+    `cannot open the event log ${file}: ${reason}. The log holds the database's events; restore it from a backup, or move the database directory away and let the peers send the events again`,
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+/**
+ * LMDB's codes for pages it found damaged while reading (`MDB_PAGE_NOTFOUND`, `MDB_CORRUPTED`,
+ * `MDB_INVALID`, `MDB_INCOMPATIBLE`, `MDB_BAD_VALSIZE`, `MDB_PROBLEM`): lmdb-js throws them as
+ * plain errors with the number as their `code`.
+ */
+const LMDB_DAMAGE_CODES = new Set([-30797, -30796, -30793, -30784, -30781, -30779]);
+
+/**
+ * `CORRUPT_FILE` for the log `file` when `error` is LMDB finding its pages damaged (see
+ * {@link LMDB_DAMAGE_CODES}), else undefined.
+ */
+export function logDamageFrom(error: unknown, file: string): NoatunError | undefined {
+  if (error instanceof NoatunError || error === null || typeof error !== 'object') return undefined;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== 'number' || !LMDB_DAMAGE_CODES.has(code)) return undefined;
+  return damaged(file, `LMDB found its pages damaged (${String((error as Error).message)})`, error);
+}
