@@ -161,7 +161,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#log = log;
     this.#projector = projector;
     this.#codec = options.codec ?? messagePackCodec<E>();
-    this.#now = options.now ?? Date.now;
+    // The clock is checked at every reading too: one that later returns a string or a negative
+    // time would date events wrongly without a word (see checkClock).
+    const now = options.now;
+    this.#now = now === undefined ? Date.now : () => clockTime(now());
     this.#releaseLock = releaseLock;
     this.#openedBy = openedBy;
     this.#nextOrdinal = log.getMeta<number>(META_NEXT_ORDINAL) ?? 1;
@@ -1191,6 +1194,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const mark = view.mark(0);
     try {
       view.write(untracked, (root) => {
+        let failed = false;
         let failure: unknown;
         try {
           // Decoded in here, as the projector decodes: a codec that fails on its own bytes fails
@@ -1201,14 +1205,16 @@ export class Database<E, R extends ObjectSchema<unknown>> {
               : codec.decode(Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
           const result = apply(value, root, { id, time: id.timestamp }) as unknown;
           if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
+            failed = true;
             failure = new NoatunError(ErrorCode.INVALID_ARGUMENT, 'apply must be synchronous (it returned a promise)');
           }
         } catch (error) {
           // As at an append (see Projector.applyOne): a failure of this machine is not the event's.
           if (isEnvironmentFailure(error) && error instanceof NoatunError) throw error;
+          failed = true;
           failure = error;
         }
-        if (failure !== undefined) throw new ApplyFailedError(id, failure);
+        if (failed) throw new ApplyFailedError(id, failure);
       });
       return view.read(fn);
     } finally {
@@ -1495,17 +1501,26 @@ function checkCodec(codec: Codec<unknown> | undefined): void {
 }
 
 /**
- * Refuses a clock whose time is not ms since the epoch (a string, NaN, infinite, before 1970):
- * read once at open, where the mistake is made, not at every event. (A time past the ids' 48 bits
- * is allowed: such a database can still ingest and read; appending there is refused.)
+ * Refuses a clock whose time is not ms since the epoch (a string, NaN, infinite, before 1970) at
+ * open, where the mistake is usually made (and at every later reading: see {@link clockTime}). (A
+ * time past the ids' 48 bits is allowed: such a database can still ingest and read; appending
+ * there is refused.)
  */
 function checkClock(now: () => number): void {
   if (typeof now !== 'function') throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'now must be a function returning ms since the epoch');
-  const time = now() as unknown;
+  clockTime(now());
+}
+
+/**
+ * `time`, a reading of the app's clock, when it is ms since the epoch; else `INVALID_ARGUMENT`
+ * (at open, and at any later reading: an append then stores nothing).
+ */
+function clockTime(time: unknown): number {
   if (typeof time !== 'number' || !(time >= 0 && Number.isFinite(time))) {
     const shown = typeof time === 'string' ? JSON.stringify(time) : String(time);
     throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `now() returned ${shown}: it must return the time in ms since the epoch (a finite number, at least 0)`);
   }
+  return time;
 }
 
 /** Makes the database's directory, or says clearly why it cannot be one. */

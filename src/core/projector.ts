@@ -133,22 +133,35 @@ export type ProgressCallback = (progress: {
  * runs differs between an append, an ingest, a rewind and a rebuild, and between peers.
  */
 export function isEnvironmentFailure(error: unknown): boolean {
-  if (error instanceof RangeError) {
-    return /Maximum call stack size exceeded|Array buffer allocation failed/i.test(error.message);
+  // An apply may throw anything, a revoked proxy included, whose `instanceof` throws: that is the
+  // event's failure, not this machine's.
+  try {
+    if (error instanceof RangeError) {
+      return /Maximum call stack size exceeded|Array buffer allocation failed/i.test(error.message);
+    }
+    if (!(error instanceof NoatunError)) return false;
+    return (
+      error.code === ErrorCode.VIEW_FULL ||
+      error.code === ErrorCode.DISK_FULL ||
+      error.code === ErrorCode.SYSTEM_CALL_FAILED ||
+      error.code === ErrorCode.CLOSED ||
+      error.code === ErrorCode.INTERNAL
+    );
+  } catch {
+    return false;
   }
-  if (!(error instanceof NoatunError)) return false;
-  return (
-    error.code === ErrorCode.VIEW_FULL ||
-    error.code === ErrorCode.DISK_FULL ||
-    error.code === ErrorCode.SYSTEM_CALL_FAILED ||
-    error.code === ErrorCode.CLOSED ||
-    error.code === ErrorCode.INTERNAL
-  );
 }
 
-/** The message recorded for a failed apply. */
+/**
+ * The message recorded for a failed apply. Whatever was thrown gives one, the same on every peer:
+ * a value whose name, message or conversion to a string throws gets a fixed one.
+ */
 function describeFailure(failure: unknown): string {
-  return failure instanceof Error ? `${failure.name}: ${failure.message}` : String(failure);
+  try {
+    return failure instanceof Error ? `${failure.name}: ${failure.message}` : String(failure);
+  } catch {
+    return `a thrown ${typeof failure} that cannot be shown`;
+  }
 }
 
 /** The decoded envelope of a stored record, or undefined when it is damaged or forged. */
@@ -234,6 +247,8 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     const mark = view.mark(stored.ordinal);
     const envelope = stored.decoded ?? readEnvelopeUnchecked(stored.envelope);
     const id = envelope.id;
+    // (Whether apply threw, apart from what: `throw undefined` is a failure too.)
+    let failed = false;
     let failure: unknown;
     this.book.begin(stored.ordinal, id.timestamp);
     try {
@@ -253,6 +268,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
       }
       const result = view.writeWith(this.book, this.#apply, event, { id, time: id.timestamp }) as unknown;
       if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
+        failed = true;
         failure = new NoatunError(ErrorCode.INVALID_ARGUMENT, 'apply must be synchronous (it returned a promise)');
       }
     } catch (error) {
@@ -263,9 +279,10 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
         if (!(error instanceof NoatunError) && this.#isStrict(stored.ordinal)) throw new ApplyFailedError(id, error);
         throw error;
       }
+      failed = true;
       failure = error;
     }
-    if (failure === undefined) {
+    if (!failed) {
       this.book.finish(id.bytes);
     } else {
       view.rewindTo(mark);

@@ -219,3 +219,94 @@ test('arguments of the wrong kind are refused with INVALID_ARGUMENT and change n
     await db.close();
   }
 });
+
+/** What an apply may throw: every one of them is a failure of the event, rolled back. */
+const thrown: Record<string, { make: () => unknown; recorded: string }> = {
+  undefined: { make: () => undefined, recorded: 'undefined' },
+  null: { make: () => null, recorded: 'null' },
+  'a symbol': { make: () => Symbol('odd'), recorded: 'Symbol(odd)' },
+  'an object whose toString throws': {
+    make: () => ({
+      toString() {
+        throw new Error('no');
+      },
+    }),
+    recorded: 'a thrown object that cannot be shown',
+  },
+  'a revoked proxy': {
+    make: () => {
+      const { proxy, revoke } = Proxy.revocable({}, {});
+      revoke();
+      return proxy;
+    },
+    recorded: 'a thrown object that cannot be shown',
+  },
+};
+
+test('whatever apply throws (undefined, null, a symbol, an unprintable object, a revoked proxy) fails the event: rolled back, refused at an append, recorded alike on every peer', async (t) => {
+  // Before: `throw undefined` was taken for success (the event stored with its writes), and a
+  // revoked proxy, or a value whose conversion to a string throws, escaped the projector, so a
+  // peer's whole batch was refused and replication stalled on it.
+  const Counter = s.object({ count: s.u32() });
+  type Throw = { kind: string };
+  const throwing = (e: Throw, root: s.View<typeof Counter>) => {
+    root.count += 1;
+    if (e.kind !== 'ok') {
+      root.count += 100;
+      throw thrown[e.kind]!.make();
+    }
+  };
+  const clock = new FakeClock();
+  const open = (apply: (e: Throw, root: s.View<typeof Counter>) => void) =>
+    Database.open<Throw, typeof Counter>({ path: tempDir(), root: Counter, apply, now: clock.now });
+  const local = await open(throwing);
+  // The author's own apply throws: the append is refused and nothing stays.
+  for (const kind of Object.keys(thrown)) {
+    const error = await t.throwsAsync(local.append({ kind }));
+    t.is((error as NoatunError).code, 'APPLY_FAILED', kind);
+    t.true((error as Error).message.includes(thrown[kind]!.recorded), (error as Error).message);
+  }
+  t.is(local.stats().stored, 0);
+  t.is(local.read((root) => root.count), 0);
+  // The same events from an author whose apply does not throw: each peer stores them, records
+  // the same failure for each, and keeps none of the failed applies' writes.
+  const author = await open(() => {});
+  for (const kind of ['ok', ...Object.keys(thrown), 'ok']) {
+    clock.time += 1000;
+    await author.append({ kind });
+  }
+  const batch = [...author.messages()].map((m) => m.bytes);
+  const peers = [await open(throwing), await open(throwing)];
+  await peers[0]!.ingest(batch);
+  for (const bytes of batch.toReversed()) await peers[1]!.ingest([bytes]);
+  for (const peer of peers) {
+    t.is(peer.stats().stored, batch.length);
+    t.is(peer.read((root) => root.count), 2);
+    t.deepEqual(
+      peer.failures().map((f) => f.error),
+      Object.values(thrown).map((v) => v.recorded),
+    );
+  }
+  for (const db of [local, author, ...peers]) await db.close();
+});
+
+test('a clock that goes wrong after the open is refused at the append that reads it: nothing is stored, and appends go on once it is right', async (t) => {
+  let time: unknown = Date.UTC(2026, 0, 1);
+  const db = await Database.open<Ev, typeof Root>({ path: tempDir(), root: Root, apply, now: () => time as number });
+  await db.append({ kind: 'ok' });
+  const good = time;
+  // Before: "5" dated the event 5 ms after 1970 and a negative time was taken as 0, silently.
+  for (const wrong of ['5', -1, Number.NaN, Number.POSITIVE_INFINITY, undefined, null, 5n]) {
+    time = wrong;
+    const error = await t.throwsAsync(db.append({ kind: 'ok' }));
+    t.is((error as NoatunError).code, 'INVALID_ARGUMENT', String(wrong));
+    t.regex((error as Error).message, /now\(\) returned/);
+    const transaction = await t.throwsAsync(db.transaction((tx) => tx.append({ kind: 'ok' })));
+    t.is((transaction as NoatunError).code, 'INVALID_ARGUMENT', String(wrong));
+  }
+  t.is(db.stats().stored, 1);
+  time = (good as number) + 1000;
+  await db.append({ kind: 'ok' });
+  t.is(db.read((root) => root.count), 2);
+  await db.close();
+});
