@@ -62,6 +62,7 @@ import {
   ApplyFailedError,
   type ApplyFailure,
   EngineWord,
+  describeFailure,
   isEnvironmentFailure,
   Projector,
   UnconfirmedBatchError,
@@ -369,6 +370,22 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     if (this.#closed || this.#broken !== undefined) this.#refuse();
   }
 
+  /**
+   * As {@link #assertOpen}, and refuses a change made from inside a view session (an `apply`, a
+   * `read` or `preview` callback): it would apply events in the middle of another one's apply.
+   * (`compact` from an `apply` re-applied that apply, which compacted again, until the stack ran
+   * out; an `append` failed later, as the event's own failure.)
+   */
+  #assertWritable(method: string): void {
+    this.#assertOpen();
+    if (this.#projector.view.arena.active) {
+      throw new NoatunError(
+        ErrorCode.SESSION_NESTED,
+        `${method} cannot be called inside apply, read or preview: an apply folds its event into the view and nothing else, and a read only reads (call it after the callback returns)`,
+      );
+    }
+  }
+
   /** Throws why the database refuses work: closed, or broken by a failure it cannot undo. */
   #refuse(): never {
     if (this.#closed) throw new NoatunError(ErrorCode.CLOSED, `database ${this.path} is closed`);
@@ -379,10 +396,11 @@ export class Database<E, R extends ObjectSchema<unknown>> {
 
   /**
    * Appends one event; resolves with its id once it is durably stored (and applied).
-   * `options` can place it at another time, or just before or after another event.
+   * `options` can place it at another time, or just before or after another event. Like every
+   * change, it is refused with `SESSION_NESTED` inside an `apply`, `read` or `preview` callback.
    */
   async append(event: E, options?: AppendOptions): Promise<MessageId> {
-    this.#assertOpen();
+    this.#assertWritable('append');
     this.#advanceCutoff();
     const copies: Copied<E>[] = [];
     const envelope = this.#mint(event, undefined, options, copies);
@@ -396,23 +414,32 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   }
 
   /**
-   * Appends every event `fn` adds, as one durable commit. If `fn` throws, nothing is stored.
+   * Appends every event `fn` adds, as one durable commit. If `fn` throws, nothing is stored; `tx`
+   * refuses events once `fn` has returned.
    * Events in one transaction form a chain (each one's parent is the previous one).
    */
   async transaction(fn: (tx: Transaction<E>) => void): Promise<MessageId[]> {
-    this.#assertOpen();
+    this.#assertWritable('transaction');
     if (typeof fn !== 'function') throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `transaction takes a function, got ${describeValue(fn)}`);
     this.#advanceCutoff();
     const envelopes: Envelope[] = [];
     const copies: Copied<E>[] = [];
+    let open = true;
     const tx: Transaction<E> = {
       append: (event: E, options?: AppendOptions) => {
+        // An event added once the callback has returned would get an id and never be stored.
+        if (!open) throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'tx.append was called after the transaction callback returned: the transaction is over');
         const envelope = this.#mint(event, envelopes[envelopes.length - 1]?.id, options, copies);
         envelopes.push(envelope);
         return envelope.id;
       },
     };
-    const result = fn(tx) as unknown;
+    let result: unknown;
+    try {
+      result = fn(tx);
+    } finally {
+      open = false;
+    }
     if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'the transaction callback must be synchronous');
     }
@@ -440,7 +467,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    * pruned (the replicator does this when a peer's status is one stride ahead).
    */
   advanceCutoff(to?: number): void {
-    this.#assertOpen();
+    this.#assertWritable('advanceCutoff');
     if (to !== undefined && !Number.isSafeInteger(to)) {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `advanceCutoff takes a stride boundary in ms, got ${describeValue(to)}`);
     }
@@ -559,7 +586,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    * the result is durable.
    */
   async compact(): Promise<void> {
-    this.#assertOpen();
+    this.#assertWritable('compact');
     this.#compact();
     await this.#durable();
   }
@@ -596,7 +623,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     try {
       payload = copied?.bytes ?? this.#codec.encode(copied === undefined ? event : copied.value);
     } catch (cause) {
-      throw new NoatunError(ErrorCode.PAYLOAD_INVALID, `event: the codec cannot encode it (${String(cause)})`, { cause });
+      throw new NoatunError(ErrorCode.PAYLOAD_INVALID, `event: the codec cannot encode it (${describeFailure(cause)})`, { cause });
+    }
+    if (!(payload instanceof Uint8Array)) {
+      throw new NoatunError(ErrorCode.PAYLOAD_INVALID, `event: the codec's encode returned ${describeValue(payload)}, not bytes (a Uint8Array)`);
     }
     const limit = DEFAULT_ENVELOPE_LIMITS.maxPayloadBytes;
     if (payload.length > limit) {
@@ -921,7 +951,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
 
   /** The synchronous part of {@link ingest}: validates, sorts and stores the batch. */
   #ingestNow(batch: Iterable<Uint8Array>, options: IngestOptions): IngestResult {
-    this.#assertOpen();
+    this.#assertWritable('ingest');
     if (batch === null || typeof (batch as { [Symbol.iterator]?: unknown })?.[Symbol.iterator] !== 'function') {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `ingest takes an iterable of envelopes (Uint8Array), got ${describeValue(batch)}`);
     }
@@ -1143,7 +1173,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    * view without it. Returns false when no such event is stored.
    */
   async remove(id: MessageId): Promise<boolean> {
-    this.#assertOpen();
+    this.#assertWritable('remove');
     const stored = this.#log.get(idBytes(id, 'id'));
     if (stored === undefined) return false;
     this.#markDirty();

@@ -156,7 +156,7 @@ export function isEnvironmentFailure(error: unknown): boolean {
  * The message recorded for a failed apply. Whatever was thrown gives one, the same on every peer:
  * a value whose name, message or conversion to a string throws gets a fixed one.
  */
-function describeFailure(failure: unknown): string {
+export function describeFailure(failure: unknown): string {
   try {
     return failure instanceof Error ? `${failure.name}: ${failure.message}` : String(failure);
   } catch {

@@ -310,3 +310,100 @@ test('a clock that goes wrong after the open is refused at the append that reads
   t.is(db.read((root) => root.count), 2);
   await db.close();
 });
+
+test('changes made from inside apply, read or preview (append, transaction, ingest, compact, remove, advanceCutoff) are refused with SESSION_NESTED, and the event around them is stored', async (t) => {
+  // Before: compact() from an apply re-applied that apply, which compacted again, until the stack
+  // ran out (and the database was broken); an append from an apply failed later as APPLY_FAILED.
+  const Counter = s.object({ count: s.u32() });
+  let db!: Database<string, typeof Counter>;
+  let inner: unknown;
+  const attempts: Record<string, () => unknown> = {
+    append: () => db.append('ok'),
+    transaction: () => db.transaction((tx) => tx.append('ok')),
+    ingest: () => db.ingest([]),
+    compact: () => db.compact(),
+    remove: () => db.remove([...db.messages()][0]!.id),
+    advanceCutoff: () => db.advanceCutoff(),
+  };
+  let attempt = '';
+  db = await Database.open<string, typeof Counter>({
+    path: tempDir(),
+    root: Counter,
+    now: new FakeClock().now,
+    apply: (e, root) => {
+      root.count += 1;
+      if (e === 'inner') {
+        try {
+          inner = attempts[attempt]!();
+        } catch (error) {
+          inner = error;
+        }
+      }
+    },
+  });
+  await db.append('ok');
+  const reason = async (value: unknown) => {
+    try {
+      await value;
+      return 'no error';
+    } catch (error) {
+      return (error as NoatunError).code;
+    }
+  };
+  for (const name of Object.keys(attempts)) {
+    attempt = name;
+    await db.append('inner');
+    t.is(await reason(inner instanceof Error ? Promise.reject(inner) : inner), 'SESSION_NESTED', `${name} in apply`);
+    for (const session of ['read', 'preview'] as const) {
+      const run = () => {
+        try {
+          return attempts[name]!();
+        } catch (error) {
+          return error;
+        }
+      };
+      const result = session === 'read' ? db.read(run) : db.preview('ok', run);
+      t.is(await reason(result instanceof Error ? Promise.reject(result) : result), 'SESSION_NESTED', `${name} in ${session}`);
+    }
+  }
+  const events = 1 + Object.keys(attempts).length;
+  t.is(db.stats().stored, events);
+  t.is(db.read((root) => root.count), events);
+  await db.append('ok');
+  await db.compact();
+  t.is(db.read((root) => root.count), events + 1);
+  await db.close();
+});
+
+test('tx.append after the transaction callback returned is refused, and stores nothing', async (t) => {
+  const db = await open();
+  let kept!: { append(e: Ev): MessageId };
+  await db.transaction((tx) => {
+    kept = tx;
+    tx.append({ kind: 'ok' });
+  });
+  // Before: it returned an id for an event that was never stored.
+  const error = t.throws(() => kept.append({ kind: 'ok' }));
+  t.is((error as NoatunError).code, 'INVALID_ARGUMENT');
+  t.is(db.stats().stored, 1);
+  await db.close();
+});
+
+test("a codec whose encode returns something else than bytes is refused with PAYLOAD_INVALID, not the language's error", async (t) => {
+  const returns: Record<string, unknown> = { a: 'string', b: [1, 2], c: new DataView(new ArrayBuffer(4)), d: undefined, e: null, f: 5 };
+  for (const [key, value] of Object.entries(returns)) {
+    const db = await Database.open<number, typeof Root>({
+      path: tempDir(),
+      root: Root,
+      apply: (_, root) => {
+        root.count += 1;
+      },
+      codec: { encode: () => value as Uint8Array, decode: () => 1 },
+    });
+    const error = await t.throwsAsync(db.append(1));
+    t.is((error as NoatunError).code, 'PAYLOAD_INVALID', key);
+    t.regex((error as Error).message, /the codec's encode returned .*, not bytes/);
+    t.is(db.stats().stored, 0);
+    await db.close();
+  }
+});
