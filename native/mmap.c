@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -749,6 +750,28 @@ static napi_value Checksum(napi_env env, napi_callback_info info) {
   return checksum_result(env, sum);
 }
 
+// lock(fd): takes an exclusive advisory lock (flock) on the open file, without waiting. Returns
+// true when it is taken, false when another open file holds it; throws for any other failure.
+// The lock goes with the descriptor: closing it, or the process dying, releases it, so a lock is
+// never left behind by a crash (src/core/directory-lock.ts).
+static napi_value Lock(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd = -1;
+  if (argc != 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    return throw_usage(env, "lock(fd) expects a file descriptor");
+  }
+  int rc;
+  do {
+    rc = flock(fd, LOCK_EX | LOCK_NB);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0 && errno != EWOULDBLOCK) return throw_syscall(env, "flock", errno);
+  napi_value result;
+  napi_get_boolean(env, rc == 0, &result);
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor properties[] = {
       {"map", NULL, Map, NULL, NULL, NULL, napi_default, NULL},
@@ -762,6 +785,7 @@ NAPI_MODULE_INIT() {
       {"verifyIds", NULL, VerifyIds, NULL, NULL, NULL, napi_default, NULL},
       {"checksum", NULL, Checksum, NULL, NULL, NULL, napi_default, NULL},
       {"checksumFile", NULL, ChecksumFile, NULL, NULL, NULL, napi_default, NULL},
+      {"lock", NULL, Lock, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
   if (EVP_MD_fetch != NULL && EVP_DigestInit_ex2 != NULL) {

@@ -1,24 +1,26 @@
 /**
- * One open Database per directory: a lock file holding the owner's pid, plus a set of the
+ * One open Database per directory: an exclusive advisory lock (`flock`) on the directory's `LOCK`
+ * file, held by an open descriptor for as long as the database is open, plus a set of the
  * directories this process has open. Two mappings of the same view file by two writers would
  * corrupt it, so a second open fails with `DATABASE_LOCKED` instead.
  *
- * A lock left by a process that died (SIGKILL) is taken over: its pid no longer runs.
+ * Why a lock held by a descriptor: the kernel lets go of it when the process ends, however it
+ * ends, so a crash (SIGKILL) never leaves the directory locked. The lock file used to be the lock
+ * itself, holding its owner's pid, and a lock whose pid no longer ran was taken over: a pid reused
+ * by another program after a crash kept the directory locked until someone deleted the file, and
+ * two processes taking over the same stale lock at once could both remove it and both open. The
+ * file still holds the pid of the process that has the database open, for the error another one
+ * gives; it is never deleted (deleting a locked file would let another process lock a new one).
+ *
+ * Versions before this one took the lock by the pid alone: do not open one directory with both at
+ * once (this one does not see the other's lock).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { diskFullFrom, ErrorCode, NoatunError, systemErrorFrom } from '../errors.js';
+import { lockFile } from '../view/mapped-file.js';
 
 const openHere = new Set<string>();
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** Takes the lock of `directory`; returns the function that releases it. */
 export function lockDirectory(directory: string): () => void {
@@ -27,40 +29,44 @@ export function lockDirectory(directory: string): () => void {
     throw new NoatunError(ErrorCode.DATABASE_LOCKED, `${directory} is already open in this process`);
   }
   const file = path.join(resolved, 'LOCK');
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
-      openHere.add(resolved);
-      return () => {
-        openHere.delete(resolved);
-        try {
-          if (fs.readFileSync(file, 'utf8') === String(process.pid)) fs.unlinkSync(file);
-        } catch {
-          // Already gone: nothing to release.
-        }
-      };
-    } catch (error) {
-      const full = diskFullFrom(error, file);
-      if (full !== undefined) {
-        // The file may have been made, empty: it would only be taken over at the next open.
-        fs.rmSync(file, { force: true });
-        throw full;
-      }
-      // (Out of file descriptors, say: a clear error, not Node's.)
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw systemErrorFrom(error, 'open', file);
-      let owner: number;
-      try {
-        owner = Number.parseInt(fs.readFileSync(file, 'utf8'), 10);
-      } catch (cause) {
-        // Released between the two calls: try again.
-        if ((cause as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        throw systemErrorFrom(cause, 'read', file);
-      }
-      if (Number.isInteger(owner) && owner !== process.pid && alive(owner)) {
-        throw new NoatunError(ErrorCode.DATABASE_LOCKED, `${directory} is open in process ${owner}`);
-      }
-      fs.rmSync(file, { force: true });
-    }
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+  } catch (error) {
+    // (Out of file descriptors, a full disk: a clear error, not Node's.)
+    throw diskFullFrom(error, file) ?? systemErrorFrom(error, 'open', file);
   }
-  throw new NoatunError(ErrorCode.DATABASE_LOCKED, `${directory}: could not take the lock`);
+  try {
+    if (!lockFile(fd, file)) {
+      const owner = ownerOf(fd);
+      throw new NoatunError(ErrorCode.DATABASE_LOCKED, `${directory} is open in ${owner === undefined ? 'another process' : `process ${owner}`}`);
+    }
+    // Ours: the pid is only for the message of the next process that tries.
+    fs.ftruncateSync(fd, 0);
+    fs.writeSync(fd, String(process.pid), 0);
+  } catch (error) {
+    fs.closeSync(fd);
+    if (error instanceof NoatunError) throw error;
+    throw diskFullFrom(error, file) ?? systemErrorFrom(error, 'write', file);
+  }
+  openHere.add(resolved);
+  return () => {
+    openHere.delete(resolved);
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // Closed already: nothing to release.
+    }
+  };
+}
+
+/** The pid the lock file names, if it names one. */
+function ownerOf(fd: number): number | undefined {
+  try {
+    const bytes = Buffer.alloc(32);
+    const owner = Number.parseInt(bytes.toString('utf8', 0, fs.readSync(fd, bytes, 0, bytes.length, 0)), 10);
+    return Number.isSafeInteger(owner) && owner > 0 ? owner : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -38,6 +38,8 @@ export interface NativeMmap {
   zstdCompress?(input: Uint8Array, output: Uint8Array, at: number): number;
   checksum(view: ArrayBufferView): Buffer;
   checksumFile(fd: number, offset: number, length: number): Buffer;
+  /** An exclusive `flock` of the open file, without waiting: false when another holds it. */
+  lock(fd: number): boolean;
 }
 
 /** What `node-gyp-build` exports: finds the addon for this platform and loads it. */
@@ -78,7 +80,7 @@ export function loadAddon(packageRoot: string): NativeMmap {
 }
 
 /** What the addon must export (`verifyIds` may be missing: its callers fall back to JavaScript). */
-const REQUIRED_FUNCTIONS = ['map', 'extend', 'unmap', 'sync', 'advise', 'discard', 'allocate', 'checksum', 'checksumFile'] as const;
+const REQUIRED_FUNCTIONS = ['map', 'extend', 'unmap', 'sync', 'advise', 'discard', 'allocate', 'checksum', 'checksumFile', 'lock'] as const;
 
 /**
  * `addon` if it exports every function this source calls; else `NATIVE_ADDON_UNAVAILABLE`, naming
@@ -101,6 +103,20 @@ export function assertComplete(addon: NativeMmap): NativeMmap {
 function loadNative(): NativeMmap {
   native ??= loadAddon(PACKAGE_ROOT);
   return native;
+}
+
+/**
+ * Takes an exclusive advisory lock (`flock`) on the open file `fd` without waiting: true when
+ * taken, false when another open file holds it. Closing `fd` (or the process ending) releases it.
+ * A failing call throws `SYSTEM_CALL_FAILED` for `file`.
+ */
+export function lockFile(fd: number, file: string): boolean {
+  try {
+    return loadNative().lock(fd);
+  } catch (error) {
+    if (error instanceof NoatunError) throw error;
+    throw systemErrorFrom(error, 'flock', file);
+  }
 }
 
 /**

@@ -35,7 +35,7 @@ test('an addon built from an older source is refused with NATIVE_ADDON_UNAVAILAB
   t.is(assertComplete(complete), complete);
   // The addon's functions are not enumerable: copies are made by name.
   const without = (name: string) => {
-    const names = ['map', 'extend', 'unmap', 'sync', 'advise', 'discard', 'allocate', 'checksum', 'checksumFile', 'verifyIds'];
+    const names = ['map', 'extend', 'unmap', 'sync', 'advise', 'discard', 'allocate', 'checksum', 'checksumFile', 'lock', 'verifyIds'];
     return Object.fromEntries(names.filter((n) => n !== name).map((n) => [n, complete[n as keyof NativeMmap]])) as unknown as NativeMmap;
   };
   t.notThrows(() => assertComplete(without('none')));
