@@ -46,14 +46,15 @@ async function makeDatabase(): Promise<string> {
 
 const TOTAL = (EVENTS * (EVENTS + 1)) / 2;
 
-/** Every file under `dir` (but the directory's own lock file) with its bytes. */
+/** Every file under `dir` (but the directory's lock file) with its bytes. */
 function snapshot(dir: string): Map<string, Buffer> {
   const files = new Map<string, Buffer>();
   for (const entry of fs.readdirSync(dir, { recursive: true, withFileTypes: true })) {
     if (!entry.isFile()) continue;
     const file = path.join(entry.parentPath, entry.name);
     const name = path.relative(dir, file);
-    if (name === 'lock' || name.endsWith('.lock')) continue;
+    // (The directory's lock file names the last process that opened it.)
+    if (name === 'LOCK') continue;
     files.set(name, fs.readFileSync(file));
   }
   return files;
