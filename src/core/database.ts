@@ -378,7 +378,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    */
   #assertWritable(method: string): void {
     this.#assertOpen();
-    if (this.#projector.view.arena.active) {
+    const arena = this.#projector.view.arena;
+    if (arena.active && !arena.unstuck()) {
       throw new NoatunError(
         ErrorCode.SESSION_NESTED,
         `${method} cannot be called inside apply, read or preview: an apply folds its event into the view and nothing else, and a read only reads (call it after the callback returns)`,

@@ -83,6 +83,13 @@ export interface ArenaOptions {
   readonly journal: UndoJournal;
 }
 
+/**
+ * Per arena, set by its view: whether the open session is stuck (it could not start, and was never
+ * closed) and is closed now (see `MaterializedView`'s #unstick). Kept outside the arena: a field
+ * more in it slowed every query (its fields are read by each).
+ */
+export const stuckSessions = new WeakMap<Arena, () => boolean>();
+
 /** The memory of a view. Used by the generated accessors and by the engine's bookkeeping. */
 export class Arena {
   readonly file: MappedFile;
@@ -281,10 +288,19 @@ export class Arena {
     return ++this.session;
   }
 
-  /** Throws why a session cannot begin (closed, or one is running). */
-  refuseSession(): never {
+  /**
+   * Throws why a session cannot begin (closed, or one is running); returns when the session open
+   * was a stuck one, closed now (see {@link stuckSessions}).
+   */
+  refuseSession(): void {
     if (this.closed) throw new NoatunError(ErrorCode.CLOSED, 'the view is closed');
+    if (this.unstuck()) return;
     throw new NoatunError(ErrorCode.SESSION_NESTED, 'a view session is already running (read/apply callbacks do not nest)');
+  }
+
+  /** Whether the open session was a stuck one, closed now (see {@link stuckSessions}). */
+  unstuck(): boolean {
+    return stuckSessions.get(this)?.() === true;
   }
 
   /** Ends the session: every accessor made in it becomes unusable. */

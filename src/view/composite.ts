@@ -98,7 +98,7 @@ export function slotDestroy(t: AnyType, a: Arena, w: WordOffset): void {
 export function jsonify(value: unknown): unknown {
   if (value instanceof Map) {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of value) out[String(k)] = jsonify(v);
+    for (const [k, v] of value) put(out, String(k), jsonify(v));
     return out;
   }
   if (typeof value === 'bigint') return value.toString();
@@ -106,10 +106,16 @@ export function jsonify(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(jsonify);
   if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = jsonify(v);
+    for (const [k, v] of Object.entries(value)) put(out, k, jsonify(v));
     return out;
   }
   return value;
+}
+
+/** Sets `out[key]`, as an own property even for `__proto__` (an assignment would set the prototype). */
+function put(out: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+  else out[key] = value;
 }
 
 /** `words` rounded up to the alignment `align` (1 or 2 words). */
@@ -144,6 +150,51 @@ const RESERVED_FIELDS = new Set(['export', 'assign', 'toJSON', 'constructor', '_
  * so it is no name an application sees.
  */
 export const ENTER = Symbol('noatun.enterSession');
+
+/** On the prototype of every accessor (object, list, map, opaque list): see {@link detach}. */
+export const IS_ACCESSOR = Symbol('noatun.accessor');
+
+/**
+ * `value` with every accessor in it (at any depth, in arrays, Maps and plain objects) replaced by
+ * its plain value (`export()`), or `value` itself when it holds none. Called where an app writes a
+ * composite value, before anything is written: an accessor reads the view as it is when it is
+ * read, so `list.assign([...list].sort(...))` copied from elements the assignment had already
+ * cleared, and got zeros. (An accessor of an entry deleted before it is written elsewhere still
+ * reads the cleared entry: `export()` it first.)
+ */
+export function detach(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if ((value as { [IS_ACCESSOR]?: boolean })[IS_ACCESSOR] === true) return (value as { export(): unknown }).export();
+  if (Array.isArray(value)) {
+    let copy: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const element = value[i] as unknown;
+      const plain = detach(element);
+      if (plain !== element) (copy ??= value.slice())[i] = plain;
+    }
+    return copy ?? value;
+  }
+  if (value instanceof Map) {
+    let changed = false;
+    const entries: [unknown, unknown][] = [];
+    for (const [k, v] of value) {
+      const plain = detach(v);
+      if (plain !== v) changed = true;
+      entries.push([k, plain]);
+    }
+    return changed ? new Map(entries) : value;
+  }
+  if (isPlainRecord(value)) {
+    let copy: Record<string, unknown> | undefined;
+    for (const key of Object.keys(value)) {
+      const field = value[key];
+      const plain = detach(field);
+      if (plain !== field) (copy ??= { ...value })[key] = plain;
+    }
+    return copy ?? value;
+  }
+  return value;
+}
 
 /**
  * An accessor that can be moved into another session ({@link ENTER}): those of maps and lists,
@@ -344,13 +395,14 @@ function generateObjectAccessor(type: ObjectType, mode: AccessorMode): ObjectAcc
       }
     }
     if (field.type.leaf) lines.push(`  set [${key}](v) { ${check} ${guard(`T${i}.set(a, ${at}, v)`)} }`);
-    else lines.push(`  set [${key}](v) { ${check} ${guard(`T${i}.assign(a, ${at}, v)`)} }`);
+    else lines.push(`  set [${key}](v) { ${check} ${guard(`T${i}.assign(a, ${at}, DETACH(v))`)} }`);
   });
   // Makes and keeps every child (the root of read sessions, once).
   if (mode === 'root') lines.push(`  $keep() { ${keeps.join(' ')} }`);
   lines.push('  $arena() { const a = this.$a; if (this.$s !== a.session) a.stale(); return a; }');
   lines.push('  export() { const a = this.$a; if (this.$s !== a.session) a.stale(); return SELF.exportAt(a, this.$w); }');
-  lines.push('  assign(v) { const a = this.$a; if (this.$s !== a.session) a.stale(); SELF.assign(a, this.$w, v); }');
+  lines.push('  assign(v) { const a = this.$a; if (this.$s !== a.session) a.stale(); SELF.assign(a, this.$w, DETACH(v)); }');
+  lines.push('  get [IS_ACCESSOR]() { return true; }');
   lines.push('  toJSON() { return JSONIFY(this.export()); }');
   lines.push('};');
   // Assigning a property the schema does not have (a misspelt field) reaches the end of the
@@ -364,9 +416,9 @@ function generateObjectAccessor(type: ObjectType, mode: AccessorMode): ObjectAcc
     return !t.leaf && t.accessorClass !== undefined ? t.accessorClass(mode !== 'write') : undefined;
   }
   const classes = types.map(classFor);
-  const params = ['SELF', 'JSONIFY', 'WITHIN', 'UNKNOWN_GUARD', 'ENTER', ...types.map((_, i) => `T${i}`), ...types.map((_, i) => `C${i}`)];
+  const params = ['SELF', 'JSONIFY', 'WITHIN', 'UNKNOWN_GUARD', 'ENTER', 'DETACH', 'IS_ACCESSOR', ...types.map((_, i) => `T${i}`), ...types.map((_, i) => `C${i}`)];
   const factory = new Function(...params, lines.join('\n')) as (...args: unknown[]) => ObjectAccessorClass;
-  return factory(type, jsonify, ValueError.within, unknownFieldGuard(type), ENTER, ...types, ...classes);
+  return factory(type, jsonify, ValueError.within, unknownFieldGuard(type), ENTER, detach, IS_ACCESSOR, ...types, ...classes);
 }
 
 /**
@@ -568,6 +620,11 @@ export abstract class ListAccessor<E, P> {
     this.$s = session;
   }
 
+  /** A list's length changes by `push` and `pop` only. */
+  set length(_length: number) {
+    throw new NoatunError(ErrorCode.UNKNOWN_FIELD, "a list's length cannot be set: it changes by push(value) and pop()");
+  }
+
   /** Number of elements (a tracked read of the list's length). */
   get length(): number {
     // Written out rather than through $arena(): queries call this at every step, and V8 inlines
@@ -594,7 +651,7 @@ export abstract class ListAccessor<E, P> {
       throw new NoatunError(ErrorCode.INDEX_OUT_OF_RANGE, `list index ${index} is out of range`);
     }
     try {
-      slotAssign(this.$type.element, a, a.u32[w + L_BLOCK]! + index * this.$type.elementWords, value);
+      slotAssign(this.$type.element, a, a.u32[w + L_BLOCK]! + index * this.$type.elementWords, detach(value));
     } catch (error) {
       throw ValueError.within(error, `[${index}]`);
     }
@@ -602,7 +659,7 @@ export abstract class ListAccessor<E, P> {
 
   /** Appends a value; returns the new length. */
   push(value: P): number {
-    return this.$type.pushAt(this.$arena(), this.$w, value);
+    return this.$type.pushAt(this.$arena(), this.$w, detach(value));
   }
 
   /** Removes the last element and returns it as a plain value (`undefined` when empty). */
@@ -627,7 +684,12 @@ export abstract class ListAccessor<E, P> {
 
   /** Replaces the contents with the given plain values. */
   assign(values: readonly P[]): void {
-    this.$type.assign(this.$arena(), this.$w, values);
+    this.$type.assign(this.$arena(), this.$w, detach(values));
+  }
+
+  /** See {@link detach}. */
+  get [IS_ACCESSOR](): boolean {
+    return true;
   }
 
   /** The elements as a plain array. */
@@ -669,7 +731,8 @@ function generateListAccessor(type: ListType, readOnly: boolean): ListAccessorCl
   // A read session tracks nothing: its class reports no reads (see ObjectType.ReadAccessor).
   const track = readOnly ? '' : `a.read(w + ${L_LENGTH_TRACKER});`;
   const length = readOnly
-    ? `get length() { const a = this.$a; if (this.$s !== a.session) a.stale(); return a.u32[this.$w + ${L_LENGTH}]; }`
+    ? `get length() { const a = this.$a; if (this.$s !== a.session) a.stale(); return a.u32[this.$w + ${L_LENGTH}]; }
+      set length(v) { SET_LENGTH.call(this, v); }`
     : '';
   const body = `
     class GeneratedListAccessor {
@@ -692,7 +755,8 @@ function generateListAccessor(type: ListType, readOnly: boolean): ListAccessorCl
     Object.setPrototypeOf(GeneratedListAccessor.prototype, BASE.prototype);
     return GeneratedListAccessor;`;
   const accessor = element instanceof ObjectType ? (readOnly ? element.ReadAccessor : element.Accessor) : undefined;
-  return new Function('BASE', 'TYPE', 'ELEMENT', 'ACCESSOR', body)(ListAccessor, type, element, accessor) as ListAccessorClass;
+  const setLength = Object.getOwnPropertyDescriptor(ListAccessor.prototype, 'length')!.set;
+  return new Function('BASE', 'TYPE', 'ELEMENT', 'ACCESSOR', 'SET_LENGTH', body)(ListAccessor, type, element, accessor, setLength) as ListAccessorClass;
 }
 
 // ------------------------------------------------------------------ opaque lists
@@ -793,12 +857,22 @@ export class OpaqueListAccessor<E, P> {
 
   /** Appends a value (no read: concurrent pushers never depend on each other). */
   push(value: P): void {
-    this.#type.pushAt(this.#arena(), this.#w, value);
+    this.#type.pushAt(this.#arena(), this.#w, detach(value));
+  }
+
+  /** See {@link detach}. */
+  get [IS_ACCESSOR](): boolean {
+    return true;
   }
 
   /** Removes every element. */
   clear(): void {
     this.#type.clearAt(this.#arena(), this.#w);
+  }
+
+  /** An opaque list's length changes by `push` and `clear` only. */
+  set length(_length: number) {
+    throw new NoatunError(ErrorCode.UNKNOWN_FIELD, "an opaque list's length cannot be set: it changes by push(value) and clear()");
   }
 
   /** Number of elements; outside apply only. */

@@ -36,6 +36,8 @@ import type { Arena, WordOffset } from './arena.js';
 import {
   AccessorClasses,
   type AnyType,
+  detach,
+  IS_ACCESSOR,
   alignUp,
   type CompositeType,
   describeKey,
@@ -527,8 +529,13 @@ export abstract class MapAccessor<K, E, P> {
 
   /** Inserts or replaces the value under `key` (imported from a plain value); a new key goes last. */
   set(key: K, value: P): this {
-    this.$type.setAt(this.$arena(), this.$w, key, value);
+    this.$type.setAt(this.$arena(), this.$w, key, detach(value));
     return this;
+  }
+
+  /** See {@link detach}. */
+  get [IS_ACCESSOR](): boolean {
+    return true;
   }
 
   /** Removes `key`; returns whether it was present. Always makes the event a tombstone. */
@@ -543,13 +550,18 @@ export abstract class MapAccessor<K, E, P> {
 
   /** Replaces the contents with the entries of a `Map` (or a plain object for string keys), in their order. */
   assign(entries: Map<K, P> | Record<string, P>): void {
-    this.$type.assign(this.$arena(), this.$w, entries);
+    this.$type.assign(this.$arena(), this.$w, detach(entries));
   }
 
   /**
    * Number of entries. Inside apply it is a tracked read of the membership and of every key (the
    * count depends on each present key's insertion), so it costs O(size) there.
    */
+  /** A map's size changes by `set`, `delete` and `clear` only. */
+  set size(_size: number) {
+    throw new NoatunError(ErrorCode.UNKNOWN_FIELD, "a map's size cannot be set: it changes by set(key, value), delete(key) and clear()");
+  }
+
   get size(): number {
     const a = this.$arena();
     const w = this.$w;
@@ -709,3 +721,4 @@ function generateMapAccessor(type: MapType, readOnly: boolean): MapAccessorClass
   const accessor = value instanceof ObjectType ? (readOnly ? value.ReadAccessor : value.Accessor) : undefined;
   return new Function('BASE', 'TYPE', 'KEY', 'VALUE', 'ACCESSOR', 'IMUL', body)(MapAccessor, type, key, value, accessor, Math.imul) as MapAccessorClass;
 }
+
