@@ -202,7 +202,8 @@ export class DiskFullError extends NoatunError {
 
 /**
  * A value that does not fit its schema type. The message starts with where it was going, relative
- * to the accessor it was assigned through (`employees["Andersen"].salary: -1 is not a valid u32`).
+ * to the accessor it was assigned through (`employees.set('Andersen', …)` with a salary of -1:
+ * `["Andersen"].salary: -1 is not a valid u32`).
  */
 export class ValueError extends NoatunError {
   /** What is wrong with the value. */

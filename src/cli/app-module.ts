@@ -36,6 +36,12 @@ export function typeScriptHint(file: string, error: unknown): string {
   if (code === 'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX') {
     return ' (Node only strips types: enums, namespaces and parameter properties need a compiled .js module)';
   }
+  // A module imported as `./x.js` that exists as `./x.ts`: the compiler's convention, which Node's
+  // type stripping does not follow.
+  const missing = /Cannot find module '([^']+)\.js'/.exec(String((error as Error | undefined)?.message ?? ''));
+  if (code === 'ERR_MODULE_NOT_FOUND' && missing !== null && fs.existsSync(`${missing[1]}.ts`)) {
+    return ` (${missing[1]}.ts exists: where Node strips types, a TypeScript module imports another by its .ts name, so write './${path.basename(missing[1]!)}.ts')`;
+  }
   return '';
 }
 
@@ -63,8 +69,21 @@ export async function loadApp(file: string): Promise<AnyApp> {
   throw new NoatunError(
     ErrorCode.APP_INVALID,
     `${file} exports no app: it should export \`const app = defineApp({ name, root, apply })\`` +
-      ` (it exports ${names.length === 0 ? 'nothing' : names.join(', ')})`,
+      ` (${names.length === 0 ? 'it exports nothing' : `it exports ${names.join(', ')}, none of them made by defineApp`})`,
   );
+}
+
+/**
+ * The name of the app recorded in `directory` (what the last `noatun peer` on it ran), or
+ * undefined when the directory has no record or it names none.
+ */
+export function recordedAppName(directory: string): string | undefined {
+  try {
+    const record = JSON.parse(fs.readFileSync(path.join(directory, APP_RECORD), 'utf8')) as Partial<AppRecord>;
+    return typeof record?.name === 'string' ? record.name : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Writes {@link APP_RECORD} in `directory` for the app loaded from `moduleFile`. */

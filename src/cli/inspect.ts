@@ -15,7 +15,7 @@ import type { Explanation } from '../core/database-contract.js';
 import { MessageId } from '../core/message-id.js';
 import { ErrorCode, NoatunError } from '../errors.js';
 import type { ViewNode } from '../view/inspect.js';
-import { loadApp, recordedAppModule } from './app-module.js';
+import { loadApp, recordedAppModule, recordedAppName } from './app-module.js';
 import { startInspector } from './inspector/server.js';
 import { openingProgress } from './progress.js';
 import { type StopSignal, stopSignal } from './signals.js';
@@ -107,6 +107,14 @@ async function inspect(directory: string, options: InspectCommandOptions, say: (
     }
   }
   const app = await loadApp(appModuleFor(directory, options.app));
+  // Inspecting must change nothing: with another app's schema, the open would rebuild the view.
+  const recordedName = recordedAppName(directory);
+  if (options.app !== undefined && recordedName !== undefined && recordedName !== app.name) {
+    throw new NoatunError(
+      ErrorCode.APP_INVALID,
+      `${directory} was written by the app ${JSON.stringify(recordedName)}, and ${options.app} is the app ${JSON.stringify(app.name)}: pass the module of ${JSON.stringify(recordedName)}, or leave --app out to use the one recorded`,
+    );
+  }
   const codec = (app.codec ?? messagePackCodec<unknown>()) as Codec<unknown>;
   const opening = openingProgress();
   const db = await Database.open({

@@ -373,6 +373,16 @@ function drained(stream: Stream): Promise<void> {
 
 type Node = Awaited<ReturnType<typeof createNode>>;
 
+/** Throws `INVALID_ARGUMENT` for a value that is not a libp2p peer id (`12D3Koo…`), naming where it was given. */
+function checkPeerId(id: unknown, where: string): void {
+  try {
+    if (typeof id !== 'string') throw new Error(`a ${typeof id}`);
+    peerIdFromString(id);
+  } catch (error) {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${where}: not a peer id: ${JSON.stringify(String(id))} (${(error as Error).message})`);
+  }
+}
+
 /** Throws `INVALID_ARGUMENT` for a string that is not a multiaddr, naming it (libp2p's own error does not). */
 function checkAddress(address: string): void {
   try {
@@ -515,6 +525,8 @@ export class Libp2pLink implements Link {
     if (typeof options.topic !== 'string' || options.topic === '') {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'topic must name the swarm');
     }
+    // A peer id that does not parse would admit nobody, without a word: refused here.
+    if (options.allowPeers !== undefined) for (const id of options.allowPeers) checkPeerId(id, 'allowPeers');
     const allowed = options.allowPeers === undefined ? undefined : new Set(options.allowPeers);
     const bans = new BanTable(options.banMs === undefined ? {} : { banMs: options.banMs });
     const trusted = new TrustedNetworks(options.trustedNetworks ?? []);

@@ -175,6 +175,11 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
   const badIdentity = path.join(root, 'bad-identity');
   fs.mkdirSync(badIdentity);
   fs.writeFileSync(path.join(badIdentity, 'peer.key'), 'garbage');
+  // A database written by the tracker (as `noatun peer` records it), to be inspected with another app.
+  const recorded = path.join(root, 'recorded');
+  await filledTracker(recorded, 1);
+  fs.writeFileSync(path.join(recorded, 'app.json'), JSON.stringify({ name: 'issue-tracker', module: path.resolve(APP) }));
+  const viewBefore = fs.readFileSync(path.join(recorded, 'view', 'view.bin'));
   const busy = net.createServer();
   await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
   const busyPort = (busy.address() as net.AddressInfo).port;
@@ -184,7 +189,9 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
     ['a database directory that does not exist', ['inspect', path.join(root, 'missing')], /no such directory: .*missing \[NOT_FOUND\]/],
     ['a directory without a database', ['inspect', root], /holds no Noatun database .*\[NOT_FOUND\]/],
     ['an app module that does not exist', ['peer', '--app', path.join(root, 'nope.ts'), '--db', path.join(root, 'd1')], /no app module at .*\[NOT_FOUND\]/],
-    ['a module without an app', ['peer', '--app', noApp, '--db', path.join(root, 'd2')], /exports no app: .*\(it exports schema\) \[APP_INVALID\]/],
+    ['a module without an app', ['peer', '--app', noApp, '--db', path.join(root, 'd2')], /exports no app: .*\(it exports schema, none of them made by defineApp\) \[APP_INVALID\]/],
+    ['an allow-list entry that is not a peer id', ['peer', '--app', APP, '--db', path.join(root, 'd7'), '--allow', 'xyz'], /allowPeers: not a peer id: "xyz".*\[INVALID_ARGUMENT\]/],
+    ['inspect with the module of another app', ['inspect', recorded, '--app', 'examples/chat/app.ts'], /was written by the app "issue-tracker", and examples\/chat\/app\.ts is the app "chat".*\[APP_INVALID\]/],
     ['a busy port', ['peer', '--app', APP, '--db', path.join(root, 'd3'), '--listen', String(busyPort)], /address is in use \[ADDRESS_IN_USE\]/],
     ['a malformed swarm key', ['peer', '--app', APP, '--db', path.join(root, 'd4'), '--psk-file', badKey], /not a private swarm key.*\[KEY_INVALID\]/],
     ['a missing swarm key file', ['peer', '--app', APP, '--db', path.join(root, 'd5'), '--psk-file', path.join(root, 'none.key')], /no swarm key file .*\[NOT_FOUND\]/],
@@ -200,6 +207,7 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
     t.regex(output, pattern, what);
   }
   t.false(fs.existsSync(path.join(root, 'missing')), 'inspect never creates a database');
+  t.deepEqual(fs.readFileSync(path.join(recorded, 'view', 'view.bin')), viewBefore, 'inspect with another app rebuilt the view');
   t.is(fs.readFileSync(path.join(badIdentity, 'peer.key'), 'utf8'), 'garbage', 'a bad key file is never overwritten');
 });
 

@@ -4,7 +4,7 @@
  * disconnected, and nothing it sent is stored.
  */
 import test from 'ava';
-import { Database, s } from '../../src/index.js';
+import { Database, type NoatunError, s } from '../../src/index.js';
 import { FrameType, bytesFrame, eventsFrame, statusFrame } from '../../src/net/frames.js';
 import { FINGERPRINT_BYTES } from '../../src/net/fingerprint-index.js';
 import { createSwarmKey, Libp2pLink } from '../../src/net/libp2p-link.js';
@@ -79,6 +79,14 @@ test('an allow-list refuses an unknown peer', async (t) => {
     t.deepEqual(a.connectedPeers(), [friend.peerId]);
   } finally {
     await Promise.all([a, friend, stranger].map((link) => link.stop()));
+  }
+});
+
+test('an allow-list entry that is not a peer id is refused with INVALID_ARGUMENT (it admitted nobody, silently)', async (t) => {
+  for (const wrong of ['xyz', '', '12D3KooWnot-a-peer-id', 42]) {
+    const error = await t.throwsAsync(Libp2pLink.start({ listen: LOOPBACK, topic: 'allow', allowPeers: [wrong as string] }));
+    t.is((error as NoatunError).code, 'INVALID_ARGUMENT', String(wrong));
+    t.regex((error as Error).message, /allowPeers: not a peer id/);
   }
 });
 
