@@ -37,7 +37,7 @@ export function lockDirectory(directory: string): () => void {
     throw diskFullFrom(error, file) ?? systemErrorFrom(error, 'open', file);
   }
   try {
-    if (!lockFile(fd, file)) {
+    if (!lockWithin(fd, file, LOCK_PATIENCE_MS)) {
       const owner = ownerOf(fd);
       throw new NoatunError(ErrorCode.DATABASE_LOCKED, `${directory} is open in ${owner === undefined ? 'another process' : `process ${owner}`}`);
     }
@@ -59,6 +59,27 @@ export function lockDirectory(directory: string): () => void {
     }
   };
 }
+
+/**
+ * How long a lock held elsewhere is waited for before the open is refused. A lock this process
+ * has just let go of can still be held for a moment: a child process forked by another thread
+ * holds a copy of the descriptor until it runs its program (a test closing and reopening a
+ * database while other tests started processes met it). Real contention waits this long, once.
+ */
+const LOCK_PATIENCE_MS = 200;
+
+/** Tries to take the lock for up to `patienceMs`; whether it was taken. */
+function lockWithin(fd: number, file: string, patienceMs: number): boolean {
+  const until = Date.now() + patienceMs;
+  for (;;) {
+    if (lockFile(fd, file)) return true;
+    if (Date.now() >= until) return false;
+    // A synchronous pause (the open's lock is taken synchronously).
+    Atomics.wait(PAUSE, 0, 0, 10);
+  }
+}
+
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
 
 /** The pid the lock file names, if it names one. */
 function ownerOf(fd: number): number | undefined {
