@@ -205,7 +205,11 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    * file, changed schema) is rebuilt from the log, reporting progress through `onProgress`.
    */
   static async open<E, R extends ObjectSchema<unknown>>(options: DatabaseOptions<E, R>): Promise<Database<E, R>> {
+    if (options === null || typeof options !== 'object') {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `Database.open takes an options object, got ${describeValue(options)}`);
+    }
     if (typeof options.apply !== 'function') throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'apply must be a function');
+    checkOptionKinds(options);
     if (typeof options.path !== 'string' || options.path === '') {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'path must be a directory name');
     }
@@ -1553,6 +1557,37 @@ function clockTime(time: unknown): number {
   }
   return time;
 }
+
+/**
+ * Refuses options of the wrong kind that would otherwise be taken without a word: a flag that is
+ * not a boolean (`autoPrune: 'no'` is truthy), a callback that is not a function (it would throw
+ * only when first called, in the middle of a rebuild), a size that is not a whole number of bytes
+ * or too small for the files' first 64 KiB (the open then failed with `VIEW_FULL`).
+ */
+function checkOptionKinds(options: object): void {
+  const given = options as Record<string, unknown>;
+  for (const name of ['autoPrune', 'checkDeterminism', 'acceptSchemaChange'] as const) {
+    const value = given[name];
+    if (value !== undefined && typeof value !== 'boolean') {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${name} must be true or false, got ${describeValue(value)}`);
+    }
+  }
+  for (const name of ['onProgress', 'onNonDeterministicApply'] as const) {
+    const value = given[name];
+    if (value !== undefined && typeof value !== 'function') {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${name} must be a function, got ${describeValue(value)}`);
+    }
+  }
+  for (const name of ['maxViewBytes', 'maxUndoBytes'] as const) {
+    const value = given[name];
+    if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) >= MIN_FILE_BYTES)) {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${name} must be a whole number of bytes, at least ${MIN_FILE_BYTES}, got ${describeValue(value)}`);
+    }
+  }
+}
+
+/** The least `maxViewBytes` and `maxUndoBytes`: the view's and the journal's files start at 64 KiB. */
+const MIN_FILE_BYTES = 64 * 1024;
 
 /** Makes the database's directory, or says clearly why it cannot be one. */
 function makeDirectory(directory: string): void {

@@ -131,7 +131,7 @@ test('a schema change that every stored event fails with is refused at open (SCH
   await again.close();
 });
 
-test('open refuses a clock, a codec, an interval or a path that cannot work, with INVALID_ARGUMENT and what is wrong', async (t) => {
+test('open refuses a clock, a codec, an interval, a flag, a callback, a size or a path that cannot work, with INVALID_ARGUMENT and what is wrong', async (t) => {
   const base = { root: Root, apply };
   const refused = async (options: Record<string, unknown>, message: RegExp, name: string) => {
     const path = tempDir();
@@ -152,6 +152,19 @@ test('open refuses a clock, a codec, an interval or a path that cannot work, wit
   // An interval that is not a whole number of ms.
   await refused({ cutoffIntervalMs: 1e300 }, /whole number of ms/, 'huge interval');
   await refused({ cutoffIntervalMs: 120_000.5 }, /whole number of ms/, 'fractional interval');
+  // Flags that are not booleans (a truthy string was taken), callbacks that are not functions
+  // (they threw when first called, in a rebuild), sizes too small or not numbers (VIEW_FULL).
+  await refused({ autoPrune: 'no' }, /autoPrune must be true or false, got "no"/, 'autoPrune string');
+  await refused({ checkDeterminism: 1 }, /checkDeterminism must be true or false/, 'checkDeterminism number');
+  await refused({ acceptSchemaChange: 'yes' }, /acceptSchemaChange must be true or false/, 'acceptSchemaChange string');
+  await refused({ onProgress: 5 }, /onProgress must be a function, got 5/, 'onProgress number');
+  await refused({ onNonDeterministicApply: {} }, /onNonDeterministicApply must be a function/, 'listener object');
+  await refused({ maxViewBytes: '1' }, /maxViewBytes must be a whole number of bytes, at least 65536, got "1"/, 'maxViewBytes string');
+  await refused({ maxUndoBytes: 0 }, /maxUndoBytes must be a whole number of bytes, at least 65536/, 'maxUndoBytes 0');
+  for (const options of [null, 'db', 42]) {
+    const error = await t.throwsAsync(Database.open(options as never));
+    t.is((error as NoatunError).code, 'INVALID_ARGUMENT', String(options));
+  }
   // A path that is a file, or lies under one.
   const file = `${tempDir()}/a-file`;
   fs.writeFileSync(file, 'x');
