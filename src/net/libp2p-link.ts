@@ -373,6 +373,42 @@ function drained(stream: Stream): Promise<void> {
 
 type Node = Awaited<ReturnType<typeof createNode>>;
 
+/**
+ * Refuses options of the wrong kind with `INVALID_ARGUMENT` before libp2p meets them: a string
+ * where a list is wanted was walked letter by letter (`listen: '/ip4/…'` gave "not a multiaddr:
+ * "/""), a missing `listen`, a key that is not one, or a limit given as a string, came out as
+ * libp2p's or the language's own errors, and `mdns: 'no'` was taken as true.
+ */
+function checkLinkOptionKinds(options: Libp2pLinkOptions): void {
+  const fail = (message: string) => {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, message);
+  };
+  const given = options as unknown as Record<string, unknown>;
+  for (const name of ['listen', 'bootstrap', 'allowPeers', 'trustedNetworks']) {
+    const value = given[name];
+    if (value === undefined && name !== 'listen') continue;
+    if (!Array.isArray(value)) fail(`${name} must be a list of strings${name === 'listen' ? ' (multiaddrs to listen on; [] for none)' : ''}, got ${kindOf(value)}`);
+    if ((value as unknown[]).some((item) => typeof item !== 'string')) fail(`${name} must be a list of strings`);
+  }
+  if (given.mdns !== undefined && typeof given.mdns !== 'boolean') fail(`mdns must be true or false, got ${kindOf(given.mdns)}`);
+  if (given.psk !== undefined && !(given.psk instanceof Uint8Array)) fail(`psk must be the bytes of a swarm key file (see createSwarmKey), got ${kindOf(given.psk)}`);
+  const key = given.privateKey as { type?: unknown; raw?: unknown } | undefined;
+  if (key !== undefined && (key === null || typeof key !== 'object' || typeof key.type !== 'string' || !(key.raw instanceof Uint8Array))) {
+    fail('privateKey must be a libp2p private key (see loadOrCreatePrivateKey)');
+  }
+  for (const name of ['maxConnections', 'maxConnectionsPerAddress', 'maxPendingConnections', 'inboundConnectionsPerSecond', 'banMs']) {
+    const value = given[name];
+    if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) > 0)) fail(`${name} must be a whole number greater than 0, got ${kindOf(value)}`);
+  }
+}
+
+/** A value as an error message names it. */
+function kindOf(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (Array.isArray(value)) return 'a list';
+  return value === null ? 'null' : typeof value === 'object' ? 'an object' : String(value);
+}
+
 /** Throws `INVALID_ARGUMENT` for a value that is not a libp2p peer id (`12D3Koo…`), naming where it was given. */
 function checkPeerId(id: unknown, where: string): void {
   try {
@@ -522,9 +558,13 @@ export class Libp2pLink implements Link {
 
   /** Starts a node. */
   static async start(options: Libp2pLinkOptions): Promise<Libp2pLink> {
+    if (options === null || typeof options !== 'object') {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `the link takes an options object, got ${String(options)}`);
+    }
     if (typeof options.topic !== 'string' || options.topic === '') {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'topic must name the swarm');
     }
+    checkLinkOptionKinds(options);
     // A peer id that does not parse would admit nobody, without a word: refused here.
     if (options.allowPeers !== undefined) for (const id of options.allowPeers) checkPeerId(id, 'allowPeers');
     const allowed = options.allowPeers === undefined ? undefined : new Set(options.allowPeers);

@@ -86,7 +86,28 @@ test('an allow-list entry that is not a peer id is refused with INVALID_ARGUMENT
   for (const wrong of ['xyz', '', '12D3KooWnot-a-peer-id', 42]) {
     const error = await t.throwsAsync(Libp2pLink.start({ listen: LOOPBACK, topic: 'allow', allowPeers: [wrong as string] }));
     t.is((error as NoatunError).code, 'INVALID_ARGUMENT', String(wrong));
-    t.regex((error as Error).message, /allowPeers: not a peer id/);
+    t.regex((error as Error).message, /allowPeers: not a peer id|allowPeers must be a list of strings/);
+  }
+});
+
+test('link options of the wrong kind are refused with INVALID_ARGUMENT naming them, before libp2p meets them', async (t) => {
+  // Before: a string for a list was walked letter by letter, a missing listen, a key that is not
+  // one or a negative limit came out as libp2p's or the language's errors, mdns: 'yes' was taken.
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ listen: LOOPBACK[0] }, /listen must be a list of strings/],
+    [{ listen: undefined }, /listen must be a list of strings/],
+    [{ bootstrap: '/ip4/127.0.0.1/tcp/1' }, /bootstrap must be a list of strings/],
+    [{ allowPeers: 'xyz' }, /allowPeers must be a list of strings/],
+    [{ mdns: 'yes' }, /mdns must be true or false/],
+    [{ psk: 'abc' }, /psk must be the bytes of a swarm key file/],
+    [{ privateKey: {} }, /privateKey must be a libp2p private key/],
+    [{ maxConnections: -1 }, /maxConnections must be a whole number greater than 0, got -1/],
+    [{ maxConnections: '5' }, /maxConnections must be a whole number greater than 0, got "5"/],
+  ];
+  for (const [options, message] of cases) {
+    const error = await t.throwsAsync(Libp2pLink.start({ listen: LOOPBACK, topic: 'kinds', ...options } as never));
+    t.is((error as NoatunError).code, 'INVALID_ARGUMENT', JSON.stringify(options));
+    t.regex((error as Error).message, message);
   }
 });
 
