@@ -61,6 +61,7 @@ import { DIRECT_PROTOCOL, DirectChannels } from './direct-channels.js';
 import { FrameType } from './frames.js';
 import { type ConnectionDirection, type DirectHandler, type GossipVerdict, type Link, MAX_FRAME_BYTES, type Session } from './link.js';
 import { FrameDecoder, prefixed } from './stream-framing.js';
+import { describeValue } from '../view/composite.js';
 
 /** The stream protocol of sync sessions. */
 export const SYNC_PROTOCOL = '/noatun/sync/1.0.0';
@@ -387,26 +388,19 @@ function checkLinkOptionKinds(options: Libp2pLinkOptions): void {
   for (const name of ['listen', 'bootstrap', 'allowPeers', 'trustedNetworks']) {
     const value = given[name];
     if (value === undefined && name !== 'listen') continue;
-    if (!Array.isArray(value)) fail(`${name} must be a list of strings${name === 'listen' ? ' (multiaddrs to listen on; [] for none)' : ''}, got ${kindOf(value)}`);
+    if (!Array.isArray(value)) fail(`${name} must be a list of strings${name === 'listen' ? ' (multiaddrs to listen on; [] for none)' : ''}, got ${describeValue(value)}`);
     if ((value as unknown[]).some((item) => typeof item !== 'string')) fail(`${name} must be a list of strings`);
   }
-  if (given.mdns !== undefined && typeof given.mdns !== 'boolean') fail(`mdns must be true or false, got ${kindOf(given.mdns)}`);
-  if (given.psk !== undefined && !(given.psk instanceof Uint8Array)) fail(`psk must be the bytes of a swarm key file (see createSwarmKey), got ${kindOf(given.psk)}`);
+  if (given.mdns !== undefined && typeof given.mdns !== 'boolean') fail(`mdns must be true or false, got ${describeValue(given.mdns)}`);
+  if (given.psk !== undefined && !(given.psk instanceof Uint8Array)) fail(`psk must be the bytes of a swarm key file (see createSwarmKey), got ${describeValue(given.psk)}`);
   const key = given.privateKey as { type?: unknown; raw?: unknown } | undefined;
   if (key !== undefined && (key === null || typeof key !== 'object' || typeof key.type !== 'string' || !(key.raw instanceof Uint8Array))) {
     fail('privateKey must be a libp2p private key (see loadOrCreatePrivateKey)');
   }
   for (const name of ['maxConnections', 'maxConnectionsPerAddress', 'maxPendingConnections', 'inboundConnectionsPerSecond', 'banMs']) {
     const value = given[name];
-    if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) > 0)) fail(`${name} must be a whole number greater than 0, got ${kindOf(value)}`);
+    if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) > 0)) fail(`${name} must be a whole number greater than 0, got ${describeValue(value)}`);
   }
-}
-
-/** A value as an error message names it. */
-function kindOf(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
-  if (Array.isArray(value)) return 'a list';
-  return value === null ? 'null' : typeof value === 'object' ? 'an object' : String(value);
 }
 
 /** Throws `INVALID_ARGUMENT` for a value that is not a libp2p peer id (`12D3Koo…`), naming where it was given. */

@@ -66,14 +66,9 @@ export class MaterializedView<R extends ObjectSchema<unknown>> {
     this.arena = arena;
     this.root = root;
     this.#rootType = root as unknown as ObjectType;
-    // Made in session 0, which never runs (sessions count from 2), so it is unusable until entered.
-    this.#root = new this.#rootType.Accessor(arena, 0, arena.root) as ReusableAccessor;
-    const readRoot = new this.#rootType.RootAccessor(arena, 0, arena.root) as ReusableAccessor & { $keep(): void };
-    // It makes the accessors of everything inline in it now, and keeps them.
-    readRoot.$keep();
-    this.#readRoot = readRoot;
-    sealKept(this.#root, this.#rootType);
-    sealKept(readRoot, this.#rootType);
+    const roots = makeRoots(this.#rootType, arena);
+    this.#root = roots.write;
+    this.#readRoot = roots.read;
     stuckSessions.set(arena, () => this.#unstick());
     this.schemaHash = Buffer.from(hash).toString('hex');
     this.directory = directory;
@@ -202,13 +197,9 @@ export class MaterializedView<R extends ObjectSchema<unknown>> {
    * `session`.
    */
   #remakeRoots(session: number): ViewOf<R> {
-    const arena = this.arena;
-    this.#root = new this.#rootType.Accessor(arena, 0, arena.root) as ReusableAccessor;
-    const readRoot = new this.#rootType.RootAccessor(arena, 0, arena.root) as ReusableAccessor & { $keep(): void };
-    readRoot.$keep();
-    this.#readRoot = readRoot;
-    sealKept(this.#root, this.#rootType);
-    sealKept(readRoot, this.#rootType);
+    const roots = makeRoots(this.#rootType, this.arena);
+    this.#root = roots.write;
+    this.#readRoot = roots.read;
     this.#root[ENTER](session);
     return this.#root as ViewOf<R>;
   }
@@ -295,6 +286,21 @@ export class MaterializedView<R extends ObjectSchema<unknown>> {
     this.arena.close();
     this.arena.journal.close();
   }
+}
+
+/**
+ * The reused root accessors of a view (see `MaterializedView`'s #root): the one for apply and the
+ * one for read sessions, with the accessors of everything inline in them made, kept and sealed
+ * ({@link sealKept}). Made in session 0, which never runs (sessions count from 2), so they are
+ * unusable until entered.
+ */
+function makeRoots(type: ObjectType, arena: Arena): { write: ReusableAccessor; read: ReusableAccessor } {
+  const write = new type.Accessor(arena, 0, arena.root) as ReusableAccessor;
+  const read = new type.RootAccessor(arena, 0, arena.root) as ReusableAccessor & { $keep(): void };
+  read.$keep();
+  sealKept(write, type);
+  sealKept(read, type);
+  return { write, read };
 }
 
 /**
