@@ -322,8 +322,12 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       }
       const db = new Database<E, R>(options, log, projector, releaseLock, openedBy);
       if (discarded.length > 0 || withdrawn.length > 0) await db.#afterDiscard(discarded, withdrawn);
-      // A rebuilt view has fresh records: events that were kept only by the old bookkeeping go now.
-      if (openedBy === 'rebuild') db.#prune();
+      if (openedBy === 'rebuild') {
+        // The cutoff hashes are taken afresh from the log too (see Finality.retake).
+        if (db.#finality.retake()) await log.written();
+        // A rebuilt view has fresh records: events that were kept only by the old bookkeeping go now.
+        db.#prune();
+      }
       db.#advanceCutoff();
       return db;
     } catch (error) {
@@ -748,6 +752,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     }
     this.#log.setMeta(META_NEXT_ORDINAL, this.#nextOrdinal);
     this.#saveHeads();
+    // The cutoff hashes go with the batch whose ids they took in: saved with the next commit, a
+    // kill between the two left the batch stored without them, for good (no open recomputes them),
+    // and a peer holding the same events never agreed with this one.
+    if (finalized) this.#finality.save();
     this.#markDirty();
     // The batch goes to the log's writer thread now, and is written while it is applied here
     // (BENCHMARKS.md, run V). Should it fail to apply (a local event's apply throws, this machine
@@ -788,7 +796,6 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#markDirty(); // the projector may have rebuilt into a fresh view
     this.#projector.view.lastApplied = this.#nextOrdinal - 1;
     this.#projector.trimHistory(this.#maxUndoHistoryBytes);
-    if (finalized) this.#finality.save();
     // A listener that throws does not stop the rest: its error comes out once the batch is done.
     let listenerError: unknown;
     if (this.#listeners.size !== 0) {

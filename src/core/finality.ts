@@ -130,6 +130,29 @@ export class Finality {
     this.#forgetPrunedBefore(this.#now());
   }
 
+  /**
+   * Takes the hashes afresh from the ids the log stores, and saves them if they differ from the
+   * saved ones; true then. For a rebuild, which reads the whole log anyway: versions before
+   * 7 Dec 2026 saved the hashes a commit after the events stored behind the cutoff that changed
+   * them, and a process killed in between kept hashes that no later open mended.
+   */
+  retake(): boolean {
+    const hash = new Uint8Array(CUTOFF_HASH_BYTES);
+    const previousHash = new Uint8Array(CUTOFF_HASH_BYTES);
+    const previousTime = this.#time - this.strideMs;
+    for (const key of this.#log.keys()) {
+      const time = idTimestamp(key);
+      if (time >= this.#time) break;
+      xorInto(hash, key);
+      if (time < previousTime) xorInto(previousHash, key);
+    }
+    if (sameBytes(hash, this.#hash) && sameBytes(previousHash, this.#previousHash)) return false;
+    this.#hash.set(hash);
+    this.#previousHash.set(previousHash);
+    this.save();
+    return true;
+  }
+
   /** The previous-era hash from the cutoff hash and the ids of the stride before the cutoff. */
   #retakePreviousHash(): void {
     this.#previousHash.set(this.#hash);
@@ -196,4 +219,10 @@ export class Finality {
       this.#recentlyPruned.delete(key);
     }
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

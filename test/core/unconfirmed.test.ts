@@ -7,16 +7,19 @@
  * it applies.
  */
 import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
-import { tempDir } from '../helpers/temp.js';
+import { EventLog } from '../../src/core/log.js';
+import { cutoffHashMismatch } from '../helpers/convergence.js';
+import { T0, tempDir } from '../helpers/temp.js';
 import { openUnconfirmedDb, writerRunning } from './fixtures/unconfirmed-app.js';
 
 const writer = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'unconfirmed-writer.ts');
 
 /** Runs the writer until it kills itself; resolves with what it printed. */
-function runWriter(dir: string, how: 'local' | 'peer' = 'local'): Promise<string> {
+function runWriter(dir: string, how: 'local' | 'peer' | 'behind' = 'local'): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import=tsx', writer, dir, how], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -111,5 +114,54 @@ test("a peer's batch left in the log by a kill while it was applied stays at the
     { sum: 46, values: [1, 2, 3, 10, 30] },
   );
   t.is(db.failures().length, 1);
+  await db.close();
+});
+
+test("a peer's batch behind the cutoff, left in the log by a kill while it was applied, is in the cutoff hashes at the next open", async (t) => {
+  // Its ids joined the hashes in memory as it was stored, but the hashes were saved with the
+  // commit after the batch's: the kill left the batch without them, a rebuild kept the stale
+  // hashes for good, and a peer holding the same events was never synced with this one.
+  const dir = tempDir();
+  t.is(await runWriter(dir, 'behind'), 'acknowledged\n');
+  const now = () => T0 + 2 * 3_600_000;
+  let db = await openUnconfirmedDb(path.join(dir, 'target'), 'pass', now);
+  t.is(db.stats().openedBy, 'rebuild');
+  t.is(db.stats().stored, 6);
+  t.true(db.cutoffState().time > T0, 'the events are behind the cutoff');
+  t.is(cutoffHashMismatch(db), undefined);
+  await db.close();
+  // A fresh peer given the same events has the same hashes.
+  const fresh = await openUnconfirmedDb(tempDir(), 'pass', now);
+  db = await openUnconfirmedDb(path.join(dir, 'target'), 'pass', now);
+  await fresh.ingest([...db.messages()].map((m) => m.bytes));
+  t.deepEqual(fresh.cutoffState(), db.cutoffState());
+  await fresh.close();
+  await db.close();
+});
+
+test('cutoff hashes left short by an earlier version are taken afresh when the view is rebuilt', async (t) => {
+  const dir = tempDir();
+  t.is(await runWriter(dir, 'behind'), 'acknowledged\n');
+  const target = path.join(dir, 'target');
+  const now = () => T0 + 2 * 3_600_000;
+  let db = await openUnconfirmedDb(target, 'pass', now);
+  const expected = db.cutoffState();
+  await db.close();
+  // What a kill between a batch's commit and its hashes' left before: hashes without the batch.
+  const log = await EventLog.open(target);
+  const stride = expected.time - expected.previousTime;
+  log.setMeta('cutoffHashes', [new Uint8Array(16), new Uint8Array(16), stride]);
+  await log.written();
+  await log.close();
+  fs.rmSync(path.join(target, 'view'), { recursive: true });
+  db = await openUnconfirmedDb(target, 'pass', now);
+  t.is(db.stats().openedBy, 'rebuild');
+  t.is(cutoffHashMismatch(db), undefined);
+  t.deepEqual(db.cutoffState(), expected);
+  await db.close();
+  // Saved: the next (clean) open has them too.
+  db = await openUnconfirmedDb(target, 'pass', now);
+  t.is(db.stats().openedBy, 'clean-load');
+  t.deepEqual(db.cutoffState(), expected);
   await db.close();
 });

@@ -37,6 +37,30 @@ export function cutoffKey(db: { cutoffState(): { time: number; hash: Uint8Array;
   return `time ${c.time} hash ${Buffer.from(c.hash).toString('hex')} previous ${c.previousTime} ${Buffer.from(c.previousHash).toString('hex')}`;
 }
 
+/**
+ * Where the database's cutoff hashes differ from their definition (the XOR of the ids it stores
+ * from before the cutoff, and from before the previous time), for messages; undefined when they
+ * agree. A hash that lags its events never heals, and two peers holding the same events then
+ * never agree that they are synced.
+ */
+export function cutoffHashMismatch(db: {
+  cutoffState(): { time: number; hash: Uint8Array; previousTime: number; previousHash: Uint8Array };
+  ids(): Iterable<Uint8Array>;
+}): string | undefined {
+  const state = db.cutoffState();
+  const hash = new Uint8Array(state.hash.length);
+  const previousHash = new Uint8Array(state.previousHash.length);
+  for (const id of db.ids()) {
+    const time = MessageId.fromBytes(id).timestamp;
+    if (time >= state.time) break;
+    for (let i = 0; i < hash.length; i++) hash[i]! ^= id[i]!;
+    if (time < state.previousTime) for (let i = 0; i < previousHash.length; i++) previousHash[i]! ^= id[i]!;
+  }
+  const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+  if (hex(hash) === hex(state.hash) && hex(previousHash) === hex(state.previousHash)) return undefined;
+  return `cutoff ${state.time}: hash ${hex(state.hash)} previous ${hex(state.previousHash)}, but the stored ids give ${hex(hash)} and ${hex(previousHash)}`;
+}
+
 /** Ids of the events whose apply failed, sorted. */
 export function failureIds(db: { failures(): readonly { readonly id: MessageId }[] }): string[] {
   return db
