@@ -709,8 +709,25 @@ export class Libp2pLink implements Link {
    * addresses the node has learned for it (from identify, or an earlier dial).
    */
   async dial(address: string): Promise<string> {
-    const connection = await this.#node.dial(address.startsWith('/') ? multiaddr(address) : peerIdFromString(address));
-    return connection.remotePeer.toString();
+    if (typeof address !== 'string') throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `dial takes a multiaddr or a peer id, got ${describeValue(address)}`);
+    let target: ReturnType<typeof multiaddr> | PeerId;
+    try {
+      target = address.startsWith('/') ? multiaddr(address) : peerIdFromString(address);
+    } catch (error) {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `not a multiaddr or a peer id: ${JSON.stringify(address)}`, { cause: error });
+    }
+    const self = this.#node.peerId.toString();
+    if (target.toString() === self || (address.startsWith('/') && address.endsWith(`/p2p/${self}`))) {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${address} is this node itself`);
+    }
+    try {
+      const connection = await this.#node.dial(target);
+      return connection.remotePeer.toString();
+    } catch (error) {
+      // libp2p's own errors carry no code of ours: a stopped node, a refused or unreachable peer.
+      if (this.#node.status !== 'started') throw new NoatunError(ErrorCode.CLOSED, 'the node is stopped', { cause: error });
+      throw new NoatunError(ErrorCode.CLOSED, `could not connect to ${address}: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+    }
   }
 
   /** Refuses the peer for the ban time (`banMs`), aborts its sessions (the peer's side throws) and hangs up. */

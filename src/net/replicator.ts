@@ -237,13 +237,15 @@ export class Replicator extends EventTarget {
    * answers is taken, its id authenticated by the handshake) or a peer id on the in-memory
    * network. The peer is remembered: it is re-dialled (at `address`) whenever it disconnects,
    * with a backoff doubling up to `redial.maxMs`, until it is refused or unreachable for an hour.
-   * Rejects if nobody answers or the peer is refused.
+   * Rejects if nobody answers or the peer is refused (`CLOSED`, as once the node is stopped), or
+   * `address` is not an address or is this node's own (`INVALID_ARGUMENT`).
    *
    * @example
    * const peerId = await node.dial('/ip4/192.168.1.20/tcp/4001');
    * await node.syncedWith(peerId, { signal: AbortSignal.timeout(10_000) });
    */
   async dial(address: string): Promise<string> {
+    if (this.#stopped) throw new NoatunError(ErrorCode.CLOSED, 'replicator stopped');
     const peerId = await this.#dialTrusted(address);
     this.#redialer.remember(peerId, address);
     return peerId;

@@ -90,6 +90,31 @@ test('an allow-list entry that is not a peer id is refused with INVALID_ARGUMENT
   }
 });
 
+test("dial's failures carry codes: a bad address or the node itself INVALID_ARGUMENT, a peer refused or gone or a stopped node CLOSED", async (t) => {
+  const db = await open();
+  const a = await Libp2pLink.start({ listen: LOOPBACK, topic: 'dial' });
+  const b = await Libp2pLink.start({ listen: LOOPBACK, topic: 'dial' });
+  const node = await Replicator.start(db, { listen: LOOPBACK, topic: 'dial' });
+  const code = async (dialing: Promise<unknown>) => ((await t.throwsAsync(dialing)) as NoatunError).code;
+  try {
+    // Before: libp2p's own errors, without a code ("Can not dial self", a gater's refusal).
+    for (const wrong of ['not an address', '/ip4/999.1.1.1/tcp/1', '', 42]) t.is(await code(a.dial(wrong as string)), 'INVALID_ARGUMENT', String(wrong));
+    t.is(await code(a.dial(a.multiaddrs[0]!)), 'INVALID_ARGUMENT');
+    t.is(await code(a.dial(a.peerId)), 'INVALID_ARGUMENT');
+    const gone = b.multiaddrs[0]!;
+    await b.stop();
+    t.is(await code(a.dial(gone)), 'CLOSED');
+    await a.stop();
+    t.is(await code(a.dial(gone)), 'CLOSED');
+    await node.stop();
+    t.is(await code(node.dial(gone)), 'CLOSED');
+  } finally {
+    await Promise.all([a, b].map((link) => link.stop()));
+    await node.stop();
+    await db.close();
+  }
+});
+
 test('link options of the wrong kind are refused with INVALID_ARGUMENT naming them, before libp2p meets them', async (t) => {
   // Before: a string for a list was walked letter by letter, a missing listen, a key that is not
   // one or a negative limit came out as libp2p's or the language's errors, mdns: 'yes' was taken.
