@@ -57,7 +57,7 @@ import { Finality } from './finality.js';
 import { Inbox, LOCAL_SOURCE } from './inbox.js';
 import { EventLog, type StoredEvent } from './log.js';
 import { logDamageFrom } from './log-file-check.js';
-import { compareIdBytes, FRESH_SEQUENCE_MIN, IdMinter, MessageId } from './message-id.js';
+import { compareIdBytes, FRESH_SEQUENCE_MIN, IdMinter, idFloor, MAX_TIMESTAMP, MessageId } from './message-id.js';
 import {
   ApplyFailedError,
   type ApplyFailure,
@@ -146,6 +146,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   readonly #lateWorkShare: number;
   #openedBy: DatabaseStats['openedBy'];
   #closed = false;
+  /** The first {@link close}'s work: later calls wait for it. */
+  #closing: Promise<void> | undefined;
   #checkpointTimer: NodeJS.Timeout | undefined;
   #pendingWrites = 0;
 
@@ -395,6 +397,40 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     }
   }
 
+  /**
+   * The parents named by the stored events from the cutoff on (but `id`'s own), after refusing
+   * to remove `id` if it is one of them: a peer copying the log would wait for it forever, and
+   * hold fewer events and another view. (Parents behind the cutoff count as present everywhere;
+   * only events from the cutoff on carry parents that matter, so only those are read.)
+   */
+  #namedParents(id: MessageId): Set<string> {
+    const named = new Set<string>();
+    const cutoff = this.#finality.time;
+    if (id.timestamp < cutoff) return named;
+    for (const event of this.#log.range(idFloor(cutoff))) {
+      if (compareIdBytes(event.key, id.bytes) === 0) continue;
+      for (const parent of readEnvelopeUnchecked(event.envelope).parents) {
+        if (sameId(parent, id)) {
+          throw new NoatunError(
+            ErrorCode.INVALID_ARGUMENT,
+            `event ${id} is the parent of stored event ${MessageId.fromBytes(Uint8Array.from(event.key))}: remove its children first (a peer copying this log would wait for it forever)`,
+          );
+        }
+        named.add(keyOf(parent));
+      }
+    }
+    return named;
+  }
+
+  /**
+   * Refuses an append while the clock reads past the last time an id can hold (2^48 - 1 ms, in
+   * the year 10889): before anything moves, the cutoff included (see {@link #mint}).
+   */
+  #assertClockInRange(): void {
+    const now = this.#now();
+    if (now > MAX_TIMESTAMP) throw timeOutOfRange('the clock reads', now);
+  }
+
   /** Throws why the database refuses work: closed, or broken by a failure it cannot undo. */
   #refuse(): never {
     if (this.#closed) throw new NoatunError(ErrorCode.CLOSED, `database ${this.path} is closed`);
@@ -410,6 +446,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    */
   async append(event: E, options?: AppendOptions): Promise<MessageId> {
     this.#assertWritable('append');
+    this.#assertClockInRange();
     this.#advanceCutoff();
     const copies: Copied<E>[] = [];
     const envelope = this.#mint(event, undefined, options, copies);
@@ -430,6 +467,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   async transaction(fn: (tx: Transaction<E>) => void): Promise<MessageId[]> {
     this.#assertWritable('transaction');
     if (typeof fn !== 'function') throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `transaction takes a function, got ${describeValue(fn)}`);
+    this.#assertClockInRange();
     this.#advanceCutoff();
     const envelopes: Envelope[] = [];
     const copies: Copied<E>[] = [];
@@ -484,7 +522,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     if (to !== undefined && this.#autoPrune && to > this.#finality.time) {
       const nominal = this.#finality.nominal();
       const stride = this.#finality.strideMs;
-      if (!Number.isSafeInteger(to) || to % stride !== 0 || to > nominal + stride) {
+      if (!Number.isSafeInteger(to) || to % stride !== 0 || to > nominal + stride || to > this.#finality.lastCutoff) {
         throw new NoatunError(
           ErrorCode.INVALID_ARGUMENT,
           `cannot move the cutoff to ${to}: it must be a stride boundary at most one stride (${stride} ms) past ${nominal}`,
@@ -663,7 +701,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     let timestamp: number;
     let sequence: number;
     if (options === undefined) {
-      minter.plan(this.#now());
+      const now = this.#now();
+      if (now > MAX_TIMESTAMP) throw timeOutOfRange('the clock reads', now);
+      minter.plan(now);
       timestamp = minter.plannedTimestamp;
       sequence = minter.plannedSequence;
     } else {
@@ -820,7 +860,13 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    * too, so a rejected append has stored nothing.
    */
   async #failedLocal(error: unknown): Promise<unknown> {
-    if (this.#broken === undefined) await this.#log.written().catch(() => {});
+    if (this.#broken === undefined) {
+      await this.#log.written().catch((failure: unknown) => {
+        // The log refuses writes (a commit of the cutoff's pruning failed first, say): so does the
+        // database, as after a failed commit of its own (see #durable); a close does not throw it again.
+        this.#broken ??= asEngineError(failure, this.#log.path);
+      });
+    }
     return error;
   }
 
@@ -1182,19 +1228,32 @@ export class Database<E, R extends ObjectSchema<unknown>> {
 
   /**
    * Deletes one event (low level: meant for events never sent to anyone) and re-projects the
-   * view without it. Returns false when no such event is stored.
+   * view without it. Returns false when no such event is stored. An event that a stored event
+   * names as its parent is refused (`INVALID_ARGUMENT`): remove the children first.
    */
   async remove(id: MessageId): Promise<boolean> {
     this.#assertWritable('remove');
     const stored = this.#log.get(idBytes(id, 'id'));
     if (stored === undefined) return false;
+    const named = this.#namedParents(id);
     this.#markDirty();
     this.#log.remove(id.bytes);
     if (id.timestamp < this.#finality.time) {
       this.#finality.gone(id.bytes);
       this.#finality.save();
     }
-    if (this.#heads.delete(keyOf(id))) this.#saveHeads();
+    let headsChanged = this.#heads.delete(keyOf(id));
+    // Its parents that no other event names become heads again, as a rebuild would find them.
+    if (id.timestamp >= this.#finality.time) {
+      for (const parent of readEnvelopeUnchecked(stored.envelope).parents) {
+        const key = keyOf(parent);
+        if (parent.timestamp >= this.#finality.time && !named.has(key) && this.#log.has(parent.bytes)) {
+          this.#heads.set(key, parent);
+          headsChanged = true;
+        }
+      }
+    }
+    if (headsChanged) this.#saveHeads();
     this.#projector.unapply(stored, this.#options.onProgress);
     this.#markDirty();
     this.#notifyRemoved([id.bytes]);
@@ -1419,10 +1478,17 @@ export class Database<E, R extends ObjectSchema<unknown>> {
 
   /**
    * Stores the events still waiting for the re-application budget (see {@link ingest}), waits for
-   * pending writes, flushes the view, marks it clean and closes. Idempotent.
+   * pending writes, flushes the view, marks it clean and closes. Idempotent: every call settles
+   * with the first, once the database is closed and its directory unlocked.
    */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    // (A second call that returned at once let its caller reopen the directory, which was still
+    // locked, or exit the process while the first call's commit was in flight.)
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     if (this.#lateTimer !== undefined) clearTimeout(this.#lateTimer);
     // Events still waiting for the re-application budget are stored rather than dropped (their
     // ingest was answered, and a local source may not offer them again); before the database
@@ -1497,9 +1563,19 @@ function placement(minter: IdMinter, now: number, options: AppendOptions | undef
   if (after !== undefined) return MessageId.fromBytes(idBytes(after, 'after')).successor();
   if (time !== undefined) {
     if (!Number.isSafeInteger(time) || time < 0) throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `time ${time} is not a ms timestamp`);
+    if (time > MAX_TIMESTAMP) throw timeOutOfRange('time', time);
     return minter.next(time);
   }
+  if (now > MAX_TIMESTAMP) throw timeOutOfRange('the clock reads', now);
   return minter.next(now);
+}
+
+/** `INVALID_ARGUMENT` for a time an id cannot hold (ids keep 48 bits of ms). */
+function timeOutOfRange(what: string, time: number): NoatunError {
+  return new NoatunError(
+    ErrorCode.INVALID_ARGUMENT,
+    `${what} ${time}, past the last time an event id can hold (${MAX_TIMESTAMP} ms, in the year 10889): nothing is appended`,
+  );
 }
 
 /**

@@ -7,7 +7,7 @@
  */
 import { CUTOFF_HASH_BYTES, type CutoffState, cutoffStrideMs, nominalCutoff, xorInto } from './cutoff.js';
 import type { EventLog } from './log.js';
-import { idFloor, idKey, idTimestamp, type MessageId } from './message-id.js';
+import { idFloor, idKey, idTimestamp, MAX_TIMESTAMP, type MessageId } from './message-id.js';
 
 const META_CUTOFF = 'cutoff';
 /** [hash, previous hash, the stride the previous era was taken with] (the stride since 5 Dec 2026). */
@@ -70,9 +70,17 @@ export class Finality {
     return this.#time;
   }
 
-  /** Where the clock says the cutoff should be now (see `nominalCutoff`). */
+  /**
+   * Where the clock says the cutoff should be now (see `nominalCutoff`), at most {@link lastCutoff}
+   * (a clock past the ids' 48 bits of ms: such a database can ingest and read, not append).
+   */
   nominal(): number {
-    return nominalCutoff(this.#now(), this.intervalMs);
+    return Math.min(nominalCutoff(this.#now(), this.intervalMs), this.lastCutoff);
+  }
+
+  /** The latest cutoff there can be: the last stride boundary an id's 48-bit timestamp reaches. */
+  get lastCutoff(): number {
+    return Math.floor(MAX_TIMESTAMP / this.strideMs) * this.strideMs;
   }
 
   /** The cutoff and the hashes of the finalized past, for comparing with another peer. */

@@ -163,6 +163,7 @@ export class LogWriter {
   #shared: Uint8Array<SharedArrayBuffer> | undefined;
   #next = 0;
   #ready = false;
+  #closing = false;
   #dead: Error | undefined;
   #started!: () => void;
   /** Settles once the thread takes commits, or has stopped (see {@link ready}). */
@@ -176,22 +177,23 @@ export class LogWriter {
     // No loader flags of this process: the worker runs plain JavaScript.
     this.#worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { file, lmdb } });
     running++;
-    this.#worker.unref();
     this.#worker.on('message', (message: FromWorker | { failed: string }) => {
       if ('ready' in message) {
         this.#ready = true;
         this.#started();
+        this.#keepAlive();
         return;
       }
       if ('failed' in message) {
         this.#dead = new Error(`the log's writer thread could not open the log: ${message.failed}`);
         this.#started();
+        this.#keepAlive();
         return;
       }
       const waiter = this.#waiting.get(message.done);
       if (waiter === undefined) return;
       this.#waiting.delete(message.done);
-      if (this.#waiting.size === 0) this.#worker.unref();
+      this.#keepAlive();
       if (message.error === undefined) waiter.resolve();
       else waiter.reject(Object.assign(new Error(message.error.message), { code: message.error.code, errno: message.error.errno }));
     });
@@ -207,6 +209,19 @@ export class LogWriter {
       running--;
       fail(new Error("the log's writer thread stopped"));
     });
+    // (The listener above refs the worker: see #keepAlive.)
+    this.#keepAlive();
+  }
+
+  /**
+   * Refs the thread while something waits for it: its start (`started` may be awaited), a commit,
+   * or its close; else unrefs it. Left ref'd (a 'message' listener refs a worker), a process that
+   * wrote and never closed its database never exited; unref'd at the wrong moment, a process that
+   * awaited the close exited before it was done.
+   */
+  #keepAlive(): void {
+    if (this.#closing || this.#waiting.size !== 0 || (!this.#ready && this.#dead === undefined)) this.#worker.ref();
+    else this.#worker.unref();
   }
 
   /** Whether the thread has stopped, or could not start. */
@@ -228,8 +243,8 @@ export class LogWriter {
     if (this.#dead !== undefined) return Promise.reject(this.#dead);
     const id = this.#next++;
     return new Promise<void>((resolve, reject) => {
-      if (this.#waiting.size === 0) this.#worker.ref();
       this.#waiting.set(id, { resolve, reject });
+      this.#keepAlive();
       const size = ops.byteLength;
       if (size <= MAX_SHARED_BYTES && this.#waiting.size === 1) {
         // Nothing else in flight: the thread is done with the shared buffer (it answered every
@@ -250,7 +265,8 @@ export class LogWriter {
   async close(): Promise<void> {
     if (this.#dead !== undefined) return;
     const exited = new Promise<void>((resolve) => this.#worker.once('exit', () => resolve()));
-    this.#worker.ref();
+    this.#closing = true;
+    this.#keepAlive();
     this.#worker.postMessage('close');
     await exited;
   }

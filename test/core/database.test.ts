@@ -2,6 +2,7 @@
  * The Database against the spec's scenarios 3–12 and 37–42, adapted to this API
  * (noatun-spec.md §11; DESIGN.md decides where they differ: a throwing apply is rolled back).
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import test from 'ava';
@@ -499,6 +500,48 @@ test('a cleanly closed database reopens without replaying', async (t) => {
   await db.close();
 });
 
+test('a second close settles once the first has closed the database: the directory reopens at once, with every write acknowledged', async (t) => {
+  const dir = tempDir();
+  const db = await Database.open<Put, typeof Kv>({ path: dir, root: Kv, apply: applyKv });
+  const writes = Array.from({ length: 50 }, (_, i) => db.append({ key: `k${i}`, value: 'v' }));
+  const first = db.close();
+  // Before: the second call returned at once, the directory still locked (DATABASE_LOCKED).
+  await db.close();
+  const again = await Database.open<Put, typeof Kv>({ path: dir, root: Kv, apply: applyKv });
+  const acknowledged = (await Promise.allSettled(writes)).filter((w) => w.status === 'fulfilled').length;
+  t.is(acknowledged, 50);
+  t.is(again.stats().stored, 50);
+  await first;
+  await again.close();
+});
+
+test('a process that wrote and returns without closing its database exits, its writes durable', async (t) => {
+  const dir = tempDir();
+  const module = JSON.stringify(path.join(import.meta.dirname, '../../src/index.ts'));
+  const script = `
+    const { Database, s } = await import(${module});
+    const root = s.object({ n: s.u32() });
+    const db = await Database.open({ path: ${JSON.stringify(dir)}, root, apply: (e, r) => { r.n += e; } });
+    for (let i = 0; i < 20; i++) await db.append(1);
+    const ids = await db.transaction((tx) => { for (let i = 0; i < 5; i++) tx.append(1); });
+    console.log('wrote', ids.length);`;
+  // Before: the log's writer thread kept a port open, and the process never exited.
+  const started = Date.now();
+  const out = execFileSync(process.execPath, ['--import=tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  t.is(out.trim(), 'wrote 5');
+  t.log(`exited after ${Date.now() - started} ms`);
+  const Counter = s.object({ n: s.u32() });
+  const db = await Database.open<number, typeof Counter>({
+    path: dir,
+    root: Counter,
+    apply: (e, r) => {
+      r.n += e;
+    },
+  });
+  t.is(db.read((root) => root.n), 25);
+  await db.close();
+});
+
 test('a lost view is rebuilt from the log, reporting progress', async (t) => {
   const dir = tempDir();
   await fruits(dir);
@@ -577,14 +620,62 @@ test('removing 857 of 1000 events leaves the 143 others readable with their payl
   await db.transaction((tx) => {
     for (let v = 0; v < 1000; v++) ids.push(tx.append({ v }));
   });
-  for (let v = 0; v < 1000; v++) if (v % 7 !== 0) await db.remove(ids[v]!);
+  // Children before parents (each event of the chain names the one before it): every 7th of the
+  // chain's end first, then the rest of the end.
+  const removed = new Set<number>();
+  for (let v = 999; v >= 143; v--) {
+    if (v % 7 === 0 && v !== 999) continue;
+    // (Not yet: its child, v + 1, is stored.)
+    if (v !== 999 && !removed.has(v + 1)) {
+      const error = await t.throwsAsync(db.remove(ids[v]!));
+      t.is((error as NoatunError).code, 'INVALID_ARGUMENT');
+      continue;
+    }
+    t.true(await db.remove(ids[v]!));
+    removed.add(v);
+  }
+  for (let v = 999; v >= 143; v--) {
+    if (!removed.has(v)) {
+      t.true(await db.remove(ids[v]!));
+      removed.add(v);
+    }
+  }
+  t.is(removed.size, 857);
   t.is(db.stats().stored, 143);
   const survivors = [...db.messages()];
   t.is(survivors.length, 143);
-  t.true(survivors.every((m, i) => m.id.equals(ids[i * 7]!)));
+  t.true(survivors.every((m, i) => m.id.equals(ids[i]!)));
   let expected = 0;
-  for (let v = 0; v < 1000; v += 7) expected += v;
+  for (let v = 0; v < 143; v++) expected += v;
   t.deepEqual(db.read((root) => root.export()), { sum: expected, count: 143 });
+  t.deepEqual(db.heads().map(String), [String(ids[142])], 'the new end of the chain is its head again');
+  await db.close();
+});
+
+test('an event another stored event names as its parent is not removed: a copy of the log would wait for it forever', async (t) => {
+  const dir = tempDir();
+  const db = await openAdd(dir);
+  const [a, b, c] = await db.transaction((tx) => {
+    for (let i = 1; i <= 3; i++) tx.append({ push: i });
+  });
+  const error = await t.throwsAsync(db.remove(b!));
+  t.is((error as NoatunError).code, 'INVALID_ARGUMENT');
+  t.regex((error as Error).message, /is the parent of stored event/);
+  t.is(db.stats().stored, 3);
+  t.true(await db.remove(c!));
+  t.deepEqual(db.heads().map(String), [String(b)]);
+  // A fresh peer given the log stores all of it, with the same view (before: it parked the child
+  // of the removed event for good).
+  const copy = await openAdd(tempDir());
+  const result = await copy.ingest([...db.messages()].map((m) => m.bytes));
+  t.is(result.stored, 2);
+  t.deepEqual(
+    copy.read((root) => root.items.export()),
+    db.read((root) => root.items.export()),
+  );
+  t.true(await db.remove(b!));
+  t.deepEqual(db.heads().map(String), [String(a)]);
+  await copy.close();
   await db.close();
 });
 

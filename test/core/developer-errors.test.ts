@@ -324,6 +324,40 @@ test('a clock that goes wrong after the open is refused at the append that reads
   await db.close();
 });
 
+test('a clock or a time past the 48 bits of an id is refused at the append before anything moves; the database still ingests, reads and moves its cutoff', async (t) => {
+  let time = Date.UTC(2026, 0, 1);
+  const db = await Database.open<Ev, typeof Root>({ path: tempDir(), root: Root, apply, now: () => time });
+  await db.append({ kind: 'hire', name: 'a', salary: 1 });
+  await db.append({ kind: 'hire', name: 'a', salary: 2 });
+  const before = { cutoff: db.cutoffState(), heads: db.heads().map(String), stored: db.stats().stored };
+  // Before: the append moved the cutoff to the year 10889 first (pruning the overwritten event and
+  // dropping every head, for good), then threw on the cutoff's own time; a clock of exactly 2^48,
+  // or a time option past it, was taken as 2^48 - 1 without a word.
+  for (const wrong of [2 ** 48 + 5e6, 2 ** 48, Number.MAX_SAFE_INTEGER]) {
+    time = wrong;
+    const error = await t.throwsAsync(db.append({ kind: 'ok' }));
+    t.is((error as NoatunError).code, 'INVALID_ARGUMENT', String(wrong));
+    t.regex((error as Error).message, /past the last time an event id can hold/);
+    const transaction = await t.throwsAsync(db.transaction((tx) => tx.append({ kind: 'ok' })));
+    t.is((transaction as NoatunError).code, 'INVALID_ARGUMENT', String(wrong));
+    t.deepEqual({ cutoff: db.cutoffState(), heads: db.heads().map(String), stored: db.stats().stored }, before, String(wrong));
+  }
+  time = Date.UTC(2026, 0, 1) + 1000;
+  const option = await t.throwsAsync(db.append({ kind: 'ok' }, { time: 2 ** 48 + 10 }));
+  t.is((option as NoatunError).code, 'INVALID_ARGUMENT');
+  t.deepEqual({ cutoff: db.cutoffState(), heads: db.heads().map(String), stored: db.stats().stored }, before);
+  // Such a clock still ingests and reads, and moves the cutoff no further than ids reach.
+  const other = await Database.open<Ev, typeof Root>({ path: tempDir(), root: Root, apply, now: () => Date.UTC(2026, 0, 2) });
+  await other.append({ kind: 'ok' });
+  time = 2 ** 48 + 5e6;
+  db.advanceCutoff();
+  t.true(db.cutoffState().time <= 2 ** 48 - 1 && db.cutoffState().time > Date.UTC(2026, 0, 2));
+  t.is((await db.ingest([...other.messages()].map((m) => m.bytes))).stored, 1);
+  t.is(db.read((root) => root.count), 1);
+  await other.close();
+  await db.close();
+});
+
 test('changes made from inside apply, read or preview (append, transaction, ingest, compact, remove, advanceCutoff) are refused with SESSION_NESTED, and the event around them is stored', async (t) => {
   // Before: compact() from an apply re-applied that apply, which compacted again, until the stack
   // ran out (and the database was broken); an append from an apply failed later as APPLY_FAILED.
