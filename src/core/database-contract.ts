@@ -92,7 +92,9 @@ export interface DatabaseOptions<E, R> {
    * Open even when the schema changed since the view was made and not one stored event applies
    * with the new one (every event fails; the view would be empty). Without it such an open
    * rejects with `SCHEMA_MISMATCH`, since a type change that breaks every event is more likely a
-   * mistake than a migration.
+   * mistake than a migration. Beware: an event whose apply fails has no effect, so pruning removes
+   * it once it is final; with pruning on, going back to the old schema later finds those events
+   * gone from this database (copy the directory first to keep them).
    * @default false
    */
   readonly acceptSchemaChange?: boolean;
