@@ -1229,7 +1229,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   /**
    * Deletes one event (low level: meant for events never sent to anyone) and re-projects the
    * view without it. Returns false when no such event is stored. An event that a stored event
-   * names as its parent is refused (`INVALID_ARGUMENT`): remove the children first.
+   * names as its parent is refused (`INVALID_ARGUMENT`): remove the children first. (To know, it
+   * reads every event stored from the cutoff on: the whole log when pruning is off.)
    */
   async remove(id: MessageId): Promise<boolean> {
     this.#assertWritable('remove');
