@@ -26,6 +26,8 @@ export interface AppDefinition<E, R extends ObjectSchema<unknown>> {
   readonly codec?: Codec<E>;
   /** The cutoff interval every peer of the app uses (default: 15 minutes). */
   readonly cutoffIntervalMs?: number;
+  /** The version of `apply`: change it when `apply` changes what it makes (see `DatabaseOptions.applyVersion`). */
+  readonly applyVersion?: string;
 }
 
 /** An application checked by {@link defineApp}. */
@@ -44,7 +46,7 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
  * a root that is not an `s.object(...)`, a missing `apply`, or a codec without encode/decode.
  */
 export function defineApp<E, R extends ObjectSchema<unknown>>(definition: AppDefinition<E, R>): App<E, R> {
-  const { name, root, apply, codec, cutoffIntervalMs } = definition;
+  const { name, root, apply, codec, cutoffIntervalMs, applyVersion } = definition;
   const bad = (what: string) => new NoatunError(ErrorCode.INVALID_ARGUMENT, `defineApp: ${what}`);
   if (typeof name !== 'string' || !NAME.test(name)) {
     throw bad(`name must be 1-64 letters, digits, '.', '_' or '-' and start with a letter or digit, not ${JSON.stringify(name)}`);
@@ -57,6 +59,7 @@ export function defineApp<E, R extends ObjectSchema<unknown>>(definition: AppDef
   if (cutoffIntervalMs !== undefined && !(Number.isSafeInteger(cutoffIntervalMs) && cutoffIntervalMs > 0)) {
     throw bad(`cutoffIntervalMs of '${name}' must be a positive integer, not ${cutoffIntervalMs}`);
   }
+  if (applyVersion !== undefined && typeof applyVersion !== 'string') throw bad(`applyVersion of '${name}' must be a string`);
   return Object.freeze({ ...definition, [APP_BRAND]: true as const });
 }
 

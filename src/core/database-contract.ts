@@ -99,6 +99,14 @@ export interface DatabaseOptions<E, R> {
    */
   readonly acceptSchemaChange?: boolean;
   /**
+   * The version of `apply`, as the app names it. The view is made by `apply`, and a view made
+   * by an earlier `apply` stays as it was when the schema has not changed: change this whenever
+   * `apply` gives other results for the same events (a fix, a new rule), and the next open
+   * rebuilds the view from the log with the new one. Every peer must then run the new version:
+   * peers that apply the same events differently hold different views.
+   */
+  readonly applyVersion?: string;
+  /**
    * Limits on events from other peers: how far ahead of this clock they may be dated, and how many
    * (and how many bytes) may wait for their parents, per sender and in total. See `InboxLimits`.
    */

@@ -258,6 +258,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         MaterializedView.open({
           directory: viewDir,
           root: options.root,
+          ...(options.applyVersion === undefined ? {} : { applyVersion: options.applyVersion }),
           maxViewBytes: options.maxViewBytes ?? DEFAULT_MAX_VIEW_BYTES,
           ...(options.maxUndoBytes === undefined ? {} : { maxJournalBytes: options.maxUndoBytes }),
         });
@@ -1650,6 +1651,9 @@ function clockTime(time: unknown): number {
  */
 function checkOptionKinds(options: object): void {
   const given = options as Record<string, unknown>;
+  if (given.applyVersion !== undefined && typeof given.applyVersion !== 'string') {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `applyVersion must be a string, got ${describeValue(given.applyVersion)}`);
+  }
   for (const name of ['autoPrune', 'checkDeterminism', 'acceptSchemaChange'] as const) {
     const value = given[name];
     if (value !== undefined && typeof value !== 'boolean') {

@@ -227,8 +227,12 @@ export function opaqueList<T extends AnySchema>(element: T): Schema<Infer<T>[], 
   >;
 }
 
-/** The 16-byte hash that identifies a root schema's layout in the view file. */
-export function schemaHash(root: AnySchema): Uint8Array {
+/**
+ * The 16-byte hash that identifies a root schema's layout in the view file, and the version of
+ * the `apply` that fills it when one is named (without one, the hash of views made before it).
+ */
+export function schemaHash(root: AnySchema, applyVersion?: string): Uint8Array {
   const type = runtime(root, 'the root');
-  return new Uint8Array(createHash('sha256').update(`noatun-view/1:${type.description}`).digest().subarray(0, 16));
+  const named = applyVersion === undefined ? '' : `\napply:${JSON.stringify(applyVersion)}`;
+  return new Uint8Array(createHash('sha256').update(`noatun-view/1:${type.description}${named}`).digest().subarray(0, 16));
 }

@@ -22,6 +22,11 @@ export interface ViewOptions<R> {
   /** The root object's schema. */
   readonly root: R;
   /**
+   * The version of the `apply` that makes the view (see `DatabaseOptions.applyVersion`): part of
+   * the schema hash, so a view made by another version is a `SCHEMA_MISMATCH`.
+   */
+  readonly applyVersion?: string;
+  /**
    * Address space reserved for the view file; it can never grow past this.
    * @default 8 GiB (at most 16 GiB)
    */
@@ -88,7 +93,7 @@ export class MaterializedView<R extends ObjectSchema<unknown>> {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `maxViewBytes must be in (0, ${MAX_ADDRESSABLE_VIEW_BYTES}]`);
     }
     fs.mkdirSync(options.directory, { recursive: true });
-    const hash = schemaHash(options.root);
+    const hash = schemaHash(options.root, options.applyVersion);
     const journal = new UndoJournal(
       path.join(options.directory, 'journal.bin'),
       options.maxJournalBytes ?? DEFAULT_MAX_JOURNAL_BYTES,

@@ -542,6 +542,41 @@ test('a process that wrote and returns without closing its database exits, its w
   await db.close();
 });
 
+test('a new applyVersion rebuilds the view with the new apply; the same schema alone keeps the view', async (t) => {
+  const dir = tempDir();
+  const Total = s.object({ total: s.f64() });
+  const open = (times: number, applyVersion?: unknown) =>
+    Database.open<number, typeof Total>({
+      path: dir,
+      root: Total,
+      ...(applyVersion === undefined ? {} : { applyVersion: applyVersion as string }),
+      apply(e, root) {
+        root.total += e * times;
+      },
+    });
+  let db = await open(1);
+  for (const e of [1, 2, 3]) await db.append(e);
+  await db.close();
+  // Another apply, same schema, no version: the view made by the first apply stays (a fresh peer
+  // would apply all three with the new one: why applyVersion exists).
+  db = await open(10);
+  t.is(db.stats().openedBy, 'clean-load');
+  t.is(db.read((root) => root.total), 6);
+  await db.close();
+  db = await open(10, 'v2');
+  t.is(db.stats().openedBy, 'rebuild');
+  t.is(db.read((root) => root.total), 60);
+  await db.append(4);
+  t.is(db.read((root) => root.total), 100);
+  await db.close();
+  db = await open(10, 'v2');
+  t.is(db.stats().openedBy, 'clean-load');
+  t.is(db.read((root) => root.total), 100);
+  await db.close();
+  const error = await t.throwsAsync(open(10, 2));
+  t.is((error as NoatunError).code, 'INVALID_ARGUMENT');
+});
+
 test('a lost view is rebuilt from the log, reporting progress', async (t) => {
   const dir = tempDir();
   await fruits(dir);
