@@ -59,6 +59,7 @@ import { HostilePeer } from '../helpers/hostile-peer.js';
 import { type App, apps, bank, catalog, ordered, orderedView, positions, registry, timedEvents, warehouse } from '../helpers/apps.js';
 import {
   type AnyDb,
+  cutoffHashMismatch,
   fixedPointDifference,
   firstDifference,
   holdClearance,
@@ -648,6 +649,11 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
           const difference = stateDifference(peer.db! as AnyDb, peers[0]!.db! as AnyDb, [peer.id, peers[0]!.id]);
           if (difference !== undefined) return result(false, `after the clock passed every hold (peers wrote while cut off: compared with each other): ${difference}`);
         }
+      }
+      // Equal hashes can still be wrong alike: each must be the XOR of the ids its peer stores.
+      for (const peer of peers) {
+        const wrong = cutoffHashMismatch(peer.db! as AnyDb);
+        if (wrong !== undefined) return result(false, `after the clock passed every hold, ${peer.id}'s cutoff hashes: ${wrong}`);
       }
     } finally {
       await reference?.db.close();
