@@ -123,6 +123,13 @@ for (const shape of shapes) {
         if (random() < shape.destroy) {
           book.onDestroy(owners[slot]! as Ordinal);
           owners[slot] = 0;
+          // Now and then it writes too (a list's clear writes its clear marker): it owns data
+          // after its victim's is gone, and becomes a candidate later than the victim does.
+          const other = Math.floor(random() * shape.slots);
+          if (random() < 0.5 && other !== slot && owners[other] !== ordinal) {
+            book.onWrite(owners[other]! as Ordinal, false);
+            owners[other] = ordinal;
+          }
         } else if (owners[slot] !== ordinal) {
           book.onWrite(owners[slot]! as Ordinal, false);
           owners[slot] = ordinal;
