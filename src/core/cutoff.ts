@@ -71,7 +71,8 @@ export function compareCutoffs(ours: CutoffState, theirs: CutoffState, strideMs:
   return ours.previousTime === theirs.time && equalBytes(ours.previousHash, theirs.hash) ? 'same' : 'differ';
 }
 
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+/** Whether two hashes (or any byte strings) are equal. */
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;

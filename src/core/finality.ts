@@ -5,7 +5,7 @@
  * lately. The Database decides when the cutoff moves and what is pruned; this keeps the state
  * right and saved in the log's metadata, in the same transaction as the events that change it.
  */
-import { CUTOFF_HASH_BYTES, type CutoffState, cutoffStrideMs, nominalCutoff, xorInto } from './cutoff.js';
+import { CUTOFF_HASH_BYTES, type CutoffState, cutoffStrideMs, equalBytes, nominalCutoff, xorInto } from './cutoff.js';
 import type { EventLog } from './log.js';
 import { idFloor, idKey, idTimestamp, MAX_TIMESTAMP, type MessageId } from './message-id.js';
 
@@ -154,7 +154,7 @@ export class Finality {
       xorInto(hash, key);
       if (time < previousTime) xorInto(previousHash, key);
     }
-    if (sameBytes(hash, this.#hash) && sameBytes(previousHash, this.#previousHash)) return false;
+    if (equalBytes(hash, this.#hash) && equalBytes(previousHash, this.#previousHash)) return false;
     this.#hash.set(hash);
     this.#previousHash.set(previousHash);
     this.save();
@@ -227,10 +227,4 @@ export class Finality {
       this.#recentlyPruned.delete(key);
     }
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
