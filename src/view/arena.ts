@@ -41,9 +41,10 @@ const MAGIC1 = 0x31574556;
  * version is rebuilt from the log at open (the log is the truth; the view is derived). 4: the
  * pruning records in chunks behind an index (5 Dec 2026). 5: records of 48 bytes with up to two
  * reads inline, allocated one by one, behind an index of 4-byte slots; 6: records of 40 bytes
- * keeping the first 8 bytes of the id (6 Dec 2026).
+ * keeping the first 8 bytes of the id (6 Dec 2026). 7: list elements with an existence tracker,
+ * optionals whose presence stays with the event that made them present (7 Dec 2026).
  */
-export const VIEW_FORMAT_VERSION = 6;
+export const VIEW_FORMAT_VERSION = 7;
 
 /** Word indices of the header fields. */
 export const Header = {

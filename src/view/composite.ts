@@ -441,8 +441,12 @@ function unknownFieldGuard(type: ObjectType): object {
 // ------------------------------------------------------------------ optional
 
 /**
- * `optional(T)`: slot `[present, tracker, T…]`. Reading reports a read of the presence tracker;
- * setting `null` destroys the value.
+ * `optional(T)`: slot `[present, tracker, T…]`. Reading reports a read of the presence tracker.
+ * The tracker belongs to the event that made the value present, for as long as it stays present:
+ * setting a present optional again reads it (and owns only the value), and setting `null`
+ * destroys the value and the presence, then owns the absence. So the event that sets `null` has
+ * the one that made the value present among its victims, whoever set it since, and that event
+ * cannot go while a later setter is stored (see {@link ListType} on elements, the same rule).
  */
 export class OptionalType implements CompositeType {
   readonly kind = 'optional';
@@ -473,13 +477,20 @@ export class OptionalType implements CompositeType {
     const present = a.u32[w] !== 0;
     const inner = this.inner;
     if (value === null || value === undefined) {
-      if (present) inner.destroy(a, w + this.offset);
+      if (present) {
+        inner.destroy(a, w + this.offset);
+        a.release(w + 1);
+        a.set32(w, 0);
+      }
       a.own(w + 1, false);
-      if (present) a.set32(w, 0);
       return;
     }
-    a.own(w + 1, false);
-    if (!present) a.set32(w, 1);
+    if (present) {
+      a.read(w + 1);
+    } else {
+      a.own(w + 1, false);
+      a.set32(w, 1);
+    }
     if (inner.leaf) inner.set(a, w + this.offset, value);
     else inner.assign(a, w + this.offset, value);
   }
@@ -525,6 +536,15 @@ function growList(a: Arena, w: WordOffset, elementWords: number, needed: number)
  * `list(T)`: header `[block, length, capacity, length tracker, clear tracker, pad]`. Reading the
  * length or an element reports a read of the length tracker; push and pop read and write it, so
  * the writers of a list form a chain (use a map or an opaque list where pruning matters).
+ *
+ * Each element slot ends with an *existence tracker*, owned by the event that pushed the element
+ * for as long as the element exists; `set` leaves it alone, and `pop`, `clear` and destroying the
+ * list destroy it. So whatever destroys an element has its pusher among its victims, not only the
+ * last event that set it. Without it, a tombstone whose victim (a `set`) was pruned before it
+ * would, in a replay of the stored events, destroy the pusher's value instead and be kept for
+ * good where the peer that did not replay prunes it (docs/PRUNING.md, "Destroyed data written by
+ * several events"). The pusher cannot go while a later `set` of its element is stored: every list
+ * operation reads the length, which chains it to the pushes before it.
  */
 export class ListType implements CompositeType {
   readonly kind = 'list';
@@ -532,16 +552,25 @@ export class ListType implements CompositeType {
   readonly words = 6;
   readonly align = 1 as const;
   readonly element: AnyType;
+  /** Words of an element slot: the element's own, then its existence tracker (or in its padding). */
   readonly elementWords: number;
+  /** Word offset of the existence tracker inside an element slot. */
+  readonly existence: number;
   readonly description: string;
   /** The accessor classes generated for this list type ({@link generateListAccessor}). */
   readonly #classes = new AccessorClasses<ListAccessorClass>((readOnly) => generateListAccessor(this, readOnly));
 
   constructor(element: AnyType) {
     this.element = element;
-    this.elementWords = alignUp(slotWords(element), slotAlign(element));
-    if (slotAlign(element) === 2 && this.elementWords % 2 !== 0) this.elementWords += 1;
+    this.existence = element.leaf && element.spare !== undefined ? element.spare : slotWords(element);
+    this.elementWords = alignUp(Math.max(slotWords(element), this.existence + 1), slotAlign(element));
     this.description = `list(${element.description})`;
+  }
+
+  /** Destroys the element in `slot`: its value's trackers, then its existence. */
+  #destroyElement(a: Arena, slot: WordOffset): void {
+    slotDestroy(this.element, a, slot);
+    a.release(slot + this.existence);
   }
 
   get(a: Arena, session: number, w: WordOffset): ListAccessor<unknown, unknown> {
@@ -565,11 +594,13 @@ export class ListType implements CompositeType {
     a.own(w + L_LENGTH_TRACKER, false);
     const length = a.u32[w + L_LENGTH]!;
     growList(a, w, this.elementWords, length + 1);
+    const slot = a.u32[w + L_BLOCK]! + length * this.elementWords;
     try {
-      slotInit(this.element, a, a.u32[w + L_BLOCK]! + length * this.elementWords, value);
+      slotInit(this.element, a, slot, value);
     } catch (error) {
       throw ValueError.within(error, `[${length}]`);
     }
+    a.own(slot + this.existence, false);
     a.add32(w + L_LENGTH, 1);
     return length + 1;
   }
@@ -578,8 +609,14 @@ export class ListType implements CompositeType {
     a.own(w + L_LENGTH_TRACKER, false);
     a.own(w + L_CLEAR_TRACKER, true);
     const length = a.u32[w + L_LENGTH]!;
-    for (let i = 0; i < length; i++) slotDestroy(this.element, a, a.u32[w + L_BLOCK]! + i * this.elementWords);
+    for (let i = 0; i < length; i++) this.#destroyElement(a, a.u32[w + L_BLOCK]! + i * this.elementWords);
     if (length !== 0) a.set32(w + L_LENGTH, 0);
+  }
+
+  /** Destroys the last of `length` elements (a pop). */
+  popAt(a: Arena, w: WordOffset, length: number): void {
+    this.#destroyElement(a, a.u32[w + L_BLOCK]! + (length - 1) * this.elementWords);
+    a.add32(w + L_LENGTH, -1);
   }
 
   exportAt(a: Arena, w: WordOffset): unknown[] {
@@ -592,7 +629,7 @@ export class ListType implements CompositeType {
 
   destroy(a: Arena, w: WordOffset): void {
     const length = a.u32[w + L_LENGTH]!;
-    for (let i = 0; i < length; i++) slotDestroy(this.element, a, a.u32[w + L_BLOCK]! + i * this.elementWords);
+    for (let i = 0; i < length; i++) this.#destroyElement(a, a.u32[w + L_BLOCK]! + i * this.elementWords);
     a.release(w + L_LENGTH_TRACKER);
     a.release(w + L_CLEAR_TRACKER);
     a.zero(w, this.words);
@@ -670,10 +707,8 @@ export abstract class ListAccessor<E, P> {
     a.own(w + L_LENGTH_TRACKER, false);
     const length = a.u32[w + L_LENGTH]!;
     if (length === 0) return undefined;
-    const slot = a.u32[w + L_BLOCK]! + (length - 1) * this.$type.elementWords;
-    const value = slotExport(this.$type.element, a, slot) as P;
-    slotDestroy(this.$type.element, a, slot);
-    a.add32(w + L_LENGTH, -1);
+    const value = slotExport(this.$type.element, a, a.u32[w + L_BLOCK]! + (length - 1) * this.$type.elementWords) as P;
+    this.$type.popAt(a, w, length);
     return value;
   }
 

@@ -20,6 +20,8 @@ export interface LeafType<T> {
   readonly align: 1 | 2;
   /** Word offset of the tracker inside the slot. */
   readonly tracker: number;
+  /** Word offset of a word of the slot that only alignment pads, if any (a list keeps its element's existence there). */
+  readonly spare?: number;
   readonly leaf: true;
   readonly opaque: boolean;
   /** True when the type can be a map key. */
@@ -219,6 +221,7 @@ export class F64Leaf implements LeafType<number> {
   readonly words = 4;
   readonly align = 2 as const;
   readonly tracker = 2;
+  readonly spare = 3;
   readonly leaf = true as const;
   readonly opaque = false;
   readonly keyable = false;
@@ -263,6 +266,7 @@ export class BigLeaf implements KeyType<bigint> {
   readonly words = 4;
   readonly align = 2 as const;
   readonly tracker = 2;
+  readonly spare = 3;
   readonly leaf = true as const;
   readonly opaque = false;
   readonly keyable = true as const;

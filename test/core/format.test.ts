@@ -9,9 +9,11 @@
  *   version 3, log format 2, view format 4), the last before the journal's short entries (version 4);
  * - `fixtures/db-2026-12-05-packed/`: the code of the night of 5 Dec 2026 (`2f85782`; journal
  *   version 4, log format 3 with packed runs, view format 4), the last before the pruning records
- *   of 48 bytes (view format 5).
+ *   of 48 bytes (view format 5);
+ * - `fixtures/db-2026-12-07/`: the code of 7 Dec 2026 (`d386fb6`; journal version 6, log format 3,
+ *   view format 6), the last before list elements' existence trackers (view format 7).
  * Today's code converts the log to runs (format 2, marked 3) at open where needed and rebuilds the
- * view from it (view format 5; the view is derived, so one of an earlier format is replayed from
+ * view from it (the view is derived, so one of an earlier format is replayed from
  * the log rather than converted), reaches the same view as a fresh replay of the events, and
  * rewinds through the rebuilt undo history for a late event. That journals of the earlier formats
  * are still read is tested in `test/view/undo.test.ts`.
@@ -21,6 +23,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { open } from 'lmdb';
+import { VIEW_FORMAT_VERSION } from '../../src/view/arena.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 import { FIXTURE_EVENTS, FIXTURE_T0, openShop } from './fixtures/format-app.js';
 
@@ -57,6 +60,7 @@ for (const [name, journalVersion, logFormat, viewFormat] of [
   ['db-2026-12-05-runs', 3, 2, 3],
   ['db-2026-12-05-journal3', 3, 2, 4],
   ['db-2026-12-05-packed', 4, 3, 4],
+  ['db-2026-12-07', 6, 3, 6],
 ] as const) {
 test(`a database of an earlier format (${name}) opens, its log converted, and reaches the same view as a replay`, async (t) => {
   const dir = copyFixture(name);
@@ -68,7 +72,7 @@ test(`a database of an earlier format (${name}) opens, its log converted, and re
   const now = FIXTURE_T0 + (FIXTURE_EVENTS - 3) * 1000;
   const db = await openShop(dir, () => now);
   t.is(db.stats().openedBy, 'rebuild', `a view of format ${viewFormat} is rebuilt from the log`);
-  t.is(fs.readFileSync(path.join(dir, 'view', 'view.bin')).readUInt32LE(8), 6, 'now of format 6');
+  t.is(fs.readFileSync(path.join(dir, 'view', 'view.bin')).readUInt32LE(8), VIEW_FORMAT_VERSION, `now of format ${VIEW_FORMAT_VERSION}`);
   t.deepEqual(await lmdbDatabases(path.join(dir, 'log.mdb')), ['meta', 'runs'], 'the log is converted');
   t.is(db.stats().stored, 283);
   t.is(db.stats().pruned, 17);

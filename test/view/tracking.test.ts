@@ -16,6 +16,7 @@ const Root = s.object({
   log: s.opaqueList(s.object({ at: s.u32() })),
   m: s.map(s.string(), s.u32()),
   l: s.list(s.u32()),
+  o: s.optional(s.f64()),
 });
 
 test('a write makes the event the owner; the previous owner is reported once', (t) => {
@@ -106,11 +107,49 @@ test('list push reads and writes the length; pop and clear destroy elements', (t
   t.true(two.writes.some((w) => w.previous === 1 && !w.opaque));
   const three = new Recorder(3);
   view.write(three, (root) => root.l.pop());
-  t.deepEqual(three.destroys, [2]);
+  // The element's value and its existence, both the pusher's.
+  t.deepEqual(three.destroys, [2, 2]);
+  view.write(new Recorder(5), (root) => root.l.set(0, 9));
   const four = new Recorder(4);
   view.write(four, (root) => root.l.clear());
-  t.deepEqual(four.destroys, [1]);
+  // The value is the setter's; the element's existence stays with its pusher.
+  t.deepEqual(four.destroys, [5, 1]);
   t.true(four.writes.some((w) => w.opaque)); // the clear marker
+  view.close();
+});
+
+test('an optional: its presence stays with the event that made it present; null destroys value and presence', (t) => {
+  const view = openView(Root);
+  view.write(new Recorder(1), (root) => {
+    root.o = 1.5;
+  });
+  const two = new Recorder(2);
+  view.write(two, (root) => {
+    root.o = 2.5;
+  });
+  t.deepEqual(two.reads, [1]); // the presence, not taken
+  t.deepEqual(
+    two.writes.map((w) => w.previous),
+    [1],
+  );
+  const three = new Recorder(3);
+  view.write(three, (root) => {
+    root.o = null;
+  });
+  t.deepEqual(three.destroys, [2, 1]);
+  t.deepEqual(
+    three.writes.map((w) => w.previous),
+    [0],
+  ); // owns the absence
+  const four = new Recorder(4);
+  view.write(four, (root) => {
+    root.o = 4.5;
+  });
+  t.deepEqual(
+    four.writes.map((w) => w.previous),
+    [3, 0],
+  ); // takes the absence, then a fresh value
+  t.deepEqual(four.destroys, []);
   view.close();
 });
 
