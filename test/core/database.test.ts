@@ -880,16 +880,18 @@ test("commits on this thread ('sync') and on the log's writer thread ('async', t
     });
     // A loop of writes lets the event loop turn between them in both modes, so I/O and timers
     // run meanwhile: with commits on this thread a write resolves after a turn; on the writer
-    // thread it resolves on the thread's message, an event of the loop's (which can come before
-    // this turn's immediates, never after the next write's).
+    // thread it resolves on the thread's message, an event of the loop's. (Node may deliver a
+    // reply that arrives while it is still handling the port's messages in the same turn, so on a
+    // loaded machine two writes can resolve before this turn's immediates: a few more are allowed.)
     let ran = false;
     setImmediate(() => {
       ran = true;
     });
     await db.append({ add: 4 });
     if (commitMode === 'sync') t.true(ran, `${commitMode}: the event loop turned before the write resolved`);
+    for (let i = 0; i < 5; i++) await db.append({ add: 0 });
+    t.true(ran, `${commitMode}: the event loop turned during six writes`);
     await db.append({ add: 5 });
-    t.true(ran, `${commitMode}: the event loop turned before the second write resolved`);
     await db.close();
     db = await openAdd(dir, clock, { commitMode });
     t.is(db.stats().openedBy, 'clean-load', commitMode);
@@ -897,7 +899,7 @@ test("commits on this thread ('sync') and on the log's writer thread ('async', t
     await db.close();
   }
   t.deepEqual(results[0], results[1]);
-  t.is((results[0] as { stored: number }).stored, 106);
+  t.is((results[0] as { stored: number }).stored, 111);
   const error = await t.throwsAsync(openAdd(tempDir(), clock, { commitMode: 'later' as 'sync' }));
   t.is((error as NoatunError).code, 'INVALID_ARGUMENT');
 });

@@ -1,8 +1,9 @@
 /**
  * The pruning property: pruning never changes the view, and what a database keeps is a function
- * of the events, not of the path they took. Random workloads of five apps (the bank app of the
+ * of the events, not of the path they took. Random workloads of six apps (the bank app of the
  * model test, an overwrite-heavy "positions" app, a delete-heavy "registry" app, a "warehouse"
- * whose applies sometimes fail, and the "catalog", whose results depend on map iteration order)
+ * whose applies sometimes fail, the "catalog", whose results depend on map iteration order, and
+ * "shelves", whose list elements and optionals are written by several events and then destroyed)
  * are written by a source S and delivered, with their parents, to three databases: P prunes, N
  * does not, and Q prunes and gets each batch in another order, in pieces. Deliveries are delayed
  * and shuffled, so events often arrive before their parents and wait (parked) — sometimes until
@@ -31,7 +32,7 @@ import * as path from 'node:path';
 import test from 'ava';
 import { Database, type MessageId } from '../../src/index.js';
 import { appendOrRefused } from '../helpers/append.js';
-import { type App, bank, catalog, orderedView, positions, registry, warehouse } from '../helpers/apps.js';
+import { type App, bank, catalog, orderedView, positions, registry, shelves, warehouse } from '../helpers/apps.js';
 import { type AnyDb, firstDifference, fixedPointDifference, holdClearance, settled, stateDifference } from '../helpers/convergence.js';
 import { FakeClock, prng, removeTempDirs, T0, tempDir } from '../helpers/temp.js';
 import { EventLog } from '../../src/core/log.js';
@@ -193,7 +194,7 @@ const seeds =
     ? Array.from({ length: seedCount }, () => (Math.random() * 2 ** 32) >>> 0)
     : [Number.parseInt(fixedSeed, 10) >>> 0];
 
-for (const app of [bank, positions, registry, warehouse, catalog] as App<unknown>[]) {
+for (const app of [bank, positions, registry, warehouse, catalog, shelves] as App<unknown>[]) {
   for (const seed of seeds) {
     test(`${app.name}: pruning changes no view, and the same events give the same stored set and cutoff hashes whatever their path, also very late and parked ones (seed ${seed})`, async (t) => {
       const outcome = await runSeed(app, seed, 300);

@@ -243,5 +243,115 @@ export const warehouse: App<WarehouseEvent> = {
   },
 };
 
+// Shelves: lists whose elements are set, popped and cleared, optionals set again and set to null,
+// the same inside map entries, and a note some of those writers leave for a later reader (so a
+// writer stays for other reasons than its datum). Data written by several events and then
+// destroyed, with the earlier writer still stored: what a rebuild once credited differently.
+export const Shelves = s.object({
+  shelf: s.list(s.u32()),
+  pinned: s.optional(s.string()),
+  labels: s.map(s.u32(), s.object({ tags: s.list(s.u32()), title: s.optional(s.f64()) })),
+  note: s.u32(),
+  seen: s.u32(),
+});
+export type ShelvesEvent =
+  | { push: number }
+  | { setAt: number; v: number }
+  | { pop: true }
+  | { clear: true }
+  | { pin: string | null }
+  | { label: number; tag: number }
+  | { retag: number; at: number; v: number }
+  | { untag: number }
+  | { title: number; v: number | null }
+  | { drop: number }
+  | { look: true };
+interface ShelvesPlain {
+  shelf: number[];
+  pinned: string | null;
+  labels: Map<number, { tags: number[]; title: number | null }>;
+  note: number;
+  seen: number;
+}
+/** Shelves' apply, over the view or over a plain model of the same shape (they behave alike). */
+function applyShelves(event: ShelvesEvent, root: ShelvesPlain, list: <T>(items: T[]) => ListLike<T>): void {
+  const shelf = list(root.shelf);
+  if ('push' in event) {
+    shelf.push(event.push);
+    if (event.push % 3 === 0) root.note = event.push;
+  } else if ('setAt' in event) {
+    if (event.setAt < shelf.length) shelf.set(event.setAt, event.v);
+  } else if ('pop' in event) shelf.pop();
+  else if ('clear' in event) shelf.clear();
+  else if ('pin' in event) {
+    root.pinned = event.pin;
+    if (event.pin !== null) root.note = event.pin.length;
+  } else if ('label' in event) {
+    const entry = root.labels.get(event.label);
+    if (entry === undefined) root.labels.set(event.label, { tags: [event.tag], title: null });
+    else list(entry.tags).push(event.tag);
+    root.note = event.label;
+  } else if ('retag' in event) {
+    const tags = root.labels.get(event.retag)?.tags;
+    if (tags !== undefined && event.at < list(tags).length) list(tags).set(event.at, event.v);
+  } else if ('untag' in event) {
+    const tags = root.labels.get(event.untag)?.tags;
+    if (tags !== undefined) list(tags).clear();
+  } else if ('title' in event) {
+    const entry = root.labels.get(event.title);
+    if (entry !== undefined) entry.title = event.v;
+  } else if ('drop' in event) root.labels.delete(event.drop);
+  else root.seen = root.note + shelf.length;
+}
+interface ListLike<T> {
+  readonly length: number;
+  push(value: T): void;
+  set(index: number, value: T): void;
+  pop(): void;
+  clear(): void;
+}
+function plainList<T>(items: T[]): ListLike<T> {
+  return {
+    get length() {
+      return items.length;
+    },
+    push: (value) => void items.push(value),
+    set(index, value) {
+      items[index] = value;
+    },
+    pop: () => void items.pop(),
+    clear: () => void items.splice(0),
+  };
+}
+export const shelves: App<ShelvesEvent> = {
+  name: 'shelves',
+  root: Shelves,
+  apply(event, root) {
+    // The view's lists have these methods themselves.
+    applyShelves(event, root as unknown as ShelvesPlain, (items) => items as unknown as ListLike<never>);
+  },
+  random(random) {
+    const r = random();
+    const small = Math.floor(random() * 4);
+    if (r < 0.2) return { push: Math.floor(random() * 10) };
+    if (r < 0.32) return { setAt: small, v: Math.floor(random() * 10) };
+    if (r < 0.38) return { pop: true };
+    if (r < 0.44) return { clear: true };
+    if (r < 0.54) return { pin: random() < 0.3 ? null : 'abcdef'.slice(0, 1 + small) };
+    if (r < 0.64) return { label: small, tag: Math.floor(random() * 10) };
+    if (r < 0.72) return { retag: small, at: Math.floor(random() * 3), v: Math.floor(random() * 10) };
+    if (r < 0.77) return { untag: small };
+    if (r < 0.85) return { title: small, v: random() < 0.3 ? null : Math.floor(random() * 100) / 4 };
+    if (r < 0.9) return { drop: small };
+    return { look: true };
+  },
+  normalize: ordered,
+  model(events) {
+    const root: ShelvesPlain = { shelf: [], pinned: null, labels: new Map(), note: 0, seen: 0 };
+    for (const { event } of events) applyShelves(event, root, plainList);
+    return root;
+  },
+};
+
 /** Every app, by name. */
-export const apps = { bank, positions, registry, warehouse, catalog } as Record<string, App<unknown>>;
+export const apps = { bank, positions, registry, warehouse, catalog, shelves } as Record<string, App<unknown>>;

@@ -22,7 +22,7 @@
  *
  * Checks, after every partition heals, every peer reopens and all are synced:
  * 1. every peer has the same view, maps compared in iteration order (no sorting), equal to the
- *    reference peer's and, for the apps with a model (bank, catalog), to a plain-JS replay;
+ *    reference peer's and, for the apps with a model (bank, catalog, shelves), to a plain-JS replay;
  * 2. the clock then moves past every hold (the cutoff interval plus two strides after the last
  *    delivery), every peer advances its cutoff and syncs again: every peer equals the reference
  *    peer — stored ids, both cutoff hashes, view, the failed-apply count and the ids of
@@ -56,7 +56,7 @@ import { type Database, MessageId, messagePackCodec, NoatunError } from '../../s
 import { MemoryNetwork } from '../../src/net/memory-link.js';
 import { Replicator } from '../../src/net/replicator.js';
 import { HostilePeer } from '../helpers/hostile-peer.js';
-import { type App, apps, bank, catalog, ordered, orderedView, positions, registry, timedEvents, warehouse } from '../helpers/apps.js';
+import { type App, apps, bank, catalog, ordered, orderedView, positions, registry, shelves, timedEvents, warehouse } from '../helpers/apps.js';
 import {
   type AnyDb,
   cutoffHashMismatch,
@@ -141,13 +141,14 @@ export function replayCommand(seed: number): string {
   return `npm run sim -- --seed ${seed}`;
 }
 
-/** The app of a seed: the first three by the seed's own stream, then warehouse and catalog by streams of their own. */
+/** The app of a seed: the first three by the seed's own stream, then warehouse, catalog and shelves by streams of their own. */
 function appOf(seed: number, random: () => number): App<unknown> {
   const first = [bank, positions, registry][Math.floor(random() * 3)]! as App<unknown>;
   // Apps that came later are chosen from streams of their own, so that every seed that does not
   // get them replays the scenario it did before (the regression seeds among them).
   if (prng((seed ^ 0xc2b2ae35) >>> 0)() < 0.25) return warehouse as App<unknown>;
   if (prng((seed ^ 0x27d4eb2f) >>> 0)() < 0.3) return catalog as App<unknown>;
+  if (prng((seed ^ 0x61c88647) >>> 0)() < 0.25) return shelves as App<unknown>;
   return first;
 }
 
