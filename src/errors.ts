@@ -45,6 +45,11 @@ export const ErrorCode = {
   TIMEOUT: 'TIMEOUT',
   /** An argument is malformed (bad id string, bad option, ...). */
   INVALID_ARGUMENT: 'INVALID_ARGUMENT',
+  /**
+   * This Node.js is older than the package supports (22.12, `engines` in package.json): a database
+   * is not opened on it rather than risk its files.
+   */
+  RUNTIME_UNSUPPORTED: 'RUNTIME_UNSUPPORTED',
   /** The database directory is locked by another process or another open Database. */
   DATABASE_LOCKED: 'DATABASE_LOCKED',
   /** A key file (private swarm key, node identity) is malformed. */
@@ -231,4 +236,22 @@ export class ValueError extends NoatunError {
 /** Throws an {@link ErrorCode.INTERNAL} error when an invariant does not hold. */
 export function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new NoatunError(ErrorCode.INTERNAL, `invariant violated: ${message}`);
+}
+
+/** The oldest Node.js a database opens on (`engines` in package.json). */
+export const MIN_NODE_VERSION = '22.12.0';
+
+/**
+ * Throws `RUNTIME_UNSUPPORTED` when `version` (a Node.js version, `process.versions.node` by
+ * default) is older than {@link MIN_NODE_VERSION}. npm only warns about `engines`, and the
+ * package is neither built nor tested on older lines.
+ */
+export function assertSupportedNode(version: string = process.versions.node): void {
+  const [major = 0, minor = 0] = version.split('.').map((part) => Number.parseInt(part, 10));
+  const [minMajor = 0, minMinor = 0] = MIN_NODE_VERSION.split('.').map(Number);
+  if (major > minMajor || (major === minMajor && minor >= minMinor)) return;
+  throw new NoatunError(
+    ErrorCode.RUNTIME_UNSUPPORTED,
+    `Noatun needs Node.js ${MIN_NODE_VERSION} or later; this is Node.js ${version}. In this repository, npm scripts run the Node the project pins (npm install fetches it)`,
+  );
 }

@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { diskFullFrom, ErrorCode, NoatunError, systemErrorFrom } from '../errors.js';
+import { assertSupportedNode, diskFullFrom, ErrorCode, NoatunError, systemErrorFrom } from '../errors.js';
 import { DEFAULT_MAX_JOURNAL_BYTES, DEFAULT_MAX_VIEW_BYTES } from '../view/constants.js';
 import { type InspectOptions, inspectView, type ObjectNode } from '../view/inspect.js';
 import type { ObjectSchema, View } from '../view/schema.js';
@@ -207,6 +207,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    * file, changed schema) is rebuilt from the log, reporting progress through `onProgress`.
    */
   static async open<E, R extends ObjectSchema<unknown>>(options: DatabaseOptions<E, R>): Promise<Database<E, R>> {
+    assertSupportedNode();
     if (options === null || typeof options !== 'object') {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `Database.open takes an options object, got ${describeValue(options)}`);
     }

@@ -6,6 +6,7 @@
  */
 import * as fs from 'node:fs';
 import test from 'ava';
+import { assertSupportedNode } from '../../src/errors.js';
 import { Database, type MessageId, NoatunError, s } from '../../src/index.js';
 import { FakeClock, removeTempDirs, tempDir } from '../helpers/temp.js';
 
@@ -30,6 +31,16 @@ function apply(e: Ev, root: s.View<typeof Root>): void {
 function open(extra: { checkDeterminism?: boolean; onNonDeterministicApply?: (id: MessageId) => void } = {}) {
   return Database.open<Ev, typeof Root>({ path: tempDir(), root: Root, apply, now: new FakeClock().now, ...extra });
 }
+
+test('a Node.js older than 22.12 is refused with RUNTIME_UNSUPPORTED (Database.open checks the running one)', (t) => {
+  for (const version of ['20.20.2', '22.11.0', '18.0.0', '0.10.48']) {
+    const error = t.throws(() => assertSupportedNode(version));
+    t.is((error as NoatunError).code, 'RUNTIME_UNSUPPORTED', version);
+    t.regex(error!.message, /22\.12/);
+  }
+  for (const version of ['22.12.0', '22.18.1', '23.0.0', '24.21.0', '25.1.0-nightly20261201']) t.notThrows(() => assertSupportedNode(version), version);
+  t.notThrows(() => assertSupportedNode());
+});
 
 test('checkDeterminism refuses an apply that reads Date.now(), new Date() or Math.random(), and stores nothing', async (t) => {
   const db = await open({ checkDeterminism: true });
