@@ -168,6 +168,27 @@ export class RunReader {
     return this.#dataStart + start;
   }
 
+  /**
+   * Checks the whole table, beyond what opening checks: every event fits, its envelope holds an
+   * id, the ids increase, and the first is the run's key (lookups find runs by it). A rebuild
+   * reads every run so, before it trusts an envelope check: an envelope whose bytes fail their id
+   * is dropped alone, but one whose bounds are wrong would drop bytes of its neighbours under an
+   * id that is not stored.
+   */
+  checkAll(): void {
+    const bytes = this.bytes;
+    for (let i = 0; i < this.count; i++) {
+      const at = this.#start(i) + ID_OFFSET;
+      if (i === 0) {
+        for (let b = 0; b < ID_BYTES; b++) {
+          if (bytes[at + b] !== this.#runKey[b]) throw this.#damaged('its first id is not its key');
+        }
+      } else if (this.compareKey(i - 1, bytes.subarray(at, at + ID_BYTES)) >= 0) {
+        throw this.#damaged(`its ids are out of order at event ${i}`);
+      }
+    }
+  }
+
   /** The id of event `i` (a view). */
   key(i: number): Uint8Array {
     const at = this.#start(i) + ID_OFFSET;

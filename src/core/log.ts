@@ -1556,7 +1556,7 @@ export class EventLog {
    * index. Each run is a copy of its own (see `loadRun`), so the views stay valid while the caller
    * reads the log meanwhile.
    */
-  *#committed(start: Uint8Array | undefined): Generator<[RunReader, number]> {
+  *#committed(start: Uint8Array | undefined, checked = false): Generator<[RunReader, number]> {
     let from: Uint8Array | undefined = start;
     if (start !== undefined) {
       for (const runKey of this.#runs.getKeys({ start: asBuffer(start), reverse: true, limit: 1 }) as Iterable<Buffer>) {
@@ -1565,18 +1565,21 @@ export class EventLog {
     }
     for (const { key, value } of this.#runs.getRange(from === undefined ? {} : { start: asBuffer(from) })) {
       const reader = loadRun(key, value).reader;
+      if (checked) reader.checkAll();
       for (let i = start === undefined ? 0 : reader.lowerBound(start); i < reader.count; i++) yield [reader, i];
     }
   }
 
   /**
    * Stored events in id order from `start` (inclusive; the beginning when omitted), including
-   * queued ones. Each is the caller's own copy; do not write to the log while iterating.
+   * queued ones. Each is the caller's own copy; do not write to the log while iterating. With
+   * `checked`, each run's whole table is checked as it is read (`RunReader.checkAll`): a run
+   * whose table is damaged throws `CORRUPT_FILE` naming it.
    */
-  *range(start?: Uint8Array): Generator<StoredEvent> {
+  *range(start?: Uint8Array, checked = false): Generator<StoredEvent> {
     const pending = this.#pendingFrom(start);
     let p = 0;
-    for (const [reader, i] of this.#committed(start)) {
+    for (const [reader, i] of this.#committed(start, checked)) {
       const key = reader.key(i);
       while (p < pending.length && compareKeys(pending[p]!.key, key) < 0) {
         const event = pending[p++]!.event;

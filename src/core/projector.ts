@@ -708,9 +708,24 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     this.appliedMax = undefined;
     this.book.reserve(total);
     onProgress?.({ phase: 'rebuild', done, total });
-    for (const stored of this.#log.range()) {
+    let previous: Uint8Array | undefined;
+    // (Checked: a run whose table is damaged is refused whole, see RunReader.checkAll.)
+    for (const stored of this.#log.range(undefined, true)) {
       done++;
       if (done % step === 0) onProgress?.({ phase: 'rebuild', done, total });
+      if (previous !== undefined && compareKeys(stored.key, previous) <= 0) {
+        throw new NoatunError(
+          ErrorCode.CORRUPT_FILE,
+          `the event log ${this.#log.path} is damaged: its runs are out of order at ${Buffer.from(stored.key).toString('hex')}. Restore it from a backup, or move the database directory away and let the peers send the events again`,
+        );
+      }
+      previous = stored.key;
+      if (this.book.find(stored.ordinal) !== -1) {
+        throw new NoatunError(
+          ErrorCode.CORRUPT_FILE,
+          `the event log ${this.#log.path} is damaged: event ${Buffer.from(stored.key).toString('hex')} has the ordinal ${stored.ordinal} of another. Restore it from a backup, or move the database directory away and let the peers send the events again`,
+        );
+      }
       // A rebuild re-validates every stored envelope: a record damaged on disk is dropped (and
       // reported) rather than applied, so the view is a replay of what is provably intact.
       const intact = verifyStored(stored);

@@ -1,12 +1,14 @@
 /**
  * Damaged files: a view file damaged at any offset (every 512th byte), truncated or deleted
- * reopens with the view rebuilt from the log; a damaged undo history is never used for a rewind.
+ * reopens with the view rebuilt from the log; a damaged undo history is never used for a rewind;
+ * a damaged run of the event log is refused with `CORRUPT_FILE`, never another error.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import test from 'ava';
-import { Database, messagePackCodec, s } from '../../src/index.js';
-import { FakeClock, removeTempDirs, T0, tempDir } from '../helpers/temp.js';
+import { open as lmdbOpen } from 'lmdb';
+import { Database, messagePackCodec, NoatunError, s } from '../../src/index.js';
+import { FakeClock, prng, removeTempDirs, T0, tempDir, testSeed } from '../helpers/temp.js';
 
 test.after.always(removeTempDirs);
 
@@ -123,4 +125,57 @@ test('damaged undo history is not used: a late event then rebuilds and the view 
   const { view, expected } = await snapshot(db);
   t.deepEqual(view, expected);
   await Promise.all([db.close(), late.close()]);
+});
+
+test('a run of the event log damaged at random (bytes changed, cut short, lengthened) is refused with CORRUPT_FILE, or the rebuild drops what is damaged and the view is a replay of the rest; never another error', async (t) => {
+  const seed = testSeed();
+  const random = prng(seed);
+  const source = await template();
+  const keys = await (async () => {
+    const env = lmdbOpen({ path: path.join(source, 'log.mdb'), compression: false, maxDbs: 8, readOnly: true });
+    const runs = env.openDB<Buffer, Buffer>({ name: 'runs', encoding: 'binary', keyEncoding: 'binary' });
+    const found = [...runs.getKeys()].map((key) => Buffer.from(key as Buffer));
+    await env.close();
+    return found;
+  })();
+  t.true(keys.length > 1, 'the template has several runs');
+  const outcomes = { refused: 0, equal: 0, dropped: 0 };
+  for (let trial = 0; trial < 40; trial++) {
+    const dir = tempDir();
+    fs.cpSync(source, dir, { recursive: true });
+    // Without the view the open replays every run, checking each envelope against its id. (A
+    // view that loads as it is trusts the log: what it serves is checked by the peers it reaches.)
+    fs.rmSync(path.join(dir, 'view'), { recursive: true });
+    const env = lmdbOpen({ path: path.join(dir, 'log.mdb'), compression: false, maxDbs: 8 });
+    const runs = env.openDB<Buffer, Buffer>({ name: 'runs', encoding: 'binary', keyEncoding: 'binary' });
+    const key = keys[Math.floor(random() * keys.length)]!;
+    let run = Buffer.from(runs.getBinary(key)!);
+    const how = Math.floor(random() * 3);
+    if (how === 0) {
+      for (let i = 1 + Math.floor(random() * 4); i > 0; i--) run[Math.floor(random() * run.length)]! ^= 1 + Math.floor(random() * 255);
+    } else if (how === 1) {
+      run = run.subarray(0, Math.floor(random() * run.length));
+    } else {
+      run = Buffer.concat([run, Buffer.from(Array.from({ length: 1 + Math.floor(random() * 64) }, () => Math.floor(random() * 256)))]);
+    }
+    await runs.put(key, run);
+    await env.close();
+    const what = `seed ${seed}, trial ${trial}: run ${key.toString('hex')} ${['with bytes changed', 'cut short', 'lengthened'][how]}`;
+    try {
+      const db = await open(dir);
+      try {
+        const { view, expected } = await snapshot(db);
+        t.deepEqual(view, expected, what);
+        outcomes.equal++;
+        outcomes.dropped += db.discarded().length;
+      } finally {
+        await db.close();
+      }
+    } catch (error) {
+      t.true(error instanceof NoatunError && error.code === 'CORRUPT_FILE', `${what}: ${String(error)}`);
+      outcomes.refused++;
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  t.log(`seed ${seed}: ${outcomes.refused} refused, ${outcomes.equal} read equal to a replay (${outcomes.dropped} damaged events dropped)`);
 });
