@@ -252,6 +252,6 @@ export function assertSupportedNode(version: string = process.versions.node): vo
   if (major > minMajor || (major === minMajor && minor >= minMinor)) return;
   throw new NoatunError(
     ErrorCode.RUNTIME_UNSUPPORTED,
-    `Noatun needs Node.js ${MIN_NODE_VERSION} or later; this is Node.js ${version}. In this repository, npm scripts run the Node the project pins (npm install fetches it)`,
+    `Noatun needs Node.js ${MIN_NODE_VERSION} or later; this is Node.js ${version}`,
   );
 }

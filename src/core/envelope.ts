@@ -250,6 +250,20 @@ export function readEnvelopeUnchecked(bytes: Uint8Array): Envelope {
   return parse(bytes, DEFAULT_ENVELOPE_LIMITS, false);
 }
 
+/**
+ * Why an envelope the engine stored itself no longer is what it stored (its bytes do not parse,
+ * or no longer match their id: damaged on disk), or undefined when it is intact. For what a peer
+ * is about to be sent: that peer would refuse it as forged, and blame us.
+ */
+export function storedEnvelopeDamage(bytes: Uint8Array): NoatunError | undefined {
+  try {
+    verified(parse(bytes, DEFAULT_ENVELOPE_LIMITS, false));
+    return undefined;
+  } catch (error) {
+    return error instanceof NoatunError ? error : new NoatunError(ErrorCode.CORRUPT_FILE, String(error));
+  }
+}
+
 /** The id of an encoded envelope, read without decoding the rest. */
 export function envelopeIdOf(bytes: Uint8Array): MessageId {
   if (bytes.length < FIXED_BYTES || bytes[0] !== ENVELOPE_VERSION) throw new BadFrameError('not an envelope', 0);

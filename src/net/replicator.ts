@@ -139,6 +139,15 @@ export class Replicator extends EventTarget {
       },
       largeEvents: new ByteBudget(resolved.largeEventBytes),
       status: (lowerTime) => this.#status(lowerTime),
+      damaged: (id, error) =>
+        this.#report(
+          new NoatunError(
+            ErrorCode.CORRUPT_FILE,
+            `stored event ${id} is damaged on disk (${error.message}): not sent. Its copy in the view is intact; db.compact() (a rebuild) drops it from the log, and peers that hold it send it again`,
+            { cause: error },
+          ),
+          undefined,
+        ),
     };
     const debounce = resolved.statusDebounceMs;
     this.#neighbourStatus = new Settle(debounce, 10 * debounce, () => this.#guard(() => this.#sendStatus(false, false)));

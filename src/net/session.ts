@@ -26,7 +26,7 @@
  * a send that fails on our side is a `CLOSED` error, never the peer's fault.
  */
 import { type CutoffState, compareCutoffs } from '../core/cutoff.js';
-import { DEFAULT_ENVELOPE_LIMITS } from '../core/envelope.js';
+import { DEFAULT_ENVELOPE_LIMITS, storedEnvelopeDamage } from '../core/envelope.js';
 import { compareIdBytes, MessageId } from '../core/message-id.js';
 import { ErrorCode, NoatunError } from '../errors.js';
 import { MAX_RECONCILE_BYTES, MAX_SESSION_IDS, MIN_DEFER_MESSAGE_BYTES } from './constants.js';
@@ -142,6 +142,11 @@ export interface SessionHost {
   readonly largeEvents: ByteBudget;
   /** Our status over the events at or after `lowerTime` (default: our cutoff). */
   status(lowerTime?: number): Status;
+  /**
+   * A stored event a peer asked for is damaged on disk (its bytes do not match its id): it was
+   * not sent, as the peer would refuse it as forged. Ours to report, not the peer's fault.
+   */
+  damaged(id: MessageId, error: NoatunError): void;
 }
 
 /** How a session ended. */
@@ -561,6 +566,13 @@ export class SessionRun {
       // Over the envelope limit (stored before the engine refused such appends): every peer would
       // refuse it, and us with it. It stays here.
       if (message.bytes.length > this.#host.config.maxEnvelopeBytes) continue;
+      // Checked against its id before it leaves (what the peer does first): a copy damaged on our
+      // disk would have the peer refuse us for a while as a forger, at every session.
+      const damage = storedEnvelopeDamage(message.bytes);
+      if (damage !== undefined) {
+        this.#host.damaged(message.id, damage);
+        continue;
+      }
       return message;
     }
     return undefined;
