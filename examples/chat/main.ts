@@ -20,6 +20,7 @@
  * seconds. No multicast is involved, so nothing leaves the machine. A dial needs no peer id (the
  * Noise handshake authenticates whoever answers), so no file has to pass addresses around.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -94,6 +95,16 @@ function secondPeer(db: string, name?: string): string {
 }
 
 /** Prints an error line and gives the exit status for it. */
+/** The app named by `app.json` in `directory` (left there by `noatun peer`), if any. */
+function recordedApp(directory: string): string | undefined {
+  try {
+    const record = JSON.parse(fs.readFileSync(path.join(directory, 'app.json'), 'utf8')) as { name?: unknown };
+    return typeof record.name === 'string' ? record.name : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function fail(message: string): number {
   process.stderr.write(`chat: ${message}\n`);
   return EXIT_USAGE;
@@ -153,6 +164,12 @@ async function main(): Promise<number> {
  * resolves with the exit status.
  */
 async function runChat(values: Options, name: string, ports: readonly number[], leave: AbortController): Promise<number> {
+  // A database `noatun peer` ran another app on (its app.json says which) is not the chat's: the
+  // open would rebuild its view with the chat's schema and offer its events to the chat's swarm.
+  const recorded = recordedApp(values.db);
+  if (recorded !== undefined && recorded !== 'chat') {
+    return fail(`${values.db} holds the database of the app ${JSON.stringify(recorded)}, not the chat's; pass another --db`);
+  }
   let db: ChatDb;
   try {
     db = await openChat(values.db);
@@ -160,6 +177,8 @@ async function runChat(values: Options, name: string, ports: readonly number[], 
     if (error instanceof NoatunError && error.code === ErrorCode.DATABASE_LOCKED) {
       return fail(`${values.db} is in use by another chat peer; start a second peer with its own database: ${secondPeer(values.db)}`);
     }
+    // A path that is a file, a damaged database: one line, not a stack.
+    if (error instanceof NoatunError) return fail(`${error.message} [${error.code}]`);
     throw error;
   }
 

@@ -12,7 +12,7 @@ import { Database } from '../core/database.js';
 import { ErrorCode, NoatunError } from '../errors.js';
 import { checkSwarmKey, loadOrCreatePrivateKey } from '../net/libp2p-link.js';
 import { type PeerInfo, Replicator, type ReplicatorEvent } from '../net/replicator.js';
-import { loadApp, writeAppRecord } from './app-module.js';
+import { loadApp, recordedAppName, writeAppRecord } from './app-module.js';
 import { type InspectorHandle, startInspector } from './inspector/server.js';
 import { openingProgress, type Progress, progress } from './progress.js';
 import { type StopSignal, stopSignal } from './signals.js';
@@ -89,6 +89,15 @@ export async function runPeer(options: PeerCommandOptions, out: NodeJS.WritableS
 /** {@link runPeer} once the stop signals are caught: open, join, report until `stop`, close. */
 async function serve(options: PeerCommandOptions, say: (line: string) => void, stop: StopSignal): Promise<void> {
   const app: AnyApp = await loadApp(options.app);
+  // Another app's database would be taken over: its view rebuilt with this app's schema and its
+  // events offered to this app's swarm.
+  const recordedName = recordedAppName(options.db);
+  if (recordedName !== undefined && recordedName !== app.name) {
+    throw new NoatunError(
+      ErrorCode.APP_INVALID,
+      `${options.db} holds the database of the app ${JSON.stringify(recordedName)}, and ${options.app} is the app ${JSON.stringify(app.name)}: pass the module of ${JSON.stringify(recordedName)}, or another --db`,
+    );
+  }
   const psk = options.pskFile === undefined ? undefined : readSwarmKey(options.pskFile);
   const opening = openingProgress();
   const db = await Database.open({

@@ -192,6 +192,8 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
     ['a module without an app', ['peer', '--app', noApp, '--db', path.join(root, 'd2')], /exports no app: .*\(it exports schema, none of them made by defineApp\) \[APP_INVALID\]/],
     ['an allow-list entry that is not a peer id', ['peer', '--app', APP, '--db', path.join(root, 'd7'), '--allow', 'xyz'], /allowPeers: not a peer id: "xyz".*\[INVALID_ARGUMENT\]/],
     ['inspect with the module of another app', ['inspect', recorded, '--app', 'examples/chat/app.ts'], /was written by the app "issue-tracker", and examples\/chat\/app\.ts is the app "chat".*\[APP_INVALID\]/],
+    // (Before, the peer opened it: the view rebuilt as a chat, app.json rewritten, its events offered to the chat's swarm.)
+    ['a peer with the module of another app', ['peer', '--app', 'examples/chat/app.ts', '--db', recorded], /holds the database of the app "issue-tracker", and examples\/chat\/app\.ts is the app "chat".*\[APP_INVALID\]/],
     ['a busy port', ['peer', '--app', APP, '--db', path.join(root, 'd3'), '--listen', String(busyPort)], /address is in use \[ADDRESS_IN_USE\]/],
     ['a malformed swarm key', ['peer', '--app', APP, '--db', path.join(root, 'd4'), '--psk-file', badKey], /not a private swarm key.*\[KEY_INVALID\]/],
     ['a missing swarm key file', ['peer', '--app', APP, '--db', path.join(root, 'd5'), '--psk-file', path.join(root, 'none.key')], /no swarm key file .*\[NOT_FOUND\]/],
@@ -207,7 +209,8 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
     t.regex(output, pattern, what);
   }
   t.false(fs.existsSync(path.join(root, 'missing')), 'inspect never creates a database');
-  t.deepEqual(fs.readFileSync(path.join(recorded, 'view', 'view.bin')), viewBefore, 'inspect with another app rebuilt the view');
+  t.deepEqual(fs.readFileSync(path.join(recorded, 'view', 'view.bin')), viewBefore, 'inspect or peer with another app rebuilt the view');
+  t.is(JSON.parse(fs.readFileSync(path.join(recorded, 'app.json'), 'utf8')).name, 'issue-tracker', 'the app record is left as it was');
   t.is(fs.readFileSync(path.join(badIdentity, 'peer.key'), 'utf8'), 'garbage', 'a bad key file is never overwritten');
 });
 

@@ -6,6 +6,7 @@
  * Every peer has an explicit address or a random range, so tests never meet on fixed ports; the
  * tests run one at a time, since each starts up to three Node processes.
  */
+import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import type { ExecutionContext } from 'ava';
@@ -156,6 +157,22 @@ test.serial('a second peer on a database in use exits with status 2 and says how
   a.child.send('still here');
   await a.child.waitFor(messageLine('alice', 'still here'), WAIT_MS);
   t.is(await a.child.stop(), 0);
+});
+
+test.serial("a database of another app, or a path that is a file, exits with status 2 and one line, and the database is left as it was", async (t) => {
+  const other = path.join(tempDir(), 'tracker');
+  fs.mkdirSync(other);
+  fs.writeFileSync(path.join(other, 'app.json'), JSON.stringify({ name: 'issue-tracker', module: 'app.ts' }));
+  const taken = chat(t, 'bob', other, '--listen', ANY_PORT);
+  t.is(await taken.exited(), 2);
+  await taken.waitFor(/^! chat: .* holds the database of the app "issue-tracker", not the chat's; pass another --db$/, WAIT_MS);
+  t.deepEqual(fs.readdirSync(other), ['app.json'], 'nothing opened there');
+  const file = path.join(tempDir(), 'a-file');
+  fs.writeFileSync(file, 'not a directory');
+  const wrong = chat(t, 'bob', file, '--listen', ANY_PORT);
+  t.is(await wrong.exited(), 2);
+  await wrong.waitFor(/^! chat: .*\[INVALID_ARGUMENT\]$/, WAIT_MS);
+  t.false(wrong.output.includes('    at '), 'no stack trace');
 });
 
 /** Whether nobody listens on `port` of 127.0.0.1 now. */
