@@ -153,7 +153,7 @@ function walkPayload(v: unknown, steps: (string | number)[], depth: number, seen
   seen?.delete(object);
 }
 
-/** What {@link copyPacked} returns for a value it leaves to encoding and decoding. */
+/** What `copyPacked` returns for a value it leaves to encoding and decoding. */
 const NOT_COPIED: unique symbol = Symbol('not copied');
 
 /**
@@ -170,7 +170,7 @@ let copySlots = 0;
 // ------------------------------------------------------------------ copying and encoding at once
 
 /**
- * Where {@link copyPacked} writes: a pool the payloads are views of, as msgpackr's are of its
+ * Where `copyPacked` writes: a pool the payloads are views of, as msgpackr's are of its
  * buffer (a view of a pool costs less than a buffer of its own); a fresh one once it is full.
  */
 const POOL_BYTES = 64 * 1024;
@@ -410,7 +410,7 @@ function copyPacked(v: unknown, depth: number): unknown {
 /**
  * The default codec: MessagePack (msgpackr) without records or structured cloning, so the bytes
  * are plain MessagePack that any implementation can read. Its `copy` gives the copy's bytes too
- * (see {@link copyPacked}).
+ * (see `copyPacked`).
  */
 export function messagePackCodec<E>(): Codec<E> {
   const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 'bigint' });

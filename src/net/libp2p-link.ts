@@ -110,22 +110,22 @@ export interface Libp2pLinkOptions {
   readonly privateKey?: PrivateKey;
   /**
    * Most connections; inbound ones beyond it are refused before any handshake.
-   * @default 128 ({@link DEFAULT_MAX_CONNECTIONS})
+   * @default 128 (`DEFAULT_MAX_CONNECTIONS`)
    */
   readonly maxConnections?: number;
   /**
    * Most inbound connections from one IP address (IPv6: one /64) at once.
-   * @default 8 ({@link DEFAULT_MAX_CONNECTIONS_PER_ADDRESS})
+   * @default 8 (`DEFAULT_MAX_CONNECTIONS_PER_ADDRESS`)
    */
   readonly maxConnectionsPerAddress?: number;
   /**
    * Most inbound connections in their handshake at once.
-   * @default 16 ({@link DEFAULT_MAX_PENDING_CONNECTIONS})
+   * @default 16 (`DEFAULT_MAX_PENDING_CONNECTIONS`)
    */
   readonly maxPendingConnections?: number;
   /**
    * New inbound connections accepted per second from one IP address.
-   * @default 5 ({@link DEFAULT_INBOUND_CONNECTIONS_PER_SECOND})
+   * @default 5 (`DEFAULT_INBOUND_CONNECTIONS_PER_SECOND`)
    */
   readonly inboundConnectionsPerSecond?: number;
   /**

@@ -12,11 +12,11 @@
 import { Backoff } from './backoff.js';
 import { DEFAULT_REDIAL_MAX_MS, DEFAULT_REDIAL_MIN_MS, MAX_REDIAL_PEERS, REDIAL_FORGET_MS } from './constants.js';
 
-/** Options of a {@link Redialer}. */
+/** Options of a `Redialer`. */
 export interface RedialOptions {
-  /** First delay before a redial, in ms. @default 250 ({@link DEFAULT_REDIAL_MIN_MS}) */
+  /** First delay before a redial, in ms. @default 250 (`DEFAULT_REDIAL_MIN_MS`) */
   readonly minMs?: number;
-  /** Largest delay between redials, in ms. @default 5000 ({@link DEFAULT_REDIAL_MAX_MS}) */
+  /** Largest delay between redials, in ms. @default 5000 (`DEFAULT_REDIAL_MAX_MS`) */
   readonly maxMs?: number;
   /** Randomness for the jitter (tests inject a seeded one). @default Math.random */
   readonly random?: () => number;

@@ -114,7 +114,7 @@ export interface ReplicatedDatabase {
   message(id: MessageId): ReplicatedMessage | undefined;
   /**
    * The largest envelope (wire form) the engine accepts. Without it, the engine's default limits
-   * are assumed ({@link DEFAULT_MAX_ENVELOPE_BYTES}).
+   * are assumed (`DEFAULT_MAX_ENVELOPE_BYTES`).
    */
   readonly maxEnvelopeBytes?: number;
   /** The peer went away: what the engine keeps on its behalf (parked events) may go. */

@@ -151,7 +151,7 @@ const RESERVED_FIELDS = new Set(['export', 'assign', 'toJSON', 'constructor', '_
  */
 export const ENTER = Symbol('noatun.enterSession');
 
-/** On the prototype of every accessor (object, list, map, opaque list): see {@link detach}. */
+/** On the prototype of every accessor (object, list, map, opaque list): see `detach`. */
 export const IS_ACCESSOR = Symbol('noatun.accessor');
 
 /**
@@ -197,7 +197,7 @@ export function detach(value: unknown): unknown {
 }
 
 /**
- * An accessor that can be moved into another session ({@link ENTER}): those of maps and lists,
+ * An accessor that can be moved into another session (`ENTER`): those of maps and lists,
  * and those of objects made by {@link ObjectType.Accessor} and {@link ObjectType.RootAccessor}.
  */
 export interface ReusableAccessor {
@@ -283,7 +283,7 @@ export class ObjectType implements CompositeType {
   /**
    * The accessor class of the root of read sessions: a {@link ReadAccessor} that makes the
    * accessors of everything inline in it once (`$keep()`) and keeps them, so a view reuses them
-   * for every session, moving them in with {@link ENTER}.
+   * for every session, moving them in with `ENTER`.
    */
   get RootAccessor(): ObjectAccessorClass {
     this.#rootAccessor ??= generateObjectAccessor(this, 'root');
@@ -652,7 +652,7 @@ export abstract class ListAccessor<E, P> {
     return a;
   }
 
-  /** See {@link ENTER}: a list inline in the root is reused for every session. */
+  /** See `ENTER`: a list inline in the root is reused for every session. */
   [ENTER](session: number): void {
     this.$s = session;
   }
@@ -722,7 +722,7 @@ export abstract class ListAccessor<E, P> {
     this.$type.assign(this.$arena(), this.$w, detach(values));
   }
 
-  /** See {@link detach}. */
+  /** See `detach`. */
   get [IS_ACCESSOR](): boolean {
     return true;
   }
@@ -885,7 +885,7 @@ export class OpaqueListAccessor<E, P> {
     return a;
   }
 
-  /** See {@link ENTER}: a list inline in the root is reused for every session. */
+  /** See `ENTER`: a list inline in the root is reused for every session. */
   [ENTER](session: number): void {
     this.#s = session;
   }
@@ -895,7 +895,7 @@ export class OpaqueListAccessor<E, P> {
     this.#type.pushAt(this.#arena(), this.#w, detach(value));
   }
 
-  /** See {@link detach}. */
+  /** See `detach`. */
   get [IS_ACCESSOR](): boolean {
     return true;
   }

@@ -502,7 +502,7 @@ export abstract class MapAccessor<K, E, P> {
     return a;
   }
 
-  /** See {@link ENTER}: a map inline in the root is reused for every session. */
+  /** See `ENTER`: a map inline in the root is reused for every session. */
   [ENTER](session: number): void {
     this.$s = session;
   }
@@ -533,7 +533,7 @@ export abstract class MapAccessor<K, E, P> {
     return this;
   }
 
-  /** See {@link detach}. */
+  /** See `detach`. */
   get [IS_ACCESSOR](): boolean {
     return true;
   }
