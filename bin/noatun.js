@@ -5,7 +5,7 @@
 // (22.12: what the command-line parser, commander, asks for.)
 const [major, minor] = process.versions.node.split('.').map(Number);
 if (major < 22 || (major === 22 && minor < 12)) {
-  process.stderr.write(`noatun: error: Node ${process.versions.node} is too old; Noatun needs Node 22.12 or newer\n`);
+  process.stderr.write(`noatun: error: Node ${process.versions.node} is too old; Noatun needs Node 22.12 or newer [RUNTIME_UNSUPPORTED]\n`);
   process.exit(2);
 }
 const { main } = await import('#cli');

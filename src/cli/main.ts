@@ -8,7 +8,7 @@
  */
 import * as fs from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { NoatunError } from '../errors.js';
+import { ErrorCode, NoatunError } from '../errors.js';
 import { runInspect } from './inspect.js';
 import { runPeer } from './peer.js';
 
@@ -41,7 +41,12 @@ export function program(): Command {
   const root = new Command('noatun')
     .description('Noatun: an embedded, event-sourced database that replicates peer to peer')
     .version(version())
-    .showHelpAfterError('(add --help for usage)')
+    // A mistake on the command line is one line with its code, like every other (subcommands
+    // inherit this): `noatun: error: required option '--db <dir>' not specified (add --help for
+    // usage) [INVALID_ARGUMENT]`.
+    .configureOutput({
+      outputError: (text, write) => write(`noatun: ${text.trim()} (add --help for usage) [${ErrorCode.INVALID_ARGUMENT}]\n`),
+    })
     .exitOverride();
 
   root

@@ -199,7 +199,9 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
     ['a missing swarm key file', ['peer', '--app', APP, '--db', path.join(root, 'd5'), '--psk-file', path.join(root, 'none.key')], /no swarm key file .*\[NOT_FOUND\]/],
     ['a damaged identity key', ['peer', '--app', APP, '--db', badIdentity], /peer\.key is not a libp2p private key.*\[KEY_INVALID\]/],
     ['an address that is not a multiaddr', ['peer', '--app', APP, '--db', path.join(root, 'd6'), '--listen', '/ip4/127.0.0.1/tcp/x'], /not a multiaddr.*\[INVALID_ARGUMENT\]/],
-    ['a missing required option', ['peer', '--app', APP], /required option '--db <dir>' not specified/],
+    ['a missing required option', ['peer', '--app', APP], /noatun: error: required option '--db <dir>' not specified \(add --help for usage\) \[INVALID_ARGUMENT\]$/m],
+    ['an option value of the wrong kind', ['inspect', tracker, '--port', 'abc'], /noatun: error: option '--port <port>' argument 'abc' is invalid\..* \[INVALID_ARGUMENT\]$/m],
+    ['a missing argument', ['inspect'], /noatun: error: missing required argument 'dir' \(add --help for usage\) \[INVALID_ARGUMENT\]$/m],
     ['a malformed event id', ['inspect', tracker, '--app', APP, '--explain', 'xyz'], /--explain wants an event id of 32 hex digits, not "xyz" \[INVALID_ARGUMENT\]/],
   ];
   const results = await Promise.all(cases.map(([, args]) => noatunOnce(...args)));
