@@ -123,7 +123,10 @@ async function inspect(directory: string, options: InspectCommandOptions, say: (
     onProgress: opening.onProgress,
   }).catch((error: unknown) => {
     if (error instanceof NoatunError && error.code === ErrorCode.DATABASE_LOCKED) {
-      throw new NoatunError(error.code, `${error.message}: stop that peer first, or start it with --inspect <port> to see it live`);
+      throw new NoatunError(
+        error.code,
+        `${error.message}: a peer or another inspect has it open; stop it first (a peer started with --inspect <port> shows it live)`,
+      );
     }
     throw error;
   });

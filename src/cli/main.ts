@@ -7,7 +7,7 @@
  * which and its code is printed in brackets, e.g. `[NOT_FOUND]`), 1 for anything unexpected.
  */
 import * as fs from 'node:fs';
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ErrorCode, NoatunError } from '../errors.js';
 import { runInspect } from './inspect.js';
 import { runPeer } from './peer.js';
@@ -54,7 +54,11 @@ export function program(): Command {
     .description('run a peer of an app: open its database, join the swarm, print what happens until Ctrl-C')
     .requiredOption('--app <module>', 'the app module (exports `app = defineApp({...})`)')
     .requiredOption('--db <dir>', 'the database directory (created if missing)')
-    .option('--listen <addr>', 'listen on a multiaddr, or on 127.0.0.1 at a port number (repeatable; default: 127.0.0.1, any port)', collect, [])
+    .addOption(
+      new Option('--listen <addr>', 'listen on a multiaddr, or on 127.0.0.1 at a port number (repeatable)')
+        .argParser(collect)
+        .default([], '127.0.0.1, any port'),
+    )
     .option('--bootstrap <addr>', "a peer's multiaddr to connect to (repeatable)", collect, [])
     .option('--mdns', 'also discover peers on the LAN by multicast DNS', false)
     .option('--psk-file <file>', 'a private swarm key: only peers with the same key connect')

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { AnyApp } from '../core/app.js';
 import { Database } from '../core/database.js';
 import { ErrorCode, NoatunError } from '../errors.js';
-import { checkSwarmKey, loadOrCreatePrivateKey } from '../net/libp2p-link.js';
+import { checkAddress, checkSwarmKey, loadOrCreatePrivateKey } from '../net/libp2p-link.js';
 import { type PeerInfo, Replicator, type ReplicatorEvent } from '../net/replicator.js';
 import { loadApp, recordedAppName, writeAppRecord } from './app-module.js';
 import { type InspectorHandle, startInspector } from './inspector/server.js';
@@ -45,7 +45,9 @@ const BAR_THRESHOLD = 1000;
 
 /** A bare port number means the loopback interface: a peer stays on this machine unless told otherwise. */
 export function listenAddress(value: string): string {
-  return /^\d+$/.test(value) ? `/ip4/127.0.0.1/tcp/${value}` : value;
+  const address = /^\d+$/.test(value) ? `/ip4/127.0.0.1/tcp/${value}` : value;
+  checkAddress(address);
+  return address;
 }
 
 /** The first characters of a peer id and its last six, enough to tell peers apart in a line. */
@@ -99,6 +101,8 @@ async function serve(options: PeerCommandOptions, say: (line: string) => void, s
     );
   }
   const psk = options.pskFile === undefined ? undefined : readSwarmKey(options.pskFile);
+  // Read before the open: a bad address must not leave a database directory behind.
+  const listen = options.listen.length === 0 ? ['/ip4/127.0.0.1/tcp/0'] : options.listen.map(listenAddress);
   const opening = openingProgress();
   const db = await Database.open({
     ...app,
@@ -117,7 +121,6 @@ async function serve(options: PeerCommandOptions, say: (line: string) => void, s
   try {
     writeAppRecord(options.db, options.app, app);
     const privateKey = await loadOrCreatePrivateKey(path.join(options.db, PEER_KEY_FILE));
-    const listen = options.listen.length === 0 ? ['/ip4/127.0.0.1/tcp/0'] : options.listen.map(listenAddress);
     replicator = await Replicator.start(db, {
       listen,
       bootstrap: options.bootstrap,

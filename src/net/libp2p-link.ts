@@ -414,7 +414,7 @@ function checkPeerId(id: unknown, where: string): void {
 }
 
 /** Throws `INVALID_ARGUMENT` for a string that is not a multiaddr, naming it (libp2p's own error does not). */
-function checkAddress(address: string): void {
+export function checkAddress(address: string): void {
   try {
     multiaddr(address);
   } catch (error) {

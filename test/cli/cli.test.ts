@@ -211,6 +211,7 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
     t.regex(output, pattern, what);
   }
   t.false(fs.existsSync(path.join(root, 'missing')), 'inspect never creates a database');
+  t.false(fs.existsSync(path.join(root, 'd6')), 'a peer with a bad address creates no database');
   t.deepEqual(fs.readFileSync(path.join(recorded, 'view', 'view.bin')), viewBefore, 'inspect or peer with another app rebuilt the view');
   t.is(JSON.parse(fs.readFileSync(path.join(recorded, 'app.json'), 'utf8')).name, 'issue-tracker', 'the app record is left as it was');
   t.is(fs.readFileSync(path.join(badIdentity, 'peer.key'), 'utf8'), 'garbage', 'a bad key file is never overwritten');
@@ -235,6 +236,6 @@ test('a database in use by a running peer is refused with DATABASE_LOCKED, by pe
   t.is(second.code, 2, second.output);
   t.regex(second.output, /is a peer already running on it\? .*\[DATABASE_LOCKED\]/);
   t.is(inspected.code, 2, inspected.output);
-  t.regex(inspected.output, /start it with --inspect <port> to see it live \[DATABASE_LOCKED\]/);
+  t.regex(inspected.output, /a peer or another inspect has it open; stop it first \(a peer started with --inspect <port> shows it live\) \[DATABASE_LOCKED\]/);
   t.is(await peer.stop(), 0, 'the running peer is unharmed');
 });
