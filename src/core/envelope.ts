@@ -264,6 +264,37 @@ export function storedEnvelopeDamage(bytes: Uint8Array): NoatunError | undefined
   }
 }
 
+/**
+ * {@link storedEnvelopeDamage} for the envelopes of one outgoing batch, lying back to back in
+ * `all` from `starts[i]` for `lengths[i]` bytes: the index of the first damaged one, or -1. The
+ * ids are checked in one native call (the receiver's check, see {@link decodeEnvelopes}); only
+ * what that call cannot tell is looked at envelope by envelope.
+ */
+export function firstDamagedEnvelope(all: Uint8Array, starts: readonly number[], lengths: readonly number[]): number {
+  const count = starts.length;
+  const table = new Uint32Array(count * 3);
+  for (let i = 0; i < count; i++) {
+    const at = starts[i]!;
+    const length = lengths[i]!;
+    // The payload's place, read as parse() does; what does not add up is left to it.
+    if (length < FIXED_BYTES || all[at] !== ENVELOPE_VERSION) return i;
+    const parents = (all[at + 25]! << 8) | all[at + 26]!;
+    const sizeAt = at + 27 + parents * 16;
+    if (sizeAt + 4 > at + length) return i;
+    const size = ((all[sizeAt]! << 24) >>> 0) + (all[sizeAt + 1]! << 16) + (all[sizeAt + 2]! << 8) + all[sizeAt + 3]!;
+    if (sizeAt + 4 + size !== at + length) return i;
+    table[3 * i] = at;
+    table[3 * i + 1] = sizeAt + 4;
+    table[3 * i + 2] = size;
+  }
+  const wrong = verifyIds(all, table, count);
+  if (wrong !== undefined) return wrong;
+  for (let i = 0; i < count; i++) {
+    if (storedEnvelopeDamage(all.subarray(starts[i]!, starts[i]! + lengths[i]!)) !== undefined) return i;
+  }
+  return -1;
+}
+
 /** The id of an encoded envelope, read without decoding the rest. */
 export function envelopeIdOf(bytes: Uint8Array): MessageId {
   if (bytes.length < FIXED_BYTES || bytes[0] !== ENVELOPE_VERSION) throw new BadFrameError('not an envelope', 0);
