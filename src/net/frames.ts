@@ -174,6 +174,17 @@ export function eventsFrame(envelopes: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** Where each of `envelopes` starts in their {@link eventsFrame}. */
+export function eventsFrameStarts(envelopes: readonly Uint8Array[]): number[] {
+  const starts = new Array<number>(envelopes.length);
+  let at = 5;
+  for (let i = 0; i < envelopes.length; i++) {
+    starts[i] = at + 4;
+    at += 4 + envelopes[i]!.length;
+  }
+  return starts;
+}
+
 /** An `EVENT_PART` frame: the piece `bytes` at `offset` of an envelope of `total` bytes. */
 export function eventPartFrame(total: number, offset: number, bytes: Uint8Array): Uint8Array {
   const out = new Uint8Array(EVENT_PART_HEADER_BYTES + bytes.length);

@@ -39,6 +39,7 @@ import {
   EVENT_PART_HEADER_BYTES,
   eventPartFrame,
   eventsFrame,
+  eventsFrameStarts,
   type Frame,
   FrameType,
   MAX_IDS_PER_FRAME,
@@ -581,15 +582,11 @@ export class SessionRun {
     for (;;) {
       if (batch.length === 0) return undefined;
       const frame = eventsFrame(batch);
-      const starts: number[] = [];
-      const lengths: number[] = [];
-      let at = 5;
-      for (const envelope of batch) {
-        starts.push(at + 4);
-        lengths.push(envelope.length);
-        at += 4 + envelope.length;
-      }
-      const bad = firstDamagedEnvelope(frame, starts, lengths);
+      const bad = firstDamagedEnvelope(
+        frame,
+        eventsFrameStarts(batch),
+        batch.map((envelope) => envelope.length),
+      );
       if (bad < 0) return frame;
       const [damaged] = batch.splice(bad, 1);
       const error = storedEnvelopeDamage(damaged!) ?? new NoatunError(ErrorCode.FORGED_ID, 'its id is not its content hash');
