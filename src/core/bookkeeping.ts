@@ -23,13 +23,17 @@
  * bounded when old events are pruned, and a growing index moves and leaves behind 4 bytes per
  * slot, not the records (with the records in the table, its outgrown copies were half the view).
  *
- * Sizes (view format 6): a record is 40 bytes and an index slot 4. A record keeps the first 8
+ * Sizes (view format 8): a record is 32 bytes and an index slot 4. A record keeps the first 8
  * bytes of its event's id (timestamp and sequence): with the ordinal they name the event, and the
- * log finds the whole id from them (`EventLog.keysOf`) when pruning or a person needs it. Most
- * events read from one to three others, and those reads are kept inside the record; only longer
- * lists take a block. Fresh records come from the bump allocator, which journals nothing for
- * memory it hands out during the running event, so a new record costs the journal only its index
- * slot.
+ * log finds the whole id from them (`EventLog.keysOf`) when pruning or a person needs it. The use
+ * count and the time it reached 0 share a word (a count of 0 is the flag {@link RecFlag.DEAD}, and
+ * the count's word then holds the time's low bits), so no limit is put on either. Most events read
+ * one or two others, and those reads are kept inside the record; longer lists take a block, as
+ * does a second read beside the victims' block. Fresh records come from the bump allocator, which
+ * journals nothing for memory it hands out during the running event, so a new record costs the
+ * journal only its index slot. (Format 7 had records of 40 bytes, with a word of its own for the
+ * time's low bits and room for three reads: the warehouse benchmark's view was 1.9 MB larger for
+ * 0.8 MB fewer blocks of reads; BENCHMARKS.md, run AI.)
  */
 import { ErrorCode, NoatunError } from '../errors.js';
 import type { Arena, WordOffset } from '../view/arena.js';
@@ -52,38 +56,39 @@ export const BookWord = {
 /** Word offsets inside one record. */
 export const Rec = {
   ORDINAL: 0,
-  USES: 1,
+  /**
+   * Until the event owns nothing ({@link RecFlag.DEAD} unset): the data it owns (at least 1).
+   * Once it is dead: the low 32 bits of the ms time its count reached 0 (see {@link EventBook.effectTime}).
+   */
+  USES_OR_EFFECT: 1,
   READERS: 2,
   /** 2 words: the first 8 bytes of the event's id (its timestamp and sequence). */
   ID_PREFIX: 3,
-  /** The ms timestamp's low 32 bits. */
-  EFFECT_LO: 5,
   /**
-   * The ms timestamp's high 16 bits (timestamps have 48, see `MAX_TIMESTAMP`) in the low half; the
-   * record's flags ({@link RecFlag}) in the high half.
+   * The record's flags ({@link RecFlag}) in the high half; once {@link RecFlag.DEAD}, the high 16
+   * bits of the time its count reached 0 in the low half (timestamps have 48, see `MAX_TIMESTAMP`).
    */
-  EFFECT_HI_FLAGS: 6,
+  FLAGS_EFFECT_HI: 5,
   /**
-   * With {@link RecFlag.READS_INLINE}: the first event this one read (0: none), and the second in
-   * {@link READ2} (0: none). Without: block `[n, ordinal × n]` of the events it read.
+   * With {@link RecFlag.READS_INLINE}: the first event this one read (0: none). Without: block
+   * `[n, ordinal × n]` of the events it read.
    */
-  READS: 7,
-  /** The second event read, with {@link RecFlag.READS_INLINE}. */
-  READ2: 8,
+  READS: 6,
   /**
-   * Block `[n, ordinal × n]` of events whose data this one destroyed, or 0. With
-   * {@link RecFlag.READ3_INLINE} (an event that destroyed nothing) the third event it read. For a
-   * failed event (it destroyed nothing: its writes were rolled back) the block `[bytes, UTF-8
-   * text…]` of its failure message: every peer and every reopen lists the failure from here.
+   * With {@link RecFlag.READ2_INLINE} (an event that neither failed nor destroyed anything): the
+   * second event it read. Otherwise the block `[n, ordinal × n]` of the events whose data this one
+   * destroyed, or 0. For a failed event (it destroyed nothing: its writes were rolled back) the
+   * block `[bytes, UTF-8 text…]` of its failure message: every peer and every reopen lists the
+   * failure from here.
    */
-  VICTIMS: 9,
+  SECOND: 7,
 } as const;
 
 /** Words of one record (even: the allocator's unit is 8 bytes). */
-export const RECORD_WORDS = 10;
+export const RECORD_WORDS = 8;
 /** Bytes of the id a record keeps. */
 export const RECORD_ID_BYTES = 8;
-/** Where the flags sit in {@link Rec.EFFECT_HI_FLAGS}. */
+/** Where the flags sit in {@link Rec.FLAGS_EFFECT_HI}. */
 const FLAGS_SHIFT = 16;
 const EFFECT_HI_MASK = 0xffff;
 
@@ -103,10 +108,12 @@ export const RecFlag = {
    * gone from all of them alike, and failing events cannot pile up for ever.
    */
   FAILED: 16,
-  /** The events it read are in the record itself (at most two, or three with {@link READ3_INLINE}), not in a block. */
+  /** The first event it read (if any) is in the record itself ({@link Rec.READS}), not in a block. */
   READS_INLINE: 32,
-  /** It read three events and destroyed nothing: the third is in the victims' word. */
-  READ3_INLINE: 64,
+  /** It read two events (both inline), and neither failed nor destroyed anything: the second is in {@link Rec.SECOND}. */
+  READ2_INLINE: 64,
+  /** It owns nothing any more: {@link Rec.USES_OR_EFFECT} holds the time that came to be. */
+  DEAD: 128,
 } as const;
 
 const MIN_CAPACITY = 1024;
@@ -207,19 +214,17 @@ export class EventBook implements TrackingContext {
     const r = this.find(owner);
     if (r === -1) return; // Pruned owners own nothing; a missing record is not an error here.
     const arena = this.arena;
-    arena.add32(r + Rec.USES, -1);
-    const uses = arena.u32[r + Rec.USES]!;
-    if (uses === 0) {
-      this.#setEffect(r, this.#time);
-      this.onZero(owner, this.#time);
+    const u32 = arena.u32;
+    if (u32[r + Rec.USES_OR_EFFECT] !== 1) {
+      arena.add32(r + Rec.USES_OR_EFFECT, -1);
+      return;
     }
-  }
-
-  #setEffect(r: WordOffset, time: number): void {
-    const arena = this.arena;
-    arena.set32(r + Rec.EFFECT_LO, time % TWO_32);
-    const w = r + Rec.EFFECT_HI_FLAGS;
-    arena.set32(w, ((arena.u32[w]! & ~EFFECT_HI_MASK) | Math.floor(time / TWO_32)) >>> 0);
+    // The last use: the word takes the time instead, and the flags say so.
+    const time = this.#time;
+    arena.set32(r + Rec.USES_OR_EFFECT, time % TWO_32);
+    const w = r + Rec.FLAGS_EFFECT_HI;
+    arena.set32(w, ((u32[w]! & ~EFFECT_HI_MASK) | (RecFlag.DEAD << FLAGS_SHIFT) | Math.floor(time / TWO_32)) >>> 0);
+    this.onZero(owner, time);
   }
 
   /**
@@ -233,14 +238,16 @@ export class EventBook implements TrackingContext {
     const reads = this.#reads.items;
     const readCount = this.#reads.count;
     const victimCount = this.#victims.count;
-    // Up to two reads fit in the record, and a third in the victims' word when it is free.
-    const third = readCount === 3 && !failed && victimCount === 0;
-    const inline = readCount <= 2 || third;
+    // One read fits in the record, and a second in the victims' word when it is free.
+    const second = readCount === 2 && !failed && victimCount === 0;
+    const inline = readCount <= 1 || second;
+    const uses = failed ? 0 : this.#uses;
+    const time = this.#time;
     const flags =
       (failed ? RecFlag.FAILED | (this.#flags & RecFlag.READ) : this.#flags) |
       (inline ? RecFlag.READS_INLINE : 0) |
-      (third ? RecFlag.READ3_INLINE : 0);
-    const uses = failed ? 0 : this.#uses;
+      (second ? RecFlag.READ2_INLINE : 0) |
+      (uses === 0 ? RecFlag.DEAD : 0);
     const arena = this.arena;
     const readsBlock = inline ? 0 : this.#block(reads, readCount);
     const victimsBlock = failed
@@ -251,22 +258,18 @@ export class EventBook implements TrackingContext {
     // The record is fresh memory or a removed record's place, zero either way (journaled as such).
     const r = this.#insert(this.ordinal);
     const u32 = arena.u32;
-    u32[r + Rec.USES] = uses;
     // The id's first 8 bytes as two little-endian words (as the bytes lie in memory), without a view.
     u32[r + Rec.ID_PREFIX] = (id[0]! | (id[1]! << 8) | (id[2]! << 16) | (id[3]! << 24)) >>> 0;
     u32[r + Rec.ID_PREFIX + 1] = (id[4]! | (id[5]! << 8) | (id[6]! << 16) | (id[7]! << 24)) >>> 0;
-    if (inline) {
-      u32[r + Rec.READS] = readCount === 0 ? 0 : reads[0]!;
-      u32[r + Rec.READ2] = readCount >= 2 ? reads[1]! : 0;
-    } else {
-      u32[r + Rec.READS] = readsBlock;
-    }
-    u32[r + Rec.VICTIMS] = third ? reads[2]! : victimsBlock;
-    u32[r + Rec.EFFECT_HI_FLAGS] = flags << FLAGS_SHIFT;
+    u32[r + Rec.READS] = inline ? (readCount === 0 ? 0 : reads[0]!) : readsBlock;
+    u32[r + Rec.SECOND] = second ? reads[1]! : victimsBlock;
     if (uses === 0) {
-      u32[r + Rec.EFFECT_LO] = this.#time % TWO_32;
-      u32[r + Rec.EFFECT_HI_FLAGS] = ((flags << FLAGS_SHIFT) | Math.floor(this.#time / TWO_32)) >>> 0;
-      this.onZero(this.ordinal, this.#time);
+      u32[r + Rec.USES_OR_EFFECT] = time % TWO_32;
+      u32[r + Rec.FLAGS_EFFECT_HI] = ((flags << FLAGS_SHIFT) | Math.floor(time / TWO_32)) >>> 0;
+      this.onZero(this.ordinal, time);
+    } else {
+      u32[r + Rec.USES_OR_EFFECT] = uses;
+      u32[r + Rec.FLAGS_EFFECT_HI] = (flags << FLAGS_SHIFT) >>> 0;
     }
     if (this.#countsKept()) this.#count(flags, 1);
     for (let i = 0; i < readCount; i++) {
@@ -287,7 +290,7 @@ export class EventBook implements TrackingContext {
   /** The failure message of a failed record ('' for any other). */
   failureOf(r: WordOffset): string {
     if ((this.flagsOf(r) & RecFlag.FAILED) === 0) return '';
-    const at = this.arena.u32[r + Rec.VICTIMS]!;
+    const at = this.arena.u32[r + Rec.SECOND]!;
     if (at === 0) return '';
     return this.arena.buf.toString('utf8', (at + 1) * 4, (at + 1) * 4 + this.arena.u32[at]!);
   }
@@ -454,7 +457,7 @@ export class EventBook implements TrackingContext {
     this.#tombstones = 0;
     const u32 = this.arena.u32;
     this.forEach((r) => {
-      this.#count(u32[r + Rec.EFFECT_HI_FLAGS]! >>> FLAGS_SHIFT, 1);
+      this.#count(u32[r + Rec.FLAGS_EFFECT_HI]! >>> FLAGS_SHIFT, 1);
     });
     this.#countsOf = { arena: this.arena, rewinds: this.arena.rewinds };
   }
@@ -475,15 +478,25 @@ export class EventBook implements TrackingContext {
     }
   }
 
-  /** The time a record's uses reached 0, in ms. */
+  /** Whether a record's event owns nothing any more (see {@link effectTime}). */
+  dead(r: WordOffset): boolean {
+    return (this.arena.u32[r + Rec.FLAGS_EFFECT_HI]! & (RecFlag.DEAD << FLAGS_SHIFT)) !== 0;
+  }
+
+  /** The data a record's event owns (0 once it is {@link dead}). */
+  usesOf(r: WordOffset): number {
+    return this.dead(r) ? 0 : this.arena.u32[r + Rec.USES_OR_EFFECT]!;
+  }
+
+  /** The time a {@link dead} record's uses reached 0, in ms (meaningless for a live one). */
   effectTime(r: WordOffset): number {
     const u32 = this.arena.u32;
-    return (u32[r + Rec.EFFECT_HI_FLAGS]! & EFFECT_HI_MASK) * TWO_32 + u32[r + Rec.EFFECT_LO]!;
+    return (u32[r + Rec.FLAGS_EFFECT_HI]! & EFFECT_HI_MASK) * TWO_32 + u32[r + Rec.USES_OR_EFFECT]!;
   }
 
   /** The flags of a record ({@link RecFlag}). */
   flagsOf(r: WordOffset): number {
-    return this.arena.u32[r + Rec.EFFECT_HI_FLAGS]! >>> FLAGS_SHIFT;
+    return this.arena.u32[r + Rec.FLAGS_EFFECT_HI]! >>> FLAGS_SHIFT;
   }
 
   /**
@@ -492,11 +505,12 @@ export class EventBook implements TrackingContext {
    */
   reads(r: WordOffset): Uint32Array {
     const u32 = this.arena.u32;
-    if ((u32[r + Rec.EFFECT_HI_FLAGS]! & (RecFlag.READS_INLINE << FLAGS_SHIFT)) === 0) return this.list(u32[r + Rec.READS]!);
+    const flags = u32[r + Rec.FLAGS_EFFECT_HI]!;
+    if ((flags & (RecFlag.READS_INLINE << FLAGS_SHIFT)) === 0) return this.list(u32[r + Rec.READS]!);
     const first = r + Rec.READS;
-    // READS, READ2 and VICTIMS are consecutive words.
-    if ((u32[r + Rec.EFFECT_HI_FLAGS]! & (RecFlag.READ3_INLINE << FLAGS_SHIFT)) !== 0) return u32.subarray(first, first + 3);
-    return u32.subarray(first, first + (u32[first] === 0 ? 0 : u32[first + 1] === 0 ? 1 : 2));
+    // READS and SECOND are consecutive words.
+    if ((flags & (RecFlag.READ2_INLINE << FLAGS_SHIFT)) !== 0) return u32.subarray(first, first + 2);
+    return u32.subarray(first, first + (u32[first] === 0 ? 0 : 1));
   }
 
   /**
@@ -505,31 +519,31 @@ export class EventBook implements TrackingContext {
    */
   readsAt(r: WordOffset): WordOffset {
     const u32 = this.arena.u32;
-    if ((u32[r + Rec.EFFECT_HI_FLAGS]! & (RecFlag.READS_INLINE << FLAGS_SHIFT)) === 0) return u32[r + Rec.READS]! + 1;
+    if ((u32[r + Rec.FLAGS_EFFECT_HI]! & (RecFlag.READS_INLINE << FLAGS_SHIFT)) === 0) return u32[r + Rec.READS]! + 1;
     return r + Rec.READS;
   }
 
   /** How many ordinals {@link reads} lists (see {@link readsAt}). */
   readCount(r: WordOffset): number {
     const u32 = this.arena.u32;
-    const flags = u32[r + Rec.EFFECT_HI_FLAGS]!;
+    const flags = u32[r + Rec.FLAGS_EFFECT_HI]!;
     if ((flags & (RecFlag.READS_INLINE << FLAGS_SHIFT)) === 0) {
       const at = u32[r + Rec.READS]!;
       return at === 0 ? 0 : u32[at]!;
     }
-    if ((flags & (RecFlag.READ3_INLINE << FLAGS_SHIFT)) !== 0) return 3;
-    return u32[r + Rec.READS] === 0 ? 0 : u32[r + Rec.READ2] === 0 ? 1 : 2;
+    if ((flags & (RecFlag.READ2_INLINE << FLAGS_SHIFT)) !== 0) return 2;
+    return u32[r + Rec.READS] === 0 ? 0 : 1;
   }
 
   /** The word where the ordinals {@link victims} lists begin; {@link victimCount} of them follow. */
   victimsAt(r: WordOffset): WordOffset {
-    return this.arena.u32[r + Rec.VICTIMS]! + 1;
+    return this.arena.u32[r + Rec.SECOND]! + 1;
   }
 
   /** How many ordinals {@link victims} lists (see {@link victimsAt}). */
   victimCount(r: WordOffset): number {
-    if ((this.flagsOf(r) & (RecFlag.FAILED | RecFlag.READ3_INLINE)) !== 0) return 0;
-    const at = this.arena.u32[r + Rec.VICTIMS]!;
+    if ((this.flagsOf(r) & (RecFlag.FAILED | RecFlag.READ2_INLINE)) !== 0) return 0;
+    const at = this.arena.u32[r + Rec.SECOND]!;
     return at === 0 ? 0 : this.arena.u32[at]!;
   }
 
@@ -538,8 +552,8 @@ export class EventBook implements TrackingContext {
    * view into the arena, valid until the next allocation or write.
    */
   victims(r: WordOffset): Uint32Array {
-    if ((this.flagsOf(r) & (RecFlag.FAILED | RecFlag.READ3_INLINE)) !== 0) return EMPTY;
-    return this.list(this.arena.u32[r + Rec.VICTIMS]!);
+    if ((this.flagsOf(r) & (RecFlag.FAILED | RecFlag.READ2_INLINE)) !== 0) return EMPTY;
+    return this.list(this.arena.u32[r + Rec.SECOND]!);
   }
 
   /** The first {@link RECORD_ID_BYTES} bytes of a record's id (a copy). */

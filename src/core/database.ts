@@ -19,7 +19,7 @@ import type { ObjectSchema, View } from '../view/schema.js';
 import { untracked } from '../view/tracking.js';
 import { describeValue } from '../view/composite.js';
 import { MaterializedView } from '../view/view.js';
-import { Rec, RecFlag } from './bookkeeping.js';
+import { RecFlag } from './bookkeeping.js';
 import { type Codec, type Copied, messagePackCodec } from './codec.js';
 import {
   DEFAULT_CUTOFF_INTERVAL_MS,
@@ -1450,7 +1450,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const read = Array.from(book.reads(r), idOfOrdinal).filter((x): x is MessageId => x !== undefined);
     const deletedDataOf = Array.from(book.victims(r), idOfOrdinal).filter((x): x is MessageId => x !== undefined);
     const flags = book.flagsOf(r);
-    const owns = u32[r + Rec.USES]!;
+    const owns = book.usesOf(r);
     const overwrittenAt = owns === 0 ? book.effectTime(r) : null;
     const keptBecause: string[] = [];
     if ((flags & RecFlag.FAILED) !== 0 && overwrittenAt !== null && overwrittenAt >= cutoff) {

@@ -166,7 +166,7 @@ export class Pruner {
     const ordinals = new Uint32Array(capacity);
     let count = 0;
     book.forEach((r) => {
-      if (u32[r + Rec.USES] !== 0) return;
+      if (!book.dead(r)) return;
       times[count] = book.effectTime(r);
       ordinals[count++] = u32[r]!;
     });
@@ -201,7 +201,7 @@ export class Pruner {
       const ordinal = this.#zeroed.pop();
       if (pool.has(ordinal)) continue;
       const r = book.find(ordinal);
-      if (r === -1 || u32[r + Rec.USES] !== 0) continue;
+      if (r === -1 || !book.dead(r)) continue;
       if (book.effectTime(r) >= cutoff) {
         // Stale entry from before a rewind: the event lost its data again later.
         this.#zeroed.push(book.effectTime(r), ordinal);

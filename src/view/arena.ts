@@ -42,9 +42,10 @@ const MAGIC1 = 0x31574556;
  * pruning records in chunks behind an index (5 Dec 2026). 5: records of 48 bytes with up to two
  * reads inline, allocated one by one, behind an index of 4-byte slots; 6: records of 40 bytes
  * keeping the first 8 bytes of the id (6 Dec 2026). 7: list elements with an existence tracker,
- * optionals whose presence stays with the event that made them present (7 Dec 2026).
+ * optionals whose presence stays with the event that made them present (7 Dec 2026). 8: pruning
+ * records of 32 bytes, the use count sharing its word with the time it reached 0 (7 Dec 2026).
  */
-export const VIEW_FORMAT_VERSION = 7;
+export const VIEW_FORMAT_VERSION = 8;
 
 /** Word indices of the header fields. */
 export const Header = {

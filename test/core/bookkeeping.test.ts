@@ -1,8 +1,9 @@
 /**
  * The pruning records' table (src/core/bookkeeping.ts): records behind an index. Random inserts,
  * removals and rewinds against a plain Map; every record must be found with what was written into
- * it (time, id, flags, the events it read — inline up to two, in a block beyond —, its victims or
- * its failure message), the index must list exactly the live ones, a rewind must restore the arena
+ * it (its use count, or the time that count reached 0, id, flags, the events it read — inline up
+ * to two, in a block beyond —, its victims or its failure message), the index must list exactly the
+ * live ones, a rewind must restore the arena
  * byte for byte, a removed record's place must be reused, and the counts of failed and tombstone
  * records (kept in memory between rewinds) must match the records.
  *
@@ -41,10 +42,15 @@ function victimsOf(ordinal: number): number[] {
   return Array.from({ length: ordinal % 3 }, (_, k) => 2_000_000_000 + ordinal * 3 + k);
 }
 
-/** Writes the record of `ordinal`; `plain`: one that read nothing (needs no block). */
-function record(book: EventBook, ordinal: number, time: number, kind: Kind = 0, plain = false): void {
+/**
+ * Writes the record of `ordinal`; `plain`: one that read nothing (needs no block). It writes `owns`
+ * new data and takes one datum from each of `takeFrom` (which own that one only).
+ */
+function record(book: EventBook, ordinal: number, time: number, kind: Kind = 0, plain = false, owns = 0, takeFrom: readonly number[] = []): void {
   book.begin(ordinal, time);
   if (!plain) for (const source of readsOf(ordinal)) book.onRead(source as Ordinal);
+  for (let i = 0; i < owns; i++) book.onWrite(0 as Ordinal, false);
+  for (const owner of takeFrom) book.onWrite(owner as Ordinal, false);
   if (kind === 1) {
     book.onDestroy(0 as Ordinal);
     for (const victim of victimsOf(ordinal)) book.onDestroy(victim as Ordinal);
@@ -81,16 +87,19 @@ function countsMismatch(book: EventBook, kinds: Map<number, Kind>): string | und
 }
 
 /** What is wrong with the table against the model (count, records, the index's set), or undefined. */
-function mismatch(book: EventBook, model: Map<number, number>, kinds: Map<number, Kind>, gone: readonly number[]): string | undefined {
+function mismatch(book: EventBook, model: Map<number, number>, kinds: Map<number, Kind>, uses: Map<number, number>, gone: readonly number[]): string | undefined {
   const u32 = book.arena.u32;
   if (book.count !== model.size) return `count ${book.count}, expected ${model.size}`;
   const words = new Set<number>();
   for (const [ordinal, time] of model) {
     const r = book.find(ordinal);
     if (r === -1) return `record ${ordinal} not found`;
-    if (u32[r + Rec.ORDINAL] !== ordinal || book.effectTime(r) !== time || !Buffer.from(book.idPrefixOf(r)).equals(idOf(ordinal).subarray(0, 8))) {
+    const owns = uses.get(ordinal) ?? 0;
+    if (u32[r + Rec.ORDINAL] !== ordinal || !Buffer.from(book.idPrefixOf(r)).equals(idOf(ordinal).subarray(0, 8))) {
       return `record ${ordinal} holds another's content`;
     }
+    if (book.usesOf(r) !== owns || book.dead(r) !== (owns === 0)) return `record ${ordinal} owns ${book.usesOf(r)} (dead: ${book.dead(r)}), expected ${owns}`;
+    if (owns === 0 && book.effectTime(r) !== time) return `record ${ordinal} owns nothing since ${book.effectTime(r)}, expected ${time}`;
     const wrong = contentMismatch(book, r, ordinal, kinds.get(ordinal)!);
     if (wrong !== undefined) return wrong;
     words.add(r);
@@ -120,14 +129,39 @@ for (const seed of seeds) {
     const book = new EventBook(arena);
     let model = new Map<number, number>();
     let kinds = new Map<number, Kind>();
+    // What each live record's event owns (absent: nothing), when it is not 0.
+    let uses = new Map<number, number>();
     const gone: number[] = [];
-    const snapshots: { mark: JournalMark; model: Map<number, number>; kinds: Map<number, Kind>; bytes: Buffer }[] = [];
+    const snapshots: { mark: JournalMark; model: Map<number, number>; kinds: Map<number, Kind>; uses: Map<number, number>; bytes: Buffer }[] = [];
     let next = 1;
     for (let step = 1; step <= 1500; step++) {
       const mark = arena.mark(step);
-      snapshots.push({ mark, model: new Map(model), kinds: new Map(kinds), bytes: Buffer.from(arena.u8.subarray(0, arena.top * 4)) });
+      snapshots.push({ mark, model: new Map(model), kinds: new Map(kinds), uses: new Map(uses), bytes: Buffer.from(arena.u8.subarray(0, arena.top * 4)) });
       const r = random();
-      if (r < 0.6 || model.size === 0) {
+      if (r < 0.1 && uses.size !== 0) {
+        // An event takes one datum from each of a few owners: their counts drop, the last one's
+        // to 0 at this event's time. It owns what it took.
+        const owners = [...uses.keys()];
+        const takeFrom: number[] = [];
+        for (let n = 1 + Math.floor(random() * 3); n > 0 && owners.length !== 0; n--) {
+          takeFrom.push(owners.splice(Math.floor(random() * owners.length), 1)[0]!);
+        }
+        const ordinal = next++;
+        const time = Math.floor(random() * 2 ** 48);
+        record(book, ordinal, time, 0, false, 0, takeFrom);
+        for (const owner of takeFrom) {
+          const left = uses.get(owner)! - 1;
+          if (left === 0) {
+            uses.delete(owner);
+            model.set(owner, time);
+          } else {
+            uses.set(owner, left);
+          }
+        }
+        model.set(ordinal, time);
+        kinds.set(ordinal, 0);
+        uses.set(ordinal, takeFrom.length);
+      } else if (r < 0.6 || model.size === 0) {
         // Several records per event, as a batch's applies make (one mark each in the engine; here
         // several under one, so that one event both reuses places and takes new ones).
         for (let n = 1 + Math.floor(random() * 8); n > 0; n--) {
@@ -135,9 +169,19 @@ for (const seed of seeds) {
           const time = Math.floor(random() * 2 ** 40);
           const pick = random();
           const kind: Kind = pick < 0.2 ? 1 : pick < 0.3 ? 2 : 0;
-          record(book, ordinal, time, kind);
+          // Some own data (up to 2^32 - 1: a count of any size is kept).
+          const owns = kind === 2 || random() < 0.6 ? 0 : random() < 0.05 ? 2 ** 32 - 1 - Math.floor(random() * 3) : 1 + Math.floor(random() * 3);
+          if (owns > 100) {
+            record(book, ordinal, time, kind, false, 0);
+            // (Writing 2^32 data is too slow here: the count is set as the engine would have left it.)
+            book.arena.set32(book.find(ordinal) + Rec.USES_OR_EFFECT, owns);
+            book.arena.set32(book.find(ordinal) + Rec.FLAGS_EFFECT_HI, (book.arena.u32[book.find(ordinal) + Rec.FLAGS_EFFECT_HI]! & ~((RecFlag.DEAD << 16) | 0xffff)) >>> 0);
+          } else {
+            record(book, ordinal, time, kind, false, owns);
+          }
           model.set(ordinal, time);
           kinds.set(ordinal, kind);
+          if (owns !== 0) uses.set(ordinal, owns);
         }
       } else if (r < 0.93) {
         const live = [...model.keys()];
@@ -146,6 +190,7 @@ for (const seed of seeds) {
           book.remove(ordinal);
           model.delete(ordinal);
           kinds.delete(ordinal);
+          uses.delete(ordinal);
           gone.push(ordinal);
         }
       } else {
@@ -155,6 +200,7 @@ for (const seed of seeds) {
         snapshots.length = back;
         model = new Map(snapshot.model);
         kinds = new Map(snapshot.kinds);
+        uses = new Map(snapshot.uses);
         const now = Buffer.from(arena.u8.subarray(0, arena.top * 4));
         if (!now.equals(snapshot.bytes)) {
           t.fail(`${hint}: the rewind to step ${back + 1} did not restore the arena`);
@@ -162,7 +208,7 @@ for (const seed of seeds) {
         }
       }
       // The counts are read now and then, so that they are kept across many changes in between.
-      const wrong = mismatch(book, model, kinds, gone.slice(-50)) ?? (random() < 0.1 ? countsMismatch(book, kinds) : undefined);
+      const wrong = mismatch(book, model, kinds, uses, gone.slice(-50)) ?? (random() < 0.1 ? countsMismatch(book, kinds) : undefined);
       if (wrong !== undefined) {
         t.fail(`${hint}, step ${step}: ${wrong}`);
         break;

@@ -11,7 +11,10 @@
  *   version 4, log format 3 with packed runs, view format 4), the last before the pruning records
  *   of 48 bytes (view format 5);
  * - `fixtures/db-2026-12-07/`: the code of 7 Dec 2026 (`d386fb6`; journal version 6, log format 3,
- *   view format 6), the last before list elements' existence trackers (view format 7).
+ *   view format 6), the last before list elements' existence trackers (view format 7);
+ * - `fixtures/db-2026-12-07-v7/`: the code of the afternoon of 7 Dec 2026 (`da594ec`; journal
+ *   version 6, log format 3, view format 7), the last before pruning records of 32 bytes (view
+ *   format 8).
  * Today's code converts the log to runs (format 2, marked 3) at open where needed and rebuilds the
  * view from it (the view is derived, so one of an earlier format is replayed from
  * the log rather than converted), reaches the same view as a fresh replay of the events, and
@@ -61,6 +64,7 @@ for (const [name, journalVersion, logFormat, viewFormat] of [
   ['db-2026-12-05-journal3', 3, 2, 4],
   ['db-2026-12-05-packed', 4, 3, 4],
   ['db-2026-12-07', 6, 3, 6],
+  ['db-2026-12-07-v7', 6, 3, 7],
 ] as const) {
 test(`a database of an earlier format (${name}) opens, its log converted, and reaches the same view as a replay`, async (t) => {
   const dir = copyFixture(name);

@@ -14,7 +14,7 @@
  * Replay with NOATUN_SEED=<seed>; more seeds with NOATUN_SEEDS=<count>.
  */
 import test from 'ava';
-import { EventBook, Rec } from '../../src/core/bookkeeping.js';
+import { EventBook } from '../../src/core/bookkeeping.js';
 import { Pruner } from '../../src/core/pruner.js';
 import type { Ordinal } from '../../src/view/tracking.js';
 import * as s from '../../src/view/schema.js';
@@ -54,7 +54,6 @@ const shapes: readonly Shape[] = [
 
 /** The largest prunable set, by its definition (see the module comment). */
 function prunable(book: EventBook, stored: ReadonlySet<number>, cutoff: number): Set<number> {
-  const u32 = book.arena.u32;
   // Who read each event's data, and who destroyed it (stored events only).
   const readers = new Map<number, number[]>();
   const destroyers = new Map<number, number[]>();
@@ -71,7 +70,7 @@ function prunable(book: EventBook, stored: ReadonlySet<number>, cutoff: number):
   const set = new Set<number>();
   for (const ordinal of stored) {
     const r = book.find(ordinal);
-    if (u32[r + Rec.USES] === 0 && book.effectTime(r) < cutoff) set.add(ordinal);
+    if (book.dead(r) && book.effectTime(r) < cutoff) set.add(ordinal);
   }
   // Take out what a stored reader or victim outside the set blocks, until nothing changes.
   const work = [...set];
