@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import { type Database as LmdbDatabase, open, type RootDatabase } from 'lmdb';
 import { DiskFullError, ErrorCode, isNoSpaceErrno, NoatunError, SystemCallError } from '../errors.js';
 import { type Envelope, ownCopy } from './envelope.js';
-import { checkLogFile } from './log-file-check.js';
+import { checkLogFile, logDamageFrom } from './log-file-check.js';
 import { concatRuns, RUN_BYTES, type RunEntry, RunReader, writeRuns } from './log-run.js';
 import { LogWriter, META, RUNS, WriteOps } from './log-writer.js';
 import { LogOverlay } from './log-overlay.js';
@@ -1498,9 +1498,13 @@ export class EventLog {
    * alone, it would end the process as an unhandled rejection.
    */
   #fail(error: unknown): void {
+    const inner = (error as { commitError?: unknown } | null)?.commitError;
+    // Every failed commit's promise is observed, not only the first's: lmdb-js makes a new one
+    // for a commit that fails after the last was rejected (a write that met a damaged page, then
+    // the commit of the close), and an unobserved one ended the process.
+    if (inner instanceof Promise) inner.catch(() => {});
     if (this.#failure !== undefined) return;
     this.#failure = error;
-    const inner = (error as { commitError?: unknown } | null)?.commitError;
     this.#failureCause =
       inner instanceof Promise
         ? inner.then(
@@ -1520,7 +1524,8 @@ export class EventLog {
   /**
    * `DISK_FULL` when the system said so (ENOSPC, EDQUOT), or when the write failed with another
    * error (LMDB reports EIO for a full disk on some file systems) while the log's file system has
-   * less than 16 MiB free; `SYSTEM_CALL_FAILED` otherwise. Either names the system's error.
+   * less than 16 MiB free; `CORRUPT_FILE` when LMDB found a page of the log damaged;
+   * `SYSTEM_CALL_FAILED` otherwise. Each names the error.
    */
   #describeFailure(cause: unknown): NoatunError {
     const e = cause as { code?: unknown; errno?: unknown } | null;
@@ -1534,7 +1539,9 @@ export class EventLog {
     if (isNoSpaceErrno(errno) || (free !== undefined && free < LOW_SPACE_BYTES)) {
       return new DiskFullError(this.path, detail, { cause });
     }
-    return new NoatunError(ErrorCode.SYSTEM_CALL_FAILED, detail, { cause });
+    // A write that met a damaged page of the log (LMDB keeps no checksums: it finds a page damaged
+    // only when it follows a page number that cannot be) is the file's damage, not the system's.
+    return logDamageFrom(cause, this.path) ?? new NoatunError(ErrorCode.SYSTEM_CALL_FAILED, detail, { cause });
   }
 
   #assertWritable(): void {

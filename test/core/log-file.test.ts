@@ -185,6 +185,26 @@ test('a log with a damaged tree page is refused with CORRUPT_FILE when its view 
   t.deepEqual(openInChild(dir), { total: TOTAL, stored: EVENTS });
 });
 
+const damagedWriteChild = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'damaged-write-child.ts');
+
+for (const mode of ['async', 'sync'] as const) {
+  test(`a write that meets damaged pages of the log under an open database fails and the process lives (${mode} commits)`, (t) => {
+    // Before: the failed commit's error was SYSTEM_CALL_FAILED naming LMDB's MDB_PAGE_NOTFOUND,
+    // and the close's failing commit rejected a promise of lmdb-js nothing observed, which ended
+    // the process. After a failed synchronous commit lmdb-js reports only MDB_BAD_TXN, which says
+    // nothing of the cause: that one stays SYSTEM_CALL_FAILED.
+    const dir = tempDir();
+    const result = spawnSync(process.execPath, ['--conditions=noatun-source', '--import=tsx', damagedWriteChild, dir, mode], { encoding: 'utf8', timeout: 120_000 });
+    t.is(result.signal, null, result.stderr);
+    t.is(result.status, 0, result.stderr);
+    const report = JSON.parse(result.stdout.trim().split('\n').pop()!) as { damaged: number; code?: string; closed: string };
+    t.true(report.damaged >= 5, JSON.stringify(report));
+    if (mode === 'async') t.is(report.code, 'CORRUPT_FILE', JSON.stringify(report));
+    else t.true(report.code === 'CORRUPT_FILE' || report.code === 'SYSTEM_CALL_FAILED', JSON.stringify(report));
+    t.is(report.closed, 'ok', JSON.stringify(report));
+  });
+}
+
 test("a directory in place of the log's lock file is refused with SYSTEM_CALL_FAILED, not a crash", async (t) => {
   const dir = await makeDatabase();
   const lock = path.join(dir, 'log.mdb-lock');
