@@ -27,13 +27,14 @@
  * bytes of its event's id (timestamp and sequence): with the ordinal they name the event, and the
  * log finds the whole id from them (`EventLog.keysOf`) when pruning or a person needs it. The use
  * count and the time it reached 0 share a word (a count of 0 is the flag {@link RecFlag.DEAD}, and
- * the count's word then holds the time's low bits), so no limit is put on either. Most events read
- * one or two others, and those reads are kept inside the record; longer lists take a block, as
- * does a second read beside the victims' block. Fresh records come from the bump allocator, which
- * journals nothing for memory it hands out during the running event, so a new record costs the
- * journal only its index slot. (Format 7 had records of 40 bytes, with a word of its own for the
- * time's low bits and room for three reads: the warehouse benchmark's view was 1.9 MB larger for
- * 0.8 MB fewer blocks of reads; BENCHMARKS.md, run AI.)
+ * the count's word then holds the time's low bits): the count keeps its 32 bits and the time its
+ * 48. Most events read one or two others, and those reads are kept inside the record; longer lists
+ * take a block, as does a second read beside the victims' block or a failure's message. Fresh
+ * records come from the bump allocator, which journals nothing for memory it hands out during the
+ * running event, so a new record costs the journal only its index slot. (Format 7 had records of
+ * 40 bytes, with a word of its own for the time's low bits and room for three reads: the
+ * warehouse benchmark's view was 1.9 MB larger for 0.8 MB fewer blocks of reads; BENCHMARKS.md,
+ * run AI.)
  */
 import { ErrorCode, NoatunError } from '../errors.js';
 import type { Arena, WordOffset } from '../view/arena.js';
@@ -75,7 +76,7 @@ export const Rec = {
    */
   READS: 6,
   /**
-   * With {@link RecFlag.READ2_INLINE} (an event that neither failed nor destroyed anything): the
+   * With {@link RecFlag.READ2_INLINE} (an event that did not fail and has no victims): the
    * second event it read. Otherwise the block `[n, ordinal × n]` of the events whose data this one
    * destroyed, or 0. For a failed event (it destroyed nothing: its writes were rolled back) the
    * block `[bytes, UTF-8 text…]` of its failure message: every peer and every reopen lists the
@@ -110,7 +111,7 @@ export const RecFlag = {
   FAILED: 16,
   /** The first event it read (if any) is in the record itself ({@link Rec.READS}), not in a block. */
   READS_INLINE: 32,
-  /** It read two events (both inline), and neither failed nor destroyed anything: the second is in {@link Rec.SECOND}. */
+  /** It read two events (both inline), did not fail and has no victims: the second is in {@link Rec.SECOND}. */
   READ2_INLINE: 64,
   /** It owns nothing any more: {@link Rec.USES_OR_EFFECT} holds the time that came to be. */
   DEAD: 128,
@@ -215,6 +216,11 @@ export class EventBook implements TrackingContext {
     if (r === -1) return; // Pruned owners own nothing; a missing record is not an error here.
     const arena = this.arena;
     const u32 = arena.u32;
+    // The count's word holds a time once the event owns nothing: taking a use from it then would
+    // change that time without a trace (a counter that wrapped showed itself).
+    if ((u32[r + Rec.FLAGS_EFFECT_HI]! & (RecFlag.DEAD << FLAGS_SHIFT)) !== 0) {
+      throw new NoatunError(ErrorCode.INTERNAL, `event ${owner} owns nothing, yet a datum was taken from it`);
+    }
     if (u32[r + Rec.USES_OR_EFFECT] !== 1) {
       arena.add32(r + Rec.USES_OR_EFFECT, -1);
       return;

@@ -29,28 +29,46 @@ function idOf(ordinal: number): Uint8Array {
   return id;
 }
 
-/** What a record says of its event: 0 plain, 1 a tombstone (it destroyed data), 2 its apply failed. */
-type Kind = 0 | 1 | 2;
+/**
+ * What a record says of its event: 0 plain, 1 a tombstone (it destroyed data of events that have
+ * no record), 2 its apply failed, 3 a tombstone that destroyed data of live records (see
+ * {@link destroyedBy}).
+ */
+type Kind = 0 | 1 | 2 | 3;
+
+/** For an event of kind 3: the events whose data it destroyed. */
+const destroyedBy = new Map<number, number[]>();
 
 /** The events an event read, by its ordinal: none to five (inline up to two, a block beyond). */
 function readsOf(ordinal: number): number[] {
   return Array.from({ length: ordinal % 6 }, (_, k) => ordinal * 7 + 1 + k);
 }
 
-/** The events whose data a tombstone destroyed, by its ordinal (ordinals no record has). */
+/**
+ * The events whose data a tombstone of kind 1 destroyed, by its ordinal (ordinals no record has):
+ * none to two, in every combination with the number of reads.
+ */
 function victimsOf(ordinal: number): number[] {
-  return Array.from({ length: ordinal % 3 }, (_, k) => 2_000_000_000 + ordinal * 3 + k);
+  return Array.from({ length: Math.floor(ordinal / 6) % 3 }, (_, k) => 2_000_000_000 + ordinal * 3 + k);
+}
+
+/** The victims a record of `kind` must list. */
+function expectedVictims(ordinal: number, kind: Kind): number[] {
+  return kind === 1 ? victimsOf(ordinal) : kind === 3 ? destroyedBy.get(ordinal)! : [];
 }
 
 /**
  * Writes the record of `ordinal`; `plain`: one that read nothing (needs no block). It writes `owns`
- * new data and takes one datum from each of `takeFrom` (which own that one only).
+ * new data and takes one datum from each of `takeFrom`: overwrites it, or destroys it for kind 3.
  */
 function record(book: EventBook, ordinal: number, time: number, kind: Kind = 0, plain = false, owns = 0, takeFrom: readonly number[] = []): void {
   book.begin(ordinal, time);
   if (!plain) for (const source of readsOf(ordinal)) book.onRead(source as Ordinal);
   for (let i = 0; i < owns; i++) book.onWrite(0 as Ordinal, false);
-  for (const owner of takeFrom) book.onWrite(owner as Ordinal, false);
+  for (const owner of takeFrom) {
+    if (kind === 3) book.onDestroy(owner as Ordinal);
+    else book.onWrite(owner as Ordinal, false);
+  }
   if (kind === 1) {
     book.onDestroy(0 as Ordinal);
     for (const victim of victimsOf(ordinal)) book.onDestroy(victim as Ordinal);
@@ -60,14 +78,20 @@ function record(book: EventBook, ordinal: number, time: number, kind: Kind = 0, 
 
 /** What is wrong with the reads, victims, flags and failure message of the record of `ordinal`, or undefined. */
 function contentMismatch(book: EventBook, r: number, ordinal: number, kind: Kind): string | undefined {
+  const u32 = book.arena.u32;
   const reads = Array.from(book.reads(r)).join();
   if (reads !== readsOf(ordinal).join()) return `record ${ordinal} read [${reads}], expected [${readsOf(ordinal).join()}]`;
+  // The pruner walks the words where the lists lie (readsAt/readCount, victimsAt/victimCount).
+  const walkedReads = Array.from(u32.subarray(book.readsAt(r), book.readsAt(r) + book.readCount(r))).join();
+  if (walkedReads !== reads) return `record ${ordinal} walks the reads [${walkedReads}], lists [${reads}]`;
   const victims = Array.from(book.victims(r)).join();
-  const expected = kind === 1 ? victimsOf(ordinal).join() : '';
+  const expected = expectedVictims(ordinal, kind).join();
   if (victims !== expected) return `record ${ordinal} destroyed data of [${victims}], expected [${expected}]`;
+  const walkedVictims = book.victimCount(r) === 0 ? '' : Array.from(u32.subarray(book.victimsAt(r), book.victimsAt(r) + book.victimCount(r))).join();
+  if (walkedVictims !== victims) return `record ${ordinal} walks the victims [${walkedVictims}], lists [${victims}]`;
   const failed = (book.flagsOf(r) & RecFlag.FAILED) !== 0;
   const tombstone = (book.flagsOf(r) & RecFlag.TOMBSTONE) !== 0;
-  if (failed !== (kind === 2) || tombstone !== (kind === 1)) return `record ${ordinal} has flags ${book.flagsOf(r)} for kind ${kind}`;
+  if (failed !== (kind === 2) || tombstone !== (kind === 1 || kind === 3)) return `record ${ordinal} has flags ${book.flagsOf(r)} for kind ${kind}`;
   const failure = book.failureOf(r);
   if (failure !== (kind === 2 ? `it threw (${ordinal})` : '')) return `record ${ordinal} has the failure message '${failure}'`;
   return undefined;
@@ -78,7 +102,7 @@ function countsMismatch(book: EventBook, kinds: Map<number, Kind>): string | und
   let tombstones = 0;
   let failed = 0;
   for (const kind of kinds.values()) {
-    if (kind === 1) tombstones++;
+    if (kind === 1 || kind === 3) tombstones++;
     if (kind === 2) failed++;
   }
   if (book.tombstoneCount !== tombstones) return `${book.tombstoneCount} tombstones counted, ${tombstones} live`;
@@ -127,6 +151,7 @@ for (const seed of seeds) {
     const view = openView(Root);
     const arena = view.arena;
     const book = new EventBook(arena);
+    destroyedBy.clear();
     let model = new Map<number, number>();
     let kinds = new Map<number, Kind>();
     // What each live record's event owns (absent: nothing), when it is not 0.
@@ -140,7 +165,8 @@ for (const seed of seeds) {
       const r = random();
       if (r < 0.1 && uses.size !== 0) {
         // An event takes one datum from each of a few owners: their counts drop, the last one's
-        // to 0 at this event's time. It owns what it took.
+        // to 0 at this event's time. Overwritten, it owns what it took; destroyed, it owns
+        // nothing and lists them as its victims.
         const owners = [...uses.keys()];
         const takeFrom: number[] = [];
         for (let n = 1 + Math.floor(random() * 3); n > 0 && owners.length !== 0; n--) {
@@ -148,7 +174,9 @@ for (const seed of seeds) {
         }
         const ordinal = next++;
         const time = Math.floor(random() * 2 ** 48);
-        record(book, ordinal, time, 0, false, 0, takeFrom);
+        const kind: Kind = random() < 0.5 ? 3 : 0;
+        if (kind === 3) destroyedBy.set(ordinal, takeFrom);
+        record(book, ordinal, time, kind, false, 0, takeFrom);
         for (const owner of takeFrom) {
           const left = uses.get(owner)! - 1;
           if (left === 0) {
@@ -159,8 +187,8 @@ for (const seed of seeds) {
           }
         }
         model.set(ordinal, time);
-        kinds.set(ordinal, 0);
-        uses.set(ordinal, takeFrom.length);
+        kinds.set(ordinal, kind);
+        if (kind === 0) uses.set(ordinal, takeFrom.length);
       } else if (r < 0.6 || model.size === 0) {
         // Several records per event, as a batch's applies make (one mark each in the engine; here
         // several under one, so that one event both reuses places and takes new ones).
@@ -235,5 +263,20 @@ test("a removed record's place is taken by the next new record: the records take
   for (let ordinal = 3001; ordinal <= 5000; ordinal++) t.true(firstPlaces.has(book.find(ordinal)), `record ${ordinal} took a removed one's place`);
   t.is(arena.top, top, 'no memory was allocated for them');
   t.is(book.count, 3000);
+  view.close();
+});
+
+test('taking a datum from an event that owns nothing is an internal error, not a changed time', (t) => {
+  const view = openView(Root);
+  const book = new EventBook(view.arena);
+  view.arena.mark(1);
+  record(book, 1, 1000, 0, true, 1);
+  record(book, 2, 2000, 0, true, 0, [1]);
+  const r = book.find(1);
+  t.true(book.dead(r));
+  t.is(book.effectTime(r), 2000);
+  book.begin(3, 3000);
+  t.throws(() => book.onWrite(1 as Ordinal, false), { message: /event 1 owns nothing/ });
+  t.is(book.effectTime(r), 2000, 'the time it came to own nothing stays');
   view.close();
 });
