@@ -20,7 +20,8 @@
  *
  * A sound file always passes: every page up to the last one a meta names has been written (LMDB
  * writes a commit's pages before its meta), so the file holds them, and a tree's root is one of
- * them. The check reads at most three small stretches of the file.
+ * them. The check reads the meta pages, and the pages of the newest meta's free-page list, which
+ * only writes read (see `checkFreeTree`): a page or a few.
  */
 import * as fs from 'node:fs';
 import { ErrorCode, NoatunError, systemErrorFrom } from '../errors.js';
@@ -42,6 +43,19 @@ const FREE_ROOT_AT = PAGE_HEADER + 24 + 40;
 const MAIN_ROOT_AT = PAGE_HEADER + 24 + 48 + 40;
 const LAST_PAGE_AT = PAGE_HEADER + 24 + 96;
 const TXNID_AT = LAST_PAGE_AT + 8;
+/** Page flags (`mp_flags`) and the words of a page header after them. */
+const P_BRANCH = 0x01;
+const P_LEAF = 0x02;
+const P_OVERFLOW = 0x04;
+const LOWER_AT = 20;
+const UPPER_AT = 22;
+/** Bytes of a node before its key (`MDB_node`), and the flag of a leaf's node whose data is in overflow pages. */
+const NODE_HEADER = 8;
+const F_BIGDATA = 0x01;
+/** A tree's root when it has none. */
+const NO_PAGE = 0xffffffffffffffffn;
+/** Pages of the free-page tree walked at most (it holds a few; a cycle of garbage stops here). */
+const MAX_FREE_TREE_PAGES = 100_000;
 /** LMDB's page sizes: a power of two from its minimum to its maximum. */
 const MIN_PAGE_SIZE = 512;
 const MAX_PAGE_SIZE = 0x10000;
@@ -82,11 +96,15 @@ export function checkLogFile(file: string): void {
       throw damaged(file, `its meta page gives a page size of ${pageSize}`);
     }
     checkMeta(view, 0, pageSize, size, file);
+    let newest = view;
     const overlapping = (view.getUint16(ENV_FLAGS_AT, true) & MDB_OVERLAPPINGSYNC) !== 0;
     for (const at of overlapping ? [pageSize / 2, pageSize] : [pageSize]) {
       const bytes = read(fd, at, PAGE_HEADER + META_BYTES, size, file);
-      checkMeta(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), at, pageSize, size, file);
+      const meta = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      checkMeta(meta, at, pageSize, size, file);
+      if (meta.getBigUint64(TXNID_AT, true) > newest.getBigUint64(TXNID_AT, true)) newest = meta;
     }
+    checkFreeTree(fd, newest, pageSize, size, file);
   } finally {
     fs.closeSync(fd);
   }
@@ -108,6 +126,62 @@ function checkMeta(meta: DataView, at: number, pageSize: number, size: number, f
     const root = meta.getBigUint64(rootAt, true);
     if (root !== 0xffffffffffffffffn && (root < 2n || root > lastPage)) {
       throw damaged(file, `its meta page at byte ${at} names page ${root} as a tree's root, outside pages 2 to ${lastPage}`);
+    }
+  }
+}
+
+/**
+ * Walks the tree of free pages that `meta` names (LMDB's freelist: the pages earlier transactions
+ * let go, by transaction): each of its pages must say it is that page and a branch or a leaf, each
+ * branch's children and each leaf's overflow pages must lie in the file and say so too.
+ *
+ * Why: nothing but a write reads this tree, when it takes pages to reuse. A garbage page there let
+ * an open rebuild the view from every event and then fail its first write with `MDB_BAD_TXN`
+ * (`SYSTEM_CALL_FAILED`), or let a database open and fail a later write; it is small (a page or a
+ * few), so it is checked here and its damage is `CORRUPT_FILE` before anything is read.
+ */
+function checkFreeTree(fd: number, meta: DataView, pageSize: number, size: number, file: string): void {
+  const root = meta.getBigUint64(FREE_ROOT_AT, true);
+  if (root === NO_PAGE) return;
+  const lastPage = Number(meta.getBigUint64(LAST_PAGE_AT, true));
+  const page = Buffer.alloc(pageSize);
+  const bad = (at: number, what: string) => damaged(file, `page ${at} of its free-page list ${what}`);
+  const load = (at: number, flags: number): Buffer => {
+    if (at < 2 || at > lastPage) throw bad(at, `lies outside pages 2 to ${lastPage}`);
+    const bytes = read(fd, at * pageSize, pageSize, size, file);
+    if (bytes.readBigUInt64LE(0) !== BigInt(at)) throw bad(at, 'holds another page');
+    if ((bytes.readUInt16LE(FLAGS_AT) & flags) === 0) throw bad(at, `is not a ${flags === P_OVERFLOW ? 'overflow' : 'tree'} page`);
+    return bytes;
+  };
+  const pending = [Number(root)];
+  const seen = new Set<number>();
+  while (pending.length !== 0) {
+    const at = pending.pop()!;
+    if (seen.has(at)) throw bad(at, 'is reached twice');
+    seen.add(at);
+    if (seen.size > MAX_FREE_TREE_PAGES) throw bad(at, `is one of more than ${MAX_FREE_TREE_PAGES} pages`);
+    load(at, P_BRANCH | P_LEAF).copy(page);
+    const flags = page.readUInt16LE(FLAGS_AT);
+    const lower = page.readUInt16LE(LOWER_AT);
+    const upper = page.readUInt16LE(UPPER_AT);
+    // (This LMDB counts `lower`, `upper` and the nodes' offsets from the end of the header.)
+    if ((flags & (P_BRANCH | P_LEAF)) === (P_BRANCH | P_LEAF) || lower > upper || PAGE_HEADER + upper > pageSize) {
+      throw bad(at, `has a header that cannot be (flags ${flags}, lower ${lower}, upper ${upper})`);
+    }
+    for (let i = 0; i < lower; i += 2) {
+      const node = PAGE_HEADER + page.readUInt16LE(PAGE_HEADER + i);
+      if (node < PAGE_HEADER + upper || node + NODE_HEADER > pageSize) throw bad(at, `names a node at byte ${node}, outside its nodes`);
+      // A node: data size or child page number (low 32 bits), flags or its high 16 bits, key size, key, data.
+      const keyBytes = page.readUInt16LE(node + 6);
+      if ((flags & P_BRANCH) !== 0) {
+        pending.push(page.readUInt32LE(node) + page.readUInt16LE(node + 4) * 2 ** 32);
+      } else if ((page.readUInt16LE(node + 4) & F_BIGDATA) !== 0) {
+        const data = node + NODE_HEADER + keyBytes;
+        if (data + 8 > pageSize) throw bad(at, `names a node at byte ${node} that runs past its end`);
+        load(Number(page.readBigUInt64LE(data)), P_OVERFLOW);
+      } else if (node + NODE_HEADER + keyBytes + page.readUInt32LE(node) > pageSize) {
+        throw bad(at, `names a node at byte ${node} that runs past its end`);
+      }
     }
   }
 }

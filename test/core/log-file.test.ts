@@ -180,6 +180,13 @@ test('a log with a damaged tree page is refused with CORRUPT_FILE when its view 
   }
   t.log(`tree pages ${pages.join(' ')}: refused for ${refused.join(' ')}; LMDB killed the process for ${died.join(' ') || 'none'}`);
   t.true(refused.length >= 3, `refused for pages ${refused.join(' ')} of ${pages.join(' ')}`);
+  // The free-page list's root (of the newest meta): only a write reads it, and an open that
+  // rebuilt the view then failed its first write with SYSTEM_CALL_FAILED (MDB_BAD_TXN), now and
+  // then. It is checked before the open: refused every time.
+  const metas = [0, PAGE / 2, PAGE].map((at) => ({ txn: sound.readBigUInt64LE(at + 24 + 24 + 96 + 8), free: Number(sound.readBigUInt64LE(at + 24 + 24 + 40)) }));
+  const freeRoot = metas.sort((a, b) => (a.txn > b.txn ? -1 : a.txn < b.txn ? 1 : 0))[0]!.free;
+  t.true(pages.includes(freeRoot), `the free-page list's root ${freeRoot} is a tree page`);
+  t.true(refused.includes(freeRoot), `the free-page list's root ${freeRoot} damaged is refused`);
   fs.writeFileSync(file, sound);
   fs.rmSync(path.join(dir, 'view'), { recursive: true, force: true });
   t.deepEqual(openInChild(dir), { total: TOTAL, stored: EVENTS });
