@@ -56,6 +56,7 @@ import {
 import { Finality } from './finality.js';
 import { Inbox, LOCAL_SOURCE } from './inbox.js';
 import { EventLog, type StoredEvent } from './log.js';
+import { MetaShape } from './meta-shape.js';
 import { logDamageFrom } from './log-file-check.js';
 import { compareIdBytes, FRESH_SEQUENCE_MIN, IdMinter, idFloor, MAX_TIMESTAMP, MessageId } from './message-id.js';
 import {
@@ -170,7 +171,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#now = now === undefined ? Date.now : () => clockTime(now());
     this.#releaseLock = releaseLock;
     this.#openedBy = openedBy;
-    this.#nextOrdinal = log.getMeta<number>(META_NEXT_ORDINAL) ?? 1;
+    this.#nextOrdinal = log.getMeta(META_NEXT_ORDINAL, MetaShape.count) ?? 1;
     this.#autoPrune = options.autoPrune ?? true;
     this.#lateWorkShare = options.lateWorkShare ?? REBUILD_DUTY_CYCLE;
     this.#maxUndoHistoryBytes = Math.min(
@@ -178,7 +179,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       Math.floor((options.maxUndoBytes ?? DEFAULT_MAX_JOURNAL_BYTES) / 2),
     );
     this.#finality = new Finality(log, options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS, () => this.#now());
-    this.#compactedBytes = log.getMeta<number>(META_COMPACTED_BYTES) ?? projector.view.stats().viewBytes;
+    this.#compactedBytes = log.getMeta(META_COMPACTED_BYTES, MetaShape.count) ?? projector.view.stats().viewBytes;
     this.#inbox = new Inbox(
       {
         get cutoff() {
@@ -196,7 +197,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       },
       options.inbox,
     );
-    for (const bytes of log.getMeta<Uint8Array[]>(META_HEADS) ?? []) {
+    for (const bytes of log.getMeta(META_HEADS, MetaShape.bytesList) ?? []) {
       const id = MessageId.fromBytes(bytes);
       this.#heads.set(keyOf(id), id);
     }
@@ -248,7 +249,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       // The cutoff hashes move by the log's per-stride hashes: kept from here on (with pruning;
       // before anything, a rebuild's discards included, writes to the log), or marked stale.
       Finality.trackStrides(log, options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS, options.autoPrune ?? true);
-      let logId = log.getMeta<Uint8Array>(META_LOG_ID);
+      let logId = log.getMeta(META_LOG_ID, MetaShape.bytes);
       if (logId === undefined) {
         logId = randomBytes(16);
         log.setMeta(META_LOG_ID, logId);
@@ -278,7 +279,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         if (code !== ErrorCode.CORRUPT_FILE && code !== ErrorCode.SCHEMA_MISMATCH) throw error;
         schemaChanged = code === ErrorCode.SCHEMA_MISMATCH;
       }
-      const storedNext = log.getMeta<number>(META_NEXT_ORDINAL) ?? 1;
+      const storedNext = log.getMeta(META_NEXT_ORDINAL, MetaShape.count) ?? 1;
       if (view !== undefined && !view.arena.created && storedNext === 1) refuseOrphanView(view, logId, log.path, viewDir);
       if (view !== undefined && !view.arena.created && !viewMatches(view, logId, storedNext)) {
         view.close();
@@ -303,7 +304,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       // that batch once later commits come); a replay applies it as it was to be applied then,
       // and takes it out if that fails: it was never acknowledged (a local append), or its
       // senders offer it again (a peer's).
-      const unconfirmed = log.getMeta<[number, number, number] | null>(META_UNCONFIRMED) ?? undefined;
+      const unconfirmed = log.getMeta(META_UNCONFIRMED, MetaShape.countsOrNull) ?? undefined;
       if (unconfirmed !== undefined) log.setMeta(META_UNCONFIRMED, null);
       if (openedBy === 'rebuild') {
         try {
@@ -593,7 +594,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const ids = this.#projector.prune(this.#finality.time);
     if (ids.length === 0) return;
     this.#finality.pruned(ids);
-    this.#log.setMeta(META_PRUNED, (this.#log.getMeta<number>(META_PRUNED) ?? 0) + ids.length);
+    this.#log.setMeta(META_PRUNED, (this.#log.getMeta(META_PRUNED, MetaShape.count) ?? 0) + ids.length);
     this.#notifyRemoved(ids);
   }
 
@@ -603,8 +604,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    */
   #compactionDue(): boolean {
     if (this.#projector.view.stats().viewBytes <= 2 * Math.max(this.#compactedBytes, MIN_COMPACT_BYTES)) return false;
-    const pruned = this.#log.getMeta<number>(META_PRUNED) ?? 0;
-    const since = pruned - (this.#log.getMeta<number>(META_PRUNED_AT_COMPACTION) ?? 0);
+    const pruned = this.#log.getMeta(META_PRUNED, MetaShape.count) ?? 0;
+    const since = pruned - (this.#log.getMeta(META_PRUNED_AT_COMPACTION, MetaShape.count) ?? 0);
     return since > this.#log.count();
   }
 
@@ -626,7 +627,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#projector.forgetHistoryBefore(this.#finality.time);
     this.#compactedBytes = this.#projector.view.stats().viewBytes;
     this.#log.setMeta(META_COMPACTED_BYTES, this.#compactedBytes);
-    this.#log.setMeta(META_PRUNED_AT_COMPACTION, this.#log.getMeta<number>(META_PRUNED) ?? 0);
+    this.#log.setMeta(META_PRUNED_AT_COMPACTION, this.#log.getMeta(META_PRUNED, MetaShape.count) ?? 0);
   }
 
   /**
@@ -1382,7 +1383,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const view = this.#projector.view.stats();
     return {
       stored: this.#log.count(),
-      pruned: this.#log.getMeta<number>(META_PRUNED) ?? 0,
+      pruned: this.#log.getMeta(META_PRUNED, MetaShape.count) ?? 0,
       failedApplies: this.#projector.book.failedCount,
       heads: this.#heads.size,
       parked: this.#inbox.count,

@@ -7,12 +7,24 @@
  */
 import { CUTOFF_HASH_BYTES, type CutoffState, cutoffStrideMs, equalBytes, nominalCutoff, xorInto } from './cutoff.js';
 import type { EventLog } from './log.js';
+import { MetaShape } from './meta-shape.js';
 import { idFloor, idKey, idTimestamp, MAX_TIMESTAMP, type MessageId } from './message-id.js';
 
 const META_CUTOFF = 'cutoff';
 /** [hash, previous hash, the stride the previous era was taken with] (the stride since 5 Dec 2026). */
 const META_CUTOFF_HASHES = 'cutoffHashes';
 const META_PRUNE_HOLD = 'pruneHold';
+/** The shape of {@link META_CUTOFF_HASHES} (see `meta-shape.ts`). */
+const CUTOFF_HASHES: MetaShape<[Uint8Array, Uint8Array, number?]> = {
+  is: (value: unknown): value is [Uint8Array, Uint8Array, number?] =>
+    Array.isArray(value) &&
+    (value.length === 2 || (value.length === 3 && typeof value[2] === 'number')) &&
+    value[0] instanceof Uint8Array &&
+    value[0].byteLength === CUTOFF_HASH_BYTES &&
+    value[1] instanceof Uint8Array &&
+    value[1].byteLength === CUTOFF_HASH_BYTES,
+  what: `two hashes of ${CUTOFF_HASH_BYTES} bytes and a stride`,
+};
 
 /** The finalized past of one database (see the module comment). */
 export class Finality {
@@ -42,9 +54,9 @@ export class Finality {
     this.#now = now;
     this.intervalMs = intervalMs;
     this.strideMs = cutoffStrideMs(intervalMs);
-    this.#time = log.getMeta<number>(META_CUTOFF) ?? 0;
-    this.#holdUntil = log.getMeta<number>(META_PRUNE_HOLD) ?? 0;
-    const hashes = log.getMeta<[Uint8Array, Uint8Array, number?]>(META_CUTOFF_HASHES);
+    this.#time = log.getMeta(META_CUTOFF, MetaShape.time) ?? 0;
+    this.#holdUntil = log.getMeta(META_PRUNE_HOLD, MetaShape.time) ?? 0;
+    const hashes = log.getMeta(META_CUTOFF_HASHES, CUTOFF_HASHES);
     if (hashes !== undefined) {
       this.#hash.set(hashes[0]);
       this.#previousHash.set(hashes[1]);
@@ -61,7 +73,7 @@ export class Finality {
    * of this session would be missing from them.
    */
   static trackStrides(log: EventLog, intervalMs: number, autoPrune: boolean): void {
-    if (autoPrune) log.trackStrides(cutoffStrideMs(intervalMs), log.getMeta<number>(META_CUTOFF) ?? 0);
+    if (autoPrune) log.trackStrides(cutoffStrideMs(intervalMs), log.getMeta(META_CUTOFF, MetaShape.time) ?? 0);
     else log.forgetStrides();
   }
 

@@ -26,6 +26,7 @@ import { checkLogFile, logDamageFrom } from './log-file-check.js';
 import { concatRuns, RUN_BYTES, type RunEntry, RunReader, writeRuns } from './log-run.js';
 import { LogWriter, META, RUNS, WriteOps } from './log-writer.js';
 import { LogOverlay } from './log-overlay.js';
+import { MetaShape } from './meta-shape.js';
 import { compareIdBytes, idFloor, idKey, idTimestamp } from './message-id.js';
 import { type RecentRun, RecentRuns } from './recent-runs.js';
 import { isPacked, pack, unpack } from './run-pack.js';
@@ -360,9 +361,9 @@ export class EventLog {
           `the event log ${file} has format ${String(format)}; this version of Noatun reads formats 1 to ${LOG_FORMAT}: open it with the version that wrote it`,
         );
       }
-      const through = log.#meta.get(META_PACKED_THROUGH) as Uint8Array | undefined;
+      const through = log.#storedMeta(META_PACKED_THROUGH, MetaShape.bytes);
       if (through !== undefined) log.#packedThrough = Uint8Array.from(through);
-      log.#count = (log.#meta.get(META_COUNT) as number | undefined) ?? 0;
+      log.#count = log.#storedMeta(META_COUNT, MetaShape.count) ?? 0;
       log.#last = log.#readLastKey();
       // The root database's keys are the names of the databases in the file (a handful).
       if ([...env.getKeys()].includes(FORMAT_1_EVENTS)) {
@@ -371,7 +372,7 @@ export class EventLog {
       }
       // Format 2 has no packed runs: it is format 3 as it is (and an older version refuses it now).
       if (format !== LOG_FORMAT) await log.#meta.put(META_FORMAT, LOG_FORMAT);
-      if (log.#meta.get(META_RUNS_IN_ORDER) !== true) {
+      if (log.#storedMeta(META_RUNS_IN_ORDER, MetaShape.flag) !== true) {
         await log.#putRunsInOrder();
         if (log.runsPutInOrder !== 0) log.#last = log.#readLastKey();
       }
@@ -673,7 +674,7 @@ export class EventLog {
    * stride and floor; otherwise computed from the log's ids from `floor` on. Call before any write.
    */
   trackStrides(strideMs: number, floor: number): void {
-    const saved = this.#meta.get(META_STRIDES) as SavedStrides | null | undefined;
+    const saved = this.#storedMeta(META_STRIDES, SAVED_STRIDES);
     if (saved !== undefined && saved !== null && saved.strideMs === strideMs && saved.floor === floor) {
       this.#strides = new StrideHashes(strideMs, floor, saved.hashes);
       return;
@@ -800,14 +801,37 @@ export class EventLog {
     this.#schedule();
   }
 
-  /** A metadata value (the latest queued or committed one). */
-  getMeta<T>(name: string): T | undefined {
+  /**
+   * A metadata value (the latest queued or committed one), or undefined. One read from the file
+   * that is not of `shape` (or does not decode) is `CORRUPT_FILE`: see `meta-shape.ts`.
+   */
+  getMeta<T>(name: string, shape: MetaShape<T>): T | undefined {
     if (this.#pendingMeta.has(name)) return this.#pendingMeta.get(name) as T;
     for (let i = this.#committingMeta.length - 1; i >= 0; i--) {
       const meta = this.#committingMeta[i]!;
       if (meta.has(name)) return meta.get(name) as T;
     }
-    return this.#meta.get(name) as T | undefined;
+    return this.#storedMeta(name, shape);
+  }
+
+  /** A metadata value as the file holds it, checked (see {@link getMeta}). */
+  #storedMeta<T>(name: string, shape: MetaShape<T>): T | undefined {
+    let value: unknown;
+    try {
+      value = this.#meta.get(name);
+    } catch (error) {
+      throw this.#damagedMeta(name, `it does not decode (${String(error)})`, error);
+    }
+    if (value === undefined || shape.is(value)) return value as T | undefined;
+    throw this.#damagedMeta(name, `it should be ${shape.what}, and is ${describeMeta(value)}`);
+  }
+
+  #damagedMeta(name: string, reason: string, cause?: unknown): NoatunError {
+    return new NoatunError(
+      ErrorCode.CORRUPT_FILE,
+      `the event log ${this.path} is damaged: its metadata '${name}' cannot be read: ${reason}. Restore the log from a backup, or move the database directory away and let the peers send the events again`,
+      cause === undefined ? undefined : { cause },
+    );
   }
 
   /** Queues `entry` (already the overlay's entry of its id) for the next commit. */
@@ -1700,6 +1724,30 @@ interface SavedStrides {
   readonly strideMs: number;
   readonly floor: number;
   readonly hashes: readonly (readonly [number, Uint8Array])[];
+}
+
+/** The saved per-stride hashes, or null once marked stale (see `EventLog.forgetStrides`). */
+const SAVED_STRIDES: MetaShape<SavedStrides | null> = {
+  is: (value: unknown): value is SavedStrides | null => {
+    if (value === null) return true;
+    if (typeof value !== 'object') return false;
+    const saved = value as Record<string, unknown>;
+    return (
+      typeof saved.strideMs === 'number' &&
+      typeof saved.floor === 'number' &&
+      Array.isArray(saved.hashes) &&
+      saved.hashes.every((entry: unknown) => Array.isArray(entry) && entry.length === 2 && typeof entry[0] === 'number' && entry[1] instanceof Uint8Array && entry[1].byteLength === 16)
+    );
+  },
+  what: 'per-stride hashes (or null)',
+};
+
+/** A damaged metadata value, briefly, for the error. */
+function describeMeta(value: unknown): string {
+  if (value === null) return 'null';
+  if (value instanceof Uint8Array) return `${value.byteLength} bytes`;
+  if (Array.isArray(value)) return `a list of ${value.length}`;
+  return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value).slice(0, 40)}`;
 }
 
 /**

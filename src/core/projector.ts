@@ -16,6 +16,7 @@ import type { Codec } from './codec.js';
 import { type BatchImprint, firstDifference, inAnotherWorld } from './determinism.js';
 import { decodeEnvelope, type Envelope, readEnvelopeUnchecked } from './envelope.js';
 import type { EventLog, StoredEvent } from './log.js';
+import type { MetaShape } from './meta-shape.js';
 import { compareIdBytes, idFloor, MessageId } from './message-id.js';
 import { Pruner } from './pruner.js';
 
@@ -115,6 +116,17 @@ interface PruneStep {
 }
 
 const META_PRUNE_HISTORY = 'pruneHistory';
+/** The shape of {@link META_PRUNE_HISTORY} (see `meta-shape.ts`). */
+const PRUNE_HISTORY: MetaShape<PruneStep[]> = {
+  is: (value: unknown): value is PruneStep[] =>
+    Array.isArray(value) &&
+    value.every((step: unknown) => {
+      if (step === null || typeof step !== 'object') return false;
+      const { position, ordinals } = step as Record<string, unknown>;
+      return typeof position === 'number' && Array.isArray(ordinals) && ordinals.every((o) => typeof o === 'number');
+    }),
+  what: 'a list of pruning steps',
+};
 
 /**
  * Reports progress of long work at open: `rebuild` (replaying the log into a fresh view), or
@@ -233,7 +245,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     this.#pruner = new Pruner(this.book);
     this.book.onZero = (ordinal, time) => this.#pruner.noteZero(ordinal, time);
     this.#pruner.reset();
-    this.#pruneHistory = log.getMeta<PruneStep[]>(META_PRUNE_HISTORY) ?? [];
+    this.#pruneHistory = log.getMeta(META_PRUNE_HISTORY, PRUNE_HISTORY) ?? [];
   }
 
   /**

@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
+import { open } from 'lmdb';
 import { Database, s } from '../../src/index.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
@@ -191,6 +192,44 @@ test('a log with a damaged tree page is refused with CORRUPT_FILE when its view 
   fs.writeFileSync(file, sound);
   fs.rmSync(path.join(dir, 'view'), { recursive: true, force: true });
   t.deepEqual(openInChild(dir), { total: TOTAL, stored: EVENTS });
+});
+
+test('a metadata value of the log damaged into another shape is CORRUPT_FILE naming it, never a raw error', async (t) => {
+  // LMDB keeps no checksums: bytes damaged inside the metadata's leaf decode into anything. Before
+  // the values were checked, scattered bytes there made an open throw "Cannot read properties of
+  // undefined (reading 'map')" (3 trials in 90). Each value in turn becomes an object, then a
+  // string; the open (view removed: a rebuild reads the most) is refused naming it, or reaches
+  // the whole view when it does not read that value.
+  const sound = await makeDatabase();
+  const names = await (async () => {
+    const env = open({ path: path.join(sound, 'log.mdb'), noSubdir: true, readOnly: true });
+    const meta = env.openDB({ name: 'meta', encoding: 'msgpack' });
+    const keys = [...meta.getKeys()].map(String);
+    await env.close();
+    return keys;
+  })();
+  t.true(names.length >= 8, `metadata: ${names.join(' ')}`);
+  const refused: string[] = [];
+  for (const name of names) {
+    for (const value of [{ damaged: 1 }, 'damaged']) {
+      const dir = tempDir();
+      fs.cpSync(sound, dir, { recursive: true });
+      fs.rmSync(path.join(dir, 'view'), { recursive: true, force: true });
+      const env = open({ path: path.join(dir, 'log.mdb'), noSubdir: true });
+      await env.openDB({ name: 'meta', encoding: 'msgpack' }).put(name, value);
+      await env.close();
+      const report = openInChild(dir);
+      if (report.code === undefined) {
+        t.deepEqual(report, { total: TOTAL, stored: EVENTS }, `${name} = ${JSON.stringify(value)}`);
+        continue;
+      }
+      t.is(report.code, 'CORRUPT_FILE', `${name} = ${JSON.stringify(value)}: ${JSON.stringify(report)}`);
+      if (name !== 'log.format') t.regex(report.message!, new RegExp(`metadata '${name.replace('.', '\\.')}'`), JSON.stringify(report));
+      refused.push(name);
+    }
+  }
+  t.log(`metadata ${names.join(' ')}: refused for ${[...new Set(refused)].join(' ')}`);
+  t.true(new Set(refused).size >= 5, `refused for ${[...new Set(refused)].join(' ')}`);
 });
 
 const damagedWriteChild = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'damaged-write-child.ts');

@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { open } from 'lmdb';
+import { MetaShape } from '../../src/core/meta-shape.js';
 import { EventLog, LOG_FORMAT, type StoredEvent } from '../../src/core/log.js';
 import { encodeRun, RUN_BYTES } from '../../src/core/log-run.js';
 import { ErrorCode, NoatunError } from '../../src/errors.js';
@@ -263,10 +264,10 @@ test('metadata queued in one commit reads back while a later commit is in flight
   await Promise.resolve(); // the first commit is handed to LMDB
   log.setMeta('b', 2);
   await Promise.resolve(); // and the second, before the first is done
-  t.is(log.getMeta('a'), 1);
-  t.is(log.getMeta('b'), 2);
+  t.is(log.getMeta('a', MetaShape.count), 1);
+  t.is(log.getMeta('b', MetaShape.count), 2);
   await log.written();
-  t.deepEqual([log.getMeta('a'), log.getMeta('b')], [1, 2]);
+  t.deepEqual([log.getMeta('a', MetaShape.count), log.getMeta('b', MetaShape.count)], [1, 2]);
   await log.close();
 });
 
@@ -334,7 +335,7 @@ test(`a commit that meets a damaged run writes nothing of itself (the runs it ch
   log = await EventLog.open(dir);
   t.false(log.has(intoFirst.key), 'the first run was not rewritten');
   t.is(log.get(events[0]!.key)?.ordinal, 1);
-  t.is(log.getMeta('marker'), undefined, 'nor the metadata of that commit');
+  t.is(log.getMeta('marker', MetaShape.count), undefined, 'nor the metadata of that commit');
   t.is(log.count(), count);
   await log.close();
 });
@@ -418,7 +419,7 @@ test('a log of format 2 (runs, none packed) opens as it is and is marked format 
   await log.close();
   log = await openLog(dir, 'async');
   t.is(LOG_FORMAT, 3);
-  t.is(log.getMeta('log.format'), 3);
+  t.is(log.getMeta('log.format', MetaShape.count), 3);
   const model = new Map(events.map((e) => [hex(e.key), { ordinal: e.ordinal, envelope: hex(e.envelope) }]));
   check(t, log, model, 'format 2', prng(3));
   log.packBefore(5_000_000 + events.length);
