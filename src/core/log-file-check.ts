@@ -156,12 +156,15 @@ function checkTrees(fd: number, meta: DataView, pageSize: number, size: number, 
     { root: meta.getBigUint64(FREE_ROOT_AT, true), name: 'its free-page list', main: false },
     { root: meta.getBigUint64(MAIN_ROOT_AT, true), name: 'its main tree', main: true },
   ];
-  const load = (at: number, name: string): Buffer => {
+  // One page at a time, into one buffer read through 16-bit words (node offsets and a node's
+  // fields are even): an open reads hundreds of pages, most of them before V8 has compiled this.
+  const page = Buffer.alloc(pageSize);
+  const u16 = new Uint16Array(page.buffer, page.byteOffset, pageSize / 2);
+  const load = (at: number, name: string): void => {
     if (at < 2 || at > lastPage) throw damaged(file, `${name} names page ${at}, outside pages 2 to ${lastPage}`);
-    const bytes = read(fd, at * pageSize, pageSize, size, file);
-    if (bytes.readBigUInt64LE(0) !== BigInt(at)) throw damaged(file, `page ${at} of ${name} holds another page`);
-    if ((bytes.readUInt16LE(FLAGS_AT) & (P_BRANCH | P_LEAF)) === 0) throw damaged(file, `page ${at} of ${name} is not a tree page`);
-    return bytes;
+    readInto(fd, page, at * pageSize, size, file);
+    if (page.readBigUInt64LE(0) !== BigInt(at)) throw damaged(file, `page ${at} of ${name} holds another page`);
+    if ((u16[FLAGS_AT >> 1]! & (P_BRANCH | P_LEAF)) === 0) throw damaged(file, `page ${at} of ${name} is not a tree page`);
   };
   while (trees.length !== 0) {
     const { root, name, main } = trees.pop()!;
@@ -172,44 +175,56 @@ function checkTrees(fd: number, meta: DataView, pageSize: number, size: number, 
       const bad = (what: string) => damaged(file, `page ${at} of ${name} ${what}`);
       if (seen.has(at)) throw bad('is reached twice');
       seen.add(at);
-      const page = load(at, name);
-      const flags = page.readUInt16LE(FLAGS_AT);
-      const lower = page.readUInt16LE(LOWER_AT);
-      const upper = page.readUInt16LE(UPPER_AT);
+      load(at, name);
+      const flags = u16[FLAGS_AT >> 1]!;
+      const lower = u16[LOWER_AT >> 1]!;
+      const upper = u16[UPPER_AT >> 1]!;
       // (This LMDB counts `lower`, `upper` and the nodes' offsets from the end of the header.)
-      if ((flags & (P_BRANCH | P_LEAF)) === (P_BRANCH | P_LEAF) || lower > upper || PAGE_HEADER + upper > pageSize) {
+      if ((flags & (P_BRANCH | P_LEAF)) === (P_BRANCH | P_LEAF) || lower > upper || PAGE_HEADER + upper > pageSize || (lower & 1) !== 0) {
         throw bad(`has a header that cannot be (flags ${flags}, lower ${lower}, upper ${upper})`);
       }
+      const branch = (flags & P_BRANCH) !== 0;
       for (let i = 0; i < lower; i += 2) {
-        const node = PAGE_HEADER + page.readUInt16LE(PAGE_HEADER + i);
-        if (node < PAGE_HEADER + upper || node + NODE_HEADER > pageSize) throw bad(`names a node at byte ${node}, outside its nodes`);
+        const node = PAGE_HEADER + u16[(PAGE_HEADER + i) >> 1]!;
+        if (node < PAGE_HEADER + upper || node + NODE_HEADER > pageSize || (node & 1) !== 0) throw bad(`names a node at byte ${node}, outside its nodes`);
         // A node: data size or child page number (low 32 bits), flags or its high 16 bits, key size, key, data.
-        const keyBytes = page.readUInt16LE(node + 6);
-        const data = node + NODE_HEADER + keyBytes;
-        if ((flags & P_BRANCH) !== 0) {
+        const w = node >> 1;
+        const low = u16[w]! + u16[w + 1]! * 0x10000;
+        const data = node + NODE_HEADER + u16[w + 3]!;
+        if (branch) {
           if (data > pageSize) throw bad(`names a node at byte ${node} that runs past its end`);
-          pending.push(page.readUInt32LE(node) + page.readUInt16LE(node + 4) * 2 ** 32);
+          pending.push(low + u16[w + 2]! * 2 ** 32);
           continue;
         }
-        const nodeFlags = page.readUInt16LE(node + 4);
-        const dataBytes = page.readUInt32LE(node);
+        const nodeFlags = u16[w + 2]!;
         if ((nodeFlags & F_BIGDATA) !== 0) {
           if (data + 8 > pageSize) throw bad(`names a node at byte ${node} that runs past its end`);
           // (Where the value lies is checked, not its pages: reading the first page of each took
           // the warehouse's open 5 ms, a key-value database's 20. A value read from garbage pages
           // fails the run's own checks.)
-          const first = Number(page.readBigUInt64LE(data));
-          const last = first + Math.ceil((PAGE_HEADER + dataBytes) / pageSize) - 1;
-          if (first < 2 || last > lastPage) throw bad(`names a value of ${dataBytes} bytes at pages ${first} to ${last}, outside pages 2 to ${lastPage}`);
-        } else if (data + dataBytes > pageSize) {
+          const first = page.readUInt32LE(data) + page.readUInt32LE(data + 4) * 2 ** 32;
+          const last = first + Math.ceil((PAGE_HEADER + low) / pageSize) - 1;
+          if (first < 2 || last > lastPage) throw bad(`names a value of ${low} bytes at pages ${first} to ${last}, outside pages 2 to ${lastPage}`);
+        } else if (data + low > pageSize) {
           throw bad(`names a node at byte ${node} that runs past its end`);
-        } else if (main && (nodeFlags & F_SUBDATA) !== 0 && dataBytes >= DB_RECORD_BYTES) {
+        } else if (main && (nodeFlags & F_SUBDATA) !== 0 && low >= DB_RECORD_BYTES) {
           // A named database: its record's root is its tree.
           const key = page.toString('latin1', node + NODE_HEADER, data);
           trees.push({ root: page.readBigUInt64LE(data + DB_ROOT_AT), name: `its tree '${key}'`, main: false });
         }
       }
     }
+  }
+}
+
+/** Reads the page at byte `at` into `into` (the meta named it, so the file holds it). */
+function readInto(fd: number, into: Buffer, at: number, size: number, file: string): void {
+  if (at + into.byteLength > size) throw damaged(file, `it is ${size} bytes long, shorter than the pages its meta names`);
+  let got = 0;
+  while (got < into.byteLength) {
+    const n = fs.readSync(fd, into, got, into.byteLength - got, at + got);
+    if (n === 0) throw damaged(file, `it ended at ${at + got} bytes while its pages were read`);
+    got += n;
   }
 }
 
