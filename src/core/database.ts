@@ -197,7 +197,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       },
       options.inbox,
     );
-    for (const bytes of log.getMeta(META_HEADS, MetaShape.bytesList) ?? []) {
+    for (const bytes of log.getMeta(META_HEADS, MetaShape.idList) ?? []) {
       const id = MessageId.fromBytes(bytes);
       this.#heads.set(keyOf(id), id);
     }
@@ -249,7 +249,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       // The cutoff hashes move by the log's per-stride hashes: kept from here on (with pruning;
       // before anything, a rebuild's discards included, writes to the log), or marked stale.
       Finality.trackStrides(log, options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS, options.autoPrune ?? true);
-      let logId = log.getMeta(META_LOG_ID, MetaShape.bytes);
+      let logId = log.getMeta(META_LOG_ID, MetaShape.id);
       if (logId === undefined) {
         logId = randomBytes(16);
         log.setMeta(META_LOG_ID, logId);

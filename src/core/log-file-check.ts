@@ -14,14 +14,14 @@
  * of 24 bytes (page number, txnid, pad, flags, lower/upper), then at byte 24 of a meta page
  * `MDB_meta`: magic u32, version u32, address u64, map size u64, two `MDB_db` of 48 bytes (pad,
  * which in the first is the page size, u32; flags u16; depth u16; branch, leaf and overflow pages,
- * entries and root u64), last page u64, txnid u64. LMDB reads a meta at 0 and at the page size;
- * with overlapping sync (lmdb-js's default on Linux) a third at half the page size, written
- * without magic or version.
+ * entries and root u64), last page u64, txnid u64, and lmdb-js's boot id i64. LMDB reads a meta
+ * at 0 and at the page size; with overlapping sync (lmdb-js opens every environment so on Linux)
+ * a third at half the page size, written without magic or version.
  *
- * A sound file always passes: every page up to the last one a meta names has been written (LMDB
- * writes a commit's pages before its meta), so the file holds them, and a tree's root is one of
- * them. The check reads the meta pages, and the branch and leaf pages of the newest meta's trees
- * (see `checkTrees`).
+ * The check reads the meta pages, picks the one LMDB will open with (see `pickMeta`: after a
+ * power loss it may be the one before the newest), and walks the branch and leaf pages of its
+ * trees (see `checkTrees`). A sound file passes: every page up to the last one that meta names
+ * has been written (LMDB writes a commit's pages before its meta), and its trees are whole.
  */
 import * as fs from 'node:fs';
 import { ErrorCode, NoatunError, systemErrorFrom } from '../errors.js';
@@ -32,7 +32,8 @@ const META_BYTES = 144;
 const MDB_MAGIC = 0xbeefc0de;
 const MDB_DATA_VERSION = 2;
 const P_META = 0x08;
-const MDB_OVERLAPPINGSYNC = 0x1000;
+/** A meta's flag (in its free tree's flags): its commit was not flushed yet (overlapping sync). */
+const MDB_UNFLUSHED = 0x1000;
 /** Offsets inside a meta page. */
 const FLAGS_AT = 18;
 const MAGIC_AT = PAGE_HEADER;
@@ -43,6 +44,8 @@ const FREE_ROOT_AT = PAGE_HEADER + 24 + 40;
 const MAIN_ROOT_AT = PAGE_HEADER + 24 + 48 + 40;
 const LAST_PAGE_AT = PAGE_HEADER + 24 + 96;
 const TXNID_AT = LAST_PAGE_AT + 8;
+/** lmdb-js's `boot_id` of the meta: the boot it was written in. */
+const BOOT_ID_AT = TXNID_AT + 8;
 /** Page flags (`mp_flags`) and the words of a page header after them. */
 const P_BRANCH = 0x01;
 const P_LEAF = 0x02;
@@ -99,28 +102,59 @@ export function checkLogFile(file: string): void {
     if (pageSize < MIN_PAGE_SIZE || pageSize > MAX_PAGE_SIZE || (pageSize & (pageSize - 1)) !== 0) {
       throw damaged(file, `its meta page gives a page size of ${pageSize}`);
     }
-    checkMeta(view, 0, pageSize, size, file);
-    let newest = view;
-    const overlapping = (view.getUint16(ENV_FLAGS_AT, true) & MDB_OVERLAPPINGSYNC) !== 0;
-    for (const at of overlapping ? [pageSize / 2, pageSize] : [pageSize]) {
+    // The metas LMDB reads: at 0, at the page size, and (lmdb-js opens every environment with
+    // overlapping sync where it has it) at half the page size. One without a transaction is never
+    // picked. What is checked is the one LMDB will open with (see pickMeta).
+    const metas: { at: number; meta: DataView }[] = [{ at: 0, meta: view }];
+    for (const at of process.platform === 'win32' ? [pageSize] : [pageSize / 2, pageSize]) {
       const bytes = read(fd, at, PAGE_HEADER + META_BYTES, size, file);
       const meta = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      checkMeta(meta, at, pageSize, size, file);
-      if (meta.getBigUint64(TXNID_AT, true) > newest.getBigUint64(TXNID_AT, true)) newest = meta;
+      if (meta.getBigUint64(TXNID_AT, true) !== 0n) metas.push({ at, meta });
     }
-    checkTrees(fd, newest, pageSize, size, file);
+    const { at, meta } = pickMeta(metas);
+    checkMeta(meta, at, pageSize, size, file);
+    checkTrees(fd, meta, pageSize, size, file);
   } finally {
     fs.closeSync(fd);
   }
 }
 
 /**
- * Checks the meta at byte `at` (read into `meta`): one that names a transaction must name pages
- * the file holds. (LMDB picks among the metas by transaction id, and after a reboot it may pick
- * the older one: each must be sound. One without a transaction is never picked.)
+ * The meta LMDB opens with, as lmdb-js's LMDB picks it (`mdb_pick_meta`, with the previous
+ * snapshot and overlapping sync lmdb-js asks for): the one of the newest transaction, unless that
+ * commit was not flushed yet (its flag 0x1000) and was made in another boot of the machine (its
+ * `boot_id`, the first hex digits of Linux's boot id), or `LMDB_RESTORE=safe` is set: then LMDB
+ * rolls back to the one before. So after a power loss that left the newest commit's pages half
+ * written, the check looks at the snapshot LMDB will use, not at the one it will drop.
  */
+function pickMeta(metas: readonly { at: number; meta: DataView }[]): { at: number; meta: DataView } {
+  const byTxn = [...metas].sort((a, b) => {
+    const x = a.meta.getBigUint64(TXNID_AT, true);
+    const y = b.meta.getBigUint64(TXNID_AT, true);
+    return x > y ? -1 : x < y ? 1 : 0;
+  });
+  const newest = byTxn[0]!;
+  const previous = byTxn[1];
+  if (previous === undefined || (newest.meta.getUint16(ENV_FLAGS_AT, true) & MDB_UNFLUSHED) === 0) return newest;
+  const bootId = newest.meta.getBigInt64(BOOT_ID_AT, true);
+  if (bootId !== 0n && bootId === currentBootId() && process.env.LMDB_RESTORE !== 'safe') return newest;
+  return previous;
+}
+
+/** This boot's id as LMDB reads it (`strtoll` of `/proc/sys/kernel/random/boot_id` in base 16), or 0. */
+function currentBootId(): bigint {
+  try {
+    const digits = /^[0-9a-fA-F]+/.exec(fs.readFileSync('/proc/sys/kernel/random/boot_id', 'latin1'))?.[0];
+    if (digits === undefined) return 0n;
+    const value = BigInt(`0x${digits}`);
+    return value > 0x7fffffffffffffffn ? 0x7fffffffffffffffn : value;
+  } catch {
+    return 0n;
+  }
+}
+
+/** Checks the meta at byte `at` (read into `meta`), the one LMDB opens with: it must name pages the file holds. */
 function checkMeta(meta: DataView, at: number, pageSize: number, size: number, file: string): void {
-  if (meta.getBigUint64(TXNID_AT, true) === 0n && at !== 0) return;
   const lastPage = meta.getBigUint64(LAST_PAGE_AT, true);
   const pages = BigInt(Math.floor(size / pageSize));
   if (lastPage >= pages) {

@@ -354,14 +354,14 @@ export class EventLog {
     let converted = false;
     try {
       const log = new EventLog(file, env);
-      const format = log.#meta.get(META_FORMAT);
+      const format = log.#storedMeta(META_FORMAT, MetaShape.any);
       if (format !== undefined && format !== 2 && format !== LOG_FORMAT) {
         throw new NoatunError(
           ErrorCode.CORRUPT_FILE,
           `the event log ${file} has format ${String(format)}; this version of Noatun reads formats 1 to ${LOG_FORMAT}: open it with the version that wrote it`,
         );
       }
-      const through = log.#storedMeta(META_PACKED_THROUGH, MetaShape.bytes);
+      const through = log.#storedMeta(META_PACKED_THROUGH, MetaShape.id);
       if (through !== undefined) log.#packedThrough = Uint8Array.from(through);
       log.#count = log.#storedMeta(META_COUNT, MetaShape.count) ?? 0;
       log.#last = log.#readLastKey();
@@ -371,7 +371,7 @@ export class EventLog {
         converted = true;
       }
       // Format 2 has no packed runs: it is format 3 as it is (and an older version refuses it now).
-      if (format !== LOG_FORMAT) await log.#meta.put(META_FORMAT, LOG_FORMAT);
+      if (format !== LOG_FORMAT) await systemCause(log.#meta.put(META_FORMAT, LOG_FORMAT));
       if (log.#storedMeta(META_RUNS_IN_ORDER, MetaShape.flag) !== true) {
         await log.#putRunsInOrder();
         if (log.runsPutInOrder !== 0) log.#last = log.#readLastKey();
@@ -418,7 +418,7 @@ export class EventLog {
       }
       if (stretch !== undefined) stretches.push(stretch);
     }
-    await this.#env.childTransaction(() => {
+    await systemCause(this.#env.childTransaction(() => {
       for (const { keys, entries } of stretches) {
         for (const key of keys) this.#runs.remove(key);
         entries.sort((a, b) => compareKeys(a.key, b.key));
@@ -426,7 +426,7 @@ export class EventLog {
         writeRuns(unique, (first, run) => this.#runs.put(asBuffer(first), run));
       }
       this.#meta.put(META_RUNS_IN_ORDER, true);
-    });
+    }));
     this.#generation++;
     this.runsPutInOrder = stretches.length;
   }
@@ -451,11 +451,11 @@ export class EventLog {
         if (event !== undefined) batch.push({ key: event.envelope.subarray(1, 17), event, commit: -1 });
       }
       if (keys.length === 0) break;
-      await this.#env.childTransaction(() => {
+      await systemCause(this.#env.childTransaction(() => {
         this.#count += this.#write(batch, this.#runs);
         this.#meta.put(META_COUNT, this.#count);
         for (const key of keys) old.remove(key);
-      });
+      }));
       this.#generation++;
       done += keys.length;
       onConversion?.({ done, total });
@@ -692,7 +692,7 @@ export class EventLog {
    */
   forgetStrides(): void {
     this.#strides = undefined;
-    if (this.#meta.get(META_STRIDES) != null) this.setMeta(META_STRIDES, null);
+    if (this.#storedMeta(META_STRIDES, MetaShape.any) != null) this.setMeta(META_STRIDES, null);
   }
 
   /**
@@ -1741,6 +1741,22 @@ const SAVED_STRIDES: MetaShape<SavedStrides | null> = {
   },
   what: 'per-stride hashes (or null)',
 };
+
+/**
+ * Awaits a write of lmdb-js made outside the log's commits (at open: a format mark, runs put in
+ * order, a conversion). A failed commit rejects with a generic error whose `commitError` promise
+ * holds the system's error: that one is thrown instead (the open tells a full disk by it), and the
+ * promise is observed (left alone, its rejection ended the process).
+ */
+async function systemCause<T>(write: Promise<T>): Promise<T> {
+  try {
+    return await write;
+  } catch (error) {
+    const inner = (error as { commitError?: unknown } | null)?.commitError;
+    if (inner instanceof Promise) throw await inner.then(() => error, (cause: unknown) => cause);
+    throw error;
+  }
+}
 
 /** A damaged metadata value, briefly, for the error. */
 function describeMeta(value: unknown): string {

@@ -20,19 +20,21 @@ export const MetaShape = {
   count: { is: isCount, what: 'a whole number ≥ 0' } as MetaShape<number>,
   /** A time in ms (the application's clock may give fractions). */
   time: { is: (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value) && value >= 0, what: 'a time ≥ 0' } as MetaShape<number>,
-  /** Bytes (an id, a log id). */
-  bytes: { is: isBytes, what: 'bytes' } as MetaShape<Uint8Array>,
-  /** A list of ids. */
-  bytesList: {
-    is: (value: unknown): value is Uint8Array[] => Array.isArray(value) && value.every(isBytes),
-    what: 'a list of byte strings',
-  } as MetaShape<Uint8Array[]>,
   /** A flag. */
   flag: { is: (value: unknown): value is boolean => typeof value === 'boolean', what: 'true or false' } as MetaShape<boolean>,
-  /** Three counts, or null. */
+  /** Two or three counts (versions before 6 Dec 2026 wrote two), or null. */
   countsOrNull: {
-    is: (value: unknown): value is [number, number, number] | null =>
-      value === null || (Array.isArray(value) && value.length === 3 && value.every(isCount)),
-    what: 'three whole numbers, or null',
-  } as MetaShape<[number, number, number] | null>,
+    is: (value: unknown): value is [number, number, number?] | null =>
+      value === null || (Array.isArray(value) && (value.length === 2 || value.length === 3) && value.every(isCount)),
+    what: 'two or three whole numbers, or null',
+  } as MetaShape<[number, number, number?] | null>,
+  /** Anything that decodes (a value whose every shape is read with care where it is used). */
+  any: { is: (_value: unknown): _value is unknown => true, what: 'a value' } as MetaShape<unknown>,
+  /** Bytes of an id (16). */
+  id: { is: (value: unknown): value is Uint8Array => isBytes(value) && value.byteLength === 16, what: '16 bytes' } as MetaShape<Uint8Array>,
+  /** A list of ids. */
+  idList: {
+    is: (value: unknown): value is Uint8Array[] => Array.isArray(value) && value.every((id) => isBytes(id) && id.byteLength === 16),
+    what: 'a list of ids of 16 bytes',
+  } as MetaShape<Uint8Array[]>,
 } as const;
