@@ -32,14 +32,15 @@ const META_BYTES = 144;
 const MDB_MAGIC = 0xbeefc0de;
 const MDB_DATA_VERSION = 2;
 const P_META = 0x08;
-/** A meta's flag (in its free tree's flags): its commit was not flushed yet (overlapping sync). */
+/** A meta's flag: its commit was not flushed yet (overlapping sync). */
 const MDB_UNFLUSHED = 0x1000;
 /** Offsets inside a meta page. */
 const FLAGS_AT = 18;
 const MAGIC_AT = PAGE_HEADER;
 const VERSION_AT = PAGE_HEADER + 4;
 const PAGE_SIZE_AT = PAGE_HEADER + 24;
-const ENV_FLAGS_AT = PAGE_HEADER + 28;
+/** The meta's flags (those of its free tree's record). */
+const META_FLAGS_AT = PAGE_HEADER + 28;
 const FREE_ROOT_AT = PAGE_HEADER + 24 + 40;
 const MAIN_ROOT_AT = PAGE_HEADER + 24 + 48 + 40;
 const LAST_PAGE_AT = PAGE_HEADER + 24 + 96;
@@ -135,7 +136,7 @@ function pickMeta(metas: readonly { at: number; meta: DataView }[]): { at: numbe
   });
   const newest = byTxn[0]!;
   const previous = byTxn[1];
-  if (previous === undefined || (newest.meta.getUint16(ENV_FLAGS_AT, true) & MDB_UNFLUSHED) === 0) return newest;
+  if (previous === undefined || (newest.meta.getUint16(META_FLAGS_AT, true) & MDB_UNFLUSHED) === 0) return newest;
   const bootId = newest.meta.getBigInt64(BOOT_ID_AT, true);
   if (bootId !== 0n && bootId === currentBootId() && process.env.LMDB_RESTORE !== 'safe') return newest;
   return previous;
@@ -196,7 +197,7 @@ function checkTrees(fd: number, meta: DataView, pageSize: number, size: number, 
   const u16 = new Uint16Array(page.buffer, page.byteOffset, pageSize / 2);
   const load = (at: number, name: string): void => {
     if (at < 2 || at > lastPage) throw damaged(file, `${name} names page ${at}, outside pages 2 to ${lastPage}`);
-    readInto(fd, page, at * pageSize, size, file);
+    readInto(fd, page, at * pageSize, size, file, 'the pages its meta names');
     if (page.readBigUInt64LE(0) !== BigInt(at)) throw damaged(file, `page ${at} of ${name} holds another page`);
     if ((u16[FLAGS_AT >> 1]! & (P_BRANCH | P_LEAF)) === 0) throw damaged(file, `page ${at} of ${name} is not a tree page`);
   };
@@ -251,27 +252,21 @@ function checkTrees(fd: number, meta: DataView, pageSize: number, size: number, 
   }
 }
 
-/** Reads the page at byte `at` into `into` (the meta named it, so the file holds it). */
-function readInto(fd: number, into: Buffer, at: number, size: number, file: string): void {
-  if (at + into.byteLength > size) throw damaged(file, `it is ${size} bytes long, shorter than the pages its meta names`);
+/** Reads `into.byteLength` bytes at `at` into `into`; a file that ends before them is damaged (`what`: what they are, for the error). */
+function readInto(fd: number, into: Buffer, at: number, size: number, file: string, what: string): void {
+  if (at + into.byteLength > size) throw damaged(file, `it is ${size} bytes long, shorter than ${what}`);
   let got = 0;
   while (got < into.byteLength) {
     const n = fs.readSync(fd, into, got, into.byteLength - got, at + got);
-    if (n === 0) throw damaged(file, `it ended at ${at + got} bytes while its pages were read`);
+    if (n === 0) throw damaged(file, `it ended at ${at + got} bytes while ${what} were read`);
     got += n;
   }
 }
 
 /** Reads `length` bytes at `at`; a file that ends before them is damaged (LMDB reads them whole). */
 function read(fd: number, at: number, length: number, size: number, file: string): Buffer {
-  if (at + length > size) throw damaged(file, `it is ${size} bytes long, shorter than its meta pages`);
   const bytes = Buffer.alloc(length);
-  let got = 0;
-  while (got < length) {
-    const n = fs.readSync(fd, bytes, got, length - got, at + got);
-    if (n === 0) throw damaged(file, `it ended at ${at + got} bytes while its meta page was read`);
-    got += n;
-  }
+  readInto(fd, bytes, at, size, file, 'its meta pages');
   return bytes;
 }
 

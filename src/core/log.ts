@@ -1522,20 +1522,13 @@ export class EventLog {
    * alone, it would end the process as an unhandled rejection.
    */
   #fail(error: unknown): void {
-    const inner = (error as { commitError?: unknown } | null)?.commitError;
     // Every failed commit's promise is observed, not only the first's: lmdb-js makes a new one
     // for a commit that fails after the last was rejected (a write that met a damaged page, then
     // the commit of the close), and an unobserved one ended the process.
-    if (inner instanceof Promise) inner.catch(() => {});
+    const cause = commitCause(error);
     if (this.#failure !== undefined) return;
     this.#failure = error;
-    this.#failureCause =
-      inner instanceof Promise
-        ? inner.then(
-            () => error,
-            (cause: unknown) => cause,
-          )
-        : Promise.resolve(error);
+    this.#failureCause = cause;
   }
 
   /** The first failed write as the engine reports it (see {@link #describeFailure}). */
@@ -1752,10 +1745,17 @@ async function systemCause<T>(write: Promise<T>): Promise<T> {
   try {
     return await write;
   } catch (error) {
-    const inner = (error as { commitError?: unknown } | null)?.commitError;
-    if (inner instanceof Promise) throw await inner.then(() => error, (cause: unknown) => cause);
-    throw error;
+    throw await commitCause(error);
   }
+}
+
+/**
+ * The error behind a failed write of lmdb-js: the system's, from the `commitError` promise of a
+ * failed commit (observed here, so its rejection never goes unhandled), else the error itself.
+ */
+function commitCause(error: unknown): Promise<unknown> {
+  const inner = (error as { commitError?: unknown } | null)?.commitError;
+  return inner instanceof Promise ? inner.then(() => error, (cause: unknown) => cause) : Promise.resolve(error);
 }
 
 /** A damaged metadata value, briefly, for the error. */
