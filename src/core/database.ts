@@ -376,6 +376,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
 
   /** Ids of damaged records dropped from the log when it was last rebuilt (since open). */
   discarded(): MessageId[] {
+    this.#assertOpen();
     return [...this.#discarded];
   }
 
@@ -643,6 +644,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
 
   /** The cutoff and the hashes of the finalized past, for comparing with another peer. */
   cutoffState(): CutoffState {
+    this.#assertOpen();
     return this.#finality.state();
   }
 
@@ -891,6 +893,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    * then rejects although its events are stored). Returns the function that unregisters it.
    */
   subscribe(listener: DatabaseListener): () => void {
+    // A listener added to a closed database would never hear of anything.
+    this.#assertOpen();
     // Checked here: a listener that is not one would throw at every later commit, after it.
     const members = listener as unknown as Record<string, unknown> | null;
     if (members === null || typeof members !== 'object') {
@@ -1096,6 +1100,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    * offers them again). The replicator calls it when a peer disconnects.
    */
   peerLeft(peer: string): void {
+    // (A replicator may hear of a disconnect after the database closed: nothing is held then.)
+    if (this.#closed) return;
     this.#inbox.forgetSource(peer);
   }
 
@@ -1365,6 +1371,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
 
   /** The update heads: stored events that are no stored event's parent, in id order. */
   heads(): MessageId[] {
+    this.#assertOpen();
     return [...this.#heads.values()].sort(MessageId.compare);
   }
 

@@ -465,3 +465,60 @@ test("a codec whose encode returns something else than bytes is refused with PAY
     await db.close();
   }
 });
+
+test('every method of a closed database refuses with CLOSED, whatever it is, and changes nothing; peerLeft and a second close do nothing', async (t) => {
+  const dir = tempDir();
+  const clock = new FakeClock();
+  const db = await Database.open<Ev, typeof Root>({ path: dir, root: Root, apply, now: clock.now });
+  const [id] = await db.transaction((tx) => {
+    tx.append({ kind: 'ok' });
+  });
+  await db.close();
+  // One call per method; a method added later fails this test until it is listed here.
+  const calls: Record<string, () => unknown> = {
+    append: () => db.append({ kind: 'ok' }),
+    transaction: () => db.transaction((tx) => tx.append({ kind: 'ok' })),
+    ingest: () => db.ingest([]),
+    advanceCutoff: () => db.advanceCutoff(),
+    compact: () => db.compact(),
+    remove: () => db.remove(id!),
+    read: () => db.read((root) => root.count),
+    preview: () => db.preview({ kind: 'ok' }, (root) => root.count),
+    ids: () => [...db.ids()],
+    messages: () => [...db.messages()],
+    message: () => db.message(id!),
+    heads: () => db.heads(),
+    failures: () => db.failures(),
+    stats: () => db.stats(),
+    cutoffState: () => db.cutoffState(),
+    discarded: () => db.discarded(),
+    subscribe: () => db.subscribe({ stored: () => {} }),
+    inspectView: () => db.inspectView(),
+    explain: () => db.explain(id!),
+  };
+  const allowed = new Set(['constructor', 'close', 'peerLeft']);
+  for (const name of Object.getOwnPropertyNames(Database.prototype)) {
+    const member = Object.getOwnPropertyDescriptor(Database.prototype, name)!;
+    if (typeof member.value !== 'function' || allowed.has(name)) continue;
+    const call = calls[name];
+    if (call === undefined) {
+      t.fail(`Database.${name} is not tried on a closed database: add it to this test`);
+      continue;
+    }
+    let failure: unknown;
+    try {
+      const result = call();
+      if (result instanceof Promise) await result;
+    } catch (error) {
+      failure = error;
+    }
+    t.is((failure as NoatunError | undefined)?.code, 'CLOSED', name);
+  }
+  t.true(db.closed);
+  db.peerLeft('someone');
+  await db.close();
+  const again = await Database.open<Ev, typeof Root>({ path: dir, root: Root, apply, now: clock.now });
+  t.is(again.stats().stored, 1);
+  t.deepEqual(again.heads(), [id]);
+  await again.close();
+});
