@@ -225,9 +225,18 @@ export class Replicator extends EventTarget {
    * console.log(node.multiaddrs); // give one to the next peer's `bootstrap`
    */
   static async start(db: ReplicatedDatabase, options: Libp2pLinkOptions & ReplicatorOptions): Promise<Replicator> {
+    // What can be refused is refused before the node starts: a node started for a replicator that
+    // then refuses to be made listens on and keeps the process alive.
+    resolveReplicatorOptions(options);
+    if (db.closed === true) throw new NoatunError(ErrorCode.CLOSED, 'cannot replicate a closed database');
     const { Libp2pLink } = await import('./libp2p-link.js');
     const link = await Libp2pLink.start(options);
-    return new Replicator(db, link, options);
+    try {
+      return new Replicator(db, link, options);
+    } catch (error) {
+      await link.stop().catch(() => {});
+      throw error;
+    }
   }
 
   /** Our peer id. */

@@ -11,9 +11,13 @@ import { createSwarmKey, Libp2pLink } from '../../src/net/libp2p-link.js';
 import type { Link } from '../../src/net/link.js';
 import { MemoryNetwork } from '../../src/net/memory-link.js';
 import { Replicator } from '../../src/net/replicator.js';
+import { killAll, run } from '../helpers/child.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
-test.after.always(removeTempDirs);
+test.after.always(() => {
+  killAll();
+  removeTempDirs();
+});
 
 const Root = s.object({ total: s.u32() });
 type Event = { add: number };
@@ -233,4 +237,17 @@ test('over libp2p: a peer gossiping a forged event is disconnected and nothing i
     await hostile.stop();
     await db.close();
   }
+});
+
+test('a refused Replicator.start (an option out of range, a closed database) leaves no node running: the process exits by itself', async (t) => {
+  // Before: the libp2p node was started first and the refusal came after; it listened on, and the
+  // process never exited.
+  const child = run(['--import=tsx', 'test/net/fixtures/refused-start.ts', tempDir()]);
+  await child.waitFor(/refused CLOSED/);
+  const exited = await Promise.race([child.exited(), new Promise<'running'>((resolve) => setTimeout(() => resolve('running'), 15_000).unref())]);
+  t.is(exited, 0, child.output);
+  t.deepEqual(
+    child.lines.filter((line) => !line.startsWith('!')),
+    ['refused INVALID_ARGUMENT', 'refused CLOSED'],
+  );
 });
