@@ -18,7 +18,7 @@ import { type InspectOptions, inspectView, type ObjectNode } from '../view/inspe
 import type { ObjectSchema, View } from '../view/schema.js';
 import { untracked } from '../view/tracking.js';
 import { describeValue } from '../view/composite.js';
-import { MaterializedView } from '../view/view.js';
+import { checkViewOptions, MaterializedView } from '../view/view.js';
 import { RecFlag } from './bookkeeping.js';
 import { type Codec, type Copied, messagePackCodec } from './codec.js';
 import {
@@ -54,7 +54,7 @@ import {
   withParents,
 } from './envelope.js';
 import { Finality } from './finality.js';
-import { Inbox, LOCAL_SOURCE } from './inbox.js';
+import { Inbox, LOCAL_SOURCE, resolveInboxLimits } from './inbox.js';
 import { EventLog, type StoredEvent } from './log.js';
 import { MetaShape } from './meta-shape.js';
 import { logDamageFrom } from './log-file-check.js';
@@ -235,6 +235,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     }
     checkCodec(options.codec);
     if (options.now !== undefined) checkClock(options.now);
+    // Refused before anything is made on disk (a refused open changes nothing).
+    checkViewOptions(options);
+    resolveInboxLimits(options.inbox);
     makeDirectory(options.path);
     const releaseLock = lockDirectory(options.path);
     let log: EventLog | undefined;
@@ -1660,6 +1663,13 @@ function clockTime(time: unknown): number {
  */
 function checkOptionKinds(options: object): void {
   const given = options as Record<string, unknown>;
+  for (const name of Object.keys(given)) {
+    // (`name`: an app's, which `Database.open({ ...app, path })` passes along; see defineApp.)
+    if (Object.hasOwn(OPTION_NAMES, name) || name === 'name') continue;
+    // A misspelt option would be ignored without a word: `autoprune: false` left pruning on.
+    const meant = Object.keys(OPTION_NAMES).find((known) => known.toLowerCase() === name.toLowerCase());
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `Database.open has no option ${JSON.stringify(name)}${meant === undefined ? '' : ` (did you mean ${meant}?)`}`);
+  }
   if (given.applyVersion !== undefined && typeof given.applyVersion !== 'string') {
     throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `applyVersion must be a string, got ${describeValue(given.applyVersion)}`);
   }
@@ -1682,6 +1692,28 @@ function checkOptionKinds(options: object): void {
     }
   }
 }
+
+/** Every option of `Database.open` (the compiler keeps this equal to {@link DatabaseOptions}'s). */
+const OPTION_NAMES: Record<keyof DatabaseOptions<unknown, ObjectSchema<unknown>>, true> = {
+  path: true,
+  root: true,
+  apply: true,
+  codec: true,
+  now: true,
+  cutoffIntervalMs: true,
+  autoPrune: true,
+  maxViewBytes: true,
+  maxUndoBytes: true,
+  maxUndoHistoryBytes: true,
+  lateWorkShare: true,
+  commitMode: true,
+  onProgress: true,
+  checkDeterminism: true,
+  onNonDeterministicApply: true,
+  acceptSchemaChange: true,
+  applyVersion: true,
+  inbox: true,
+};
 
 /** The least `maxViewBytes` and `maxUndoBytes`: the view's and the journal's files start at 64 KiB. */
 const MIN_FILE_BYTES = 64 * 1024;

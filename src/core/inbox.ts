@@ -148,6 +148,25 @@ function inIdOrder(envelopes: readonly Envelope[]): boolean {
   return true;
 }
 
+/**
+ * The limits with their defaults filled in; `INVALID_ARGUMENT` for limits that are not an object,
+ * or one that is not a positive number (`Database.open` asks before it makes anything on disk).
+ */
+export function resolveInboxLimits(limits: InboxLimits | undefined): Required<InboxLimits> {
+  if (limits !== undefined && (limits === null || typeof limits !== 'object')) {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `inbox must be an object of limits, got ${limits === null ? 'null' : typeof limits}`);
+  }
+  const given = limits ?? {};
+  return {
+    maxClockSkewMs: positive(given.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS, 'maxClockSkewMs'),
+    maxParkedEvents: positive(given.maxParkedEvents ?? DEFAULT_MAX_PARKED_EVENTS, 'maxParkedEvents'),
+    maxParkedBytes: positive(given.maxParkedBytes ?? DEFAULT_MAX_PARKED_BYTES, 'maxParkedBytes'),
+    maxParkedEventsPerSource: positive(given.maxParkedEventsPerSource ?? DEFAULT_MAX_PARKED_EVENTS_PER_SOURCE, 'maxParkedEventsPerSource'),
+    maxParkedBytesPerSource: positive(given.maxParkedBytesPerSource ?? DEFAULT_MAX_PARKED_BYTES_PER_SOURCE, 'maxParkedBytesPerSource'),
+    parkedTtlMs: positive(given.parkedTtlMs ?? DEFAULT_PARKED_TTL_MS, 'parkedTtlMs'),
+  };
+}
+
 /** Events waiting for their parents, and the sorting of incoming batches. */
 export class Inbox {
   readonly #host: InboxHost;
@@ -168,14 +187,15 @@ export class Inbox {
   /** The cutoff at the last release of events waiting on parents behind it. */
   #releasedAt = 0;
 
-  constructor(host: InboxHost, limits: InboxLimits = {}) {
+  constructor(host: InboxHost, limits?: InboxLimits) {
     this.#host = host;
-    this.maxClockSkewMs = positive(limits.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS, 'maxClockSkewMs');
-    this.#maxEvents = positive(limits.maxParkedEvents ?? DEFAULT_MAX_PARKED_EVENTS, 'maxParkedEvents');
-    this.#maxBytes = positive(limits.maxParkedBytes ?? DEFAULT_MAX_PARKED_BYTES, 'maxParkedBytes');
-    this.#maxEventsPerSource = positive(limits.maxParkedEventsPerSource ?? DEFAULT_MAX_PARKED_EVENTS_PER_SOURCE, 'maxParkedEventsPerSource');
-    this.#maxBytesPerSource = positive(limits.maxParkedBytesPerSource ?? DEFAULT_MAX_PARKED_BYTES_PER_SOURCE, 'maxParkedBytesPerSource');
-    this.#ttlMs = positive(limits.parkedTtlMs ?? DEFAULT_PARKED_TTL_MS, 'parkedTtlMs');
+    const resolved = resolveInboxLimits(limits);
+    this.maxClockSkewMs = resolved.maxClockSkewMs;
+    this.#maxEvents = resolved.maxParkedEvents;
+    this.#maxBytes = resolved.maxParkedBytes;
+    this.#maxEventsPerSource = resolved.maxParkedEventsPerSource;
+    this.#maxBytesPerSource = resolved.maxParkedBytesPerSource;
+    this.#ttlMs = resolved.parkedTtlMs;
   }
 
   /** Events parked now. */

@@ -48,6 +48,22 @@ export interface ViewStats {
   readonly journalBytes: number;
 }
 
+/**
+ * Refuses a root that is not an object schema (`SCHEMA_INVALID`) and a `maxViewBytes` out of range
+ * (`INVALID_ARGUMENT`), before anything is made on disk; returns the schema's hash.
+ */
+export function checkViewOptions(options: Pick<ViewOptions<ObjectSchema<unknown>>, 'root' | 'applyVersion' | 'maxViewBytes'>): Uint8Array {
+  const rootType = options.root as unknown as ObjectType;
+  if (rootType === null || typeof rootType !== 'object' || rootType.kind !== 'object') {
+    throw new NoatunError(ErrorCode.SCHEMA_INVALID, 'the root of a view must be an s.object({...}) schema');
+  }
+  const maxViewBytes = options.maxViewBytes ?? DEFAULT_MAX_VIEW_BYTES;
+  if (!(maxViewBytes > 0 && maxViewBytes <= MAX_ADDRESSABLE_VIEW_BYTES)) {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `maxViewBytes must be in (0, ${MAX_ADDRESSABLE_VIEW_BYTES}]`);
+  }
+  return schemaHash(options.root, options.applyVersion);
+}
+
 /** A typed view over a memory-mapped arena. */
 export class MaterializedView<R extends ObjectSchema<unknown>> {
   /** The arena: exposed for the engine's bookkeeping (use counts live in the same memory). */
@@ -84,16 +100,10 @@ export class MaterializedView<R extends ObjectSchema<unknown>> {
    * foreign file and `SCHEMA_MISMATCH` for a view made with another schema.
    */
   static open<R extends ObjectSchema<unknown>>(options: ViewOptions<R>): MaterializedView<R> {
+    const hash = checkViewOptions(options);
     const rootType = options.root as unknown as ObjectType;
-    if (rootType === null || typeof rootType !== 'object' || rootType.kind !== 'object') {
-      throw new NoatunError(ErrorCode.SCHEMA_INVALID, 'the root of a view must be an s.object({...}) schema');
-    }
     const maxViewBytes = options.maxViewBytes ?? DEFAULT_MAX_VIEW_BYTES;
-    if (!(maxViewBytes > 0 && maxViewBytes <= MAX_ADDRESSABLE_VIEW_BYTES)) {
-      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `maxViewBytes must be in (0, ${MAX_ADDRESSABLE_VIEW_BYTES}]`);
-    }
     fs.mkdirSync(options.directory, { recursive: true });
-    const hash = schemaHash(options.root, options.applyVersion);
     const journal = new UndoJournal(
       path.join(options.directory, 'journal.bin'),
       options.maxJournalBytes ?? DEFAULT_MAX_JOURNAL_BYTES,

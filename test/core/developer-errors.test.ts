@@ -142,14 +142,26 @@ test('a schema change that every stored event fails with is refused at open (SCH
   await again.close();
 });
 
-test('open refuses a clock, a codec, an interval, a flag, a callback, a size or a path that cannot work, with INVALID_ARGUMENT and what is wrong', async (t) => {
+test('open refuses a clock, a codec, an interval, a flag, a callback, a size, limits, a root, an unknown option or a path that cannot work, with what is wrong, and makes nothing on disk', async (t) => {
   const base = { root: Root, apply };
-  const refused = async (options: Record<string, unknown>, message: RegExp, name: string) => {
-    const path = tempDir();
+  const refused = async (options: Record<string, unknown>, message: RegExp, name: string, code = 'INVALID_ARGUMENT') => {
+    const path = `${tempDir()}/db`;
     const error = await t.throwsAsync(Database.open<Ev, typeof Root>({ path, ...base, ...options } as never), undefined, name);
-    t.is((error as NoatunError).code, 'INVALID_ARGUMENT', name);
+    t.is((error as NoatunError).code, code, name);
     t.regex((error as Error).message, message, name);
+    // (Before: a bad root or bad inbox limits were refused after the lock, the log and the view's
+    // directory were made.)
+    t.false(fs.existsSync(path), `${name}: the refused open made ${path}`);
   };
+  // A misspelt option was ignored: `autoprune: false` kept pruning on.
+  await refused({ autoprune: false }, /no option "autoprune" \(did you mean autoPrune\?\)/, 'misspelt option');
+  await refused({ cutoffInterval: 120_000 }, /no option "cutoffInterval"$/, 'unknown option');
+  await refused({ inbox: null }, /inbox must be an object of limits, got null/, 'inbox null');
+  await refused({ inbox: 'big' }, /inbox must be an object of limits, got string/, 'inbox string');
+  await refused({ inbox: { maxParkedEvents: -1 } }, /maxParkedEvents must be a positive number/, 'negative limit');
+  await refused({ maxViewBytes: 2 ** 40 }, /maxViewBytes must be in/, 'maxViewBytes past what a view addresses');
+  await refused({ root: s.u32() }, /the root of a view must be an s\.object/, 'root not an object', 'SCHEMA_INVALID');
+  await refused({ root: {} }, /the root of a view must be an s\.object/, 'root not a schema', 'SCHEMA_INVALID');
   // A clock returning a string, NaN, infinity or a time before 1970.
   await refused({ now: () => '1767225600000' }, /now\(\) returned "1767225600000"/, 'string clock');
   await refused({ now: () => Number.NaN }, /now\(\) returned NaN/, 'NaN clock');
