@@ -255,3 +255,37 @@ export function assertSupportedNode(version: string = process.versions.node): vo
     `Noatun needs Node.js ${MIN_NODE_VERSION} or later; this is Node.js ${version}`,
   );
 }
+
+/**
+ * Refuses an options object that has a key `known` lacks (`INVALID_ARGUMENT`, naming the key and
+ * the known one it is closest to, when one is a letter or two away): a misspelt option would
+ * otherwise be ignored without a word. `what` names the call (`Database.open`).
+ */
+export function refuseUnknownOptions(options: object, known: Readonly<Record<string, unknown>>, what: string): void {
+  for (const name of Object.keys(options)) {
+    if (Object.hasOwn(known, name)) continue;
+    let meant: string | undefined;
+    let best = 3;
+    for (const candidate of Object.keys(known)) {
+      const distance = editDistance(name.toLowerCase(), candidate.toLowerCase());
+      if (distance < best) {
+        best = distance;
+        meant = candidate;
+      }
+    }
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${what} has no option ${JSON.stringify(name)}${meant === undefined ? '' : ` (did you mean ${meant}?)`}`);
+  }
+}
+
+/** Levenshtein distance: the fewest one-letter insertions, deletions and changes from `a` to `b`. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = row;
+  }
+  return previous[b.length]!;
+}

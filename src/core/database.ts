@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { assertSupportedNode, diskFullFrom, ErrorCode, NoatunError, systemErrorFrom } from '../errors.js';
+import { assertSupportedNode, diskFullFrom, ErrorCode, NoatunError, refuseUnknownOptions, systemErrorFrom } from '../errors.js';
 import { DEFAULT_MAX_JOURNAL_BYTES, DEFAULT_MAX_VIEW_BYTES } from '../view/constants.js';
 import { type InspectOptions, inspectView, type ObjectNode } from '../view/inspect.js';
 import type { ObjectSchema, View } from '../view/schema.js';
@@ -1663,13 +1663,8 @@ function clockTime(time: unknown): number {
  */
 function checkOptionKinds(options: object): void {
   const given = options as Record<string, unknown>;
-  for (const name of Object.keys(given)) {
-    // (`name`: an app's, which `Database.open({ ...app, path })` passes along; see defineApp.)
-    if (Object.hasOwn(OPTION_NAMES, name) || name === 'name') continue;
-    // A misspelt option would be ignored without a word: `autoprune: false` left pruning on.
-    const meant = Object.keys(OPTION_NAMES).find((known) => known.toLowerCase() === name.toLowerCase());
-    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `Database.open has no option ${JSON.stringify(name)}${meant === undefined ? '' : ` (did you mean ${meant}?)`}`);
-  }
+  // A misspelt option would be ignored without a word: `autoprune: false` left pruning on.
+  refuseUnknownOptions(given, OPTION_NAMES, 'Database.open');
   if (given.applyVersion !== undefined && typeof given.applyVersion !== 'string') {
     throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `applyVersion must be a string, got ${describeValue(given.applyVersion)}`);
   }
@@ -1694,7 +1689,7 @@ function checkOptionKinds(options: object): void {
 }
 
 /** Every option of `Database.open` (the compiler keeps this equal to {@link DatabaseOptions}'s). */
-const OPTION_NAMES: Record<keyof DatabaseOptions<unknown, ObjectSchema<unknown>>, true> = {
+const OPTION_NAMES: Record<keyof DatabaseOptions<unknown, ObjectSchema<unknown>> | 'name', true> = {
   path: true,
   root: true,
   apply: true,
@@ -1713,6 +1708,8 @@ const OPTION_NAMES: Record<keyof DatabaseOptions<unknown, ObjectSchema<unknown>>
   acceptSchemaChange: true,
   applyVersion: true,
   inbox: true,
+  // An app's (`Database.open({ ...app, path })` passes it along; see defineApp).
+  name: true,
 };
 
 /** The least `maxViewBytes` and `maxUndoBytes`: the view's and the journal's files start at 64 KiB. */

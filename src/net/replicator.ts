@@ -30,7 +30,7 @@
  */
 import { type CutoffComparison, compareCutoffs } from '../core/cutoff.js';
 import { decodeEnvelope } from '../core/envelope.js';
-import { ErrorCode, NoatunError } from '../errors.js';
+import { ErrorCode, NoatunError, refuseUnknownOptions } from '../errors.js';
 import { Backoff } from './backoff.js';
 import { MAX_GOSSIP_FRAME_BYTES } from './constants.js';
 import { asNoatunError, describe, faultOf, LimitError } from './faults.js';
@@ -227,6 +227,7 @@ export class Replicator extends EventTarget {
   static async start(db: ReplicatedDatabase, options: Libp2pLinkOptions & ReplicatorOptions): Promise<Replicator> {
     // What can be refused is refused before the node starts: a node started for a replicator that
     // then refuses to be made listens on and keeps the process alive.
+    checkStartOptionNames(options);
     resolveReplicatorOptions(options);
     if (db.closed === true) throw new NoatunError(ErrorCode.CLOSED, 'cannot replicate a closed database');
     const { Libp2pLink } = await import('./libp2p-link.js');
@@ -1046,4 +1047,50 @@ class Settle {
     clearTimeout(this.#timer);
     this.#timer = undefined;
   }
+}
+
+/** Every option of {@link Replicator.start}: the link's and the replicator's (the compiler keeps the list whole). */
+const START_OPTION_NAMES: Record<keyof (Libp2pLinkOptions & ReplicatorOptions), true> = {
+  listen: true,
+  bootstrap: true,
+  mdns: true,
+  topic: true,
+  psk: true,
+  allowPeers: true,
+  privateKey: true,
+  maxConnections: true,
+  maxConnectionsPerAddress: true,
+  maxPendingConnections: true,
+  inboundConnectionsPerSecond: true,
+  trustedNetworks: true,
+  banMs: true,
+  statusIntervalMs: true,
+  statusDebounceMs: true,
+  batchBytes: true,
+  window: true,
+  reconcile: true,
+  relayAnnounceMs: true,
+  relayWantMs: true,
+  statusSyncDelayMs: true,
+  gossipEventBytes: true,
+  maxSessions: true,
+  maxSessionsPerPeer: true,
+  sessionIdleMs: true,
+  sessionDeadlineMs: true,
+  largeEventBytes: true,
+  maxStrangers: true,
+  strangerGraceMs: true,
+  resync: true,
+  redial: true,
+};
+
+/**
+ * Refuses options that are not an object, and an option `Replicator.start` does not know: a
+ * misspelt one (`bootsrap`) would be ignored without a word, and the peer would wait for nobody.
+ */
+function checkStartOptionNames(options: unknown): void {
+  if (options === null || typeof options !== 'object') {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `Replicator.start takes an options object, got ${options === null ? 'null' : typeof options}`);
+  }
+  refuseUnknownOptions(options, START_OPTION_NAMES, 'Replicator.start');
 }

@@ -144,10 +144,10 @@ test('a schema change that every stored event fails with is refused at open (SCH
 
 test('open refuses a clock, a codec, an interval, a flag, a callback, a size, limits, a root, an unknown option or a path that cannot work, with what is wrong, and makes nothing on disk', async (t) => {
   const base = { root: Root, apply };
-  const refused = async (options: Record<string, unknown>, message: RegExp, name: string, code = 'INVALID_ARGUMENT') => {
+  const refused = async (options: Record<string, unknown>, message: RegExp, name: string, code: string = 'INVALID_ARGUMENT') => {
     const path = `${tempDir()}/db`;
     const error = await t.throwsAsync(Database.open<Ev, typeof Root>({ path, ...base, ...options } as never), undefined, name);
-    t.is((error as NoatunError).code, code, name);
+    t.is((error as NoatunError).code as string, code, name);
     t.regex((error as Error).message, message, name);
     // (Before: a bad root or bad inbox limits were refused after the lock, the log and the view's
     // directory were made.)
@@ -155,7 +155,9 @@ test('open refuses a clock, a codec, an interval, a flag, a callback, a size, li
   };
   // A misspelt option was ignored: `autoprune: false` kept pruning on.
   await refused({ autoprune: false }, /no option "autoprune" \(did you mean autoPrune\?\)/, 'misspelt option');
-  await refused({ cutoffInterval: 120_000 }, /no option "cutoffInterval"$/, 'unknown option');
+  await refused({ cutoffInterval: 120_000 }, /no option "cutoffInterval" \(did you mean cutoffIntervalMs\?\)/, 'option two letters short');
+  await refused({ autoPrun: false }, /no option "autoPrun" \(did you mean autoPrune\?\)/, 'option a letter short');
+  await refused({ colour: 'red' }, /no option "colour"$/, 'unknown option');
   await refused({ inbox: null }, /inbox must be an object of limits, got null/, 'inbox null');
   await refused({ inbox: 'big' }, /inbox must be an object of limits, got string/, 'inbox string');
   await refused({ inbox: { maxParkedEvents: -1 } }, /maxParkedEvents must be a positive number/, 'negative limit');

@@ -119,7 +119,7 @@ test("dial's failures carry codes: a bad address or the node itself INVALID_ARGU
   }
 });
 
-test('link options of the wrong kind are refused with INVALID_ARGUMENT naming them, before libp2p meets them', async (t) => {
+test('link options of the wrong kind, and options Replicator.start does not know, are refused with INVALID_ARGUMENT naming them, before libp2p meets them', async (t) => {
   // Before: a string for a list was walked letter by letter, a missing listen, a key that is not
   // one or a negative limit came out as libp2p's or the language's errors, mdns: 'yes' was taken.
   const cases: [Record<string, unknown>, RegExp][] = [
@@ -138,6 +138,21 @@ test('link options of the wrong kind are refused with INVALID_ARGUMENT naming th
     t.is((error as NoatunError).code, 'INVALID_ARGUMENT', JSON.stringify(options));
     t.regex((error as Error).message, message);
   }
+  // Replicator.start refuses an option it does not know, before a node starts: a misspelt
+  // `bootstrap` was ignored, and the peer waited for nobody.
+  const db = await open();
+  const unknown: [unknown, RegExp][] = [
+    [{ listen: LOOPBACK, topic: 'kinds', bootsrap: [] }, /Replicator\.start has no option "bootsrap" \(did you mean bootstrap\?\)/],
+    [{ listen: LOOPBACK, topic: 'kinds', statusIntervalMS: 10 }, /no option "statusIntervalMS" \(did you mean statusIntervalMs\?\)/],
+    [{ listen: LOOPBACK, topic: 'kinds', speed: 'fast' }, /no option "speed"$/],
+    [null, /Replicator\.start takes an options object, got null/],
+  ];
+  for (const [options, message] of unknown) {
+    const error = await t.throwsAsync(Replicator.start(db, options as never));
+    t.is((error as NoatunError).code, 'INVALID_ARGUMENT', JSON.stringify(options));
+    t.regex((error as Error).message, message);
+  }
+  await db.close();
 });
 
 /** A valid envelope (from a scratch database) and a forged copy (payload changed, id kept). */
