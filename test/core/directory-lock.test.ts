@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { Database, type NoatunError, s } from '../../src/index.js';
+import { lockFile } from '../../src/view/mapped-file.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
 test.after.always(removeTempDirs);
@@ -100,4 +101,27 @@ test('processes that open one directory at the same moment, over a stale lock fi
   await Promise.all(children.map((c) => c.end()));
   t.is(lines.filter((line) => line === 'opened').length, 1, lines.join(' '));
   t.is(lines.filter((line) => line === 'DATABASE_LOCKED').length, 5, lines.join(' '));
+});
+
+test("a close, then an open of the same directory while a forked child still holds this process's lock, waits for the child instead of refusing", async (t) => {
+  // A child forked by another thread holds copies of this process's descriptors, the lock's
+  // among them, until it runs its program; on a loaded machine that took more than the 200 ms a
+  // held lock is waited for, and the reopen was refused with DATABASE_LOCKED naming this very
+  // process (the engine suites with 60 seeds, once). Here a child is handed the lock's open file
+  // for 700 ms, as such a fork would hold it.
+  const dir = tempDir();
+  const db = await open(dir);
+  await db.close();
+  const fd = fs.openSync(path.join(dir, 'LOCK'), fs.constants.O_RDWR);
+  t.true(lockFile(fd, 'LOCK'));
+  const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 700)'], { stdio: ['ignore', 'ignore', 'inherit', fd] });
+  await new Promise((resolve) => holder.once('spawn', resolve));
+  fs.closeSync(fd); // the child's copy still holds the lock
+  const exited = new Promise((resolve) => holder.once('exit', resolve));
+  const started = Date.now();
+  const again = await open(dir);
+  t.true(Date.now() - started >= 300, 'the open waited for the child');
+  t.is(again.stats().stored, 0);
+  await again.close();
+  await exited;
 });
