@@ -502,8 +502,8 @@ test('libp2p: a direct frame over MAX_DIRECT_FRAME_BYTES is its sender\'s fault;
     await until(() => stream.status !== 'open', `the sender's stream is torn down (${stream.status})`);
     // The raw node speaks no direct protocol: frames to it are dropped, the connection stays.
     t.true(link.sendDirect(raw.peerId.toString(), frame(2, 16)), 'queued while the stream opens');
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    t.false(link.sendDirect(raw.peerId.toString(), frame(3, 16)), 'dropped: the peer refused the protocol');
+    // (Polled, not a fixed 300 ms: on a loaded machine the refusal took longer.)
+    await until(() => !link.sendDirect(raw.peerId.toString(), frame(3, 16)), 'dropped: the peer refused the protocol');
     t.true(link.connectedPeers().includes(raw.peerId.toString()));
   } finally {
     await Promise.all([link.stop(), raw.stop()]);
