@@ -24,7 +24,8 @@ const openHere = new Set<string>();
 
 /** Takes the lock of `directory`; returns the function that releases it. */
 export function lockDirectory(directory: string): () => void {
-  const resolved = path.resolve(directory);
+  // The directory as the file system names it: opened again through a symlink, it is the same one.
+  const resolved = realDirectory(directory);
   if (openHere.has(resolved)) {
     throw new NoatunError(ErrorCode.DATABASE_LOCKED, `${directory} is already open in this process`);
   }
@@ -90,6 +91,15 @@ function lockWithin(fd: number, file: string, patienceMs: number): boolean {
 }
 
 const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+
+/** `directory` with symlinks resolved (the path as given, resolved, where that fails). */
+function realDirectory(directory: string): string {
+  try {
+    return fs.realpathSync(directory);
+  } catch {
+    return path.resolve(directory);
+  }
+}
 
 /** The pid the lock file names, if it names one. */
 function ownerOf(fd: number): number | undefined {

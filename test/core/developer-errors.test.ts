@@ -245,6 +245,10 @@ test('arguments of the wrong kind are refused with INVALID_ARGUMENT and change n
     const notFunctions = [undefined, null, 'abc', 42, {}];
     await refuses('transaction', notFunctions, (v) => db.transaction(v));
     await refuses('preview', notFunctions, (v) => db.preview({ kind: 'ok' }, v));
+    // read is not checked (the check cost queries 12%): the language's TypeError, and no session
+    // is left open.
+    for (const value of notFunctions) t.throws(() => db.read(value as never), { instanceOf: TypeError });
+    t.is(db.read((root) => root.count), 1, 'a failed read leaves no session open');
     // A listener is checked when it is given: before, one that was not an object was taken, and
     // every later append rejected (after storing its event) when the listener was called.
     await refuses('subscribe', [undefined, null, 'abc', 42, { stored: 'yes' }, { removed: 1 }], (v) => db.subscribe(v));

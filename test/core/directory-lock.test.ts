@@ -125,3 +125,17 @@ test("a close, then an open of the same directory while a forked child still hol
   await again.close();
   await exited;
 });
+
+test('a directory open in this process, opened again through a symlink, is refused at once as open here', async (t) => {
+  const dir = tempDir();
+  const db = await open(dir);
+  const link = path.join(tempDir(), 'link');
+  fs.symlinkSync(dir, link);
+  const started = Date.now();
+  const error = await t.throwsAsync(open(link));
+  t.is((error as NoatunError).code, 'DATABASE_LOCKED');
+  t.regex((error as Error).message, /already open in this process/);
+  // (Before: the lock file, naming this process, was waited for as a fork's, then refused.)
+  t.true(Date.now() - started < 1_000);
+  await db.close();
+});
