@@ -708,6 +708,10 @@ export class Libp2pLink implements Link {
    * (the Noise handshake still authenticates the id it claims). A bare peer id (no `/`) dials the
    * addresses the node has learned for it (from identify, or an earlier dial).
    */
+  checkPeerId(peerId: string, where: string): void {
+    checkPeerId(peerId, where);
+  }
+
   async dial(address: string): Promise<string> {
     if (typeof address !== 'string') throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `dial takes a multiaddr or a peer id, got ${describeValue(address)}`);
     let target: ReturnType<typeof multiaddr> | PeerId;

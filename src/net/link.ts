@@ -88,6 +88,11 @@ export interface Link {
    * or the peer is refused.
    */
   dial(address: string): Promise<string>;
+  /**
+   * Throws `INVALID_ARGUMENT` when `peerId` cannot be a peer of this link (over libp2p, a string
+   * that is no peer id); a link without it takes any non-empty string.
+   */
+  checkPeerId?(peerId: string, where: string): void;
   /** Peers a publish is handed to now (neighbours listening to the swarm's gossip; over libp2p, the gossip mesh). */
   gossipPeers(): string[];
   connectedPeers(): string[];

@@ -31,6 +31,7 @@
 import { type CutoffComparison, compareCutoffs } from '../core/cutoff.js';
 import { decodeEnvelope } from '../core/envelope.js';
 import { ErrorCode, NoatunError, refuseUnknownOptions } from '../errors.js';
+import { describeValue } from '../view/composite.js';
 import { Backoff } from './backoff.js';
 import { MAX_GOSSIP_FRAME_BYTES } from './constants.js';
 import { asNoatunError, describe, faultOf, LimitError } from './faults.js';
@@ -305,9 +306,21 @@ export class Replicator extends EventTarget {
         reject(new NoatunError(ErrorCode.CLOSED, 'replicator stopped'));
         return;
       }
+      // A call that could never settle is refused instead (it waited for its signal, or forever,
+      // and the peer table kept an entry for whatever it was given).
+      const wrong = this.#wrongSyncArguments(peerId, options);
+      if (wrong !== undefined) {
+        reject(wrong);
+        return;
+      }
       const signal = options.signal;
       if (signal?.aborted) {
         reject(signal.reason);
+        return;
+      }
+      // In sync with itself, always.
+      if (peerId === this.peerId) {
+        resolve();
         return;
       }
       const peer = this.#peers.ensure(peerId);
@@ -331,6 +344,26 @@ export class Replicator extends EventTarget {
       // Asked for by the application: now, whatever the backoff says.
       this.#schedule(peer, 0, true);
     });
+  }
+
+  /** Why `syncedWith(peerId, options)` cannot be answered, or undefined. */
+  #wrongSyncArguments(peerId: unknown, options: unknown): NoatunError | undefined {
+    if (typeof peerId !== 'string' || peerId === '') {
+      return new NoatunError(ErrorCode.INVALID_ARGUMENT, `syncedWith takes a peer id, got ${describeValue(peerId)}`);
+    }
+    try {
+      this.#link.checkPeerId?.(peerId, 'syncedWith');
+    } catch (error) {
+      return asNoatunError(error);
+    }
+    if (options === null || typeof options !== 'object') {
+      return new NoatunError(ErrorCode.INVALID_ARGUMENT, `syncedWith takes options { signal }, got ${describeValue(options)}`);
+    }
+    const signal = (options as { signal?: unknown }).signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      return new NoatunError(ErrorCode.INVALID_ARGUMENT, `syncedWith's signal must be an AbortSignal, got ${describeValue(signal)}`);
+    }
+    return undefined;
   }
 
   /**

@@ -266,3 +266,27 @@ test('a refused Replicator.start (an option out of range, a closed database) lea
     ['refused INVALID_ARGUMENT', 'refused CLOSED'],
   );
 });
+
+test('syncedWith refuses what could never settle: no peer id, a signal that is not one (INVALID_ARGUMENT); with itself it is in sync at once', async (t) => {
+  const db = await open();
+  const node = await Replicator.start(db, { listen: LOOPBACK, topic: 'synced-with' });
+  const other = await Libp2pLink.start({ listen: LOOPBACK, topic: 'synced-with' });
+  try {
+    const code = async (waiting: Promise<unknown>) => ((await t.throwsAsync(waiting)) as NoatunError).code;
+    // Before: each of these waited for its signal, or for ever, and left an entry in the peer table.
+    for (const wrong of ['', 'garbage', '12D3KooWAbc', 42, null, undefined]) {
+      t.is(await code(node.syncedWith(wrong as string, { signal: AbortSignal.timeout(5_000) })), 'INVALID_ARGUMENT', String(wrong));
+    }
+    t.is(await code(node.syncedWith(other.peerId, { signal: 'soon' as never })), 'INVALID_ARGUMENT');
+    t.is(await code(node.syncedWith(other.peerId, 5 as never)), 'INVALID_ARGUMENT');
+    t.deepEqual(node.peers(), [], 'nothing entered the peer table');
+    // Itself: in sync at once. A well-formed id of a peer nobody reaches waits for its signal.
+    await node.syncedWith(node.peerId);
+    const aborted = await t.throwsAsync(node.syncedWith(other.peerId, { signal: AbortSignal.timeout(200) }));
+    t.is((aborted as Error).name, 'TimeoutError');
+  } finally {
+    await node.stop();
+    await other.stop();
+    await db.close();
+  }
+});
