@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { AnyApp } from '../core/app.js';
 import { Database } from '../core/database.js';
 import { ErrorCode, NoatunError } from '../errors.js';
-import { checkAddress, checkSwarmKey, loadOrCreatePrivateKey } from '../net/libp2p-link.js';
+import { checkAddress, checkLinkOptions, checkSwarmKey, loadOrCreatePrivateKey } from '../net/libp2p-link.js';
 import { type PeerInfo, Replicator, type ReplicatorEvent } from '../net/replicator.js';
 import { loadApp, recordedAppName, writeAppRecord } from './app-module.js';
 import { type InspectorHandle, startInspector } from './inspector/server.js';
@@ -101,8 +101,17 @@ async function serve(options: PeerCommandOptions, say: (line: string) => void, s
     );
   }
   const psk = options.pskFile === undefined ? undefined : readSwarmKey(options.pskFile);
-  // Read before the open: a bad address must not leave a database directory behind.
+  // Checked before the open: a bad address, peer id or topic must not leave a database directory behind.
   const listen = options.listen.length === 0 ? ['/ip4/127.0.0.1/tcp/0'] : options.listen.map(listenAddress);
+  const link = {
+    listen,
+    bootstrap: options.bootstrap,
+    mdns: options.mdns,
+    topic: options.topic ?? app.name,
+    ...(psk === undefined ? {} : { psk }),
+    ...(options.allow.length === 0 ? {} : { allowPeers: options.allow }),
+  };
+  checkLinkOptions(link);
   const opening = openingProgress();
   const db = await Database.open({
     ...app,
@@ -122,13 +131,8 @@ async function serve(options: PeerCommandOptions, say: (line: string) => void, s
     writeAppRecord(options.db, options.app, app);
     const privateKey = await loadOrCreatePrivateKey(path.join(options.db, PEER_KEY_FILE));
     replicator = await Replicator.start(db, {
-      listen,
-      bootstrap: options.bootstrap,
-      mdns: options.mdns,
-      topic: options.topic ?? app.name,
+      ...link,
       privateKey,
-      ...(psk === undefined ? {} : { psk }),
-      ...(options.allow.length === 0 ? {} : { allowPeers: options.allow }),
     });
     if (options.inspect !== undefined) {
       inspector = await startInspector({ db, replicator, port: options.inspect, ...(app.codec === undefined ? {} : { codec: app.codec }) });

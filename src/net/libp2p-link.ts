@@ -375,6 +375,25 @@ function drained(stream: Stream): Promise<void> {
 type Node = Awaited<ReturnType<typeof createNode>>;
 
 /**
+ * Refuses link options that cannot work (`INVALID_ARGUMENT`; a swarm key that is not one,
+ * `KEY_INVALID`): what {@link Libp2pLink.start} checks before a node starts, for a caller that
+ * has more to set up first and must not leave it half done (the CLI opens a database).
+ */
+export function checkLinkOptions(options: Libp2pLinkOptions): void {
+  if (options === null || typeof options !== 'object') {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `the link takes an options object, got ${String(options)}`);
+  }
+  if (typeof options.topic !== 'string' || options.topic === '') {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'topic must name the swarm');
+  }
+  checkLinkOptionKinds(options);
+  // A peer id that does not parse would admit nobody, without a word: refused here.
+  if (options.allowPeers !== undefined) for (const id of options.allowPeers) checkPeerId(id, 'allowPeers');
+  for (const address of [...options.listen, ...(options.bootstrap ?? [])]) checkAddress(address);
+  if (options.psk !== undefined) checkSwarmKey(options.psk);
+}
+
+/**
  * Refuses options of the wrong kind with `INVALID_ARGUMENT` before libp2p meets them: a string
  * where a list is wanted was walked letter by letter (`listen: '/ip4/…'` gave "not a multiaddr:
  * "/""), a missing `listen`, a key that is not one, or a limit given as a string, came out as
@@ -552,15 +571,7 @@ export class Libp2pLink implements Link {
 
   /** Starts a node. */
   static async start(options: Libp2pLinkOptions): Promise<Libp2pLink> {
-    if (options === null || typeof options !== 'object') {
-      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `the link takes an options object, got ${String(options)}`);
-    }
-    if (typeof options.topic !== 'string' || options.topic === '') {
-      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'topic must name the swarm');
-    }
-    checkLinkOptionKinds(options);
-    // A peer id that does not parse would admit nobody, without a word: refused here.
-    if (options.allowPeers !== undefined) for (const id of options.allowPeers) checkPeerId(id, 'allowPeers');
+    checkLinkOptions(options);
     const allowed = options.allowPeers === undefined ? undefined : new Set(options.allowPeers);
     const bans = new BanTable(options.banMs === undefined ? {} : { banMs: options.banMs });
     const trusted = new TrustedNetworks(options.trustedNetworks ?? []);
@@ -585,8 +596,6 @@ export class Libp2pLink implements Link {
         return count < perAddress;
       },
     };
-    for (const address of [...options.listen, ...(options.bootstrap ?? [])]) checkAddress(address);
-    if (options.psk !== undefined) checkSwarmKey(options.psk);
     let node: Node;
     try {
       node = await createNode(options, gate);

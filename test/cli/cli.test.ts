@@ -199,6 +199,8 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
     ['a missing swarm key file', ['peer', '--app', APP, '--db', path.join(root, 'd5'), '--psk-file', path.join(root, 'none.key')], /no swarm key file .*\[NOT_FOUND\]/],
     ['a damaged identity key', ['peer', '--app', APP, '--db', badIdentity], /peer\.key is not a libp2p private key.*\[KEY_INVALID\]/],
     ['an address that is not a multiaddr', ['peer', '--app', APP, '--db', path.join(root, 'd6'), '--listen', '/ip4/127.0.0.1/tcp/x'], /not a multiaddr.*\[INVALID_ARGUMENT\]/],
+    ['a bootstrap address that is not a multiaddr', ['peer', '--app', APP, '--db', path.join(root, 'd8'), '--bootstrap', 'garbage'], /not a multiaddr: "garbage".*\[INVALID_ARGUMENT\]/],
+    ['an empty topic', ['peer', '--app', APP, '--db', path.join(root, 'd9'), '--topic', ''], /topic must name the swarm \[INVALID_ARGUMENT\]/],
     ['a missing required option', ['peer', '--app', APP], /noatun: error: required option '--db <dir>' not specified \(add --help for usage\) \[INVALID_ARGUMENT\]$/m],
     ['an option value of the wrong kind', ['inspect', tracker, '--port', 'abc'], /noatun: error: option '--port <port>' argument 'abc' is invalid\..* \[INVALID_ARGUMENT\]$/m],
     ['a missing argument', ['inspect'], /noatun: error: missing required argument 'dir' \(add --help for usage\) \[INVALID_ARGUMENT\]$/m],
@@ -211,7 +213,9 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
     t.regex(output, pattern, what);
   }
   t.false(fs.existsSync(path.join(root, 'missing')), 'inspect never creates a database');
-  t.false(fs.existsSync(path.join(root, 'd6')), 'a peer with a bad address creates no database');
+  // (Before, a bad bootstrap address, allow-list entry or topic was refused once the database was
+  // made, its peer key and app record written.)
+  for (const dir of ['d6', 'd7', 'd8', 'd9']) t.false(fs.existsSync(path.join(root, dir)), `${dir}: a peer with a bad address, peer id or topic creates no database`);
   t.deepEqual(fs.readFileSync(path.join(recorded, 'view', 'view.bin')), viewBefore, 'inspect or peer with another app rebuilt the view');
   t.is(JSON.parse(fs.readFileSync(path.join(recorded, 'app.json'), 'utf8')).name, 'issue-tracker', 'the app record is left as it was');
   t.is(fs.readFileSync(path.join(badIdentity, 'peer.key'), 'utf8'), 'garbage', 'a bad key file is never overwritten');
