@@ -80,6 +80,9 @@ function pathOf(steps: readonly (string | number)[], depth: number): string {
   return path;
 }
 
+/** Why a string that is not well-formed UTF-16 is refused: MessagePack would change it. */
+const LONE_SURROGATE = 'a string with a lone surrogate (not well-formed UTF-16) has no UTF-8 form, and is read back with U+FFFD in its place';
+
 /** Thrown by {@link walkPayload} past {@link MAX_PAYLOAD_DEPTH} when it tracks no cycles. */
 class TooDeep extends Error {
   readonly path: string;
@@ -99,7 +102,9 @@ function walkPayload(v: unknown, steps: (string | number)[], depth: number, seen
     case 'undefined':
     case 'boolean':
     case 'number':
+      return;
     case 'string':
+      if (!v.isWellFormed()) throw new PayloadError(pathOf(steps, depth), LONE_SURROGATE);
       return;
     case 'bigint':
       if (v < -(2n ** 63n) || v >= 2n ** 64n) throw new PayloadError(pathOf(steps, depth), `${v}n does not fit in 64 bits; MessagePack cannot carry it (use a string)`);
@@ -147,6 +152,7 @@ function walkPayload(v: unknown, steps: (string | number)[], depth: number, seen
     for (const key in object) {
       if (!Object.hasOwn(object, key)) continue;
       steps[depth] = key;
+      if (!key.isWellFormed()) throw new PayloadError(pathOf(steps, depth + 1), `its key: ${LONE_SURROGATE}`);
       walkPayload((object as Record<string, unknown>)[key], steps, depth + 1, seen);
     }
   }

@@ -90,6 +90,10 @@ test('payloads MessagePack would change or cannot carry are refused with PAYLOAD
     [{ s: Symbol('x') }, /event\.payload\.s: a Symbol/],
     [{ wide: 2n ** 70n }, /event\.payload\.wide: 1180591620717411303424n does not fit in 64 bits/],
     [new Float32Array(2), /Float32Array/],
+    // Before: accepted, and every apply (the author's too) saw U+FFFD in its place.
+    [{ name: 'a\ud800b' }, /event\.payload\.name: a string with a lone surrogate .* read back with U\+FFFD/],
+    [['ok', '\udc00'], /event\.payload\[1\]: a string with a lone surrogate/],
+    [{ ['k\ud800']: 1 }, /event\.payload\.k\ud800: its key: a string with a lone surrogate/],
   ];
   for (const [payload, message] of cases) {
     const error = await t.throwsAsync(db.append({ kind: 'ok', payload }));
@@ -98,7 +102,7 @@ test('payloads MessagePack would change or cannot carry are refused with PAYLOAD
   }
   t.is(db.stats().stored, 0);
   // What round-trips is accepted.
-  await db.append({ kind: 'ok', payload: { n: 1.5, big: 2n ** 60n, bytes: new Uint8Array([1]), when: new Date(0), list: [null, 'x', true], nested: { a: [1] } } });
+  await db.append({ kind: 'ok', payload: { n: 1.5, big: 2n ** 60n, bytes: new Uint8Array([1]), when: new Date(0), list: [null, 'x', true], nested: { a: [1] }, pair: '😀' } });
   t.is(db.stats().stored, 1);
   await db.close();
 });
