@@ -153,6 +153,8 @@ function walkPayload(v: unknown, steps: (string | number)[], depth: number, seen
       if (!Object.hasOwn(object, key)) continue;
       steps[depth] = key;
       if (!key.isWellFormed()) throw new PayloadError(pathOf(steps, depth + 1), `its key: ${LONE_SURROGATE}`);
+      // (An own `__proto__`, as JSON.parse makes one: the decoder renames it, so that no payload can set a prototype.)
+      if (key === '__proto__') throw new PayloadError(pathOf(steps, depth + 1), 'a key "__proto__" is read back as "__proto_"; use another name');
       walkPayload((object as Record<string, unknown>)[key], steps, depth + 1, seen);
     }
   }

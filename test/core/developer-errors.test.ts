@@ -94,6 +94,8 @@ test('payloads MessagePack would change or cannot carry are refused with PAYLOAD
     [{ name: 'a\ud800b' }, /event\.payload\.name: a string with a lone surrogate .* read back with U\+FFFD/],
     [['ok', '\udc00'], /event\.payload\[1\]: a string with a lone surrogate/],
     [{ ['k\ud800']: 1 }, /event\.payload\.k\ud800: its key: a string with a lone surrogate/],
+    // Before: accepted, and every apply saw the key renamed "__proto_".
+    [JSON.parse('{"a": {"__proto__": {"x": 1}}}'), /event\.payload\.a\.__proto__: a key "__proto__" is read back as "__proto_"/],
   ];
   for (const [payload, message] of cases) {
     const error = await t.throwsAsync(db.append({ kind: 'ok', payload }));
