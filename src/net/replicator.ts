@@ -400,6 +400,11 @@ export class Replicator extends EventTarget {
     for (const session of this.#sessions) session.abort(new NoatunError(ErrorCode.CLOSED, 'replicator stopped'));
     await this.#gossipFlush;
     await this.#link.stop();
+    // What `peers()` says from now on: nobody is connected (it went on showing the states of before).
+    for (const peer of this.#peers.values()) {
+      peer.connected = false;
+      if (peer.state !== 'refused') peer.state = 'disconnected';
+    }
   }
 
   // ---------------------------------------------------------------- faults

@@ -168,6 +168,9 @@ export function inspectView<R extends ObjectSchema<unknown>>(
   writerOf: (ordinal: Ordinal) => string | null,
   options: InspectOptions = {},
 ): ObjectNode {
+  if (options === null || typeof options !== 'object') {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `inspectView takes options { maxEntries }, got ${options === null ? 'null' : typeof options}`);
+  }
   const maxEntries = options.maxEntries ?? DEFAULT_INSPECT_MAX_ENTRIES;
   if (!(Number.isSafeInteger(maxEntries) && maxEntries >= 0)) {
     throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `maxEntries must be a whole number ≥ 0, not ${maxEntries}`);

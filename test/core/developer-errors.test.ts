@@ -258,6 +258,8 @@ test('arguments of the wrong kind are refused with INVALID_ARGUMENT and change n
     // A listener is checked when it is given: before, one that was not an object was taken, and
     // every later append rejected (after storing its event) when the listener was called.
     await refuses('subscribe', [undefined, null, 'abc', 42, { stored: 'yes' }, { removed: 1 }], (v) => db.subscribe(v));
+    // (Before: options that were not an object were taken as none.)
+    await refuses('inspectView', [null, 'abc', 42, { maxEntries: -1 }, { maxEntries: 'all' }], (v) => db.inspectView(v));
     // Nothing was stored or changed by any of it, and writes go on as before.
     t.is(db.stats().stored, 1);
     t.is(db.read((root) => root.count), 1);

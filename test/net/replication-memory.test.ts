@@ -215,3 +215,19 @@ test('a stored event damaged on disk is not sent (the peer would refuse us as a 
     await shutdown(replicators, [source, empty]);
   }
 });
+
+test('after stop, peers() says nobody is connected', async (t) => {
+  const network = new MemoryNetwork({ latencyMs: 1 });
+  const { dbs, start } = await swarm(2, network);
+  const replicators = start();
+  await writeSome(dbs[0]!, prng(1), 3);
+  await allSynced(replicators);
+  t.is(replicators[0]!.peers()[0]?.state, 'synced');
+  await replicators[0]!.stop();
+  // Before: it went on saying 'synced' (or 'connected') of peers it had let go of.
+  t.deepEqual(
+    replicators[0]!.peers().map((peer) => peer.state),
+    ['disconnected'],
+  );
+  await shutdown(replicators, dbs);
+});
