@@ -124,6 +124,8 @@ export class Replicator extends EventTarget {
     super();
     this.#db = db;
     this.#link = link;
+    // (The link's options too: `start` passes them all.)
+    checkStartOptionNames(options, 'Replicator');
     const resolved = resolveReplicatorOptions(options);
     this.#options = resolved;
     this.#index = FingerprintIndex.fromSorted(db.ids());
@@ -1126,9 +1128,9 @@ const START_OPTION_NAMES: Record<keyof (Libp2pLinkOptions & ReplicatorOptions), 
  * Refuses options that are not an object, and an option `Replicator.start` does not know: a
  * misspelt one (`bootsrap`) would be ignored without a word, and the peer would wait for nobody.
  */
-function checkStartOptionNames(options: unknown): void {
+function checkStartOptionNames(options: unknown, what = 'Replicator.start'): void {
   if (options === null || typeof options !== 'object') {
-    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `Replicator.start takes an options object, got ${options === null ? 'null' : typeof options}`);
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${what} takes an options object, got ${options === null ? 'null' : typeof options}`);
   }
-  refuseUnknownOptions(options, START_OPTION_NAMES, 'Replicator.start');
+  refuseUnknownOptions(options, START_OPTION_NAMES, what);
 }

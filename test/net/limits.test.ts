@@ -229,6 +229,8 @@ test('replicator options out of range are refused with INVALID_ARGUMENT', (t) =>
   for (const options of [{ reconcile: { maxMessageBytes: 4096 } }, { maxSessions: 0 }, { gossipEventBytes: 2 * 1024 * 1024 }, { batchBytes: 10 }, { resync: { minMs: 100, maxMs: 50 } }]) {
     t.throws(() => new Replicator(db, network.join(`p${JSON.stringify(options)}`), options), { code: 'INVALID_ARGUMENT' }, JSON.stringify(options));
   }
+  // A misspelt option is refused, naming the one meant (it was ignored).
+  t.throws(() => new Replicator(db, network.join('typo'), { maxSesions: 2 } as never), { code: 'INVALID_ARGUMENT', message: /Replicator has no option "maxSesions" \(did you mean maxSessions\?\)/ });
 });
 
 test('a send that fails on our side (even with BAD_FRAME, as an oversized frame did) is never the peer’s fault', async (t) => {
