@@ -43,7 +43,9 @@ export function lockDirectory(directory: string): () => void {
     // that waits longer (an open after a close, on a loaded machine, was refused so).
     if (!lockWithin(fd, file, LOCK_PATIENCE_MS) && !(ownerOf(fd) === process.pid && lockWithin(fd, file, FORKED_LOCK_PATIENCE_MS))) {
       const owner = ownerOf(fd);
-      throw new NoatunError(ErrorCode.DATABASE_LOCKED, `${directory} is open in ${owner === undefined ? 'another process' : `process ${owner}`}`);
+      const holder =
+        owner === undefined ? 'another process' : owner === process.pid ? `another thread of this process (${owner})` : `process ${owner}`;
+      throw new NoatunError(ErrorCode.DATABASE_LOCKED, `${directory} is open in ${holder}`);
     }
     // Ours: the pid is only for the message of the next process that tries.
     fs.ftruncateSync(fd, 0);
@@ -76,6 +78,8 @@ const LOCK_PATIENCE_MS = 200;
  * How long this process's own released lock is waited for (see {@link lockDirectory}): a fork
  * holds it until its program runs, which on a loaded machine took longer than
  * {@link LOCK_PATIENCE_MS} (the engine suites with 60 seeds, the crash tests forking meanwhile).
+ * A lock another thread of this process holds (it has the database open) looks the same from
+ * here: it is refused after this wait, naming that thread.
  */
 const FORKED_LOCK_PATIENCE_MS = 5_000;
 

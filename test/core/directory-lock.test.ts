@@ -10,6 +10,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import test from 'ava';
 import { Database, type NoatunError, s } from '../../src/index.js';
 import { lockFile } from '../../src/view/mapped-file.js';
@@ -137,5 +138,28 @@ test('a directory open in this process, opened again through a symlink, is refus
   t.regex((error as Error).message, /already open in this process/);
   // (Before: the lock file, naming this process, was waited for as a fork's, then refused.)
   t.true(Date.now() - started < 1_000);
+  await db.close();
+});
+
+test('a directory open in this thread is refused to a worker thread of the same process, naming another thread of this process', async (t) => {
+  const dir = tempDir();
+  const db = await open(dir);
+  const index = new URL('../../src/index.ts', import.meta.url).href;
+  const source = `
+    const { Database, s } = await import(${JSON.stringify(index)});
+    const { parentPort } = await import('node:worker_threads');
+    try {
+      await Database.open({ path: ${JSON.stringify(dir)}, root: s.object({ n: s.u32() }), apply: () => {} });
+      parentPort.postMessage('opened');
+    } catch (error) {
+      parentPort.postMessage(error.code + ': ' + error.message);
+    }`;
+  const worker = new Worker(source, { eval: true, execArgv: ['--conditions=noatun-source', '--import=tsx'] });
+  const answer = await new Promise<string>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  await new Promise((resolve) => worker.once('exit', resolve));
+  t.regex(answer, /^DATABASE_LOCKED: .* is open in another thread of this process \(\d+\)$/);
   await db.close();
 });
