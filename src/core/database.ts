@@ -13,12 +13,14 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { assertSupportedNode, diskFullFrom, ErrorCode, NoatunError, refuseUnknownOptions, systemErrorFrom } from '../errors.js';
+import { makeDirectories } from '../directories.js';
 import { DEFAULT_MAX_JOURNAL_BYTES, DEFAULT_MAX_VIEW_BYTES } from '../view/constants.js';
 import { type InspectOptions, inspectView, type ObjectNode } from '../view/inspect.js';
 import type { ObjectSchema, View } from '../view/schema.js';
 import { untracked } from '../view/tracking.js';
 import { describeValue } from '../view/composite.js';
 import { checkViewOptions, MaterializedView } from '../view/view.js';
+import { isAsyncResult } from './async-result.js';
 import { RecFlag } from './bookkeeping.js';
 import { type Codec, type Copied, messagePackCodec } from './codec.js';
 import {
@@ -73,6 +75,8 @@ import {
 const META_NEXT_ORDINAL = 'nextOrdinal';
 const META_HEADS = 'heads';
 const META_LOG_ID = 'logId';
+/** The name of the app whose events the log holds (see `refuseOtherApp`). */
+const META_APP_NAME = 'appName';
 const META_PRUNED = 'pruned';
 const META_COMPACTED_BYTES = 'compactedBytes';
 const META_PRUNED_AT_COMPACTION = 'prunedAtCompaction';
@@ -217,6 +221,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     if (typeof options.path !== 'string' || options.path === '') {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'path must be a directory name');
     }
+    if (options.path.includes('\0')) {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `path must not hold a NUL character: ${JSON.stringify(options.path)}`);
+    }
     const interval = options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS;
     if (!(Number.isSafeInteger(interval) && interval >= 120_000)) {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'cutoffIntervalMs must be a whole number of ms, at least 120000 (2 minutes)');
@@ -249,6 +256,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         onProgress === undefined ? undefined : ({ done, total }) => onProgress({ phase: 'convert-log', done, total }),
       );
       log.commitMode = commitMode;
+      refuseOtherApp(log, options.path, (options as { name?: string }).name);
       // The cutoff hashes move by the log's per-stride hashes: kept from here on (with pruning;
       // before anything, a rebuild's discards included, writes to the log), or marked stale.
       Finality.trackStrides(log, options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS, options.autoPrune ?? true);
@@ -494,7 +502,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     } finally {
       open = false;
     }
-    if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
+    if (isAsyncResult(result)) {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'the transaction callback must be synchronous');
     }
     if (envelopes.length === 0) return [];
@@ -715,7 +723,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       timestamp = minter.plannedTimestamp;
       sequence = minter.plannedSequence;
     } else {
-      const at = placement(minter, this.#now(), options);
+      const at = placement(minter, this.#now(), options, this.#inbox.maxClockSkewMs);
       timestamp = at.timestamp;
       sequence = at.sequence;
     }
@@ -844,22 +852,35 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#markDirty(); // the projector may have rebuilt into a fresh view
     this.#projector.view.lastApplied = this.#nextOrdinal - 1;
     this.#projector.trimHistory(this.#maxUndoHistoryBytes);
-    // A listener that throws does not stop the rest: its error comes out once the batch is done.
-    let listenerError: unknown;
     if (this.#listeners.size !== 0) {
       const notices = stored.map((event, i) => ({ id: envelopes[i]!.id, bytes: event.envelope, local }));
-      for (const listener of this.#listeners) {
-        try {
-          listener.stored?.(notices);
-        } catch (error) {
-          listenerError ??= error;
-        }
-      }
+      this.#notify((listener) => listener.stored?.(notices));
     }
     // Events stored behind the cutoff are final at once: prune what they made redundant (after
     // the listeners heard of the batch, which the pruned ids may be part of).
     if (finalized) this.#prune();
-    if (listenerError !== undefined) throw listenerError;
+  }
+
+  /**
+   * Calls `hear` for each listener registered when the notice starts (one added meanwhile hears
+   * the next; one removed meanwhile is not called). A listener that throws stops neither the
+   * others nor the change: its error is reported as an uncaught exception, as a listener's of an
+   * `EventTarget` is. (It came out of the call that made the change, which then rejected although
+   * its events were stored: an app that retried stored them twice; and a `removed` listener's,
+   * thrown while an append moved the cutoff, lost that append's event.)
+   */
+  #notify(hear: (listener: DatabaseListener) => void): void {
+    const listeners = [...this.#listeners];
+    for (const listener of listeners) {
+      if (!this.#listeners.has(listener)) continue;
+      try {
+        hear(listener);
+      } catch (error) {
+        process.nextTick(() => {
+          throw error;
+        });
+      }
+    }
   }
 
   /**
@@ -891,9 +912,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   /**
    * Registers a listener for stored and removed events (the replicator keeps its id index and
    * gossip with it). Listeners run synchronously inside the call that changed the log; they must
-   * not call back into the database. A listener that throws does not stop the others, nor undo
-   * the change: the call that made it throws the listener's error once it is done (an append
-   * then rejects although its events are stored). Returns the function that unregisters it.
+   * not call back into the database. A listener added or removed while others are being called
+   * takes effect from the next change. A listener that throws stops neither the others nor the
+   * change, nor fails the call that made it: its error is reported as an uncaught exception (as
+   * an `EventTarget`'s listener's is). Returns the function that unregisters it.
    */
   subscribe(listener: DatabaseListener): () => void {
     // A listener added to a closed database would never hear of anything.
@@ -915,8 +937,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   }
 
   #notifyRemoved(ids: readonly Uint8Array[]): void {
-    if (ids.length === 0) return;
-    for (const listener of this.#listeners) listener.removed?.(ids);
+    if (ids.length === 0 || this.#listeners.size === 0) return;
+    this.#notify((listener) => listener.removed?.(ids));
   }
 
   /** Ids of the stored events in id order (16 bytes each), without reading the envelopes. */
@@ -1305,6 +1327,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const codec = this.#codec;
     const view = this.#projector.view;
     const time = this.#now();
+    // (An append would refuse it: see #mint.)
+    if (time > MAX_TIMESTAMP) throw timeOutOfRange('the clock reads', time);
     const id = this.#minter.peek(time);
     const apply = this.#options.apply;
     const mark = view.mark(0);
@@ -1320,7 +1344,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
               ? copied.value
               : codec.decode(Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
           const result = apply(value, root, { id, time: id.timestamp }) as unknown;
-          if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
+          if (isAsyncResult(result)) {
             failed = true;
             failure = new NoatunError(ErrorCode.INVALID_ARGUMENT, 'apply must be synchronous (it returned a promise)');
           }
@@ -1565,12 +1589,18 @@ function refuseFailingSchema(projector: { readonly book: { readonly failedCount:
   );
 }
 
-/** The (timestamp, sequence) of a new local event, from the append options. */
-function placement(minter: IdMinter, now: number, options: AppendOptions | undefined): { timestamp: number; sequence: number } {
+/**
+ * The (timestamp, sequence) of a new local event, from the append options. A time more than
+ * `maxSkewMs` after the clock is refused: every peer (this one too, for another's event) refuses
+ * an event dated so far ahead until its clock gets there, so it would not replicate till then.
+ */
+function placement(minter: IdMinter, now: number, options: AppendOptions | undefined, maxSkewMs: number): { timestamp: number; sequence: number } {
   if (options === undefined) return minter.next(now);
   if (options === null || typeof options !== 'object') {
     throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `append options must be an object ({ time }, { before } or { after }), got ${describeValue(options)}`);
   }
+  // A misspelt `time` placed the event at the clock's time, silently.
+  refuseUnknownOptions(options, APPEND_OPTION_NAMES, 'append');
   const { time, before, after } = options;
   if ([time, before, after].filter((o) => o !== undefined).length > 1) {
     throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'give at most one of time, before and after');
@@ -1580,6 +1610,12 @@ function placement(minter: IdMinter, now: number, options: AppendOptions | undef
   if (time !== undefined) {
     if (!Number.isSafeInteger(time) || time < 0) throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `time ${time} is not a ms timestamp`);
     if (time > MAX_TIMESTAMP) throw timeOutOfRange('time', time);
+    if (time > now + maxSkewMs) {
+      throw new NoatunError(
+        ErrorCode.INVALID_ARGUMENT,
+        `time ${time} is ${time - now} ms after the clock (${now}); peers refuse events dated more than ${maxSkewMs} ms ahead of their clocks (inbox.maxClockSkewMs), so it would not replicate until then`,
+      );
+    }
     return minter.next(time);
   }
   if (now > MAX_TIMESTAMP) throw timeOutOfRange('the clock reads', now);
@@ -1667,6 +1703,10 @@ function checkOptionKinds(options: object): void {
   const given = options as Record<string, unknown>;
   // A misspelt option would be ignored without a word: `autoprune: false` left pruning on.
   refuseUnknownOptions(given, OPTION_NAMES, 'Database.open');
+  const name = (given as { name?: unknown }).name;
+  if (name !== undefined && (typeof name !== 'string' || name === '')) {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `name (the app's) must be a non-empty string, got ${describeValue(name)}`);
+  }
   if (given.applyVersion !== undefined && typeof given.applyVersion !== 'string') {
     throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `applyVersion must be a string, got ${describeValue(given.applyVersion)}`);
   }
@@ -1689,6 +1729,9 @@ function checkOptionKinds(options: object): void {
     }
   }
 }
+
+/** Every option of an append (the compiler keeps this equal to {@link AppendOptions}'s). */
+const APPEND_OPTION_NAMES: Record<keyof AppendOptions, true> = { time: true, before: true, after: true };
 
 /** Every option of `Database.open` (the compiler keeps this equal to {@link DatabaseOptions}'s). */
 const OPTION_NAMES: Record<keyof DatabaseOptions<unknown, ObjectSchema<unknown>> | 'name', true> = {
@@ -1717,10 +1760,28 @@ const OPTION_NAMES: Record<keyof DatabaseOptions<unknown, ObjectSchema<unknown>>
 /** The least `maxViewBytes` and `maxUndoBytes`: the view's and the journal's files start at 64 KiB. */
 const MIN_FILE_BYTES = 64 * 1024;
 
+/**
+ * Refuses to open a database with another app than the one whose events it holds: that app's
+ * apply would find nothing to do with them (or fail), they would own nothing, and pruning would
+ * remove them for good once the cutoff passed them. The first open that names its app records
+ * the name (with its first commit); an open that names none is not checked.
+ */
+function refuseOtherApp(log: EventLog, directory: string, name: string | undefined): void {
+  if (name === undefined) return;
+  const recorded = log.getMeta(META_APP_NAME, MetaShape.text);
+  if (recorded === undefined) log.setMeta(META_APP_NAME, name);
+  else if (recorded !== name) {
+    throw new NoatunError(
+      ErrorCode.SCHEMA_MISMATCH,
+      `database ${directory} holds the events of the app '${recorded}', not of '${name}': open it with its own app (another app's apply would leave its events without effect, and pruning would remove them)`,
+    );
+  }
+}
+
 /** Makes the database's directory, or says clearly why it cannot be one. */
 function makeDirectory(directory: string): void {
   try {
-    fs.mkdirSync(directory, { recursive: true });
+    makeDirectories(directory);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EEXIST' || code === 'ENOTDIR') {

@@ -20,6 +20,8 @@ export const MetaShape = {
   count: { is: isCount, what: 'a whole number ≥ 0' } as MetaShape<number>,
   /** A time in ms (the application's clock may give fractions). */
   time: { is: (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value) && value >= 0, what: 'a time ≥ 0' } as MetaShape<number>,
+  /** A name. */
+  text: { is: (value: unknown): value is string => typeof value === 'string', what: 'a string' } as MetaShape<string>,
   /** A flag. */
   flag: { is: (value: unknown): value is boolean => typeof value === 'boolean', what: 'true or false' } as MetaShape<boolean>,
   /** Two or three counts (versions before 6 Dec 2026 wrote two), or null. */

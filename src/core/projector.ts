@@ -11,6 +11,7 @@ import { Header } from '../view/arena.js';
 import type { JournalMark } from '../view/journal.js';
 import type { ObjectSchema, View } from '../view/schema.js';
 import type { MaterializedView } from '../view/view.js';
+import { isAsyncResult } from './async-result.js';
 import { EventBook, RECORD_ID_BYTES, RecFlag } from './bookkeeping.js';
 import type { Codec } from './codec.js';
 import { type BatchImprint, firstDifference, inAnotherWorld } from './determinism.js';
@@ -279,7 +280,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
         event = this.#codec.decode(Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
       }
       const result = view.writeWith(this.book, this.#apply, event, { id, time: id.timestamp }) as unknown;
-      if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
+      if (isAsyncResult(result)) {
         failed = true;
         failure = new NoatunError(ErrorCode.INVALID_ARGUMENT, 'apply must be synchronous (it returned a promise)');
       }

@@ -386,10 +386,25 @@ export function checkLinkOptions(options: Libp2pLinkOptions): void {
   if (typeof options.topic !== 'string' || options.topic === '') {
     throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'topic must name the swarm');
   }
+  if (options.topic.length > MAX_TOPIC_LENGTH) {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `topic must be at most ${MAX_TOPIC_LENGTH} characters, got ${options.topic.length}`);
+  }
   checkLinkOptionKinds(options);
   // A peer id that does not parse would admit nobody, without a word: refused here.
   if (options.allowPeers !== undefined) for (const id of options.allowPeers) checkPeerId(id, 'allowPeers');
   for (const address of [...options.listen, ...(options.bootstrap ?? [])]) checkAddress(address);
+  // libp2p's own errors for these came out raw (no code), after a database was made.
+  const listening = new Set<string>();
+  for (const address of options.listen) {
+    const names = multiaddr(address)
+      .getComponents()
+      .map((component) => component.name);
+    if (names.length !== 2 || !['ip4', 'ip6', 'dns4', 'dns6', 'dns'].includes(names[0]!) || names[1] !== 'tcp') {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `cannot listen on ${address}: peers listen on TCP only (/ip4/<address>/tcp/<port>, or /ip6/…)`);
+    }
+    if (listening.has(address)) throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${address} is given twice to listen on`);
+    listening.add(address);
+  }
   if (options.psk !== undefined) checkSwarmKey(options.psk);
 }
 
@@ -431,6 +446,9 @@ function checkPeerId(id: unknown, where: string): void {
     throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${where}: not a peer id: ${JSON.stringify(String(id))} (${(error as Error).message})`);
   }
 }
+
+/** The longest topic (it names the swarm's gossip topic and protocols, which every message carries). */
+const MAX_TOPIC_LENGTH = 200;
 
 /** Throws `INVALID_ARGUMENT` for a string that is not a multiaddr, naming it (libp2p's own error does not). */
 export function checkAddress(address: string): void {

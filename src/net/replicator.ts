@@ -68,6 +68,18 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /**
+ * Databases a replicator is running for. Two would each hold an index of the same log and answer
+ * peers alike, at twice the cost, and the second's node would share its peer key.
+ */
+const replicating = new WeakSet<object>();
+
+function refuseSecondReplicator(db: object): void {
+  if (replicating.has(db)) {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'this database already has a running replicator: stop it first');
+  }
+}
+
+/**
  * Keeps a database in sync with its swarm over a {@link Link}.
  *
  * Events: `peer:connect`, `peer:disconnect`, `peer:synced`, `peer:refused` (with the reason),
@@ -127,6 +139,7 @@ export class Replicator extends EventTarget {
     // (The link's options too: `start` passes them all.)
     checkStartOptionNames(options, 'Replicator');
     const resolved = resolveReplicatorOptions(options);
+    refuseSecondReplicator(db);
     this.#options = resolved;
     this.#index = FingerprintIndex.fromSorted(db.ids());
     this.#host = {
@@ -217,6 +230,7 @@ export class Replicator extends EventTarget {
     this.#timer.unref();
     for (const peerId of link.connectedPeers()) this.#guard(() => this.#onPeer('connect', peerId), peerId);
     for (const address of resolved.bootstrap) this.#redialer.addBootstrap(address);
+    replicating.add(db);
   }
 
   /**
@@ -233,6 +247,7 @@ export class Replicator extends EventTarget {
     checkStartOptionNames(options);
     resolveReplicatorOptions(options);
     if (db.closed === true) throw new NoatunError(ErrorCode.CLOSED, 'cannot replicate a closed database');
+    refuseSecondReplicator(db);
     const { Libp2pLink } = await import('./libp2p-link.js');
     const link = await Libp2pLink.start(options);
     try {
@@ -383,6 +398,7 @@ export class Replicator extends EventTarget {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    replicating.delete(this.#db);
     clearInterval(this.#timer);
     clearTimeout(this.#statusSoon);
     this.#neighbourStatus.cancel();

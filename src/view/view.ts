@@ -5,9 +5,9 @@
  * Queries run in read sessions (`read`), apply runs in write sessions with a tracking context
  * (`write`). The caller (the engine) marks event boundaries in the journal and rewinds to them.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ErrorCode, NoatunError } from '../errors.js';
+import { makeDirectories } from '../directories.js';
 import { Arena, HeaderFlag, stuckSessions } from './arena.js';
 import { ENTER, type ObjectType, ObjectType as ObjectTypeClass, type ReusableAccessor } from './composite.js';
 import { DEFAULT_MAX_JOURNAL_BYTES, DEFAULT_MAX_VIEW_BYTES, MAX_ADDRESSABLE_VIEW_BYTES } from './constants.js';
@@ -103,7 +103,7 @@ export class MaterializedView<R extends ObjectSchema<unknown>> {
     const hash = checkViewOptions(options);
     const rootType = options.root as unknown as ObjectType;
     const maxViewBytes = options.maxViewBytes ?? DEFAULT_MAX_VIEW_BYTES;
-    fs.mkdirSync(options.directory, { recursive: true });
+    makeDirectories(options.directory);
     const journal = new UndoJournal(
       path.join(options.directory, 'journal.bin'),
       options.maxJournalBytes ?? DEFAULT_MAX_JOURNAL_BYTES,

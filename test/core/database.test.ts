@@ -957,12 +957,29 @@ test("the writer thread's commits reuse one shared buffer as they grow and shrin
   await db.close();
 });
 
-test('a listener that throws does not stop the batch: its error comes out of ingest, and the cutoff hashes are saved as for any batch', async (t) => {
+/**
+ * Runs `fn` with uncaught exceptions captured (as a listener's error is reported: see
+ * `Database.subscribe`) instead of failing the test; returns their messages.
+ */
+async function capturingUncaught(fn: () => Promise<void>): Promise<string[]> {
+  const caught: string[] = [];
+  process.setUncaughtExceptionCaptureCallback((error) => caught.push(String((error as Error).message)));
+  try {
+    await fn();
+    // (Reported on the next tick after the call that made the change.)
+    await new Promise((resolve) => setImmediate(resolve));
+  } finally {
+    process.setUncaughtExceptionCaptureCallback(null);
+  }
+  return caught;
+}
+
+test('a listener that throws stops neither the others, nor the change, nor the call: its error is reported as an uncaught exception', async (t) => {
   const authorClock = new FakeClock(T0);
   const author = await openAdd(tempDir(), authorClock);
   for (let i = 0; i < 5; i++) {
     authorClock.advance(1000);
-    await author.append({ add: i });
+    await author.append({ set: i });
   }
   const frames = [...author.messages()].map((m) => m.bytes.slice());
   // Twenty minutes later every one of them is behind the receivers' cutoff.
@@ -970,23 +987,72 @@ test('a listener that throws does not stop the batch: its error comes out of ing
   const dir = tempDir();
   let db = await openAdd(dir, clock);
   db.advanceCutoff();
+  const heard = { stored: 0, removed: 0 };
   db.subscribe({
     stored() {
-      throw new Error('listener failed');
+      throw new Error('stored listener failed');
+    },
+    removed() {
+      throw new Error('removed listener failed');
     },
   });
-  const error = await t.throwsAsync(db.ingest(frames));
-  t.is(error?.message, 'listener failed');
+  db.subscribe({
+    stored: (events) => void (heard.stored += events.length),
+    removed: (ids) => void (heard.removed += ids.length),
+  });
+  let result: Awaited<ReturnType<typeof db.ingest>> | undefined;
+  const caught = await capturingUncaught(async () => {
+    result = await db.ingest(frames);
+  });
+  t.is(result?.stored, 5, 'the ingest resolved');
+  t.deepEqual(caught, ['stored listener failed']);
+  t.deepEqual(heard, { stored: 5, removed: 0 }, 'the other listener heard the batch (events stored behind the cutoff hold pruning)');
   const calm = await openAdd(tempDir(), clock);
   calm.advanceCutoff();
   await calm.ingest(frames);
   t.true(db.cutoffState().time > T0 + 5000, 'the events are behind the cutoff');
   t.deepEqual([...db.ids()].map(hexOf), [...calm.ids()].map(hexOf));
   t.deepEqual(db.cutoffState(), calm.cutoffState());
+  // An append that moves the cutoff, and so prunes first: the removed listener throws, the
+  // append is stored and resolves (its event was lost before).
+  t.deepEqual(await capturingUncaught(async () => void (await db.append({ set: 7 }))), ['stored listener failed']);
+  clock.advance(20 * 60_000);
+  let id: MessageId | undefined;
+  const caughtAtAppend = await capturingUncaught(async () => {
+    id = await db.append({ set: 8 });
+  });
+  t.deepEqual(caughtAtAppend, ['removed listener failed', 'stored listener failed']);
+  t.true(heard.removed > 0, 'the append pruned');
+  t.true(id !== undefined && [...db.ids()].some((stored) => hexOf(stored) === hexOf(id!.bytes)), 'the append is stored');
+  t.is(db.read((root) => root.counter), 8);
   await db.close();
   db = await openAdd(dir, clock);
-  t.deepEqual(db.cutoffState(), calm.cutoffState(), 'as saved');
+  t.is(db.read((root) => root.counter), 8, 'and durable');
   await Promise.all([db.close(), calm.close(), author.close()]);
+});
+
+test('a listener added or removed while the listeners are called takes effect from the next change', async (t) => {
+  const db = await openAdd(tempDir());
+  let calls = 0;
+  let off = () => {};
+  // A "once" listener that replaces itself was called again within the same notice, for ever.
+  const once = () => ({
+    stored() {
+      calls++;
+      off();
+      off = db.subscribe(once());
+    },
+  });
+  off = db.subscribe(once());
+  const removedLater = { heard: 0 };
+  const offLater = db.subscribe({ stored: () => void removedLater.heard++ });
+  db.subscribe({ stored: () => offLater() });
+  await db.append({ add: 1 });
+  t.is(calls, 1);
+  await db.append({ add: 1 });
+  t.is(calls, 2);
+  t.is(removedLater.heard, 1, 'a listener removed by another before its turn is not called; it heard the first change only');
+  await db.close();
 });
 
 test('a history over its budget at reopen is trimmed to the budget, not dropped', async (t) => {

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import test from 'ava';
 import { assertSupportedNode } from '../../src/errors.js';
-import { Database, type MessageId, NoatunError, s } from '../../src/index.js';
+import { Database, defineApp, type MessageId, NoatunError, s } from '../../src/index.js';
 import { FakeClock, removeTempDirs, tempDir } from '../helpers/temp.js';
 
 test.after.always(removeTempDirs);
@@ -148,6 +148,44 @@ test('a schema change that every stored event fails with is refused at open (SCH
   await again.close();
 });
 
+test("a database opened with another app than the one whose events it holds is refused (SCHEMA_MISMATCH) and keeps its events", async (t) => {
+  // The other app's apply did nothing with the notes: they owned nothing, and the open's pruning
+  // removed all of them for good (`noatun inspect --app` of the wrong module did the same).
+  const dir = tempDir();
+  const notes = defineApp({
+    name: 'notes',
+    root: s.object({ notes: s.list(s.string()) }),
+    apply: (e: { text: string }, r) => void r.notes.push(e.text),
+  });
+  const todo = defineApp({
+    name: 'todo',
+    root: s.object({ open: s.map(s.string(), s.bool()) }),
+    apply: (e: { title?: string }, r) => {
+      if (e.title !== undefined) r.open.set(e.title, true);
+    },
+  });
+  const hourAgo = Date.now() - 60 * 60_000;
+  let db = await Database.open({ ...notes, path: dir });
+  for (let i = 0; i < 3; i++) await db.append({ text: `note ${i}` }, { time: hourAgo + i });
+  await db.close();
+  const before = fs.readFileSync(`${dir}/log.mdb`);
+  const error = await t.throwsAsync(Database.open({ ...todo, path: dir }));
+  t.is((error as NoatunError).code, 'SCHEMA_MISMATCH');
+  t.regex((error as Error).message, /holds the events of the app 'notes', not of 'todo'/);
+  t.deepEqual(fs.readFileSync(`${dir}/log.mdb`), before, 'the refused open changed the log');
+  db = await Database.open({ ...notes, path: dir });
+  t.deepEqual(db.read((r) => r.notes.export()), ['note 0', 'note 1', 'note 2']);
+  await db.close();
+  // An open that names no app is not checked (it cannot be); one that names one records it.
+  const plain = tempDir();
+  db = await Database.open({ root: notes.root, apply: notes.apply, path: plain });
+  await db.append({ text: 'x' });
+  await db.close();
+  const named = await Database.open({ ...notes, path: plain });
+  await named.close();
+  await t.throwsAsync(Database.open({ ...todo, path: plain }), { code: 'SCHEMA_MISMATCH' as never });
+});
+
 test('open refuses a clock, a codec, an interval, a flag, a callback, a size, limits, a root, an unknown option or a path that cannot work, with what is wrong, and makes nothing on disk', async (t) => {
   const base = { root: Root, apply };
   const refused = async (options: Record<string, unknown>, message: RegExp, name: string, code: string = 'INVALID_ARGUMENT') => {
@@ -203,6 +241,19 @@ test('open refuses a clock, a codec, an interval, a flag, a callback, a size, li
     const error = await t.throwsAsync(Database.open<Ev, typeof Root>({ path, ...base }));
     t.is((error as NoatunError).code, 'INVALID_ARGUMENT', path);
     t.regex((error as Error).message, /is a file/);
+  }
+  // A path with a NUL character (it was SYSTEM_CALL_FAILED, errno 0), and an app name that is no name.
+  const nul = await t.throwsAsync(Database.open<Ev, typeof Root>({ path: `${tempDir()}/a\0b`, ...base }));
+  t.is((nul as NoatunError).code, 'INVALID_ARGUMENT');
+  t.regex((nul as Error).message, /must not hold a NUL character/);
+  await refused({ name: '' }, /name \(the app's\) must be a non-empty string/, 'empty app name');
+  await refused({ name: 7 }, /name \(the app's\) must be a non-empty string, got 7/, 'app name a number');
+  // Where mkdir fails with ENOENT although the parent exists, Node's recursive mkdir retried for
+  // ever at full CPU, deaf to signals: the open never returned.
+  if (fs.existsSync('/proc/self')) {
+    const proc = await t.throwsAsync(Database.open<Ev, typeof Root>({ path: '/proc/no-such-directory/db', ...base }));
+    t.is((proc as NoatunError).code, 'SYSTEM_CALL_FAILED');
+    t.regex((proc as Error).message, /ENOENT/);
   }
   // What does work: a clock at 0, with fractions of a ms, and a codec of two functions.
   const db = await Database.open<Ev, typeof Root>({
@@ -377,6 +428,9 @@ test('a clock or a time past the 48 bits of an id is refused at the append befor
     t.regex((error as Error).message, /past the last time an event id can hold/);
     const transaction = await t.throwsAsync(db.transaction((tx) => tx.append({ kind: 'ok' })));
     t.is((transaction as NoatunError).code, 'INVALID_ARGUMENT', String(wrong));
+    // A preview is refused as an append is (it ran apply at a time clamped to 2^48 - 1).
+    const preview = t.throws(() => db.preview({ kind: 'ok' }, (root) => root.count));
+    t.is((preview as NoatunError).code, 'INVALID_ARGUMENT', String(wrong));
     t.deepEqual({ cutoff: db.cutoffState(), heads: db.heads().map(String), stored: db.stats().stored }, before, String(wrong));
   }
   time = Date.UTC(2026, 0, 1) + 1000;
@@ -392,6 +446,31 @@ test('a clock or a time past the 48 bits of an id is refused at the append befor
   t.is((await db.ingest([...other.messages()].map((m) => m.bytes))).stored, 1);
   t.is(db.read((root) => root.count), 1);
   await other.close();
+  await db.close();
+});
+
+test('append options that are misspelt, or a time further ahead of the clock than peers accept, are refused and store nothing', async (t) => {
+  const time = Date.UTC(2026, 0, 1);
+  const db = await Database.open<Ev, typeof Root>({ path: tempDir(), root: Root, apply, now: () => time });
+  const backdate = time - 60_000;
+  // A misspelt `time` placed the event at the clock's time, silently.
+  for (const options of [{ tiem: backdate }, { Time: backdate }, { time: backdate, afer: undefined }]) {
+    const error = await t.throwsAsync(db.append({ kind: 'ok' }, options as never));
+    t.is((error as NoatunError).code, 'INVALID_ARGUMENT', JSON.stringify(options));
+    t.regex((error as Error).message, /append has no option/);
+  }
+  const inTransaction = await t.throwsAsync(db.transaction((tx) => tx.append({ kind: 'ok' }, { tiem: backdate } as never)));
+  t.regex((inTransaction as Error).message, /append has no option "tiem" \(did you mean time\?\)/);
+  // An hour ahead: stored here, refused by every peer until their clocks got there (they stayed
+  // "differs", and syncedWith timed out).
+  const ahead = await t.throwsAsync(db.append({ kind: 'ok' }, { time: time + 3_600_000 }));
+  t.is((ahead as NoatunError).code, 'INVALID_ARGUMENT');
+  t.regex((ahead as Error).message, /peers refuse events dated more than 60000 ms ahead of their clocks/);
+  t.is(db.stats().stored, 0);
+  // Within the skew peers accept, and backdated, it is taken.
+  await db.append({ kind: 'ok' }, { time: time + 30_000 });
+  await db.append({ kind: 'ok' }, { time: backdate });
+  t.is(db.stats().stored, 2);
   await db.close();
 });
 

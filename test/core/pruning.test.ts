@@ -50,7 +50,9 @@ async function remote<E, R extends ReturnType<typeof s.object>>(
   apply: (event: E, root: s.View<R>) => void,
   events: ReadonlyArray<readonly [number, E]>,
 ): Promise<Uint8Array[]> {
-  const source = await open(root, apply, { autoPrune: false });
+  // (Its clock after every event's time: an append dated ahead of the clock is refused.)
+  const latest = Math.max(...events.map(([time]) => time));
+  const source = await open(root, apply, { autoPrune: false, clock: new FakeClock(latest) });
   const ids: MessageId[] = [];
   for (const [time, event] of events) ids.push(await source.append(event, { time }));
   const byId = new Map([...source.messages()].map((m) => [m.id.toString(), m.bytes]));

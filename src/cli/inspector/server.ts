@@ -139,6 +139,10 @@ class BadRequest extends Error {}
 export async function startInspector(options: InspectorOptions): Promise<InspectorHandle> {
   const { db, replicator } = options;
   const host = options.host ?? '127.0.0.1';
+  // An empty host is every interface to Node (an unset `$HOST` exposed the data to the network).
+  if (typeof host !== 'string' || host.trim() === '') {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `the inspector's host must name an interface (127.0.0.1, or 0.0.0.0 for every one), got ${JSON.stringify(host)}`);
+  }
   const checkHost = isLoopbackInterface(host);
   const codec = options.codec ?? messagePackCodec<unknown>();
   const decode = (bytes: Uint8Array) => codec.decode(bytes);
@@ -336,8 +340,12 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
     });
   }).catch((error: unknown) => {
     unsubscribe();
-    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') {
       throw new NoatunError(ErrorCode.ADDRESS_IN_USE, `the inspector cannot listen on ${host}:${options.port}: the port is in use`);
+    }
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EADDRNOTAVAIL' || code === 'EAI_FAIL') {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `the inspector cannot listen on host ${host}: ${code} (no interface of this machine has that address)`, { cause: error });
     }
     throw error;
   });
