@@ -201,6 +201,13 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
     ['an address that is not a multiaddr', ['peer', '--app', APP, '--db', path.join(root, 'd6'), '--listen', '/ip4/127.0.0.1/tcp/x'], /not a multiaddr.*\[INVALID_ARGUMENT\]/],
     ['a bootstrap address that is not a multiaddr', ['peer', '--app', APP, '--db', path.join(root, 'd8'), '--bootstrap', 'garbage'], /not a multiaddr: "garbage".*\[INVALID_ARGUMENT\]/],
     ['an empty topic', ['peer', '--app', APP, '--db', path.join(root, 'd9'), '--topic', ''], /topic must name the swarm \[INVALID_ARGUMENT\]/],
+    // (Before: libp2p's raw error, status 1, a stack trace, and the database made.)
+    ['a listen address that is not TCP', ['peer', '--app', APP, '--db', path.join(root, 'd10'), '--listen', '/ip4/127.0.0.1/udp/4000'], /cannot listen on \/ip4\/127\.0\.0\.1\/udp\/4000: peers listen on TCP only.*\[INVALID_ARGUMENT\]/],
+    ['a listen address given twice', ['peer', '--app', APP, '--db', path.join(root, 'd11'), '--listen', '/ip4/127.0.0.1/tcp/0', '--listen', '/ip4/127.0.0.1/tcp/0'], /is given twice to listen on \[INVALID_ARGUMENT\]/],
+    ['a topic of 100,000 characters', ['peer', '--app', APP, '--db', path.join(root, 'd12'), '--topic', 'x'.repeat(100_000)], /topic must be at most 200 characters, got 100000 \[INVALID_ARGUMENT\]/],
+    // An empty host was every interface to Node: the data served to the network.
+    ['an empty inspector host', ['inspect', tracker, '--app', APP, '--web', '--host', ''], /the inspector's host must name an interface .*\[INVALID_ARGUMENT\]/],
+    ['an inspector host that is no address', ['inspect', tracker, '--app', APP, '--web', '--host', '999.1.1.1'], /the inspector cannot listen on host 999\.1\.1\.1: .*\[INVALID_ARGUMENT\]/],
     ['a missing required option', ['peer', '--app', APP], /noatun: error: required option '--db <dir>' not specified \(add --help for usage\) \[INVALID_ARGUMENT\]$/m],
     ['an option value of the wrong kind', ['inspect', tracker, '--port', 'abc'], /noatun: error: option '--port <port>' argument 'abc' is invalid\..* \[INVALID_ARGUMENT\]$/m],
     ['a missing argument', ['inspect'], /noatun: error: missing required argument 'dir' \(add --help for usage\) \[INVALID_ARGUMENT\]$/m],
@@ -215,7 +222,7 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
   t.false(fs.existsSync(path.join(root, 'missing')), 'inspect never creates a database');
   // (Before, a bad bootstrap address, allow-list entry or topic was refused once the database was
   // made, its peer key and app record written.)
-  for (const dir of ['d6', 'd7', 'd8', 'd9']) t.false(fs.existsSync(path.join(root, dir)), `${dir}: a peer with a bad address, peer id or topic creates no database`);
+  for (const dir of ['d6', 'd7', 'd8', 'd9', 'd10', 'd11', 'd12']) t.false(fs.existsSync(path.join(root, dir)), `${dir}: a peer with a bad address, peer id or topic creates no database`);
   t.deepEqual(fs.readFileSync(path.join(recorded, 'view', 'view.bin')), viewBefore, 'inspect or peer with another app rebuilt the view');
   t.is(JSON.parse(fs.readFileSync(path.join(recorded, 'app.json'), 'utf8')).name, 'issue-tracker', 'the app record is left as it was');
   t.is(fs.readFileSync(path.join(badIdentity, 'peer.key'), 'utf8'), 'garbage', 'a bad key file is never overwritten');

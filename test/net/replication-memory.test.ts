@@ -231,3 +231,19 @@ test('after stop, peers() says nobody is connected', async (t) => {
   );
   await shutdown(replicators, dbs);
 });
+
+test('a second replicator on a database is refused while the first runs; once it stops, another may start', async (t) => {
+  const network = new MemoryNetwork();
+  const db = await openDb();
+  const first = new Replicator(db as never, network.join('one'), { statusIntervalMs: 200 });
+  // (Before: both started, each with an index of the same log, answering peers twice over.)
+  const error = t.throws(() => new Replicator(db as never, network.join('two'), { statusIntervalMs: 200 }));
+  t.is((error as import('../../src/index.js').NoatunError).code, 'INVALID_ARGUMENT');
+  t.regex((error as Error).message, /already has a running replicator/);
+  const started = await t.throwsAsync(Replicator.start(db as never, { listen: ['/ip4/127.0.0.1/tcp/0'], topic: 'twice' }));
+  t.regex((started as Error).message, /already has a running replicator/);
+  await first.stop();
+  const again = new Replicator(db as never, network.join('three'), { statusIntervalMs: 200 });
+  await again.stop();
+  await db.close();
+});
