@@ -112,6 +112,9 @@ async function serve(options: PeerCommandOptions, say: (line: string) => void, s
     ...(options.allow.length === 0 ? {} : { allowPeers: options.allow }),
   };
   checkLinkOptions(link);
+  // A start refused later (a busy port) must not leave a new database behind either: one this
+  // command made is removed again then.
+  const made = !fs.existsSync(options.db);
   const opening = openingProgress();
   const db = await Database.open({
     ...app,
@@ -141,6 +144,7 @@ async function serve(options: PeerCommandOptions, say: (line: string) => void, s
     await inspector?.close();
     await replicator?.stop();
     await db.close();
+    if (made) fs.rmSync(options.db, { recursive: true, force: true });
     throw error;
   }
 

@@ -838,7 +838,11 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         throw error;
       }
       this.#uncommit(envelopes, headsBefore);
-      throw local && !(error instanceof NoatunError) ? new ApplyFailedError(envelopes[0]!.id, error) : asEngineError(error, this.#log.path);
+      // (The call stack that ran out is this machine's failure, not the event's: RESOURCE_EXHAUSTED,
+      // as for a batch from a peer.)
+      throw local && !(error instanceof NoatunError) && !isEnvironmentFailure(error)
+        ? new ApplyFailedError(envelopes[0]!.id, error)
+        : asEngineError(error, this.#log.path);
     }
     // The log keeps the batch's records until the commit is durable; their parsed envelopes are
     // not needed any more. While the commit is awaited the thread is idle, V8 collects garbage,
@@ -1350,7 +1354,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
           }
         } catch (error) {
           // As at an append (see Projector.applyOne): a failure of this machine is not the event's.
-          if (isEnvironmentFailure(error) && error instanceof NoatunError) throw error;
+          if (isEnvironmentFailure(error)) throw asEngineError(error, this.#log.path);
           failed = true;
           failure = error;
         }

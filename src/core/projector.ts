@@ -289,7 +289,6 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
         // Not the event's fault (the view is full, the stack ran out): recording it as the
         // event's failure would differ between peers. Undo the partial apply and stop.
         view.rewindTo(mark);
-        if (!(error instanceof NoatunError) && this.#isStrict(stored.ordinal)) throw new ApplyFailedError(id, error);
         throw error;
       }
       failed = true;

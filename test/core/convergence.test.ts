@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fc } from '@fast-check/ava';
 import test from 'ava';
-import { compareCutoffs, Database, type MessageId, s } from '../../src/index.js';
+import { compareCutoffs, Database, type MessageId, type NoatunError, s } from '../../src/index.js';
 import { MemoryNetwork, Replicator } from '../../src/net/index.js';
 import { cutoffKey, describeIdDifference, failureIds, holdClearance, storedIds } from '../helpers/convergence.js';
 import { FakeClock, prng, removeTempDirs, T0, tempDir, testSeed } from '../helpers/temp.js';
@@ -591,7 +591,11 @@ test('6. an apply that exhausts the call stack is not recorded as the event’s 
   clock.advance(1_000);
   await author.append({ put: 1 });
   const before = storedIds(author);
-  await t.throwsAsync(author.append({ depth: 1e7 }), undefined, 'the append of an event whose apply overflows the stack rejects');
+  // RESOURCE_EXHAUSTED, as for a batch from a peer (it was APPLY_FAILED, the event's failure).
+  const overflow = await t.throwsAsync(author.append({ depth: 1e7 }), undefined, 'the append of an event whose apply overflows the stack rejects');
+  t.is((overflow as NoatunError).code, 'RESOURCE_EXHAUSTED');
+  const previewed = t.throws(() => author.preview({ depth: 1e7 }, () => 0));
+  t.is((previewed as NoatunError).code, 'RESOURCE_EXHAUSTED');
   // The database may refuse further use until reopened (as with a full view); what it stored may not change.
   const dir = author.path;
   await author.close();

@@ -266,7 +266,8 @@ test('a send that fails on our side (even with BAD_FRAME, as an oversized frame 
     stop: () => inner.stop(),
   };
   const a = new Replicator(empty, link, { statusIntervalMs: 50 });
-  const b = new Replicator(empty, network.join('b'), { statusIntervalMs: 50 });
+  // (A database of its own: one database takes one replicator.)
+  const b = new Replicator({ ...empty }, network.join('b'), { statusIntervalMs: 50 });
   const until = Date.now() + 5000;
   while (a.peers().find((p) => p.peerId === 'b')?.reason === undefined && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10));
   const info = a.peers().find((p) => p.peerId === 'b');
