@@ -790,6 +790,14 @@ export class Libp2pLink implements Link {
   async stop(): Promise<void> {
     this.#abortSessions(undefined, 'stopped');
     for (const session of this.#pending.splice(0)) session.abort(new NoatunError(ErrorCode.CLOSED, 'stopped'));
+    // Two timers libp2p leaves behind its stop kept every process alive up to a second longer:
+    // gossipsub's next heartbeat (its stop drops the handle without clearing it), and the address
+    // manager's update of our addresses, debounced by 1 s on each transport's close during the
+    // stop and never cancelled. Both are reached through libp2p's internals, if they are there.
+    const heartbeat = (this.#node.services.pubsub as unknown as { status?: { heartbeatTimeout?: ReturnType<typeof setTimeout> } }).status?.heartbeatTimeout;
     await this.#node.stop();
+    clearTimeout(heartbeat);
+    const components = (this.#node as unknown as { components?: { addressManager?: { _updatePeerStoreAddresses?: { stop?: () => void } } } }).components;
+    components?.addressManager?._updatePeerStoreAddresses?.stop?.();
   }
 }

@@ -267,6 +267,16 @@ test('a refused Replicator.start (an option out of range, a closed database) lea
   );
 });
 
+test('after its replicators stop and its database closes, no timer keeps a process alive', async (t) => {
+  // Before: gossipsub's next heartbeat and libp2p's debounced address update, both left behind
+  // by the node's stop, kept every peer process alive up to a second after it was done.
+  const child = run(['--import=tsx', 'test/net/fixtures/stopped-timers.ts', tempDir(), tempDir()]);
+  await child.waitFor(/"alive"/);
+  t.is(await child.exited(), 0, child.output);
+  const report = JSON.parse(child.lines.find((line) => line.includes('"alive"'))!) as { alive: string[] };
+  t.deepEqual(report.alive, [], child.output);
+});
+
 test('syncedWith refuses what could never settle: no peer id, a signal that is not one (INVALID_ARGUMENT); with itself it is in sync at once', async (t) => {
   const db = await open();
   const node = await Replicator.start(db, { listen: LOOPBACK, topic: 'synced-with' });
