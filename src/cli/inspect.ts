@@ -98,6 +98,10 @@ async function inspect(directory: string, options: InspectCommandOptions, say: (
       fs.existsSync(directory) ? `${directory} holds no Noatun database (no log.mdb)` : `no such directory: ${directory}`,
     );
   }
+  // (The inspector checks it too; here it is refused before the database is opened.)
+  if (options.web && options.host.trim() === '') {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `the inspector's host must name an interface (127.0.0.1, or 0.0.0.0 for every one), got ${JSON.stringify(options.host)}`);
+  }
   let explainId: MessageId | undefined;
   if (options.explain !== undefined) {
     try {

@@ -723,7 +723,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       timestamp = minter.plannedTimestamp;
       sequence = minter.plannedSequence;
     } else {
-      const at = placement(minter, this.#now(), options, this.#inbox.maxClockSkewMs, (bytes) => this.#log.has(bytes));
+      const at = placement(minter, this.#now(), options, this.#inbox.maxClockSkewMs);
       timestamp = at.timestamp;
       sequence = at.sequence;
     }
@@ -1598,13 +1598,7 @@ function refuseFailingSchema(projector: { readonly book: { readonly failedCount:
  * `maxSkewMs` after the clock is refused: every peer (this one too, for another's event) refuses
  * an event dated so far ahead until its clock gets there, so it would not replicate till then.
  */
-function placement(
-  minter: IdMinter,
-  now: number,
-  options: AppendOptions | undefined,
-  maxSkewMs: number,
-  isStored: (id: Uint8Array) => boolean,
-): { timestamp: number; sequence: number } {
+function placement(minter: IdMinter, now: number, options: AppendOptions | undefined, maxSkewMs: number): { timestamp: number; sequence: number } {
   if (options === undefined) return minter.next(now);
   if (options === null || typeof options !== 'object') {
     throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `append options must be an object ({ time }, { before } or { after }), got ${describeValue(options)}`);
@@ -1615,17 +1609,10 @@ function placement(
   if ([time, before, after].filter((o) => o !== undefined).length > 1) {
     throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'give at most one of time, before and after');
   }
-  // Placed next to an event that is not stored, an append took its time from whatever the id
-  // said (an id of zeros dated it 1970, behind every cutoff).
-  const neighbour = (id: MessageId, name: 'before' | 'after'): MessageId => {
-    const bytes = idBytes(id, name);
-    if (!isStored(bytes)) {
-      throw new NoatunError(ErrorCode.NOT_FOUND, `append ${name}: no stored event ${MessageId.fromBytes(bytes)} (place it by time instead)`);
-    }
-    return MessageId.fromBytes(bytes);
-  };
-  if (before !== undefined) return neighbour(before, 'before').predecessor();
-  if (after !== undefined) return neighbour(after, 'after').successor();
+  // (The event named need not be stored here: one another peer wrote and this one has not yet, or
+  // one pruned, places the new one as well.)
+  if (before !== undefined) return MessageId.fromBytes(idBytes(before, 'before')).predecessor();
+  if (after !== undefined) return MessageId.fromBytes(idBytes(after, 'after')).successor();
   if (time !== undefined) {
     if (!Number.isSafeInteger(time) || time < 0) throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `time ${time} is not a ms timestamp`);
     if (time > MAX_TIMESTAMP) throw timeOutOfRange('time', time);

@@ -172,6 +172,9 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
   fs.writeFileSync(badKey, 'not a key\n');
   const tracker = path.join(root, 'tracker');
   await filledTracker(tracker, 1);
+  // (The cases run at once: each inspect that opens a database needs one of its own.)
+  const trackerForHost = path.join(root, 'tracker-host');
+  fs.cpSync(tracker, trackerForHost, { recursive: true });
   const badIdentity = path.join(root, 'bad-identity');
   fs.mkdirSync(badIdentity);
   fs.writeFileSync(path.join(badIdentity, 'peer.key'), 'garbage');
@@ -207,7 +210,7 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
     ['a topic of 100,000 characters', ['peer', '--app', APP, '--db', path.join(root, 'd12'), '--topic', 'x'.repeat(100_000)], /topic must be at most 200 characters, got 100000 \[INVALID_ARGUMENT\]/],
     // An empty host was every interface to Node: the data served to the network.
     ['an empty inspector host', ['inspect', tracker, '--app', APP, '--web', '--host', ''], /the inspector's host must name an interface .*\[INVALID_ARGUMENT\]/],
-    ['an inspector host that is no address', ['inspect', tracker, '--app', APP, '--web', '--host', '999.1.1.1'], /the inspector cannot listen on host 999\.1\.1\.1: .*\[INVALID_ARGUMENT\]/],
+    ['an inspector host that is no address', ['inspect', trackerForHost, '--app', APP, '--web', '--host', '999.1.1.1'], /the inspector cannot listen on host 999\.1\.1\.1: .*\[INVALID_ARGUMENT\]/],
     ['a missing required option', ['peer', '--app', APP], /noatun: error: required option '--db <dir>' not specified \(add --help for usage\) \[INVALID_ARGUMENT\]$/m],
     ['an option value of the wrong kind', ['inspect', tracker, '--port', 'abc'], /noatun: error: option '--port <port>' argument 'abc' is invalid\..* \[INVALID_ARGUMENT\]$/m],
     ['a missing argument', ['inspect'], /noatun: error: missing required argument 'dir' \(add --help for usage\) \[INVALID_ARGUMENT\]$/m],
