@@ -477,7 +477,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   /**
    * Appends every event `fn` adds, as one durable commit. If `fn` throws, nothing is stored; `tx`
    * refuses events once `fn` has returned.
-   * Events in one transaction form a chain (each one's parent is the previous one).
+   * Events in one transaction form a chain (each one's parent is the previous one), in the order
+   * they were added: an event placed (by `time`, `before` or `after`) before the previous one is
+   * placed just after it instead, with its time (`ctx.time` shows the time it got).
+   * To place events apart in time, append them apart.
    */
   async transaction(fn: (tx: Transaction<E>) => void): Promise<MessageId[]> {
     this.#assertWritable('transaction');
@@ -730,6 +733,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     let parents: MessageId[];
     if (previous !== undefined) {
       if (timestamp < previous.timestamp || (timestamp === previous.timestamp && sequence <= previous.sequence)) {
+        // The events of a transaction form a chain, each after the one before: one asked for
+        // before the previous one is placed just after it, and takes its time (see transaction).
         if (previous.sequence < 0xffff) {
           timestamp = previous.timestamp;
           sequence = previous.sequence + 1;

@@ -178,7 +178,11 @@ export function object<F extends Record<string, AnySchema>>(shape: F): ObjectSch
     throw new NoatunError(ErrorCode.SCHEMA_INVALID, 's.object() takes an object of field types');
   }
   const fields: Record<string, AnyType> = {};
-  for (const [name, type] of Object.entries(shape)) fields[name] = runtime(type, `field "${name}"`);
+  for (const [name, type] of Object.entries(shape)) {
+    // (Assigned below, it would set the prototype of `fields`: the field vanished without a word.)
+    if (name === '__proto__') throw new NoatunError(ErrorCode.SCHEMA_INVALID, '"__proto__" cannot be a field name (reserved by the accessor)');
+    fields[name] = runtime(type, `field "${name}"`);
+  }
   return new ObjectType(fields) as unknown as ObjectSchema<F>;
 }
 

@@ -467,10 +467,19 @@ test('append options that are misspelt, or a time further ahead of the clock tha
   t.is((ahead as NoatunError).code, 'INVALID_ARGUMENT');
   t.regex((ahead as Error).message, /peers refuse events dated more than 60000 ms ahead of their clocks/);
   t.is(db.stats().stored, 0);
+  // In a transaction, a time before the previous event's: its events form a chain, so it is
+  // placed just after the previous one, with its time (as documented on transaction()).
+  const [first, second] = await db.transaction((tx) => {
+    tx.append({ kind: 'ok' }, { time: backdate });
+    tx.append({ kind: 'ok' }, { time: backdate - 20_000 });
+  });
+  t.is(second!.timestamp, first!.timestamp);
+  t.true(second!.sequence > first!.sequence);
+  t.is(db.stats().stored, 2);
   // Within the skew peers accept, and backdated, it is taken.
   await db.append({ kind: 'ok' }, { time: time + 30_000 });
   await db.append({ kind: 'ok' }, { time: backdate });
-  t.is(db.stats().stored, 2);
+  t.is(db.stats().stored, 4);
   await db.close();
 });
 

@@ -354,6 +354,9 @@ test('bad schemas throw SCHEMA_INVALID', (t) => {
   for (const make of [
     () => s.object({ export: s.u32() }),
     () => s.object({ $hidden: s.u32() }),
+    // (It set the prototype of the fields' object: the field vanished, and every write failed.)
+    () => s.object(JSON.parse('{"__proto__": 1}') as never),
+    () => s.object(Object.defineProperty({}, '__proto__', { value: s.u32(), enumerable: true })),
     () => s.map(s.f64() as never, s.u32()),
     () => s.map(s.bool() as never, s.u32()),
     () => s.object({ x: 5 as never }),
