@@ -215,18 +215,33 @@ export class MapType implements CompositeType {
     }
     const bucket = this.freeBucket;
     const index = this.freeIndex;
+    const valueType = this.value;
+    if (valueType.leaf) {
+      // A leaf value goes in first: one refused leaves no key behind (the bucket stays free; a
+      // key went in with the type's zero, and an apply that caught the error kept it). Writing
+      // a string stages it where a key is staged, so the key is staged again after.
+      try {
+        valueType.set(a, bucket + this.valueOffset, value);
+      } catch (error) {
+        throw ValueError.within(error, `[${describeKey(key)}]`);
+      }
+      this.key.prepare(key);
+      // (A string's bytes may have grown the arena: its words are read afresh.)
+      u32 = a.u32;
+    }
     const block = u32[w + H_BLOCK]!;
     const used = u32[block + B_USED]!;
     a.set32(bucket, (hash | OCCUPIED) >>> 0);
     a.set32(bucket + this.orderOffset, used);
-    // The key goes in before the value: importing the value may stage other keys.
+    // The key goes in before a composite value: importing the value may stage other keys.
     this.key.store(a, bucket + this.keyOffset);
     a.set32(block + BLOCK_HEADER + used, index + 1);
     a.add32(block + B_USED, 1);
     a.add32(w + H_COUNT, 1);
     a.own(w + H_MEMBERSHIP, false);
+    if (valueType.leaf) return;
     try {
-      slotInit(this.value, a, bucket + this.valueOffset, value);
+      slotInit(valueType, a, bucket + this.valueOffset, value);
     } catch (error) {
       throw ValueError.within(error, `[${describeKey(key)}]`);
     }

@@ -124,6 +124,36 @@ test('a value that does not fit names its field; an unknown field is refused', a
   await db.close();
 });
 
+test('a set of a new map key whose leaf value is refused leaves no key, in an apply that catches the error; the same after a rebuild', async (t) => {
+  // Before: the key went in first, with the type's zero: `has` and `size` counted an entry whose
+  // write was refused.
+  const Maps = s.object({ counts: s.map(s.string(), s.u32()), names: s.map(s.string(), s.string()), log: s.list(s.string()) });
+  const apply = (e: { key: string; count: unknown; name: unknown }, root: s.View<typeof Maps>) => {
+    for (const write of [() => root.counts.set(e.key, e.count as number), () => root.names.set(e.key, e.name as string)]) {
+      try {
+        write();
+      } catch (error) {
+        root.log.push((error as NoatunError).code);
+      }
+    }
+  };
+  const dir = tempDir();
+  let db = await Database.open<{ key: string; count: unknown; name: unknown }, typeof Maps>({ path: dir, root: Maps, apply });
+  await db.append({ key: 'a', count: -1, name: 5 });
+  await db.append({ key: 'b', count: 2, name: 'bee' });
+  const expected = { counts: new Map([['b', 2]]), names: new Map([['b', 'bee']]), log: ['VALUE_INVALID', 'VALUE_INVALID'] };
+  t.deepEqual(db.read((root) => root.export()), expected);
+  t.deepEqual(
+    db.read((root) => [root.counts.has('a'), root.counts.size, root.names.has('a'), root.names.size]),
+    [false, 1, false, 1],
+  );
+  await db.close();
+  db = await Database.open({ path: dir, root: Maps, apply, applyVersion: 'rebuilt' });
+  t.is(db.stats().openedBy, 'rebuild');
+  t.deepEqual(db.read((root) => root.export()), expected);
+  await db.close();
+});
+
 test('a schema change that every stored event fails with is refused at open (SCHEMA_MISMATCH), unless accepted', async (t) => {
   const dir = tempDir();
   const Old = s.object({ total: s.u32() });
