@@ -1023,7 +1023,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    * `src/core/inbox.ts`): known events are skipped, events dated more than
    * `inbox.maxClockSkewMs` ahead of this clock are refused (their sender offers them again once
    * due), events whose parents are missing wait in memory (bounded per sender and in total) until
-   * the parents arrive. Events older than the cutoff are stored without their parents.
+   * the parents arrive or fall behind the cutoff, for `inbox.parkedTtlMs` at most (10 minutes by
+   * default; then they are dropped, and their sender offers them again, as a replicator does at
+   * its next session). Events older than the cutoff are stored without their parents.
    *
    * An event behind the cutoff that lands before applied events is costly: the view is rewound
    * through the whole window of undo history and re-applied, or rebuilt from the log when the

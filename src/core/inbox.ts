@@ -218,13 +218,16 @@ export class Inbox {
    * that are now free: their missing parent fell behind the cutoff, or this batch brings it.
    */
   sort(batch: readonly Envelope[], source: string = LOCAL_SOURCE): Sorting {
-    this.#expire();
     const host = this.#host;
     const cutoff = host.cutoff;
     const decoded: Envelope[] = [];
     // Released events keep their sender and their time: parked again (another parent is still
     // missing), they count against that sender's share and expire when they would have.
+    // Released before the expired are dropped: an event whose parent fell behind the cutoff while
+    // it waited longer than the limit was dropped, though its parent counted as present, and a peer
+    // given the same events held another set until someone sent it again.
     const released = this.#releaseBehindCutoff();
+    this.#expire();
     const origins = released.length === 0 ? undefined : new Map<Envelope, Parked>();
     for (const entry of released) {
       const envelope = finalWithoutParents(entry.envelope, cutoff);

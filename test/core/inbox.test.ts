@@ -134,6 +134,21 @@ test('parked events go when their sender leaves, when they wait too long, and wh
   // Stored behind the cutoff, as a late event from another peer: pruning waits, as for ingest.
   t.is(patient.stats().pruningPausedUntil, clock.time);
   await patient.close();
+  // Past the time limit too when the cutoff passes its parent: released, not dropped (it was
+  // dropped, expiry running first, and a peer given the same events held another set).
+  const recent = await chain(clock, 2);
+  const late = await open(clock, { inbox: { parkedTtlMs: 10 * MIN } });
+  await late.ingest([recent[1]!], { peer: 'd' });
+  t.is(late.stats().parked, 1);
+  clock.advance(60 * MIN);
+  late.advanceCutoff();
+  t.is(late.stats().parked, 0);
+  t.is(late.stats().stored, 1, 'released behind the cutoff, not expired');
+  await late.ingest([recent[0]!], { peer: 'd' });
+  const everything = await open(clock);
+  await everything.ingest([recent[0]!, recent[1]!]);
+  t.deepEqual([...late.ids()].map((id) => Buffer.from(id).toString('hex')), [...everything.ids()].map((id) => Buffer.from(id).toString('hex')));
+  await Promise.all([late.close(), everything.close()]);
 });
 
 test('an event released from parking that still misses a parent waits again under its own sender, not the next one', async (t) => {
