@@ -55,7 +55,7 @@ import {
   slotWords,
 } from './composite.js';
 import { MAP_INITIAL_CAPACITY, NO_OWNER } from './constants.js';
-import { I32Leaf, type KeyType, UintLeaf } from './leaf.js';
+import { BigLeaf, I32Leaf, type KeyType, UintLeaf } from './leaf.js';
 import type { Ordinal } from './tracking.js';
 
 /** Words of a map's header, relative to the map. */
@@ -124,6 +124,12 @@ export class MapType implements CompositeType {
   freeBucket = -1;
   /** The bucket number of {@link freeBucket}. */
   freeIndex = -1;
+  /**
+   * Whether writing a leaf value may overwrite the staged key: keys of strings, bytes and fixed
+   * codecs are staged in the module's one buffer, where string and byte values are staged too
+   * (numbers keep theirs in their own type).
+   */
+  readonly #keyStagedShared: boolean;
 
   constructor(key: KeyType<unknown>, value: AnyType) {
     if (!key.leaf || !key.keyable) {
@@ -134,6 +140,7 @@ export class MapType implements CompositeType {
     }
     this.key = key;
     this.value = value;
+    this.#keyStagedShared = !(key instanceof UintLeaf || key instanceof I32Leaf || key instanceof BigLeaf);
     this.keyOffset = alignUp(1, key.align);
     this.valueOffset = alignUp(this.keyOffset + key.words, slotAlign(value));
     this.orderOffset = this.valueOffset + slotWords(value);
@@ -219,13 +226,13 @@ export class MapType implements CompositeType {
     if (valueType.leaf) {
       // A leaf value goes in first: one refused leaves no key behind (the bucket stays free; a
       // key went in with the type's zero, and an apply that caught the error kept it). Writing
-      // a string stages it where a key is staged, so the key is staged again after.
+      // a string stages it where a string key is staged: such a key is staged again after.
       try {
         valueType.set(a, bucket + this.valueOffset, value);
       } catch (error) {
         throw ValueError.within(error, `[${describeKey(key)}]`);
       }
-      this.key.prepare(key);
+      if (this.#keyStagedShared) this.key.prepare(key);
       // (A string's bytes may have grown the arena: its words are read afresh.)
       u32 = a.u32;
     }
