@@ -20,8 +20,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Database as LmdbDatabase, open, type RootDatabase } from 'lmdb';
-import { DiskFullError, ErrorCode, isNoSpaceErrno, NoatunError, SystemCallError } from '../errors.js';
 import { makeDirectories } from '../directories.js';
+import { DiskFullError, ErrorCode, isNoSpaceErrno, NoatunError, SystemCallError } from '../errors.js';
 import { type Envelope, ownCopy } from './envelope.js';
 import { checkLogFile, logDamageFrom } from './log-file-check.js';
 import { concatRuns, RUN_BYTES, type RunEntry, RunReader, writeRuns } from './log-run.js';
@@ -246,9 +246,11 @@ export class EventLog {
   #lastWrite: Promise<unknown> = Promise.resolve();
   /**
    * The writer thread (see `log-writer.ts`), in `'async'` mode once {@link startWriter} ran; while
-   * it is starting, commits go to lmdb-js as batches, or are made on this thread (see {@link #commit}).
+   * it is starting, commits go to lmdb-js.
    */
   #writer: LogWriter | undefined;
+  /** The commit the writer thread is writing: no other starts meanwhile (see {@link #commit}). */
+  #onWriter: Promise<unknown> | undefined;
   /**
    * Settles with the commit of what was queued while the writer thread was busy, once it is
    * made (see {@link #commit}); {@link written} waits for it.
@@ -370,7 +372,7 @@ export class EventLog {
         converted = true;
       }
       // Format 2 has no packed runs: it is format 3 as it is (and an older version refuses it now).
-      if (format !== LOG_FORMAT) await syncWrite(env, () => log.#meta.put(META_FORMAT, LOG_FORMAT));
+      if (format !== LOG_FORMAT) await systemCause(log.#meta.put(META_FORMAT, LOG_FORMAT));
       if (log.#storedMeta(META_RUNS_IN_ORDER, MetaShape.flag) !== true) {
         await log.#putRunsInOrder();
         if (log.runsPutInOrder !== 0) log.#last = log.#readLastKey();
@@ -417,7 +419,7 @@ export class EventLog {
       }
       if (stretch !== undefined) stretches.push(stretch);
     }
-    await syncWrite(this.#env, () => {
+    await systemCause(this.#env.childTransaction(() => {
       for (const { keys, entries } of stretches) {
         for (const key of keys) this.#runs.remove(key);
         entries.sort((a, b) => compareKeys(a.key, b.key));
@@ -425,7 +427,7 @@ export class EventLog {
         writeRuns(unique, (first, run) => this.#runs.put(asBuffer(first), run));
       }
       this.#meta.put(META_RUNS_IN_ORDER, true);
-    });
+    }));
     this.#generation++;
     this.runsPutInOrder = stretches.length;
   }
@@ -450,16 +452,17 @@ export class EventLog {
         if (event !== undefined) batch.push({ key: event.envelope.subarray(1, 17), event, commit: -1 });
       }
       if (keys.length === 0) break;
-      await syncWrite(this.#env, () => {
+      await systemCause(this.#env.childTransaction(() => {
         this.#count += this.#write(batch, this.#runs);
         this.#meta.put(META_COUNT, this.#count);
         for (const key of keys) old.remove(key);
-      });
+      }));
       this.#generation++;
       done += keys.length;
       onConversion?.({ done, total });
     }
-    await syncWrite(this.#env, () => old.drop());
+    await old.drop();
+    await this.#env.flushed;
   }
 
   /** The stored event with this id, or undefined. */
@@ -851,11 +854,9 @@ export class EventLog {
    */
   #commit(): void {
     if (!this.#scheduled) return;
-    if (this.#committing !== 0 && this.#failure === undefined) {
-      // A commit is in flight (the writer thread's, or a batch of lmdb-js's): what is queued
-      // waits, still scheduled, and goes in one commit when it is done, so commits land in order,
-      // one at a time, and none of lmdb-js's transactions with a callback is ever needed (see the
-      // last branch below).
+    if (this.#onWriter !== undefined && this.#failure === undefined) {
+      // The writer thread is busy: what is queued waits, still scheduled, and goes in one commit
+      // when it is done (a commit of lmdb-js's started meanwhile could be written before it).
       this.#deferred ??= Promise.withResolvers<unknown>();
       return;
     }
@@ -878,20 +879,21 @@ export class EventLog {
     // Packs made in the background ride with this commit (see #takePacks).
     const packs = this.#failure === undefined ? this.#takePacks() : undefined;
     const batch: CommitBatch = { entries, commit, meta, counted, strides, packs };
-    if (this.commitMode === 'sync') {
+    if (this.commitMode === 'sync' && this.#committing === 0 && this.#failure === undefined) {
       this.#commitNow(batch);
       return;
     }
     let done: Promise<unknown>;
     const writer = this.#writer;
-    if (writer?.ready === true) {
+    if (this.#committing === 0 && writer?.ready === true) {
       try {
         done = this.#commitOnWriter(writer, batch);
       } catch (error) {
         // A damaged run met while merging: nothing was handed to the thread; the commit failed.
         done = Promise.reject(error);
       }
-    } else if (packs?.inTransaction !== true && this.#appends(entries)) {
+      this.#onWriter = done;
+    } else if (this.#committing === 0 && packs?.inTransaction !== true && this.#appends(entries)) {
       // Only new runs above every stored id, and nothing in flight: the runs are made now and
       // handed to lmdb-js as one batch (one transaction), which its writer thread commits without
       // calling back into this thread (a transaction callback waits for this thread to be free).
@@ -913,13 +915,7 @@ export class EventLog {
         putMeta(batch, count, put);
       });
     } else {
-      // Made here, synchronously (the writer thread is starting, or none is free in this process).
-      // Not in a transaction of lmdb-js's with a callback: its writer thread holds the write lock
-      // and waits for this thread to run the callback, and a process that exited before it ran
-      // (an uncaught exception in the same turn) hung in its exit for ever, holding the database
-      // (`test/core/exit.test.ts`).
-      this.#commitNow(batch);
-      return;
+      done = this.#childCommit(batch);
     }
     this.#committing++;
     this.#lastWrite = done;
@@ -930,6 +926,7 @@ export class EventLog {
         this.#committing--;
         this.#generation++;
         packs?.done();
+        if (this.#onWriter === done) this.#onWriter = undefined;
         this.#letGo(entries, meta, commit);
         // What was queued while the thread wrote goes now, together.
         const deferred = this.#deferred;
@@ -943,6 +940,7 @@ export class EventLog {
         this.#committing--;
         this.#generation++;
         packs?.done();
+        if (this.#onWriter === done) this.#onWriter = undefined;
         this.#fail(error);
         this.#deferred?.reject(error);
         this.#deferred = undefined;
@@ -991,6 +989,22 @@ export class EventLog {
     });
   }
 
+  /**
+   * Commits through lmdb-js's writer thread in a child transaction (of the batch lmdb-js writes):
+   * when the callback throws (a damaged run met while merging), lmdb-js aborts what the callback
+   * wrote; in a plain one it would commit the part written before the throw.
+   */
+  #childCommit(batch: CommitBatch): Promise<unknown> {
+    const metaDb = this.#meta;
+    return this.#env.childTransaction(() => {
+      this.#count += this.#write(batch.entries, this.#runs);
+      const put = (name: string, value: unknown) => metaDb.put(name, value);
+      batch.packs?.write(this.#runs, this.#runs, put);
+      this.#countCommitting -= batch.counted;
+      putMeta(batch, this.#count, put);
+    });
+  }
+
   /** A metadata value as lmdb-js would store it (for the writer thread, which writes bytes). */
   #encodeMeta(value: unknown): Uint8Array {
     // A copy: the encoder reuses its buffer.
@@ -1001,8 +1015,7 @@ export class EventLog {
    * Commits `entries` and `meta` in one LMDB transaction on this thread: durable (LMDB syncs the
    * data, then writes its meta page synchronously) when it returns. A throw inside (a damaged run
    * met while merging, a write that fails) aborts the transaction: nothing of it is written, and
-   * the log refuses further writes, as after a failed asynchronous commit. (`'sync'` mode, and
-   * `'async'` commits that neither the writer thread nor a batch of lmdb-js's can take.)
+   * the log refuses further writes, as after a failed asynchronous commit.
    */
   #commitNow(batch: CommitBatch): void {
     const { entries, meta, counted, packs } = batch;
@@ -1724,21 +1737,18 @@ const SAVED_STRIDES: MetaShape<SavedStrides | null> = {
 };
 
 /**
- * Runs `writes` in a synchronous transaction (durable when it returns). A failed commit of
- * lmdb-js's can come with the system's error in a `commitError` promise: that one is thrown
- * instead (the open tells a full disk by it), and the promise is observed. Writes at open use
- * it, not lmdb-js's asynchronous transactions with a callback: those hold the write lock on
- * lmdb-js's thread until this thread runs the callback, and a process that exited first hung in
- * its exit (see `EventLog.#commit`).
+ * Awaits a write of lmdb-js made outside the log's commits (at open: a format mark, runs put in
+ * order, a conversion). A failed commit rejects with a generic error whose `commitError` promise
+ * holds the system's error: that one is thrown instead (the open tells a full disk by it), and the
+ * promise is observed (left alone, its rejection ended the process).
  */
-async function syncWrite(env: RootDatabase, writes: () => void): Promise<void> {
+async function systemCause<T>(write: Promise<T>): Promise<T> {
   try {
-    env.transactionSync(writes);
+    return await write;
   } catch (error) {
     throw await commitCause(error);
   }
 }
-
 
 /**
  * The error behind a failed write of lmdb-js: the system's, from the `commitError` promise of a
