@@ -16,7 +16,7 @@ import { MessageId } from '../core/message-id.js';
 import { ErrorCode, NoatunError } from '../errors.js';
 import type { ViewNode } from '../view/inspect.js';
 import { loadApp, recordedAppModule, recordedAppName } from './app-module.js';
-import { startInspector } from './inspector/server.js';
+import { checkInspectorHost, startInspector } from './inspector/server.js';
 import { openingProgress } from './progress.js';
 import { type StopSignal, stopSignal } from './signals.js';
 
@@ -98,10 +98,8 @@ async function inspect(directory: string, options: InspectCommandOptions, say: (
       fs.existsSync(directory) ? `${directory} holds no Noatun database (no log.mdb)` : `no such directory: ${directory}`,
     );
   }
-  // (The inspector checks it too; here it is refused before the database is opened.)
-  if (options.web && options.host.trim() === '') {
-    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `the inspector's host must name an interface (127.0.0.1, or 0.0.0.0 for every one), got ${JSON.stringify(options.host)}`);
-  }
+  // (Refused before the database is opened; the inspector checks it again.)
+  if (options.web) checkInspectorHost(options.host);
   let explainId: MessageId | undefined;
   if (options.explain !== undefined) {
     try {

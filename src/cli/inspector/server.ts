@@ -127,6 +127,16 @@ function isLoopbackInterface(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
+/**
+ * Throws `INVALID_ARGUMENT` for a host that names no interface: an empty one is every interface to
+ * Node (an unset `$HOST` exposed the data to the network).
+ */
+export function checkInspectorHost(host: unknown): void {
+  if (typeof host !== 'string' || host.trim() === '') {
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `the inspector's host must name an interface (127.0.0.1, or 0.0.0.0 for every one), got ${JSON.stringify(host)}`);
+  }
+}
+
 /** A bad request: the message goes back to the client as JSON with status 400. */
 class BadRequest extends Error {}
 
@@ -139,10 +149,7 @@ class BadRequest extends Error {}
 export async function startInspector(options: InspectorOptions): Promise<InspectorHandle> {
   const { db, replicator } = options;
   const host = options.host ?? '127.0.0.1';
-  // An empty host is every interface to Node (an unset `$HOST` exposed the data to the network).
-  if (typeof host !== 'string' || host.trim() === '') {
-    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `the inspector's host must name an interface (127.0.0.1, or 0.0.0.0 for every one), got ${JSON.stringify(host)}`);
-  }
+  checkInspectorHost(host);
   const checkHost = isLoopbackInterface(host);
   const codec = options.codec ?? messagePackCodec<unknown>();
   const decode = (bytes: Uint8Array) => codec.decode(bytes);
