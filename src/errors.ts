@@ -256,6 +256,19 @@ export function assertSupportedNode(version: string = process.versions.node): vo
   );
 }
 
+/** Characters of a string that an error message quotes, at most (see {@link quote}). */
+export const QUOTED_CHARACTERS = 120;
+
+/**
+ * `text` as an error message quotes it: in JSON quotes, its first {@link QUOTED_CHARACTERS}
+ * characters only when it is longer, with its length. A mistaken argument can be megabytes (a
+ * file's contents passed for its name), and a message that repeats it all buries the mistake.
+ */
+export function quote(text: string): string {
+  if (text.length <= QUOTED_CHARACTERS) return JSON.stringify(text);
+  return `${JSON.stringify(text.slice(0, QUOTED_CHARACTERS))}… (${text.length} characters)`;
+}
+
 /**
  * Refuses an options object that has a key `known` lacks (`INVALID_ARGUMENT`, naming the key and
  * the known one it is closest to, when one is a letter or two away): a misspelt option would
@@ -273,7 +286,7 @@ export function refuseUnknownOptions(options: object, known: Readonly<Record<str
         meant = candidate;
       }
     }
-    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${what} has no option ${JSON.stringify(name)}${meant === undefined ? '' : ` (did you mean ${meant}?)`}`);
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${what} has no option ${quote(name)}${meant === undefined ? '' : ` (did you mean ${meant}?)`}`);
   }
 }
 

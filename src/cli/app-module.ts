@@ -54,6 +54,8 @@ export function typeScriptHint(file: string, error: unknown): string {
  * (naming what it does export, which is usually enough to see the mistake) or fails to load.
  */
 export async function loadApp(file: string): Promise<AnyApp> {
+  // (An empty name resolves to the working directory: "is a directory" would puzzle.)
+  if (file.trim() === '') throw new NoatunError(ErrorCode.INVALID_ARGUMENT, '--app must name an app module file, got an empty name');
   const absolute = path.resolve(file);
   if (!fs.existsSync(absolute)) throw new NoatunError(ErrorCode.NOT_FOUND, `no app module at ${file}`);
   if (!fs.statSync(absolute).isFile()) throw new NoatunError(ErrorCode.NOT_FOUND, `${file} is a directory, not an app module`);

@@ -13,7 +13,7 @@ import { type Codec, messagePackCodec } from '../core/codec.js';
 import { Database } from '../core/database.js';
 import type { Explanation } from '../core/database-contract.js';
 import { MessageId } from '../core/message-id.js';
-import { ErrorCode, NoatunError } from '../errors.js';
+import { ErrorCode, NoatunError, quote } from '../errors.js';
 import type { ViewNode } from '../view/inspect.js';
 import { loadApp, recordedAppModule, recordedAppName } from './app-module.js';
 import { checkInspectorHost, startInspector } from './inspector/server.js';
@@ -105,7 +105,7 @@ async function inspect(directory: string, options: InspectCommandOptions, say: (
     try {
       explainId = MessageId.parse(options.explain);
     } catch {
-      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `--explain wants an event id of 32 hex digits, not ${JSON.stringify(options.explain)}`);
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `--explain wants an event id of 32 hex digits, not ${quote(options.explain)}`);
     }
   }
   const app = await loadApp(appModuleFor(directory, options.app));

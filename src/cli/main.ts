@@ -45,7 +45,7 @@ export function program(): Command {
     // inherit this): `noatun: error: required option '--db <dir>' not specified (add --help for
     // usage) [INVALID_ARGUMENT]`.
     .configureOutput({
-      outputError: (text, write) => write(`noatun: ${text.trim()} (add --help for usage) [${ErrorCode.INVALID_ARGUMENT}]\n`),
+      outputError: (text, write) => write(`noatun: ${shortWords(text.trim())} (add --help for usage) [${ErrorCode.INVALID_ARGUMENT}]\n`),
     })
     .exitOverride();
 
@@ -104,6 +104,18 @@ function quietOnClosedPipe(stream: NodeJS.WritableStream): void {
   });
 }
 
+/** A word (a run without spaces) of more than 160 characters: an error line shortens it. */
+const LONG_WORD = /\S{161,}/g;
+
+/**
+ * `message` with each word longer than 160 characters cut to its start and its length: a
+ * path or an address of 100 kB (a file's contents pasted in its place) would otherwise fill the
+ * terminal and hide what the line says about it.
+ */
+export function shortWords(message: string): string {
+  return message.replace(LONG_WORD, (word) => `${word.slice(0, 120)}…(${word.length} characters)`);
+}
+
 /**
  * Runs the command line `argv` (as `process.argv`: node, script, arguments) and resolves with the
  * exit status. Prints errors to stderr as `noatun: error: <message> [<CODE>]`.
@@ -120,7 +132,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return error.exitCode === 0 ? 0 : EXIT_USAGE;
     }
     if (error instanceof NoatunError) {
-      process.stderr.write(`noatun: error: ${error.message} [${error.code}]\n`);
+      process.stderr.write(`noatun: error: ${shortWords(error.message)} [${error.code}]\n`);
       return EXIT_USAGE;
     }
     process.stderr.write(`noatun: unexpected failure: ${(error as Error)?.stack ?? String(error)}\n`);

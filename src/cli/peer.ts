@@ -11,7 +11,7 @@ import type { AnyApp } from '../core/app.js';
 import { Database } from '../core/database.js';
 import { ErrorCode, NoatunError } from '../errors.js';
 import { checkAddress, checkLinkOptions, checkSwarmKey, loadOrCreatePrivateKey } from '../net/libp2p-link.js';
-import { type PeerInfo, Replicator, type ReplicatorEvent } from '../net/replicator.js';
+import { type BootstrapUnreachable, type PeerInfo, Replicator, type ReplicatorEvent } from '../net/replicator.js';
 import { loadApp, recordedAppName, writeAppRecord } from './app-module.js';
 import { type InspectorHandle, startInspector } from './inspector/server.js';
 import { openingProgress, type Progress, progress } from './progress.js';
@@ -53,6 +53,11 @@ export function listenAddress(value: string): string {
 /** The first characters of a peer id and its last six, enough to tell peers apart in a line. */
 export function shortPeerId(peerId: string): string {
   return peerId.length <= 16 ? peerId : `${peerId.slice(0, 6)}…${peerId.slice(-6)}`;
+}
+
+/** A line's part at most `limit` characters long (a peer's error can quote whole frames). */
+export function shorten(text: string, limit = 200): string {
+  return text.length <= limit ? text : `${text.slice(0, limit - 1)}…`;
 }
 
 /** Reads and checks the private swarm key in `file`. */
@@ -174,6 +179,11 @@ async function serve(options: PeerCommandOptions, say: (line: string) => void, s
   node.addEventListener('peer:synced', (event) => peerLine(event, 'synced'));
   node.addEventListener('peer:disconnect', (event) => peerLine(event, 'disconnected'));
   node.addEventListener('peer:refused', (event) => peerLine(event, 'refused'));
+  // A wrong bootstrap address or swarm key would otherwise show as nothing at all.
+  node.addEventListener('bootstrap:unreachable', (event) => {
+    const { address, reason } = (event as BootstrapUnreachable).detail;
+    say(`bootstrap ${address} unreachable: ${shorten(reason)} (retrying; is that peer up, with the same --psk-file?)`);
+  });
 
   // The count of stored events, printed at most every 250 ms while it changes, and the progress
   // of initial copies (a peer that owes us many events), looked at every 100 ms: a copy of tens of

@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { assertSupportedNode, diskFullFrom, ErrorCode, NoatunError, refuseUnknownOptions, systemErrorFrom } from '../errors.js';
+import { assertSupportedNode, diskFullFrom, ErrorCode, NoatunError, quote, refuseUnknownOptions, systemErrorFrom } from '../errors.js';
 import { makeDirectories } from '../directories.js';
 import { DEFAULT_MAX_JOURNAL_BYTES, DEFAULT_MAX_VIEW_BYTES } from '../view/constants.js';
 import { type InspectOptions, inspectView, type ObjectNode } from '../view/inspect.js';
@@ -222,7 +222,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'path must be a directory name');
     }
     if (options.path.includes('\0')) {
-      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `path must not hold a NUL character: ${JSON.stringify(options.path)}`);
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `path must not hold a NUL character: ${quote(options.path)}`);
     }
     const interval = options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS;
     if (!(Number.isSafeInteger(interval) && interval >= 120_000)) {

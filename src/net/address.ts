@@ -4,7 +4,7 @@
  */
 import { BlockList, isIPv6 } from 'node:net';
 import { multiaddr } from '@multiformats/multiaddr';
-import { ErrorCode, NoatunError } from '../errors.js';
+import { ErrorCode, NoatunError, quote } from '../errors.js';
 
 /** The IP address of a multiaddr, with its family, or undefined (a DNS name, a relay, …). */
 export function ipOf(address: { getComponents(): { name: string; value?: string | undefined }[] }): { ip: string; family: 'ipv4' | 'ipv6' } | undefined {
@@ -63,7 +63,7 @@ export class TrustedNetworks {
       })();
       const [ip, cidr] = components;
       if (components.length !== 2 || (ip?.name !== 'ip4' && ip?.name !== 'ip6') || cidr?.name !== 'ipcidr' || ip.value === undefined) {
-        throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `not a network (like /ip4/127.0.0.0/ipcidr/8): ${JSON.stringify(network)}`);
+        throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `not a network (like /ip4/127.0.0.0/ipcidr/8): ${quote(network)}`);
       }
       this.#list.addSubnet(ip.value, Number(cidr.value), ip.name === 'ip4' ? 'ipv4' : 'ipv6');
     }

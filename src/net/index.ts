@@ -21,6 +21,7 @@ export type { ReconcileOptions, ReconcileStats, ReconcileStep } from './reconcil
 export { MAX_RECONCILE_MESSAGE_BYTES, MAX_RECONCILE_RANGES, ReconcileError, Reconciler } from './reconcile.js';
 export type { RedialOptions } from './redial.js';
 export type {
+  BootstrapUnreachable,
   PeerInfo,
   PeerState,
   ReplicatedDatabase,

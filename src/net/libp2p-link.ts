@@ -44,7 +44,7 @@ import { tcp } from '@libp2p/tcp';
 import { yamux } from '@libp2p/yamux';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
-import { ErrorCode, NoatunError } from '../errors.js';
+import { ErrorCode, NoatunError, quote } from '../errors.js';
 import { addressKey, ipOf, TrustedNetworks } from './address.js';
 import { BanTable } from './ban-table.js';
 import {
@@ -443,7 +443,7 @@ function checkPeerId(id: unknown, where: string): void {
     if (typeof id !== 'string') throw new Error(`a ${typeof id}`);
     peerIdFromString(id);
   } catch (error) {
-    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${where}: not a peer id: ${JSON.stringify(String(id))} (${(error as Error).message})`);
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${where}: not a peer id: ${quote(String(id))} (${(error as Error).message})`);
   }
 }
 
@@ -455,7 +455,7 @@ export function checkAddress(address: string): void {
   try {
     multiaddr(address);
   } catch (error) {
-    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `not a multiaddr: ${JSON.stringify(address)} (${(error as Error).message})`);
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `not a multiaddr: ${quote(address)} (${(error as Error).message})`);
   }
 }
 
@@ -745,7 +745,7 @@ export class Libp2pLink implements Link {
     try {
       target = address.startsWith('/') ? multiaddr(address) : peerIdFromString(address);
     } catch (error) {
-      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `not a multiaddr or a peer id: ${JSON.stringify(address)}`, { cause: error });
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `not a multiaddr or a peer id: ${quote(address)}`, { cause: error });
     }
     const self = this.#node.peerId.toString();
     if (target.toString() === self || (address.startsWith('/') && address.endsWith(`/p2p/${self}`))) {

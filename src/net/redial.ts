@@ -49,6 +49,7 @@ export class Redialer {
   readonly #minMs: number;
   readonly #maxMs: number;
   readonly #random: () => number;
+  readonly #unreachable: (address: string, error: unknown) => void;
   /** Bootstrap targets, by address. */
   readonly #bootstrap = new Map<string, Target>();
   /** Other remembered peers, by peer id, in order of last contact. */
@@ -57,11 +58,18 @@ export class Redialer {
 
   /**
    * `dial` connects to an address (resolving with the peer id); `isConnected` says whether a
-   * peer is connected now.
+   * peer is connected now; `unreachable` hears of a bootstrap address that could not be dialled,
+   * once per run of failed attempts (the first), so that a wrong address or key is not silent.
    */
-  constructor(dial: (address: string) => Promise<string>, isConnected: (peerId: string) => boolean, options: RedialOptions = {}) {
+  constructor(
+    dial: (address: string) => Promise<string>,
+    isConnected: (peerId: string) => boolean,
+    options: RedialOptions = {},
+    unreachable: (address: string, error: unknown) => void = () => {},
+  ) {
     this.#dial = dial;
     this.#isConnected = isConnected;
+    this.#unreachable = unreachable;
     this.#minMs = options.minMs ?? DEFAULT_REDIAL_MIN_MS;
     this.#maxMs = options.maxMs ?? DEFAULT_REDIAL_MAX_MS;
     this.#random = options.random ?? Math.random;
@@ -183,11 +191,14 @@ export class Redialer {
         target.backoff.reset();
         target.failingSince = 0;
       },
-      () => {
+      (error: unknown) => {
         target.dialling = false;
         if (this.#stopped) return;
         const now = Date.now();
-        if (target.failingSince === 0) target.failingSince = now;
+        if (target.failingSince === 0) {
+          target.failingSince = now;
+          if (target.bootstrap) this.#unreachable(target.address, error);
+        }
         if (!target.bootstrap && now - target.failingSince > REDIAL_FORGET_MS) {
           if (target.peerId !== undefined) this.#recent.delete(target.peerId);
           return;

@@ -54,6 +54,13 @@ export type { ReplicatedDatabase, ReplicatedIngestOptions, ReplicatedIngestResul
 /** Events of a replicator about a peer (detail: `{ peerId, reason? }`). */
 export type ReplicatorEvent = CustomEvent<{ peerId: string; reason?: string }>;
 
+/**
+ * A bootstrap address that could not be dialled: nothing listens there, the peer refused us, or
+ * it has another swarm key. Sent at the first failure, and again after the address had answered
+ * and failed anew; the address is dialled again meanwhile.
+ */
+export type BootstrapUnreachable = CustomEvent<{ address: string; reason: string }>;
+
 /** What the `failure` event reports: our own failure, while replicating with `peerId` if set. */
 export interface ReplicatorFailure {
   readonly peerId?: string;
@@ -85,7 +92,9 @@ function refuseSecondReplicator(db: object): void {
  * Events: `peer:connect`, `peer:disconnect`, `peer:synced`, `peer:refused` (with the reason),
  * `peer:differs` (a session ended with statuses still different; with the reason),
  * `peer:clock-drift` (its cutoff is more than a stride from ours) — all {@link ReplicatorEvent};
- * and `failure` ({@link ReplicatorFailure}): something failed on our side.
+ * `bootstrap:unreachable` ({@link BootstrapUnreachable}): a bootstrap address could not be
+ * dialled (it is dialled again, with a backoff, until it answers); and `failure`
+ * ({@link ReplicatorFailure}): something failed on our side.
  */
 export class Replicator extends EventTarget {
   readonly #db: ReplicatedDatabase;
@@ -198,6 +207,14 @@ export class Replicator extends EventTarget {
       (address) => this.#dialTrusted(address),
       (peerId) => this.#peers.get(peerId)?.connected === true,
       resolved.redial,
+      (address, error) => {
+        const reason = error instanceof Error ? error.message : String(error);
+        try {
+          this.dispatchEvent(new CustomEvent('bootstrap:unreachable', { detail: { address, reason } }));
+        } catch {
+          // As for the peer events: a listener's failure does not stop the redials.
+        }
+      },
     );
     // Called inside the engine's commit: nothing may be thrown back into it.
     this.#unsubscribe = db.subscribe({

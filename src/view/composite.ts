@@ -11,7 +11,7 @@
  * Object accessors are classes generated once per object type, with each field at a fixed word
  * offset: a field read is a session check, a tracker report and one typed-array load.
  */
-import { ErrorCode, NoatunError, ValueError } from '../errors.js';
+import { ErrorCode, NoatunError, quote, ValueError } from '../errors.js';
 import type { Arena, WordOffset } from './arena.js';
 import { LIST_INITIAL_CAPACITY } from './constants.js';
 import { type LeafType, UintLeaf } from './leaf.js';
@@ -128,7 +128,7 @@ export function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'function') return 'a function';
-  return typeof value === 'object' ? 'an object' : typeof value === 'string' ? JSON.stringify(value) : String(value);
+  return typeof value === 'object' ? 'an object' : typeof value === 'string' ? quote(value) : String(value);
 }
 
 // ------------------------------------------------------------------ objects

@@ -217,6 +217,11 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
     ['an option value of the wrong kind', ['inspect', tracker, '--port', 'abc'], /noatun: error: option '--port <port>' argument 'abc' is invalid\..* \[INVALID_ARGUMENT\]$/m],
     ['a missing argument', ['inspect'], /noatun: error: missing required argument 'dir' \(add --help for usage\) \[INVALID_ARGUMENT\]$/m],
     ['a malformed event id', ['inspect', tracker, '--app', APP, '--explain', 'xyz'], /--explain wants an event id of 32 hex digits, not "xyz" \[INVALID_ARGUMENT\]/],
+    // (It named the working directory: "  is a directory, not an app module".)
+    ['an empty app module name', ['peer', '--app', '', '--db', path.join(root, 'd13')], /--app must name an app module file, got an empty name \[INVALID_ARGUMENT\]/],
+    // (The whole argument was echoed: a line of 100 kB.)
+    ['a bootstrap address of 100,000 characters', ['peer', '--app', APP, '--db', path.join(root, 'd14'), '--bootstrap', 'x'.repeat(100_000)], /noatun: error: not a multiaddr: "x{120}"… \(100000 characters\) .{0,200}\[INVALID_ARGUMENT\]$/m],
+    ['a database path of 100,000 characters', ['inspect', 'y'.repeat(100_000)], /noatun: error: no such directory: y{120}…\(100000 characters\) \[NOT_FOUND\]$/m],
   ];
   const results = await Promise.all(cases.map(([, args]) => noatunOnce(...args)));
   for (const [i, [what, , pattern]] of cases.entries()) {
@@ -228,10 +233,31 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
   // (Before, a bad bootstrap address, allow-list entry or topic was refused once the database was
   // made, its peer key and app record written.)
   // (A busy port, d3, is met once the database is open: the database this command made is removed.)
-  for (const dir of ['d3', 'd6', 'd7', 'd8', 'd9', 'd10', 'd11', 'd12']) t.false(fs.existsSync(path.join(root, dir)), `${dir}: a peer with a bad address, peer id or topic creates no database`);
+  for (const dir of ['d3', 'd6', 'd7', 'd8', 'd9', 'd10', 'd11', 'd12', 'd13', 'd14']) t.false(fs.existsSync(path.join(root, dir)), `${dir}: a peer with a bad address, peer id or topic creates no database`);
   t.deepEqual(fs.readFileSync(path.join(recorded, 'view', 'view.bin')), viewBefore, 'inspect or peer with another app rebuilt the view');
   t.is(JSON.parse(fs.readFileSync(path.join(recorded, 'app.json'), 'utf8')).name, 'issue-tracker', 'the app record is left as it was');
   t.is(fs.readFileSync(path.join(badIdentity, 'peer.key'), 'utf8'), 'garbage', 'a bad key file is never overwritten');
+});
+
+test('a bootstrap peer that does not answer gets a line, and the peer connects once it is up', async (t) => {
+  const root = tempDir();
+  // A port that nothing listens on (taken, then freed), for the first peer to come up on later.
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise((resolve) => probe.close(resolve));
+  const address = `/ip4/127.0.0.1/tcp/${port}`;
+
+  // (Before, it printed nothing at all: a wrong address looked like a quiet swarm.)
+  const { peer: waiting } = await startPeer(path.join(root, 'b'), '--bootstrap', address);
+  const [line] = await waiting.waitFor(new RegExp(`^bootstrap ${address} unreachable: .+\\(retrying; is that peer up, with the same --psk-file\\?\\)$`));
+  t.log(line);
+  const { peer: hub } = await startPeer(path.join(root, 'a'), '--listen', String(port));
+  await waiting.waitFor(/^peer \S+ synced/);
+  await hub.waitFor(/^peer \S+ synced/);
+  t.is(waiting.lines.filter((l) => l.startsWith('bootstrap ')).length, 1, 'one line for the run of failed attempts, not one per retry');
+  t.is(await waiting.stop(), 0);
+  t.is(await hub.stop(), 0);
 });
 
 test('inspect piped into head stops quietly when head has read enough: no EPIPE stack trace, exit status 0', async (t) => {

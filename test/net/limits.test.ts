@@ -147,8 +147,9 @@ test('backoff doubles up to its cap with jitter and starts over after a reset', 
   t.true(delay >= 800 && delay <= 1200, String(delay));
 });
 
-test('the redialer keeps dialling a bootstrap peer that is down, and stops once it answers', async (t) => {
+test('the redialer keeps dialling a bootstrap peer that is down, reports it once, and stops once it answers', async (t) => {
   const attempts: number[] = [];
+  const unreachable: string[] = [];
   let up = false;
   const started = Date.now();
   let connected = false;
@@ -161,9 +162,11 @@ test('the redialer keeps dialling a bootstrap peer that is down, and stops once 
     },
     () => connected,
     { minMs: 20, maxMs: 80, random: prng(3) },
+    (address, error) => unreachable.push(`${address}: ${(error as Error).message}`),
   );
   redialer.addBootstrap('hub');
   while (attempts.length < 4) await new Promise((resolve) => setTimeout(resolve, 5));
+  t.deepEqual(unreachable, ['hub: refused'], 'reported at the first failure only, not at each retry');
   up = true;
   while (!connected) await new Promise((resolve) => setTimeout(resolve, 5));
   const count = attempts.length;
@@ -174,6 +177,12 @@ test('the redialer keeps dialling a bootstrap peer that is down, and stops once 
   redialer.disconnected('hub');
   while (attempts.length === count) await new Promise((resolve) => setTimeout(resolve, 5));
   t.true(connected, 'redialled after the disconnect');
+  // Down again after it had answered: a new run of failures is reported again.
+  up = false;
+  connected = false;
+  redialer.disconnected('hub');
+  while (unreachable.length < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+  t.deepEqual(unreachable, ['hub: refused', 'hub: refused']);
   redialer.stop();
   t.log(`attempts at ${attempts.join(', ')} ms`);
 });

@@ -26,7 +26,7 @@ import type { AddressInfo } from 'node:net';
 import { type Codec, messagePackCodec } from '../../core/codec.js';
 import type { Database } from '../../core/database.js';
 import { MessageId } from '../../core/message-id.js';
-import { ErrorCode, NoatunError } from '../../errors.js';
+import { ErrorCode, NoatunError, quote } from '../../errors.js';
 import type { Replicator } from '../../net/replicator.js';
 import { INSPECTOR_PAGE } from './page.js';
 
@@ -133,7 +133,7 @@ function isLoopbackInterface(host: string): boolean {
  */
 export function checkInspectorHost(host: unknown): void {
   if (typeof host !== 'string' || host.trim() === '') {
-    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `the inspector's host must name an interface (127.0.0.1, or 0.0.0.0 for every one), got ${JSON.stringify(host)}`);
+    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `the inspector's host must name an interface (127.0.0.1, or 0.0.0.0 for every one), got ${typeof host === 'string' ? quote(host) : String(host)}`);
   }
 }
 
