@@ -50,6 +50,14 @@ export const DEFAULT_RELAY_WANT_MS = 2000;
 export const DEFAULT_STATUS_SYNC_DELAY_MS = 1000;
 
 /**
+ * How long the peer with the larger id waits, after a connection, for the session the other side
+ * starts on connect before it starts one of its own (ms). Two sessions started at once (one asked
+ * for by `syncedWith` as the other side's arrived) both send the whole difference: an initial copy
+ * went over the wire twice.
+ */
+export const CONNECT_SESSION_GRACE_MS = 1000;
+
+/**
  * Largest envelope the relay pushes or offers, and bytes of envelopes per relay frame; a larger
  * event reaches peers in a session (its author's status changes at once, so peers start one).
  * The relay keeps recent envelopes in memory to answer `WANT`s, so large ones would crowd it.

@@ -78,6 +78,57 @@ export class IdQueue {
   }
 }
 
+/**
+ * Ids in increasing order, each once, packed in one buffer: taken in order like a queue, and still
+ * searchable after they were taken (a session's `have`: an id the peer asks for that is in it was
+ * sent already, or will be, and is not sent twice).
+ */
+export class SortedIds implements IdSource {
+  readonly #ids: Uint8Array;
+  readonly #count: number;
+  #at = 0;
+
+  /** Takes every id of `queue`, which must be sorted and free of duplicates (see `sortUnique`). */
+  constructor(queue: IdQueue) {
+    this.#count = queue.length;
+    this.#ids = new Uint8Array(this.#count * ID_BYTES);
+    for (let i = 0; i < this.#count; i++) {
+      this.#ids.set(queue.peek()!, i * ID_BYTES);
+      queue.shift();
+    }
+  }
+
+  /** Ids not taken yet. */
+  get length(): number {
+    return this.#count - this.#at;
+  }
+
+  peek(): Uint8Array | undefined {
+    if (this.#at === this.#count) return undefined;
+    return this.#ids.subarray(this.#at * ID_BYTES, (this.#at + 1) * ID_BYTES);
+  }
+
+  shift(): Uint8Array | undefined {
+    const id = this.peek()?.slice();
+    if (id !== undefined) this.#at++;
+    return id;
+  }
+
+  /** Whether `id` is one of the ids, taken or not (binary search). */
+  has(id: Uint8Array): boolean {
+    let low = 0;
+    let high = this.#count;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      const order = compareAt(this.#ids, middle * ID_BYTES, id, 0);
+      if (order === 0) return true;
+      if (order < 0) low = middle + 1;
+      else high = middle;
+    }
+    return false;
+  }
+}
+
 /** The id after `id` (as a 128-bit number), or undefined after the largest id. */
 export function successor(id: Uint8Array): Uint8Array | undefined {
   const next = id.slice();

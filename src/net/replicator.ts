@@ -33,7 +33,7 @@ import { decodeEnvelope } from '../core/envelope.js';
 import { ErrorCode, NoatunError, refuseUnknownOptions } from '../errors.js';
 import { describeValue } from '../view/composite.js';
 import { Backoff } from './backoff.js';
-import { MAX_GOSSIP_FRAME_BYTES } from './constants.js';
+import { CONNECT_SESSION_GRACE_MS, MAX_GOSSIP_FRAME_BYTES } from './constants.js';
 import { asNoatunError, describe, faultOf, LimitError } from './faults.js';
 import { FingerprintIndex, timeBound } from './fingerprint-index.js';
 import { decodeFrame, FrameType, ProtocolError, peerStatusFrame, type Status } from './frames.js';
@@ -827,6 +827,21 @@ export class Replicator extends EventTarget {
 
   #startSession(peer: PeerRecord): void {
     if (this.#stopped || peer.active > 0 || !peer.connected || this.#isRefused(peer)) return;
+    // The peer with the smaller id starts the first session on connect: ours would run beside it.
+    const graceEnd = peer.connectedAt + CONNECT_SESSION_GRACE_MS;
+    if (this.peerId > peer.peerId && peer.sessionsStarted === 0 && Date.now() < graceEnd) {
+      clearTimeout(peer.timer);
+      peer.timerForStatus = false;
+      peer.timer = setTimeout(() => {
+        peer.timer = undefined;
+        // Its session came and left us in sync: nothing more to do (a session ending otherwise
+        // schedules the next itself; one still running makes this a no-op).
+        if (peer.sessionsStarted > 0 && peer.state === 'synced') return;
+        this.#guard(() => this.#startSession(peer), peer.peerId);
+      }, graceEnd - Date.now());
+      peer.timer.unref();
+      return;
+    }
     if (this.#limits.check(peer.peerId) !== undefined) {
       // Every session slot is taken: try again after a backoff step.
       this.#backOff(peer);
