@@ -155,45 +155,56 @@ export const ENTER = Symbol('noatun.enterSession');
 export const IS_ACCESSOR = Symbol('noatun.accessor');
 
 /**
- * `value` with every accessor in it (at any depth, in arrays, Maps and plain objects) replaced by
- * its plain value (`export()`), or `value` itself when it holds none. Called where an app writes a
- * composite value, before anything is written: an accessor reads the view as it is when it is
- * read, so `list.assign([...list].sort(...))` copied from elements the assignment had already
- * cleared, and got zeros. (An accessor of an entry deleted before it is written elsewhere still
- * reads the cleared entry: `export()` it first.)
+ * A plain copy of `value` as the write of a `type` reads it: each field of the schema read once
+ * (getters run once, in field order), accessors replaced by their plain value (`export()`),
+ * arrays, Maps and records copied to the depth of the schema; properties the schema lacks are
+ * not read at all. Called where an app writes a composite value, before anything is written, for
+ * three reasons:
+ * - an accessor reads the view as it is when it is read, so `list.assign([...list].sort(...))`
+ *   copied from elements the assignment had already cleared, and got zeros;
+ * - no code of the app runs while the view is half written: a getter that pushed onto the list
+ *   being pushed to left an element pointing at the view file's header (and a view that differed
+ *   after a rebuild), and getters ran twice;
+ * - a value with a cycle or a deep chain in a property the schema lacks is written as any other
+ *   (it overflowed the stack).
+ * A value the write would refuse (of the wrong kind) is returned as it is, to be refused there.
+ * (An accessor of an entry deleted before it is written elsewhere still reads the cleared entry:
+ * `export()` it first.)
  */
-export function detach(value: unknown): unknown {
-  if (value === null || typeof value !== 'object') return value;
+export function detach(type: AnyType, value: unknown): unknown {
+  if (type.leaf || value === null || typeof value !== 'object') return value;
   if ((value as { [IS_ACCESSOR]?: boolean })[IS_ACCESSOR] === true) return (value as { export(): unknown }).export();
-  if (Array.isArray(value)) {
-    let copy: unknown[] | undefined;
-    for (let i = 0; i < value.length; i++) {
-      const element = value[i] as unknown;
-      const plain = detach(element);
-      if (plain !== element) (copy ??= value.slice())[i] = plain;
+  switch (type.kind) {
+    case 'object': {
+      if (Array.isArray(value)) return value;
+      const copy: Record<string, unknown> = {};
+      for (const field of (type as ObjectType).fields) {
+        put(copy, field.name, detach(field.type, (value as Record<string, unknown>)[field.name]));
+      }
+      return copy;
     }
-    return copy ?? value;
-  }
-  if (value instanceof Map) {
-    let changed = false;
-    const entries: [unknown, unknown][] = [];
-    for (const [k, v] of value) {
-      const plain = detach(v);
-      if (plain !== v) changed = true;
-      entries.push([k, plain]);
+    case 'optional':
+      return detach((type as OptionalType).inner, value);
+    case 'list':
+    case 'opaqueList': {
+      if (!Array.isArray(value)) return value;
+      const element = (type as ListType).element;
+      const length = value.length;
+      const copy: unknown[] = new Array(length);
+      for (let i = 0; i < length; i++) copy[i] = detach(element, value[i]);
+      return copy;
     }
-    return changed ? new Map(entries) : value;
-  }
-  if (isPlainRecord(value)) {
-    let copy: Record<string, unknown> | undefined;
-    for (const key of Object.keys(value)) {
-      const field = value[key];
-      const plain = detach(field);
-      if (plain !== field) (copy ??= { ...value })[key] = plain;
+    case 'map': {
+      const valueType = (type as CompositeType & { readonly value: AnyType }).value;
+      const entries = value instanceof Map ? [...value] : isPlainRecord(value) ? Object.entries(value) : undefined;
+      if (entries === undefined) return value;
+      const copy = new Map<unknown, unknown>();
+      for (const [k, v] of entries) copy.set(k, detach(valueType, v));
+      return copy;
     }
-    return copy ?? value;
+    default:
+      return value;
   }
-  return value;
 }
 
 /**
@@ -395,13 +406,13 @@ function generateObjectAccessor(type: ObjectType, mode: AccessorMode): ObjectAcc
       }
     }
     if (field.type.leaf) lines.push(`  set [${key}](v) { ${check} ${guard(`T${i}.set(a, ${at}, v)`)} }`);
-    else lines.push(`  set [${key}](v) { ${check} ${guard(`T${i}.assign(a, ${at}, DETACH(v))`)} }`);
+    else lines.push(`  set [${key}](v) { ${check} ${guard(`T${i}.assign(a, ${at}, DETACH(T${i}, v))`)} }`);
   });
   // Makes and keeps every child (the root of read sessions, once).
   if (mode === 'root') lines.push(`  $keep() { ${keeps.join(' ')} }`);
   lines.push('  $arena() { const a = this.$a; if (this.$s !== a.session) a.stale(); return a; }');
   lines.push('  export() { const a = this.$a; if (this.$s !== a.session) a.stale(); return SELF.exportAt(a, this.$w); }');
-  lines.push('  assign(v) { const a = this.$a; if (this.$s !== a.session) a.stale(); SELF.assign(a, this.$w, DETACH(v)); }');
+  lines.push('  assign(v) { const a = this.$a; if (this.$s !== a.session) a.stale(); SELF.assign(a, this.$w, DETACH(SELF, v)); }');
   lines.push('  get [IS_ACCESSOR]() { return true; }');
   lines.push('  toJSON() { return JSONIFY(this.export()); }');
   lines.push('};');
@@ -688,7 +699,7 @@ export abstract class ListAccessor<E, P> {
       throw new NoatunError(ErrorCode.INDEX_OUT_OF_RANGE, `list index ${index} is out of range`);
     }
     try {
-      slotAssign(this.$type.element, a, a.u32[w + L_BLOCK]! + index * this.$type.elementWords, detach(value));
+      slotAssign(this.$type.element, a, a.u32[w + L_BLOCK]! + index * this.$type.elementWords, detach(this.$type.element, value));
     } catch (error) {
       throw ValueError.within(error, `[${index}]`);
     }
@@ -696,7 +707,7 @@ export abstract class ListAccessor<E, P> {
 
   /** Appends a value; returns the new length. */
   push(value: P): number {
-    return this.$type.pushAt(this.$arena(), this.$w, detach(value));
+    return this.$type.pushAt(this.$arena(), this.$w, detach(this.$type.element, value));
   }
 
   /** Removes the last element and returns it as a plain value (`undefined` when empty). */
@@ -719,7 +730,7 @@ export abstract class ListAccessor<E, P> {
 
   /** Replaces the contents with the given plain values. */
   assign(values: readonly P[]): void {
-    this.$type.assign(this.$arena(), this.$w, detach(values));
+    this.$type.assign(this.$arena(), this.$w, detach(this.$type, values));
   }
 
   /** See `detach`. */
@@ -892,7 +903,7 @@ export class OpaqueListAccessor<E, P> {
 
   /** Appends a value (no read: concurrent pushers never depend on each other). */
   push(value: P): void {
-    this.#type.pushAt(this.#arena(), this.#w, detach(value));
+    this.#type.pushAt(this.#arena(), this.#w, detach(this.#type.element, value));
   }
 
   /** See `detach`. */

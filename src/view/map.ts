@@ -551,7 +551,7 @@ export abstract class MapAccessor<K, E, P> {
 
   /** Inserts or replaces the value under `key` (imported from a plain value); a new key goes last. */
   set(key: K, value: P): this {
-    this.$type.setAt(this.$arena(), this.$w, key, detach(value));
+    this.$type.setAt(this.$arena(), this.$w, key, detach(this.$type.value, value));
     return this;
   }
 
@@ -572,7 +572,7 @@ export abstract class MapAccessor<K, E, P> {
 
   /** Replaces the contents with the entries of a `Map` (or a plain object for string keys), in their order. */
   assign(entries: Map<K, P> | Record<string, P>): void {
-    this.$type.assign(this.$arena(), this.$w, detach(entries));
+    this.$type.assign(this.$arena(), this.$w, detach(this.$type, entries));
   }
 
   /**

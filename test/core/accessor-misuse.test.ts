@@ -157,6 +157,83 @@ test('a list, a map or an optional assigned from accessors of the view (reordere
   t.deepEqual(view.two, c);
 });
 
+test('a value whose getters write to the view is read once, before anything of it is written: same view after a rebuild', async (t) => {
+  const dir = tempDir();
+  const calls: string[] = [];
+  const apply = (e: Ev, root: s.View<typeof Root>) => {
+    // (Before: the element was placed before the getter's push ran, so the list held the inner
+    // element twice and a last one pointing at the view file's header; a rebuild gave another view.)
+    if (e.op === 'list') {
+      root.list.push({
+        get n() {
+          calls.push('n');
+          root.list.push({ n: 100, tag: 'inner' });
+          return 7;
+        },
+        tag: 'outer',
+      });
+    }
+    if (e.op === 'map') {
+      root.map.set('k', {
+        n: 1,
+        get tag() {
+          calls.push('tag');
+          root.map.set('other', { n: 2, tag: 'inner' });
+          root.map.delete('k');
+          return 'outer';
+        },
+      });
+    }
+    if (e.op === 'assign') {
+      root.numbers.assign([1, 2]);
+      root.list.assign([
+        {
+          n: 5,
+          get tag() {
+            root.numbers.push(3);
+            return 'x';
+          },
+        },
+      ]);
+    }
+  };
+  const db = await open(dir, apply);
+  for (const op of ['list', 'map', 'assign']) await db.append({ op });
+  t.deepEqual(calls, ['n', 'tag'], 'each getter ran once, not once to copy and again to write');
+  const { live, rebuilt } = await liveAndRebuilt(dir, db, apply);
+  t.is(live, rebuilt);
+  const view = JSON.parse(live) as { list: unknown[]; numbers: number[]; map: Record<string, unknown> };
+  t.deepEqual(view.list, [{ n: 5, tag: 'x' }]);
+  t.deepEqual(view.numbers, [1, 2, 3]);
+  t.deepEqual(view.map, { other: { n: 2, tag: 'inner' }, k: { n: 1, tag: 'outer' } });
+});
+
+test('properties the schema lacks are not read: a cycle or a deep chain there is written like any value', async (t) => {
+  const dir = tempDir();
+  const apply = (e: Ev, root: s.View<typeof Root>) => {
+    const item: Record<string, unknown> = { n: 1, tag: 'a' };
+    item.self = item; // (Before: RESOURCE_EXHAUSTED, the stack overflowed copying it.)
+    let chain: Record<string, unknown> = {};
+    for (let i = 0; i < 200_000; i++) chain = { next: chain };
+    const deep = { n: 2, tag: 'b', chain };
+    root.map.set('a', item as never);
+    root.list.push(deep as never);
+    root.one = item as never;
+    root.list.assign([item as never, deep as never]);
+  };
+  const db = await open(dir, apply);
+  await db.append({ op: 'x' });
+  const { live, rebuilt } = await liveAndRebuilt(dir, db, apply);
+  t.is(live, rebuilt);
+  const view = JSON.parse(live) as { list: unknown[]; map: Record<string, unknown>; one: unknown };
+  t.deepEqual(view.list, [
+    { n: 1, tag: 'a' },
+    { n: 2, tag: 'b' },
+  ]);
+  t.deepEqual(view.map, { a: { n: 1, tag: 'a' } });
+  t.deepEqual(view.one, { n: 1, tag: 'a' });
+});
+
 test('toJSON keeps a map entry whose key is __proto__', async (t) => {
   const db = await open(tempDir(), (_, root) => {
     root.counts.set('__proto__', 1);
