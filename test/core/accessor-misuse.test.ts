@@ -210,7 +210,7 @@ test('a value whose getters write to the view is read once, before anything of i
 
 test('properties the schema lacks are not read: a cycle or a deep chain there is written like any value', async (t) => {
   const dir = tempDir();
-  const apply = (e: Ev, root: s.View<typeof Root>) => {
+  const apply = (_e: Ev, root: s.View<typeof Root>) => {
     const item: Record<string, unknown> = { n: 1, tag: 'a' };
     item.self = item; // (Before: RESOURCE_EXHAUSTED, the stack overflowed copying it.)
     let chain: Record<string, unknown> = {};
