@@ -109,6 +109,26 @@ function runtime(schema: AnySchema, where: string): AnyType {
   return schema as unknown as AnyType;
 }
 
+/**
+ * Composite types nested in each other, at most. The view walks a schema recursively (its
+ * accessor classes, a value's copy and write): about a thousand levels overflowed the stack in
+ * `Database.open` with a bare `RangeError`, and no data has a shape that deep.
+ */
+export const MAX_SCHEMA_DEPTH = 64;
+
+/** Levels of composite types in each type built here (a leaf has none). */
+const depths = new WeakMap<AnyType, number>();
+
+/** Records the depth of `composite`, made of `children`; refuses it past {@link MAX_SCHEMA_DEPTH}. */
+function nest(composite: AnyType, children: readonly AnyType[]): void {
+  let deepest = 0;
+  for (const child of children) deepest = Math.max(deepest, child.leaf ? 0 : (depths.get(child) ?? 1));
+  if (deepest + 1 > MAX_SCHEMA_DEPTH) {
+    throw new NoatunError(ErrorCode.SCHEMA_INVALID, `schema types nest at most ${MAX_SCHEMA_DEPTH} levels deep (objects, lists, maps and optionals in each other)`);
+  }
+  depths.set(composite, deepest + 1);
+}
+
 // ------------------------------------------------------------------ leaves
 
 /** A boolean. */
@@ -183,17 +203,23 @@ export function object<F extends Record<string, AnySchema>>(shape: F): ObjectSch
     if (name === '__proto__') throw new NoatunError(ErrorCode.SCHEMA_INVALID, '"__proto__" cannot be a field name (reserved by the accessor)');
     fields[name] = runtime(type, `field "${name}"`);
   }
-  return new ObjectType(fields) as unknown as ObjectSchema<F>;
+  const type = new ObjectType(fields);
+  nest(type, Object.values(fields));
+  return type as unknown as ObjectSchema<F>;
 }
 
 /** `T` or absent (`null`). */
 export function optional<T extends AnySchema>(inner: T): Schema<Infer<T> | null, View<T> | null> {
-  return new OptionalType(runtime(inner, 'the optional type')) as unknown as Schema<Infer<T> | null, View<T> | null>;
+  const type = new OptionalType(runtime(inner, 'the optional type'));
+  nest(type, [type.inner]);
+  return type as unknown as Schema<Infer<T> | null, View<T> | null>;
 }
 
 /** A growable list of `T`. */
 export function list<T extends AnySchema>(element: T): Schema<Infer<T>[], ListView<T>> {
-  return new ListType(runtime(element, 'the list element')) as unknown as Schema<Infer<T>[], ListView<T>>;
+  const type = new ListType(runtime(element, 'the list element'));
+  nest(type, [type.element]);
+  return type as unknown as Schema<Infer<T>[], ListView<T>>;
 }
 
 /** A hash map from keys `K` (string, integer types, messageId, bytes(n)) to values `V`. */
@@ -205,7 +231,9 @@ export function map<K extends KeySchema<unknown>, V extends AnySchema>(
   if (!keyType.leaf || !(keyType as LeafType<unknown>).keyable) {
     throw new NoatunError(ErrorCode.SCHEMA_INVALID, `${keyType.description} cannot be a map key`);
   }
-  return new MapType(keyType as KeyType<unknown>, runtime(value, 'the map value')) as unknown as Schema<
+  const type = new MapType(keyType as KeyType<unknown>, runtime(value, 'the map value'));
+  nest(type, [type.value]);
+  return type as unknown as Schema<
     Map<Infer<K>, Infer<V>>,
     MapView<K, V>
   >;
@@ -225,10 +253,9 @@ export function opaque<T extends LeafSchema<unknown>>(inner: T): Schema<Infer<T>
 
 /** A list that `apply` can only push to and clear: pushers never depend on each other. */
 export function opaqueList<T extends AnySchema>(element: T): Schema<Infer<T>[], OpaqueListView<T>> {
-  return new OpaqueListType(runtime(element, 'the opaque list element')) as unknown as Schema<
-    Infer<T>[],
-    OpaqueListView<T>
-  >;
+  const type = new OpaqueListType(runtime(element, 'the opaque list element'));
+  nest(type, [type.element]);
+  return type as unknown as Schema<Infer<T>[], OpaqueListView<T>>;
 }
 
 /**

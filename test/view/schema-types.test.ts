@@ -365,10 +365,20 @@ test('bad schemas throw SCHEMA_INVALID', (t) => {
     // A codec missing its functions (it failed only when a value was first written or read).
     () => s.fixed({ name: 'point', size: 4 } as never),
     () => s.fixed({ size: 4, encode: () => undefined, decode: () => 0 } as never),
+    // Nested past 64 levels (about a thousand overflowed the stack in Database.open: a bare RangeError).
+    () => {
+      let type: s.AnySchema = s.u32();
+      for (let i = 0; i < 65; i++) type = i % 4 === 0 ? s.object({ c: type }) : i % 4 === 1 ? s.list(type) : i % 4 === 2 ? s.map(s.u32(), type) : s.optional(type);
+      return type;
+    },
   ]) {
     const error = t.throws(make);
     t.is((error as NoatunError).code, 'SCHEMA_INVALID');
   }
+  // 64 levels are a schema.
+  let deep: s.AnySchema = s.u32();
+  for (let i = 0; i < 63; i++) deep = s.object({ c: deep });
+  t.notThrows(() => openView(s.object({ c: deep })));
 });
 
 test('writes outside apply throw VIEW_READ_ONLY', (t) => {
