@@ -380,9 +380,24 @@ function matchesStaged(a: Arena, byteOffset: number, length: number): boolean {
 }
 
 /**
+ * Values of at least this many words (64 bytes) get a block that records its capacity (see
+ * {@link BytesLeaf}).
+ */
+const HEADED_WORDS = 16;
+
+/**
  * `string` (UTF-8) and `bytes` (variable length): slot `[pointer, byte length, tracker]`, the
  * bytes in their own block. A new value that fits the old block is written in place (journaled);
- * a longer one gets a new block and the old one is left for compaction.
+ * a longer one gets a new block.
+ *
+ * A block of {@link HEADED_WORDS} or more keeps its capacity in the word before the bytes, and its
+ * pointer is odd (blocks start at even words; the bytes one word in), so a short value written
+ * over a long one (even an empty one) keeps the room for the next long one, and the block is
+ * retired (its pages given back once no history reaches it) when a longer value or a destroy
+ * leaves it. Without that, a field that went from 1 MiB to `'x'` and back took a new MiB each
+ * time, for good: the view grew with the history of writes, not with the data, and `compact()`
+ * replayed the same. Smaller blocks (and every block of a view written before) have even
+ * pointers and no header: their capacity is their value's length.
  */
 export class BytesLeaf<T extends string | Uint8Array> implements KeyType<T> {
   readonly words = 3;
@@ -433,25 +448,38 @@ export class BytesLeaf<T extends string | Uint8Array> implements KeyType<T> {
 
   #storeStaged(a: Arena, w: WordOffset): void {
     const length = stagedLength;
-    const oldLength = a.u32[w + 1]!;
+    const old = a.u32[w]!;
+    const oldWords = (a.u32[w + 1]! + 3) >>> 2;
+    const headed = (old & 1) === 1;
+    const capacity = headed ? a.u32[old - 1]! : oldWords;
     const words = (length + 3) >>> 2;
     let block: number;
-    if (length === 0) {
+    // The words the value takes, and the old value's beyond them, zeroed so that the bytes of an
+    // in-place rewrite never depend on history.
+    let cleared = words;
+    if (old !== 0 && words <= capacity && (length !== 0 || headed)) {
+      block = old;
+      cleared = Math.max(words, oldWords);
+      a.jn(block, cleared);
+    } else if (length === 0) {
       block = 0;
-    } else if (oldLength !== 0 && words <= (oldLength + 3) >>> 2) {
-      block = a.u32[w]!;
-      a.jn(block, words);
     } else {
-      block = a.alloc(words);
+      if (headed) a.retire(old - 1, capacity + 1);
+      if (words >= HEADED_WORDS) {
+        const at = a.alloc(words + 1);
+        a.u32[at] = words; // fresh memory above the event's floor: a rewind takes it back whole
+        block = at + 1;
+      } else {
+        block = a.alloc(words);
+      }
     }
-    if (length !== 0) {
+    if (cleared !== 0) {
       const u8 = a.u8;
       const start = block * 4;
       // A short value by hand; a long one in one native copy.
       if (length < 32) for (let i = 0; i < length; i++) u8[start + i] = scratch[i]!;
       else scratch.copy(u8, start, 0, length);
-      // Zero the block's tail so the bytes of an in-place rewrite never depend on history.
-      u8.fill(0, start + length, start + words * 4);
+      u8.fill(0, start + length, start + cleared * 4);
     }
     a.set32(w, block);
     a.set32(w + 1, length);
@@ -459,6 +487,8 @@ export class BytesLeaf<T extends string | Uint8Array> implements KeyType<T> {
 
   destroy(a: Arena, w: WordOffset): void {
     a.release(w + 2);
+    const old = a.u32[w]!;
+    if ((old & 1) === 1) a.retire(old - 1, a.u32[old - 1]! + 1);
     a.set32(w, 0);
     a.set32(w + 1, 0);
   }

@@ -11,7 +11,7 @@ import type { NoatunError } from '../../src/errors.js';
 import { Header } from '../../src/view/arena.js';
 import type { JournalMark } from '../../src/view/journal.js';
 import * as s from '../../src/view/schema.js';
-import { prng, removeTempDirs } from '../helpers/temp.js';
+import { prng, removeTempDirs, tempDir } from '../helpers/temp.js';
 import { openView, Recorder } from './view-helpers.js';
 
 test.after.always(removeTempDirs);
@@ -30,14 +30,25 @@ const Root = s.object({
 
 type View = s.View<typeof Root>;
 
+/**
+ * Short, empty or long (a block that keeps its capacity: 64 bytes or more) text, so that values
+ * shrink into the blocks of longer ones and grow out of them.
+ */
+function randomText(random: () => number): string {
+  const r = random();
+  if (r < 0.2) return '';
+  if (r < 0.6) return 'title '.repeat(Math.floor(random() * 5)) + String(Math.floor(random() * 1000));
+  return 'x'.repeat(64 + Math.floor(random() * 400)) + String(Math.floor(random() * 1000));
+}
+
 function randomWrite(random: () => number, root: View): void {
   const r = random();
   const name = `p${Math.floor(random() * 12)}`;
   if (r < 0.1) root.counter += 1;
   else if (r < 0.15) root.total = random() * 1000;
   else if (r < 0.2) root.big = BigInt(Math.floor(random() * 1e9)) - 500_000_000n;
-  else if (r < 0.3) root.title = 'title '.repeat(Math.floor(random() * 5)) + String(Math.floor(random() * 1000));
-  else if (r < 0.35) root.note = random() < 0.5 ? null : `note ${random()}`;
+  else if (r < 0.3) root.title = randomText(random);
+  else if (r < 0.35) root.note = random() < 0.5 ? null : randomText(random);
   else if (r < 0.5) root.people.set(name, { age: Math.floor(random() * 100), tags: ['a'] });
   else if (r < 0.55) root.people.delete(name);
   else if (r < 0.6) root.people.get(name)?.tags.push(`t${Math.floor(random() * 9)}`);
@@ -448,5 +459,43 @@ test('a retired block is given back once no kept history reaches before it, and 
     t.true(after <= before - 0.9 * words * 4, `${before} → ${after} bytes allocated`);
   } else t.log('this file system keeps the blocks (no hole punching): nothing to check');
   t.true(arena.u32.subarray(c, c + words).every((word) => word === 9), 'the block in use is intact');
+  view.close();
+});
+
+test('a long string or byte array overwritten by short ones and back keeps its block: the view grows with the data, not with the writes', (t) => {
+  const Texts = s.object({ text: s.string(), data: s.bytes(), keyed: s.map(s.u32(), s.string()) });
+  const directory = tempDir();
+  let view = openView(Texts, directory);
+  const long = 'y'.repeat(1 << 20);
+  const longBytes = new Uint8Array(1 << 20).fill(5);
+  const values = [long, 'x', '', long, 'short', long];
+  let ordinal = 0;
+  // (Before, each long value after a short one took a new MiB: 300 rounds made a view of 500 MB.)
+  for (let round = 0; round < 100; round++) {
+    for (const value of values) {
+      view.mark(++ordinal);
+      view.write(new Recorder(ordinal), (root) => {
+        root.text = value;
+        root.data = value === long ? longBytes : new Uint8Array(value.length);
+        root.keyed.set(round % 3, value);
+      });
+    }
+  }
+  t.true(view.arena.top * 4 < 12 * 2 ** 20, `top ${view.arena.top * 4} bytes for about 5 MiB of values`);
+  const mark = view.mark(++ordinal);
+  view.write(new Recorder(ordinal), (root) => {
+    root.text = 'z'.repeat(3 << 20);
+    root.data = new Uint8Array(0);
+  });
+  view.rewindTo(mark);
+  t.is(view.read((root) => root.text), long, 'a rewind gives the old block back its value');
+  t.deepEqual(view.read((root) => root.data), longBytes);
+  view.close();
+  view = openView(Texts, directory);
+  t.is(view.read((root) => root.text), long, 'and a reopen reads it');
+  t.deepEqual(
+    view.read((root) => [...root.keyed.values()].map((v) => v.length)),
+    [long.length, long.length, long.length],
+  );
   view.close();
 });
