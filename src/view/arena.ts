@@ -58,6 +58,11 @@ export const Header = {
   LAST_APPLIED: 8,
   ROOT: 9,
   TOP: 10,
+  /**
+   * The secret mixed into every map key's hash (see key-hash.ts), chosen at random when the file is
+   * made; 0 in a view made before there was one (its keys are hashed as they were then).
+   */
+  HASH_SEED: 11,
   /** 4 words: the 128-bit checksum of the view (native, see `checksum` in mapped-file.ts), written when it is sealed. */
   CHECKSUM: 12,
   /** 16 words (64 bytes) the engine may use for its own roots; not journaled. */
@@ -130,6 +135,8 @@ export class Arena {
   ctx: TrackingContext | null;
   /** While true (inside an opaque list's push), every write is reported as opaque. */
   opaqueWrites: boolean;
+  /** The secret of this view's map key hashes ({@link Header.HASH_SEED}). */
+  hashSeed: number;
 
   private constructor(file: MappedFile, journal: UndoJournal) {
     this.file = file;
@@ -152,6 +159,7 @@ export class Arena {
     this.closed = false;
     this.ctx = null;
     this.opaqueWrites = false;
+    this.hashSeed = 0;
     this.#remap();
   }
 
@@ -170,6 +178,7 @@ export class Arena {
       file.close();
       throw error;
     }
+    arena.hashSeed = arena.u32[Header.HASH_SEED]!;
     arena.floor = arena.top;
     // Past the top the file may have no blocks (it grew without them, or was made by an older
     // version); below it, it has (see #limit).
@@ -184,6 +193,10 @@ export class Arena {
     u32[Header.VERSION] = VIEW_FORMAT_VERSION;
     u32[Header.FLAGS] = 0;
     this.u8.set(options.schemaHash.subarray(0, 16), Header.SCHEMA_HASH * WORD_BYTES);
+    // Peers may choose map keys (an event's payload): with a hash they cannot know, they cannot
+    // choose keys that all land in one place of a table (a flood that makes each insert cost
+    // the table's size). Never 0, which means a view made before the seed.
+    u32[Header.HASH_SEED] = crypto.getRandomValues(new Uint32Array(1))[0]! || 1;
     this.top = HEADER_WORDS;
     const root = this.top;
     this.top += (options.rootWords + 1) & ~1;

@@ -43,8 +43,11 @@ export interface LeafType<T> {
 /** A leaf type usable as a map key: stages a lookup key, compares and stores it. */
 export interface KeyType<T> extends LeafType<T> {
   readonly keyable: true;
-  /** Validates `key`, keeps it staged for {@link matches}/{@link store}, returns its hash. */
-  prepare(key: T): number;
+  /**
+   * Validates `key`, keeps it staged for {@link matches}/{@link store}, returns its hash keyed by
+   * `seed` (the view's `hashSeed`: see key-hash.ts).
+   */
+  prepare(key: T, seed: number): number;
   /** Does the key stored at `w` equal the staged key? */
   matches(a: Arena, w: WordOffset): boolean;
   /** Writes the staged key into the (zeroed) slot at `w`, owned by the running event. */
@@ -109,10 +112,10 @@ export class UintLeaf implements KeyType<number> {
     a.set32(w, 0);
   }
 
-  prepare(key: number): number {
+  prepare(key: number, seed: number): number {
     if (typeof key !== 'number' || key >>> 0 !== key || key > this.max) invalid(`${this.kind} key`, key);
     this.#staged = key;
-    return hashU32(key);
+    return hashU32(key ^ seed);
   }
 
   matches(a: Arena, w: WordOffset): boolean {
@@ -161,10 +164,10 @@ export class I32Leaf implements KeyType<number> {
     a.set32(w, 0);
   }
 
-  prepare(key: number): number {
+  prepare(key: number, seed: number): number {
     if (typeof key !== 'number' || (key | 0) !== key) invalid('i32 key', key);
     this.#staged = key;
-    return hashU32(key >>> 0);
+    return hashU32(key ^ seed);
   }
 
   matches(a: Arena, w: WordOffset): boolean {
@@ -314,11 +317,11 @@ export class BigLeaf implements KeyType<bigint> {
     a.u64[w >>> 1] = 0n;
   }
 
-  prepare(key: bigint): number {
+  prepare(key: bigint, seed: number): number {
     this.#check(key, `${this.kind} key`);
     this.#staged = key;
     const bits = BigInt.asUintN(64, key);
-    return hashU32((Number(bits & 0xffffffffn) ^ hashU32(Number(bits >> 32n))) >>> 0);
+    return hashU32(Number(bits & 0xffffffffn) ^ hashU32(Number(bits >> 32n) ^ seed));
   }
 
   matches(a: Arena, w: WordOffset): boolean {
@@ -339,25 +342,36 @@ export class BigLeaf implements KeyType<bigint> {
 let scratch = Buffer.allocUnsafe(1024);
 let stagedLength = 0;
 
+/** The largest staging buffer kept from one value to the next (see {@link scratchFor}). */
+const KEPT_SCRATCH_BYTES = 1 << 20;
+
+/**
+ * The staging buffer, with room for `bytes`. One grown for a long value is dropped at the next
+ * short one: a 40M-character string kept 120 MiB staged for the life of the process.
+ */
+function scratchFor(bytes: number): Buffer {
+  if (bytes > scratch.length) scratch = Buffer.allocUnsafe(bytes);
+  else if (scratch.length > KEPT_SCRATCH_BYTES && bytes <= 1024) scratch = Buffer.allocUnsafe(1024);
+  return scratch;
+}
+
 function stageString(key: string): void {
-  if (key.length * 3 > scratch.length) scratch = Buffer.allocUnsafe(key.length * 3);
-  stagedLength = scratch.write(key, 0, 'utf8');
+  stagedLength = scratchFor(key.length * 3).write(key, 0, 'utf8');
 }
 
 /**
  * Stages a string key and returns its hash — the same as `hashBytes` over its UTF-8 bytes. ASCII
  * keys (the common case) are copied and hashed in one loop without Buffer's encoder.
  */
-function stageAndHashString(key: string): number {
+function stageAndHashString(key: string, seed: number): number {
   const length = key.length;
-  if (length * 3 > scratch.length) scratch = Buffer.allocUnsafe(length * 3);
-  const out = scratch;
-  let h = 0x811c9dc5;
+  const out = scratchFor(length * 3);
+  let h = 0x811c9dc5 ^ seed;
   for (let i = 0; i < length; i++) {
     const c = key.charCodeAt(i);
     if (c >= 0x80) {
       stageString(key);
-      return hashBytes(scratch, 0, stagedLength);
+      return hashBytes(scratch, 0, stagedLength, seed);
     }
     out[i] = c;
     h = Math.imul(h ^ c, 0x01000193);
@@ -367,8 +381,7 @@ function stageAndHashString(key: string): number {
 }
 
 function stageBytes(key: Uint8Array): void {
-  if (key.length > scratch.length) scratch = Buffer.allocUnsafe(key.length);
-  scratch.set(key, 0);
+  scratchFor(key.length).set(key, 0);
   stagedLength = key.length;
 }
 
@@ -493,15 +506,15 @@ export class BytesLeaf<T extends string | Uint8Array> implements KeyType<T> {
     a.set32(w + 1, 0);
   }
 
-  prepare(key: T): number {
+  prepare(key: T, seed: number): number {
     if (this.isString) {
       if (typeof key !== 'string') invalid('string key', key);
-      return stageAndHashString(key);
+      return stageAndHashString(key, seed);
     } else {
       if (!(key instanceof Uint8Array)) invalid('bytes key', key);
       stageBytes(key);
     }
-    return hashBytes(scratch, 0, stagedLength);
+    return hashBytes(scratch, 0, stagedLength, seed);
   }
 
   matches(a: Arena, w: WordOffset): boolean {
@@ -607,9 +620,9 @@ export class FixedLeaf<T> implements KeyType<T> {
     a.zero(w, this.tracker);
   }
 
-  prepare(key: T): number {
+  prepare(key: T, seed: number): number {
     stageBytes(this.#encode(key, `${this.kind} key`));
-    return hashBytes(scratch, 0, stagedLength);
+    return hashBytes(scratch, 0, stagedLength, seed);
   }
 
   matches(a: Arena, w: WordOffset): boolean {

@@ -197,7 +197,7 @@ export class MapType implements CompositeType {
 
   /** Inserts or replaces the value under `key`. */
   setAt(a: Arena, w: WordOffset, key: unknown, value: unknown): void {
-    const hash = this.key.prepare(key);
+    const hash = this.key.prepare(key, a.hashSeed);
     const found = this.find(a, w, hash);
     if (found >= 0) {
       // Replacing the value of an existing key observes that the key exists: a read of the
@@ -232,7 +232,7 @@ export class MapType implements CompositeType {
       } catch (error) {
         throw ValueError.within(error, `[${describeKey(key)}]`);
       }
-      if (this.#keyStagedShared) this.key.prepare(key);
+      if (this.#keyStagedShared) this.key.prepare(key, a.hashSeed);
       // (A string's bytes may have grown the arena: its words are read afresh.)
       u32 = a.u32;
     }
@@ -256,7 +256,7 @@ export class MapType implements CompositeType {
 
   /** Removes `key`; returns whether it was present. Always makes the running event a tombstone. */
   deleteAt(a: Arena, w: WordOffset, key: unknown): boolean {
-    const bucket = this.find(a, w, this.key.prepare(key));
+    const bucket = this.find(a, w, this.key.prepare(key, a.hashSeed));
     if (bucket < 0) {
       a.read(w + H_MEMBERSHIP);
       a.writer().onDestroy(NO_OWNER as Ordinal);
@@ -540,7 +540,7 @@ export abstract class MapAccessor<K, E, P> {
   has(key: K): boolean {
     const a = this.$arena();
     const type = this.$type;
-    const entry = type.find(a, this.$w, type.key.prepare(key));
+    const entry = type.find(a, this.$w, type.key.prepare(key, a.hashSeed));
     if (entry < 0) {
       a.read(this.$w + H_MEMBERSHIP);
       return false;
@@ -687,18 +687,18 @@ function generateMapAccessor(type: MapType, readOnly: boolean): MapAccessorClass
   const mix = (x: string) =>
     `let hash = ${x}; hash ^= hash >>> 16; hash = IMUL(hash, 0x85ebca6b); hash ^= hash >>> 13; hash = IMUL(hash, 0xc2b2ae35); hash ^= hash >>> 16;`;
   if (key instanceof UintLeaf) {
-    check = `if (typeof key !== 'number' || key >>> 0 !== key${key.max === 0xffffffff ? '' : ` || key > ${key.max}`}) KEY.prepare(key);`;
-    hash = mix('key');
+    check = `if (typeof key !== 'number' || key >>> 0 !== key${key.max === 0xffffffff ? '' : ` || key > ${key.max}`}) KEY.prepare(key, 0);`;
+    hash = mix('key ^ a.hashSeed');
     same = `u32[b + ${type.keyOffset}] === key`;
     integer = true;
   } else if (key instanceof I32Leaf) {
-    check = "if (typeof key !== 'number' || (key | 0) !== key) KEY.prepare(key);";
-    hash = mix('key >>> 0');
+    check = "if (typeof key !== 'number' || (key | 0) !== key) KEY.prepare(key, 0);";
+    hash = mix('key ^ a.hashSeed');
     same = `a.i32[b + ${type.keyOffset}] === key`;
     integer = true;
   } else {
     check = '';
-    hash = 'const hash = KEY.prepare(key);';
+    hash = 'const hash = KEY.prepare(key, a.hashSeed);';
     same = `KEY.matches(a, b + ${type.keyOffset})`;
   }
   let found: string;

@@ -138,3 +138,40 @@ test('a map of objects keeps its value accessors valid while entries move', (t) 
   });
   view.close();
 });
+
+/** The u32 whose unseeded hash (the murmur3 finalizer) is `hash`: the finalizer run backwards. */
+function unmix(hash: number): number {
+  let x = hash >>> 0;
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x7ed1b41d); // the inverse of 0xc2b2ae35 modulo 2^32
+  x ^= (x >>> 13) ^ (x >>> 26);
+  x = Math.imul(x, 0xa5cb9243); // the inverse of 0x85ebca6b
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+test('map keys chosen to share a table position without the seed do not share one: each view hashes with a secret of its own', (t) => {
+  t.is(Math.imul(0xc2b2ae35, 0x7ed1b41d) >>> 0, 1);
+  t.is(Math.imul(0x85ebca6b, 0xa5cb9243) >>> 0, 1);
+  // 4,000 keys whose fixed hashes all end in the same 16 bits: in any table up to 65,536 buckets
+  // they would all probe from one place (inserts and lookups as slow as the table is full).
+  const keys = Array.from({ length: 4000 }, (_, i) => unmix(((i + 1) << 16) | 0x1234));
+  const U32 = s.u32() as unknown as { prepare(key: number, seed: number): number };
+  t.true(keys.every((key) => (U32.prepare(key, 0) & 0xffff) === 0x1234), 'the keys collide without a seed');
+  const Keys = s.object({ m: s.map(s.u32(), s.u32()), t: s.map(s.string(), s.u32()) });
+  const seeds = [openView(Keys), openView(Keys)].map((view) => {
+    const seed = view.arena.hashSeed;
+    view.write(untracked, (root) => {
+      for (const key of keys) root.m.set(key, key & 0xff);
+      for (const key of keys) root.t.set(String(key), 1);
+    });
+    t.is(view.read((root) => keys.filter((key) => root.m.get(key) === (key & 0xff)).length), keys.length);
+    t.is(view.read((root) => root.t.size), keys.length);
+    view.close();
+    return seed;
+  });
+  t.true(seeds[0] !== 0 && seeds[1] !== 0, 'a new view has a seed');
+  t.not(seeds[0], seeds[1], 'each view its own');
+  const positions = new Set(keys.map((key) => U32.prepare(key, seeds[0]!) & 0xffff));
+  t.true(positions.size > keys.length * 0.9, `${positions.size} positions of ${keys.length} keys`);
+});
