@@ -107,6 +107,11 @@ export interface PeerRecord {
    */
   timerForStatus: boolean;
   statusSince: number;
+  /**
+   * The scheduled sync waits for the session the peer starts on connect (see
+   * `CONNECT_SESSION_GRACE_MS`): once that one left us in sync, it is not needed.
+   */
+  afterGrace: boolean;
   /** No session is started with it before this time (backoff). */
   retryAt: number;
   /** Delays of resyncs while statuses keep differing. */
@@ -165,6 +170,7 @@ export class PeerTable {
       timer: undefined,
       timerForStatus: false,
       statusSince: 0,
+      afterGrace: false,
       retryAt: 0,
       resync: this.#makeBackoff(),
       waiters: [],

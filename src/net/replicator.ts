@@ -796,7 +796,8 @@ export class Replicator extends EventTarget {
   #arm(peer: PeerRecord, when: number): void {
     peer.timer = setTimeout(() => {
       peer.timer = undefined;
-      if (peer.timerForStatus) {
+      const forStatus = peer.timerForStatus;
+      if (forStatus) {
         // The relay still brings news: the difference is probably what is in flight. Wait until
         // it has been quiet for the delay, but never longer than ten delays in all.
         const delay = this.#options.statusSyncDelayMs;
@@ -807,7 +808,7 @@ export class Replicator extends EventTarget {
         }
         peer.timerForStatus = false;
       }
-      this.#guard(() => this.#startSession(peer), peer.peerId);
+      this.#guard(() => this.#startSession(peer, forStatus), peer.peerId);
     }, Math.max(0, when - Date.now()));
     peer.timer.unref();
   }
@@ -825,22 +826,23 @@ export class Replicator extends EventTarget {
     peer.statusSince = Date.now();
   }
 
-  #startSession(peer: PeerRecord): void {
+  /** Starts a session with the peer; `forStatus`: for a difference in its status (see {@link PeerRecord.timerForStatus}). */
+  #startSession(peer: PeerRecord, forStatus = false): void {
     if (this.#stopped || peer.active > 0 || !peer.connected || this.#isRefused(peer)) return;
-    // The peer with the smaller id starts the first session on connect: ours would run beside it.
+    // The peer with the smaller id starts the first session on connect: ours would run beside it,
+    // so it waits for that one (a sync for a status difference stays one: a status that agrees
+    // still cancels it).
     const graceEnd = peer.connectedAt + CONNECT_SESSION_GRACE_MS;
     if (this.peerId > peer.peerId && peer.sessionsStarted === 0 && Date.now() < graceEnd) {
-      clearTimeout(peer.timer);
-      peer.timerForStatus = false;
-      peer.timer = setTimeout(() => {
-        peer.timer = undefined;
-        // Its session came and left us in sync: nothing more to do (a session ending otherwise
-        // schedules the next itself; one still running makes this a no-op).
-        if (peer.sessionsStarted > 0 && peer.state === 'synced') return;
-        this.#guard(() => this.#startSession(peer), peer.peerId);
-      }, graceEnd - Date.now());
-      peer.timer.unref();
+      peer.afterGrace = true;
+      peer.timerForStatus = forStatus;
+      this.#arm(peer, graceEnd);
       return;
+    }
+    if (peer.afterGrace) {
+      peer.afterGrace = false;
+      // Its session came and left us in sync, and nobody waits for another.
+      if (peer.sessionsStarted > 0 && peer.state === 'synced' && peer.waiters.length === 0) return;
     }
     if (this.#limits.check(peer.peerId) !== undefined) {
       // Every session slot is taken: try again after a backoff step.
