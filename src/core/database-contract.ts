@@ -8,6 +8,14 @@ import type { InboxLimits } from './inbox.js';
 import type { MessageId } from './message-id.js';
 import type { ApplyFunction, ProgressCallback } from './projector.js';
 
+/**
+ * The method of a `Database` that lists the ids of received events waiting in memory for their
+ * turn to be stored (`IngestResult.deferred`). For the replicator, which counts them as held: a
+ * session would otherwise ask the peer for them again, once per retry until they are stored. A
+ * symbol, so it is no part of the API an application sees.
+ */
+export const WAITING_IDS: unique symbol = Symbol('noatun.waitingIds');
+
 /** Options of `Database.open`. */
 export interface DatabaseOptions<E, R> {
   /** Directory of the database; created if missing. */

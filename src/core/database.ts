@@ -31,16 +31,17 @@ import {
   REBUILD_DUTY_CYCLE,
 } from './constants.js';
 import type { CutoffState } from './cutoff.js';
-import type {
-  AppendOptions,
-  DatabaseListener,
-  DatabaseOptions,
-  DatabaseStats,
-  Explanation,
-  IngestOptions,
-  IngestResult,
-  StoredMessage,
-  Transaction,
+import {
+  type AppendOptions,
+  type DatabaseListener,
+  type DatabaseOptions,
+  type DatabaseStats,
+  type Explanation,
+  type IngestOptions,
+  type IngestResult,
+  type StoredMessage,
+  type Transaction,
+  WAITING_IDS,
 } from './database-contract.js';
 import { lockDirectory } from './directory-lock.js';
 import {
@@ -1425,6 +1426,13 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   }
 
   /** Counts and sizes. */
+  /** See {@link WAITING_IDS}: the ids of the received events `stats().deferred` counts. */
+  [WAITING_IDS](): Uint8Array[] {
+    const ids: Uint8Array[] = [];
+    for (const envelope of this.#late.values()) ids.push(envelope.id.bytes);
+    return ids;
+  }
+
   stats(): DatabaseStats {
     this.#assertOpen();
     const view = this.#projector.view.stats();

@@ -714,7 +714,16 @@ export class Libp2pLink implements Link {
   }
 
   async openSession(peerId: string): Promise<Session> {
-    const stream = await this.#node.dialProtocol(peerIdFromString(peerId), SYNC_PROTOCOL);
+    let stream: Stream;
+    try {
+      stream = await this.#node.dialProtocol(peerIdFromString(peerId), SYNC_PROTOCOL);
+    } catch (error) {
+      // The link went away while the stream was negotiated (libp2p's UnexpectedEOFError, or an
+      // abort whose reason is a bare Event): nobody's fault, so the session is retried after a
+      // backoff like any lost link, not reported as a failure of ours ("[object Event]").
+      const why = error instanceof Error ? `${error.name}: ${error.message}` : error instanceof Event ? `${error.type} event` : String(error);
+      throw new NoatunError(ErrorCode.CLOSED, `could not open a session with ${peerId}: ${why}`, { cause: error });
+    }
     return this.#track(new StreamSession(stream, peerId, this.#forget));
   }
 

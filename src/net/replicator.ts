@@ -29,6 +29,7 @@
  *   and peers worth keeping are re-dialled after a disconnect.
  */
 import { type CutoffComparison, compareCutoffs } from '../core/cutoff.js';
+import { WAITING_IDS } from '../core/database-contract.js';
 import { decodeEnvelope } from '../core/envelope.js';
 import { ErrorCode, NoatunError, refuseUnknownOptions } from '../errors.js';
 import { describeValue } from '../view/composite.js';
@@ -103,6 +104,8 @@ export class Replicator extends EventTarget {
   readonly #peers: PeerTable;
   readonly #limits: SessionLimits;
   readonly #redialer: Redialer;
+  /** Peers whose last session ended while events they sent waited to be stored (see {@link #afterLate}). */
+  readonly #awaitingLate = new Set<string>();
   readonly #host: SessionHost;
   readonly #options: ResolvedReplicatorOptions;
   readonly #unsubscribe: () => void;
@@ -173,6 +176,7 @@ export class Replicator extends EventTarget {
           ),
           undefined,
         ),
+      holdWaiting: () => this.#holdWaiting(),
     };
     const debounce = resolved.statusDebounceMs;
     this.#neighbourStatus = new Settle(debounce, 10 * debounce, () => this.#guard(() => this.#sendStatus(false, false)));
@@ -227,6 +231,7 @@ export class Replicator extends EventTarget {
             if (event.local) this.#publishEvent(event.bytes);
           }
           if (events.length !== 0) this.#statusChanged(true);
+          if (this.#awaitingLate.size !== 0) this.#afterLate();
         }),
       removed: (ids) =>
         this.#guard(() => {
@@ -557,6 +562,8 @@ export class Replicator extends EventTarget {
   #tick(): void {
     if (this.#stopped) return;
     this.#db.advanceCutoff();
+    // (Late events can also leave without a store of their own: stored meanwhile by another way.)
+    if (this.#awaitingLate.size !== 0) this.#afterLate();
     // Somebody waits to be in sync with a peer that is not a neighbour: ask the swarm again (the
     // last request may have gone out before gossip reached anyone).
     if (this.#awaitingFarPeer()) this.#sendStatus(true, true);
@@ -827,8 +834,38 @@ export class Replicator extends EventTarget {
   }
 
   /** Starts a session with the peer; `forStatus`: for a difference in its status (see {@link PeerRecord.timerForStatus}). */
+  /**
+   * Counts the received events that wait in memory to be stored as held: in the index, so that
+   * reconciliations (ours and the peers') do not ask for them again. The engine stores them once
+   * their turn comes (they are inserted again then, which changes nothing).
+   */
+  #holdWaiting(): void {
+    const waiting = this.#db[WAITING_IDS]?.();
+    if (waiting === undefined) return;
+    for (const id of waiting) this.#index.insert(id);
+    this.#statusChanged(true);
+  }
+
+  /** Received events of ours that wait in memory to be stored (see {@link ReplicatedDatabase.stats}). */
+  #lateWaiting(): number {
+    return this.#db.stats?.().deferred ?? 0;
+  }
+
+  /** Once no received event waits any more: syncs with the peers whose sessions ended for that. */
+  #afterLate(): void {
+    if (this.#lateWaiting() > 0) return;
+    const peers = [...this.#awaitingLate];
+    this.#awaitingLate.clear();
+    for (const peerId of peers) {
+      const peer = this.#peers.get(peerId);
+      if (peer?.connected) this.#schedule(peer, 0);
+    }
+  }
+
   #startSession(peer: PeerRecord, forStatus = false): void {
     if (this.#stopped || peer.active > 0 || !peer.connected || this.#isRefused(peer)) return;
+    // It synced with us once its late events are stored (see #afterLate).
+    if (this.#awaitingLate.has(peer.peerId) && this.#lateWaiting() > 0) return;
     // The peer with the smaller id starts the first session on connect: ours would run beside it,
     // so it waits for that one (a sync for a status difference stays one: a status that agrees
     // still cancels it).
@@ -1010,6 +1047,7 @@ export class Replicator extends EventTarget {
       if (this.#stopped) return;
       try {
         const result = await this.#db.ingest(envelopes, { peer: from });
+        if ((result.deferred ?? 0) > 0) this.#holdWaiting();
         const peer = this.#peers.get(from);
         if (peer === undefined) continue;
         peer.stored += result.stored;
@@ -1059,7 +1097,13 @@ export class Replicator extends EventTarget {
         this.#redialer.remember(peerId);
         const { same, cutoffs } = this.#compare(result.final);
         if (same) this.#markSynced(peer, number);
-        else if (result.cut && peer.stored + peer.sent > before) {
+        else if (this.#lateWaiting() > 0) {
+          // Events it sent us wait for their turn (costly late work): they are not in our status,
+          // and a session now would only bring them again (an old history copied to a peer with
+          // events of its own went over the wire two or three times). Synced again once stored.
+          this.#markDiffers(peer, cutoffs, 'received events wait for their turn to be stored');
+          this.#awaitingLate.add(peer.peerId);
+        } else if (result.cut && peer.stored + peer.sent > before) {
           // A bound of ours ended the reconciliation and events moved: more to do, go on now.
           peer.state = 'differs';
           peer.reason = 'more differences than one session carries';

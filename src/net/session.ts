@@ -26,6 +26,7 @@
  * a send that fails on our side is a `CLOSED` error, never the peer's fault.
  */
 import { type CutoffState, compareCutoffs } from '../core/cutoff.js';
+import { WAITING_IDS } from '../core/database-contract.js';
 import { DEFAULT_ENVELOPE_LIMITS, firstDamagedEnvelope, storedEnvelopeDamage } from '../core/envelope.js';
 import { compareIdBytes, MessageId } from '../core/message-id.js';
 import { ErrorCode, NoatunError } from '../errors.js';
@@ -89,6 +90,8 @@ export interface ReplicatedIngestResult {
    * reports them; the sender's clock is off, which is not a fault).
    */
   readonly future?: number;
+  /** Events that wait in memory for their turn to be stored (see {@link ReplicatedDatabase.stats}). */
+  readonly deferred?: number;
 }
 
 /** Options of an ingest on behalf of a peer. */
@@ -122,6 +125,16 @@ export interface ReplicatedDatabase {
   peerLeft?(peerId: string): void;
   /** Whether the database is closed (then replication stops). */
   readonly closed?: boolean;
+  /**
+   * `deferred`: received events that wait in memory for their turn (costly late work) before they
+   * are stored. A replicator does not start a session while they wait.
+   */
+  stats?(): { readonly deferred?: number };
+  /**
+   * The ids of those events: a replicator counts them as held (in its index), or every session
+   * until they are stored would ask the peer for them again.
+   */
+  [WAITING_IDS]?(): Iterable<Uint8Array>;
 }
 
 /** Settings of the sessions of one replicator. */
@@ -148,6 +161,8 @@ export interface SessionHost {
    * not sent, as the peer would refuse it as forged. Ours to report, not the peer's fault.
    */
   damaged(id: MessageId, error: NoatunError): void;
+  /** An ingest left events waiting to be stored: they count as held (see {@link ReplicatedDatabase}). */
+  holdWaiting(): void;
 }
 
 /** How a session ended. */
@@ -468,6 +483,7 @@ export class SessionRun {
     peer.received += count;
     const ingested = this.#host.db.ingest(envelopes, { peer: peer.peerId }).then((result) => {
       peer.stored += result.stored;
+      if ((result.deferred ?? 0) > 0) this.#host.holdWaiting();
       this.#expect(-Math.min(count, this.#expecting));
       // The last event we asked for may be what our END waited on.
       if (this.#expecting === 0 && !this.#finished) {

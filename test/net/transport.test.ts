@@ -418,6 +418,19 @@ test('libp2p: a session opened before the peer registers onSession is handed ove
   });
 });
 
+test('libp2p: a session that cannot open because the peer went away is CLOSED (nobody\'s fault), not a failure of ours', async (t) => {
+  await withPair(libp2p, async ({ a, b, eventsA }) => {
+    const gone = b.peerId;
+    await b.stop();
+    await until(() => eventsA.includes(`disconnect:${gone}`), 'disconnect');
+    // (libp2p's own error came through: an UnexpectedEOFError or a bare Event, which the
+    // replicator reported as an INTERNAL failure of ours.)
+    const error = await t.throwsAsync(a.openSession(gone));
+    t.is((error as NoatunError).code, 'CLOSED');
+    t.regex(error!.message, new RegExp(`could not open a session with ${gone}: `));
+  });
+});
+
 test('libp2p: frames of exactly MAX_FRAME_BYTES back to back get through', async (t) => {
   await withPair(libp2p, async ({ a, b }) => {
     const accepted = nextSession(b);
