@@ -1426,7 +1426,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   }
 
   /** Counts and sizes. */
-  /** See {@link WAITING_IDS}: the ids of the received events `stats().deferred` counts. */
+  /** The ids of the received events `stats().deferred` counts (for the replicator: see `WAITING_IDS`). */
   [WAITING_IDS](): Uint8Array[] {
     const ids: Uint8Array[] = [];
     for (const envelope of this.#late.values()) ids.push(envelope.id.bytes);

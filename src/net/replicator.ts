@@ -998,7 +998,10 @@ export class Replicator extends EventTarget {
     if (this.#isRefused(peer)) return;
     this.#peers.touch(peer);
     const { same, cutoffs } = this.#compare(status);
-    if (same) {
+    if (same && this.#lateWaiting() > 0) {
+      // The same events, some of ours not stored yet: synced once they are (see #run).
+      this.#awaitingLate.add(peer.peerId);
+    } else if (same) {
       this.#markSynced(peer);
       if (peer.timer !== undefined && peer.timerForStatus) {
         // The difference it was for went away (the relay brought what was in flight).
@@ -1096,14 +1099,15 @@ export class Replicator extends EventTarget {
         peer.trusted = true;
         this.#redialer.remember(peerId);
         const { same, cutoffs } = this.#compare(result.final);
-        if (same) this.#markSynced(peer, number);
-        else if (this.#lateWaiting() > 0) {
-          // Events it sent us wait for their turn (costly late work): they are not in our status,
-          // and a session now would only bring them again (an old history copied to a peer with
-          // events of its own went over the wire two or three times). Synced again once stored.
+        if (this.#lateWaiting() > 0) {
+          // Received events wait for their turn to be stored (costly late work). They count as
+          // held in our status (see #holdWaiting), so a session now would bring nothing; but they
+          // are not in the view yet, so this is not "synced" (syncedWith would resolve early).
+          // Synced once they are stored (see #afterLate).
           this.#markDiffers(peer, cutoffs, 'received events wait for their turn to be stored');
           this.#awaitingLate.add(peer.peerId);
-        } else if (result.cut && peer.stored + peer.sent > before) {
+        } else if (same) this.#markSynced(peer, number);
+        else if (result.cut && peer.stored + peer.sent > before) {
           // A bound of ours ended the reconciliation and events moved: more to do, go on now.
           peer.state = 'differs';
           peer.reason = 'more differences than one session carries';
