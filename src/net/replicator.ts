@@ -833,7 +833,6 @@ export class Replicator extends EventTarget {
     peer.statusSince = Date.now();
   }
 
-  /** Starts a session with the peer; `forStatus`: for a difference in its status (see {@link PeerRecord.timerForStatus}). */
   /**
    * Counts the received events that wait in memory to be stored as held: in the index, so that
    * reconciliations (ours and the peers') do not ask for them again. The engine stores them once
@@ -862,6 +861,7 @@ export class Replicator extends EventTarget {
     }
   }
 
+  /** Starts a session with the peer; `forStatus`: for a difference in its status (see {@link PeerRecord.timerForStatus}). */
   #startSession(peer: PeerRecord, forStatus = false): void {
     if (this.#stopped || peer.active > 0 || !peer.connected || this.#isRefused(peer)) return;
     // It synced with us once its late events are stored (see #afterLate).
