@@ -56,7 +56,7 @@ export function shortPeerId(peerId: string): string {
 }
 
 /** A line's part at most `limit` characters long (a peer's error can quote whole frames). */
-export function shorten(text: string, limit = 200): string {
+function shorten(text: string, limit = 200): string {
   return text.length <= limit ? text : `${text.slice(0, limit - 1)}…`;
 }
 

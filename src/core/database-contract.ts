@@ -9,12 +9,16 @@ import type { MessageId } from './message-id.js';
 import type { ApplyFunction, ProgressCallback } from './projector.js';
 
 /**
- * The method of a `Database` that lists the ids of received events waiting in memory for their
- * turn to be stored (`IngestResult.deferred`). For the replicator, which counts them as held: a
- * session would otherwise ask the peer for them again, once per retry until they are stored. A
- * symbol, so it is no part of the API an application sees.
+ * Methods of a `Database` for the replicator, about received events that wait in memory for their
+ * turn to be stored (`IngestResult.deferred`): `[WAITING_COUNT]()` says how many wait (as
+ * `stats().deferred`, without the rest of `stats()`); `[WAITING_NEW]()` gives the ids of those that
+ * began to wait since its last call, each once. The replicator counts them as held: a session
+ * would otherwise ask the peer for them again, once per retry until they are stored. Symbols, so
+ * they are no part of the API an application sees.
  */
-export const WAITING_IDS: unique symbol = Symbol('noatun.waitingIds');
+export const WAITING_COUNT: unique symbol = Symbol('noatun.waitingCount');
+/** See {@link WAITING_COUNT}. */
+export const WAITING_NEW: unique symbol = Symbol('noatun.waitingNew');
 
 /** Options of `Database.open`. */
 export interface DatabaseOptions<E, R> {

@@ -41,7 +41,8 @@ import {
   type IngestResult,
   type StoredMessage,
   type Transaction,
-  WAITING_IDS,
+  WAITING_COUNT,
+  WAITING_NEW,
 } from './database-contract.js';
 import { lockDirectory } from './directory-lock.js';
 import {
@@ -124,6 +125,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
    * the budget allows: one rewind or rebuild stores them all.
    */
   #late = new Map<string, Envelope>();
+  /** Ids of {@link #late} not yet given to the replicator (see `WAITING_NEW`); a part of it. */
+  #lateNew: Uint8Array[] = [];
   #lateBytes = 0;
   /** The highest id in {@link #late} (undefined when it is empty). */
   #lateHighest: Uint8Array | undefined;
@@ -1214,6 +1217,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     const bytes = envelopeSize(envelope);
     const kept = detachEnvelope(envelope); // queued for long: in memory of its own
     this.#late.set(kept.id.key, kept);
+    this.#lateNew.push(kept.id.bytes);
     const id = kept.id.bytes;
     if (this.#lateHighest === undefined || Buffer.compare(id, this.#lateHighest) > 0) this.#lateHighest = id;
     this.#lateBytes += bytes;
@@ -1222,6 +1226,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   #takeLate(): Envelope[] {
     const late = [...this.#late.values()].filter((envelope) => !this.#log.has(envelope.id.bytes));
     this.#late.clear();
+    this.#lateNew = []; // (stored now: the replicator hears of them as stored)
     this.#lateBytes = 0;
     this.#lateHighest = undefined;
     return late;
@@ -1426,11 +1431,14 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   }
 
   /** Counts and sizes. */
-  /** The ids of the received events `stats().deferred` counts (for the replicator: see `WAITING_IDS`). */
-  [WAITING_IDS](): Uint8Array[] {
-    const ids: Uint8Array[] = [];
-    for (const envelope of this.#late.values()) ids.push(envelope.id.bytes);
-    return ids;
+  /** How many received events wait to be stored (for the replicator: see `WAITING_COUNT`). */
+  [WAITING_COUNT](): number {
+    return this.#late.size;
+  }
+
+  /** The ids of the received events that began to wait since the last call (see `WAITING_COUNT`). */
+  [WAITING_NEW](): Uint8Array[] {
+    return this.#lateNew.splice(0);
   }
 
   stats(): DatabaseStats {

@@ -29,7 +29,7 @@
  *   and peers worth keeping are re-dialled after a disconnect.
  */
 import { type CutoffComparison, compareCutoffs } from '../core/cutoff.js';
-import { WAITING_IDS } from '../core/database-contract.js';
+import { WAITING_COUNT, WAITING_NEW } from '../core/database-contract.js';
 import { decodeEnvelope } from '../core/envelope.js';
 import { ErrorCode, NoatunError, refuseUnknownOptions } from '../errors.js';
 import { describeValue } from '../view/composite.js';
@@ -839,15 +839,15 @@ export class Replicator extends EventTarget {
    * their turn comes (they are inserted again then, which changes nothing).
    */
   #holdWaiting(): void {
-    const waiting = this.#db[WAITING_IDS]?.();
+    const waiting = this.#db[WAITING_NEW]?.();
     if (waiting === undefined) return;
     for (const id of waiting) this.#index.insert(id);
     this.#statusChanged(true);
   }
 
-  /** Received events of ours that wait in memory to be stored (see {@link ReplicatedDatabase.stats}). */
+  /** Received events of ours that wait in memory to be stored (see {@link ReplicatedDatabase}). */
   #lateWaiting(): number {
-    return this.#db.stats?.().deferred ?? 0;
+    return this.#db[WAITING_COUNT]?.() ?? 0;
   }
 
   /** Once no received event waits any more: syncs with the peers whose sessions ended for that. */

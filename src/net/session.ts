@@ -26,7 +26,7 @@
  * a send that fails on our side is a `CLOSED` error, never the peer's fault.
  */
 import { type CutoffState, compareCutoffs } from '../core/cutoff.js';
-import { WAITING_IDS } from '../core/database-contract.js';
+import type { WAITING_COUNT, WAITING_NEW } from '../core/database-contract.js';
 import { DEFAULT_ENVELOPE_LIMITS, firstDamagedEnvelope, storedEnvelopeDamage } from '../core/envelope.js';
 import { compareIdBytes, MessageId } from '../core/message-id.js';
 import { ErrorCode, NoatunError } from '../errors.js';
@@ -90,7 +90,7 @@ export interface ReplicatedIngestResult {
    * reports them; the sender's clock is off, which is not a fault).
    */
   readonly future?: number;
-  /** Events that wait in memory for their turn to be stored (see {@link ReplicatedDatabase.stats}). */
+  /** Events that wait in memory for their turn to be stored (see `ReplicatedDatabase`). */
   readonly deferred?: number;
 }
 
@@ -126,15 +126,15 @@ export interface ReplicatedDatabase {
   /** Whether the database is closed (then replication stops). */
   readonly closed?: boolean;
   /**
-   * `deferred`: received events that wait in memory for their turn (costly late work) before they
-   * are stored. A replicator does not start a session while they wait.
+   * How many received events wait in memory for their turn (costly late work) before they are
+   * stored. A replicator does not start a session while they wait.
    */
-  stats?(): { readonly deferred?: number };
+  [WAITING_COUNT]?(): number;
   /**
-   * The ids of those events: a replicator counts them as held (in its index), or every session
-   * until they are stored would ask the peer for them again.
+   * The ids of those that began to wait since the last call: a replicator counts them as held (in
+   * its index), or every session until they are stored would ask the peer for them again.
    */
-  [WAITING_IDS]?(): Iterable<Uint8Array>;
+  [WAITING_NEW]?(): Iterable<Uint8Array>;
 }
 
 /** Settings of the sessions of one replicator. */
