@@ -73,6 +73,14 @@ export const DEFAULT_GOSSIP_EVENT_BYTES = 64 * 1024;
 export const MAX_GOSSIP_FRAME_BYTES = 1024 * 1024;
 
 /**
+ * Most bytes waiting to be written to one neighbour's gossip stream: beyond it the stream is
+ * aborted (the neighbour gets no gossip from us until it reconnects; sessions still run). A
+ * neighbour that stops reading its stream made gossipsub buffer what we relay to it without bound
+ * (16 MiB of frames and 70 MiB of heap after 12 MiB of relayed statuses, never let go).
+ */
+export const MAX_GOSSIP_OUTBOUND_BYTES = 4 * 1024 * 1024;
+
+/**
  * Gossiped envelopes waiting to be ingested, per sender (count). Beyond it newer ones are dropped:
  * gossip is best-effort, and the next status comparison brings the rest by a session.
  * @default 1024

@@ -54,6 +54,7 @@ import {
   DEFAULT_MAX_PENDING_CONNECTIONS,
   MAX_DIRECT_STREAMS_PER_CONNECTION,
   MAX_GOSSIP_FRAME_BYTES,
+  MAX_GOSSIP_OUTBOUND_BYTES,
   MAX_STREAMS_PER_CONNECTION,
   MAX_SYNC_STREAMS_PER_CONNECTION,
 } from './constants.js';
@@ -503,6 +504,7 @@ function createNode(options: Libp2pLinkOptions, gate: Gate) {
         emitSelf: false,
         allowedTopics: [gossipTopic(options.topic)],
         maxInboundDataLength: MAX_GOSSIP_FRAME_BYTES + GOSSIP_RPC_OVERHEAD,
+        maxOutboundBufferSize: MAX_GOSSIP_OUTBOUND_BYTES,
         // Events are content-addressed and verified by every receiver; who relayed a frame is known
         // from the connection. A signature, key, sender and sequence number per message would more
         // than double a small event on the wire.

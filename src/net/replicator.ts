@@ -881,7 +881,7 @@ export class Replicator extends EventTarget {
       // Its session came and left us in sync, and nobody waits for another.
       if (peer.sessionsStarted > 0 && peer.state === 'synced' && peer.waiters.length === 0) return;
     }
-    if (this.#limits.check(peer.peerId) !== undefined) {
+    if (this.#limits.check(peer.peerId, !peer.trusted) !== undefined) {
       // Every session slot is taken: try again after a backoff step.
       this.#backOff(peer);
       return;
@@ -1075,15 +1075,19 @@ export class Replicator extends EventTarget {
         session.abort(new NoatunError(ErrorCode.CLOSED, 'not accepting sessions from this peer'));
         return;
       }
-      const over = this.#limits.check(peerId);
+      // (Counted as it opens: the peer is trusted once this session ends well.)
+      const stranger = !peer.trusted;
+      const over = this.#limits.check(peerId, stranger);
       if (over !== undefined) {
-        session.abort(new NoatunError(ErrorCode.CLOSED, over === 'total' ? 'too many sessions' : 'too many sessions with this peer'));
+        session.abort(
+          new NoatunError(ErrorCode.CLOSED, over === 'total' ? 'too many sessions' : over === 'peer' ? 'too many sessions with this peer' : 'too many sessions with peers not known yet'),
+        );
         if (!initiator && over === 'peer' && this.#limits.strike(peerId)) {
           this.#refuse(peerId, new LimitError(`sessions over the limit of ${this.#options.maxSessionsPerPeer} at once, again and again`));
         }
         return;
       }
-      this.#limits.open(peerId);
+      this.#limits.open(peerId, stranger);
       peer.active++;
       const number = ++peer.sessionsStarted;
       this.#sessions.add(session);
@@ -1119,7 +1123,7 @@ export class Replicator extends EventTarget {
         session.abort(error instanceof Error ? error : new Error(String(error)));
         this.#sessionFailed(peer, error);
       } finally {
-        this.#limits.close(peerId);
+        this.#limits.close(peerId, stranger);
         peer.active--;
         this.#sessions.delete(session);
       }

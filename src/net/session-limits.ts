@@ -14,14 +14,21 @@ export function maxReconcileRounds(n: number): number {
 }
 
 /** Why a session may not start now. */
-export type SessionRefusal = 'total' | 'peer';
+export type SessionRefusal = 'total' | 'peer' | 'strangers';
 
-/** Counts running sessions against the total and per-peer caps. */
+/**
+ * Counts running sessions against the total and per-peer caps. Sessions with strangers (peers we
+ * neither dialled nor finished a session with) may take half of the total at most, so that peers
+ * we trust always find room: strangers that held every slot with sessions kept barely alive
+ * (one frame every few seconds) kept a peer we had dialled from syncing until they let go.
+ */
 export class SessionLimits {
   readonly #maxTotal: number;
   readonly #maxPerPeer: number;
+  readonly #maxStrangers: number;
   readonly #perPeer = new Map<string, number>();
   #total = 0;
+  #strangers = 0;
   /** Excess session attempts per peer: the start of the window and the count in it. */
   readonly #strikes = new Map<string, { since: number; count: number }>();
   readonly #now: () => number;
@@ -29,6 +36,7 @@ export class SessionLimits {
   constructor(maxTotal: number, maxPerPeer: number, now: () => number = Date.now) {
     this.#maxTotal = maxTotal;
     this.#maxPerPeer = maxPerPeer;
+    this.#maxStrangers = Math.ceil(maxTotal / 2);
     this.#now = now;
   }
 
@@ -37,27 +45,38 @@ export class SessionLimits {
     return this.#total;
   }
 
+  /** Sessions with strangers running now. */
+  get strangers(): number {
+    return this.#strangers;
+  }
+
   /** Sessions running with `peerId`. */
   of(peerId: string): number {
     return this.#perPeer.get(peerId) ?? 0;
   }
 
-  /** Whether one more session with `peerId` fits; undefined if it does, else which cap it hits. */
-  check(peerId: string): SessionRefusal | undefined {
+  /**
+   * Whether one more session with `peerId` fits (`stranger`: a peer not trusted yet); undefined
+   * if it does, else which cap it hits.
+   */
+  check(peerId: string, stranger = false): SessionRefusal | undefined {
     if (this.#total >= this.#maxTotal) return 'total';
     if (this.of(peerId) >= this.#maxPerPeer) return 'peer';
+    if (stranger && this.#strangers >= this.#maxStrangers) return 'strangers';
     return undefined;
   }
 
-  /** Counts a session with `peerId` as running (after {@link check}). */
-  open(peerId: string): void {
+  /** Counts a session with `peerId` as running (after {@link check}, with the same `stranger`). */
+  open(peerId: string, stranger = false): void {
     this.#total++;
+    if (stranger) this.#strangers++;
     this.#perPeer.set(peerId, this.of(peerId) + 1);
   }
 
-  /** A session with `peerId` ended. */
-  close(peerId: string): void {
+  /** A session with `peerId` ended (`stranger` as it was opened). */
+  close(peerId: string, stranger = false): void {
     this.#total--;
+    if (stranger) this.#strangers--;
     const left = this.of(peerId) - 1;
     if (left > 0) this.#perPeer.set(peerId, left);
     else this.#perPeer.delete(peerId);

@@ -400,6 +400,9 @@ export class SessionRun {
           break;
         case FrameType.EVENTS:
           if (this.#incoming !== undefined) throw new ProtocolError('EVENTS inside an envelope sent in parts');
+          // Never sent by an honest side; a peer that sent them every few seconds kept a session
+          // (and its slot) open until the deadline, half an hour, at 5 bytes a frame.
+          if (frame.envelopes.length === 0) throw new ProtocolError('an EVENTS frame without events');
           await this.#ingest(frame.envelopes, frame.envelopes.length);
           break;
         case FrameType.EVENT_PART:

@@ -450,6 +450,50 @@ test.serial('row 4, memory: a peer that opens a session and goes silent is let g
   await victimDb.close();
 });
 
+test.serial('row 4, memory: strangers holding every session they can get leave room for a peer we dialled', async (t) => {
+  const network = new MemoryNetwork({ latencyMs: 1, autoConnect: false });
+  const honest = await honestPeer(network, 'honest', 50);
+  const victimDb = await openDb();
+  await fill(victimDb, 2000);
+  // A peer we dialled (a bootstrap peer) is trusted; strangers are the peers that dialled us.
+  const victim = new Replicator(victimDb, network.join('victim'), { statusIntervalMs: 200, maxSessions: 4, bootstrap: ['honest'] });
+  await victim.syncedWith('honest', { signal: AbortSignal.timeout(10_000) });
+  // Four strangers each open a session claiming nothing and read nothing: each session waits for
+  // the stranger's next frame, for the idle time (30 s).
+  const strangers = ['s1', 's2', 's3', 's4'].map((id) => network.join(id));
+  const held: Session[] = [];
+  for (const stranger of strangers) {
+    await stranger.dial('victim');
+    held.push(...(await emptyHellos(stranger, 'victim', 1)));
+  }
+  await until(() => ['s1', 's2', 's3', 's4'].filter((id) => peer(victim, id)?.state === 'syncing').length === 2, 'two stranger sessions run');
+  // Half the slots at most went to strangers: the trusted peer's next session starts at once.
+  await honest.db.append({ add: 1 });
+  const started = Date.now();
+  await victim.syncedWith('honest', { signal: AbortSignal.timeout(5000) });
+  t.log(`synced with the trusted peer ${Date.now() - started} ms after its append, with strangers holding sessions`);
+  t.is(victimDb.stats().stored, 2051);
+  await Promise.all([victim.stop(), honest.replicator.stop(), ...strangers.map((stranger) => stranger.stop())]);
+  await Promise.all([victimDb.close(), honest.db.close()]);
+});
+
+test.serial('row 4, memory: a peer that keeps its session alive with EVENTS frames of no events is refused', async (t) => {
+  const network = new MemoryNetwork({ latencyMs: 1 });
+  const victimDb = await openDb();
+  await fill(victimDb, 10);
+  const victim = new Replicator(victimDb, network.join('victim'), { statusIntervalMs: 200 });
+  const failed = failures(victim);
+  const attacker = network.join('keepalive');
+  const session = await attacker.openSession('victim');
+  await session.send(statusFrame(FrameType.HELLO, sameCutoff(victimDb, 5)));
+  // An EVENTS frame: its type, then a count of 0 (u32).
+  await session.send(Uint8Array.of(FrameType.EVENTS, 0, 0, 0, 0)).catch(() => {});
+  t.regex(await refused(victim, 'keepalive'), /EVENTS frame without events/);
+  t.deepEqual(failed, []);
+  await Promise.all([victim.stop(), attacker.stop()]);
+  await victimDb.close();
+});
+
 // --------------------------------------------------------------------------------- rows 7, 12
 
 /** A payload of `bytes` bytes (with a pattern, so a damaged copy would show). */

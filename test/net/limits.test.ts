@@ -97,6 +97,22 @@ test('session limits: a total cap, a per-peer cap, and strikes that end in a ref
   t.is(maxReconcileRounds(2_000_000), 32 + 4 * 21);
 });
 
+test('session limits: strangers take half of the sessions at most, trusted peers the rest', (t) => {
+  const limits = new SessionLimits(5, 2, () => 0);
+  for (const id of ['s1', 's2', 's3']) {
+    t.is(limits.check(id, true), undefined);
+    limits.open(id, true);
+  }
+  t.is(limits.check('s4', true), 'strangers', 'three of five is the strangers\' share');
+  t.is(limits.check('friend', false), undefined);
+  limits.open('friend', false);
+  limits.open('friend', false);
+  t.is(limits.check('other', false), 'total');
+  limits.close('s1', true);
+  t.is(limits.strangers, 2);
+  t.is(limits.check('s4', true), undefined);
+});
+
 test('the byte budget lets one oversized holder through alone and wakes waiters on release', async (t) => {
   const budget = new ByteBudget(100);
   t.true(budget.tryTake(60));
