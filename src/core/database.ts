@@ -1098,7 +1098,11 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       if (envelope.id.timestamp < this.#finality.time && this.#finality.prunedLately(envelope.id.key)) prunedBefore.push(envelope);
       else accepted.push(envelope);
     }
-    if (accepted.some((envelope) => envelope.id.timestamp < this.#finality.time)) this.#finality.hold();
+    // A late event holds pruning once here (see Finality.heldFor); each is noted once it is stored
+    // or waits to be (a refused one, offered again, still holds).
+    const holders: Envelope[] = [];
+    for (const envelope of accepted) if (envelope.id.timestamp < this.#finality.time && !this.#finality.heldFor(envelope.id.key)) holders.push(envelope);
+    if (holders.length !== 0) this.#finality.hold();
     if (prunedBefore.length !== 0) {
       if (this.#finality.held) accepted.push(...prunedBefore);
       else duplicates += prunedBefore.length;
@@ -1118,6 +1122,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         deferred = later.length;
       } else refused += later.length;
     }
+    const notHeld = refused === 0 ? undefined : new Set(later);
     const taken = turnAllowed && this.#late.size !== 0 ? this.#takeLate() : [];
     now.push(...taken);
     try {
@@ -1125,6 +1130,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         now.sort((a, b) => MessageId.compare(a.id, b.id));
         this.#commitBudgeted(now);
       }
+      for (const envelope of holders) if (notHeld?.has(envelope) !== true) this.#finality.noteHeld(envelope.id.key);
     } catch (error) {
       // Refused as a batch: the queued late events taken for this turn wait for the next one.
       for (const envelope of taken) this.#defer(envelope);

@@ -14,6 +14,11 @@ const META_CUTOFF = 'cutoff';
 /** [hash, previous hash, the stride the previous era was taken with] (the stride since 5 Dec 2026). */
 const META_CUTOFF_HASHES = 'cutoffHashes';
 const META_PRUNE_HOLD = 'pruneHold';
+/**
+ * Late events remembered as having held pruning here (see {@link Finality.heldFor}); beyond it
+ * the oldest are forgotten, and such an event, stored again, holds pruning once more (a cost).
+ */
+const MAX_HOLDERS = 65_536;
 /** The shape of {@link META_CUTOFF_HASHES} (see `meta-shape.ts`). */
 const CUTOFF_HASHES: MetaShape<[Uint8Array, Uint8Array, number?]> = {
   is: (value: unknown): value is [Uint8Array, Uint8Array, number?] =>
@@ -47,6 +52,12 @@ export class Finality {
    * hold lasts, in memory (see {@link #forgetPrunedBefore}).
    */
   readonly #recentlyPruned = new Map<string, number>();
+  /**
+   * Ids of late events that started or joined a hold here (latin1 keys, oldest first, at most
+   * {@link MAX_HOLDERS}), in memory: stored again later (this peer pruned it, forgot that, and a
+   * peer offers it again), such an event starts no second hold (see {@link heldFor}).
+   */
+  readonly #holders = new Set<string>();
 
   /** Reads the cutoff, its hashes and the hold from the log's metadata. */
   constructor(log: EventLog, intervalMs: number, now: () => number) {
@@ -196,6 +207,31 @@ export class Finality {
     if (now <= this.#holdUntil) return;
     this.#holdUntil = now;
     this.#log.setMeta(META_PRUNE_HOLD, now);
+  }
+
+  /**
+   * Whether the late event with this id key (behind the cutoff, from another peer, not pruned
+   * here lately) held pruning here before: then storing it again starts no hold. Each peer that
+   * receives an event late holds pruning for it, and a peer it reached late can offer it back
+   * after this peer pruned it and forgot that: three peers passed one such event around for ever,
+   * each storing it with a new hold, pruning it when that ended, and offering it to the next.
+   * Stored again without a hold, it is pruned at the next cutoff step if nothing needs it, and kept
+   * if something does (the peer offering it holds it for good: what a late event is stored for).
+   */
+  heldFor(key: string): boolean {
+    return this.#holders.has(key);
+  }
+
+  /** The late event with this id key held pruning here (see {@link heldFor}). */
+  noteHeld(key: string): void {
+    if (this.#holders.has(key)) return;
+    this.#holders.add(key);
+    if (this.#holders.size > MAX_HOLDERS) {
+      for (const oldest of this.#holders) {
+        this.#holders.delete(oldest);
+        break;
+      }
+    }
   }
 
   /** Whether pruning is held now. */

@@ -400,6 +400,62 @@ test('3. a delete whose insert was pruned: the author and a fresh replay of its 
   await Promise.all([author.close(), fresh.close()]);
 });
 
+test('3. a late event that three pruning peers pass around is stored again without a new hold: they agree, where it went round for ever', async (t) => {
+  // Each peer that gets the event late holds pruning for an interval, then prunes it and forgets
+  // that it did an interval and two strides later. Reaching the peers 7 and 14 minutes apart, the
+  // last one still held it when the first had forgotten it: before, the first stored it as a new
+  // late event with a hold of its own, and so on round the ring, with a period of 25 minutes.
+  const clock = new FakeClock(T0);
+  const interval = 10 * MINUTE;
+  const Counter = s.object({ n: s.u32() });
+  const openPeer = (autoPrune: boolean) =>
+    Database.open<{ add?: number }, typeof Counter>({
+      path: tempDir(),
+      root: Counter,
+      now: clock.now,
+      cutoffIntervalMs: interval,
+      autoPrune,
+      lateWorkShare: 1,
+      apply(event, root) {
+        if (event.add !== undefined) root.n += event.add;
+      },
+    });
+  // A peer that was away holds an old event that writes nothing; the others never saw it.
+  const away = await openPeer(false);
+  const late = await away.append({});
+  const peers = [await openPeer(true), await openPeer(true), await openPeer(true)];
+  clock.advance(30 * MINUTE);
+  for (const db of peers) db.advanceCutoff();
+  const send = async (from: { messages(): Iterable<{ bytes: Uint8Array }> }, to: (typeof peers)[number]) => {
+    await to.ingest([...from.messages()].map((m) => m.bytes.slice()));
+  };
+  const [a, b, c] = peers as [(typeof peers)[number], (typeof peers)[number], (typeof peers)[number]];
+  await send(away, a);
+  const timeline: string[] = [];
+  for (let minute = 1; minute <= 90; minute++) {
+    clock.advance(MINUTE);
+    for (const db of peers) db.advanceCutoff();
+    if (minute === 7) await send(a, b);
+    if (minute === 14) await send(b, c);
+    if (minute >= 15) {
+      for (const [from, to] of [[a, b], [a, c], [b, a], [b, c], [c, a], [c, b]] as const) await send(from, to);
+    }
+    timeline.push(peers.map((db) => (db.message(late) === undefined ? '-' : 'X')).join(''));
+  }
+  t.log(`who holds the late event, minute by minute: ${timeline.join(' ')}`);
+  t.deepEqual(
+    peers.map((db) => db.message(late) === undefined),
+    [true, true, true],
+    'every peer pruned it for good',
+  );
+  t.true(timeline.slice(40).every((held) => held === '---'), 'nobody stored it again after minute 40');
+  t.deepEqual(storedIds(b), storedIds(a));
+  t.deepEqual(storedIds(c), storedIds(a));
+  t.is(cutoffKey(b), cutoffKey(a));
+  t.is(cutoffKey(c), cutoffKey(a));
+  await Promise.all([away.close(), ...peers.map((db) => db.close())]);
+});
+
 test('3. a delete whose insert was pruned: two replicating peers stop re-storing it (sessions stop)', async (t) => {
   const clock = new FakeClock(T0);
   const { author } = await pruneInsertKeepDelete(clock);
