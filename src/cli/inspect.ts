@@ -11,9 +11,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Codec, messagePackCodec } from '../core/codec.js';
 import { Database } from '../core/database.js';
-import type { Explanation } from '../core/database-contract.js';
+import { type Explanation, INSPECTING } from '../core/database-contract.js';
 import { MessageId } from '../core/message-id.js';
-import { ErrorCode, NoatunError, quote } from '../errors.js';
+import { ErrorCode, NoatunError, quote, systemErrorFrom } from '../errors.js';
 import type { ViewNode } from '../view/inspect.js';
 import { loadApp, recordedAppModule, recordedAppName } from './app-module.js';
 import { checkInspectorHost, startInspector } from './inspector/server.js';
@@ -91,12 +91,22 @@ export async function runInspect(directory: string, options: InspectCommandOptio
 
 /** {@link runInspect} once the stop signals are caught. */
 async function inspect(directory: string, options: InspectCommandOptions, say: (line?: string) => void, stop: StopSignal): Promise<void> {
-  // Never create a database where the user mistyped a path: Database.open would.
-  if (!fs.existsSync(path.join(directory, 'log.mdb'))) {
+  // Never create a database where the user mistyped a path: Database.open would (and LMDB makes
+  // an empty log.mdb a new database).
+  let logStat: fs.Stats;
+  try {
+    logStat = fs.statSync(path.join(directory, 'log.mdb'));
+  } catch (error) {
+    // (A directory this user may not read said "holds no Noatun database".)
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR' && code !== 'ENAMETOOLONG') throw systemErrorFrom(error, 'stat', path.join(directory, 'log.mdb'));
     throw new NoatunError(
       ErrorCode.NOT_FOUND,
       fs.existsSync(directory) ? `${directory} holds no Noatun database (no log.mdb)` : `no such directory: ${directory}`,
     );
+  }
+  if (logStat.size === 0) {
+    throw new NoatunError(ErrorCode.NOT_FOUND, `${directory} holds no Noatun database (its log.mdb is empty)`);
   }
   // (Refused before the database is opened; the inspector checks it again.)
   if (options.web) checkInspectorHost(options.host);
@@ -119,11 +129,10 @@ async function inspect(directory: string, options: InspectCommandOptions, say: (
   }
   const codec = (app.codec ?? messagePackCodec<unknown>()) as Codec<unknown>;
   const opening = openingProgress();
-  const db = await Database.open({
-    ...app,
-    path: directory,
-    onProgress: opening.onProgress,
-  }).catch((error: unknown) => {
+  // Inspecting changes nothing: nothing is pruned, no app name is recorded, and a view that
+  // would have to be made again is refused unless the database records this app (INSPECTING).
+  const inspectOptions = { ...app, path: directory, onProgress: opening.onProgress, autoPrune: false, [INSPECTING]: true };
+  const db = await Database.open(inspectOptions).catch((error: unknown) => {
     if (error instanceof NoatunError && error.code === ErrorCode.DATABASE_LOCKED) {
       throw new NoatunError(
         error.code,

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { AnyApp } from '../core/app.js';
 import { Database } from '../core/database.js';
-import { ErrorCode, NoatunError } from '../errors.js';
+import { ErrorCode, NoatunError, systemErrorFrom } from '../errors.js';
 import { checkAddress, checkLinkOptions, checkSwarmKey, loadOrCreatePrivateKey } from '../net/libp2p-link.js';
 import { type BootstrapUnreachable, type PeerInfo, Replicator, type ReplicatorEvent } from '../net/replicator.js';
 import { loadApp, recordedAppName, writeAppRecord } from './app-module.js';
@@ -68,7 +68,8 @@ function readSwarmKey(file: string): Uint8Array {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new NoatunError(ErrorCode.NOT_FOUND, `no swarm key file at ${file}`);
-    throw error;
+    if (code === 'EISDIR') throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${file} is a directory, not a swarm key file`);
+    throw systemErrorFrom(error, 'read', file);
   }
   try {
     checkSwarmKey(bytes);

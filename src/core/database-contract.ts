@@ -20,6 +20,16 @@ export const WAITING_COUNT: unique symbol = Symbol('noatun.waitingCount');
 /** See {@link WAITING_COUNT}. */
 export const WAITING_NEW: unique symbol = Symbol('noatun.waitingNew');
 
+/**
+ * An option of `Database.open` for `noatun inspect` (a symbol: no part of the API an application
+ * sees): the open records no app name, and refuses with `APP_INVALID` where it would make the view
+ * again from the log (the schema changed, or the view is missing or was not closed cleanly)
+ * unless the database records the app's name. Inspecting must change nothing, and a database that
+ * records no name cannot tell its own app from another: with another app's apply, the view made
+ * again was that app's, and pruning (which `inspect` also turns off) removed the events for good.
+ */
+export const INSPECTING: unique symbol = Symbol('noatun.inspecting');
+
 /** Options of `Database.open`. */
 export interface DatabaseOptions<E, R> {
   /** Directory of the database; created if missing. */

@@ -41,6 +41,7 @@ import {
   type IngestResult,
   type StoredMessage,
   type Transaction,
+  INSPECTING,
   WAITING_COUNT,
   WAITING_NEW,
 } from './database-contract.js';
@@ -260,7 +261,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         onProgress === undefined ? undefined : ({ done, total }) => onProgress({ phase: 'convert-log', done, total }),
       );
       log.commitMode = commitMode;
-      refuseOtherApp(log, options.path, (options as { name?: string }).name);
+      const appName = (options as { name?: string }).name;
+      const inspecting = (options as { [INSPECTING]?: boolean })[INSPECTING] === true;
+      refuseOtherApp(log, options.path, appName, !inspecting);
       // The cutoff hashes move by the log's per-stride hashes: kept from here on (with pruning;
       // before anything, a rebuild's discards included, writes to the log), or marked stale.
       Finality.trackStrides(log, options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS, options.autoPrune ?? true);
@@ -302,6 +305,12 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       }
       if (view === undefined || view.arena.created) {
         openedBy = log.count() === 0 ? 'new' : 'rebuild';
+        if (inspecting && openedBy === 'rebuild' && (appName === undefined || log.getMeta(META_APP_NAME, MetaShape.text) !== appName)) {
+          throw new NoatunError(
+            ErrorCode.APP_INVALID,
+            `${options.path} records no app name, so its app cannot be told from another, and its view would have to be made again with this one (${schemaChanged ? 'its schema differs from the one the view was made with' : 'the view is missing or was not closed cleanly'}); inspecting changes nothing: open the database with its own program first, then inspect it`,
+          );
+        }
         view?.close();
         view = freshView();
       }
@@ -1315,6 +1324,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#projector.unapply(stored, this.#options.onProgress);
     this.#markDirty();
     this.#notifyRemoved([id.bytes]);
+    // What the event kept (a value it read, behind the cutoff) goes now, as a compaction or a
+    // rebuild would prune it: the stored set stays a fixed point (before, a compact() right after
+    // changed it, and the cutoff hash with it).
+    this.#prune();
     await this.#durable();
     return true;
   }
@@ -1799,13 +1812,15 @@ const MIN_FILE_BYTES = 64 * 1024;
  * Refuses to open a database with another app than the one whose events it holds: that app's
  * apply would find nothing to do with them (or fail), they would own nothing, and pruning would
  * remove them for good once the cutoff passed them. The first open that names its app records
- * the name (with its first commit); an open that names none is not checked.
+ * the name (with its first commit) unless `record` is false (`inspect`); an open that names none
+ * is not checked.
  */
-function refuseOtherApp(log: EventLog, directory: string, name: string | undefined): void {
+function refuseOtherApp(log: EventLog, directory: string, name: string | undefined, record: boolean): void {
   if (name === undefined) return;
   const recorded = log.getMeta(META_APP_NAME, MetaShape.text);
-  if (recorded === undefined) log.setMeta(META_APP_NAME, name);
-  else if (recorded !== name) {
+  if (recorded === undefined) {
+    if (record) log.setMeta(META_APP_NAME, name);
+  } else if (recorded !== name) {
     throw new NoatunError(
       ErrorCode.SCHEMA_MISMATCH,
       `database ${directory} holds the events of the app '${recorded}', not of '${name}': open it with its own app (another app's apply would leave its events without effect, and pruning would remove them)`,

@@ -620,8 +620,15 @@ export class Libp2pLink implements Link {
     try {
       node = await createNode(options, gate);
     } catch (error) {
-      if (!/EADDRINUSE|address already in use/i.test(String((error as Error)?.message))) throw error;
-      throw new NoatunError(ErrorCode.ADDRESS_IN_USE, `cannot listen on ${options.listen.join(', ')}: the address is in use`);
+      const message = String((error as Error)?.message);
+      if (/EADDRINUSE|address already in use/i.test(message)) {
+        throw new NoatunError(ErrorCode.ADDRESS_IN_USE, `cannot listen on ${options.listen.join(', ')}: the address is in use`);
+      }
+      // (libp2p's own error, with no code: an address of another machine was a stack trace.)
+      if (/EADDRNOTAVAIL|address not available/i.test(message)) {
+        throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `cannot listen on ${options.listen.join(', ')}: no such address on this machine`, { cause: error });
+      }
+      throw error;
     }
     link = new Libp2pLink(node, gossipTopic(options.topic), bans);
     const created = link;

@@ -10,7 +10,8 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
-import { openIssueTracker } from '../../examples/issue-tracker/app.js';
+import { app as issueTracker, openIssueTracker } from '../../examples/issue-tracker/app.js';
+import { Database } from '../../src/index.js';
 import { type Child, killAll, REPO, run } from '../helpers/child.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
 
@@ -202,6 +203,9 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
     ['a busy port', ['peer', '--app', APP, '--db', path.join(root, 'd3'), '--listen', String(busyPort)], /address is in use \[ADDRESS_IN_USE\]/],
     ['a malformed swarm key', ['peer', '--app', APP, '--db', path.join(root, 'd4'), '--psk-file', badKey], /not a private swarm key.*\[KEY_INVALID\]/],
     ['a missing swarm key file', ['peer', '--app', APP, '--db', path.join(root, 'd5'), '--psk-file', path.join(root, 'none.key')], /no swarm key file .*\[NOT_FOUND\]/],
+    // (Both were libp2p's or Node's raw error, a stack trace and status 1.)
+    ['a swarm key file that is a directory', ['peer', '--app', APP, '--db', path.join(root, 'd15'), '--psk-file', root], /is a directory, not a swarm key file \[INVALID_ARGUMENT\]/],
+    ['a listen address of another machine', ['peer', '--app', APP, '--db', path.join(root, 'd16'), '--listen', '/ip4/192.0.2.1/tcp/0'], /cannot listen on \/ip4\/192\.0\.2\.1\/tcp\/0: no such address on this machine \[INVALID_ARGUMENT\]/],
     ['a damaged identity key', ['peer', '--app', APP, '--db', badIdentity], /peer\.key is not a libp2p private key.*\[KEY_INVALID\]/],
     ['an address that is not a multiaddr', ['peer', '--app', APP, '--db', path.join(root, 'd6'), '--listen', '/ip4/127.0.0.1/tcp/x'], /not a multiaddr.*\[INVALID_ARGUMENT\]/],
     ['a bootstrap address that is not a multiaddr', ['peer', '--app', APP, '--db', path.join(root, 'd8'), '--bootstrap', 'garbage'], /not a multiaddr: "garbage".*\[INVALID_ARGUMENT\]/],
@@ -233,10 +237,37 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
   // (Before, a bad bootstrap address, allow-list entry or topic was refused once the database was
   // made, its peer key and app record written.)
   // (A busy port, d3, is met once the database is open: the database this command made is removed.)
-  for (const dir of ['d3', 'd6', 'd7', 'd8', 'd9', 'd10', 'd11', 'd12', 'd13', 'd14']) t.false(fs.existsSync(path.join(root, dir)), `${dir}: a peer with a bad address, peer id or topic creates no database`);
+  for (const dir of ['d3', 'd6', 'd7', 'd8', 'd9', 'd10', 'd11', 'd12', 'd13', 'd14', 'd15', 'd16']) t.false(fs.existsSync(path.join(root, dir)), `${dir}: a peer with a bad address, peer id or topic creates no database`);
   t.deepEqual(fs.readFileSync(path.join(recorded, 'view', 'view.bin')), viewBefore, 'inspect or peer with another app rebuilt the view');
   t.is(JSON.parse(fs.readFileSync(path.join(recorded, 'app.json'), 'utf8')).name, 'issue-tracker', 'the app record is left as it was');
   t.is(fs.readFileSync(path.join(badIdentity, 'peer.key'), 'utf8'), 'garbage', 'a bad key file is never overwritten');
+});
+
+test('inspect changes nothing in a database that records no app name: another app is refused, its own app prunes nothing', async (t) => {
+  // A database opened without a name (as the README's first example does), its events three hours
+  // old: behind the cutoff, where pruning takes what no current value needs.
+  const dir = tempDir();
+  const { name: _name, ...unnamed } = issueTracker;
+  const owner = await Database.open({ ...unnamed, path: dir });
+  const old = Date.now() - 3 * 3_600_000;
+  await owner.append({ type: 'AddIssue', reporter: 'ann', heading: 'Old' }, { time: old });
+  await owner.append({ type: 'AppendText', id: 'Old', reporter: 'bob', text: 'still here' }, { time: old + 1000 });
+  await owner.append({ type: 'RenameIssue', oldId: 'Old', newId: 'Older' }, { time: old + 2000 });
+  await owner.close();
+  const viewBefore = fs.readFileSync(path.join(dir, 'view', 'view.bin'));
+  // Before: the view was made again as the other app's, its name recorded, and every event pruned.
+  const other = await noatunOnce('inspect', dir, '--app', 'test/cli/fixtures/noop-app.ts');
+  t.is(other.code, 2, other.output);
+  t.regex(other.output, /records no app name, so its app cannot be told from another.*its schema differs.*\[APP_INVALID\]/);
+  t.deepEqual(fs.readFileSync(path.join(dir, 'view', 'view.bin')), viewBefore, 'the view was made again');
+  const own = await noatunOnce('inspect', dir, '--app', APP);
+  t.is(own.code, 0, own.output);
+  t.regex(own.output, /events: 3 stored, 0 pruned/);
+  // Nothing was recorded: the owner opens it under any name, and finds its three events.
+  const reopened = await Database.open({ ...issueTracker, path: dir });
+  t.is(reopened.stats().stored, 3);
+  t.is(reopened.read((root) => root.issues.get('Older')?.description.get(0)?.text), 'still here');
+  await reopened.close();
 });
 
 test('a bootstrap peer that does not answer gets a line, and the peer connects once it is up', async (t) => {

@@ -273,3 +273,40 @@ test('the codec round-trips the events this test writes', (t) => {
     t.deepEqual(codec.decode(codec.encode(e)), e);
   }
 });
+
+test('remove() of the only reader of an overwritten value prunes that value at once, as compact() would', async (t) => {
+  const clock = new FakeClock(T0);
+  const Copy = s.object({ a: s.u32(), copy: s.u32(), other: s.u32() });
+  type CopyEvent = { op: 'setA' | 'copyA' | 'setCopy'; v: number };
+  const db = await Database.open<CopyEvent, typeof Copy>({
+    path: tempDir(),
+    root: Copy,
+    now: clock.now,
+    cutoffIntervalMs: INTERVAL,
+    apply(event, root) {
+      if (event.op === 'setA') root.a = event.v;
+      else if (event.op === 'copyA') {
+        root.copy = root.a; // reads the value the first event wrote
+        root.other = event.v;
+      } else root.copy = event.v;
+    },
+  });
+  const first = await db.append({ op: 'setA', v: 1 });
+  clock.time += 1000;
+  const reader = await db.append({ op: 'copyA', v: 7 });
+  clock.time += 1000;
+  await db.append({ op: 'setA', v: 2 });
+  clock.time += 1000;
+  await db.append({ op: 'setCopy', v: 3 });
+  clock.time += 3 * INTERVAL;
+  db.advanceCutoff();
+  t.true(db.explain(first).keptBecause.length > 0, 'kept for its reader');
+  const ids = () => [...db.messages()].map((m) => m.id.toString());
+  t.true(await db.remove(reader));
+  const afterRemove = { ids: ids(), hash: Buffer.from(db.cutoffState().hash).toString('hex') };
+  // Before: the first event stayed until the cutoff moved again, and a compaction pruned it.
+  t.false(afterRemove.ids.includes(first.toString()), 'the value nobody reads any more is pruned');
+  await db.compact();
+  t.deepEqual({ ids: ids(), hash: Buffer.from(db.cutoffState().hash).toString('hex') }, afterRemove, 'compact() changed the stored set');
+  await db.close();
+});
