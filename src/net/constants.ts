@@ -128,6 +128,19 @@ export const DEFAULT_MAX_SESSIONS_PER_PEER = 2;
  */
 export const MAX_SESSION_STRIKES = 16;
 
+/**
+ * Whole copies of our events a peer may ask for (by claiming to hold nothing) within
+ * {@link FULL_COPY_WINDOW_MS}; a session asking for another ends at once (`CLOSED`, nobody's
+ * fault: the peer tries again later). A new peer needs one, or a few when its connection drops;
+ * one that asked for everything and hung up at the end, again and again, had us send 781 MiB in
+ * 30 s for 58 KB of its own.
+ * @default 3
+ */
+export const MAX_FULL_COPIES = 3;
+
+/** The window in which whole copies are counted (see {@link MAX_FULL_COPIES}). */
+export const FULL_COPY_WINDOW_MS = 3 * 60_000;
+
 /** The window in which excess sessions are counted (see {@link MAX_SESSION_STRIKES}). */
 export const SESSION_STRIKE_WINDOW_MS = 60_000;
 

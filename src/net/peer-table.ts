@@ -120,6 +120,8 @@ export interface PeerRecord {
   waiters: SyncWaiter[];
   /** Sessions with it started so far, either side first: the latest one's number. */
   sessionsStarted: number;
+  /** When it last asked for a whole copy of our events, latest last (see `MAX_FULL_COPIES`). */
+  fullCopies: number[];
   /** While refused: when the refusal ends (ms). */
   refusedUntil: number;
 }
@@ -175,6 +177,7 @@ export class PeerTable {
       resync: this.#makeBackoff(),
       waiters: [],
       sessionsStarted: 0,
+      fullCopies: [],
       refusedUntil: 0,
     };
     this.#records.set(peerId, record);

@@ -30,7 +30,7 @@ import type { WAITING_COUNT, WAITING_NEW } from '../core/database-contract.js';
 import { DEFAULT_ENVELOPE_LIMITS, firstDamagedEnvelope, storedEnvelopeDamage } from '../core/envelope.js';
 import { compareIdBytes, MessageId } from '../core/message-id.js';
 import { ErrorCode, NoatunError } from '../errors.js';
-import { MAX_RECONCILE_BYTES, MAX_SESSION_IDS, MIN_DEFER_MESSAGE_BYTES } from './constants.js';
+import { FULL_COPY_WINDOW_MS, MAX_FULL_COPIES, MAX_RECONCILE_BYTES, MAX_SESSION_IDS, MIN_DEFER_MESSAGE_BYTES } from './constants.js';
 import { LimitError, SessionTimeoutError } from './faults.js';
 import { type FingerprintIndex, timeBound } from './fingerprint-index.js';
 import {
@@ -344,7 +344,10 @@ export class SessionRun {
       // reconciling, which would only list every id of the full side to it and back again as
       // WANTs (3.2 MB and five round trips for 100k events). The full side sends its whole range,
       // read from the index as it goes.
-      if (holdsNothing(theirs)) this.#toSend.add(new RangeCursor(host.index, lower, null));
+      if (holdsNothing(theirs)) {
+        if (!holdsNothing(mine)) this.#countFullCopy();
+        this.#toSend.add(new RangeCursor(host.index, lower, null));
+      }
       else this.#expect(theirs.count); // an estimate for progress: events before their cutoff are not counted
       this.#afterReconcile();
     } else if (this.#initiator) this.#send(bytesFrame(FrameType.RECONCILE, reconciler.initiate()));
@@ -436,6 +439,19 @@ export class SessionRun {
     if (this.#sendError !== undefined) throw this.#sendError;
     await this.#session.close();
     return final!;
+  }
+
+  /** The peer asks for a whole copy of our events: at most {@link MAX_FULL_COPIES} in a window. */
+  #countFullCopy(): void {
+    const now = Date.now();
+    const copies = this.#peer.fullCopies.filter((at) => now - at < FULL_COPY_WINDOW_MS);
+    copies.push(now);
+    this.#peer.fullCopies = copies;
+    if (copies.length > MAX_FULL_COPIES) {
+      // Not counted against it: a session that ends here cost us nothing.
+      copies.pop();
+      throw new NoatunError(ErrorCode.CLOSED, `the peer asked for a whole copy of our events more than ${MAX_FULL_COPIES} times within ${FULL_COPY_WINDOW_MS / 60_000} minutes; it may ask again later`);
+    }
   }
 
   /** Adds ids learned in reconciliation to a queue, up to the session's bound. */

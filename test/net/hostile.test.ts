@@ -494,6 +494,40 @@ test.serial('row 4, memory: a peer that keeps its session alive with EVENTS fram
   await victimDb.close();
 });
 
+test.serial('row 4, memory: a peer that asks for a whole copy and hangs up, again and again, gets three copies, not one a session', async (t) => {
+  const network = new MemoryNetwork({ latencyMs: 1 });
+  const victimDb = await openDb();
+  await fill(victimDb, 3000);
+  const victim = new Replicator(victimDb, network.join('victim'), { statusIntervalMs: 200 });
+  const failed = failures(victim);
+  const attacker = network.join('copier');
+  let copies = 0;
+  for (let round = 0; round < 8; round++) {
+    const session = await attacker.openSession('victim');
+    await session.send(statusFrame(FrameType.HELLO, status()));
+    await session.send(idsFrame(FrameType.WANT, []));
+    // The victim's HELLO and WANT, then its first batch of events (or the end of a refused session).
+    let frames = 0;
+    try {
+      for await (const frame of session) {
+        if (frame[0] === FrameType.EVENTS) {
+          copies++;
+          break;
+        }
+        if (++frames > 2) break;
+      }
+    } catch {
+      // the victim ended the session
+    }
+    session.abort(new Error('hanging up'));
+  }
+  t.is(copies, 3, `${copies} of 8 sessions got events`);
+  t.not(peer(victim, 'copier')?.state, 'refused', 'nobody is refused for it: it may ask again later');
+  t.deepEqual(failed, []);
+  await Promise.all([victim.stop(), attacker.stop()]);
+  await victimDb.close();
+});
+
 // --------------------------------------------------------------------------------- rows 7, 12
 
 /** A payload of `bytes` bytes (with a pattern, so a damaged copy would show). */
