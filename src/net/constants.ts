@@ -129,17 +129,31 @@ export const DEFAULT_MAX_SESSIONS_PER_PEER = 2;
 export const MAX_SESSION_STRIKES = 16;
 
 /**
- * Whole copies of our events a peer may ask for (by claiming to hold nothing) within
- * {@link FULL_COPY_WINDOW_MS}; a session asking for another ends at once (`CLOSED`, nobody's
- * fault: the peer tries again later). A new peer needs one, or a few when its connection drops;
- * one that asked for everything and hung up at the end, again and again, had us send 781 MiB in
- * 30 s for 58 KB of its own.
+ * Copies of what we hold that sessions may send one peer within {@link FULL_COPY_WINDOW_MS} (a
+ * budget of events, refilled evenly over the window, at least {@link MIN_COPY_EVENTS} a copy):
+ * beyond it a session ends (`CLOSED`, nobody's fault: the peer may ask again later). A new peer
+ * needs one copy, or a few when its connection drops; one that asked for everything and hung up at
+ * the end, again and again, had us send 781 MiB in 30 s for 58 KB of its own (claiming to hold
+ * nothing, or one made-up event).
  * @default 3
  */
 export const MAX_FULL_COPIES = 3;
 
-/** The window in which whole copies are counted (see {@link MAX_FULL_COPIES}). */
+/** The window of {@link MAX_FULL_COPIES}. */
 export const FULL_COPY_WINDOW_MS = 3 * 60_000;
+
+/** The least events one copy of {@link MAX_FULL_COPIES} counts, however few we hold. */
+export const MIN_COPY_EVENTS = 1000;
+
+/**
+ * Events a neighbour may push to us that we held already within {@link RELAY_COPY_WINDOW_MS};
+ * more is a `LIMIT_EXCEEDED` fault (the relay sends each event over a link once: copies are rare).
+ * @default 10000
+ */
+export const MAX_RELAY_COPIES = 10_000;
+
+/** The window of {@link MAX_RELAY_COPIES}. */
+export const RELAY_COPY_WINDOW_MS = 10_000;
 
 /** The window in which excess sessions are counted (see {@link MAX_SESSION_STRIKES}). */
 export const SESSION_STRIKE_WINDOW_MS = 60_000;

@@ -120,8 +120,15 @@ export interface PeerRecord {
   waiters: SyncWaiter[];
   /** Sessions with it started so far, either side first: the latest one's number. */
   sessionsStarted: number;
-  /** When it last asked for a whole copy of our events, latest last (see `MAX_FULL_COPIES`). */
-  fullCopies: number[];
+  /**
+   * Events it may still be sent in sessions, as of {@link copyBudgetAt} (0: never spent; full), see
+   * `MAX_FULL_COPIES`.
+   */
+  copyBudget: number;
+  copyBudgetAt: number;
+  /** Events it pushed to us that we knew, since {@link copiesSince} (see `MAX_RELAY_COPIES`). */
+  copies: number;
+  copiesSince: number;
   /** While refused: when the refusal ends (ms). */
   refusedUntil: number;
 }
@@ -177,7 +184,10 @@ export class PeerTable {
       resync: this.#makeBackoff(),
       waiters: [],
       sessionsStarted: 0,
-      fullCopies: [],
+      copyBudget: 0,
+      copyBudgetAt: 0,
+      copies: 0,
+      copiesSince: 0,
       refusedUntil: 0,
     };
     this.#records.set(peerId, record);

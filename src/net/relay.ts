@@ -185,6 +185,16 @@ export class Relay {
     return taken;
   }
 
+  /**
+   * Whether the envelope's event is held or already on its way in: {@link received} drops it then
+   * (as a copy), so the caller need not check its content first.
+   */
+  knows(envelope: Uint8Array): boolean {
+    if (envelope.length < 1 + ID_BYTES) return false;
+    const id = idOf(envelope);
+    return this.#seen.has(keyOf(id)) || this.#host.holds(id);
+  }
+
   /** `from` offers ids: the ones we lack are asked of it (or of the next one that offers them, if it does not send in time). */
   offered(from: string, ids: readonly Uint8Array[]): void {
     if (!this.#neighbours.has(from)) return;

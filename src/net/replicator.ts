@@ -34,7 +34,7 @@ import { decodeEnvelope } from '../core/envelope.js';
 import { ErrorCode, NoatunError, refuseUnknownOptions } from '../errors.js';
 import { describeValue } from '../view/composite.js';
 import { Backoff } from './backoff.js';
-import { CONNECT_SESSION_GRACE_MS, MAX_GOSSIP_FRAME_BYTES } from './constants.js';
+import { CONNECT_SESSION_GRACE_MS, MAX_GOSSIP_FRAME_BYTES, MAX_RELAY_COPIES, RELAY_COPY_WINDOW_MS } from './constants.js';
 import { asNoatunError, describe, faultOf, LimitError } from './faults.js';
 import { FingerprintIndex, timeBound } from './fingerprint-index.js';
 import { decodeFrame, FrameType, ProtocolError, peerStatusFrame, type Status } from './frames.js';
@@ -968,7 +968,15 @@ export class Replicator extends EventTarget {
       case FrameType.EVENT:
       case FrameType.EVENTS: {
         const envelopes = frame.type === FrameType.EVENT ? [frame.envelope] : frame.envelopes;
-        for (const envelope of envelopes) decodeEnvelope(envelope);
+        // A copy of an event we know is dropped by the relay unread: its hash is not worth checking
+        // (a neighbour sending a held event over and over, 43 bytes a frame, stalled the event
+        // loop for a second at a time while each copy was hashed).
+        let known = 0;
+        for (const envelope of envelopes) {
+          if (this.#relay.knows(envelope)) known++;
+          else decodeEnvelope(envelope);
+        }
+        if (known !== 0) this.#countCopies(peer, known);
         peer.received += envelopes.length;
         if (this.#relay.received(from, envelopes, (envelope) => this.#queueGossip(from, envelope)) !== 0) this.#lastNewsAt = Date.now();
         return;
@@ -989,6 +997,24 @@ export class Replicator extends EventTarget {
       }
       default:
         throw new ProtocolError(`frame type ${frame.type} is not a direct frame`);
+    }
+  }
+
+  /**
+   * A neighbour pushed `count` events we knew: more than {@link MAX_RELAY_COPIES} within
+   * {@link RELAY_COPY_WINDOW_MS} is a fault. The relay sends a neighbour each event once (a copy
+   * comes only when an asked-for event was late and asked of another); one that sent a held event
+   * over and over in frames of 43 bytes cost Yamux a window update each, most of a core.
+   */
+  #countCopies(peer: PeerRecord, count: number): void {
+    const now = Date.now();
+    if (now - peer.copiesSince > RELAY_COPY_WINDOW_MS) {
+      peer.copiesSince = now;
+      peer.copies = 0;
+    }
+    peer.copies += count;
+    if (peer.copies > MAX_RELAY_COPIES) {
+      throw new LimitError(`${peer.copies} pushed events within ${RELAY_COPY_WINDOW_MS / 1000} s that we held already`);
     }
   }
 

@@ -30,7 +30,7 @@ import type { WAITING_COUNT, WAITING_NEW } from '../core/database-contract.js';
 import { DEFAULT_ENVELOPE_LIMITS, firstDamagedEnvelope, storedEnvelopeDamage } from '../core/envelope.js';
 import { compareIdBytes, MessageId } from '../core/message-id.js';
 import { ErrorCode, NoatunError } from '../errors.js';
-import { FULL_COPY_WINDOW_MS, MAX_FULL_COPIES, MAX_RECONCILE_BYTES, MAX_SESSION_IDS, MIN_DEFER_MESSAGE_BYTES } from './constants.js';
+import { FULL_COPY_WINDOW_MS, MAX_FULL_COPIES, MAX_RECONCILE_BYTES, MAX_SESSION_IDS, MIN_COPY_EVENTS, MIN_DEFER_MESSAGE_BYTES } from './constants.js';
 import { LimitError, SessionTimeoutError } from './faults.js';
 import { type FingerprintIndex, timeBound } from './fingerprint-index.js';
 import {
@@ -344,10 +344,7 @@ export class SessionRun {
       // reconciling, which would only list every id of the full side to it and back again as
       // WANTs (3.2 MB and five round trips for 100k events). The full side sends its whole range,
       // read from the index as it goes.
-      if (holdsNothing(theirs)) {
-        if (!holdsNothing(mine)) this.#countFullCopy();
-        this.#toSend.add(new RangeCursor(host.index, lower, null));
-      }
+      if (holdsNothing(theirs)) this.#toSend.add(new RangeCursor(host.index, lower, null));
       else this.#expect(theirs.count); // an estimate for progress: events before their cutoff are not counted
       this.#afterReconcile();
     } else if (this.#initiator) this.#send(bytesFrame(FrameType.RECONCILE, reconciler.initiate()));
@@ -441,17 +438,26 @@ export class SessionRun {
     return final!;
   }
 
-  /** The peer asks for a whole copy of our events: at most {@link MAX_FULL_COPIES} in a window. */
-  #countFullCopy(): void {
+  /**
+   * Takes `count` events to send from the peer's budget: {@link MAX_FULL_COPIES} copies of what
+   * we hold (at least {@link MIN_COPY_EVENTS} events each) per {@link FULL_COPY_WINDOW_MS},
+   * refilled evenly over the window. Over it, the session ends (`CLOSED`, nobody's fault: the
+   * peer may ask again later).
+   */
+  #spend(count: number): void {
+    const peer = this.#peer;
     const now = Date.now();
-    const copies = this.#peer.fullCopies.filter((at) => now - at < FULL_COPY_WINDOW_MS);
-    copies.push(now);
-    this.#peer.fullCopies = copies;
-    if (copies.length > MAX_FULL_COPIES) {
-      // Not counted against it: a session that ends here cost us nothing.
-      copies.pop();
-      throw new NoatunError(ErrorCode.CLOSED, `the peer asked for a whole copy of our events more than ${MAX_FULL_COPIES} times within ${FULL_COPY_WINDOW_MS / 60_000} minutes; it may ask again later`);
+    const capacity = MAX_FULL_COPIES * Math.max(MIN_COPY_EVENTS, this.#host.index.count(null, null));
+    const refilled = peer.copyBudgetAt === 0 ? capacity : peer.copyBudget + (capacity * (now - peer.copyBudgetAt)) / FULL_COPY_WINDOW_MS;
+    const left = Math.min(capacity, refilled) - count;
+    if (left < 0) {
+      throw new NoatunError(
+        ErrorCode.CLOSED,
+        `the peer was sent ${MAX_FULL_COPIES} copies' worth of our events within ${FULL_COPY_WINDOW_MS / 60_000} minutes; it may ask again later`,
+      );
     }
+    peer.copyBudget = left;
+    peer.copyBudgetAt = now;
   }
 
   /** Adds ids learned in reconciliation to a queue, up to the session's bound. */
@@ -680,6 +686,7 @@ export class SessionRun {
       if (batch.length !== 0) {
         const frame = this.#checkedFrame(batch);
         if (frame === undefined) continue;
+        this.#spend(batch.length);
         this.#send(frame);
         this.#inFlight.push(batch.length);
         peer.sent += batch.length;

@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { Database, s } from '../../src/index.js';
 import { FINGERPRINT_BYTES, timeBound } from '../../src/net/fingerprint-index.js';
-import { bytesFrame, FrameType, idsFrame, type Status, statusFrame } from '../../src/net/frames.js';
+import { ackFrame, bytesFrame, decodeFrame, FrameType, idsFrame, type Status, statusFrame } from '../../src/net/frames.js';
 import { LOOPBACK_NETWORKS, Libp2pLink } from '../../src/net/libp2p-link.js';
 import type { Link, Session } from '../../src/net/link.js';
 import { MemoryNetwork } from '../../src/net/memory-link.js';
@@ -494,37 +494,61 @@ test.serial('row 4, memory: a peer that keeps its session alive with EVENTS fram
   await victimDb.close();
 });
 
-test.serial('row 4, memory: a peer that asks for a whole copy and hangs up, again and again, gets three copies, not one a session', async (t) => {
+test.serial('row 4, memory: a peer that takes a whole copy and hangs up at the end, again and again, gets three copies in three minutes', async (t) => {
   const network = new MemoryNetwork({ latencyMs: 1 });
   const victimDb = await openDb();
   await fill(victimDb, 3000);
   const victim = new Replicator(victimDb, network.join('victim'), { statusIntervalMs: 200 });
   const failed = failures(victim);
   const attacker = network.join('copier');
-  let copies = 0;
+  const received: number[] = [];
   for (let round = 0; round < 8; round++) {
     const session = await attacker.openSession('victim');
     await session.send(statusFrame(FrameType.HELLO, status()));
     await session.send(idsFrame(FrameType.WANT, []));
-    // The victim's HELLO and WANT, then its first batch of events (or the end of a refused session).
-    let frames = 0;
+    let events = 0;
     try {
-      for await (const frame of session) {
-        if (frame[0] === FrameType.EVENTS) {
-          copies++;
-          break;
-        }
-        if (++frames > 2) break;
+      // Every batch acknowledged, so that the victim sends the whole copy; then, at its END, gone.
+      for await (const bytes of session) {
+        const frame = decodeFrame(bytes);
+        if (frame.type === FrameType.EVENTS) {
+          events += frame.envelopes.length;
+          await session.send(ackFrame(frame.envelopes.length));
+        } else if (frame.type === FrameType.END) break;
       }
     } catch {
       // the victim ended the session
     }
     session.abort(new Error('hanging up'));
+    received.push(events);
   }
-  t.is(copies, 3, `${copies} of 8 sessions got events`);
+  t.log(`events sent per session: ${received.join(', ')}`);
+  t.deepEqual(received.slice(0, 3), [3000, 3000, 3000], 'three whole copies');
+  t.true(received.slice(3).reduce((a, b) => a + b, 0) <= 300, 'then next to nothing until the budget refills');
   t.not(peer(victim, 'copier')?.state, 'refused', 'nobody is refused for it: it may ask again later');
   t.deepEqual(failed, []);
   await Promise.all([victim.stop(), attacker.stop()]);
+  await victimDb.close();
+});
+
+test.serial('row 4, memory: a neighbour that pushes an event we hold over and over is refused', async (t) => {
+  const network = new MemoryNetwork({ latencyMs: 1 });
+  const victimDb = await openDb();
+  await victimDb.append({ add: 1 });
+  const held = [...victimDb.messages()][0]!.bytes.slice();
+  const victim = new Replicator(victimDb, network.join('victim'), { statusIntervalMs: 200 });
+  const failed = failures(victim);
+  const pusher = network.join('pusher');
+  await pusher.dial('victim');
+  // Each copy is dropped unread (its hash not checked); more than 10,000 in 10 s is a fault.
+  for (let i = 0; i < 10_500 && peer(victim, 'pusher')?.state !== 'refused'; i++) {
+    pusher.sendDirect('victim', bytesFrame(FrameType.EVENT, held));
+    if (i % 500 === 0) await new Promise((resolve) => setImmediate(resolve));
+  }
+  t.regex(await refused(victim, 'pusher'), /pushed events within 10 s that we held already/);
+  t.is(victimDb.stats().stored, 1);
+  t.deepEqual(failed, []);
+  await Promise.all([victim.stop(), pusher.stop()]);
   await victimDb.close();
 });
 
