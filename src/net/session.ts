@@ -720,6 +720,13 @@ export class SessionRun {
         this.#host.damaged(large.id, damage);
         continue;
       }
+      // (One event of the budget, however large: the budget counts events.)
+      try {
+        this.#spend(1);
+      } catch (error) {
+        this.#host.largeEvents.release(large.bytes.length);
+        throw error;
+      }
       this.#outgoing = { bytes: large.bytes, sent: 0 };
       peer.sent++;
     }
