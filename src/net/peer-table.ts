@@ -161,7 +161,9 @@ export class PeerTable {
     if (found !== undefined) return found;
     const record: PeerRecord = {
       peerId,
-      state: 'connected',
+      // Until its connection comes up (a record is also made for a far peer, one a syncedWith
+      // names, or a stranger being admitted): it said `connected` with no link at all.
+      state: 'disconnected',
       lastSeen: 0,
       received: 0,
       stored: 0,

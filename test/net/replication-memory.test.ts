@@ -58,6 +58,22 @@ async function shutdown(replicators: Replicator[], dbs: Db[]): Promise<void> {
   await Promise.all(dbs.map((db) => db.close()));
 }
 
+test('peers() says disconnected for a peer never reached, and connected once it is', async (t) => {
+  const network = new MemoryNetwork({ seed: 1, latencyMs: 1, autoConnect: false });
+  const db = await openDb();
+  const replicator = new Replicator(db, network.join('alone'), { statusIntervalMs: 200 });
+  // syncedWith makes a record for the peer it names (no link to it exists).
+  await t.throwsAsync(replicator.syncedWith('nowhere', { signal: AbortSignal.timeout(300) }));
+  t.is(replicator.peers().find((p) => p.peerId === 'nowhere')?.state, 'disconnected', 'it said connected');
+  const other = await openDb();
+  const otherReplicator = new Replicator(other, network.join('other'), { statusIntervalMs: 200 });
+  await network.dial('alone', 'other');
+  await replicator.syncedWith('other', { signal: AbortSignal.timeout(5000) });
+  t.is(replicator.peers().find((p) => p.peerId === 'other')?.state, 'synced');
+  await Promise.all([replicator.stop(), otherReplicator.stop()]);
+  await Promise.all([db.close(), other.close()]);
+});
+
 test('two peers with different histories converge, then gossip keeps them in step', async (t) => {
   const seed = testSeed();
   t.log(`seed ${seed}`);
