@@ -149,6 +149,13 @@ class OrdinalList {
     this.count = 0;
     this.#set = undefined;
   }
+
+  has(ordinal: number): boolean {
+    if (this.#set !== undefined) return this.#set.has(ordinal);
+    const items = this.items;
+    for (let i = 0; i < this.count; i++) if (items[i] === ordinal) return true;
+    return false;
+  }
 }
 
 /** The record table, and the tracking context of the event being applied. */
@@ -161,8 +168,11 @@ export class EventBook implements TrackingContext {
   #flags = 0;
   readonly #reads = new OrdinalList();
   readonly #victims = new OrdinalList();
-  /** Hears when an event's use count reaches 0 (the pruner's queue of candidates). */
-  onZero: (ordinal: number, time: number) => void = () => {};
+  /**
+   * Hears when an event's use count reaches 0 (the pruner's queue of candidates); `reader`: the
+   * running event, when it read the event's data before it took the last of it (0: it did not).
+   */
+  onZero: (ordinal: number, time: number, reader: number) => void = () => {};
   /**
    * Records whose apply failed and tombstones, counted once and then kept as records come and go,
    * for as long as {@link #countsOf} is the arena and its rewinds (`stats()` is polled, and a walk
@@ -230,7 +240,7 @@ export class EventBook implements TrackingContext {
     arena.set32(r + Rec.USES_OR_EFFECT, time % TWO_32);
     const w = r + Rec.FLAGS_EFFECT_HI;
     arena.set32(w, ((u32[w]! & ~EFFECT_HI_MASK) | (RecFlag.DEAD << FLAGS_SHIFT) | Math.floor(time / TWO_32)) >>> 0);
-    this.onZero(owner, time);
+    this.onZero(owner, time, this.#reads.has(owner) ? this.ordinal : 0);
   }
 
   /**
@@ -272,7 +282,7 @@ export class EventBook implements TrackingContext {
     if (uses === 0) {
       u32[r + Rec.USES_OR_EFFECT] = time % TWO_32;
       u32[r + Rec.FLAGS_EFFECT_HI] = ((flags << FLAGS_SHIFT) | Math.floor(time / TWO_32)) >>> 0;
-      this.onZero(this.ordinal, time);
+      this.onZero(this.ordinal, time, 0);
     } else {
       u32[r + Rec.USES_OR_EFFECT] = uses;
       u32[r + Rec.FLAGS_EFFECT_HI] = (flags << FLAGS_SHIFT) >>> 0;

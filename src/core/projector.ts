@@ -244,7 +244,7 @@ export class Projector<E, R extends ObjectSchema<unknown>> {
     this.appliedMax = log.lastKey();
     this.book = new EventBook(view.arena);
     this.#pruner = new Pruner(this.book);
-    this.book.onZero = (ordinal, time) => this.#pruner.noteZero(ordinal, time);
+    this.book.onZero = (ordinal, time, reader) => this.#pruner.noteZero(ordinal, time, reader);
     this.#pruner.reset();
     this.#pruneHistory = log.getMeta(META_PRUNE_HISTORY, PRUNE_HISTORY) ?? [];
   }
