@@ -101,7 +101,7 @@ for (const shape of shapes) {
       const arena = view.arena;
       const book = new EventBook(arena);
       const pruner = new Pruner(book);
-      book.onZero = (ordinal, time) => pruner.noteZero(ordinal, time);
+      book.onZero = (ordinal, time, reader) => pruner.noteZero(ordinal, time, reader);
       pruner.reset();
       const owners = new Array<number>(shape.slots).fill(0);
       const stored = new Set<number>();
