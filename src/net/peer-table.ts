@@ -120,11 +120,9 @@ export interface PeerRecord {
   waiters: SyncWaiter[];
   /** Sessions with it started so far, either side first: the latest one's number. */
   sessionsStarted: number;
-  /**
-   * Events it may still be sent in sessions, as of {@link copyBudgetAt} (0: never spent; full), see
-   * `MAX_FULL_COPIES`.
-   */
+  /** Events it may still be sent in sessions, as of {@link copyBudgetAt} (see `MAX_FULL_COPIES`). */
   copyBudget: number;
+  /** When {@link copyBudget} was last spent; 0: never (the budget is full). */
   copyBudgetAt: number;
   /** Events it pushed to us that we knew, since {@link copiesSince} (see `MAX_RELAY_COPIES`). */
   copies: number;
