@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { assertSupportedNode, diskFullFrom, ErrorCode, NoatunError, quote, refuseUnknownOptions, systemErrorFrom } from '../errors.js';
+import { assertSupportedNode, diskFullFrom, ErrorCode, NoatunError, quote, systemErrorFrom } from '../errors.js';
 import { makeDirectories } from '../directories.js';
 import { DEFAULT_MAX_JOURNAL_BYTES, DEFAULT_MAX_VIEW_BYTES } from '../view/constants.js';
 import { type InspectOptions, inspectView, type ObjectNode } from '../view/inspect.js';
@@ -25,8 +25,6 @@ import { RecFlag } from './bookkeeping.js';
 import { type Codec, type Copied, messagePackCodec } from './codec.js';
 import {
   DEFAULT_CUTOFF_INTERVAL_MS,
-  DEFAULT_MAX_LATE_BYTES,
-  DEFAULT_MAX_LATE_EVENTS,
   DEFAULT_MAX_UNDO_HISTORY_BYTES,
   REBUILD_DUTY_CYCLE,
 } from './constants.js';
@@ -49,7 +47,6 @@ import { lockDirectory } from './directory-lock.js';
 import {
   DEFAULT_ENVELOPE_LIMITS,
   decodeEnvelopes,
-  detachEnvelope,
   type Envelope,
   encodeEnvelope,
   encodeEnvelopeInto,
@@ -60,6 +57,8 @@ import {
 } from './envelope.js';
 import { Finality } from './finality.js';
 import { Inbox, LOCAL_SOURCE, resolveInboxLimits } from './inbox.js';
+import { LateQueue } from './late-queue.js';
+import { checkClock, checkCodec, checkOptionKinds, clockTime, idBytes, placement, timeOutOfRange } from './database-options.js';
 import { EventLog, type StoredEvent } from './log.js';
 import { MetaShape } from './meta-shape.js';
 import { logDamageFrom } from './log-file-check.js';
@@ -121,19 +120,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   readonly #heads = new Map<string, MessageId>();
   /** Events from other peers waiting for their parents, and the sorting of incoming batches. */
   readonly #inbox: Inbox;
-  /**
-   * Costly events behind the cutoff (see {@link #isCostlyLate}) waiting for the next re-application
-   * the budget allows: one rewind or rebuild stores them all.
-   */
-  #late = new Map<string, Envelope>();
-  /** Ids of {@link #late} not yet given to the replicator (see `WAITING_NEW`); a part of it. */
-  #lateNew: Uint8Array[] = [];
-  #lateBytes = 0;
-  /** The highest id in {@link #late} (undefined when it is empty). */
-  #lateHighest: Uint8Array | undefined;
-  /** When the next costly late batch may be stored (ms of the real clock, `performance.now()`). */
-  #nextLateTurnAt = 0;
-  #lateTimer: NodeJS.Timeout | undefined;
+  /** Costly late events waiting for the re-application budget (see `late-queue.ts`). */
+  readonly #late: LateQueue;
   readonly #discarded: MessageId[] = [];
   /**
    * Set when the view could not be put back after a failed projection (it is behind the log), or
@@ -152,8 +140,6 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   readonly #autoPrune: boolean;
   /** See {@link DatabaseOptions.maxUndoHistoryBytes}. */
   readonly #maxUndoHistoryBytes: number;
-  /** See `DatabaseOptions.lateWorkShare`. */
-  readonly #lateWorkShare: number;
   #openedBy: DatabaseStats['openedBy'];
   #closed = false;
   /** The first {@link close}'s work: later calls wait for it. */
@@ -182,13 +168,26 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#openedBy = openedBy;
     this.#nextOrdinal = log.getMeta(META_NEXT_ORDINAL, MetaShape.count) ?? 1;
     this.#autoPrune = options.autoPrune ?? true;
-    this.#lateWorkShare = options.lateWorkShare ?? REBUILD_DUTY_CYCLE;
     this.#maxUndoHistoryBytes = Math.min(
       options.maxUndoHistoryBytes ?? DEFAULT_MAX_UNDO_HISTORY_BYTES,
       Math.floor((options.maxUndoBytes ?? DEFAULT_MAX_JOURNAL_BYTES) / 2),
     );
     this.#finality = new Finality(log, options.cutoffIntervalMs ?? DEFAULT_CUTOFF_INTERVAL_MS, () => this.#now());
     this.#compactedBytes = log.getMeta(META_COMPACTED_BYTES, MetaShape.count) ?? projector.view.stats().viewBytes;
+    this.#late = new LateQueue(
+      {
+        get cutoff() {
+          return database.#finality.time;
+        },
+        landsBeforeApplied: (key) => this.#projector.landsBeforeApplied(key),
+        landsBeforeHistory: (key) => this.#projector.landsBeforeHistory(key),
+        isStored: (key) => this.#log.has(key),
+        commit: (envelopes) => this.#commit(envelopes, false),
+        canStore: () => !this.#closed && this.#broken === undefined,
+        stored: () => void this.#durable().catch(() => {}),
+      },
+      options.lateWorkShare ?? REBUILD_DUTY_CYCLE,
+    );
     this.#inbox = new Inbox(
       {
         get cutoff() {
@@ -196,11 +195,11 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         },
         now: () => this.#now(),
         // A queued late event is known: offered again, it is a duplicate; as a parent after the
-        // cutoff, its children wait with it (see #waiting).
+        // cutoff, its children wait with it (see LateQueue.split).
         isStored: (id) => this.#log.has(id) || (this.#late.size !== 0 && this.#late.has(MessageId.adopt(id).key)),
         highestStored: () => {
           const highest = this.#log.lastKey();
-          const late = this.#lateHighest;
+          const late = this.#late.highest;
           return late !== undefined && (highest === undefined || Buffer.compare(late, highest) > 0) ? late : highest;
         },
       },
@@ -1117,35 +1116,30 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       else duplicates += prunedBefore.length;
     }
     // Costly late events wait for the budget, unless it allows a turn now; so do the events that
-    // need one of them as a parent (see #waiting).
-    const turnAllowed = performance.now() >= this.#nextLateTurnAt;
-    const { now, later } = turnAllowed ? { now: accepted, later: [] } : this.#waiting(accepted);
+    // need one of them as a parent (see LateQueue.split).
+    const late = this.#late;
+    const turnAllowed = late.turnAllowed();
+    const { now, later } = turnAllowed ? { now: accepted, later: [] } : late.split(accepted);
     let deferred = 0;
     if (later.length !== 0) {
-      // All wait or none (their senders offer them again): a child must not wait for a parent
-      // that was refused.
-      let bytes = 0;
-      for (const envelope of later) bytes += envelopeSize(envelope);
-      if (this.#late.size + later.length <= DEFAULT_MAX_LATE_EVENTS && this.#lateBytes + bytes <= DEFAULT_MAX_LATE_BYTES) {
-        for (const envelope of later) this.#defer(envelope);
-        deferred = later.length;
-      } else refused += later.length;
+      if (late.deferAll(later)) deferred = later.length;
+      else refused += later.length;
     }
     const notHeld = refused === 0 ? undefined : new Set(later);
-    const taken = turnAllowed && this.#late.size !== 0 ? this.#takeLate() : [];
+    const taken = turnAllowed && late.size !== 0 ? late.take() : [];
     now.push(...taken);
     try {
       if (now.length !== 0) {
         now.sort((a, b) => MessageId.compare(a.id, b.id));
-        this.#commitBudgeted(now);
+        late.commitBudgeted(now);
       }
       for (const envelope of holders) if (notHeld?.has(envelope) !== true) this.#finality.noteHeld(envelope.id.key);
     } catch (error) {
       // Refused as a batch: the queued late events taken for this turn wait for the next one.
-      for (const envelope of taken) this.#defer(envelope);
+      for (const envelope of taken) late.defer(envelope);
       throw error;
     } finally {
-      if (this.#late.size !== 0) this.#scheduleLate();
+      if (late.size !== 0) late.schedule();
     }
     return { stored: now.length, duplicates, refused, deferred };
   }
@@ -1168,128 +1162,6 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   /** The largest envelope (wire form) this database accepts: the payload limit plus the most parents. */
   get maxEnvelopeBytes(): number {
     return envelopeSize({ parents: { length: DEFAULT_ENVELOPE_LIMITS.maxParents }, payload: { length: DEFAULT_ENVELOPE_LIMITS.maxPayloadBytes } } as Envelope);
-  }
-
-  /**
-   * Whether storing `envelope` is costly: it is behind the cutoff and lands before applied events,
-   * so the view is rewound through the whole window of undo history, or rebuilt from the log when
-   * that history does not reach back to it.
-   */
-  #isCostlyLate(envelope: Envelope): boolean {
-    const key = envelope.id.bytes;
-    if (!this.#projector.landsBeforeApplied(key)) return false;
-    // Behind the cutoff, or before the history the byte budget kept: a rebuild is likely.
-    return envelope.id.timestamp < this.#finality.time || this.#projector.landsBeforeHistory(key);
-  }
-
-  /**
-   * Splits accepted events into those stored now and those that wait for the budget: the costly
-   * late ones, and every event with a parent among those or already waiting, unless that parent
-   * is behind the cutoff (where parents need not be stored). The inbox counts a waiting event as
-   * stored, so it lets such children through; stored before their parent they would break the
-   * log's rule that an event after the cutoff has its parents (a crash or close loses what waits,
-   * and a fresh copy of the log could not store that child).
-   */
-  #waiting(accepted: readonly Envelope[]): { now: Envelope[]; later: Envelope[] } {
-    const costly = accepted.filter((envelope) => this.#isCostlyLate(envelope));
-    if (costly.length === 0 && this.#late.size === 0) return { now: [...accepted], later: costly };
-    const held = new Set(costly.map((envelope) => envelope.id.key));
-    const queue = [...held];
-    // The batch's events by parent (parents may come after their children in a batch), then
-    // what waits spreads from parent to child.
-    const cutoff = this.#finality.time;
-    const children = new Map<string, Envelope[]>();
-    for (const envelope of accepted) {
-      for (const parent of envelope.parents) {
-        if (parent.timestamp < cutoff) continue;
-        if (this.#late.has(parent.key) && !held.has(envelope.id.key)) {
-          held.add(envelope.id.key);
-          queue.push(envelope.id.key);
-        }
-        const siblings = children.get(parent.key);
-        if (siblings === undefined) children.set(parent.key, [envelope]);
-        else siblings.push(envelope);
-      }
-    }
-    for (let key = queue.pop(); key !== undefined; key = queue.pop()) {
-      for (const child of children.get(key) ?? []) {
-        if (held.has(child.id.key)) continue;
-        held.add(child.id.key);
-        queue.push(child.id.key);
-      }
-    }
-    const now: Envelope[] = [];
-    const later: Envelope[] = [];
-    for (const envelope of accepted) (held.has(envelope.id.key) ? later : now).push(envelope);
-    return { now, later };
-  }
-
-  /**
-   * Queues a late event for the next rebuild. The caller made sure the queue has room (see
-   * {@link #admit}; events put back after a refused turn were in it already).
-   */
-  #defer(envelope: Envelope): void {
-    const bytes = envelopeSize(envelope);
-    const kept = detachEnvelope(envelope); // queued for long: in memory of its own
-    this.#late.set(kept.id.key, kept);
-    this.#lateNew.push(kept.id.bytes);
-    const id = kept.id.bytes;
-    if (this.#lateHighest === undefined || Buffer.compare(id, this.#lateHighest) > 0) this.#lateHighest = id;
-    this.#lateBytes += bytes;
-  }
-
-  #takeLate(): Envelope[] {
-    const late = [...this.#late.values()].filter((envelope) => !this.#log.has(envelope.id.bytes));
-    this.#late.clear();
-    this.#lateNew = []; // (stored now: the replicator hears of them as stored)
-    this.#lateBytes = 0;
-    this.#lateHighest = undefined;
-    return late;
-  }
-
-  /**
-   * Commits a batch from other peers; when it held costly late events (see {@link #isCostlyLate}),
-   * the time it took moves the budget's next allowed start.
-   */
-  #commitBudgeted(envelopes: readonly Envelope[]): void {
-    const costly = envelopes.some((envelope) => this.#isCostlyLate(envelope));
-    const started = performance.now();
-    this.#commit(envelopes, false);
-    if (costly) {
-      const ended = performance.now();
-      this.#nextLateTurnAt = ended + (ended - started) * (1 / this.#lateWorkShare - 1);
-    }
-  }
-
-  /** Stores the queued late events once the budget allows. */
-  #scheduleLate(): void {
-    if (this.#lateTimer !== undefined || this.#closed) return;
-    const wait = Math.max(0, this.#nextLateTurnAt - performance.now());
-    this.#lateTimer = setTimeout(() => {
-      this.#lateTimer = undefined;
-      if (this.#closed || this.#broken !== undefined || this.#late.size === 0) return;
-      // A costly batch stored meanwhile (released from parking, say) moved the next turn on.
-      if (performance.now() < this.#nextLateTurnAt) {
-        this.#scheduleLate();
-        return;
-      }
-      if (this.#storeLate()) void this.#durable().catch(() => {});
-    }, wait);
-    this.#lateTimer.unref();
-  }
-
-  /** Stores the queued late events as one batch; false when there were none or it was refused. */
-  #storeLate(): boolean {
-    const late = this.#takeLate();
-    if (late.length === 0) return false;
-    late.sort((a, b) => MessageId.compare(a.id, b.id));
-    try {
-      this.#commitBudgeted(late);
-      return true;
-    } catch {
-      // Refused as a batch (the view is full, say): their senders offer them again.
-      return false;
-    }
   }
 
   /**
@@ -1457,7 +1329,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
 
   /** The ids of the received events that began to wait since the last call (see `WAITING_COUNT`). */
   [WAITING_NEW](): Uint8Array[] {
-    return this.#lateNew.splice(0);
+    return this.#late.takeNew();
   }
 
   stats(): DatabaseStats {
@@ -1575,11 +1447,11 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   }
 
   async #close(): Promise<void> {
-    if (this.#lateTimer !== undefined) clearTimeout(this.#lateTimer);
+    this.#late.stop();
     // Events still waiting for the re-application budget are stored rather than dropped (their
     // ingest was answered, and a local source may not offer them again); before the database
     // counts as closed, since listeners hear of them and may read it.
-    if (this.#late.size !== 0 && this.#broken === undefined) this.#storeLate();
+    if (this.#late.size !== 0 && this.#broken === undefined) this.#late.storeNow();
     this.#closed = true;
     if (this.#checkpointTimer !== undefined) clearTimeout(this.#checkpointTimer);
     // A failure reported before (the database is broken) is not thrown again.
@@ -1636,49 +1508,6 @@ function refuseFailingSchema(projector: { readonly book: { readonly failedCount:
 }
 
 /**
- * The (timestamp, sequence) of a new local event, from the append options. A time more than
- * `maxSkewMs` after the clock is refused: every peer (this one too, for another's event) refuses
- * an event dated so far ahead until its clock gets there, so it would not replicate till then.
- */
-function placement(minter: IdMinter, now: number, options: AppendOptions | undefined, maxSkewMs: number): { timestamp: number; sequence: number } {
-  if (options === undefined) return minter.next(now);
-  if (options === null || typeof options !== 'object') {
-    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `append options must be an object ({ time }, { before } or { after }), got ${describeValue(options)}`);
-  }
-  // A misspelt `time` placed the event at the clock's time, silently.
-  refuseUnknownOptions(options, APPEND_OPTION_NAMES, 'append');
-  const { time, before, after } = options;
-  if ([time, before, after].filter((o) => o !== undefined).length > 1) {
-    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'give at most one of time, before and after');
-  }
-  // (The event named need not be stored here: one another peer wrote and this one has not yet, or
-  // one pruned, places the new one as well.)
-  if (before !== undefined) return MessageId.fromBytes(idBytes(before, 'before')).predecessor();
-  if (after !== undefined) return MessageId.fromBytes(idBytes(after, 'after')).successor();
-  if (time !== undefined) {
-    if (!Number.isSafeInteger(time) || time < 0) throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `time ${time} is not a ms timestamp`);
-    if (time > MAX_TIMESTAMP) throw timeOutOfRange('time', time);
-    if (time > now + maxSkewMs) {
-      throw new NoatunError(
-        ErrorCode.INVALID_ARGUMENT,
-        `time ${time} is ${time - now} ms after the clock (${now}); peers refuse events dated more than ${maxSkewMs} ms ahead of their clocks (inbox.maxClockSkewMs), so it would not replicate until then`,
-      );
-    }
-    return minter.next(time);
-  }
-  if (now > MAX_TIMESTAMP) throw timeOutOfRange('the clock reads', now);
-  return minter.next(now);
-}
-
-/** `INVALID_ARGUMENT` for a time an id cannot hold (ids keep 48 bits of ms). */
-function timeOutOfRange(what: string, time: number): NoatunError {
-  return new NoatunError(
-    ErrorCode.INVALID_ARGUMENT,
-    `${what} ${time}, past the last time an event id can hold (${MAX_TIMESTAMP} ms, in the year 10889): nothing is appended`,
-  );
-}
-
-/**
  * Takes the events of ordinals `range` (a batch that fails to apply as it was to be applied: see
  * `Database.open`) out of the log, with the log's mark of it; returns their ids.
  */
@@ -1691,122 +1520,6 @@ function withdrawBatch(log: EventLog, range: readonly [number, number]): Message
   log.setMeta(META_UNCONFIRMED, null);
   return ids;
 }
-
-/**
- * The 16 bytes of an id argument, or `INVALID_ARGUMENT` naming it (an id from another copy of
- * this package is taken: only its bytes are read).
- */
-function idBytes(id: MessageId, name: string): Uint8Array {
-  const bytes = (id as { bytes?: unknown } | null | undefined)?.bytes;
-  if (!(bytes instanceof Uint8Array && bytes.length === 16)) {
-    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${name} must be a MessageId (MessageId.parse makes one from its hex form), got ${describeValue(id)}`);
-  }
-  return bytes;
-}
-
-/** Refuses a codec without the functions the database calls, before anything is opened. */
-function checkCodec(codec: Codec<unknown> | undefined): void {
-  if (codec === undefined) return;
-  const methods = codec as unknown as Record<string, unknown>;
-  for (const name of ['encode', 'decode']) {
-    if (typeof methods[name] !== 'function') throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `codec.${name} must be a function`);
-  }
-  for (const name of ['copy', 'validate']) {
-    if (methods[name] !== undefined && typeof methods[name] !== 'function') {
-      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `codec.${name} must be a function when given`);
-    }
-  }
-}
-
-/**
- * Refuses a clock whose time is not ms since the epoch (a string, NaN, infinite, before 1970) at
- * open, where the mistake is usually made (and at every later reading: see {@link clockTime}). (A
- * time past the ids' 48 bits is allowed: such a database can still ingest and read; appending
- * there is refused.)
- */
-function checkClock(now: () => number): void {
-  if (typeof now !== 'function') throw new NoatunError(ErrorCode.INVALID_ARGUMENT, 'now must be a function returning ms since the epoch');
-  clockTime(now());
-}
-
-/**
- * `time`, a reading of the app's clock, when it is ms since the epoch; else `INVALID_ARGUMENT`
- * (at open, and at any later reading: an append then stores nothing).
- */
-function clockTime(time: unknown): number {
-  if (typeof time !== 'number' || !(time >= 0 && Number.isFinite(time))) {
-    const shown = typeof time === 'string' ? JSON.stringify(time) : String(time);
-    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `now() returned ${shown}: it must return the time in ms since the epoch (a finite number, at least 0)`);
-  }
-  return time;
-}
-
-/**
- * Refuses options of the wrong kind that would otherwise be taken without a word: a flag that is
- * not a boolean (`autoPrune: 'no'` is truthy), a callback that is not a function (it would throw
- * only when first called, in the middle of a rebuild), a size that is not a whole number of bytes
- * or too small for the files' first 64 KiB (the open then failed with `VIEW_FULL`).
- */
-function checkOptionKinds(options: object): void {
-  const given = options as Record<string, unknown>;
-  // A misspelt option would be ignored without a word: `autoprune: false` left pruning on.
-  refuseUnknownOptions(given, OPTION_NAMES, 'Database.open');
-  const name = (given as { name?: unknown }).name;
-  if (name !== undefined && (typeof name !== 'string' || name === '')) {
-    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `name (the app's) must be a non-empty string, got ${describeValue(name)}`);
-  }
-  if (given.applyVersion !== undefined && typeof given.applyVersion !== 'string') {
-    throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `applyVersion must be a string, got ${describeValue(given.applyVersion)}`);
-  }
-  for (const name of ['autoPrune', 'checkDeterminism', 'acceptSchemaChange'] as const) {
-    const value = given[name];
-    if (value !== undefined && typeof value !== 'boolean') {
-      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${name} must be true or false, got ${describeValue(value)}`);
-    }
-  }
-  for (const name of ['onProgress', 'onNonDeterministicApply'] as const) {
-    const value = given[name];
-    if (value !== undefined && typeof value !== 'function') {
-      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${name} must be a function, got ${describeValue(value)}`);
-    }
-  }
-  for (const name of ['maxViewBytes', 'maxUndoBytes'] as const) {
-    const value = given[name];
-    if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) >= MIN_FILE_BYTES)) {
-      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${name} must be a whole number of bytes, at least ${MIN_FILE_BYTES}, got ${describeValue(value)}`);
-    }
-  }
-}
-
-/** Every option of an append (the compiler keeps this equal to {@link AppendOptions}'s). */
-const APPEND_OPTION_NAMES: Record<keyof AppendOptions, true> = { time: true, before: true, after: true };
-
-/** Every option of `Database.open` (the compiler keeps this equal to {@link DatabaseOptions}'s). */
-const OPTION_NAMES: Record<keyof DatabaseOptions<unknown, ObjectSchema<unknown>> | 'name', true> = {
-  path: true,
-  root: true,
-  apply: true,
-  codec: true,
-  now: true,
-  cutoffIntervalMs: true,
-  autoPrune: true,
-  maxViewBytes: true,
-  maxUndoBytes: true,
-  maxUndoHistoryBytes: true,
-  lateWorkShare: true,
-  commitMode: true,
-  onProgress: true,
-  checkDeterminism: true,
-  onNonDeterministicApply: true,
-  acceptSchemaChange: true,
-  applyVersion: true,
-  inbox: true,
-  // An app's (`Database.open({ ...app, path })` passes it along; see defineApp).
-  name: true,
-};
-
-/** The least `maxViewBytes` and `maxUndoBytes`: the view's and the journal's files start at 64 KiB. */
-const MIN_FILE_BYTES = 64 * 1024;
 
 /**
  * Refuses to open a database with another app than the one whose events it holds: that app's
