@@ -84,6 +84,27 @@ export class LogOverlay<T extends OverlayItem> {
     return low < sorted.length && (to === undefined || compareIdBytes(sorted[low]!.key, to) < 0);
   }
 
+  /**
+   * The highest id among the entries that `counts` accepts, or undefined. The sorted entries are
+   * walked from the top, so the usual answer (the last append) takes one step; the log asks this
+   * for every batch it is sent (`EventLog.lastKey`), while a copy's commits are in flight, and a
+   * walk of every entry cost a step per queued event.
+   */
+  highest(counts: (entry: T) => boolean): Uint8Array | undefined {
+    let last: Uint8Array | undefined;
+    const sorted = this.#sorted;
+    for (let i = sorted.length - 1; i >= 0; i--) {
+      if (counts(sorted[i]!)) {
+        last = sorted[i]!.key;
+        break;
+      }
+    }
+    for (const entry of this.#byName.values()) {
+      if (counts(entry) && (last === undefined || compareIdBytes(entry.key, last) > 0)) last = entry.key;
+    }
+    return last;
+  }
+
   /** Every entry, in no particular order. */
   *values(): Generator<T> {
     yield* this.#byName.values();

@@ -203,6 +203,11 @@ interface CommitBatch {
   readonly packs: TakenPacks | undefined;
 }
 
+/** Whether an overlay entry stores an event (rather than removing one). */
+function storesEvent(entry: OverlayEntry): boolean {
+  return entry.event !== null;
+}
+
 /** Writes a commit's metadata through `put`: the count of stored events `count`, then the rest. */
 function putMeta(batch: CommitBatch, count: number, put: (name: string, value: unknown) => void): void {
   put(META_COUNT, count);
@@ -1650,10 +1655,7 @@ export class EventLog {
   lastKey(): Uint8Array | undefined {
     // Nothing queued or in flight: the last id the commits kept track of is LMDB's.
     if (this.#overlay.size === 0 && this.#committing === 0) return this.#last === undefined ? undefined : copyBytes(this.#last);
-    let last: Uint8Array | undefined;
-    for (const entry of this.#overlay.values()) {
-      if (entry.event !== null && (last === undefined || compareKeys(entry.key, last) > 0)) last = entry.key;
-    }
+    let last = this.#overlay.highest(storesEvent);
     // The highest committed id not queued for removal (almost always the last run's last).
     const overlay = this.#overlay;
     search: for (const { key, value } of this.#runs.getRange({ reverse: true })) {

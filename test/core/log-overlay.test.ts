@@ -1,7 +1,7 @@
 /**
  * The event log's overlay (queued and committing writes by id), against a Map as the model:
  * appends, writes below queued ids and to queued ids again, commits let go of in order (with
- * later writes to the same ids kept), and clearing.
+ * later writes to the same ids kept), and clearing; lookups, ranges and the highest id.
  */
 import test from 'ava';
 import { LogOverlay, type OverlayItem } from '../../src/core/log-overlay.js';
@@ -59,6 +59,17 @@ for (let round = 0; round < 3; round++) {
         const expected = [...model.keys()].some((n) => n >= from && (to === undefined || n < to));
         if (overlay.hasIn(id(from), to === undefined ? undefined : id(to)) !== expected) {
           t.fail(`step ${step}: hasIn(${from}, ${to}) is ${!expected}, the model says ${expected}`);
+          return false;
+        }
+      }
+      // The highest id among the entries a predicate accepts (as the log asks for entries that
+      // store an event): one of three tags, most, or all.
+      for (const counts of [(item: Item) => item.tag % 3 === 0, (item: Item) => item.tag % 5 !== 0, () => true]) {
+        let expected: number | undefined;
+        for (const [n, item] of model) if (counts(item) && (expected === undefined || n > expected)) expected = n;
+        const found = overlay.highest(counts);
+        if ((found === undefined ? undefined : numberOf(found)) !== expected) {
+          t.fail(`step ${step}: highest() is ${found === undefined ? 'none' : numberOf(found)}, the model says ${expected ?? 'none'}`);
           return false;
         }
       }
