@@ -416,6 +416,67 @@ function copyPacked(v: unknown, depth: number): unknown {
 }
 
 /**
+ * Bytes that follow a MessagePack header byte before its value's content, and how many bytes of
+ * it give the content's length (`LENGTH_BYTES`), by header byte from 0xc0 (see {@link checkPackedDepth}).
+ */
+const FIXED_BYTES = [
+  // c0 nil, c1 (unused), c2 false, c3 true, c4–c6 bin 8/16/32, c7–c9 ext 8/16/32 (length, type)
+  0, 0, 0, 0, 1, 2, 4, 2, 3, 5,
+  // ca float 32, cb float 64, cc–cf uint 8–64, d0–d3 int 8–64
+  4, 8, 1, 2, 4, 8, 1, 2, 4, 8,
+  // d4–d8 fixext 1/2/4/8/16 (type and data), d9–db str 8/16/32, dc–dd array 16/32, de–df map 16/32
+  2, 3, 5, 9, 17, 1, 2, 4, 2, 4, 2, 4,
+];
+const LENGTH_BYTES = [0, 0, 0, 0, 1, 2, 4, 1, 2, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 0, 0, 0, 0];
+
+/**
+ * Refuses (`PAYLOAD_INVALID`) MessagePack bytes whose value nests deeper than
+ * {@link MAX_PAYLOAD_DEPTH} levels, as `validateMessagePack` refuses such a value before it is
+ * appended. Without it another peer's event nested thousands of levels deep (a peer with its own
+ * encoder can send one) decoded or ran out of stack depending on the machine's stack: a failure
+ * of this machine, not the event's, so one peer stored it and another refused it. Refused here,
+ * it fails to apply alike everywhere. A loop with a stack of counts (no recursion); bytes that
+ * end early or hold an unknown byte are left to the decoder, which refuses them.
+ */
+function checkPackedDepth(bytes: Uint8Array): void {
+  // Items left in each open array or map (a map's pairs count twice), innermost last.
+  const left: number[] = [];
+  let at = 0;
+  const end = bytes.length;
+  const lengthAt = (offset: number, size: number): number =>
+    size === 1 ? bytes[offset]! : size === 2 ? (bytes[offset]! << 8) | bytes[offset + 1]! : ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!) >>> 0;
+  do {
+    if (at >= end) return;
+    const head = bytes[at++]!;
+    let items = 0;
+    if (head <= 0x7f || head >= 0xe0) {
+      // a fixint
+    } else if (head <= 0x8f) items = (head & 0x0f) * 2;
+    else if (head <= 0x9f) items = head & 0x0f;
+    else if (head <= 0xbf) at += head & 0x1f;
+    else {
+      const index = head - 0xc0;
+      const fixed = FIXED_BYTES[index]!;
+      const sized = LENGTH_BYTES[index]!;
+      if (at + fixed > end) return;
+      if (head >= 0xdc) items = lengthAt(at, fixed) * (head >= 0xde ? 2 : 1);
+      else if (sized !== 0) at += lengthAt(at, sized);
+      at += fixed;
+    }
+    if (head === 0xdc || head === 0xdd || head === 0xde || head === 0xdf || (head >= 0x80 && head <= 0x9f)) {
+      // An array or a map, at the depth of the containers open around it.
+      if (left.length >= MAX_PAYLOAD_DEPTH) throw new PayloadError('event', `nested more than ${MAX_PAYLOAD_DEPTH} levels deep`);
+      if (items !== 0) {
+        left.push(items);
+        continue;
+      }
+    }
+    // A whole value was read: it counts against the innermost open container, closing those done.
+    while (left.length !== 0 && --left[left.length - 1]! === 0) left.pop();
+  } while (left.length !== 0);
+}
+
+/**
  * The default codec: MessagePack (msgpackr) without records or structured cloning, so the bytes
  * are plain MessagePack that any implementation can read. Its `copy` gives the copy's bytes too
  * (see `copyPacked`).
@@ -424,7 +485,11 @@ export function messagePackCodec<E>(): Codec<E> {
   const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 'bigint' });
   return {
     encode: (event) => packr.pack(event),
-    decode: (bytes) => packr.unpack(bytes) as E,
+    decode(bytes) {
+      // Under MAX_PAYLOAD_DEPTH + 1 bytes a value cannot nest deeper (each level takes a byte).
+      if (bytes.length > MAX_PAYLOAD_DEPTH) checkPackedDepth(bytes);
+      return packr.unpack(bytes) as E;
+    },
     validate: validateMessagePack,
     copy(event) {
       // A getter of the event that appends another event copies that one while this one is half

@@ -369,7 +369,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       } finally {
         releaseLock();
       }
-      throw diskFullFrom(error, options.path) ?? logDamageFrom(error, path.join(options.path, 'log.mdb')) ?? error;
+      throw diskFullFrom(error, options.path) ?? logDamageFrom(error, path.join(options.path, 'log.mdb')) ?? outOfResources(error) ?? error;
     }
   }
 
@@ -1488,6 +1488,20 @@ function asEngineError(error: unknown, logFile: string): NoatunError {
   return new NoatunError(
     ErrorCode.RESOURCE_EXHAUSTED,
     `applying the batch ran out of resources on this machine (${String(error)}); nothing of it was stored`,
+    { cause: error },
+  );
+}
+
+/**
+ * `RESOURCE_EXHAUSTED` for an open that ran out of stack or memory while it applied the stored
+ * events (a rebuild); undefined for any other error. (An apply that recurses deeply, or a codec's
+ * decode, can need more stack than this process has: a plain `RangeError` named no cause.)
+ */
+function outOfResources(error: unknown): NoatunError | undefined {
+  if (!(error instanceof RangeError) || !isEnvironmentFailure(error)) return undefined;
+  return new NoatunError(
+    ErrorCode.RESOURCE_EXHAUSTED,
+    `opening ran out of resources on this machine while applying the stored events (${error.message}); the view is made again at the next open: open it in a process with more (node --stack-size, --max-old-space-size)`,
     { cause: error },
   );
 }
