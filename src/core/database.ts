@@ -262,6 +262,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       log.commitMode = commitMode;
       const appName = (options as { name?: string }).name;
       const inspecting = (options as { [INSPECTING]?: boolean })[INSPECTING] === true;
+      refuseDamagedMeta(log);
       refuseOtherApp(log, options.path, appName, !inspecting);
       // The cutoff hashes move by the log's per-stride hashes: kept from here on (with pruning;
       // before anything, a rebuild's discards included, writes to the log), or marked stale.
@@ -1553,6 +1554,28 @@ function refuseOtherApp(log: EventLog, directory: string, name: string | undefin
       `database ${directory} holds the events of the app '${recorded}', not of '${name}': open it with its own app (another app's apply would leave its events without effect, and pruning would remove them)`,
     );
   }
+}
+
+/**
+ * Refuses (`CORRUPT_FILE`) a log that holds events but lacks what every commit that stored them
+ * wrote beside them: the next ordinal and the heads (and the log's id, written before any): the
+ * metadata page was damaged. Trusted, the missing values started afresh (a new log id made the
+ * view be made again, the ordinals counted from 1 again beside the stored ones).
+ */
+function refuseDamagedMeta(log: EventLog): void {
+  if (log.count() === 0) return;
+  const missing = log.getMeta(META_LOG_ID, MetaShape.id) === undefined
+    ? 'id'
+    : log.getMeta(META_NEXT_ORDINAL, MetaShape.count) === undefined
+      ? 'next ordinal'
+      : log.getMeta(META_HEADS, MetaShape.idList) === undefined
+        ? 'heads'
+        : undefined;
+  if (missing === undefined) return;
+  throw new NoatunError(
+    ErrorCode.CORRUPT_FILE,
+    `the event log ${log.path} holds ${log.count()} events, but its metadata is damaged (no ${missing} recorded): restore log.mdb from a backup, or take a copy of the events from a peer into a new database`,
+  );
 }
 
 /** Makes the database's directory, or says clearly why it cannot be one. */

@@ -369,10 +369,23 @@ export class EventLog {
       }
       const through = log.#storedMeta(META_PACKED_THROUGH, MetaShape.id);
       if (through !== undefined) log.#packedThrough = Uint8Array.from(through);
-      log.#count = log.#storedMeta(META_COUNT, MetaShape.count) ?? 0;
+      const count = log.#storedMeta(META_COUNT, MetaShape.count);
+      log.#count = count ?? 0;
       log.#last = log.#readLastKey();
       // The root database's keys are the names of the databases in the file (a handful).
-      if ([...env.getKeys()].includes(FORMAT_1_EVENTS)) {
+      const format1 = [...env.getKeys()].includes(FORMAT_1_EVENTS);
+      // Every commit that writes runs writes the count, and the first one the format (a format-1
+      // log being converted has its count and no format yet). Without them beside runs, the
+      // metadata page is damaged (LMDB does not notice zeroed records in a page): trusted, the
+      // count of 0 made the open throw the view away and make an empty one, and later commits
+      // numbered new events from the start again, for good.
+      if (log.#last !== undefined && (count === undefined || (format === undefined && !format1))) {
+        throw new NoatunError(
+          ErrorCode.CORRUPT_FILE,
+          `the event log ${file} holds events, but its metadata is damaged (no ${count === undefined ? 'count of events' : 'format'} recorded): restore log.mdb from a backup, or take a copy of the events from a peer into a new database`,
+        );
+      }
+      if (format1) {
         await log.#convertFormat1(onConversion);
         converted = true;
       }
