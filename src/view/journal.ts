@@ -145,6 +145,11 @@ export class UndoJournal {
     this.#f64 = new Float64Array(0);
     this.capacity = 0;
     this.limit = 0;
+    // (A file cut shorter than its header has no room for the header's views: checked first.)
+    if (!this.file.created && this.file.byteLength < JOURNAL_HEADER_BYTES) {
+      this.file.close();
+      throw new CorruptFileError(path, `cut short to ${this.file.byteLength} bytes, less than its header`, 0);
+    }
     this.#remap();
     if (this.file.created) {
       this.words[H_MAGIC0] = MAGIC0;
@@ -524,7 +529,8 @@ export class UndoJournal {
 
   #remap(): void {
     const buffer = this.file.buffer;
-    this.capacity = this.file.byteLength / WORD_BYTES;
+    // (Whole words: a file cut to a length between two is read up to the last whole word.)
+    this.capacity = Math.floor(this.file.byteLength / WORD_BYTES);
     this.words = new Uint32Array(buffer, 0, this.capacity);
     this.#f64 = new Float64Array(buffer, 0, HEADER_WORDS / 2);
   }
