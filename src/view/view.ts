@@ -6,7 +6,7 @@
  * (`write`). The caller (the engine) marks event boundaries in the journal and rewinds to them.
  */
 import * as path from 'node:path';
-import { ErrorCode, NoatunError } from '../errors.js';
+import { ErrorCode, NoatunError, systemErrorFrom } from '../errors.js';
 import { makeDirectories } from '../directories.js';
 import { Arena, HeaderFlag, stuckSessions } from './arena.js';
 import { ENTER, type ObjectType, ObjectType as ObjectTypeClass, type ReusableAccessor } from './composite.js';
@@ -103,7 +103,7 @@ export class MaterializedView<R extends ObjectSchema<unknown>> {
     const hash = checkViewOptions(options);
     const rootType = options.root as unknown as ObjectType;
     const maxViewBytes = options.maxViewBytes ?? DEFAULT_MAX_VIEW_BYTES;
-    makeDirectories(options.directory);
+    makeViewDirectory(options.directory);
     const journal = new UndoJournal(
       path.join(options.directory, 'journal.bin'),
       options.maxJournalBytes ?? DEFAULT_MAX_JOURNAL_BYTES,
@@ -334,5 +334,25 @@ function sealKept(root: object, type: ObjectType): void {
     const child = (root as Record<string, object>)[field.name]!;
     if (field.type instanceof ObjectTypeClass) sealKept(child, field.type);
     Object.preventExtensions(child);
+  }
+}
+
+/**
+ * Makes the view's directory: `CORRUPT_FILE` when something that is not a directory stands in its
+ * place (the view is derived from the log: removing it is safe), the system's error as a
+ * `NoatunError` otherwise (no permission, say), where a plain Node error came out of the open.
+ */
+function makeViewDirectory(directory: string): void {
+  try {
+    makeDirectories(directory);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOTDIR' || (error as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new NoatunError(
+        ErrorCode.CORRUPT_FILE,
+        `the view's place ${directory} is not a directory: remove it (the view is made again from the event log)`,
+        { cause: error },
+      );
+    }
+    throw systemErrorFrom(error, 'mkdir', directory);
   }
 }

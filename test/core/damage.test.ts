@@ -124,6 +124,20 @@ test('an undo journal cut to any length up to past its header, or to a length be
   }
 });
 
+test('a plain file where the view directory goes is replaced by a view rebuilt from the log', async (t) => {
+  // (It was a plain ENOTDIR error out of the open, at every open.)
+  const source = await template();
+  const dir = tempDir();
+  fs.cpSync(source, dir, { recursive: true });
+  fs.rmSync(path.join(dir, 'view'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'view'), 'not a view');
+  const db = await open(dir);
+  t.is(db.stats().openedBy, 'rebuild');
+  const { view, expected } = await snapshot(db);
+  t.deepEqual(view, expected);
+  await db.close();
+});
+
 test('damaged undo history is not used: a late event then rebuilds and the view stays right', async (t) => {
   const source = await template();
   const journal = path.join(source, 'view', 'journal.bin');
