@@ -306,7 +306,7 @@ export class MaterializedView<R extends ObjectSchema<unknown>> {
 /**
  * The reused root accessors of a view (see `MaterializedView`'s #root): the one for apply and the
  * one for read sessions, with the accessors of everything inline in them made, kept and sealed
- * ({@link sealKept}). Made in session 0, which never runs (sessions count from 2), so they are
+ * ({@link sealKept}), and closed to new properties themselves. Made in session 0, which never runs (sessions count from 2), so they are
  * unusable until entered.
  */
 function makeRoots(type: ObjectType, arena: Arena): { write: ReusableAccessor; read: ReusableAccessor } {
@@ -315,6 +315,10 @@ function makeRoots(type: ObjectType, arena: Arena): { write: ReusableAccessor; r
   read.$keep();
   sealKept(write, type);
   sealKept(read, type);
+  // The roots themselves too: a property an apply defined on the root (`Object.defineProperty(root,
+  // 'n', …)`, which no setter sees) shadowed a field for the events after it, until a reopen.
+  Object.preventExtensions(write);
+  Object.preventExtensions(read);
   return { write, read };
 }
 

@@ -9,7 +9,9 @@
  *   was refused) or failed every later apply (now the read after it fails, and the rest work);
  * - a list or map assigned from its own accessors (`root.list = [...root.list].sort(...)`) came
  *   back as zeros: the assignment cleared the entries before it copied them;
- * - `toJSON` lost a map entry whose key is `__proto__`.
+ * - `toJSON` lost a map entry whose key is `__proto__`;
+ * - a property defined on the root accessor itself (`Object.defineProperty`) shadowed a field for
+ *   later events, until a reopen (now the root is closed to new properties too).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -91,6 +93,42 @@ test("a property set on the root's inline list, map or opaque list is refused, a
   const { live, rebuilt } = await liveAndRebuilt(dir, db, apply);
   t.is(live, rebuilt);
   t.is(JSON.parse(live).n, 2);
+});
+
+test('a property defined on the root in an apply (shadowing a field) is refused, and two peers that applied the same events in different sessions agree', async (t) => {
+  // The root accessor is reused from one apply to the next: `Object.defineProperty(root, 'n', …)`
+  // left an own property that shadowed the field for the events after it (until a reopen), so a
+  // peer that applied them all in one session failed where one that reopened in between did not.
+  const apply = (e: Ev, root: s.View<typeof Root>) => {
+    if (e.op === 'shadow') Object.defineProperty(root, 'n', { value: 0 });
+    if (e.op === 'inc') root.n += 1;
+  };
+  const author = await open(tempDir(), apply);
+  await author.append({ op: 'inc' });
+  const error = await t.throwsAsync(author.append({ op: 'shadow' }));
+  t.is((error as NoatunError).code, 'APPLY_FAILED');
+  t.is(author.read((root) => Object.isExtensible(root)), false);
+  await author.append({ op: 'inc' });
+  t.is(author.read((root) => root.n), 2);
+  await author.close();
+  // The shadowing event as another peer's (its author's apply did not refuse it), between two incs.
+  const writer = await open(tempDir(), () => {});
+  for (const op of ['inc', 'shadow', 'inc']) await writer.append({ op });
+  const envelopes = [...writer.messages()].map((m) => m.bytes);
+  await writer.close();
+  const oneSession = await open(tempDir(), apply);
+  await oneSession.ingest(envelopes);
+  const dir = tempDir();
+  const first = await open(dir, apply);
+  await first.ingest(envelopes.slice(0, 2));
+  await first.close();
+  const reopened = await open(dir, apply);
+  await reopened.ingest(envelopes.slice(2));
+  for (const db of [oneSession, reopened]) {
+    t.is(db.read((root) => root.n), 2);
+    t.is(db.failures().length, 1);
+    await db.close();
+  }
 });
 
 test('freezing the root or a container inline in it, in a read or an apply, leaves later reads and applies working, and a rebuild agrees', async (t) => {
