@@ -174,13 +174,16 @@ export class EventBook implements TrackingContext {
    */
   onZero: (ordinal: number, time: number, reader: number) => void = () => {};
   /**
-   * Records whose apply failed and tombstones, counted once and then kept as records come and go,
-   * for as long as {@link #countsOf} is the arena and its rewinds (`stats()` is polled, and a walk
-   * over every record per call grew with the database).
+   * Records whose apply failed, counted once and then kept as records come and go, for as long as
+   * {@link #countsOf} is the arena and its rewinds (`stats()` is polled, and a walk over every
+   * record per call grew with the database).
    */
   #failed = 0;
-  #tombstones = 0;
   #countsOf: { arena: Arena; rewinds: number } | undefined;
+  /** Records made or removed so far (see {@link tombstoneCount}). */
+  #changes = 0;
+  /** The last {@link tombstoneCount}, and the state of the records it was counted in. */
+  #tombstones: { arena: Arena; rewinds: number; changes: number; count: number } | undefined;
 
   constructor(arena: Arena) {
     this.arena = arena;
@@ -288,6 +291,7 @@ export class EventBook implements TrackingContext {
       u32[r + Rec.FLAGS_EFFECT_HI] = (flags << FLAGS_SHIFT) >>> 0;
     }
     if (this.#countsKept()) this.#count(flags, 1);
+    this.#changes++;
     for (let i = 0; i < readCount; i++) {
       const w = this.find(reads[i]!);
       if (w !== -1) arena.add32(w + Rec.READERS, 1);
@@ -430,6 +434,7 @@ export class EventBook implements TrackingContext {
     }
     const r = u32[table + hole]!;
     if (this.#countsKept()) this.#count(this.flagsOf(r), -1);
+    this.#changes++;
     for (let i = (hole + 1) & mask; ; i = (i + 1) & mask) {
       const moving = u32[table + i]!;
       if (moving === 0) break;
@@ -454,10 +459,33 @@ export class EventBook implements TrackingContext {
     return this.#failed;
   }
 
-  /** Records of events that destroyed data (see {@link RecFlag.TOMBSTONE}). */
+  /**
+   * Records of events that destroyed data of events still stored (see {@link isTombstone}).
+   * Counted by a walk over the records, kept until a record is made or removed or the view rewound.
+   */
   get tombstoneCount(): number {
-    this.#keepCounts();
-    return this.#tombstones;
+    const kept = this.#tombstones;
+    const arena = this.arena;
+    if (kept !== undefined && kept.arena === arena && kept.rewinds === arena.rewinds && kept.changes === this.#changes) return kept.count;
+    let count = 0;
+    this.forEach((r) => {
+      if (this.isTombstone(r)) count++;
+    });
+    this.#tombstones = { arena, rewinds: arena.rewinds, changes: this.#changes, count };
+    return count;
+  }
+
+  /**
+   * Whether record `r`'s event destroyed data of an event still stored (one of its victims). Not
+   * merely {@link RecFlag.TOMBSTONE}: that says it destroyed something when it was applied, and once
+   * its victims are pruned a replay of the same stored events (a rebuild, a compaction, another
+   * peer's view made from a copy) finds nothing for it to destroy. So peers with the same stored
+   * events counted different tombstones.
+   */
+  isTombstone(r: WordOffset): boolean {
+    if ((this.flagsOf(r) & RecFlag.TOMBSTONE) === 0) return false;
+    for (const victim of this.victims(r)) if (this.find(victim) !== -1) return true;
+    return false;
   }
 
   /** Whether the kept counts are those of the arena as it is (no rewind, no other arena since). */
@@ -470,7 +498,6 @@ export class EventBook implements TrackingContext {
   #keepCounts(): void {
     if (this.#countsKept()) return;
     this.#failed = 0;
-    this.#tombstones = 0;
     const u32 = this.arena.u32;
     this.forEach((r) => {
       this.#count(u32[r + Rec.FLAGS_EFFECT_HI]! >>> FLAGS_SHIFT, 1);
@@ -480,7 +507,6 @@ export class EventBook implements TrackingContext {
 
   #count(flags: number, by: 1 | -1): void {
     if ((flags & RecFlag.FAILED) !== 0) this.#failed += by;
-    if ((flags & RecFlag.TOMBSTONE) !== 0) this.#tombstones += by;
   }
 
   /** Calls `fn` with the word of every record (do not change the table while iterating). */

@@ -205,7 +205,10 @@ export interface DatabaseStats {
   readonly openedBy: 'clean-load' | 'new' | 'rebuild';
   /** The cutoff time (ms): the past before it is final. */
   readonly cutoffTime: number;
-  /** Stored events that deleted something (kept until the cutoff passes them and their victims). */
+  /**
+   * Stored events that deleted data of events still stored (they stay while those do). One whose
+   * victims were pruned counts no more: a replay of the stored events finds nothing for it to delete.
+   */
   readonly tombstones: number;
   /** Pruning records in the view (one per stored event). */
   readonly records: number;
@@ -251,7 +254,7 @@ export interface Explanation {
   readonly readBy: MessageId[];
   /** Stored events whose data it read. */
   readonly read: MessageId[];
-  /** It deleted something: it stays until the cutoff passes it and the deleted data's writers are gone. */
+  /** It deleted data of events still stored ({@link deletedDataOf}): it stays while they do. */
   readonly tombstone: boolean;
   /** Stored events whose data it deleted. */
   readonly deletedDataOf: MessageId[];

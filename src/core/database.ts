@@ -1427,7 +1427,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       owns,
       readBy,
       read,
-      tombstone: (flags & RecFlag.TOMBSTONE) !== 0,
+      tombstone: book.isTombstone(r),
       deletedDataOf,
       failed: (flags & RecFlag.FAILED) !== 0,
       overwrittenAt,

@@ -4,8 +4,8 @@
  * it (its use count, or the time that count reached 0, id, flags, the events it read — inline up
  * to two, in a block beyond —, its victims or its failure message), the index must list exactly the
  * live ones, a rewind must restore the arena
- * byte for byte, a removed record's place must be reused, and the counts of failed and tombstone
- * records (kept in memory between rewinds) must match the records.
+ * byte for byte, a removed record's place must be reused, and the counts of failed records (kept
+ * in memory between rewinds) and of tombstones whose victims are live must match the records.
  *
  * Replay with NOATUN_SEED=<seed>; more seeds with NOATUN_SEEDS=<count>.
  */
@@ -101,8 +101,9 @@ function contentMismatch(book: EventBook, r: number, ordinal: number, kind: Kind
 function countsMismatch(book: EventBook, kinds: Map<number, Kind>): string | undefined {
   let tombstones = 0;
   let failed = 0;
-  for (const kind of kinds.values()) {
-    if (kind === 1 || kind === 3) tombstones++;
+  for (const [ordinal, kind] of kinds) {
+    // A tombstone counts while it destroyed data of a live record (kind 1's victims have none).
+    if (kind === 3 && destroyedBy.get(ordinal)!.some((victim) => kinds.has(victim))) tombstones++;
     if (kind === 2) failed++;
   }
   if (book.tombstoneCount !== tombstones) return `${book.tombstoneCount} tombstones counted, ${tombstones} live`;
