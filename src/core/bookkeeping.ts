@@ -51,7 +51,8 @@ export const BookWord = {
   COUNT: Header.ENGINE + 7,
   /** The first removed record, whose place the next record takes (0: none); each links the next. */
   FREE: Header.ENGINE + 8,
-  // Engine words 9 and 10 held the records' chunk (view format 4); free since format 5.
+  // Engine words 9 and 10 held the records' chunk (view format 4); free since format 5. Words 11
+  // to 14 are the log's write token (see `EngineWord` in projector.ts).
 } as const;
 
 /** Word offsets inside one record. */

@@ -260,6 +260,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         onProgress === undefined ? undefined : ({ done, total }) => onProgress({ phase: 'convert-log', done, total }),
       );
       log.commitMode = commitMode;
+      // Read before this open commits anything (which gives the log a new one): see viewMatches.
+      const writeToken = log.writeToken;
       const appName = (options as { name?: string }).name;
       const inspecting = (options as { [INSPECTING]?: boolean })[INSPECTING] === true;
       refuseDamagedMeta(log);
@@ -299,7 +301,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       }
       const storedNext = log.getMeta(META_NEXT_ORDINAL, MetaShape.count) ?? 1;
       if (view !== undefined && !view.arena.created && storedNext === 1) refuseOrphanView(view, logId, log.path, viewDir);
-      if (view !== undefined && !view.arena.created && !viewMatches(view, logId, storedNext)) {
+      if (view !== undefined && !view.arena.created && !viewMatches(view, logId, storedNext, writeToken)) {
         view.close();
         view = undefined;
       }
@@ -1025,6 +1027,10 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   /** Marks the view clean with checksums, and flushes it. */
   #seal(): void {
     const view = this.#projector.view;
+    // The log's token goes with the view (see viewMatches): committed by now, or, queued by a commit
+    // still on its way, one a crash would leave the view without (a rebuild then, as it would be).
+    const token = this.#log.writeToken;
+    if (token !== undefined) view.arena.u8.set(token, EngineWord.WRITE_TOKEN * 4);
     view.dirty = false;
     view.seal();
     view.sync();
@@ -1611,13 +1617,19 @@ function refuseOrphanView(view: MaterializedView<ObjectSchema<unknown>>, logId: 
 }
 
 /**
- * Whether a view loaded from disk can be trusted: closed cleanly, made from this log, at its last
- * ordinal, and undamaged (its checksum matches).
+ * Whether a view loaded from disk can be trusted: closed cleanly, made from this log as it is now
+ * (its id and write token), at its last ordinal, and undamaged (its checksum matches).
  */
-function viewMatches(view: MaterializedView<ObjectSchema<unknown>>, logId: Uint8Array, nextOrdinal: number): boolean {
+function viewMatches(view: MaterializedView<ObjectSchema<unknown>>, logId: Uint8Array, nextOrdinal: number, writeToken: Uint8Array | undefined): boolean {
   if (view.dirty) return false;
   if (view.lastApplied !== nextOrdinal - 1) return false;
-  const stored = view.arena.u8.subarray(EngineWord.LOG_ID * 4, EngineWord.LOG_ID * 4 + 16);
+  const u8 = view.arena.u8;
+  const stored = u8.subarray(EngineWord.LOG_ID * 4, EngineWord.LOG_ID * 4 + 16);
   if (Buffer.compare(stored, Buffer.from(logId)) !== 0) return false;
+  // The same write token: the log as it was when the view was sealed, not another copy of it that
+  // went on apart (of the same id, and perhaps as many events). A log no session wrote a token to
+  // yet goes with a view of zeros there (both from before tokens).
+  const token = u8.subarray(EngineWord.WRITE_TOKEN * 4, EngineWord.WRITE_TOKEN * 4 + 16);
+  if (writeToken === undefined ? token.some((byte) => byte !== 0) : Buffer.compare(token, Buffer.from(writeToken)) !== 0) return false;
   return view.verify();
 }

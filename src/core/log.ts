@@ -17,6 +17,7 @@
  * Format 1 (until 5 Dec 2026) stored one LMDB entry per event in the database `events`; opening
  * such a log converts it (see {@link EventLog.open}).
  */
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Database as LmdbDatabase, open, type RootDatabase } from 'lmdb';
@@ -78,6 +79,11 @@ const META_COUNT = 'log.count';
 const META_STRIDES = 'log.strides';
 /** The last id of the packed frontier (see {@link EventLog.packBefore}). */
 const META_PACKED_THROUGH = 'log.packedThrough';
+/**
+ * 16 random bytes, new with the first commit of every session that commits anything (see
+ * {@link EventLog.writeToken}).
+ */
+const META_WRITE_TOKEN = 'log.writeToken';
 /**
  * Set once the runs were found in order, each starting after the last id of the one before (see
  * {@link EventLog.open}): a log packed before 6 Dec 2026 could hold a pack laid over a run.
@@ -240,6 +246,8 @@ export class EventLog {
   /** Entries and metadata queued in this turn, committed together by {@link #commit}. */
   #pending: OverlayEntry[] = [];
   #pendingMeta = new Map<string, unknown>();
+  /** Whether this session has committed, or queued, its write token (see {@link writeToken}). */
+  #tokenWritten = false;
   /**
    * Metadata of the transactions handed to LMDB and not yet done, oldest first, readable until
    * they are (two may be in flight: a value queued in the older one only is still the latest).
@@ -813,6 +821,17 @@ export class EventLog {
     return true;
   }
 
+  /**
+   * The log's write token: 16 random bytes that every session which commits anything replaces
+   * with its first commit, or undefined for a log no such session wrote (before 8 Dec 2026). A
+   * view records the token of the log it was sealed with (`Database`): two copies of one database
+   * that went on apart share the log's id and may reach the same count of events, and a view moved
+   * from one to the other was trusted as it was; their tokens differ.
+   */
+  get writeToken(): Uint8Array | undefined {
+    return this.getMeta(META_WRITE_TOKEN, MetaShape.id);
+  }
+
   /** Queues a metadata value; it commits in the same transaction as the events queued with it. */
   setMeta(name: string, value: unknown): void {
     this.#assertWritable();
@@ -883,6 +902,11 @@ export class EventLog {
     // every transaction, and lmdb-js would reject a promise of its own that nothing observes);
     // what is queued stays in memory until the database is reopened.
     if (this.#failure !== undefined) return;
+    // The session's first commit gives the log a new write token (see writeToken).
+    if (!this.#tokenWritten) {
+      this.#tokenWritten = true;
+      this.#pendingMeta.set(META_WRITE_TOKEN, randomBytes(16));
+    }
     const entries = this.#pending;
     const meta = this.#pendingMeta;
     const counted = this.#countQueued;

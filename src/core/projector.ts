@@ -45,6 +45,13 @@ export const EngineWord = {
   RETIRED_FAILED_APPLIES: Header.ENGINE,
   /** 4 words: the log's identity, so a view is never matched with another directory's log. */
   LOG_ID: Header.ENGINE + 1,
+  /**
+   * 4 words: the log's write token when the view was sealed (zeros before it had one), so a view
+   * is never matched with another copy of its log that went on apart (see `EventLog.writeToken`).
+   */
+  WRITE_TOKEN: Header.ENGINE + 11,
+  // (Engine words 5 to 8 are the pruning records' `BookWord`s; 9 and 10 held the records' chunk
+  // in view format 4 and are left alone; 15 is free.)
 } as const;
 
 /**

@@ -229,3 +229,46 @@ test('a log whose metadata lost a record that every commit writes (a damaged met
     t.deepEqual(files(), before, `${name}: the refused open changed a file`);
   }
 });
+
+test("a view from another copy of the database, or a log restored from an older backup, is not trusted: the view is rebuilt", async (t) => {
+  // Two copies of one database share the log's id, and may hold as many events: the view of one,
+  // moved beside the other's log, was trusted as it was (the log's write token tells them apart).
+  const clock = new FakeClock();
+  const a = tempDir();
+  let db = await open(a, clock);
+  await db.append({ name: 'first', n: 1 });
+  await db.close();
+  const b = tempDir();
+  fs.cpSync(a, b, { recursive: true });
+  const backup = fs.readFileSync(path.join(a, 'log.mdb'));
+  for (const [dir, n] of [
+    [a, 10],
+    [b, 500],
+  ] as const) {
+    db = await open(dir, clock);
+    clock.advance(1000);
+    await db.append({ name: `from ${dir === a ? 'a' : 'b'}`, n });
+    await db.close();
+  }
+  // b's view beside a's log: the same id and as many events.
+  fs.rmSync(path.join(a, 'view'), { recursive: true });
+  fs.cpSync(path.join(b, 'view'), path.join(a, 'view'), { recursive: true });
+  db = await open(a, clock);
+  t.is(db.stats().openedBy, 'rebuild');
+  t.is(db.read((root) => root.total), 11);
+  let { view, expected } = await snapshot(db);
+  t.deepEqual(view, expected);
+  await db.close();
+  // a's log from before its last session, beside the view of after it.
+  fs.writeFileSync(path.join(a, 'log.mdb'), backup);
+  db = await open(a, clock);
+  t.is(db.stats().openedBy, 'rebuild');
+  t.is(db.read((root) => root.total), 1);
+  ({ view, expected } = await snapshot(db));
+  t.deepEqual(view, expected);
+  await db.close();
+  // A clean close and a reopen, with nothing in between, trusts the view.
+  db = await open(a, clock);
+  t.is(db.stats().openedBy, 'clean-load');
+  await db.close();
+});
