@@ -44,7 +44,7 @@ import { tcp } from '@libp2p/tcp';
 import { yamux } from '@libp2p/yamux';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
-import { ErrorCode, NoatunError, quote } from '../errors.js';
+import { ErrorCode, NoatunError, quote, systemErrorFrom } from '../errors.js';
 import { addressKey, ipOf, TrustedNetworks } from './address.js';
 import { BanTable } from './ban-table.js';
 import {
@@ -169,14 +169,19 @@ export function checkSwarmKey(psk: Uint8Array): void {
 
 /**
  * The node identity stored in `file`, created (Ed25519) on first use, so the peer id survives
- * restarts. A file that holds something else is `KEY_INVALID`, never overwritten.
+ * restarts. A file that holds something else, or a directory in its place, is `KEY_INVALID`,
+ * never overwritten; a file that cannot be read or written (no permission, a missing parent
+ * directory) is `SYSTEM_CALL_FAILED`.
  */
 export async function loadOrCreatePrivateKey(file: string): Promise<PrivateKey> {
   let bytes: Uint8Array | undefined;
   try {
     bytes = fs.readFileSync(file);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    // (Node's raw EISDIR came out of `noatun peer` as a stack trace.)
+    if (code === 'EISDIR') throw new NoatunError(ErrorCode.KEY_INVALID, `${file} is a directory, not a libp2p private key`);
+    if (code !== 'ENOENT') throw systemErrorFrom(error, 'read', file);
   }
   if (bytes !== undefined) {
     try {
@@ -186,7 +191,11 @@ export async function loadOrCreatePrivateKey(file: string): Promise<PrivateKey> 
     }
   }
   const key = await generateKeyPair('Ed25519');
-  fs.writeFileSync(file, privateKeyToProtobuf(key), { mode: 0o600 });
+  try {
+    fs.writeFileSync(file, privateKeyToProtobuf(key), { mode: 0o600 });
+  } catch (error) {
+    throw systemErrorFrom(error, 'write', file);
+  }
   return key;
 }
 

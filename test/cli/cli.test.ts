@@ -181,6 +181,8 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
   const badIdentity = path.join(root, 'bad-identity');
   fs.mkdirSync(badIdentity);
   fs.writeFileSync(path.join(badIdentity, 'peer.key'), 'garbage');
+  const identityDirectory = path.join(root, 'identity-directory');
+  fs.mkdirSync(path.join(identityDirectory, 'peer.key'), { recursive: true });
   // A database written by the tracker (as `noatun peer` records it), to be inspected with another app.
   const recorded = path.join(root, 'recorded');
   await filledTracker(recorded, 1);
@@ -207,6 +209,8 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
     ['a swarm key file that is a directory', ['peer', '--app', APP, '--db', path.join(root, 'd15'), '--psk-file', root], /is a directory, not a swarm key file \[INVALID_ARGUMENT\]/],
     ['a listen address of another machine', ['peer', '--app', APP, '--db', path.join(root, 'd16'), '--listen', '/ip4/192.0.2.1/tcp/0'], /cannot listen on \/ip4\/192\.0\.2\.1\/tcp\/0: no such address on this machine \[INVALID_ARGUMENT\]/],
     ['a damaged identity key', ['peer', '--app', APP, '--db', badIdentity], /peer\.key is not a libp2p private key.*\[KEY_INVALID\]/],
+    // (Node's raw EISDIR, a stack trace and status 1.)
+    ['an identity key that is a directory', ['peer', '--app', APP, '--db', identityDirectory], /^noatun: error: \S*peer\.key is a directory, not a libp2p private key \[KEY_INVALID\]$/],
     ['an address that is not a multiaddr', ['peer', '--app', APP, '--db', path.join(root, 'd6'), '--listen', '/ip4/127.0.0.1/tcp/x'], /not a multiaddr.*\[INVALID_ARGUMENT\]/],
     ['a bootstrap address that is not a multiaddr', ['peer', '--app', APP, '--db', path.join(root, 'd8'), '--bootstrap', 'garbage'], /not a multiaddr: "garbage".*\[INVALID_ARGUMENT\]/],
     ['an empty topic', ['peer', '--app', APP, '--db', path.join(root, 'd9'), '--topic', ''], /topic must name the swarm \[INVALID_ARGUMENT\]/],

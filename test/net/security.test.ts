@@ -3,11 +3,13 @@
  * unknown peer; a hostile peer that sends malformed or forged frames (gossip or session) is
  * disconnected, and nothing it sent is stored.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import test from 'ava';
 import { Database, type NoatunError, s } from '../../src/index.js';
 import { FrameType, bytesFrame, eventsFrame, statusFrame } from '../../src/net/frames.js';
 import { FINGERPRINT_BYTES } from '../../src/net/fingerprint-index.js';
-import { createSwarmKey, Libp2pLink } from '../../src/net/libp2p-link.js';
+import { createSwarmKey, Libp2pLink, loadOrCreatePrivateKey } from '../../src/net/libp2p-link.js';
 import type { Link } from '../../src/net/link.js';
 import { MemoryNetwork } from '../../src/net/memory-link.js';
 import { Replicator } from '../../src/net/replicator.js';
@@ -153,6 +155,26 @@ test('link options of the wrong kind, and options Replicator.start does not know
     t.regex((error as Error).message, message);
   }
   await db.close();
+});
+
+test('an identity key file that is a directory or garbage is KEY_INVALID, and left as it is', async (t) => {
+  const dir = tempDir();
+  // (A directory was Node's raw EISDIR, a stack trace out of `noatun peer`.)
+  const folder = path.join(dir, 'peer.key');
+  fs.mkdirSync(folder);
+  const error = await t.throwsAsync(loadOrCreatePrivateKey(folder));
+  t.is((error as NoatunError).code, 'KEY_INVALID');
+  t.regex((error as Error).message, /peer\.key is a directory, not a libp2p private key$/);
+  t.true(fs.statSync(folder).isDirectory());
+  const garbage = path.join(dir, 'garbage.key');
+  fs.writeFileSync(garbage, 'garbage');
+  t.is(((await t.throwsAsync(loadOrCreatePrivateKey(garbage))) as NoatunError).code, 'KEY_INVALID');
+  t.is(fs.readFileSync(garbage, 'utf8'), 'garbage');
+  // One that cannot be written (its directory is missing) is the system's refusal, with a code.
+  t.is(((await t.throwsAsync(loadOrCreatePrivateKey(path.join(dir, 'none', 'peer.key')))) as NoatunError).code, 'SYSTEM_CALL_FAILED');
+  const made = path.join(dir, 'made.key');
+  const key = await loadOrCreatePrivateKey(made);
+  t.deepEqual((await loadOrCreatePrivateKey(made)).raw, key.raw, 'made once, then read back');
 });
 
 /** A valid envelope (from a scratch database) and a forged copy (payload changed, id kept). */
