@@ -403,6 +403,9 @@ export function checkLinkOptions(options: Libp2pLinkOptions): void {
   // A peer id that does not parse would admit nobody, without a word: refused here.
   if (options.allowPeers !== undefined) for (const id of options.allowPeers) checkPeerId(id, 'allowPeers');
   for (const address of [...options.listen, ...(options.bootstrap ?? [])]) checkAddress(address);
+  // A bootstrap address no dial can use (UDP, a /p2p/ part that is no peer id) was dialled again
+  // and again for as long as the node ran.
+  for (const address of options.bootstrap ?? []) checkDialAddress(address, 'bootstrap');
   // libp2p's own errors for these came out raw (no code), after a database was made.
   const listening = new Set<string>();
   for (const address of options.listen) {
@@ -466,6 +469,43 @@ export function checkAddress(address: string): void {
     multiaddr(address);
   } catch (error) {
     throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `not a multiaddr: ${quote(address)} (${(error as Error).message})`);
+  }
+}
+
+/** What names the host of a TCP address (an `ip6zone` may come before an `ip6`). */
+const TCP_HOSTS = ['ip4', 'ip6', 'dns4', 'dns6', 'dns'];
+
+/**
+ * Throws `INVALID_ARGUMENT` for a multiaddr that no dial of this node can use, naming `where` it
+ * was given: anything but a host and a TCP port (`/ip4/<address>/tcp/<port>`, or `/ip6`, `/dns4`,
+ * `/dns6`, `/dns`) or a `/dnsaddr/<name>` (which libp2p resolves to such addresses), each with an
+ * optional `/p2p/<peer id>` that must be one. The node has only the TCP transport, and libp2p's
+ * own refusals of such an address came without a code, after every retry.
+ */
+export function checkDialAddress(address: string, where: string): void {
+  checkAddress(address);
+  const components = multiaddr(address).getComponents();
+  const last = components.at(-1);
+  if (last?.name === 'p2p') {
+    try {
+      peerIdFromString(String(last.value));
+    } catch (error) {
+      throw new NoatunError(
+        ErrorCode.INVALID_ARGUMENT,
+        `${where}: ${quote(address)} ends in /p2p/ and something that is not a peer id: ${quote(String(last.value))} (${(error as Error).message})`,
+      );
+    }
+    components.pop();
+  }
+  const names = components.map((component) => component.name);
+  if (names[0] === 'ip6zone' && names[1] === 'ip6') names.shift();
+  const tcp = names.length === 2 && TCP_HOSTS.includes(names[0]!) && names[1] === 'tcp';
+  const dnsaddr = names.length === 1 && names[0] === 'dnsaddr';
+  if (!tcp && !dnsaddr) {
+    throw new NoatunError(
+      ErrorCode.INVALID_ARGUMENT,
+      `${where}: cannot dial ${quote(address)}: peers are reached over TCP only (/ip4/<address>/tcp/<port>, or /ip6/…, /dns4/…, /dnsaddr/<name>; then /p2p/<peer id> if known)`,
+    );
   }
 }
 
@@ -756,16 +796,18 @@ export class Libp2pLink implements Link {
     return mesh.length !== 0 ? mesh : pubsub.getSubscribers(this.#topic).map((peer) => peer.toString());
   }
 
-  /**
-   * Connects to a peer at `address` and resolves with its peer id; rejects if no peer answers or
-   * it is refused. With `/p2p/<id>` the peer must have that id; without, whoever answers is taken
-   * (the Noise handshake still authenticates the id it claims). A bare peer id (no `/`) dials the
-   * addresses the node has learned for it (from identify, or an earlier dial).
-   */
+  /** See {@link Link.checkPeerId}: `INVALID_ARGUMENT` for a string that is no libp2p peer id. */
   checkPeerId(peerId: string, where: string): void {
     checkPeerId(peerId, where);
   }
 
+  /**
+   * Connects to a peer at `address` and resolves with its peer id; rejects if no peer answers or
+   * it is refused (`CLOSED`). With `/p2p/<id>` the peer must have that id; without, whoever
+   * answers is taken (the Noise handshake still authenticates the id it claims). A bare peer id
+   * (no `/`) dials the addresses the node has learned for it (from identify, or an earlier dial).
+   * An address no dial can use (see {@link checkDialAddress}) is `INVALID_ARGUMENT`.
+   */
   async dial(address: string): Promise<string> {
     if (typeof address !== 'string') throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `dial takes a multiaddr or a peer id, got ${describeValue(address)}`);
     let target: ReturnType<typeof multiaddr> | PeerId;
@@ -774,6 +816,7 @@ export class Libp2pLink implements Link {
     } catch (error) {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `not a multiaddr or a peer id: ${quote(address)}`, { cause: error });
     }
+    if (address.startsWith('/')) checkDialAddress(address, 'dial');
     const self = this.#node.peerId.toString();
     if (target.toString() === self || (address.startsWith('/') && address.endsWith(`/p2p/${self}`))) {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${address} is this node itself`);

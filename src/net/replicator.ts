@@ -297,7 +297,8 @@ export class Replicator extends EventTarget {
    * network. The peer is remembered: it is re-dialled (at `address`) whenever it disconnects,
    * with a backoff doubling up to `redial.maxMs`, until it is refused or unreachable for an hour.
    * Rejects if nobody answers or the peer is refused (`CLOSED`, as once the node is stopped), or
-   * `address` is not an address or is this node's own (`INVALID_ARGUMENT`).
+   * `address` is not an address this node can dial (over libp2p: not TCP, or a `/p2p/` part that
+   * is no peer id) or is this node's own (`INVALID_ARGUMENT`).
    *
    * @example
    * const peerId = await node.dial('/ip4/192.168.1.20/tcp/4001');

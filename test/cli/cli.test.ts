@@ -213,6 +213,9 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
     ['an identity key that is a directory', ['peer', '--app', APP, '--db', identityDirectory], /^noatun: error: \S*peer\.key is a directory, not a libp2p private key \[KEY_INVALID\]$/],
     ['an address that is not a multiaddr', ['peer', '--app', APP, '--db', path.join(root, 'd6'), '--listen', '/ip4/127.0.0.1/tcp/x'], /not a multiaddr.*\[INVALID_ARGUMENT\]/],
     ['a bootstrap address that is not a multiaddr', ['peer', '--app', APP, '--db', path.join(root, 'd8'), '--bootstrap', 'garbage'], /not a multiaddr: "garbage".*\[INVALID_ARGUMENT\]/],
+    // (Both started a peer that dialled them again and again, for as long as it ran.)
+    ['a bootstrap address whose /p2p/ part is no peer id', ['peer', '--app', APP, '--db', path.join(root, 'd17'), '--bootstrap', '/ip4/127.0.0.1/tcp/4201/p2p/notapeerid'], /^noatun: error: bootstrap: "\/ip4\/127\.0\.0\.1\/tcp\/4201\/p2p\/notapeerid" ends in \/p2p\/ and something that is not a peer id: "notapeerid" .*\[INVALID_ARGUMENT\]$/],
+    ['a bootstrap address that is not TCP', ['peer', '--app', APP, '--db', path.join(root, 'd18'), '--bootstrap', '/ip4/127.0.0.1/udp/1'], /^noatun: error: bootstrap: cannot dial "\/ip4\/127\.0\.0\.1\/udp\/1": peers are reached over TCP only .*\[INVALID_ARGUMENT\]$/],
     ['an empty topic', ['peer', '--app', APP, '--db', path.join(root, 'd9'), '--topic', ''], /topic must name the swarm \[INVALID_ARGUMENT\]/],
     // (Before: libp2p's raw error, status 1, a stack trace, and the database made.)
     ['a listen address that is not TCP', ['peer', '--app', APP, '--db', path.join(root, 'd10'), '--listen', '/ip4/127.0.0.1/udp/4000'], /cannot listen on \/ip4\/127\.0\.0\.1\/udp\/4000: peers listen on TCP only.*\[INVALID_ARGUMENT\]/],
@@ -241,7 +244,7 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
   // (Before, a bad bootstrap address, allow-list entry or topic was refused once the database was
   // made, its peer key and app record written.)
   // (A busy port, d3, is met once the database is open: the database this command made is removed.)
-  for (const dir of ['d3', 'd6', 'd7', 'd8', 'd9', 'd10', 'd11', 'd12', 'd13', 'd14', 'd15', 'd16']) t.false(fs.existsSync(path.join(root, dir)), `${dir}: a peer with a bad address, peer id or topic creates no database`);
+  for (const dir of ['d3', 'd6', 'd7', 'd8', 'd9', 'd10', 'd11', 'd12', 'd13', 'd14', 'd15', 'd16', 'd17', 'd18']) t.false(fs.existsSync(path.join(root, dir)), `${dir}: a peer with a bad address, peer id or topic creates no database`);
   t.deepEqual(fs.readFileSync(path.join(recorded, 'view', 'view.bin')), viewBefore, 'inspect or peer with another app rebuilt the view');
   t.is(JSON.parse(fs.readFileSync(path.join(recorded, 'app.json'), 'utf8')).name, 'issue-tracker', 'the app record is left as it was');
   t.is(fs.readFileSync(path.join(badIdentity, 'peer.key'), 'utf8'), 'garbage', 'a bad key file is never overwritten');

@@ -105,6 +105,11 @@ test("dial's failures carry codes: a bad address or the node itself INVALID_ARGU
   try {
     // Before: libp2p's own errors, without a code ("Can not dial self", a gater's refusal).
     for (const wrong of ['not an address', '/ip4/999.1.1.1/tcp/1', '', 42]) t.is(await code(a.dial(wrong as string)), 'INVALID_ARGUMENT', String(wrong));
+    // Multiaddrs no dial can use: CLOSED before, as if a peer had not answered.
+    for (const wrong of ['/ip4/127.0.0.1/tcp/1/p2p/garbage', '/ip4/127.0.0.1/udp/1', '/ip4/127.0.0.1', `/p2p/${b.peerId}`]) {
+      t.is(await code(node.dial(wrong)), 'INVALID_ARGUMENT', wrong);
+    }
+    t.regex(((await t.throwsAsync(node.dial('/ip4/127.0.0.1/tcp/1/p2p/garbage'))) as Error).message, /^dial: "\/ip4\/127\.0\.0\.1\/tcp\/1\/p2p\/garbage" ends in \/p2p\/ and something that is not a peer id: "garbage"/);
     t.is(await code(a.dial(a.multiaddrs[0]!)), 'INVALID_ARGUMENT');
     t.is(await code(a.dial(a.peerId)), 'INVALID_ARGUMENT');
     const gone = b.multiaddrs[0]!;
@@ -134,6 +139,9 @@ test('link options of the wrong kind, and options Replicator.start does not know
     [{ privateKey: {} }, /privateKey must be a libp2p private key/],
     [{ maxConnections: -1 }, /maxConnections must be a whole number greater than 0, got -1/],
     [{ maxConnections: '5' }, /maxConnections must be a whole number greater than 0, got "5"/],
+    // (Both were taken, and dialled again and again for as long as the node ran.)
+    [{ bootstrap: ['/ip4/127.0.0.1/tcp/4201/p2p/notapeerid'] }, /^bootstrap: "\/ip4\/127\.0\.0\.1\/tcp\/4201\/p2p\/notapeerid" ends in \/p2p\/ and something that is not a peer id: "notapeerid"/],
+    [{ bootstrap: ['/ip4/127.0.0.1/udp/1'] }, /^bootstrap: cannot dial "\/ip4\/127\.0\.0\.1\/udp\/1": peers are reached over TCP only/],
   ];
   for (const [options, message] of cases) {
     const error = await t.throwsAsync(Libp2pLink.start({ listen: LOOPBACK, topic: 'kinds', ...options } as never));
