@@ -113,7 +113,8 @@ async function inspect(directory: string, options: InspectCommandOptions, say: (
   let explainId: MessageId | undefined;
   if (options.explain !== undefined) {
     try {
-      explainId = MessageId.parse(options.explain);
+      // (Ids are printed in lowercase; one typed or copied in uppercase is the same id.)
+      explainId = MessageId.parse(options.explain.toLowerCase());
     } catch {
       throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `--explain wants an event id of 32 hex digits, not ${quote(options.explain)}`);
     }
@@ -224,7 +225,9 @@ function printExplanation(
   say(`  read values written by: ${ids(explanation.read)}`);
   say(`  its values were read by: ${ids(explanation.readBy)}`);
   say(`  overwritten at: ${explanation.overwrittenAt === null ? 'not (yet)' : iso(explanation.overwrittenAt)}; cutoff ${iso(explanation.cutoffTime)}`);
-  say(`  kept because: ${explanation.keptBecause.length === 0 ? 'nothing: it will be pruned' : explanation.keptBecause.join('; ')}`);
+  // (Inspecting prunes nothing itself, and leaves that out of the reasons: the database's own
+  // program prunes, unless it turned autoPrune off.)
+  say(`  kept because: ${explanation.keptBecause.length === 0 ? 'nothing: it will be pruned (where autoPrune is on, the default)' : explanation.keptBecause.join('; ')}`);
 }
 
 /** Prints one node of the view tree, indented, each value with its writer. */

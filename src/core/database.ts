@@ -138,6 +138,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
   #compactedBytes: number;
   readonly #listeners = new Set<DatabaseListener>();
   readonly #autoPrune: boolean;
+  /** Opened by `noatun inspect` (see {@link INSPECTING}), which turns pruning off itself. */
+  readonly #inspecting: boolean;
   /** See {@link DatabaseOptions.maxUndoHistoryBytes}. */
   readonly #maxUndoHistoryBytes: number;
   #openedBy: DatabaseStats['openedBy'];
@@ -168,6 +170,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     this.#openedBy = openedBy;
     this.#nextOrdinal = log.getMeta(META_NEXT_ORDINAL, MetaShape.count) ?? 1;
     this.#autoPrune = options.autoPrune ?? true;
+    this.#inspecting = (options as { [INSPECTING]?: boolean })[INSPECTING] === true;
     this.#maxUndoHistoryBytes = Math.min(
       options.maxUndoHistoryBytes ?? DEFAULT_MAX_UNDO_HISTORY_BYTES,
       Math.floor((options.maxUndoBytes ?? DEFAULT_MAX_JOURNAL_BYTES) / 2),
@@ -1421,7 +1424,9 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     if (owns !== 0) keptBecause.push(`it wrote ${owns} current value${owns === 1 ? '' : 's'} of the view`);
     if (readBy.length !== 0) keptBecause.push(`${readBy.length} stored event${readBy.length === 1 ? '' : 's'} read data it wrote`);
     if (deletedDataOf.length !== 0) keptBecause.push(`it deleted data of ${deletedDataOf.length} stored event${deletedDataOf.length === 1 ? '' : 's'} (a tombstone)`);
-    if (!this.#autoPrune) keptBecause.push('autoPrune is off');
+    // Inspecting turns pruning off so that looking changes nothing: that is no reason the owner of
+    // the database keeps an event (its own program's autoPrune decides), so it is not given.
+    if (!this.#autoPrune && !this.#inspecting) keptBecause.push('autoPrune is off');
     else if (overwrittenAt !== null && overwrittenAt >= cutoff) {
       keptBecause.push(`waiting for the cutoff (now ${new Date(cutoff).toISOString()}) to pass ${new Date(overwrittenAt).toISOString()}`);
     } else if (this.#finality.held) {

@@ -94,6 +94,12 @@ test('two CLI peers exchange issues; inspect shows the events, the view with pro
   t.is(explained.code, 0, explained.output);
   t.regex(explained.output, new RegExp(`^event ${addedId}`, 'm'));
   t.regex(explained.output, /kept because: it wrote \d+ current values/);
+  // Inspect opens with pruning off itself: that is no reason the peer keeps it (it was given for
+  // every event). An id in uppercase hex is the same id (it was refused).
+  t.notRegex(explained.output, /autoPrune/);
+  const upper = await noatunOnce('inspect', a, '--explain', addedId.toUpperCase());
+  t.is(upper.code, 0, upper.output);
+  t.is(upper.output, explained.output);
 });
 
 test('the issue tracker as a process creates, comments and renames issues that reach a CLI peer and another tracker', async (t) => {

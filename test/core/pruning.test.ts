@@ -5,6 +5,7 @@
  * events are reached here once the clock moves past the cutoff.
  */
 import test from 'ava';
+import { INSPECTING } from '../../src/core/database-contract.js';
 import { decodeEnvelope, encodeEnvelope, withParents } from '../../src/core/envelope.js';
 import { compareCutoffs, Database, MessageId, type NoatunError, nominalCutoff, s } from '../../src/index.js';
 import { FakeClock, prng, removeTempDirs, T0, tempDir, testSeed } from '../helpers/temp.js';
@@ -450,6 +451,21 @@ test('36: with autoPrune off the cutoff never advances and nothing is pruned', a
   t.is(db.cutoffTime, 0);
   t.true(db.explain([...db.messages()][0]!.id).keptBecause.includes('autoPrune is off'));
   await db.close();
+});
+
+test('opened for inspection (pruning off, INSPECTING), explain gives no "autoPrune is off": the owner prunes by its own setting', async (t) => {
+  const clock = new FakeClock();
+  const dir = tempDir();
+  const owner = await Database.open<AddEvent, typeof Add>({ path: dir, root: Add, now: clock.now, apply: applyAdd });
+  await owner.append({ set: 1 });
+  await owner.append({ set: 2 });
+  await owner.close();
+  // What `noatun inspect` passes; before, every event it explained was "kept because: autoPrune is off".
+  const inspected = await Database.open<AddEvent, typeof Add>({ path: dir, root: Add, now: clock.now, apply: applyAdd, autoPrune: false, [INSPECTING]: true } as never);
+  const [first, second] = [...inspected.messages()].map((m) => m.id);
+  t.deepEqual(inspected.explain(first!).keptBecause.filter((line) => line.includes('autoPrune')), []);
+  t.deepEqual(inspected.explain(second!).keptBecause, ['it wrote 1 current value of the view']);
+  await inspected.close();
 });
 
 test('prunes survive a late event that rewinds past them, and a reopen', async (t) => {
