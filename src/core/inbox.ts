@@ -19,7 +19,7 @@
  * Parking is O(1) per event: events by id, the ids waiting on each missing parent, and counts and
  * bytes per sender. Entries expire in arrival order, so expiry walks from the oldest.
  */
-import { ErrorCode, NoatunError } from '../errors.js';
+import { ErrorCode, NoatunError, refuseUnknownOptions } from '../errors.js';
 import {
   DEFAULT_MAX_CLOCK_SKEW_MS,
   DEFAULT_MAX_PARKED_BYTES,
@@ -148,15 +148,28 @@ function inIdOrder(envelopes: readonly Envelope[]): boolean {
   return true;
 }
 
+/** Every limit of the inbox (the compiler keeps this equal to {@link InboxLimits}'s). */
+const INBOX_LIMIT_NAMES: Record<keyof InboxLimits, true> = {
+  maxClockSkewMs: true,
+  maxParkedEvents: true,
+  maxParkedBytes: true,
+  maxParkedEventsPerSource: true,
+  maxParkedBytesPerSource: true,
+  parkedTtlMs: true,
+};
+
 /**
  * The limits with their defaults filled in; `INVALID_ARGUMENT` for limits that are not an object,
- * or one that is not a positive number (`Database.open` asks before it makes anything on disk).
+ * a limit it does not know, or one that is not a positive number (`Database.open` asks before it
+ * makes anything on disk).
  */
 export function resolveInboxLimits(limits: InboxLimits | undefined): Required<InboxLimits> {
   if (limits !== undefined && (limits === null || typeof limits !== 'object')) {
     throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `inbox must be an object of limits, got ${limits === null ? 'null' : typeof limits}`);
   }
   const given = limits ?? {};
+  // A misspelt limit (`maxParkedEvent`) left the default in force without a word.
+  refuseUnknownOptions(given, INBOX_LIMIT_NAMES, 'inbox');
   return {
     maxClockSkewMs: positive(given.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS, 'maxClockSkewMs'),
     maxParkedEvents: positive(given.maxParkedEvents ?? DEFAULT_MAX_PARKED_EVENTS, 'maxParkedEvents'),

@@ -2,7 +2,8 @@
  * The options of a `Replicator`, and their checks: every value in range, every default from
  * src/net/constants.ts. Kept apart from the replicator so its file holds the orchestration only.
  */
-import { ErrorCode, NoatunError } from '../errors.js';
+import { ErrorCode, NoatunError, refuseUnknownOptions } from '../errors.js';
+import { describeValue } from '../view/composite.js';
 import {
   DEFAULT_BAN_MS,
   DEFAULT_BATCH_BYTES,
@@ -169,8 +170,29 @@ function integerOption(name: string, value: number | undefined, fallback: number
   return chosen;
 }
 
+/** Every option of `reconcile` (the compiler keeps this equal to {@link ReconcileOptions}'s). */
+const RECONCILE_OPTION_NAMES: Record<keyof ReconcileOptions, true> = { range: true, branching: true, idListThreshold: true, maxMessageBytes: true };
+/** Every option of `resync`. */
+const RESYNC_OPTION_NAMES: Record<keyof NonNullable<ReplicatorOptions['resync']>, true> = { minMs: true, maxMs: true };
+/** Every option of `redial` (the compiler keeps this equal to {@link RedialOptions}'s). */
+const REDIAL_OPTION_NAMES: Record<keyof RedialOptions, true> = { minMs: true, maxMs: true, random: true };
+
+/**
+ * Refuses a nested options object (`reconcile`, `resync`, `redial`) that is not an object or has
+ * an option it does not know, as the top level's are: `resync: { min: 5 }` left the default in
+ * force without a word.
+ */
+function checkNested(name: string, value: unknown, known: Readonly<Record<string, true>>): void {
+  if (value === undefined) return;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${name} must be an object of options, got ${describeValue(value)}`);
+  refuseUnknownOptions(value, known, name);
+}
+
 /** Fills in the defaults and checks every value; throws `INVALID_ARGUMENT` on one out of range. */
 export function resolveReplicatorOptions(options: ReplicatorOptions): ResolvedReplicatorOptions {
+  checkNested('reconcile', options.reconcile, RECONCILE_OPTION_NAMES);
+  checkNested('resync', options.resync, RESYNC_OPTION_NAMES);
+  checkNested('redial', options.redial, REDIAL_OPTION_NAMES);
   const reconcile = options.reconcile ?? {};
   if (reconcile.maxMessageBytes !== undefined && reconcile.maxMessageBytes < MIN_RECONCILE_BUDGET) {
     throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `reconcile.maxMessageBytes must be at least ${MIN_RECONCILE_BUDGET}`);

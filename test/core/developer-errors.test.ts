@@ -235,6 +235,9 @@ test('open refuses a clock, a codec, an interval, a flag, a callback, a size, li
   await refused({ inbox: null }, /inbox must be an object of limits, got null/, 'inbox null');
   await refused({ inbox: 'big' }, /inbox must be an object of limits, got string/, 'inbox string');
   await refused({ inbox: { maxParkedEvents: -1 } }, /maxParkedEvents must be a positive number/, 'negative limit');
+  // (A misspelt limit was ignored, the default left in force.)
+  await refused({ inbox: { maxParkedEvent: 10 } }, /^inbox has no option "maxParkedEvent" \(did you mean maxParkedEvents\?\)$/, 'misspelt inbox limit');
+  await refused({ inbox: { maxParkedEvents: 10, speed: 1 } }, /^inbox has no option "speed"$/, 'unknown inbox limit');
   await refused({ maxViewBytes: 2 ** 40 }, /maxViewBytes must be in/, 'maxViewBytes past what a view addresses');
   await refused({ root: s.u32() }, /the root of a view must be an s\.object/, 'root not an object', 'SCHEMA_INVALID');
   await refused({ root: {} }, /the root of a view must be an s\.object/, 'root not a schema', 'SCHEMA_INVALID');

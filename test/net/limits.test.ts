@@ -248,7 +248,7 @@ test('addresses: IPv6 counts per /64, trusted networks as ipcidr multiaddrs, any
   t.throws(() => new TrustedNetworks(['127.0.0.0/8']), { code: 'INVALID_ARGUMENT' });
 });
 
-test('replicator options out of range are refused with INVALID_ARGUMENT', (t) => {
+test('replicator options out of range are refused with INVALID_ARGUMENT', async (t) => {
   const network = new MemoryNetwork();
   const db = { ids: () => [], subscribe: () => () => {}, cutoffState: () => ({ time: 0, hash: new Uint8Array(16), previousTime: 0, previousHash: new Uint8Array(16) }), cutoffStrideMs: 60_000, advanceCutoff: () => {}, ingest: async () => ({ stored: 0, unparked: 0, parked: 0 }), message: () => undefined };
   for (const options of [{ reconcile: { maxMessageBytes: 4096 } }, { maxSessions: 0 }, { gossipEventBytes: 2 * 1024 * 1024 }, { batchBytes: 10 }, { resync: { minMs: 100, maxMs: 50 } }]) {
@@ -256,6 +256,21 @@ test('replicator options out of range are refused with INVALID_ARGUMENT', (t) =>
   }
   // A misspelt option is refused, naming the one meant (it was ignored).
   t.throws(() => new Replicator(db, network.join('typo'), { maxSesions: 2 } as never), { code: 'INVALID_ARGUMENT', message: /Replicator has no option "maxSesions" \(did you mean maxSessions\?\)/ });
+  // So is one inside reconcile, resync or redial, and one of those that is not an object (they were
+  // ignored without a word, the defaults left in force).
+  const nested: [object, RegExp][] = [
+    [{ reconcile: { branchng: 4 } }, /^reconcile has no option "branchng" \(did you mean branching\?\)$/],
+    [{ resync: { min: 5 } }, /^resync has no option "min" \(did you mean minMs\?\)$/],
+    [{ redial: { minMS: 5 } }, /^redial has no option "minMS" \(did you mean minMs\?\)$/],
+    [{ redial: 250 }, /^redial must be an object of options, got 250$/],
+    [{ resync: null }, /^resync must be an object of options, got null$/],
+  ];
+  for (const [options, message] of nested) {
+    t.throws(() => new Replicator(db, network.join(`n${JSON.stringify(options)}`), options as never), { code: 'INVALID_ARGUMENT', message }, JSON.stringify(options));
+  }
+  const known = new Replicator(db, network.join('known'), { reconcile: { branching: 8, idListThreshold: 8, maxMessageBytes: 65536 }, resync: { minMs: 50, maxMs: 500 }, redial: { minMs: 100, maxMs: 1000, random: Math.random } });
+  t.pass('every known nested option is taken');
+  await known.stop();
 });
 
 test('a send that fails on our side (even with BAD_FRAME, as an oversized frame did) is never the peer’s fault', async (t) => {
