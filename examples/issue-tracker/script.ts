@@ -9,7 +9,10 @@
  *   sync      (waits for a peer, then until every connected peer holds the same events)
  *   quit      (also at the end of the input)
  *
- * Answers: `ok …`, `issue …` lines ended by `end`, or `error: …`.
+ * Answers: `ok …`, `issue …` lines ended by `end`, or `error: …`. What the app would refuse or
+ * make nothing of is an error and stores no event, as in the UI: a heading or new name that is
+ * taken, an issue that does not exist (`apply` tolerates such events, since a peer may see a
+ * removal before a comment, so storing one would only look like success).
  */
 import * as readline from 'node:readline';
 import type { Replicator } from 'noatun/net';
@@ -23,6 +26,20 @@ function pair(rest: string): [string, string | undefined] {
   const bar = rest.indexOf('|');
   if (bar < 0) return [rest.trim(), undefined];
   return [rest.slice(0, bar).trim(), rest.slice(bar + 1).trim()];
+}
+
+/** The current name of the issue `id` names (itself, or the issue it is an old name of); `no issue …` if none. */
+function existing(db: IssueTrackerDb, id: string): string {
+  const details = issueDetails(db, id);
+  if (details === undefined) throw new Error(`no issue ${id}`);
+  return details.id;
+}
+
+/** Refuses a heading (new, or a new name for `current`) that another issue has, or had. */
+function checkFree(db: IssueTrackerDb, heading: string, current?: string): void {
+  const owner = issueDetails(db, heading);
+  if (owner === undefined || owner.id === current) return;
+  throw new Error(owner.id === heading ? `an issue named "${heading}" exists already` : `the name "${heading}" belongs to ${owner.id}`);
 }
 
 /** Waits until at least one peer is connected, then until every connected peer is in sync. */
@@ -59,24 +76,36 @@ export async function runScript(
     const [first, second] = pair(rest);
     try {
       switch (command) {
-        case 'add':
-          if (rest.trim() === '') throw new Error('add <heading>');
-          await append({ type: 'AddIssue', reporter: user, heading: rest.trim() }, `added ${rest.trim()}`);
+        case 'add': {
+          const heading = rest.trim();
+          if (heading === '') throw new Error('add <heading>');
+          checkFree(db, heading);
+          await append({ type: 'AddIssue', reporter: user, heading }, `added ${heading}`);
           break;
+        }
         case 'comment':
-          if (second === undefined) throw new Error('comment <issue> | <text>');
+          if (!second) throw new Error('comment <issue> | <text>');
+          existing(db, first);
           await append({ type: 'AppendText', id: first, reporter: user, text: second }, `commented on ${first}`);
           break;
-        case 'rename':
-          if (second === undefined) throw new Error('rename <issue> | <new heading>');
+        case 'rename': {
+          if (!second) throw new Error('rename <issue> | <new heading>');
+          const current = existing(db, first);
+          if (second === current) throw new Error(`${current} has that name already`);
+          // One of the issue's own old names may be taken back.
+          checkFree(db, second, current);
           await append({ type: 'RenameIssue', oldId: first, newId: second }, `renamed ${first} to ${second}`);
           break;
+        }
         case 'reassign':
-          if (second === undefined) throw new Error('reassign <issue> | <reporter>');
+          if (!second) throw new Error('reassign <issue> | <reporter>');
+          existing(db, first);
           await append({ type: 'ReassignIssue', id: first, newReporter: second }, `reassigned ${first} to ${second}`);
           break;
         case 'remove':
-          await append({ type: 'RemoveIssue', id: first }, `removed ${first}`);
+          if (first === '') throw new Error('remove <issue>');
+          // (An old name removes the issue it leads to: say which.)
+          await append({ type: 'RemoveIssue', id: first }, `removed ${existing(db, first)}`);
           break;
         case 'list':
           for (const row of listIssues(db)) say(`issue ${row.id} | ${row.reporter} | ${row.texts} texts`);

@@ -3,6 +3,7 @@
  * input through ink-testing-library, and two trackers replicating over libp2p on 127.0.0.1.
  */
 import * as path from 'node:path';
+import { PassThrough } from 'node:stream';
 import { stripVTControlCharacters } from 'node:util';
 import test from 'ava';
 import { render } from 'ink-testing-library';
@@ -15,10 +16,15 @@ import {
   listIssues,
   openIssueTracker,
 } from '../../examples/issue-tracker/app.js';
+import { runScript } from '../../examples/issue-tracker/script.js';
 import { IssueTrackerApp } from '../../examples/issue-tracker/ui.js';
+import { killAll, run } from '../helpers/child.js';
 import { FakeClock, removeTempDirs, tempDir } from '../helpers/temp.js';
 
-test.after.always(removeTempDirs);
+test.after.always(() => {
+  killAll();
+  removeTempDirs();
+});
 
 type Ui = ReturnType<typeof render>;
 
@@ -210,6 +216,50 @@ test('UI: a heading that is taken is refused with a message, and nothing is stor
     ui.unmount();
     await db.close();
   }
+});
+
+// ------------------------------------------------------------------ script mode
+
+/** Runs `lines` through the script mode and gives its answers, one per line. */
+async function script(db: IssueTrackerDb, lines: readonly string[]): Promise<string[]> {
+  const input = new PassThrough();
+  const output = new PassThrough();
+  let text = '';
+  output.on('data', (chunk: Buffer) => (text += chunk.toString()));
+  input.end(`${lines.join('\n')}\n`);
+  await runScript(db, 'carol', undefined, input, output);
+  return text.split('\n').slice(0, -1);
+}
+
+test('script: what the app would refuse or make nothing of is an error, as in the UI, and stores nothing', async (t) => {
+  const db = await open();
+  const answers = await script(db, ['add A', 'add A', 'rename A | B', 'add A', 'remove Zzz', 'comment Zzz | x', 'rename Zzz | Q', 'reassign Zzz | x', 'rename B | B', 'rename B |', 'comment B | seen', 'remove A']);
+  // (Before, every one of these answered "ok", and each stored an event that did nothing.)
+  t.deepEqual(answers, [
+    'ok added A',
+    'error: an issue named "A" exists already',
+    'ok renamed A to B',
+    'error: the name "A" belongs to B',
+    'error: no issue Zzz',
+    'error: no issue Zzz',
+    'error: no issue Zzz',
+    'error: no issue Zzz',
+    'error: B has that name already',
+    'error: rename <issue> | <new heading>',
+    'ok commented on B',
+    'ok removed B',
+  ]);
+  t.is(db.stats().stored, 4, 'only the add, the rename, the comment and the removal were stored');
+  t.deepEqual(listIssues(db), []);
+  await db.close();
+});
+
+test('the tracker program: an unknown option is one line and exit status 2', async (t) => {
+  const child = run(['--conditions=noatun-source', '--import=tsx', 'examples/issue-tracker/main.ts', '--db', path.join(tempDir(), 't'), '--bogus'], { input: '' });
+  await child.waitFor(/^! issue-tracker: /);
+  t.is(await child.exited(), 2, child.output);
+  // (Node's ERR_PARSE_ARGS_UNKNOWN_OPTION with its stack, and exit status 1.)
+  t.deepEqual(child.lines, ["! issue-tracker: Unknown option '--bogus' (--help for usage)"]);
 });
 
 // ------------------------------------------------------------------ replication
