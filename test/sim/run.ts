@@ -4,24 +4,54 @@
  * command that replays it. `--app` runs every seed with one app; `--faults` keeps only the named
  * added faults (see FAULTS in simulator.ts; `none` for the base schedule alone).
  */
+import { parseArgs } from 'node:util';
 import { apps } from '../helpers/apps.js';
 import { FAULTS, type Fault, replayCommand, runSeed, type SimOptions, type SimResult } from './simulator.js';
 
-const args = process.argv.slice(2);
-const option = (name: string): string | undefined => {
-  const i = args.indexOf(name);
-  return i === -1 ? undefined : args[i + 1];
-};
-const fixed = option('--seed');
-const count = Number.parseInt(option('--seeds') ?? '20', 10);
-const parallel = Number.parseInt(option('--parallel') ?? '2', 10);
-const first = Number.parseInt(option('--from') ?? String((Math.random() * 2 ** 31) >>> 0), 10);
-const seeds = fixed === undefined ? Array.from({ length: count }, (_, i) => (first + i) >>> 0) : [Number.parseInt(fixed, 10) >>> 0];
-const app = option('--app');
-if (app !== undefined && apps[app] === undefined) throw new Error(`unknown app ${app}; known: ${Object.keys(apps).join(', ')}`);
-const faultList = option('--faults');
+/** A mistake on the command line: one line, and exit status 2 (as the `noatun` command does). */
+function usage(message: string): never {
+  // (Node's own messages can span lines.)
+  process.stderr.write(`sim: ${message.replace(/\s*\n\s*/g, ' ')} (usage: npm run sim -- --seeds N [--from S] [--seed S] [--parallel P] [--app NAME] [--faults a,b|none])\n`);
+  process.exit(2);
+}
+
+/**
+ * The whole number `text` of `name`, in [min, max]. (`Number.parseInt` read `abc` as NaN, which
+ * ran no seed and passed, and `--seed abc` replayed seed 0.)
+ */
+function whole(name: string, text: string | undefined, fallback: number, min: number, max = 2 ** 32 - 1): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < min || n > max) usage(`--${name} must be a whole number from ${min} to ${max}, not ${JSON.stringify(text)}`);
+  return n;
+}
+
+let given: Record<string, string | undefined>;
+try {
+  given = parseArgs({
+    options: {
+      seeds: { type: 'string' },
+      from: { type: 'string' },
+      seed: { type: 'string' },
+      parallel: { type: 'string' },
+      app: { type: 'string' },
+      faults: { type: 'string' },
+    },
+  }).values;
+} catch (error) {
+  // An unknown flag (`--seed` misspelt) was ignored: the run went on without it.
+  usage((error as Error).message);
+}
+const fixed = given.seed === undefined ? undefined : whole('seed', given.seed, 0, 0);
+const count = whole('seeds', given.seeds, 20, 1);
+const parallel = whole('parallel', given.parallel, 2, 1, 64);
+const first = whole('from', given.from, (Math.random() * 2 ** 31) >>> 0, 0);
+const seeds = fixed === undefined ? Array.from({ length: count }, (_, i) => (first + i) >>> 0) : [fixed];
+const app = given.app;
+if (app !== undefined && apps[app] === undefined) usage(`unknown app ${app}; known: ${Object.keys(apps).join(', ')}`);
+const faultList = given.faults;
 const unknown = (faultList ?? '').split(',').filter((f) => f !== '' && f !== 'none' && !(FAULTS as readonly string[]).includes(f));
-if (unknown.length !== 0) throw new Error(`unknown faults ${unknown.join(', ')}; known: ${FAULTS.join(', ')}`);
+if (unknown.length !== 0) usage(`unknown faults ${unknown.join(', ')}; known: ${FAULTS.join(', ')}`);
 const options: SimOptions = {
   ...(app === undefined ? {} : { app }),
   ...(faultList === undefined ? {} : { faults: new Set(faultList.split(',').filter((f) => f !== 'none') as Fault[]) }),

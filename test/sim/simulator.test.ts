@@ -8,7 +8,10 @@
  */
 import test from 'ava';
 import { replayCommand, runSeed, type SimResult } from './simulator.js';
+import { killAll, run } from '../helpers/child.js';
 import { testSeed } from '../helpers/temp.js';
+
+test.after.always(killAll);
 
 const SEEDS = Number.parseInt(process.env.SIM_SEEDS ?? '120', 10);
 /** Seeds run side by side: most of a seed's time is waiting on the simulated network. */
@@ -18,6 +21,25 @@ function describe(result: SimResult): string {
   const what = `${result.app}, ${result.peers} peers, ${result.events} events, ${result.late} stored late${result.exempt ? ', peers wrote while cut off' : ''}; faults: ${result.faults || 'none'}`;
   return `seed ${result.seed} (${what}): ${result.message}\n  replay: ${replayCommand(result.seed)}`;
 }
+
+test('npm run sim refuses arguments it cannot use: one line, exit status 2, no seed run', async (t) => {
+  // (`--seeds abc` and `--seeds -3` ran no seed and passed, `--seed abc` replayed seed 0, and an
+  // unknown flag was ignored.)
+  const cases: [string[], RegExp][] = [
+    [['--seeds', 'abc'], /^! sim: --seeds must be a whole number from 1 to \d+, not "abc" \(usage: /],
+    [['--seeds', '-3'], /^! sim: Option '--seeds' argument is ambiguous\. .* \(usage: /],
+    [['--seed', 'abc'], /^! sim: --seed must be a whole number from 0 to \d+, not "abc" \(usage: /],
+    [['--seeds', '2', '--bogus'], /^! sim: Unknown option '--bogus' \(usage: /],
+  ];
+  const children = cases.map(([args]) => run(['--conditions=noatun-source', '--import=tsx', 'test/sim/run.ts', ...args]));
+  for (const [i, child] of children.entries()) {
+    const [args, pattern] = cases[i]!;
+    await child.waitFor(/^! sim: /);
+    t.is(await child.exited(), 2, `${args.join(' ')}: ${child.output}`);
+    t.is(child.lines.length, 1, `${args.join(' ')}: ${child.output}`);
+    t.regex(child.lines[0]!, pattern, args.join(' '));
+  }
+});
 
 test('seed 5007: a cutoff that moves during the handshake does not make peers refuse each other', async (t) => {
   // Each side used to reconcile from its cutoff at the time it read the other's HELLO, not the
