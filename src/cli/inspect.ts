@@ -100,6 +100,10 @@ async function inspect(directory: string, options: InspectCommandOptions, say: (
     // (A directory this user may not read said "holds no Noatun database".)
     const code = (error as NodeJS.ErrnoException).code;
     if (code !== 'ENOENT' && code !== 'ENOTDIR' && code !== 'ENAMETOOLONG') throw systemErrorFrom(error, 'stat', path.join(directory, 'log.mdb'));
+    // (A plain file was said to hold "no Noatun database (no log.mdb)", as if it were a directory.)
+    if (code === 'ENOTDIR' && fs.statSync(directory, { throwIfNoEntry: false })?.isDirectory() === false) {
+      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `${directory} is a file, not a database directory`);
+    }
     throw new NoatunError(
       ErrorCode.NOT_FOUND,
       fs.existsSync(directory) ? `${directory} holds no Noatun database (no log.mdb)` : `no such directory: ${directory}`,

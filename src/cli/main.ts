@@ -59,10 +59,11 @@ export function program(): Command {
         .argParser(collect)
         .default([], '127.0.0.1, any port'),
     )
-    .option('--bootstrap <addr>', "a peer's multiaddr to connect to (repeatable)", collect, [])
+    // (A default given to .option() is shown as it is: "(default: [])".)
+    .addOption(new Option('--bootstrap <addr>', "a peer's multiaddr to connect to (repeatable)").argParser(collect).default([], 'none'))
     .option('--mdns', 'also discover peers on the LAN by multicast DNS', false)
     .option('--psk-file <file>', 'a private swarm key: only peers with the same key connect')
-    .option('--allow <peerId>', 'only this peer may connect (repeatable; default: everyone)', collect, [])
+    .addOption(new Option('--allow <peerId>', 'only this peer may connect (repeatable)').argParser(collect).default([], 'everyone'))
     .option('--topic <name>', "the swarm's name (default: the app's name)")
     .option('--inspect <port>', 'serve the inspector page on this port of 127.0.0.1 (0: any)', port)
     .action(async (options: { app: string; db: string; listen: string[]; bootstrap: string[]; mdns: boolean; pskFile?: string; allow: string[]; topic?: string; inspect?: number }) => {

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { app as issueTracker, openIssueTracker } from '../../examples/issue-tracker/app.js';
+import { program } from '../../src/cli/main.js';
 import { Database } from '../../src/index.js';
 import { type Child, killAll, REPO, run } from '../helpers/child.js';
 import { removeTempDirs, tempDir } from '../helpers/temp.js';
@@ -202,6 +203,8 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
   const cases: [string, string[], RegExp][] = [
     ['a database directory that does not exist', ['inspect', path.join(root, 'missing')], /no such directory: .*missing \[NOT_FOUND\]/],
     ['a directory without a database', ['inspect', root], /holds no Noatun database .*\[NOT_FOUND\]/],
+    // (It said "holds no Noatun database (no log.mdb)", as of a directory.)
+    ['a plain file for the database directory', ['inspect', noApp], /^noatun: error: \S*no-app\.mjs is a file, not a database directory \[INVALID_ARGUMENT\]$/],
     ['an app module that does not exist', ['peer', '--app', path.join(root, 'nope.ts'), '--db', path.join(root, 'd1')], /no app module at .*\[NOT_FOUND\]/],
     ['a module without an app', ['peer', '--app', noApp, '--db', path.join(root, 'd2')], /exports no app: .*\(it exports schema, none of them made by defineApp\) \[APP_INVALID\]/],
     ['an allow-list entry that is not a peer id', ['peer', '--app', APP, '--db', path.join(root, 'd7'), '--allow', 'xyz'], /allowPeers: not a peer id: "xyz".*\[INVALID_ARGUMENT\]/],
@@ -247,6 +250,7 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
     t.regex(output, pattern, what);
   }
   t.false(fs.existsSync(path.join(root, 'missing')), 'inspect never creates a database');
+  t.is(fs.readFileSync(noApp, 'utf8'), 'export const schema = 1;\n', 'inspect left the plain file alone');
   // (Before, a bad bootstrap address, allow-list entry or topic was refused once the database was
   // made, its peer key and app record written.)
   // (A busy port, d3, is met once the database is open: the database this command made is removed.)
@@ -254,6 +258,18 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
   t.deepEqual(fs.readFileSync(path.join(recorded, 'view', 'view.bin')), viewBefore, 'inspect or peer with another app rebuilt the view');
   t.is(JSON.parse(fs.readFileSync(path.join(recorded, 'app.json'), 'utf8')).name, 'issue-tracker', 'the app record is left as it was');
   t.is(fs.readFileSync(path.join(badIdentity, 'peer.key'), 'utf8'), 'garbage', 'a bad key file is never overwritten');
+});
+
+test("peer --help gives each option's default once, in words", (t) => {
+  const help = program()
+    .commands.find((command) => command.name() === 'peer')!
+    .helpInformation({ error: false })
+    .replace(/\s+/g, ' ');
+  // (It read "(repeatable; default: everyone) (default: [])", and "(default: [])" for --bootstrap.)
+  t.notRegex(help, /default: \[\]/);
+  t.regex(help, /--allow <peerId> only this peer may connect \(repeatable\) \(default: everyone\)/);
+  t.regex(help, /--bootstrap <addr> a peer's multiaddr to connect to \(repeatable\) \(default: none\)/);
+  t.is(help.match(/default: everyone/g)?.length, 1);
 });
 
 test('inspect changes nothing in a database that records no app name: another app is refused, its own app prunes nothing', async (t) => {
