@@ -204,7 +204,7 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
     ['a database directory that does not exist', ['inspect', path.join(root, 'missing')], /no such directory: .*missing \[NOT_FOUND\]/],
     ['a directory without a database', ['inspect', root], /holds no Noatun database .*\[NOT_FOUND\]/],
     // (It said "holds no Noatun database (no log.mdb)", as of a directory.)
-    ['a plain file for the database directory', ['inspect', noApp], /^noatun: error: \S*no-app\.mjs is a file, not a database directory \[INVALID_ARGUMENT\]$/],
+    ['a plain file for the database directory', ['inspect', noApp], /^! noatun: error: \S*no-app\.mjs is a file, not a database directory \[INVALID_ARGUMENT\]$/],
     ['an app module that does not exist', ['peer', '--app', path.join(root, 'nope.ts'), '--db', path.join(root, 'd1')], /no app module at .*\[NOT_FOUND\]/],
     ['a module without an app', ['peer', '--app', noApp, '--db', path.join(root, 'd2')], /exports no app: .*\(it exports schema, none of them made by defineApp\) \[APP_INVALID\]/],
     ['an allow-list entry that is not a peer id', ['peer', '--app', APP, '--db', path.join(root, 'd7'), '--allow', 'xyz'], /allowPeers: not a peer id: "xyz".*\[INVALID_ARGUMENT\]/],
@@ -219,12 +219,12 @@ test('wrong input gets a clear error, exit status 2, and changes nothing', async
     ['a listen address of another machine', ['peer', '--app', APP, '--db', path.join(root, 'd16'), '--listen', '/ip4/192.0.2.1/tcp/0'], /cannot listen on \/ip4\/192\.0\.2\.1\/tcp\/0: no such address on this machine \[INVALID_ARGUMENT\]/],
     ['a damaged identity key', ['peer', '--app', APP, '--db', badIdentity], /peer\.key is not a libp2p private key.*\[KEY_INVALID\]/],
     // (Node's raw EISDIR, a stack trace and status 1.)
-    ['an identity key that is a directory', ['peer', '--app', APP, '--db', identityDirectory], /^noatun: error: \S*peer\.key is a directory, not a libp2p private key \[KEY_INVALID\]$/],
+    ['an identity key that is a directory', ['peer', '--app', APP, '--db', identityDirectory], /^! noatun: error: \S*peer\.key is a directory, not a libp2p private key \[KEY_INVALID\]$/],
     ['an address that is not a multiaddr', ['peer', '--app', APP, '--db', path.join(root, 'd6'), '--listen', '/ip4/127.0.0.1/tcp/x'], /not a multiaddr.*\[INVALID_ARGUMENT\]/],
     ['a bootstrap address that is not a multiaddr', ['peer', '--app', APP, '--db', path.join(root, 'd8'), '--bootstrap', 'garbage'], /not a multiaddr: "garbage".*\[INVALID_ARGUMENT\]/],
     // (Both started a peer that dialled them again and again, for as long as it ran.)
-    ['a bootstrap address whose /p2p/ part is no peer id', ['peer', '--app', APP, '--db', path.join(root, 'd17'), '--bootstrap', '/ip4/127.0.0.1/tcp/4201/p2p/notapeerid'], /^noatun: error: bootstrap: "\/ip4\/127\.0\.0\.1\/tcp\/4201\/p2p\/notapeerid" ends in \/p2p\/ and something that is not a peer id: "notapeerid" .*\[INVALID_ARGUMENT\]$/],
-    ['a bootstrap address that is not TCP', ['peer', '--app', APP, '--db', path.join(root, 'd18'), '--bootstrap', '/ip4/127.0.0.1/udp/1'], /^noatun: error: bootstrap: cannot dial "\/ip4\/127\.0\.0\.1\/udp\/1": peers are reached over TCP only .*\[INVALID_ARGUMENT\]$/],
+    ['a bootstrap address whose /p2p/ part is no peer id', ['peer', '--app', APP, '--db', path.join(root, 'd17'), '--bootstrap', '/ip4/127.0.0.1/tcp/4201/p2p/notapeerid'], /^! noatun: error: bootstrap: "\/ip4\/127\.0\.0\.1\/tcp\/4201\/p2p\/notapeerid" ends in \/p2p\/ and something that is not a peer id: "notapeerid" .*\[INVALID_ARGUMENT\]$/],
+    ['a bootstrap address that is not TCP', ['peer', '--app', APP, '--db', path.join(root, 'd18'), '--bootstrap', '/ip4/127.0.0.1/udp/1'], /^! noatun: error: bootstrap: cannot dial "\/ip4\/127\.0\.0\.1\/udp\/1": peers are reached over TCP only .*\[INVALID_ARGUMENT\]$/],
     ['an empty topic', ['peer', '--app', APP, '--db', path.join(root, 'd9'), '--topic', ''], /topic must name the swarm \[INVALID_ARGUMENT\]/],
     // (Before: libp2p's raw error, status 1, a stack trace, and the database made.)
     ['a listen address that is not TCP', ['peer', '--app', APP, '--db', path.join(root, 'd10'), '--listen', '/ip4/127.0.0.1/udp/4000'], /cannot listen on \/ip4\/127\.0\.0\.1\/udp\/4000: peers listen on TCP only.*\[INVALID_ARGUMENT\]/],
