@@ -16,7 +16,7 @@
  * rewound, grown or unmapped.
  */
 import { CorruptFileError, ErrorCode, NoatunError, SchemaMismatchError } from '../errors.js';
-import { ALLOCATION_WORDS, INITIAL_FILE_BYTES, VIEW_HEADER_BYTES, WORD_BYTES } from './constants.js';
+import { ALLOCATION_WORDS, INITIAL_FILE_BYTES, PAGE_BYTES, VIEW_HEADER_BYTES, WORD_BYTES } from './constants.js';
 import {
   ADDED_ONE,
   COMPACT_WORDS,
@@ -96,6 +96,9 @@ export interface ArenaOptions {
  * more in it slowed every query (its fields are read by each).
  */
 export const stuckSessions = new WeakMap<Arena, () => boolean>();
+
+/** Above this, memory a rewind clears is given back to the file system (see `Arena.#clearAbove`). */
+const GIVE_BACK_BYTES = 16 * 2 ** 20;
 
 /** The memory of a view. Used by the generated accessors and by the engine's bookkeeping. */
 export class Arena {
@@ -683,7 +686,7 @@ export class Arena {
         }
         case JournalTag.TOP: {
           const old = j[e - 2]!;
-          u32.fill(0, old, this.top);
+          this.#clearAbove(old, this.top);
           this.top = old;
           u32[Header.TOP] = old;
           e -= 2;
@@ -792,6 +795,27 @@ export class Arena {
           throw new CorruptFileError(journal.file.path, `unknown journal entry tag ${j[e - 1]}`, (e - 1) * WORD_BYTES);
       }
     }
+  }
+
+  /**
+   * Zeroes words [`from`, `to`), memory above the top a rewind restores (everything above the top
+   * is zero). A stretch of {@link GIVE_BACK_BYTES} or more — a refused batch that filled the view
+   * — is given back to the file system instead, in whole pages (they read as zeros, and the
+   * allocator gets their blocks again before it hands them out: see {@link #limit}): it kept the
+   * disk it took until the next compaction or close (a runaway apply, 5.6 GB of a view of 8 GiB),
+   * and zeroing it wrote all of it once more.
+   */
+  #clearAbove(from: number, to: number): void {
+    const pageWords = PAGE_BYTES / WORD_BYTES;
+    const firstPage = Math.ceil(from / pageWords) * pageWords;
+    const lastPage = Math.floor(to / pageWords) * pageWords;
+    if ((lastPage - firstPage) * WORD_BYTES >= GIVE_BACK_BYTES && this.file.discard(firstPage * WORD_BYTES, lastPage * WORD_BYTES)) {
+      this.u32.fill(0, from, firstPage);
+      this.u32.fill(0, lastPage, to);
+      if (this.#limit > firstPage) this.#limit = firstPage;
+      return;
+    }
+    this.u32.fill(0, from, to);
   }
 
   /** True when the oldest entry kept in the journal is the mark of `ordinal`. */

@@ -1216,6 +1216,36 @@ test('a full view is not recorded as the event failing: the batch is refused, no
   await source.close();
 });
 
+test('a batch refused for filling the view gives the disk it took back at once, and later writes and a reopen work', async (t) => {
+  // (It kept it until a compaction or a close: a runaway apply took 5.6 GB of a view of 8 GiB.)
+  const Big = s.object({ texts: s.list(s.string()), n: s.u32() });
+  const apply = (event: { n: number }, root: { texts: { push(v: string): void }; n: number }) => {
+    root.n += 1;
+    for (let i = 0; i < event.n; i++) root.texts.push('x'.repeat(200));
+  };
+  const dir = tempDir();
+  const options = { path: dir, root: Big, apply, maxViewBytes: 96 * 2 ** 20 };
+  const db = await Database.open<{ n: number }, typeof Big>(options);
+  await db.append({ n: 10 });
+  const diskOfView = () => fs.statSync(path.join(dir, 'view', 'view.bin')).blocks * 512;
+  const before = diskOfView();
+  const error = await t.throwsAsync(db.append({ n: 1_000_000 }));
+  t.is((error as NoatunError).code, 'VIEW_FULL');
+  const after = diskOfView();
+  t.log(`view.bin on disk: ${(before / 2 ** 20).toFixed(1)} MiB before, ${(after / 2 ** 20).toFixed(1)} MiB after the refused batch`);
+  t.true(after < before + 8 * 2 ** 20, `the refused batch left ${((after - before) / 2 ** 20).toFixed(1)} MiB on disk`);
+  // Memory above the top reads as zeros again: later writes and a reopen see only what was stored.
+  await db.append({ n: 100_000 });
+  t.is(db.read((root) => root.texts.length), 100_010);
+  t.is(db.read((root) => root.n), 2);
+  await db.close();
+  const again = await Database.open<{ n: number }, typeof Big>(options);
+  t.is(again.stats().openedBy, 'clean-load');
+  t.is(again.read((root) => root.texts.length), 100_010);
+  t.is(again.read((root) => root.texts.get(100_009)), 'x'.repeat(200));
+  await again.close();
+});
+
 test('byte fields of an event reach apply as the same type on the author and on every peer', async (t) => {
   const Seen = s.object({ seen: s.list(s.string()) });
   type BytesEvent = { b: Uint8Array };
