@@ -254,6 +254,8 @@ export class Database<E, R extends ObjectSchema<unknown>> {
     resolveInboxLimits(options.inbox);
     makeDirectory(options.path);
     const releaseLock = lockDirectory(options.path);
+    // What a refused open of a log it makes puts back (see forgetMadeLog).
+    const logBefore = logFileState(options.path);
     let log: EventLog | undefined;
     let view: MaterializedView<R> | undefined;
     try {
@@ -373,6 +375,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
       } catch {
         // (reported above)
       } finally {
+        forgetMadeLog(options.path, logBefore);
         releaseLock();
       }
       throw diskFullFrom(error, options.path) ?? logDamageFrom(error, path.join(options.path, 'log.mdb')) ?? outOfResources(error) ?? error;
@@ -1587,6 +1590,41 @@ function refuseDamagedMeta(log: EventLog): void {
     ErrorCode.CORRUPT_FILE,
     `the event log ${log.path} holds ${log.count()} events, but its metadata is damaged (no ${missing} recorded): restore log.mdb from a backup, or take a copy of the events from a peer into a new database`,
   );
+}
+
+/** Whether the log's file and its lock file were there before an open, and the log's size. */
+interface LogFileState {
+  readonly logBytes: number | undefined;
+  readonly lockFile: boolean;
+}
+
+function logFileState(directory: string): LogFileState {
+  const file = path.join(directory, 'log.mdb');
+  let logBytes: number | undefined;
+  try {
+    logBytes = fs.statSync(file).size;
+  } catch {
+    logBytes = undefined;
+  }
+  return { logBytes, lockFile: fs.existsSync(`${file}-lock`) };
+}
+
+/**
+ * After a refused open: a log file the open made (there was none, or an empty one) goes back to
+ * what it was, so that the refusal changes nothing (a log deleted beside a view of its events is
+ * refused, and left a new log behind). Nothing an app stored can be in such a file: a refused
+ * open stores no event.
+ */
+function forgetMadeLog(directory: string, before: LogFileState): void {
+  if (before.logBytes !== undefined && before.logBytes !== 0) return;
+  const file = path.join(directory, 'log.mdb');
+  try {
+    if (before.logBytes === undefined) fs.rmSync(file, { force: true });
+    else fs.truncateSync(file, 0);
+    if (!before.lockFile) fs.rmSync(`${file}-lock`, { force: true });
+  } catch {
+    // (Best effort: the refusal is what is reported.)
+  }
 }
 
 /** Makes the database's directory, or says clearly why it cannot be one. */

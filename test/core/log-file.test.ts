@@ -169,9 +169,13 @@ for (const [name, remove] of Object.entries({
     const sound = fs.readFileSync(file);
     const view = snapshot(path.join(dir, 'view'));
     remove(file);
+    const files = () => fs.readdirSync(dir).map((name) => `${name} ${fs.statSync(path.join(dir, name)).isFile() ? fs.statSync(path.join(dir, name)).size : 'dir'}`);
+    const before = files();
     const report = openInChild(dir);
     t.is(report.code, 'CORRUPT_FILE', JSON.stringify(report));
     t.regex(report.message!, /holds no event, but the view beside it has applied 3000 events of another log/);
+    // The refusal leaves no log behind (it left a new one of 45 KB), and the lock file as it was.
+    t.deepEqual(files().filter((line) => !line.startsWith('LOCK ')), before.filter((line) => !line.startsWith('LOCK ')));
     // Refused again while the log is still missing; the view is as it was.
     t.is(openInChild(dir).code, 'CORRUPT_FILE');
     t.deepEqual(snapshot(path.join(dir, 'view')), view);
