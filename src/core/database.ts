@@ -265,7 +265,7 @@ export class Database<E, R extends ObjectSchema<unknown>> {
         onProgress === undefined ? undefined : ({ done, total }) => onProgress({ phase: 'convert-log', done, total }),
       );
       log.commitMode = commitMode;
-      // Read before this open commits anything (which gives the log a new one): see viewMatches.
+      // Read before this open stores anything (which gives the log a new one): see viewMatches.
       const writeToken = log.writeToken;
       const appName = (options as { name?: string }).name;
       const inspecting = (options as { [INSPECTING]?: boolean })[INSPECTING] === true;

@@ -80,7 +80,7 @@ const META_STRIDES = 'log.strides';
 /** The last id of the packed frontier (see {@link EventLog.packBefore}). */
 const META_PACKED_THROUGH = 'log.packedThrough';
 /**
- * 16 random bytes, new with the first commit of every session that commits anything (see
+ * 16 random bytes, new with the first commit of every session that stores or removes events (see
  * {@link EventLog.writeToken}).
  */
 const META_WRITE_TOKEN = 'log.writeToken';
@@ -822,8 +822,9 @@ export class EventLog {
   }
 
   /**
-   * The log's write token: 16 random bytes that every session which commits anything replaces
-   * with its first commit, or undefined for a log no such session wrote (before 8 Dec 2026). A
+   * The log's write token: 16 random bytes that every session which stores or removes events
+   * replaces with its first such commit, or undefined for a log no such session wrote (before 8
+   * Dec 2026). A
    * view records the token of the log it was sealed with (`Database`): two copies of one database
    * that went on apart share the log's id and may reach the same count of events, and a view moved
    * from one to the other was trusted as it was; their tokens differ.
@@ -902,8 +903,10 @@ export class EventLog {
     // every transaction, and lmdb-js would reject a promise of its own that nothing observes);
     // what is queued stays in memory until the database is reopened.
     if (this.#failure !== undefined) return;
-    // The session's first commit gives the log a new write token (see writeToken).
-    if (!this.#tokenWritten) {
+    // The session's first commit that stores or removes events gives the log a new write token
+    // (see writeToken). Not one of metadata only: an open that is refused may have queued some,
+    // which its close commits, and a new token then would have the next open rebuild the view.
+    if (!this.#tokenWritten && this.#pending.length !== 0) {
       this.#tokenWritten = true;
       this.#pendingMeta.set(META_WRITE_TOKEN, randomBytes(16));
     }
