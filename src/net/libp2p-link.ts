@@ -806,7 +806,7 @@ export class Libp2pLink implements Link {
    * it is refused (`CLOSED`). With `/p2p/<id>` the peer must have that id; without, whoever
    * answers is taken (the Noise handshake still authenticates the id it claims). A bare peer id
    * (no `/`) dials the addresses the node has learned for it (from identify, or an earlier dial).
-   * An address no dial can use (see {@link checkDialAddress}) is `INVALID_ARGUMENT`.
+   * An address no dial can use (see `checkDialAddress`) is `INVALID_ARGUMENT`.
    */
   async dial(address: string): Promise<string> {
     if (typeof address !== 'string') throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `dial takes a multiaddr or a peer id, got ${describeValue(address)}`);
