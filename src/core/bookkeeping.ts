@@ -181,7 +181,7 @@ export class EventBook implements TrackingContext {
    */
   #failed = 0;
   #countsOf: { arena: Arena; rewinds: number } | undefined;
-  /** Records made or removed so far (see {@link tombstoneCount}). */
+  /** Tombstone records made, and records removed, so far (see {@link tombstoneCount}). */
   #changes = 0;
   /** The last {@link tombstoneCount}, and the state of the records it was counted in. */
   #tombstones: { arena: Arena; rewinds: number; changes: number; count: number } | undefined;
@@ -292,7 +292,9 @@ export class EventBook implements TrackingContext {
       u32[r + Rec.FLAGS_EFFECT_HI] = (flags << FLAGS_SHIFT) >>> 0;
     }
     if (this.#countsKept()) this.#count(flags, 1);
-    this.#changes++;
+    // Only a new tombstone adds to the count; other records leave it as it was (stats() is polled
+    // while events are written, and a walk per poll grew with the database).
+    if ((flags & RecFlag.TOMBSTONE) !== 0) this.#changes++;
     for (let i = 0; i < readCount; i++) {
       const w = this.find(reads[i]!);
       if (w !== -1) arena.add32(w + Rec.READERS, 1);
@@ -462,7 +464,8 @@ export class EventBook implements TrackingContext {
 
   /**
    * Records of events that destroyed data of events still stored (see {@link isTombstone}).
-   * Counted by a walk over the records, kept until a record is made or removed or the view rewound.
+   * Counted by a walk over the records, kept until a tombstone's record is made, a record is
+   * removed (a tombstone, or the last stored victim of one), or the view is rewound.
    */
   get tombstoneCount(): number {
     const kept = this.#tombstones;
