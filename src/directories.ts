@@ -6,6 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { type NoatunError, systemErrorFrom } from './errors.js';
 
 /**
  * Makes `directory` and any missing directory above it; does nothing when it exists. Throws the
@@ -45,4 +46,19 @@ export function makeDirectories(directory: string): void {
 
 function notADirectory(at: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${at}'`), { code: 'ENOTDIR', errno: -20, syscall: 'mkdir', path: at });
+}
+
+/**
+ * {@link makeDirectories} with its failures as `NoatunError`s: `notADirectory(error)` when `directory`,
+ * or one above it, is not a directory (each caller says what that means for it), the system's
+ * error otherwise (`SYSTEM_CALL_FAILED`, or `DISK_FULL`).
+ */
+export function makeDirectoriesOrRefuse(directory: string, notADirectory: (error: unknown) => NoatunError): void {
+  try {
+    makeDirectories(directory);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') throw notADirectory(error);
+    throw systemErrorFrom(error, 'mkdir', directory);
+  }
 }

@@ -12,8 +12,8 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { assertSupportedNode, diskFullFrom, ErrorCode, NoatunError, quote, systemErrorFrom } from '../errors.js';
-import { makeDirectories } from '../directories.js';
+import { assertSupportedNode, diskFullFrom, ErrorCode, NoatunError, quote } from '../errors.js';
+import { makeDirectoriesOrRefuse } from '../directories.js';
 import { DEFAULT_MAX_JOURNAL_BYTES, DEFAULT_MAX_VIEW_BYTES } from '../view/constants.js';
 import { type InspectOptions, inspectView, type ObjectNode } from '../view/inspect.js';
 import type { ObjectSchema, View } from '../view/schema.js';
@@ -1629,17 +1629,13 @@ function forgetMadeLog(directory: string, before: LogFileState): void {
 
 /** Makes the database's directory, or says clearly why it cannot be one. */
 function makeDirectory(directory: string): void {
-  try {
-    makeDirectories(directory);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST' || code === 'ENOTDIR') {
-      throw new NoatunError(ErrorCode.INVALID_ARGUMENT, `path ${directory} cannot be a directory: it, or a folder above it, is a file`, {
+  makeDirectoriesOrRefuse(
+    directory,
+    (error) =>
+      new NoatunError(ErrorCode.INVALID_ARGUMENT, `path ${directory} cannot be a directory: it, or a folder above it, is a file`, {
         cause: error,
-      });
-    }
-    throw systemErrorFrom(error, 'mkdir', directory);
-  }
+      }),
+  );
 }
 
 /**

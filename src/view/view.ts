@@ -6,8 +6,8 @@
  * (`write`). The caller (the engine) marks event boundaries in the journal and rewinds to them.
  */
 import * as path from 'node:path';
-import { ErrorCode, NoatunError, systemErrorFrom } from '../errors.js';
-import { makeDirectories } from '../directories.js';
+import { ErrorCode, NoatunError } from '../errors.js';
+import { makeDirectoriesOrRefuse } from '../directories.js';
 import { Arena, HeaderFlag, stuckSessions } from './arena.js';
 import { ENTER, type ObjectType, ObjectType as ObjectTypeClass, type ReusableAccessor } from './composite.js';
 import { DEFAULT_MAX_JOURNAL_BYTES, DEFAULT_MAX_VIEW_BYTES, MAX_ADDRESSABLE_VIEW_BYTES } from './constants.js';
@@ -347,16 +347,11 @@ function sealKept(root: object, type: ObjectType): void {
  * `NoatunError` otherwise (no permission, say), where a plain Node error came out of the open.
  */
 function makeViewDirectory(directory: string): void {
-  try {
-    makeDirectories(directory);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOTDIR' || (error as NodeJS.ErrnoException).code === 'EEXIST') {
-      throw new NoatunError(
-        ErrorCode.CORRUPT_FILE,
-        `the view's place ${directory} is not a directory: remove it (the view is made again from the event log)`,
-        { cause: error },
-      );
-    }
-    throw systemErrorFrom(error, 'mkdir', directory);
-  }
+  makeDirectoriesOrRefuse(
+    directory,
+    (error) =>
+      new NoatunError(ErrorCode.CORRUPT_FILE, `the view's place ${directory} is not a directory: remove it (the view is made again from the event log)`, {
+        cause: error,
+      }),
+  );
 }
